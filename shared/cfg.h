@@ -1,0 +1,104 @@
+/* cfg — the one ini file both programs read (conf/wspush.ini), through inih.
+ *
+ * cfg_load() fills a struct cfg once; afterwards it is read-only. A reload
+ * builds a new struct and swaps it in, so nothing ever mutates a live config.
+ * Every key has a default (cfg_defaults), so an empty file is a valid config.
+ * An unknown section or key, a bad value, or a missing secret file is an
+ * error naming file, line and key.
+ *
+ * Sections:
+ *   [wspush]      keys both programs use (publish_socket, secrets, log level)
+ *   [ws-server]   the WebSocket server
+ *   [publisher]   fcgi-publisher
+ *   [channels]    channel patterns: public, publish, subscribe
+ * Lists (listen, allowed_origins, patterns) are space separated; `listen`
+ * and the pattern keys may also repeat, each line adding to the list.
+ */
+#ifndef WSPUSH_CFG_H
+#define WSPUSH_CFG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CFG_MAX_LIST     32    /* entries per list key */
+#define CFG_MAX_SECRET   256   /* bytes of a secret file */
+#define CFG_PATH_MAX     256
+
+struct cfg_list {
+    int   n;
+    char *items[CFG_MAX_LIST];   /* owned NUL-terminated strings */
+};
+
+struct cfg_secret {
+    size_t len;                  /* 0 = not set */
+    unsigned char key[CFG_MAX_SECRET];
+};
+
+struct cfg {
+    char path[CFG_PATH_MAX];     /* the file this came from */
+
+    /* [wspush] */
+    char publish_socket[CFG_PATH_MAX];      /* default /run/wspush/publish.sock */
+    char secret_file[CFG_PATH_MAX];         /* required by both programs */
+    char previous_secret_file[CFG_PATH_MAX];/* optional, during rotation */
+    int  log_level;                         /* enum log_level, default info */
+    struct cfg_secret secret, previous_secret;  /* contents, loaded by cfg_load */
+
+    /* [ws-server] */
+    struct cfg_list listen;           /* "host:port", "[v6]:port"; default 127.0.0.1:8081 */
+    char   unix_listen[CFG_PATH_MAX]; /* optional Unix socket for a reverse proxy */
+    struct cfg_list allowed_origins;  /* empty = any Origin accepted */
+    int    max_connections;           /* 10000; past it: HTTP 503 */
+    int    max_header_bytes;          /* 8192: handshake request size */
+    int    handshake_timeout_ms;      /* 5000 (ini key handshake_timeout, ms) */
+    int    idle_timeout_ms;           /* 0 = off; closes a connection with no traffic */
+    int    ping_interval_ms;          /* 30000 */
+    int    pong_timeout_ms;           /* 10000 */
+    int    close_timeout_ms;          /* 2000: wait for the client's close */
+    int    max_channels;              /* 32 channels per connection */
+    int    max_message_bytes;         /* 65536: published data size */
+    int    max_frame_bytes;           /* 125: largest client frame (only control frames are legal) */
+    int    send_buffer_bytes;         /* 1 MiB queued per connection, then 1013 */
+    int    publish_socket_mode;       /* 0660 (octal in the ini) */
+    char   publish_socket_group[64];  /* optional group name */
+    struct cfg_list publish_allow_uids;  /* numeric uids; empty with gids empty = any peer */
+    struct cfg_list publish_allow_gids;
+    int    history_size;              /* messages kept for last_id (1000) */
+    long   history_bytes;             /* 8 MiB */
+    int    history_ttl_s;             /* 300 */
+    char   history_file[CFG_PATH_MAX];/* optional: saved on SIGTERM, loaded at start */
+    int    ws_workers;                /* 1 */
+
+    /* [publisher] */
+    char   pub_listen[CFG_PATH_MAX];  /* Unix path or host:port; empty = fd 0 */
+    int    pub_workers;               /* 4 threads */
+    char   mount[64];                 /* "/push" */
+    int    auth;                      /* enum cfg_auth */
+    char   jwt_cookie[64];            /* cookie carrying the site's JWT (auth=jwt) */
+    struct cfg_list pub_allowed_origins; /* empty = the request's own scheme+host */
+    int    max_body;                  /* 65536 */
+    int    ack_timeout_ms;            /* 2000 */
+    int    token_ttl_s;               /* 3600 */
+
+    /* [channels] */
+    struct cfg_list public_channels;  /* patterns readable without a token */
+    struct cfg_list publish;          /* patterns a user may publish to ({user}) */
+    struct cfg_list subscribe;        /* patterns a user may get tokens for ({user}) */
+};
+
+enum cfg_auth { CFG_AUTH_REMOTE_USER = 0, CFG_AUTH_JWT = 1 };
+
+/* Fills c with every default. */
+void cfg_defaults(struct cfg *c);
+
+/* Loads `path` over the defaults and then reads the secret files.
+ * On success returns 0. On failure returns -1 and writes a one-line
+ * message "FILE:LINE: key 'K': reason" (or "FILE: reason") into err;
+ * c is then in an unspecified but freeable state. */
+int  cfg_load(struct cfg *c, const char *path, char *err, size_t errlen);
+
+/* Frees the list strings; the struct may be loaded again. */
+void cfg_free(struct cfg *c);
+
+#endif

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build and the tests need, only those that
+# are missing: `apt-get update` once, then one `apt-get install -y`.
+# Usage: tests/deps.sh build|test|run|bench
+set -euo pipefail
+want="build-essential pkg-config libssl-dev libfcgi-dev libjansson-dev libjwt-dev libinih-dev"
+case "${1:-build}" in
+  build) ;;
+  test)  want="$want libcmocka-dev clang nginx apache2 apache2-utils python3-pytest python3-websockets valgrind chromium" ;;
+  run)   want="$want nginx apache2-utils" ;;
+  bench) want="$want nginx libnginx-mod-nchan linux-perf" ;;
+  *) echo "usage: $0 build|test|run|bench" >&2; exit 2 ;;
+esac
+missing=""
+# The machine may already carry Node from another source whose package
+# conflicts with Debian's npm: only ask for Node when there is none.
+case "${1:-build}" in test|bench) command -v npm >/dev/null 2>&1 || want="$want nodejs npm" ;; esac
+for p in $want; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "deps: missing packages:$missing (run as root or install them)" >&2
+  exit 1
+fi
+echo "deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >&2
+apt-get install -y -q --no-install-recommends $missing >&2
