@@ -56,10 +56,16 @@ $(BIN)/wspush: $(call obj,fcgi-publisher/cli.c) $(PUB_OBJ) $(SHARED_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(FCGI_LIBS)
 
-# Unit tests link every non-main object of all three parts.
-$(BUILD)/tests/%: tests/unit/%.c $(WS_OBJ) $(PUB_OBJ) $(SHARED_OBJ)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iws-server -Ifcgi-publisher $(LDFLAGS) -o $@ $^ $(LDLIBS) $(FCGI_LIBS) -lcmocka
+# A unit test links the shared code plus its module of the same name
+# (tests/unit/test_frame.c -> ws-server/frame.c); a test that needs more
+# modules lists their sources in TEST_EXTRA_<name>.
+define unit_rule
+$(BUILD)/tests/test_$(1): tests/unit/test_$(1).c $(SHARED_OBJ) \
+    $(call obj,$(wildcard ws-server/$(1).c fcgi-publisher/$(1).c) $(TEST_EXTRA_$(1)))
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) -Iws-server -Ifcgi-publisher $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $$(FCGI_LIBS) -lcmocka
+endef
+$(foreach t,$(patsubst tests/unit/test_%.c,%,$(UNIT_SRC)),$(eval $(call unit_rule,$(t))))
 
 deps:
 	@bash tests/deps.sh test

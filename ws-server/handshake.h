@@ -1,0 +1,73 @@
+/* handshake — the RFC 6455 opening handshake, server side. Pure: parses and
+ * validates an HTTP/1.1 request held in the caller's buffer and builds the
+ * answer; no I/O, no allocation.
+ *
+ * hs_parse() returns the bytes of the request head (through the blank line),
+ * HS_NEED_MORE, or HS_E_MALFORMED. It fills struct hs_request with
+ * pointer+length pairs into the buffer. hs_check() then decides what to do
+ * with a well-formed request.
+ */
+#ifndef WSPUSH_HANDSHAKE_H
+#define WSPUSH_HANDSHAKE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "cfg.h"
+
+#define HS_NEED_MORE    (-2)
+#define HS_E_MALFORMED  (-1)   /* not HTTP: answer 400 and close */
+
+struct hs_str { const char *p; size_t len; };
+
+struct hs_request {
+    struct hs_str method;
+    struct hs_str target;        /* path plus query, raw */
+    struct hs_str path;          /* target up to '?' */
+    struct hs_str query;         /* after '?', raw; len 0 when absent */
+    int           minor_version; /* HTTP/1.x */
+    struct hs_str host;
+    struct hs_str origin;        /* len 0 when absent */
+    struct hs_str key;           /* Sec-WebSocket-Key */
+    struct hs_str version;       /* Sec-WebSocket-Version */
+    int           upgrade_websocket;   /* Upgrade lists the token "websocket" */
+    int           connection_upgrade;  /* Connection lists the token "upgrade" */
+    int           nheaders;
+    int           duplicate;     /* Host, Key, Version, Origin or Upgrade appear twice */
+};
+
+/* Parses the request head in [buf, buf+len). Header names are matched
+ * case-insensitively; tokens in Upgrade/Connection are comma lists matched
+ * case-insensitively. Lines end in CRLF (a bare LF is accepted, as browsers
+ * never send one but curl-like tools might). Returns bytes consumed (> 0). */
+ssize_t hs_parse(const char *buf, size_t len, struct hs_request *req);
+
+/* What to do with a parsed request. */
+enum hs_verdict {
+    HS_UPGRADE = 0,        /* valid WebSocket handshake */
+    HS_HEALTHZ,            /* GET /healthz: answer 200 */
+    HS_BAD_REQUEST,        /* 400: not GET, not HTTP/1.1, no Host, bad key,
+                              duplicate header */
+    HS_NOT_FOUND,          /* 404: a path other than / , /ws or /healthz */
+    HS_UPGRADE_REQUIRED,   /* 426: plain GET or wrong/missing version;
+                              answer carries Sec-WebSocket-Version: 13 */
+    HS_FORBIDDEN,          /* 403: Origin not in allowed_origins */
+};
+
+/* Validates a parsed request against RFC 6455 section 4.2.1 and the origin
+ * allow-list (an empty list accepts any Origin; a request without Origin is
+ * accepted: non-browser clients send none). Any path is accepted for the
+ * WebSocket endpoint except /healthz (a reverse proxy may mount us anywhere). */
+enum hs_verdict hs_check(const struct hs_request *req, const struct cfg_list *allowed_origins);
+
+/* Writes Sec-WebSocket-Accept for key (base64 of SHA-1(key + GUID), 28
+ * chars + NUL) into out[29]. Returns 0, or -1 if key is not 24 base64
+ * chars decoding to 16 bytes. */
+int hs_accept_key(const char *key, size_t len, char out[29]);
+
+/* Writes the complete response for a verdict (101 with the accept key, or
+ * an error page with Connection: close) into out. Returns its length, or
+ * -1 if outlen is too small (512 bytes always suffice). */
+int hs_response(enum hs_verdict v, const struct hs_request *req, char *out, size_t outlen);
+
+#endif
