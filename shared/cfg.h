@@ -2,7 +2,8 @@
  *
  * cfg_load() fills a struct cfg once; afterwards it is read-only. A reload
  * builds a new struct and swaps it in, so nothing ever mutates a live config.
- * Every key has a default (cfg_defaults), so an empty file is a valid config.
+ * Every key but secret_file has a default (cfg_defaults), so a file naming
+ * only secret_file is a valid config.
  * An unknown section or key, a bad value, or a missing secret file is an
  * error naming file, line and key.
  *
@@ -11,8 +12,21 @@
  *   [ws-server]   the WebSocket server
  *   [publisher]   fcgi-publisher
  *   [channels]    channel patterns: public, publish, subscribe
- * Lists (listen, allowed_origins, patterns) are space separated; `listen`
- * and the pattern keys may also repeat, each line adding to the list.
+ * Ini keys are the field names, except: the *_timeout_ms / *_interval_ms
+ * fields drop "_ms" and the *_s fields drop "_s" (history_ttl, token_ttl);
+ * [ws-server] workers -> ws_workers; [publisher] listen, workers,
+ * allowed_origins -> pub_listen, pub_workers, pub_allowed_origins;
+ * [channels] public -> public_channels. conf/wspush.ini documents each.
+ * Lists (listen, allowed_origins, patterns, publish_allow_uids/gids) are
+ * space separated and may also repeat, each line adding to the list; the
+ * file's first line for a list replaces that list's default. A scalar key
+ * set twice is an error. Durations take a unit suffix (ms, s, m for the
+ * millisecond keys; s, m, h for the second keys), sizes take k/K, m/M
+ * (KiB, MiB). Relative secret_file, previous_secret_file and history_file
+ * paths are resolved against the ini file's directory (the stored path is
+ * absolute). Comments: a line starting with ; or #, or " ;" after a value.
+ * Lines are limited to 197 bytes (inih's buffer); split long lists over
+ * several lines of the same key.
  */
 #ifndef WSPUSH_CFG_H
 #define WSPUSH_CFG_H
@@ -24,6 +38,7 @@
 #define CFG_MAX_LIST     32    /* entries per list key */
 #define CFG_MAX_SECRET   256   /* bytes of a secret file */
 #define CFG_PATH_MAX     256
+#define CFG_MAX_CHANNELS 32    /* upper bound of max_channels */
 
 struct cfg_list {
     int   n;
@@ -89,10 +104,12 @@ struct cfg {
 
 enum cfg_auth { CFG_AUTH_REMOTE_USER = 0, CFG_AUTH_JWT = 1 };
 
-/* Fills c with every default. */
+/* Fills c with every default. Allocates nothing (the default `listen`
+ * entry is static): a struct holding only defaults needs no cfg_free(). */
 void cfg_defaults(struct cfg *c);
 
-/* Loads `path` over the defaults and then reads the secret files.
+/* Fills c with the defaults (c must not hold allocated lists: cfg_free it
+ * first), loads `path` over them and then reads the secret files.
  * On success returns 0. On failure returns -1 and writes a one-line
  * message "FILE:LINE: key 'K': reason" (or "FILE: reason") into err;
  * c is then in an unspecified but freeable state. */

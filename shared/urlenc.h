@@ -11,7 +11,7 @@
 ssize_t url_decode(const char *in, size_t len, char *out, int plus_is_space);
 
 /* Finds the raw (still encoded) value of `key` in "a=1&b=2". Returns 1 and
- * sets *val/*vlen when found (the first occurrence), else 0. A key present
+ * sets *val and *vlen when found (the first occurrence), else 0. A key present
  * twice is reported by returning -1 (ambiguous input is refused). */
 int url_query_get(const char *q, size_t qlen, const char *key, const char **val, size_t *vlen);
 

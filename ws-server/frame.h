@@ -34,7 +34,9 @@ struct frame {
 
 /* Parses one complete frame. Returns bytes consumed (header + payload),
  * FRAME_NEED_MORE, FRAME_E_PROTOCOL or FRAME_E_TOO_BIG (checked as soon as
- * the header is complete, before the payload arrives).
+ * the length field is complete, before the mask and payload arrive).
+ * Protocol rules decidable from the first two bytes are checked on them.
+ * *f is written only on success.
  * in_fragment: a text/binary message without FIN was seen before, so a
  * continuation is expected and a new text/binary frame is an error. */
 ssize_t frame_parse(const unsigned char *buf, size_t len, uint64_t max_payload,

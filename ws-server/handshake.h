@@ -48,16 +48,28 @@ enum hs_verdict {
     HS_HEALTHZ,            /* GET /healthz: answer 200 */
     HS_BAD_REQUEST,        /* 400: not GET, not HTTP/1.1, no Host, bad key,
                               duplicate header */
-    HS_NOT_FOUND,          /* 404: a path other than / , /ws or /healthz */
+    HS_NOT_FOUND,          /* 404: a target that is not a path (does not start
+                              with '/', e.g. "*" or an absolute URL) */
     HS_UPGRADE_REQUIRED,   /* 426: plain GET or wrong/missing version;
                               answer carries Sec-WebSocket-Version: 13 */
     HS_FORBIDDEN,          /* 403: Origin not in allowed_origins */
+    HS_SERVICE_UNAVAILABLE,/* 503: max_connections reached; never returned by
+                              hs_check: the server answers it before parsing
+                              (hs_response accepts req == NULL for it) */
+    HS_HEADERS_TOO_LARGE,  /* 431: request head over max_header_bytes; never
+                              returned by hs_check (added by the lead: the
+                              connection code decides it; req may be NULL) */
 };
 
 /* Validates a parsed request against RFC 6455 section 4.2.1 and the origin
  * allow-list (an empty list accepts any Origin; a request without Origin is
  * accepted: non-browser clients send none). Any path is accepted for the
- * WebSocket endpoint except /healthz (a reverse proxy may mount us anywhere). */
+ * WebSocket endpoint except /healthz (a reverse proxy may mount us anywhere).
+ * Checks in order: method GET (else 400), no duplicate header (400),
+ * path /healthz -> HS_HEALTHZ (any HTTP/1.x, Host optional: probes are
+ * often HTTP/1.0), HTTP/1.1 and Host (400), origin-form target (404),
+ * Upgrade lists websocket (426), Connection lists upgrade (400), version 13
+ * (426), key (400), Origin (403). */
 enum hs_verdict hs_check(const struct hs_request *req, const struct cfg_list *allowed_origins);
 
 /* Writes Sec-WebSocket-Accept for key (base64 of SHA-1(key + GUID), 28
@@ -66,8 +78,9 @@ enum hs_verdict hs_check(const struct hs_request *req, const struct cfg_list *al
 int hs_accept_key(const char *key, size_t len, char out[29]);
 
 /* Writes the complete response for a verdict (101 with the accept key, or
- * an error page with Connection: close) into out. Returns its length, or
- * -1 if outlen is too small (512 bytes always suffice). */
+ * an error page with Connection: close) into out. req is only read for
+ * HS_UPGRADE and may be NULL for every other verdict. Returns its length,
+ * or -1 if outlen is too small (512 bytes always suffice). */
 int hs_response(enum hs_verdict v, const struct hs_request *req, char *out, size_t outlen);
 
 #endif

@@ -1,0 +1,3 @@
+build/hA-clang/obj/shared/addr.o: shared/addr.c shared/addr.h
+
+shared/addr.h:

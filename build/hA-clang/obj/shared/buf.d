@@ -1,0 +1,3 @@
+build/hA-clang/obj/shared/buf.o: shared/buf.c shared/buf.h
+
+shared/buf.h:

@@ -1,0 +1,3 @@
+build/hA-clang/obj/shared/log.o: shared/log.c shared/log.h
+
+shared/log.h:

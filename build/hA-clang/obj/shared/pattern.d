@@ -1,0 +1,6 @@
+build/hA-clang/obj/shared/pattern.o: shared/pattern.c shared/pattern.h \
+  shared/cfg.h
+
+shared/pattern.h:
+
+shared/cfg.h:

@@ -1,0 +1,6 @@
+build/hA-clang/obj/shared/token.o: shared/token.c shared/token.h \
+  shared/cfg.h
+
+shared/token.h:
+
+shared/cfg.h:

@@ -1,0 +1,3 @@
+build/hA-clang/obj/shared/urlenc.o: shared/urlenc.c shared/urlenc.h
+
+shared/urlenc.h:

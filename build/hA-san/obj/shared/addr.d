@@ -1,0 +1,2 @@
+build/hA-san/obj/shared/addr.o: shared/addr.c shared/addr.h
+shared/addr.h:

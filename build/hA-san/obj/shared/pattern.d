@@ -1,0 +1,4 @@
+build/hA-san/obj/shared/pattern.o: shared/pattern.c shared/pattern.h \
+ shared/cfg.h
+shared/pattern.h:
+shared/cfg.h:

@@ -1,0 +1,1 @@
+build/hA-san/tests/test_cfg: shared/log.h

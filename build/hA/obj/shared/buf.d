@@ -1,0 +1,2 @@
+build/hA/obj/shared/buf.o: shared/buf.c shared/buf.h
+shared/buf.h:

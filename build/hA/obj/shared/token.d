@@ -1,0 +1,3 @@
+build/hA/obj/shared/token.o: shared/token.c shared/token.h shared/cfg.h
+shared/token.h:
+shared/cfg.h:

@@ -1,0 +1,1 @@
+build/hA/tests/test_pattern: shared/cfg.h

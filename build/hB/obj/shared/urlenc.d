@@ -1,0 +1,2 @@
+build/hB/obj/shared/urlenc.o: shared/urlenc.c shared/urlenc.h
+shared/urlenc.h:

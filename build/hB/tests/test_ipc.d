@@ -1,0 +1,2 @@
+build/hB/tests/test_ipc: shared/ipc.h shared/buf.h
+shared/buf.h:

@@ -1,0 +1,2 @@
+build/lead/obj/shared/addr.o: shared/addr.c shared/addr.h
+shared/addr.h:

@@ -1,0 +1,2 @@
+build/lead/obj/ws-server/ev.o: ws-server/ev.c ws-server/ev.h
+ws-server/ev.h:

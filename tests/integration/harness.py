@@ -1,0 +1,231 @@
+"""Test harness: a throw-away runtime directory (ini, secret) and the real
+ws-server binary, plus a Python client of the publish socket and an HS256
+token minter written independently of the C code (so a bug in one does not
+hide a bug in the other)."""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import pathlib
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(os.environ.get("WSPUSH_BIN", ROOT / "build" / "bin"))
+SECRET = b"integration-test-secret-0123456789"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=5.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def make_token(sub="alice", channels=("user/alice/*",), exp_in=300, secret=SECRET,
+               alg="HS256", claims=None):
+    header = {"alg": alg, "typ": "JWT"}
+    body = {"sub": sub, "channels": list(channels)}
+    if exp_in is not None:
+        body["exp"] = int(time.time()) + exp_in
+    if claims:
+        body.update(claims)
+    signing = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(body).encode())
+    digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384}.get(alg)
+    sig = b64url(hmac.new(secret, signing.encode(), digest).digest()) if digest else ""
+    return signing + "." + sig
+
+
+class IpcError(Exception):
+    def __init__(self, code, text):
+        super().__init__(f"ipc error {code}: {text}")
+        self.code, self.text = code, text
+
+
+class PublishClient:
+    """Speaks the publish-socket protocol (see shared/ipc.h)."""
+
+    def __init__(self, path, timeout=5.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(path))
+        self.next_id = 1
+        self.rbuf = b""
+
+    def close(self):
+        self.sock.close()
+
+    @staticmethod
+    def frame(type_, req_id, body):
+        return struct.pack(">IBI", 5 + len(body), type_, req_id) + body
+
+    def publish_frame(self, channels, data):
+        if isinstance(channels, str):
+            channels = [channels]
+        raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+        body = bytes([len(channels)])
+        for c in channels:
+            c = c.encode()
+            body += bytes([len(c)]) + c
+        body += struct.pack(">I", len(raw)) + raw
+        rid = self.next_id
+        self.next_id += 1
+        return rid, self.frame(0x01, rid, body)
+
+    def read_answer(self):
+        while True:
+            if len(self.rbuf) >= 4:
+                (n,) = struct.unpack(">I", self.rbuf[:4])
+                if len(self.rbuf) >= 4 + n:
+                    f, self.rbuf = self.rbuf[4:4 + n], self.rbuf[4 + n:]
+                    return f[0], struct.unpack(">I", f[1:5])[0], f[5:]
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("publish socket closed")
+            self.rbuf += chunk
+
+    @staticmethod
+    def decode(type_, body):
+        if type_ == 0x81:
+            (subs,) = struct.unpack(">I", body[:4])
+            return {"subscribers": subs, "id": body[5:5 + body[4]].decode()}
+        if type_ == 0x82:
+            return {"disconnected": struct.unpack(">I", body[:4])[0]}
+        if type_ == 0xFF:
+            (code,) = struct.unpack(">H", body[:2])
+            raise IpcError(code, body[3:3 + body[2]].decode())
+        raise AssertionError(f"unexpected answer type {type_:#x}")
+
+    def publish(self, channels, data):
+        rid, f = self.publish_frame(channels, data)
+        self.sock.sendall(f)
+        t, got, body = self.read_answer()
+        assert got == rid
+        return self.decode(t, body)
+
+    def disconnect(self, user):
+        rid = self.next_id
+        self.next_id += 1
+        u = user.encode()
+        self.sock.sendall(self.frame(0x02, rid, bytes([len(u)]) + u))
+        t, got, body = self.read_answer()
+        assert got == rid
+        return self.decode(t, body)["disconnected"]
+
+
+DEFAULT_WS = {
+    "handshake_timeout": "2000",
+    "ping_interval": "30000",
+    "pong_timeout": "5000",
+    "close_timeout": "1000",
+}
+
+
+class Env:
+    """A runtime directory with wspush.ini and a secret; starts ws-server."""
+
+    def __init__(self, tmp_path, ws=None, publisher=None, channels=None, wspush=None):
+        self.dir = pathlib.Path(tmp_path)
+        self.secret_file = self.dir / "secret"
+        self.secret_file.write_bytes(SECRET + b"\n")
+        self.ws_port = free_port()
+        self.publish_socket = self.dir / "publish.sock"
+        self.ini_path = self.dir / "wspush.ini"
+        self.sections = {
+            "wspush": {"publish_socket": str(self.publish_socket),
+                       "secret_file": str(self.secret_file), "log_level": "debug"},
+            "ws-server": {"listen": f"127.0.0.1:{self.ws_port}", **DEFAULT_WS},
+            "publisher": {},
+            "channels": {"public": "public/* news"},
+        }
+        for name, extra in (("ws-server", ws), ("publisher", publisher),
+                            ("channels", channels), ("wspush", wspush)):
+            if extra:
+                self.sections[name].update(extra)
+        self.ws_proc = None
+        self.ws_log = self.dir / "ws-server.log"
+        self.write_ini()
+
+    def write_ini(self):
+        lines = []
+        for name, kv in self.sections.items():
+            lines.append(f"[{name}]")
+            for k, v in kv.items():
+                for item in (v if isinstance(v, list) else [v]):
+                    lines.append(f"{k} = {item}")
+            lines.append("")
+        self.ini_path.write_text("\n".join(lines))
+
+    def ws_url(self, query=""):
+        return f"ws://127.0.0.1:{self.ws_port}/ws" + (f"?{query}" if query else "")
+
+    def start_ws(self, args=()):
+        log = open(self.ws_log, "ab")
+        self.ws_proc = subprocess.Popen([str(BIN / "ws-server"), "-c", str(self.ini_path), *args],
+                                        stdout=log, stderr=log)
+        log.close()
+
+        def up():
+            if self.ws_proc.poll() is not None:
+                raise RuntimeError("ws-server exited: " + self.log_text())
+            try:
+                with socket.create_connection(("127.0.0.1", self.ws_port), timeout=0.2):
+                    pass
+            except OSError:
+                return False
+            return self.publish_socket.exists()
+        wait_for(up, what="ws-server to listen")
+        return self.ws_proc
+
+    def stop_ws(self, sig=signal.SIGTERM, timeout=5.0):
+        p, self.ws_proc = self.ws_proc, None
+        if p is None:
+            return None
+        if p.poll() is None:
+            p.send_signal(sig)
+        try:
+            return p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise
+
+    def log_text(self):
+        try:
+            return self.ws_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def client(self):
+        return PublishClient(self.publish_socket)
+
+    def publish(self, channels, data):
+        c = self.client()
+        try:
+            return c.publish(channels, data)
+        finally:
+            c.close()
+
+    def disconnect(self, user):
+        c = self.client()
+        try:
+            return c.disconnect(user)
+        finally:
+            c.close()

@@ -1,0 +1,84 @@
+/* ws-server: the push-only WebSocket server. See README.md. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "ev.h"
+#include "log.h"
+#include "server.h"
+
+static void main_usage(FILE *f)
+{
+    fprintf(f, "usage: ws-server [-c FILE] [-t]\n"
+               "  -c FILE  configuration (default /etc/wspush/wspush.ini)\n"
+               "  -t       check the configuration and exit\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = "/etc/wspush/wspush.ini";
+    int check_only = 0;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 't': check_only = 1; break;
+        case 'h': main_usage(stdout); return 0;
+        default: main_usage(stderr); return 2;
+        }
+    }
+    log_init("ws-server", LOG_INFO);
+    struct cfg *cfg = malloc(sizeof(*cfg));
+    char err[512];
+    if (!cfg || cfg_load(cfg, path, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ws-server: %s\n", cfg ? err : "out of memory");
+        if (cfg) {
+            cfg_free(cfg);
+            free(cfg);
+        }
+        return 1;
+    }
+    if (check_only) {
+        printf("ws-server: configuration %s is valid\n", path);
+        cfg_free(cfg);
+        free(cfg);
+        return 0;
+    }
+    log_set_level((enum log_level)cfg->log_level);
+
+    ev_loop_t *loop = ev_loop_new(err, sizeof(err));
+    if (!loop) {
+        log_error("%s", err);
+        cfg_free(cfg);
+        free(cfg);
+        return 1;
+    }
+    /* The server is large (its read buffer is inside): keep it off the stack. */
+    struct server *srv = calloc(1, sizeof(*srv));
+    int rc = 1;
+    if (!srv) {
+        log_error("out of memory");
+        goto out;
+    }
+    if (server_init(srv, loop, cfg, path, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    if (ev_run(loop) < 0)
+        log_error("event loop failed");
+    else
+        rc = srv->exit_code;
+    log_info("exiting");
+out:
+    if (srv) {
+        server_free(srv);
+        cfg = srv->cfg;
+        free(srv);
+    }
+    ev_loop_free(loop);
+    cfg_free(cfg);
+    free(cfg);
+    return rc;
+}

@@ -1,0 +1,349 @@
+#include "pubsock.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "ipc.h"
+#include "log.h"
+#include "pattern.h"
+#include "server.h"
+
+/* Answers waiting past this make us stop reading the peer's requests until
+ * it reads: a peer that pipelines without reading cannot grow our memory. */
+#define PUBSOCK_OUT_HIGH (1u << 20)
+
+struct pubpeer {
+    struct ev_io    io;
+    struct pubsock *ps;
+    struct pubpeer *prev, *next;
+    struct pubpeer *dead_next;
+    struct buf      in, out;
+    size_t          skip;          /* bytes of an oversized frame still to discard */
+    uid_t           uid;
+    gid_t           gid;
+    int             allowed;
+    int             dead;
+    int             close_after_flush;
+};
+
+struct pubsock {
+    struct ev_io    io;
+    struct server  *srv;
+    char            path[CFG_PATH_MAX];
+    struct pubpeer *peers;
+    struct pubpeer *dead;
+};
+
+static void pubsock_peer_kill(struct pubpeer *p)
+{
+    if (p->dead)
+        return;
+    p->dead = 1;
+    ev_io_stop(p->ps->srv->loop, &p->io);
+    p->dead_next = p->ps->dead;
+    p->ps->dead = p;
+}
+
+static int pubsock_peer_allowed(const struct cfg *cfg, uid_t uid, gid_t gid)
+{
+    if (cfg->publish_allow_uids.n == 0 && cfg->publish_allow_gids.n == 0)
+        return 1;
+    if (uid == getuid())
+        return 1;
+    for (int i = 0; i < cfg->publish_allow_uids.n; i++)
+        if (strtoul(cfg->publish_allow_uids.items[i], NULL, 10) == uid)
+            return 1;
+    for (int i = 0; i < cfg->publish_allow_gids.n; i++)
+        if (strtoul(cfg->publish_allow_gids.items[i], NULL, 10) == gid)
+            return 1;
+    return 0;
+}
+
+static void pubsock_error(struct pubpeer *p, uint32_t req_id, uint16_t code, const char *text)
+{
+    log_info("publish socket: request %u refused: %s", req_id, text);
+    if (ipc_encode_error(&p->out, req_id, code, text) < 0)
+        pubsock_peer_kill(p);
+}
+
+static void pubsock_publish(struct pubpeer *p, const struct ipc_msg *m)
+{
+    const struct cfg *cfg = p->ps->srv->cfg;
+    for (int i = 0; i < m->nchannels; i++) {
+        if (!pat_channel_valid(m->channels[i].p, m->channels[i].len)) {
+            pubsock_error(p, m->req_id, IPC_ERR_BAD_CHANNEL, "invalid channel name");
+            return;
+        }
+        for (int j = 0; j < i; j++)
+            if (m->channels[j].len == m->channels[i].len &&
+                memcmp(m->channels[j].p, m->channels[i].p, m->channels[i].len) == 0) {
+                pubsock_error(p, m->req_id, IPC_ERR_BAD_CHANNEL, "channel listed twice");
+                return;
+            }
+    }
+    if (m->data.len > (size_t)cfg->max_message_bytes) {
+        pubsock_error(p, m->req_id, IPC_ERR_TOO_BIG, "message over max_message_bytes");
+        return;
+    }
+    /* The envelope embeds data verbatim: it must be exactly one JSON value. */
+    json_error_t jerr;
+    json_t *v = json_loadb(m->data.p, m->data.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (!v) {
+        pubsock_error(p, m->req_id, IPC_ERR_BAD_DATA, "data is not one JSON value");
+        return;
+    }
+    json_decref(v);
+    struct broker_result res;
+    if (broker_publish(p->ps->srv->broker, m->channels, m->nchannels, m->data.p, m->data.len, &res) < 0) {
+        pubsock_error(p, m->req_id, IPC_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    log_debug("published %s to %d channel(s), %u subscriber(s)", res.id, m->nchannels, res.subscribers);
+    if (ipc_encode_ack(&p->out, m->req_id, res.subscribers, res.id, strlen(res.id)) < 0)
+        pubsock_peer_kill(p);
+}
+
+static void pubsock_handle(struct pubpeer *p, const struct ipc_msg *m)
+{
+    if (!p->allowed) {
+        pubsock_error(p, m->req_id, IPC_ERR_NOT_ALLOWED, "peer not in publish_allow_uids/gids");
+        return;
+    }
+    switch (m->type) {
+    case IPC_PUBLISH:
+        pubsock_publish(p, m);
+        break;
+    case IPC_DISCONNECT: {
+        uint32_t n = server_disconnect_user(p->ps->srv, m->user.p, m->user.len);
+        log_info("disconnect user '%.*s': %u connection(s)", (int)m->user.len, m->user.p, n);
+        if (ipc_encode_disconnected(&p->out, m->req_id, n) < 0)
+            pubsock_peer_kill(p);
+        break;
+    }
+    default:
+        pubsock_error(p, m->req_id, IPC_ERR_MALFORMED, "not a request type");
+        break;
+    }
+}
+
+static size_t pubsock_max_frame(const struct cfg *cfg)
+{
+    return IPC_HEADER_LEN + 1 + IPC_MAX_CHANNELS * (1 + PAT_CHANNEL_MAX) + 4 +
+           (size_t)cfg->max_message_bytes;
+}
+
+static void pubsock_parse(struct pubpeer *p)
+{
+    const struct cfg *cfg = p->ps->srv->cfg;
+    while (!p->dead && !p->close_after_flush) {
+        if (p->skip > 0) {
+            size_t n = buf_used(&p->in) < p->skip ? buf_used(&p->in) : p->skip;
+            buf_consume(&p->in, n);
+            p->skip -= n;
+            if (p->skip > 0)
+                return;
+        }
+        struct ipc_msg m;
+        ssize_t n = ipc_decode(buf_head(&p->in), buf_used(&p->in), pubsock_max_frame(cfg), &m);
+        if (n == IPC_NEED_MORE)
+            return;
+        if (n == IPC_E_TOO_BIG) {
+            pubsock_error(p, m.req_id, IPC_ERR_TOO_BIG, "message over max_message_bytes");
+            p->skip = m.frame_len;
+            continue;
+        }
+        if (n < 0) {
+            /* The stream has lost its framing: answer once and hang up. */
+            pubsock_error(p, 0, IPC_ERR_MALFORMED, "malformed frame");
+            p->close_after_flush = 1;
+            return;
+        }
+        pubsock_handle(p, &m);
+        buf_consume(&p->in, (size_t)n);
+    }
+}
+
+static void pubsock_flush(struct pubpeer *p)
+{
+    while (buf_used(&p->out) > 0) {
+        ssize_t w = send(p->io.fd, buf_head(&p->out), buf_used(&p->out), MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                pubsock_peer_kill(p);
+            break;
+        }
+        buf_consume(&p->out, (size_t)w);
+    }
+    if (p->dead)
+        return;
+    if (buf_used(&p->out) == 0 && p->close_after_flush) {
+        pubsock_peer_kill(p);
+        return;
+    }
+    unsigned ev = 0;
+    if (buf_used(&p->out) > 0)
+        ev |= EV_WRITE;
+    if (buf_used(&p->out) < PUBSOCK_OUT_HIGH && !p->close_after_flush)
+        ev |= EV_READ;
+    ev_io_set(p->ps->srv->loop, &p->io, ev);
+}
+
+static void pubsock_peer_io(ev_loop_t *loop, struct ev_io *io, unsigned events)
+{
+    (void)loop;
+    (void)events;
+    struct pubpeer *p = ev_container_of(io, struct pubpeer, io);
+    if (p->dead)
+        return;
+    if ((events & EV_READ) && !p->close_after_flush) {
+        for (;;) {
+            if (buf_reserve(&p->in, 65536) < 0) {
+                pubsock_peer_kill(p);
+                return;
+            }
+            ssize_t n = read(p->io.fd, p->in.data + p->in.len, 65536);
+            if (n > 0) {
+                p->in.len += (size_t)n;
+                pubsock_parse(p);
+                if (p->dead || buf_used(&p->out) >= PUBSOCK_OUT_HIGH)
+                    break;
+                continue;
+            }
+            if (n == 0) {
+                /* Peer done writing: answer what it sent, then close. */
+                p->close_after_flush = 1;
+                break;
+            }
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                pubsock_peer_kill(p);
+            break;
+        }
+        if (buf_used(&p->in) == 0)
+            buf_free(&p->in);
+    }
+    if (!p->dead)
+        pubsock_flush(p);
+}
+
+static void pubsock_accept(ev_loop_t *loop, struct ev_io *io, unsigned events)
+{
+    (void)events;
+    struct pubsock *ps = ev_container_of(io, struct pubsock, io);
+    for (;;) {
+        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                log_warn("publish socket accept: %s", strerror(errno));
+            return;
+        }
+        struct ucred cred = { 0 };
+        socklen_t cl = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+            close(fd);
+            continue;
+        }
+        struct pubpeer *p = calloc(1, sizeof(*p));
+        if (!p) {
+            close(fd);
+            continue;
+        }
+        p->ps = ps;
+        p->uid = cred.uid;
+        p->gid = cred.gid;
+        p->allowed = pubsock_peer_allowed(ps->srv->cfg, cred.uid, cred.gid);
+        if (!p->allowed)
+            log_warn("publish socket: peer uid %u gid %u not allowed", (unsigned)cred.uid,
+                     (unsigned)cred.gid);
+        if (ev_io_start(loop, &p->io, fd, EV_READ, pubsock_peer_io) < 0) {
+            close(fd);
+            free(p);
+            continue;
+        }
+        p->next = ps->peers;
+        if (p->next)
+            p->next->prev = p;
+        ps->peers = p;
+    }
+}
+
+struct pubsock *pubsock_open(struct server *srv, char *err, size_t errlen)
+{
+    const struct cfg *cfg = srv->cfg;
+    struct pubsock *ps = calloc(1, sizeof(*ps));
+    if (!ps) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    ps->srv = srv;
+    snprintf(ps->path, sizeof(ps->path), "%s", cfg->publish_socket);
+    int fd = addr_listen(cfg->publish_socket, 128, 0, (mode_t)cfg->publish_socket_mode,
+                         cfg->publish_socket_group, err, errlen);
+    if (fd < 0) {
+        free(ps);
+        return NULL;
+    }
+    if (ev_io_start(srv->loop, &ps->io, fd, EV_READ, pubsock_accept) < 0) {
+        snprintf(err, errlen, "publish socket: cannot watch");
+        close(fd);
+        free(ps);
+        return NULL;
+    }
+    return ps;
+}
+
+static void pubsock_peer_free(struct pubsock *ps, struct pubpeer *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        ps->peers = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    close(p->io.fd);
+    buf_free(&p->in);
+    buf_free(&p->out);
+    free(p);
+}
+
+void pubsock_reap(struct pubsock *ps)
+{
+    struct pubpeer *p = ps->dead;
+    ps->dead = NULL;
+    while (p) {
+        struct pubpeer *next = p->dead_next;
+        pubsock_peer_free(ps, p);
+        p = next;
+    }
+}
+
+void pubsock_stop(struct pubsock *ps)
+{
+    if (ps->io.events) {
+        ev_io_stop(ps->srv->loop, &ps->io);
+        close(ps->io.fd);
+        unlink(ps->path);
+    }
+}
+
+void pubsock_free(struct pubsock *ps)
+{
+    if (!ps)
+        return;
+    pubsock_stop(ps);
+    for (struct pubpeer *p = ps->peers; p; p = p->next)
+        pubsock_peer_kill(p);
+    pubsock_reap(ps);
+    free(ps);
+}
