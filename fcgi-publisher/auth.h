@@ -54,7 +54,7 @@ int  auth_may_publish(const struct cfg *c, const struct auth_user *u, const char
 int  auth_may_subscribe(const struct cfg *c, const struct auth_user *u, const char *name, size_t len);
 
 /* Finds the value of cookie `name` in a Cookie header ("a=1; b=2"). Returns
- * 1 and sets *val/*vlen, 0 when absent, -1 when present twice (a cookie
+ * 1 and sets *val and *vlen, 0 when absent, -1 when present twice (a cookie
  * planted from a sibling domain must not shadow the real one unnoticed). */
 int  auth_cookie_get(const char *cookies, const char *name, const char **val, size_t *vlen);
 

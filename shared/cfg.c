@@ -442,7 +442,9 @@ static char *cfg_reader(char *str, int num, void *stream)
             return NULL;
         }
     }
-    const char *p = str + strspn(str, " \t");
+    /* Only a flush-left line: an indented "[ab]" after a key is inih's
+     * continuation of that key's value (a glob, say). */
+    const char *p = str;
     if (x->lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
         p += 3;
     if (*p == '[') {

@@ -229,3 +229,88 @@ class Env:
             return c.disconnect(user)
         finally:
             c.close()
+
+
+# ---- a raw WebSocket client, for what a well-behaved library will not send
+
+def ws_handshake(port, path="/ws?channels=public/a", origin=None, extra=b"", host="127.0.0.1"):
+    """Opens a socket, sends an upgrade request, returns (sock, status, headers_bytes, rest)."""
+    s = socket.create_connection((host, port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
+    if origin:
+        req += f"Origin: {origin}\r\n"
+    s.sendall(req.encode() + extra + b"\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head else 0
+    return s, status, head, rest
+
+
+def encode_frame(opcode, payload=b"", fin=True, rsv=0, mask=True, length=None):
+    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
+    n = len(payload) if length is None else length
+    if n < 126:
+        hdr = bytes([b0, (0x80 if mask else 0) | n])
+    elif n < 65536:
+        hdr = bytes([b0, (0x80 if mask else 0) | 126]) + struct.pack(">H", n)
+    else:
+        hdr = bytes([b0, (0x80 if mask else 0) | 127]) + struct.pack(">Q", n)
+    if not mask:
+        return hdr + payload
+    key = os.urandom(4)
+    return hdr + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+class RawWs:
+    """A socket after a successful upgrade; reads server frames."""
+
+    def __init__(self, port, path="/ws?channels=public/a", origin=None):
+        self.sock, self.status, self.head, self.buf = ws_handshake(port, path, origin)
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def recv_frame(self, timeout=5.0):
+        """Returns (opcode, payload) or None on EOF."""
+        self.sock.settimeout(timeout)
+        while True:
+            if len(self.buf) >= 2:
+                n = self.buf[1] & 0x7F
+                off = 2
+                if n == 126:
+                    if len(self.buf) < 4:
+                        n = None
+                    else:
+                        n, off = struct.unpack(">H", self.buf[2:4])[0], 4
+                elif n == 127:
+                    if len(self.buf) < 10:
+                        n = None
+                    else:
+                        n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
+                if n is not None and len(self.buf) >= off + n:
+                    op, payload = self.buf[0] & 0x0F, self.buf[off:off + n]
+                    self.buf = self.buf[off + n:]
+                    return op, payload
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+
+    def recv_close(self, timeout=5.0):
+        """Skips data frames; returns the close code (or None on EOF first)."""
+        while True:
+            f = self.recv_frame(timeout)
+            if f is None:
+                return None
+            if f[0] == 0x8:
+                return struct.unpack(">H", f[1][:2])[0] if len(f[1]) >= 2 else 1005
+
+    def close(self):
+        self.sock.close()

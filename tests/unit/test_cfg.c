@@ -192,6 +192,7 @@ static void test_full(void **state)
         "publish = user/{user}/*\n"
         "publish = news\n"
         "  team/[ab]/?\n"
+        "  [cd]/x\n"
         "subscribe = user/{user}/* news\n",
         tdir, secret);
     tw_ini(text);
@@ -250,10 +251,11 @@ static void test_full(void **state)
     assert_int_equal(c.public_channels.n, 2);
     assert_string_equal(c.public_channels.items[1], "public/*");
     /* The indented line continues `publish` and appends to it. */
-    assert_int_equal(c.publish.n, 3);
+    assert_int_equal(c.publish.n, 4);
     assert_string_equal(c.publish.items[0], "user/{user}/*");
     assert_string_equal(c.publish.items[1], "news");
     assert_string_equal(c.publish.items[2], "team/[ab]/?");
+    assert_string_equal(c.publish.items[3], "[cd]/x");
     assert_int_equal(c.subscribe.n, 2);
     cfg_free(&c);
 }

@@ -1,3 +1,0 @@
-build/hA-clang/obj/shared/addr.o: shared/addr.c shared/addr.h
-
-shared/addr.h:

@@ -1,5 +1,0 @@
-build/hA-clang/obj/shared/cfg.o: shared/cfg.c shared/cfg.h shared/log.h
-
-shared/cfg.h:
-
-shared/log.h:

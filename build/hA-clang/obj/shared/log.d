@@ -1,3 +1,0 @@
-build/hA-clang/obj/shared/log.o: shared/log.c shared/log.h
-
-shared/log.h:

@@ -1,6 +1,0 @@
-build/hA-clang/obj/shared/pattern.o: shared/pattern.c shared/pattern.h \
-  shared/cfg.h
-
-shared/pattern.h:
-
-shared/cfg.h:

@@ -1,6 +1,0 @@
-build/hA-clang/obj/shared/token.o: shared/token.c shared/token.h \
-  shared/cfg.h
-
-shared/token.h:
-
-shared/cfg.h:

@@ -1,3 +1,0 @@
-build/hA-clang/obj/shared/urlenc.o: shared/urlenc.c shared/urlenc.h
-
-shared/urlenc.h:

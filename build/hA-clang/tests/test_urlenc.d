@@ -1,4 +1,0 @@
-build/hA-clang/tests/test_urlenc: tests/unit/test_urlenc.c \
-  shared/urlenc.h
-
-shared/urlenc.h:

@@ -1,4 +1,0 @@
-build/hA-san/obj/shared/pattern.o: shared/pattern.c shared/pattern.h \
- shared/cfg.h
-shared/pattern.h:
-shared/cfg.h:

@@ -1,2 +1,0 @@
-build/hA-san/obj/shared/utf8.o: shared/utf8.c shared/utf8.h
-shared/utf8.h:

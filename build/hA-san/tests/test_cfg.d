@@ -1,1 +1,0 @@
-build/hA-san/tests/test_cfg: shared/log.h

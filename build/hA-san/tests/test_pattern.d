@@ -1,4 +1,0 @@
-build/hA-san/tests/test_pattern: tests/unit/test_pattern.c \
- shared/pattern.h shared/cfg.h
-shared/pattern.h:
-shared/cfg.h:

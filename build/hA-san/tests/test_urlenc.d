@@ -1,2 +1,0 @@
-build/hA-san/tests/test_urlenc: tests/unit/test_urlenc.c shared/urlenc.h
-shared/urlenc.h:

@@ -1,1 +1,0 @@
-build/hA/tests/test_pattern: shared/cfg.h

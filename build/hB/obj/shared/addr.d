@@ -1,2 +1,0 @@
-build/hB/obj/shared/addr.o: shared/addr.c shared/addr.h
-shared/addr.h:

@@ -1,2 +1,0 @@
-build/hB/obj/shared/log.o: shared/log.c shared/log.h
-shared/log.h:

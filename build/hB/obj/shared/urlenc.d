@@ -1,2 +1,0 @@
-build/hB/obj/shared/urlenc.o: shared/urlenc.c shared/urlenc.h
-shared/urlenc.h:

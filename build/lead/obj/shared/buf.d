@@ -1,2 +1,0 @@
-build/lead/obj/shared/buf.o: shared/buf.c shared/buf.h
-shared/buf.h:

@@ -1,3 +1,0 @@
-build/lead/obj/shared/ipc.o: shared/ipc.c shared/ipc.h shared/buf.h
-shared/ipc.h:
-shared/buf.h:

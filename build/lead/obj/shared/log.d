@@ -1,2 +1,0 @@
-build/lead/obj/shared/log.o: shared/log.c shared/log.h
-shared/log.h:

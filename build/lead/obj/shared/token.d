@@ -1,3 +1,0 @@
-build/lead/obj/shared/token.o: shared/token.c shared/token.h shared/cfg.h
-shared/token.h:
-shared/cfg.h:

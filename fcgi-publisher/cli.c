@@ -1,0 +1,234 @@
+/* wspush: command-line client of the publish socket, for cron jobs, site
+ * backends and logout handlers. See cli_usage() for the interface. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "log.h"
+#include "pattern.h"
+#include "pubclient.h"
+
+#define CLI_EXIT_OK          0
+#define CLI_EXIT_REFUSED     1   /* ws-server answered with an error */
+#define CLI_EXIT_USAGE       2
+#define CLI_EXIT_UNAVAILABLE 3
+#define CLI_EXIT_TIMEOUT     4
+#define CLI_EXIT_OTHER       5
+
+#define CLI_STDIN_MAX (64L * 1024 * 1024)
+
+static void cli_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: wspush [-c FILE] [-s SOCKET] [-T MS] publish CHANNEL[,CHANNEL...] DATA\n"
+        "       wspush [-c FILE] [-s SOCKET] [-T MS] disconnect USER\n"
+        "\n"
+        "Talks to ws-server's publish socket directly (no web server involved;\n"
+        "the socket's file permissions decide who may use it).\n"
+        "  -c FILE    read publish_socket from this config (default\n"
+        "             /etc/wspush/wspush.ini; unused when -s is given)\n"
+        "  -s SOCKET  the publish socket path\n"
+        "  -T MS      answer timeout in milliseconds (default 5000)\n"
+        "publish     sends DATA to every channel listed; DATA is sent as JSON when\n"
+        "            it parses as JSON, else as a JSON string; '-' reads stdin.\n"
+        "            Prints: id=<message id> subscribers=<n>\n"
+        "disconnect  closes every WebSocket whose token sub is USER (logout).\n"
+        "            Prints: disconnected=<n>\n"
+        "exit status: 0 done, 1 refused by ws-server, 2 usage or bad argument,\n"
+        "             3 ws-server unreachable, 4 no answer in time, 5 other error\n");
+}
+
+static int cli_exit_code(int rc)
+{
+    switch (rc) {
+    case PUBC_E_REFUSED:     return CLI_EXIT_REFUSED;
+    case PUBC_E_INVALID:     return CLI_EXIT_USAGE;
+    case PUBC_E_UNAVAILABLE: return CLI_EXIT_UNAVAILABLE;
+    case PUBC_E_TIMEOUT:     return CLI_EXIT_TIMEOUT;
+    default:                 return CLI_EXIT_OTHER;
+    }
+}
+
+static char *cli_read_stdin(size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *p = malloc(cap);
+    while (p) {
+        if (n == cap) {
+            if (cap >= (size_t)CLI_STDIN_MAX) {
+                free(p);
+                errno = EFBIG;
+                return NULL;
+            }
+            char *q = realloc(p, cap * 2);
+            if (!q) {
+                free(p);
+                return NULL;
+            }
+            p = q;
+            cap *= 2;
+        }
+        ssize_t r = read(0, p + n, cap - n);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            free(p);
+            return NULL;
+        }
+        n += (size_t)r;
+    }
+    if (p)
+        *len = n;
+    return p;
+}
+
+/* Turns the DATA argument into one JSON value text (malloc'ed). */
+static char *cli_data_json(const char *s, size_t len, size_t *outlen)
+{
+    while (len > 0 && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')) {
+        s++;
+        len--;
+    }
+    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n' ||
+                       s[len - 1] == '\r'))
+        len--;
+    json_error_t jerr;
+    json_t *v = json_loadb(s, len, JSON_DECODE_ANY, &jerr);
+    if (v) {
+        /* Passed on as written, so numbers keep every digit. */
+        json_decref(v);
+        char *p = malloc(len + 1);
+        if (p) {
+            memcpy(p, s, len);
+            p[len] = '\0';
+            *outlen = len;
+        }
+        return p;
+    }
+    v = json_stringn(s, len);
+    if (!v)
+        return NULL;
+    char *p = json_dumps(v, JSON_ENCODE_ANY);
+    json_decref(v);
+    if (p)
+        *outlen = strlen(p);
+    return p;
+}
+
+static int cli_publish(struct pubc *c, int timeout_ms, const char *chans, const char *data)
+{
+    struct pat_name names[IPC_MAX_CHANNELS];
+    int n = pat_split_channels(chans, strlen(chans), names, IPC_MAX_CHANNELS);
+    if (n < 0) {
+        fprintf(stderr, "wspush: invalid channel list '%s'\n", chans);
+        return CLI_EXIT_USAGE;
+    }
+    size_t rawlen = strlen(data), jlen = 0;
+    char *raw = NULL;
+    if (strcmp(data, "-") == 0) {
+        raw = cli_read_stdin(&rawlen);
+        if (!raw) {
+            fprintf(stderr, "wspush: reading stdin: %s\n", strerror(errno));
+            return CLI_EXIT_OTHER;
+        }
+        data = raw;
+    }
+    char *json = cli_data_json(data, rawlen, &jlen);
+    free(raw);
+    if (!json) {
+        fprintf(stderr, "wspush: DATA is neither JSON nor valid UTF-8 text\n");
+        return CLI_EXIT_USAGE;
+    }
+    struct pubc_result res;
+    int rc = pubc_publish(c, names, n, json, jlen, timeout_ms, &res);
+    free(json);
+    if (rc < 0) {
+        fprintf(stderr, "wspush: publish failed: %s%s%s\n", pubc_strerror(rc),
+                res.text[0] ? ": " : "", res.text);
+        return cli_exit_code(rc);
+    }
+    printf("id=%s subscribers=%u\n", res.id, (unsigned)res.count);
+    return CLI_EXIT_OK;
+}
+
+static int cli_disconnect(struct pubc *c, int timeout_ms, const char *user)
+{
+    struct pubc_result res;
+    int rc = pubc_disconnect(c, user, timeout_ms, &res);
+    if (rc < 0) {
+        fprintf(stderr, "wspush: disconnect failed: %s%s%s\n", pubc_strerror(rc),
+                res.text[0] ? ": " : "", res.text);
+        return cli_exit_code(rc);
+    }
+    printf("disconnected=%u\n", (unsigned)res.count);
+    return CLI_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfg_path = "/etc/wspush/wspush.ini", *sock = NULL;
+    int timeout_ms = 5000, opt, rc = CLI_EXIT_USAGE;
+    char path[CFG_PATH_MAX];
+    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+        cli_usage(stdout);
+        return 0;
+    }
+    while ((opt = getopt(argc, argv, "+c:s:T:h")) != -1) {
+        switch (opt) {
+        case 'c': cfg_path = optarg; break;
+        case 's': sock = optarg; break;
+        case 'T': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 3600000) {
+                fprintf(stderr, "wspush: bad -T value '%s'\n", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            timeout_ms = (int)v;
+            break;
+        }
+        case 'h': cli_usage(stdout); return 0;
+        default: cli_usage(stderr); return CLI_EXIT_USAGE;
+        }
+    }
+    int nargs = argc - optind;
+    const char *cmd = nargs > 0 ? argv[optind] : "";
+    if (!((strcmp(cmd, "publish") == 0 && nargs == 3) ||
+          (strcmp(cmd, "disconnect") == 0 && nargs == 2))) {
+        cli_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    log_init("wspush", LOG_WARN);
+    if (!sock) {
+        struct cfg *c = malloc(sizeof *c);
+        char err[512];
+        if (!c || cfg_load(c, cfg_path, err, sizeof err) < 0) {
+            fprintf(stderr, "wspush: %s (or give the socket with -s)\n", c ? err : "out of memory");
+            if (c)
+                cfg_free(c);
+            free(c);
+            return CLI_EXIT_USAGE;
+        }
+        snprintf(path, sizeof path, "%s", c->publish_socket);
+        cfg_free(c);
+        free(c);
+        sock = path;
+    }
+    struct pubc pc;
+    if (pubc_init(&pc, sock) < 0) {
+        fprintf(stderr, "wspush: socket path '%s' too long\n", sock);
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(cmd, "publish") == 0)
+        rc = cli_publish(&pc, timeout_ms, argv[optind + 1], argv[optind + 2]);
+    else
+        rc = cli_disconnect(&pc, timeout_ms, argv[optind + 1]);
+    pubc_close(&pc);
+    return rc;
+}

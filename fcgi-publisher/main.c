@@ -1,0 +1,302 @@
+/* fcgi-publisher: the FastCGI responder mounted in the site's web server.
+ *
+ * Threads: `workers` threads each loop on FCGX_Accept_r over the one
+ * listening socket (its own, or fd 0 when the web server spawned us) with
+ * their own persistent publish-socket connection. The main thread only
+ * waits for signals: SIGHUP reloads the config, SIGTERM/SIGINT stop.
+ *
+ * The config is shared read-only; a reload builds a new one and swaps the
+ * pointer, and a request keeps a reference to the config it started with,
+ * so nothing ever changes under a running request.
+ */
+#include <errno.h>
+#include <fcgiapp.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "cfg.h"
+#include "log.h"
+#include "responder.h"
+
+#define MAIN_STOP_GRACE_MS 5000
+
+/* A loaded config and the requests still using it. */
+struct main_cfgref {
+    struct cfg cfg;
+    int        refs;
+};
+
+struct main_ctx {
+    pthread_mutex_t     lock;     /* guards cur and every refs */
+    struct main_cfgref *cur;
+    int                 listen_fd;
+    atomic_int          stopping;
+};
+
+struct main_thread {
+    struct main_ctx *ctx;
+    pthread_t        tid;
+    int              id;
+    int              started;
+};
+
+static struct main_cfgref *main_cfg_get(struct main_ctx *x)
+{
+    pthread_mutex_lock(&x->lock);
+    struct main_cfgref *r = x->cur;
+    r->refs++;
+    pthread_mutex_unlock(&x->lock);
+    return r;
+}
+
+static void main_cfg_put(struct main_ctx *x, struct main_cfgref *r)
+{
+    pthread_mutex_lock(&x->lock);
+    int last = --r->refs == 0;
+    pthread_mutex_unlock(&x->lock);
+    if (last) {
+        cfg_free(&r->cfg);
+        free(r);
+    }
+}
+
+static struct main_cfgref *main_cfg_load(const char *path, char *err, size_t errlen)
+{
+    struct main_cfgref *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->refs = 1;
+    if (cfg_load(&r->cfg, path, err, errlen) < 0)
+        goto fail;
+    if (r->cfg.secret.len == 0) {
+        snprintf(err, errlen, "%s: secret_file is required", path);
+        goto fail;
+    }
+    return r;
+fail:
+    cfg_free(&r->cfg);
+    free(r);
+    return NULL;
+}
+
+static void *main_worker(void *arg)
+{
+    struct main_thread *t = arg;
+    struct main_ctx *x = t->ctx;
+    struct resp_worker w;
+    FCGX_Request req;
+    struct main_cfgref *r = main_cfg_get(x);
+    int rc = resp_worker_init(&w, &r->cfg, t->id);
+    main_cfg_put(x, r);
+    if (rc < 0)
+        log_error("worker %d: publish_socket path too long", t->id);
+    FCGX_InitRequest(&req, x->listen_fd, 0);
+    while (!atomic_load(&x->stopping)) {
+        rc = FCGX_Accept_r(&req);
+        if (rc < 0) {
+            if (atomic_load(&x->stopping))
+                break;
+            log_warn("worker %d: accept failed: %s", t->id, strerror(-rc));
+            nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+            continue;
+        }
+        r = main_cfg_get(x);
+        resp_handle(&w, &r->cfg, &req);
+        main_cfg_put(x, r);
+        FCGX_Finish_r(&req);
+    }
+    FCGX_Free(&req, 1);
+    resp_worker_free(&w);
+    return NULL;
+}
+
+/* Opens the configured listening socket, or takes over fd 0 from the web
+ * server. libfcgi expects a blocking socket. */
+static int main_listen(const struct cfg *c, char *err, size_t errlen)
+{
+    int fd;
+    if (c->pub_listen[0]) {
+        fd = addr_listen(c->pub_listen, 128, 0, 0660, "", err, errlen);
+        if (fd < 0)
+            return -1;
+    } else {
+        int acc = 0;
+        socklen_t len = sizeof acc;
+        if (getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0 || !acc) {
+            snprintf(err, errlen, "no [publisher] listen configured and fd 0 is not a "
+                                  "listening socket (not started by a FastCGI web server)");
+            return -1;
+        }
+        fd = 0;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        snprintf(err, errlen, "listen socket: %s", strerror(errno));
+        if (fd != 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void main_reload(struct main_ctx *x, const char *path)
+{
+    char err[512];
+    struct main_cfgref *r = main_cfg_load(path, err, sizeof err);
+    if (!r) {
+        log_error("reload failed, keeping the running config: %s", err);
+        return;
+    }
+    pthread_mutex_lock(&x->lock);
+    struct main_cfgref *old = x->cur;
+    x->cur = r;
+    pthread_mutex_unlock(&x->lock);
+    if (strcmp(old->cfg.pub_listen, r->cfg.pub_listen) != 0 ||
+        old->cfg.pub_workers != r->cfg.pub_workers)
+        log_warn("reload: [publisher] listen and workers change only on restart");
+    log_set_level((enum log_level)r->cfg.log_level);
+    log_info("configuration reloaded from %s", path);
+    main_cfg_put(x, old);
+}
+
+/* Waits up to the grace period for the workers; a worker stuck on a
+ * web server's idle keep-alive connection must not hold up the exit. */
+static int main_join(struct main_thread *th, int n)
+{
+    int stuck = 0;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += MAIN_STOP_GRACE_MS / 1000;
+    for (int i = 0; i < n; i++) {
+        if (!th[i].started)
+            continue;
+        if (pthread_timedjoin_np(th[i].tid, NULL, &until) != 0) {
+            stuck++;
+            continue;
+        }
+        th[i].started = 0;
+    }
+    return stuck;
+}
+
+static void main_usage(FILE *f)
+{
+    fprintf(f, "usage: fcgi-publisher [-c FILE] [-t]\n"
+               "  -c FILE  configuration (default /etc/wspush/wspush.ini)\n"
+               "  -t       check the configuration and exit\n"
+               "Listens on [publisher] listen (Unix path or host:port), or on fd 0\n"
+               "when started by the web server (mod_fcgid, spawn-fcgi).\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = "/etc/wspush/wspush.ini";
+    int check_only = 0, opt, rc = 1, nthreads = 0, failed = 0;
+    struct main_thread *th = NULL;
+    struct main_ctx x = { .listen_fd = -1 };
+    char err[512];
+    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 't': check_only = 1; break;
+        case 'h': main_usage(stdout); return 0;
+        default: main_usage(stderr); return 2;
+        }
+    }
+    log_init("fcgi-publisher", LOG_INFO);
+    pthread_mutex_init(&x.lock, NULL);
+    x.cur = main_cfg_load(path, err, sizeof err);
+    if (!x.cur) {
+        fprintf(stderr, "fcgi-publisher: %s\n", err);
+        goto out;
+    }
+    if (check_only) {
+        printf("fcgi-publisher: configuration %s is valid\n", path);
+        rc = 0;
+        goto out;
+    }
+    log_set_level((enum log_level)x.cur->cfg.log_level);
+
+    /* Signals go to the main thread's sigwait only; a write to a closed
+     * socket is an error return, never a signal. */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    if (FCGX_Init() != 0) {
+        log_error("FCGX_Init failed");
+        goto out;
+    }
+    x.listen_fd = main_listen(&x.cur->cfg, err, sizeof err);
+    if (x.listen_fd < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    nthreads = x.cur->cfg.pub_workers;
+    th = calloc((size_t)nthreads, sizeof *th);
+    if (!th) {
+        log_error("out of memory");
+        goto out;
+    }
+    for (int i = 0; i < nthreads; i++) {
+        th[i].ctx = &x;
+        th[i].id = i;
+        if (pthread_create(&th[i].tid, NULL, main_worker, &th[i]) != 0) {
+            log_error("cannot start worker %d", i);
+            atomic_store(&x.stopping, 1);
+            failed = 1;
+            break;
+        }
+        th[i].started = 1;
+    }
+    if (!atomic_load(&x.stopping))
+        log_info("listening on %s with %d workers, publishing to %s",
+                 x.cur->cfg.pub_listen[0] ? x.cur->cfg.pub_listen : "fd 0", nthreads,
+                 x.cur->cfg.publish_socket);
+    while (!atomic_load(&x.stopping)) {
+        int sig;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            main_reload(&x, path);
+            continue;
+        }
+        log_info("signal %d: stopping", sig);
+        atomic_store(&x.stopping, 1);
+    }
+    /* shutdown() wakes every thread blocked in accept() on Linux. */
+    FCGX_ShutdownPending();
+    shutdown(x.listen_fd, SHUT_RDWR);
+    int stuck = main_join(th, nthreads);
+    if (x.cur->cfg.pub_listen[0] && addr_is_unix(x.cur->cfg.pub_listen))
+        unlink(x.cur->cfg.pub_listen);
+    if (stuck) {
+        /* A straggler still uses the config and libfcgi: leave it all to
+         * the kernel rather than free it under the thread. */
+        log_warn("%d worker(s) still busy at exit", stuck);
+        _exit(failed);
+    }
+    rc = failed;
+out:
+    if (x.listen_fd > 0)
+        close(x.listen_fd);
+    if (x.cur)
+        main_cfg_put(&x, x.cur);
+    free(th);
+    return rc;
+}

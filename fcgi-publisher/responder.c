@@ -1,0 +1,489 @@
+#include "responder.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth.h"
+#include "body.h"
+#include "log.h"
+#include "origin.h"
+#include "pattern.h"
+#include "token.h"
+#include "urlenc.h"
+
+/* Past this much unread body the connection is closed rather than drained:
+ * a web server's own body limit normally stops such requests first. */
+#define RESP_DRAIN_MAX   (16L * 1024 * 1024)
+#define RESP_QUERY_MAX   8192
+
+/* One request being answered. */
+struct resp_rq {
+    FCGX_Request     *req;
+    const struct cfg *c;
+    const char       *method;
+    const char       *path;       /* REQUEST_URI without the query */
+    size_t            path_len;
+    const char       *cors_origin;/* echoed in CORS headers when listed, else NULL */
+    char              user[TOK_SUB_MAX + 1];
+    int               status;     /* answered status, for the log line */
+    int               answered;
+};
+
+static const char *resp_param(const struct resp_rq *rq, const char *name)
+{
+    return FCGX_GetParam(name, rq->req->envp);
+}
+
+static const char *resp_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default:  return "Error";
+    }
+}
+
+static void resp_headers(struct resp_rq *rq, int status, const char *extra)
+{
+    FCGX_Stream *out = rq->req->out;
+    FCGX_FPrintF(out, "Status: %d %s\r\n", status, resp_reason(status));
+    if (status != 204)
+        FCGX_PutS("Content-Type: application/json\r\n", out);
+    FCGX_PutS("Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n", out);
+    if (rq->cors_origin)
+        FCGX_FPrintF(out, "Access-Control-Allow-Origin: %s\r\n"
+                          "Access-Control-Allow-Credentials: true\r\nVary: Origin\r\n",
+                     rq->cors_origin);
+    if (extra)
+        FCGX_PutS(extra, out);
+    FCGX_PutS("\r\n", out);
+    rq->status = status;
+    rq->answered = 1;
+}
+
+/* Sends status with the JSON object obj (consumed). */
+static void resp_json(struct resp_rq *rq, int status, const char *extra, json_t *obj)
+{
+    char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (!text) {
+        status = 500;
+        extra = NULL;
+    }
+    resp_headers(rq, status, extra);
+    FCGX_PutS(text ? text : "{\"error\":\"internal\",\"message\":\"out of memory\"}", rq->req->out);
+    FCGX_PutS("\n", rq->req->out);
+    free(text);
+}
+
+static void resp_error(struct resp_rq *rq, int status, const char *extra, const char *code,
+                       const char *message)
+{
+    resp_json(rq, status, extra, json_pack("{s:s,s:s}", "error", code, "message", message));
+}
+
+/* The stable error code for a status (see responder.h). */
+static const char *resp_code(int status)
+{
+    switch (status) {
+    case 400: return "bad_request";
+    case 401: return "unauthenticated";
+    case 403: return "forbidden";
+    case 404: return "not_found";
+    case 405: return "method_not_allowed";
+    case 411: return "length_required";
+    case 413: return "too_large";
+    case 415: return "unsupported_media_type";
+    case 503: return "unavailable";
+    case 504: return "timeout";
+    default:  return "internal";
+    }
+}
+
+static void resp_fail(struct resp_rq *rq, int status, const char *message)
+{
+    resp_error(rq, status, NULL, resp_code(status), message);
+}
+
+static void resp_fail_channel(struct resp_rq *rq, int status, const char *what,
+                              const char *name, size_t len)
+{
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s '%.*s'", what, (int)len, name);
+    resp_fail(rq, status, msg);
+}
+
+static int resp_authenticate(struct resp_rq *rq, struct auth_user *u)
+{
+    struct auth_req ar = {
+        .remote_user = resp_param(rq, "REMOTE_USER"),
+        .authorization = resp_param(rq, "HTTP_AUTHORIZATION"),
+        .cookie = resp_param(rq, "HTTP_COOKIE"),
+    };
+    int rc = auth_identify(rq->c, &ar, (long)time(NULL), u);
+    if (rc == 0) {
+        snprintf(rq->user, sizeof rq->user, "%s", u->name);
+        return 0;
+    }
+    if (rc == AUTH_E_NOMEM) {
+        resp_fail(rq, 500, "out of memory");
+        return rc;
+    }
+    char msg[160];
+    if (u->token_error)
+        snprintf(msg, sizeof msg, "%s: %s", auth_strerror(rc), tok_strerror(u->token_error));
+    else
+        snprintf(msg, sizeof msg, "%s", auth_strerror(rc));
+    resp_error(rq, 401, rq->c->auth == CFG_AUTH_JWT ? "WWW-Authenticate: Bearer\r\n" : NULL,
+               "unauthenticated", msg);
+    return rc;
+}
+
+static void resp_origin_req(const struct resp_rq *rq, struct origin_req *o)
+{
+    const char *scheme = resp_param(rq, "REQUEST_SCHEME");
+    const char *https = resp_param(rq, "HTTPS");
+    if (!scheme || !*scheme)
+        scheme = https && strcasecmp(https, "on") == 0 ? "https" : "http";
+    memset(o, 0, sizeof *o);
+    o->origin = resp_param(rq, "HTTP_ORIGIN");
+    o->referer = resp_param(rq, "HTTP_REFERER");
+    o->sec_fetch_site = resp_param(rq, "HTTP_SEC_FETCH_SITE");
+    o->x_requested_with = resp_param(rq, "HTTP_X_REQUESTED_WITH");
+    o->scheme = scheme;
+    o->host = resp_param(rq, "HTTP_HOST");
+}
+
+/* Strict CONTENT_LENGTH: decimal digits only. Returns the length, -1 when
+ * absent or empty, -2 when malformed. */
+static long resp_content_length(const char *s)
+{
+    if (!s || !*s)
+        return -1;
+    if (*s < '0' || *s > '9')
+        return -2;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > (unsigned long long)RESP_DRAIN_MAX * 1024)
+        return -2;
+    return (long)v;
+}
+
+/* Reads exactly n body bytes into w->body. Returns 0, -1 when the stream
+ * ended early, -ENOMEM. */
+static int resp_read_body(struct resp_worker *w, struct resp_rq *rq, size_t n)
+{
+    buf_reset(&w->body);
+    if (buf_reserve(&w->body, n + 1) < 0)
+        return -ENOMEM;
+    size_t got = 0;
+    while (got < n) {
+        int r = FCGX_GetStr(w->body.data + got, (int)(n - got), rq->req->in);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    w->body.len = n;
+    w->body.data[n] = '\0';
+    return 0;
+}
+
+static void resp_map_publish_error(struct resp_rq *rq, int rc, const struct pubc_result *res)
+{
+    char msg[300];
+    if (rc == PUBC_E_REFUSED) {
+        int status;
+        switch (res->code) {
+        case IPC_ERR_BAD_CHANNEL:
+        case IPC_ERR_BAD_DATA:
+        case IPC_ERR_MALFORMED: status = 400; break;
+        case IPC_ERR_TOO_BIG:   status = 413; break;
+        case IPC_ERR_NOT_ALLOWED: status = 403; break;
+        default:                status = 503; break;
+        }
+        snprintf(msg, sizeof msg, "ws-server refused the message: %s%s%s",
+                 ipc_error_name(res->code), res->text[0] ? ": " : "", res->text);
+        resp_fail(rq, status, msg);
+        return;
+    }
+    switch (rc) {
+    case PUBC_E_TIMEOUT:
+        resp_fail(rq, 504, "ws-server did not acknowledge the message in time");
+        return;
+    case PUBC_E_NOMEM:
+        resp_fail(rq, 500, "out of memory");
+        return;
+    case PUBC_E_INVALID:
+        resp_fail(rq, 400, "message outside the publish protocol's limits");
+        return;
+    default:
+        resp_fail(rq, 503, "ws-server is not reachable; the message was not published");
+        return;
+    }
+}
+
+static void resp_publish(struct resp_worker *w, struct resp_rq *rq)
+{
+    const struct cfg *c = rq->c;
+    struct auth_user u;
+    if (resp_authenticate(rq, &u) < 0)
+        return;
+    int ctype = body_content_type(resp_param(rq, "CONTENT_TYPE"));
+    if (u.ambient) {
+        struct origin_req o;
+        resp_origin_req(rq, &o);
+        o.is_json = ctype == BODY_JSON;
+        o.state_changing = 1;
+        int rc = origin_check(&o, &c->pub_allowed_origins);
+        if (rc < 0) {
+            resp_fail(rq, 403, origin_strerror(rc));
+            goto out;
+        }
+    }
+    long clen = resp_content_length(resp_param(rq, "CONTENT_LENGTH"));
+    if (clen == -1) {
+        resp_fail(rq, 411, "Content-Length required");
+        goto out;
+    }
+    if (clen < 0) {
+        resp_fail(rq, 400, "malformed Content-Length");
+        goto out;
+    }
+    if (clen > c->max_body) {
+        char msg[80];
+        snprintf(msg, sizeof msg, "body over max_body (%d bytes)", c->max_body);
+        resp_fail(rq, 413, msg);
+        goto out;
+    }
+    if (ctype < 0) {
+        resp_fail(rq, 415, body_strerror(BODY_E_CTYPE));
+        goto out;
+    }
+    int rc = resp_read_body(w, rq, (size_t)clen);
+    if (rc < 0) {
+        resp_fail(rq, rc == -ENOMEM ? 500 : 400,
+                  rc == -ENOMEM ? "out of memory" : "body shorter than Content-Length");
+        goto out;
+    }
+    buf_reset(&w->scratch);
+    if (buf_reserve(&w->scratch, BODY_SCRATCH(clen)) < 0) {
+        resp_fail(rq, 500, "out of memory");
+        goto out;
+    }
+    struct body_msg m;
+    rc = body_parse(ctype, w->body.data, (size_t)clen, &m, w->scratch.data, w->scratch.cap);
+    if (rc < 0) {
+        resp_fail(rq, rc == BODY_E_SPACE ? 500 : 400, body_strerror(rc));
+        goto out;
+    }
+    for (int i = 0; i < m.nchannels; i++) {
+        if (!auth_may_publish(c, &u, m.channels[i].p, m.channels[i].len)) {
+            resp_fail_channel(rq, 403, "not allowed to publish to", m.channels[i].p,
+                              m.channels[i].len);
+            goto out;
+        }
+    }
+    if (m.data_len > (size_t)c->max_message_bytes) {
+        resp_fail(rq, 413, "data over max_message_bytes");
+        goto out;
+    }
+    struct pubc_result res;
+    rc = pubc_publish(&w->pub, m.channels, m.nchannels, m.data, m.data_len, c->ack_timeout_ms, &res);
+    if (rc < 0) {
+        log_warn("worker %d: publish by %s to %.*s%s: %s%s%s", w->id, u.name,
+                 (int)m.channels[0].len, m.channels[0].p, m.nchannels > 1 ? ",..." : "",
+                 pubc_strerror(rc), res.text[0] ? ": " : "", res.text);
+        resp_map_publish_error(rq, rc, &res);
+        goto out;
+    }
+    json_t *obj = json_pack("{s:s,s:I}", "id", res.id, "subscribers", (json_int_t)res.count);
+    if (obj && !m.listed) {
+        json_object_set_new(obj, "channel", json_stringn(m.channels[0].p, m.channels[0].len));
+    } else if (obj) {
+        json_t *arr = json_array();
+        for (int i = 0; i < m.nchannels; i++)
+            json_array_append_new(arr, json_stringn(m.channels[i].p, m.channels[i].len));
+        json_object_set_new(obj, "channels", arr);
+    }
+    resp_json(rq, 200, NULL, obj);
+out:
+    auth_user_free(&u);
+}
+
+static void resp_token(struct resp_rq *rq)
+{
+    const struct cfg *c = rq->c;
+    struct auth_user u;
+    if (resp_authenticate(rq, &u) < 0)
+        return;
+    if (u.ambient) {
+        /* Reading a token needs no CSRF marker (nothing changes, and only a
+         * CORS-allowed origin can read the answer), and a same-origin GET
+         * often carries neither Origin nor Referer; what a browser does say
+         * must still be consistent. */
+        struct origin_req o;
+        resp_origin_req(rq, &o);
+        o.referer = NULL;
+        int rc = origin_check(&o, &c->pub_allowed_origins);
+        if (rc < 0 && rc != ORIGIN_E_MISSING) {
+            resp_fail(rq, 403, origin_strerror(rc));
+            goto out;
+        }
+    }
+    const char *q = resp_param(rq, "QUERY_STRING");
+    const char *raw;
+    size_t rawlen;
+    int found = q ? url_query_get(q, strlen(q), "channels", &raw, &rawlen) : 0;
+    if (found <= 0) {
+        resp_fail(rq, 400, found < 0 ? "channels given twice" : "channels parameter required");
+        goto out;
+    }
+    char list[RESP_QUERY_MAX + 1];
+    ssize_t n = rawlen <= RESP_QUERY_MAX ? url_decode(raw, rawlen, list, 1) : -1;
+    if (n < 0) {
+        resp_fail(rq, 400, "malformed channels parameter");
+        goto out;
+    }
+    list[n] = '\0';
+    struct pat_name names[TOK_MAX_CHANNELS];
+    int nn = pat_split_channels(list, (size_t)n, names, TOK_MAX_CHANNELS);
+    if (nn < 0) {
+        resp_fail(rq, 400, "invalid channel list (1..32 distinct names of A-Z a-z 0-9 _ - . : / @)");
+        goto out;
+    }
+    const char *chans[TOK_MAX_CHANNELS];
+    for (int i = 0; i < nn; i++) {
+        if (!auth_may_subscribe(c, &u, names[i].p, names[i].len)) {
+            resp_fail_channel(rq, 403, "not allowed to subscribe to", names[i].p, names[i].len);
+            goto out;
+        }
+    }
+    /* Names cannot hold a comma, so cutting the list at its commas turns
+     * each name into a C string in place. */
+    for (int i = 0; i < nn; i++) {
+        ((char *)names[i].p)[names[i].len] = '\0';
+        chans[i] = names[i].p;
+    }
+    long exp = (long)time(NULL) + c->token_ttl_s;
+    char tok[TOK_MAX_LEN];
+    int tlen = tok_issue(&c->secret, u.name, exp, chans, nn, tok, sizeof tok);
+    if (tlen < 0) {
+        resp_fail(rq, 500, "could not issue a token");
+        goto out;
+    }
+    json_t *arr = json_array();
+    for (int i = 0; i < nn; i++)
+        json_array_append_new(arr, json_string(chans[i]));
+    resp_json(rq, 200, NULL, json_pack("{s:s,s:I,s:o}", "token", tok, "expires", (json_int_t)exp,
+                                       "channels", arr));
+out:
+    auth_user_free(&u);
+}
+
+static void resp_preflight(struct resp_rq *rq)
+{
+    const char *extra = rq->cors_origin
+        ? "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"
+          "Access-Control-Allow-Headers: Content-Type, X-Requested-With, Authorization\r\n"
+          "Access-Control-Max-Age: 600\r\n"
+        : NULL;
+    resp_headers(rq, 204, extra);
+}
+
+/* Discards the unread request body so the web server can finish writing
+ * it; a web server still writing when the connection closes may turn the
+ * answer into a 502. */
+static void resp_drain(FCGX_Request *req)
+{
+    char tmp[4096];
+    long total = 0;
+    int n;
+    while (total < RESP_DRAIN_MAX && (n = FCGX_GetStr(tmp, sizeof tmp, req->in)) > 0)
+        total += n;
+}
+
+static int resp_path_is(const struct resp_rq *rq, const char *mount, const char *leaf)
+{
+    size_t mlen = strlen(mount);
+    while (mlen > 0 && mount[mlen - 1] == '/')
+        mlen--;
+    size_t llen = strlen(leaf);
+    return rq->path_len == mlen + llen && memcmp(rq->path, mount, mlen) == 0 &&
+           memcmp(rq->path + mlen, leaf, llen) == 0;
+}
+
+int resp_worker_init(struct resp_worker *w, const struct cfg *c, int id)
+{
+    memset(w, 0, sizeof *w);
+    w->id = id;
+    return pubc_init(&w->pub, c->publish_socket);
+}
+
+void resp_worker_free(struct resp_worker *w)
+{
+    pubc_close(&w->pub);
+    buf_free(&w->body);
+    buf_free(&w->scratch);
+}
+
+void resp_handle(struct resp_worker *w, const struct cfg *c, FCGX_Request *req)
+{
+    struct resp_rq rq = { .req = req, .c = c };
+    if (strcmp(w->pub.path, c->publish_socket) != 0) {
+        pubc_close(&w->pub);
+        if (pubc_init(&w->pub, c->publish_socket) < 0)
+            log_error("worker %d: publish_socket path too long", w->id);
+    }
+    rq.method = resp_param(&rq, "REQUEST_METHOD");
+    if (!rq.method)
+        rq.method = "";
+    rq.path = resp_param(&rq, "REQUEST_URI");
+    if (!rq.path)
+        rq.path = resp_param(&rq, "DOCUMENT_URI");
+    if (!rq.path)
+        rq.path = resp_param(&rq, "SCRIPT_NAME");
+    if (!rq.path)
+        rq.path = "";
+    rq.path_len = strcspn(rq.path, "?#");
+    const char *origin = resp_param(&rq, "HTTP_ORIGIN");
+    if (origin && origin_is_listed(origin, &c->pub_allowed_origins) &&
+        !strpbrk(origin, "\r\n"))
+        rq.cors_origin = origin;
+
+    int is_publish = resp_path_is(&rq, c->mount, "/publish");
+    int is_token = resp_path_is(&rq, c->mount, "/token");
+    if (!is_publish && !is_token) {
+        resp_fail(&rq, 404, "no such endpoint (publish, token)");
+    } else if (strcmp(rq.method, "OPTIONS") == 0) {
+        resp_preflight(&rq);
+    } else if (is_publish && strcmp(rq.method, "POST") != 0) {
+        resp_error(&rq, 405, "Allow: POST, OPTIONS\r\n", "method_not_allowed", "use POST");
+    } else if (is_token && strcmp(rq.method, "GET") != 0) {
+        resp_error(&rq, 405, "Allow: GET, OPTIONS\r\n", "method_not_allowed", "use GET");
+    } else if (is_publish) {
+        resp_publish(w, &rq);
+    } else {
+        resp_token(&rq);
+    }
+    if (!rq.answered)
+        resp_fail(&rq, 500, "no answer");
+    resp_drain(req);
+    log_info("%s %.*s -> %d%s%s", rq.method, (int)rq.path_len, rq.path, rq.status,
+             rq.user[0] ? " user=" : "", rq.user);
+}
