@@ -63,7 +63,7 @@ define unit_rule
 $(BUILD)/tests/test_$(1): tests/unit/test_$(1).c $(SHARED_OBJ) \
     $(call obj,$(wildcard ws-server/$(1).c fcgi-publisher/$(1).c) $(TEST_EXTRA_$(1)))
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) -Iws-server -Ifcgi-publisher $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $$(FCGI_LIBS) -lcmocka
+	$$(CC) $$(CFLAGS) -Iws-server -Ifcgi-publisher $$(LDFLAGS) -o $$@ $$(filter %.c %.o,$$^) $$(LDLIBS) $$(FCGI_LIBS) -lcmocka
 endef
 $(foreach t,$(patsubst tests/unit/test_%.c,%,$(UNIT_SRC)),$(eval $(call unit_rule,$(t))))
 

@@ -17,6 +17,7 @@
 
 #include "buf.h"
 #include "channel.h"
+#include "history.h"
 #include "ipc.h"
 
 #define BROKER_ID_MAX 40
@@ -27,7 +28,10 @@ typedef struct broker broker_t;
  * callee takes its own reference if it keeps the frame. */
 typedef void broker_deliver_fn(void *owner, rbuf_t *frame, void *ctx);
 
-broker_t *broker_new(chan_registry_t *reg, broker_deliver_fn *deliver, void *ctx);
+broker_t *broker_new(chan_registry_t *reg, broker_deliver_fn *deliver, void *ctx,
+                     const struct history_limits *lim);
+/* New history limits (reload). */
+void      broker_set_limits(broker_t *b, const struct history_limits *lim, uint64_t now_ms);
 void      broker_free(broker_t *b);
 
 struct broker_result {
@@ -38,7 +42,25 @@ struct broker_result {
 /* Publishes data (one JSON value, already validated) to the channels.
  * Returns 0, or -ENOMEM (nothing was delivered, no id consumed). */
 int broker_publish(broker_t *b, const struct ipc_str *channels, int nchannels,
-                   const char *data, size_t len, struct broker_result *res);
+                   const char *data, size_t len, uint64_t now_ms, struct broker_result *res);
+
+/* Resuming after last_id ([id, id+idlen), as the client sent it) on the
+ * channels chs[0..n) (NULL entries for channels that do not exist yet).
+ * broker_gaps() sets reset[i] = 1 for each channel whose gap cannot be
+ * filled (messages evicted, an id from another server run, an id that does
+ * not parse): the client must reload that channel's state. broker_replay()
+ * then passes every held message after last_id on the other channels to
+ * visit, in id order, and returns how many. */
+void   broker_gaps(broker_t *b, struct channel *const *chs, int n, const char *id, size_t idlen,
+                   uint64_t now_ms, int *reset);
+size_t broker_replay(broker_t *b, struct channel *const *chs, int n, const char *id, size_t idlen,
+                     const int *reset, history_visit_fn *visit, void *arg);
+
+/* Saves history, epoch and last id to path (planned restart). */
+int  broker_save(const broker_t *b, const char *path, uint64_t now_ms, char *err, size_t errlen);
+/* Restores a saved file so ids continue the saved run. On failure the
+ * broker keeps its fresh epoch and empty history; err says why. */
+int  broker_restore(broker_t *b, const char *path, uint64_t now_ms, char *err, size_t errlen);
 
 /* The id of the last message published in this run ("<epoch>-0" before the
  * first), for the "subscribed" greeting. */

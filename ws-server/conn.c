@@ -191,6 +191,55 @@ static void conn_http_error(struct conn *c, enum hs_verdict v, const struct hs_r
     conn_kill(c);
 }
 
+static void conn_replay_visit(rbuf_t *frame, void *arg)
+{
+    struct conn *c = arg;
+    /* Replayed frames are shared with the history, so queuing them costs a
+     * pointer each; they are not held to send_buffer_bytes, or a page far
+     * behind could never catch up. */
+    if (sendq_push(&c->out, frame) == 0)
+        conn_mark_dirty(c);
+}
+
+/* last_id: a reset for the channels whose gap cannot be filled, then every
+ * missed message of the others, all before any live message (this runs
+ * within one loop pass, so nothing can interleave). */
+static int conn_resume(struct conn *c, const char *raw, size_t rawlen)
+{
+    struct server *srv = c->srv;
+    char id[BROKER_ID_MAX];
+    ssize_t idlen = rawlen < sizeof(id) ? url_decode(raw, rawlen, id, 0) : -1;
+    struct channel *chs[PAT_LIST_MAX];
+    int reset[PAT_LIST_MAX];
+    for (int i = 0; i < c->nsubs; i++)
+        chs[i] = c->subs[i].ch;
+    uint64_t now = ev_now(srv->loop);
+    if (idlen < 0)
+        idlen = 0;      /* unparsable: broker_gaps resets every channel */
+    broker_gaps(srv->broker, chs, c->nsubs, id, (size_t)idlen, now, reset);
+    struct buf msg = { 0 };
+    int rc = 0, nreset = 0;
+    for (int i = 0; i < c->nsubs; i++) {
+        if (!reset[i])
+            continue;
+        rc |= buf_printf(&msg, "%s\"%s\"", nreset++ ? "," : "{\"type\":\"reset\",\"channels\":[",
+                         chan_name(chs[i]));
+    }
+    if (nreset) {
+        rc |= buf_printf(&msg, "]}");
+        if (rc == 0)
+            rc = conn_queue_frame(c, FRAME_TEXT, buf_head(&msg), buf_used(&msg));
+    }
+    buf_free(&msg);
+    if (rc == 0) {
+        size_t n = broker_replay(srv->broker, chs, c->nsubs, id, (size_t)idlen, reset,
+                                 conn_replay_visit, c);
+        log_debug("fd %d: resumed after %.*s: %zu replayed, %d channel(s) reset", c->io.fd,
+                  (int)idlen, id, n, nreset);
+    }
+    return rc;
+}
+
 /* Channels, token and last_id from the query string. Returns 0 or the
  * close code to send right after the upgrade. */
 static int conn_subscribe(struct conn *c, const struct hs_request *req)
@@ -282,6 +331,8 @@ static int conn_subscribe(struct conn *c, const struct hs_request *req)
     if (rc == 0)
         rc = conn_queue_frame(c, FRAME_TEXT, buf_head(&greet), buf_used(&greet));
     buf_free(&greet);
+    if (rc == 0 && url_query_get(req->query.p, req->query.len, "last_id", &raw, &rawlen) == 1)
+        rc = conn_resume(c, raw, rawlen);
     return rc == 0 ? 0 : 1011;
 }
 

@@ -312,6 +312,9 @@ int hs_response(enum hs_verdict v, const struct hs_request *req, char *out, size
     case HS_SERVICE_UNAVAILABLE:
         return hs_error_page(out, outlen, "503 Service Unavailable", "Retry-After: 5\r\n",
                              "too many connections\n");
+    case HS_HEADERS_TOO_LARGE:
+        return hs_error_page(out, outlen, "431 Request Header Fields Too Large", "",
+                             "request header over max_header_bytes\n");
     case HS_BAD_REQUEST:
     default:
         return hs_error_page(out, outlen, "400 Bad Request", "", "bad request\n");

@@ -100,7 +100,8 @@ static void pubsock_publish(struct pubpeer *p, const struct ipc_msg *m)
     }
     json_decref(v);
     struct broker_result res;
-    if (broker_publish(p->ps->srv->broker, m->channels, m->nchannels, m->data.p, m->data.len, &res) < 0) {
+    if (broker_publish(p->ps->srv->broker, m->channels, m->nchannels, m->data.p, m->data.len,
+                       ev_now(p->ps->srv->loop), &res) < 0) {
         pubsock_error(p, m->req_id, IPC_ERR_INTERNAL, "out of memory");
         return;
     }

@@ -18,6 +18,13 @@
  * a second even if clients never answer our close. */
 #define SERVER_SHUTDOWN_MS 900
 
+static void server_history_limits(const struct cfg *cfg, struct history_limits *lim)
+{
+    lim->max_entries = cfg->history_size;
+    lim->max_bytes = cfg->history_bytes;
+    lim->ttl_ms = (uint64_t)cfg->history_ttl_s * 1000;
+}
+
 static void server_refuse(int fd)
 {
     char resp[512];
@@ -77,6 +84,13 @@ static void server_shutdown(struct server *srv)
         return;
     srv->shutting_down = 1;
     log_info("shutting down: closing %zu connection(s) with 1001", srv->conns.n);
+    if (srv->cfg->history_file[0]) {
+        char why[512];
+        if (broker_save(srv->broker, srv->cfg->history_file, ev_now(srv->loop), why, sizeof(why)) < 0)
+            log_error("history not saved: %s", why);
+        else
+            log_info("history saved to %s", srv->cfg->history_file);
+    }
     server_stop_listening(srv);
     if (srv->pubsock)
         pubsock_stop(srv->pubsock);
@@ -106,6 +120,9 @@ static void server_reload(struct server *srv)
     cfg_free(srv->cfg);
     free(srv->cfg);
     srv->cfg = next;
+    struct history_limits lim;
+    server_history_limits(next, &lim);
+    broker_set_limits(srv->broker, &lim, ev_now(srv->loop));
     log_set_level((enum log_level)next->log_level);
     log_info("configuration reloaded from %s", srv->cfg_path);
 }
@@ -176,10 +193,22 @@ int server_init(struct server *srv, ev_loop_t *loop, struct cfg *cfg, const char
     srv->cfg = cfg;
     snprintf(srv->cfg_path, sizeof(srv->cfg_path), "%s", cfg_path);
     srv->channels = chan_registry_new();
-    srv->broker = srv->channels ? broker_new(srv->channels, conn_deliver, srv) : NULL;
+    struct history_limits lim;
+    server_history_limits(cfg, &lim);
+    srv->broker = srv->channels ? broker_new(srv->channels, conn_deliver, srv, &lim) : NULL;
     if (!srv->broker) {
         snprintf(err, errlen, "out of memory");
         return -1;
+    }
+    if (cfg->history_file[0] && access(cfg->history_file, F_OK) == 0) {
+        char why[512];
+        if (broker_restore(srv->broker, cfg->history_file, ev_now(loop), why, sizeof(why)) < 0)
+            log_error("history not restored, starting a new epoch: %s", why);
+        else
+            log_info("history restored from %s: last id %s", cfg->history_file,
+                     broker_last_id(srv->broker));
+        /* Used once: a later crash must not replay a stale file. */
+        unlink(cfg->history_file);
     }
     for (int i = 0; i < cfg->listen.n; i++)
         if (server_listen(srv, cfg->listen.items[i], err, errlen) < 0)
