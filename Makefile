@@ -37,7 +37,7 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 PROGRAMS := $(BIN)/ws-server $(BIN)/fcgi-publisher $(BIN)/wspush
 
-.PHONY: all deps test unit integration run bench install clean
+.PHONY: all deps test unit integration run bench fuzz install clean
 all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -59,6 +59,7 @@ $(BIN)/wspush: $(call obj,fcgi-publisher/cli.c) $(PUB_OBJ) $(SHARED_OBJ)
 # A unit test links the shared code plus its module of the same name
 # (tests/unit/test_frame.c -> ws-server/frame.c); a test that needs more
 # modules lists their sources in TEST_EXTRA_<name>.
+TEST_EXTRA_history := ws-server/channel.c
 define unit_rule
 $(BUILD)/tests/test_$(1): tests/unit/test_$(1).c $(SHARED_OBJ) \
     $(call obj,$(wildcard ws-server/$(1).c fcgi-publisher/$(1).c) $(TEST_EXTRA_$(1)))
@@ -89,6 +90,11 @@ bench:
 	@bash tests/deps.sh bench
 	@$(MAKE) --no-print-directory all
 	@bash tests/bench/run.sh $(abspath $(BIN))
+
+# libFuzzer targets, five minutes each (make test runs them briefly).
+fuzz:
+	@bash tests/deps.sh test
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-300} bash tests/fuzz/run.sh
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
