@@ -174,7 +174,7 @@ static void test_full(void **state)
         "history_bytes = 16K\n"
         "history_ttl = 1h\n"
         "history_file = hist/h.dat\n"
-        "workers = 2\n"
+        "workers = 1\n"
         "\n"
         "[publisher]\n"
         "listen = 127.0.0.1:9001\n"
@@ -237,7 +237,7 @@ static void test_full(void **state)
     assert_int_equal(c.history_ttl_s, 3600);
     snprintf(want, sizeof(want), "%s/hist/h.dat", tdir);
     assert_string_equal(c.history_file, want);
-    assert_int_equal(c.ws_workers, 2);
+    assert_int_equal(c.ws_workers, 1);
     assert_string_equal(c.pub_listen, "127.0.0.1:9001");
     assert_int_equal(c.pub_workers, 8);
     assert_string_equal(c.mount, "/rt");
@@ -395,6 +395,7 @@ static void test_errors(void **state)
         { "[ws-server]\nmax_message_bytes = 65M\n", 2, "max_message_bytes", "out of range (max" },
         { "[ws-server]\nmax_channels = 33\n", 2, "max_channels", "out of range (max 32)" },
         { "[ws-server]\nworkers = 0\n", 2, "workers", "out of range (min 1)" },
+        { "[ws-server]\nworkers = 2\n", 2, "workers", "out of range (max 1)" },
         { "[ws-server]\npublish_socket_mode = 0890\n", 2, "publish_socket_mode", "not an octal mode" },
         { "[ws-server]\npublish_socket_mode = 1000\n", 2, "publish_socket_mode", "not an octal mode" },
         { "[ws-server]\npublish_socket_mode = rw\n", 2, "publish_socket_mode", "not an octal mode" },
