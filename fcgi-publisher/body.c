@@ -299,7 +299,9 @@ static int body_parse_json(const char *buf, size_t len, struct body_msg *out, st
     json_error_t jerr;
     int rc = 0, seen = 0;
     size_t idx = 0, data_idx = 0;
-    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* INT_AS_REAL: an integer past 64 bits is still valid JSON; only its
+     * text travels on, so the double jansson keeps does not matter. */
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
     if (!root || !json_is_object(root)) {
         rc = BODY_E_SYNTAX;
         goto out;

@@ -252,6 +252,9 @@ static void resp_publish(struct resp_worker *w, struct resp_rq *rq)
         o.state_changing = 1;
         int rc = origin_check(&o, &c->pub_allowed_origins);
         if (rc < 0) {
+            log_info("publish refused: %s (origin %s, referer %s, host %s, scheme %s)",
+                     origin_strerror(rc), o.origin ? o.origin : "-", o.referer ? o.referer : "-",
+                     o.host ? o.host : "-", o.scheme);
             resp_fail(rq, 403, origin_strerror(rc));
             goto out;
         }

@@ -58,7 +58,7 @@ static const struct cfg_key cfg_keys[] = {
     { "ws-server", "unix_listen", CFG_T_STR, CFG_F(unix_listen), 0, 0, 0 },
     { "ws-server", "allowed_origins", CFG_T_LIST, CFG_F(allowed_origins), 0, 0, CFG_C_ORIGIN },
     { "ws-server", "max_connections", CFG_T_INT, CFG_F(max_connections), 1, 10000000, 0 },
-    { "ws-server", "max_header_bytes", CFG_T_SIZE, CFG_F(max_header_bytes), 1024, CFG_MIB, 0 },
+    { "ws-server", "max_header_bytes", CFG_T_SIZE, CFG_F(max_header_bytes), 1024, 32768, 0 },
     { "ws-server", "handshake_timeout", CFG_T_MS, CFG_F(handshake_timeout_ms), 1, INT_MAX, 0 },
     { "ws-server", "idle_timeout", CFG_T_MS, CFG_F(idle_timeout_ms), 0, INT_MAX, 0 },
     { "ws-server", "ping_interval", CFG_T_MS, CFG_F(ping_interval_ms), 1, INT_MAX, 0 },

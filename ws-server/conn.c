@@ -250,8 +250,8 @@ static int conn_subscribe(struct conn *c, const struct hs_request *req)
     size_t rawlen;
     /* The query is bounded by max_header_bytes; the scratch buffer holds
      * both decoded values. */
-    char *decoded = (char *)srv->scratch;
-    size_t half = sizeof(srv->scratch) / 2;
+    char *decoded = srv->decoded;
+    size_t half = sizeof(srv->decoded) / 2;
 
     if (req->query.len > half - 1 ||
         url_query_get(req->query.p, req->query.len, "channels", &raw, &rawlen) != 1)
@@ -336,45 +336,45 @@ static int conn_subscribe(struct conn *c, const struct hs_request *req)
     return rc == 0 ? 0 : 1011;
 }
 
-static void conn_handshake(struct conn *c)
+/* Handles a request head in [p, p+len). Returns the bytes of the head
+ * once it is complete (the connection has then answered: upgraded, or an
+ * error page queued), or HS_NEED_MORE. */
+static ssize_t conn_handshake(struct conn *c, const char *p, size_t len)
 {
     const struct cfg *cfg = c->srv->cfg;
     struct hs_request req;
-    ssize_t n = hs_parse(buf_head(&c->in), buf_used(&c->in), &req);
+    ssize_t n = hs_parse(p, len, &req);
     if (n == HS_NEED_MORE) {
-        if (buf_used(&c->in) >= (size_t)cfg->max_header_bytes)
-            conn_http_error(c, HS_HEADERS_TOO_LARGE, NULL);
-        return;
+        if (len < (size_t)cfg->max_header_bytes)
+            return HS_NEED_MORE;
+        conn_http_error(c, HS_HEADERS_TOO_LARGE, NULL);
+        return (ssize_t)len;
     }
     if (n < 0 || (size_t)n > (size_t)cfg->max_header_bytes) {
         conn_http_error(c, n < 0 ? HS_BAD_REQUEST : HS_HEADERS_TOO_LARGE, NULL);
-        return;
+        return (ssize_t)len;
     }
     enum hs_verdict v = hs_check(&req, &cfg->allowed_origins);
     if (v != HS_UPGRADE) {
         conn_http_error(c, v, &req);
-        return;
+        return (ssize_t)len;
     }
     char resp[512];
     int rl = hs_response(HS_UPGRADE, &req, resp, sizeof(resp));
     if (rl < 0 || conn_queue_copy(c, resp, (size_t)rl) < 0) {
         conn_kill(c);
-        return;
+        return (ssize_t)len;
     }
     c->state = CONN_OPEN;
     c->last_ping = c->last_msg = ev_now(c->srv->loop);
     int code = conn_subscribe(c, &req);
-    /* Bytes after the request head would be frames sent before our 101;
-     * keep them for the frame parser. */
-    buf_consume(&c->in, (size_t)n);
-    if (buf_used(&c->in) == 0)
-        buf_free(&c->in);
     if (code) {
         log_info("fd %d: subscription refused: close %d", c->io.fd, code);
         conn_close(c, (uint16_t)code);
-        return;
+        return n;
     }
     conn_schedule(c);
+    return n;
 }
 
 /* ---- frames from the client ---- */
@@ -445,54 +445,57 @@ static size_t conn_parse_frames(struct conn *c, const unsigned char *p, size_t l
     return used;
 }
 
+/* Feeds newly read bytes [p, p+n) through the state machine. Bytes are
+ * parsed straight from the shared read buffer; only an incomplete request
+ * head or frame is copied into the connection's own buffer, so a
+ * connection whose peer sends whole messages never holds one. */
+static void conn_feed(struct conn *c, const unsigned char *p, size_t n)
+{
+    if (buf_used(&c->in) > 0) {
+        if (buf_append(&c->in, p, n) < 0) {
+            conn_kill(c);
+            return;
+        }
+        p = (const unsigned char *)buf_head(&c->in);
+        n = buf_used(&c->in);
+    }
+    size_t used = 0;
+    if (c->state == CONN_HANDSHAKE) {
+        ssize_t h = conn_handshake(c, (const char *)p, n);
+        if (h == HS_NEED_MORE)
+            goto keep;
+        used = (size_t)h;
+    }
+    /* Frames may follow the head in the same read (sent before our 101). */
+    if (c->state == CONN_OPEN || c->state == CONN_CLOSING)
+        used += conn_parse_frames(c, p + used, n - used);
+    else
+        used = n;
+keep:
+    if (c->state == CONN_DEAD)
+        return;
+    if (p == (const unsigned char *)buf_head(&c->in) && buf_used(&c->in) > 0) {
+        buf_consume(&c->in, used);
+        if (buf_used(&c->in) == 0)
+            buf_free(&c->in);
+    } else if (used < n && buf_append(&c->in, p + used, n - used) < 0) {
+        conn_kill(c);
+    }
+}
+
 static void conn_read(struct conn *c)
 {
     struct server *srv = c->srv;
     for (;;) {
-        ssize_t n;
-        if (c->state == CONN_HANDSHAKE) {
-            size_t room = (size_t)srv->cfg->max_header_bytes + 1 - buf_used(&c->in);
-            if (buf_reserve(&c->in, room) < 0) {
-                conn_kill(c);
+        size_t room = sizeof(srv->scratch);
+        if (c->state == CONN_HANDSHAKE)
+            room = (size_t)srv->cfg->max_header_bytes + 1 - buf_used(&c->in);
+        ssize_t n = read(c->io.fd, srv->scratch, room);
+        if (n > 0) {
+            conn_feed(c, srv->scratch, (size_t)n);
+            if (c->state == CONN_DEAD || (c->flags & CONN_CLOSE_AFTER_FLUSH) || (size_t)n < room)
                 return;
-            }
-            n = read(c->io.fd, c->in.data + c->in.len, room);
-            if (n > 0) {
-                c->in.len += (size_t)n;
-                conn_handshake(c);
-                if (c->state == CONN_HANDSHAKE && !(c->flags & CONN_CLOSE_AFTER_FLUSH))
-                    continue;
-                /* Pipelined frames after the head: parse them now. */
-                if (c->state == CONN_OPEN && buf_used(&c->in) > 0) {
-                    size_t used = conn_parse_frames(c, (const unsigned char *)buf_head(&c->in), buf_used(&c->in));
-                    buf_consume(&c->in, used);
-                }
-                return;
-            }
-        } else {
-            n = read(c->io.fd, srv->scratch, sizeof(srv->scratch));
-            if (n > 0) {
-                if (buf_used(&c->in) == 0) {
-                    size_t used = conn_parse_frames(c, srv->scratch, (size_t)n);
-                    if (used < (size_t)n && c->state != CONN_DEAD &&
-                        buf_append(&c->in, srv->scratch + used, (size_t)n - used) < 0)
-                        conn_kill(c);
-                } else {
-                    if (buf_append(&c->in, srv->scratch, (size_t)n) < 0) {
-                        conn_kill(c);
-                        return;
-                    }
-                    size_t used = conn_parse_frames(c, (const unsigned char *)buf_head(&c->in), buf_used(&c->in));
-                    buf_consume(&c->in, used);
-                }
-                if (c->state == CONN_DEAD)
-                    return;
-                if (buf_used(&c->in) == 0)
-                    buf_free(&c->in);
-                if ((size_t)n < sizeof(srv->scratch))
-                    return;
-                continue;
-            }
+            continue;
         }
         if (n == 0) {
             conn_kill(c);           /* peer closed */

@@ -48,6 +48,8 @@ struct server {
     /* One read buffer for every socket: a connection only keeps bytes of a
      * frame that arrived in pieces, so idle connections hold no buffer. */
     unsigned char    scratch[SERVER_READ_CHUNK];
+    /* URL-decoded query values during a handshake (channels, token). */
+    char             decoded[SERVER_READ_CHUNK];
 };
 
 /* Starts listening, opens the publish socket and installs signal handling.

@@ -98,7 +98,8 @@ class WebServer:
     run as another user), the htpasswd file, the rendered site config."""
     name = "?"
 
-    def __init__(self, ws_port, pub_port):
+    def __init__(self, ws_port, pub_port, web_auth=True):
+        self.web_auth = web_auth
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix=f"wspush-{self.name}-"))
         os.chmod(self.dir, 0o755)
         (self.dir / "www").mkdir()
@@ -144,7 +145,13 @@ class Nginx(WebServer):
 
     def start(self):
         d = self.dir
+        no_auth = {} if self.web_auth else {
+            # auth = jwt, as the file's comment says: drop the auth_basic lines.
+            'auth_basic "site.example";': "",
+            "auth_basic_user_file /etc/wspush/htpasswd;": "",
+        }
         site = render(ROOT / "conf" / "nginx" / "wspush.conf", {
+            **no_auth,
             "listen 80;": f"listen 127.0.0.1:{self.port};",
             "/var/www/site": str(d / "www"),
             "/etc/wspush/htpasswd": str(self.htpasswd),
@@ -152,7 +159,6 @@ class Nginx(WebServer):
             "http://127.0.0.1:8081": f"http://127.0.0.1:{self.ws_port}",
         })
         (d / "wspush.conf").write_text(site)
-        shutil.copy("/etc/nginx/fastcgi_params", d / "fastcgi_params")
         (d / "nginx.conf").write_text(f"""
 user root;
 worker_processes 1;
@@ -178,7 +184,7 @@ http {{
 
 APACHE_MODS = ["mpm_event", "authn_core", "authn_file", "authz_core", "authz_user",
                "auth_basic", "proxy", "proxy_fcgi", "proxy_http", "proxy_wstunnel",
-               "headers", "mime", "dir"]
+               "headers"]
 
 
 class Apache(WebServer):
@@ -186,7 +192,13 @@ class Apache(WebServer):
 
     def start(self):
         d = self.dir
+        no_auth = {} if self.web_auth else {
+            # auth = jwt, as the file's comment says: no Basic auth, and the
+            # Authorization header (Bearer) passed on.
+            "Require valid-user": "Require all granted\n        CGIPassAuth On",
+        }
         site = render(ROOT / "conf" / "apache" / "wspush.conf", {
+            **no_auth,
             "<VirtualHost *:80>": f"<VirtualHost 127.0.0.1:{self.port}>",
             "/var/www/site": str(d / "www"),
             "/etc/wspush/htpasswd": str(self.htpasswd),
@@ -209,6 +221,8 @@ Group www-data
 StartServers 1
 ServerLimit 1
 ThreadsPerChild 16
+MinSpareThreads 1
+MaxSpareThreads 16
 MaxRequestWorkers 16
 Include {d}/wspush.conf
 """)
@@ -237,7 +251,7 @@ class Response:
 class Site:
     """One web server + fcgi-publisher + ws-server, all on loopback."""
 
-    def __init__(self, env, server_name):
+    def __init__(self, env, server_name, web_auth=True):
         self.env = env
         self.pub_port = free_port()
         env.sections["publisher"].update({
@@ -253,7 +267,7 @@ class Site:
         })
         env.write_ini()
         self.publisher = Publisher(env, self.pub_port)
-        self.web = SERVERS[server_name](env.ws_port, self.pub_port)
+        self.web = SERVERS[server_name](env.ws_port, self.pub_port, web_auth)
 
     def start(self):
         self.env.start_ws()

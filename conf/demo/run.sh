@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# The `make run` demo: nginx + fcgi-publisher + ws-server in the foreground.
+#
+# Usage: conf/demo/run.sh [BIN_DIR]      (default: build/bin of this checkout)
+# Environment (all optional):
+#   WSPUSH_DEMO_PORT     nginx port, the demo page          (default 8080)
+#   WSPUSH_DEMO_WS_PORT  ws-server's own port               (default 8081)
+#   WSPUSH_DEMO_DIR      runtime directory to create; it must not exist yet
+#                        (default: a fresh mktemp directory)
+#
+# Everything the demo needs (ini, secret, htpasswd with demo/demo, nginx.conf,
+# sockets, pid file, logs) lives in one throw-away runtime directory. Ctrl-C
+# or SIGTERM stops the three processes, waits for them, and removes the
+# directory; if any process dies on its own, the rest are stopped too.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bin=${1:-$root/build/bin}
+port=${WSPUSH_DEMO_PORT:-8080}
+ws_port=${WSPUSH_DEMO_WS_PORT:-8081}
+host=127.0.0.1
+
+say() { printf 'demo: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+for p in ws-server fcgi-publisher; do
+  [ -x "$bin/$p" ] || die "$bin/$p is missing: run 'make' first (or 'make run')"
+done
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || die "nginx is not installed (apt-get install nginx)"
+nginx_bin=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+
+port_busy() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
+for p in "$port" "$ws_port"; do
+  port_busy "$p" && die "port $p is in use (another demo running?); set WSPUSH_DEMO_PORT / WSPUSH_DEMO_WS_PORT"
+done
+
+if [ -n "${WSPUSH_DEMO_DIR:-}" ]; then
+  [ -e "$WSPUSH_DEMO_DIR" ] && die "WSPUSH_DEMO_DIR=$WSPUSH_DEMO_DIR already exists"
+  mkdir -p -m 0700 "$WSPUSH_DEMO_DIR" || die "cannot create $WSPUSH_DEMO_DIR"
+  run=$(cd "$WSPUSH_DEMO_DIR" && pwd)
+else
+  run=$(mktemp -d "${TMPDIR:-/tmp}/wspush-demo.XXXXXX") || die "mktemp failed"
+fi
+
+pids=()
+names=()
+stopping=0
+
+# Stops what was started, newest first (nginx before the publisher before
+# ws-server, so no request finds its backend gone), then removes $run.
+cleanup() {
+  trap - INT TERM EXIT
+  stopping=1
+  local i pid t
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null
+  done
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    pid=${pids[i]}
+    for ((t = 0; t < 80; t++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "${names[i]} (pid $pid) did not stop in 8s: killing it"
+      kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+  done
+  rm -rf "$run"
+}
+trap cleanup EXIT
+trap 'say "stopping"; exit 0' INT TERM
+
+start() {
+  local name=$1; shift
+  "$@" &
+  pids+=("$!")
+  names+=("$name")
+}
+
+# Waits until the test command succeeds, failing when the process (the last
+# one started) exits first.
+wait_ready() {
+  local what=$1; shift
+  local pid=${pids[${#pids[@]} - 1]} t
+  for ((t = 0; t < 100; t++)); do
+    "$@" && return 0
+    kill -0 "$pid" 2>/dev/null || die "$what exited during start-up"
+    sleep 0.05
+  done
+  die "$what did not come up in 5s"
+}
+
+# ---- the runtime directory
+head -c 32 /dev/urandom | base64 > "$run/secret"
+chmod 0600 "$run/secret"
+mkdir -p "$run/nginx-tmp"
+if command -v htpasswd >/dev/null 2>&1; then
+  htpasswd -bc "$run/htpasswd" demo demo 2>/dev/null || die "htpasswd failed"
+else
+  printf 'demo:%s\n' "$(openssl passwd -apr1 demo)" > "$run/htpasswd" || die "openssl passwd failed"
+fi
+origins="http://$host:$port http://localhost:$port"
+cat > "$run/wspush.ini" <<EOF
+; Written by conf/demo/run.sh for the demo; see conf/wspush.ini for every key.
+[wspush]
+publish_socket = $run/publish.sock
+secret_file = secret
+log_level = info
+
+[ws-server]
+listen = $host:$ws_port
+allowed_origins = $origins
+publish_socket_mode = 0600
+
+[publisher]
+listen = $run/fcgi.sock
+workers = 4
+mount = /push
+auth = remote_user
+allowed_origins = $origins
+token_ttl = 1h
+
+[channels]
+public = public/*
+publish = public/* user/{user}/*
+subscribe = user/{user}/*
+EOF
+
+# nginx started as root would run its workers as nobody, who cannot read
+# the (private) runtime directory: run them as root for the demo.
+user_line=""
+[ "$(id -u)" = 0 ] && user_line="user root;"
+sed -e "s#@RUN@#$run#g" -e "s#@WWW@#$here/www#g" -e "s#@HOST@#$host#g" \
+    -e "s#@PORT@#$port#g" -e "s#@WS_PORT@#$ws_port#g" -e "s#@USER_LINE@#$user_line#g" \
+    "$here/nginx.conf.in" > "$run/nginx.conf"
+
+"$bin/ws-server" -t -c "$run/wspush.ini" >/dev/null || die "ws-server rejects the demo config"
+"$nginx_bin" -q -t -p "$run" -e "$run/nginx-error.log" -c "$run/nginx.conf" \
+  || die "nginx rejects the demo config"
+
+# ---- the three processes
+start ws-server "$bin/ws-server" -c "$run/wspush.ini"
+wait_ready ws-server bash -c "[ -S '$run/publish.sock' ] && (exec 3<>/dev/tcp/$host/$ws_port) 2>/dev/null"
+start fcgi-publisher "$bin/fcgi-publisher" -c "$run/wspush.ini"
+wait_ready fcgi-publisher test -S "$run/fcgi.sock"
+start nginx "$nginx_bin" -p "$run" -e "$run/nginx-error.log" -c "$run/nginx.conf" -g 'daemon off;'
+wait_ready nginx bash -c "(exec 3<>/dev/tcp/$host/$port) 2>/dev/null"
+
+cat <<EOF
+
+  wspush demo running
+    page        http://$host:$port/          login: demo / demo
+    WebSocket   ws://$host:$port/ws  (proxied)  ws://$host:$ws_port/ws  (direct)
+    publish     $bin/wspush -s $run/publish.sock publish public/demo '"hello"'
+    runtime     $run  (removed on exit)
+  Ctrl-C stops everything.
+
+EOF
+
+# Any process dying ends the demo (the EXIT trap stops the rest); a signal
+# interrupts the wait and runs its trap.
+while :; do
+  wait -n "${pids[@]}"
+  rc=$?
+  [ "$stopping" = 1 ] && break
+  for i in "${!pids[@]}"; do
+    if ! kill -0 "${pids[i]}" 2>/dev/null; then
+      say "${names[i]} exited (status $rc): stopping the demo"
+      exit 1
+    fi
+  done
+done

@@ -1,0 +1,366 @@
+// Browser test of the `make run` demo: Debian's chromium driven by
+// playwright-core (no browser download). Starts conf/demo/run.sh on free
+// ports, so it never collides with a demo already running on 8080.
+//
+//   node tests/browser/demo.test.mjs        (WSPUSH_BIN = the binaries'
+//                                            directory, default build/bin)
+// Output (screenshot, demo log, page console) goes to tests/browser/output/.
+import { spawn, execFile } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '../..');
+const BIN = path.resolve(process.env.WSPUSH_BIN || path.join(ROOT, 'build/bin'));
+const OUT = path.join(HERE, 'output');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const CREDS = { username: 'demo', password: 'demo' };
+const DELIVERY_MS = 1000;   // "the other shows the message within a second"
+
+fs.rmSync(OUT, { recursive: true, force: true });
+fs.mkdirSync(OUT, { recursive: true });
+const demoLog = fs.createWriteStream(path.join(OUT, 'demo.log'));
+const consoleLog = fs.createWriteStream(path.join(OUT, 'console.log'));
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const uniq = (what) => `${what}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+function freePort(host = '127.0.0.1') {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function portOpen(port, host = '127.0.0.1') {
+  return new Promise((resolve) => {
+    const s = net.connect(port, host);
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+function run(file, args) {
+  return new Promise((resolve) => {
+    execFile(file, args, { timeout: 10000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? (err.code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
+// ---- the demo processes
+
+class Demo {
+  constructor(port, wsPort) {
+    this.port = port;
+    this.wsPort = wsPort;
+    this.origin = `http://127.0.0.1:${port}`;
+    this.dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wspush-browser-')), 'run');
+  }
+
+  async start() {
+    this.proc = spawn('bash', [path.join(ROOT, 'conf/demo/run.sh'), BIN], {
+      env: { ...process.env, WSPUSH_DEMO_PORT: String(this.port),
+             WSPUSH_DEMO_WS_PORT: String(this.wsPort), WSPUSH_DEMO_DIR: this.dir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.exited = new Promise((resolve) => this.proc.once('exit', (code, sig) => resolve({ code, sig })));
+    let out = '';
+    this.proc.stderr.on('data', (d) => demoLog.write(d));
+    const ready = new Promise((resolve, reject) => {
+      this.proc.stdout.on('data', (d) => {
+        demoLog.write(d);
+        out += d;
+        if (out.includes('wspush demo running')) resolve();
+      });
+      this.exited.then(({ code }) => reject(new Error(`run.sh exited early (status ${code}); see output/demo.log`)));
+      setTimeout(() => reject(new Error('demo not ready in 20s; see output/demo.log')), 20000);
+    });
+    await ready;
+  }
+
+  // Stops run.sh the way Ctrl-C or `kill` of make would, and checks that
+  // nothing is left behind: exit 0, runtime directory gone, ports free.
+  async stop(signal = 'SIGTERM') {
+    this.proc.kill(signal);
+    const res = await Promise.race([this.exited, sleep(15000).then(() => null)]);
+    assert(res, `run.sh did not exit within 15s of ${signal}`);
+    assert(res.code === 0, `run.sh exited with ${res.code ?? res.sig} after ${signal}`);
+    assert(!fs.existsSync(this.dir), `runtime directory ${this.dir} left behind`);
+    fs.rmSync(path.dirname(this.dir), { recursive: true, force: true });
+    for (const p of [this.port, this.wsPort])
+      assert(!(await portOpen(p)), `port ${p} still open after ${signal}`);
+  }
+
+  accessLog() {
+    try { return fs.readFileSync(path.join(this.dir, 'access.log'), 'utf8'); } catch { return ''; }
+  }
+
+  cli(...args) {
+    return run(path.join(BIN, 'wspush'), ['-s', path.join(this.dir, 'publish.sock'), ...args]);
+  }
+}
+
+// ---- a page from another loopback origin that tries to publish
+
+function evilServer(target, mark) {
+  const page = `<!doctype html><meta charset="utf-8"><title>elsewhere</title>
+<iframe name="sink" style="display:none"></iframe>
+<form id="f" method="POST" action="${target}/push/publish" target="sink">
+  <input name="channel" value="public/demo"><input name="data" value="${mark}-form">
+</form>
+<script>
+window.results = [];
+async function attempt(name, init) {
+  try {
+    const r = await fetch(${JSON.stringify(target)} + '/push/publish',
+                          Object.assign({ method: 'POST', credentials: 'include' }, init));
+    results.push(name + ':' + (r.type === 'opaque' ? 'opaque' : r.status));
+  } catch (e) { results.push(name + ':blocked'); }
+}
+(async () => {
+  await attempt('simple', { headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+                            body: 'channel=public/demo&data=${mark}-simple' });
+  await attempt('json', { headers: { 'Content-Type': 'application/json', 'X-Requested-With': 'x' },
+                          body: JSON.stringify({ channel: 'public/demo', data: '${mark}-json' }) });
+  await attempt('nocors', { mode: 'no-cors', headers: { 'Content-Type': 'text/plain' },
+                            body: 'channel=public/demo&data=${mark}-nocors' });
+  const sink = document.querySelector('iframe');
+  await new Promise((resolve) => { sink.onload = resolve; document.getElementById('f').submit();
+                                   setTimeout(resolve, 3000); });
+  results.push('form:submitted');
+  window.done = true;
+})();
+</script>`;
+  const srv = http.createServer((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(page);
+  });
+  return srv;
+}
+
+// ---- the test steps
+
+const results = [];
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    results.push({ name, ok: false });
+    console.log(`FAIL ${name}: ${e.message}`);
+  }
+}
+
+async function openDemoPage(browser, demo, creds, label) {
+  const ctx = await browser.newContext(creds ? { httpCredentials: creds } : {});
+  const page = await ctx.newPage();
+  page.on('console', (m) => consoleLog.write(`[${label}] ${m.type()}: ${m.text()}\n`));
+  page.on('pageerror', (e) => consoleLog.write(`[${label}] pageerror: ${e.message}\n`));
+  await page.goto(demo.origin + '/');
+  await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
+  return { ctx, page };
+}
+
+const rowWith = (text) => `#messages tr.message:has(td.data:text-is("${text}"))`;
+
+async function publishViaForm(page, channel, text) {
+  await page.selectOption('#channel', channel);
+  await page.fill('#text', text);
+  await page.click('#send');
+}
+
+async function main() {
+  for (const p of ['ws-server', 'fcgi-publisher', 'wspush'])
+    assert(fs.existsSync(path.join(BIN, p)), `${BIN}/${p} missing: build first (make all)`);
+  const [port, wsPort, evilPort] = [await freePort(), await freePort(), await freePort()];
+  const demo = new Demo(port, wsPort);
+  await demo.start();
+  console.log(`demo on ${demo.origin} (ws-server ${wsPort}), runtime ${demo.dir}`);
+
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  let A, B, anon;
+  try {
+    await step('two logged-in pages connect (public + private channel)', async () => {
+      A = await openDemoPage(browser, demo, CREDS, 'A');
+      B = await openDemoPage(browser, demo, CREDS, 'B');
+      for (const { page } of [A, B]) {
+        assert((await page.textContent('#user')) === 'demo', 'page does not show user demo');
+        const ch = await page.textContent('#channels');
+        assert(ch.includes('public/demo') && ch.includes('user/demo/inbox'), `channels: ${ch}`);
+      }
+    });
+
+    await step(`form publish on A reaches B within ${DELIVERY_MS} ms (public channel)`, async () => {
+      const text = uniq('hello-public');
+      const t0 = Date.now();
+      await publishViaForm(A.page, 'public/demo', text);
+      await B.page.waitForSelector(rowWith(text), { timeout: DELIVERY_MS });
+      const ms = Date.now() - t0;
+      const row = B.page.locator(rowWith(text));
+      assert((await row.getAttribute('data-channel')) === 'public/demo', 'wrong channel');
+      assert(/\S/.test(await row.getAttribute('data-id')), 'message shown without an id');
+      await A.page.waitForSelector('#result:text-matches("^published ")', { timeout: 2000 });
+      console.log(`     delivered in ${ms} ms`);
+    });
+
+    await step(`form publish on A reaches B within ${DELIVERY_MS} ms (private channel, token)`, async () => {
+      const text = uniq('hello-private');
+      await publishViaForm(A.page, 'user/demo/inbox', text);
+      await B.page.waitForSelector(rowWith(text), { timeout: DELIVERY_MS });
+      const row = B.page.locator(rowWith(text));
+      assert((await row.getAttribute('data-channel')) === 'user/demo/inbox', 'wrong channel');
+    });
+
+    await step('a page without login gets the public channel only and cannot publish', async () => {
+      anon = await openDemoPage(browser, demo, null, 'anon');
+      assert((await anon.page.textContent('#channels')) === 'public/demo', 'anonymous page subscribed to more');
+      const pub = uniq('to-anon');
+      const priv = uniq('not-for-anon');
+      await publishViaForm(A.page, 'public/demo', pub);
+      await publishViaForm(A.page, 'user/demo/inbox', priv);
+      await anon.page.waitForSelector(rowWith(pub), { timeout: DELIVERY_MS });
+      await B.page.waitForSelector(rowWith(priv), { timeout: DELIVERY_MS });
+      assert(await anon.page.locator(rowWith(priv)).count() === 0, 'private message reached the anonymous page');
+      await publishViaForm(anon.page, 'public/demo', uniq('anon-publish'));
+      await anon.page.waitForSelector('#result.error:text-matches("401")', { timeout: 2000 });
+    });
+
+    await step('cross-origin page (127.0.0.2) cannot publish with the user\'s login', async () => {
+      const mark = uniq('csrf');
+      const evilOrigin = `http://127.0.0.2:${evilPort}`;
+      const srv = evilServer(demo.origin, mark);
+      await new Promise((r) => srv.listen(evilPort, '127.0.0.2', r));
+      try {
+        const page = await A.ctx.newPage();   // A is logged in: its credentials are at stake
+        page.on('console', (m) => consoleLog.write(`[evil] ${m.type()}: ${m.text()}\n`));
+        await page.goto(evilOrigin + '/');
+        await page.waitForFunction(() => window.done === true, null, { timeout: 10000 });
+        const tried = await page.evaluate(() => window.results);
+        console.log(`     attempts: ${tried.join(' ')}`);
+        await page.close();
+        for (const r of tried)
+          assert(!/:2\d\d$/.test(r), `cross-origin fetch succeeded: ${r}`);
+        await sleep(1000);
+        for (const { page: p, name } of [{ page: B.page, name: 'B' }, { page: A.page, name: 'A' }]) {
+          const leaked = await p.locator(`#messages td.data:text-matches("${mark}")`).count();
+          assert(leaked === 0, `a cross-origin message reached page ${name}`);
+        }
+        const lines = demo.accessLog().split('\n').filter((l) => l.includes(`origin="${evilOrigin}"`));
+        const posts = lines.filter((l) => l.includes('"POST /push/publish'));
+        console.log(`     nginx saw: ${lines.map((l) => l.replace(/^.*?"(\w+) .*?" (\d+) .*$/, '$1 $2') + (l.includes(' demo "') ? '(demo)' : '')).join(', ')}`);
+        assert(posts.length > 0, 'no cross-origin publish reached nginx: the test proves nothing');
+        for (const l of posts)
+          assert(/" (401|403) /.test(l), `cross-origin publish not refused: ${l}`);
+        assert(posts.some((l) => / demo "POST .*" 403 /.test(l)),
+               'no cross-origin publish carried the login and was refused by the publisher (403)');
+      } finally {
+        srv.close();
+      }
+    });
+
+    await step('publisher refuses foreign Origin / cross-site / form without marker (via nginx)', async () => {
+      const auth = 'Basic ' + Buffer.from('demo:demo').toString('base64');
+      const post = (headers, body) => fetch(demo.origin + '/push/publish',
+        { method: 'POST', headers: { Authorization: auth, ...headers }, body });
+      const json = JSON.stringify({ channel: 'public/demo', data: 'x' });
+      const cases = [
+        ['foreign Origin', { Origin: 'http://127.0.0.2:1', 'Content-Type': 'application/json' }, json, 403],
+        ['Sec-Fetch-Site cross-site', { Origin: demo.origin, 'Sec-Fetch-Site': 'cross-site', 'Content-Type': 'application/json' }, json, 403],
+        ['form post without X-Requested-With', { Origin: demo.origin, 'Content-Type': 'application/x-www-form-urlencoded' }, 'channel=public/demo&data=x', 403],
+        ['no Origin, no Referer', { 'Content-Type': 'application/json' }, json, 403],
+        ['same origin, JSON', { Origin: demo.origin, 'Content-Type': 'application/json' }, json, 200],
+        ['same origin, form + X-Requested-With', { Origin: demo.origin, 'X-Requested-With': 'x', 'Content-Type': 'application/x-www-form-urlencoded' }, 'channel=public/demo&data=x', 200],
+        ['channel of another user', { Origin: demo.origin, 'Content-Type': 'application/json' }, JSON.stringify({ channel: 'user/alice/inbox', data: 1 }), 403],
+      ];
+      for (const [name, headers, body, want] of cases) {
+        const r = await post(headers, body);
+        assert(r.status === want, `${name}: HTTP ${r.status}, want ${want}`);
+      }
+      const noauth = await fetch(demo.origin + '/push/publish', { method: 'POST', headers: { Origin: demo.origin, 'Content-Type': 'application/json' }, body: json });
+      assert(noauth.status === 401, `no login: HTTP ${noauth.status}, want 401`);
+    });
+
+    await step('revoked tokens: pages reconnect with a fresh token and resume from last_id', async () => {
+      await B.page.evaluate(() => {
+        window.stateLog = [];
+        window.wspushDemo.on('state', (s) => window.stateLog.push(s.state + (s.code ? ':' + s.code : '')));
+      });
+      const before = await B.page.locator('#messages tr.message').count();
+      const d = await demo.cli('disconnect', 'demo');
+      assert(d.code === 0, `wspush disconnect failed: ${d.stderr}`);
+      assert(/disconnected=[1-9]/.test(d.stdout), `disconnect closed nothing: ${d.stdout}`);
+      // Published while B is (most likely) still reconnecting: the replay
+      // from last_id or the live feed must show it, and only once.
+      const text = uniq('during-reconnect');
+      const p = await demo.cli('publish', 'user/demo/inbox', JSON.stringify(text));
+      assert(p.code === 0, `wspush publish failed: ${p.stderr}`);
+      await B.page.waitForSelector(rowWith(text), { timeout: 5000 });
+      await B.page.waitForSelector('#state[data-state="open"]', { timeout: 5000 });
+      const log = await B.page.evaluate(() => window.stateLog);
+      console.log(`     B states: ${log.join(' ')}`);
+      assert(log.includes('reconnecting:4401'), 'B did not see close 4401');
+      assert(log[log.length - 1] === 'open', 'B did not end open');
+      assert(await B.page.locator(rowWith(text)).count() === 1, 'message shown twice');
+      const after = await B.page.locator('#messages tr.message').count();
+      assert(after === before + 1, `B shows ${after - before} new rows, want 1`);
+      // Still live after the reconnect.
+      const again = uniq('after-reconnect');
+      await publishViaForm(A.page, 'user/demo/inbox', again);
+      await B.page.waitForSelector(rowWith(again), { timeout: DELIVERY_MS });
+    });
+
+    await step('screenshot of the demo page', async () => {
+      await B.page.screenshot({ path: path.join(OUT, 'demo.png'), fullPage: true });
+      assert(fs.statSync(path.join(OUT, 'demo.png')).size > 1000, 'empty screenshot');
+    });
+  } finally {
+    await browser.close().catch(() => {});
+  }
+
+  await step('SIGTERM stops the demo and leaves nothing behind', () => demo.stop('SIGTERM'));
+
+  await step('a second run on the same ports starts and stops cleanly (SIGINT)', async () => {
+    const again = new Demo(port, wsPort);
+    await again.start();
+    const r = await fetch(again.origin + '/');
+    assert(r.status === 200, `GET / after restart: ${r.status}`);
+    await again.stop('SIGINT');
+  });
+}
+
+const watchdog = setTimeout(() => {
+  console.log('FAIL browser test: overall timeout (180 s)');
+  process.exit(1);
+}, 180000);
+
+try {
+  await main();
+} catch (e) {
+  results.push({ name: 'setup', ok: false });
+  console.log(`FAIL setup: ${e.message}`);
+}
+clearTimeout(watchdog);
+demoLog.end();
+consoleLog.end();
+const failed = results.filter((r) => !r.ok).length;
+console.log(`browser: ${results.length - failed} passed, ${failed} failed; output in ${path.relative(ROOT, OUT)}/`);
+process.exit(failed ? 1 : 0);
