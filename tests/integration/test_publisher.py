@@ -75,18 +75,22 @@ def test_authenticated_publish_reaches_subscriber(site):
 
 
 def test_publish_to_several_channels_and_form_body(site):
-    ws = subscribe(site, "channels=news,public/a")
+    ws = subscribe(site, "channels=news")
+    ws2 = subscribe(site, "channels=public/a")
     try:
         r = site.publish(["news", "public/a"], [1, 2])
         assert r.status == 200, r
-        assert r.json["channels"] == ["news", "public/a"] and r.json["subscribers"] == 1, r
-        m = ws.recv_json()
-        assert m["data"] == [1, 2] and m["id"] == r.json["id"]
-        r = form(site, "channel=news&data=caf%C3%A9+%22ok%22")
-        assert r.status == 200, r
+        assert r.json["channels"] == ["news", "public/a"] and r.json["subscribers"] == 2, r
+        for w, ch in ((ws, "news"), (ws2, "public/a")):
+            m = w.recv_json()
+            assert (m["channel"], m["data"], m["id"]) == (ch, [1, 2], r.json["id"])
+        r = form(site, "channels=news,public/a&data=caf%C3%A9+%22ok%22")
+        assert r.status == 200 and r.json["channels"] == ["news", "public/a"], r
         assert ws.recv_json()["data"] == 'café "ok"'
+        assert ws2.recv_json()["data"] == 'café "ok"'
     finally:
         ws.close()
+        ws2.close()
 
 
 def test_publish_with_no_subscriber_counts_zero(site):

@@ -469,3 +469,27 @@ def test_config_check_flag(env):
 def env_bin(env):
     from harness import BIN
     return BIN / "ws-server"
+
+
+def test_unix_listen_for_a_reverse_proxy(env):
+    path = env.dir / "ws.sock"
+    env.sections["ws-server"]["unix_listen"] = str(path)
+    env.write_ini()
+    env.start_ws()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(str(path))
+    s.sendall(b"GET /ws?channels=public/u HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              b"Sec-WebSocket-Version: 13\r\n\r\n")
+    data = b""
+    while b"subscribed" not in data:
+        chunk = s.recv(4096)
+        assert chunk
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 101")
+    ack = env.publish("public/u", "via unix")
+    assert ack["subscribers"] == 1
+    s.close()
+    assert env.stop_ws() == 0
+    assert not path.exists()
