@@ -47,6 +47,7 @@ struct main_thread {
     pthread_t        tid;
     int              id;
     int              started;
+    atomic_int       busy;       /* 1 while answering: never interrupt then */
 };
 
 static struct main_cfgref *main_cfg_get(struct main_ctx *x)
@@ -103,7 +104,9 @@ static void *main_worker(void *arg)
         log_error("worker %d: publish_socket path too long", t->id);
     FCGX_InitRequest(&req, x->listen_fd, 0);
     while (!atomic_load(&x->stopping)) {
+        atomic_store(&t->busy, 0);
         rc = FCGX_Accept_r(&req);
+        atomic_store(&t->busy, 1);
         if (rc < 0) {
             if (atomic_load(&x->stopping))
                 break;
@@ -170,24 +173,40 @@ static void main_reload(struct main_ctx *x, const char *path)
     main_cfg_put(x, old);
 }
 
-/* Waits up to the grace period for the workers; a worker stuck on a
- * web server's idle keep-alive connection must not hold up the exit. */
+/* Interrupts a worker's blocking accept(): installed without SA_RESTART,
+ * so accept() fails with EINTR and libfcgi, seeing FCGX_ShutdownPending,
+ * returns instead of retrying. */
+static void main_wake(int sig) { (void)sig; }
+
+/* Wakes and joins the workers for up to the grace period. The wake-up is
+ * repeated because a signal that lands just before a worker enters
+ * accept() is lost. A worker stuck on a web server's idle keep-alive
+ * connection must not hold up the exit: it is counted and abandoned. */
 static int main_join(struct main_thread *th, int n)
 {
-    int stuck = 0;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += MAIN_STOP_GRACE_MS / 1000;
-    for (int i = 0; i < n; i++) {
-        if (!th[i].started)
-            continue;
-        if (pthread_timedjoin_np(th[i].tid, NULL, &until) != 0) {
-            stuck++;
-            continue;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        int left = 0;
+        for (int i = 0; i < n; i++) {
+            if (!th[i].started)
+                continue;
+            if (pthread_tryjoin_np(th[i].tid, NULL) == 0) {
+                th[i].started = 0;
+                continue;
+            }
+            /* Only a worker waiting in accept(): a signal in the middle of
+             * a request would fail its reads from the web server. */
+            if (!atomic_load(&th[i].busy))
+                pthread_kill(th[i].tid, SIGUSR2);
+            left++;
         }
-        th[i].started = 0;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - start.tv_sec) * 1000L + (now.tv_nsec - start.tv_nsec) / 1000000L;
+        if (left == 0 || ms >= MAIN_STOP_GRACE_MS)
+            return left;
+        nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
     }
-    return stuck;
 }
 
 static void main_usage(FILE *f)
@@ -237,6 +256,9 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    struct sigaction sa = { .sa_handler = main_wake };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR2, &sa, NULL);
 
     if (FCGX_Init() != 0) {
         log_error("FCGX_Init failed");
@@ -279,9 +301,12 @@ int main(int argc, char **argv)
         log_info("signal %d: stopping", sig);
         atomic_store(&x.stopping, 1);
     }
-    /* shutdown() wakes every thread blocked in accept() on Linux. */
     FCGX_ShutdownPending();
-    shutdown(x.listen_fd, SHUT_RDWR);
+    /* A socket of our own can also be shut down, which wakes accept() too;
+     * fd 0 may be shared with sibling processes (spawn-fcgi -F), so it is
+     * left alone. */
+    if (x.listen_fd > 0)
+        shutdown(x.listen_fd, SHUT_RDWR);
     int stuck = main_join(th, nthreads);
     if (x.cur->cfg.pub_listen[0] && addr_is_unix(x.cur->cfg.pub_listen))
         unlink(x.cur->cfg.pub_listen);

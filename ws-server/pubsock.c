@@ -93,7 +93,7 @@ static void pubsock_publish(struct pubpeer *p, const struct ipc_msg *m)
     }
     /* The envelope embeds data verbatim: it must be exactly one JSON value. */
     json_error_t jerr;
-    json_t *v = json_loadb(m->data.p, m->data.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    json_t *v = json_loadb(m->data.p, m->data.len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
     if (!v) {
         pubsock_error(p, m->req_id, IPC_ERR_BAD_DATA, "data is not one JSON value");
         return;

@@ -1,5 +1,7 @@
 /* lcproto — see lcproto.h. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "lcproto.h"
 
 #include <string.h>
@@ -111,7 +113,7 @@ ssize_t lcp_http_head(const char *buf, size_t len, struct lcp_http *h)
     h->status = (int)st;
     h->content_length = -1;
     h->chunked = 0;
-    const char *line = memchr(buf, '\n', (size_t)(end - buf)) + 1;
+    const char *line = (const char *)memchr(buf, '\n', (size_t)(end - buf)) + 1;
     while (line < end - 2) {
         const char *eol = memchr(line, '\n', (size_t)(end - line));
         size_t n = (size_t)(eol - line);

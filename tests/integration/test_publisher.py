@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -96,6 +97,60 @@ def test_publish_to_several_channels_and_form_body(site):
 def test_publish_with_no_subscriber_counts_zero(site):
     r = site.publish("user/alice/inbox", "x")
     assert r.status == 200 and r.json["subscribers"] == 0, r
+
+
+def test_concurrent_publishes(site):
+    """Several workers, each with its own publish connection: every message
+    is acknowledged once and delivered once."""
+    ws = subscribe(site, "channels=news")
+    results = []
+    lock = threading.Lock()
+
+    def one(i):
+        r = site.publish("news", i)
+        with lock:
+            results.append(r)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert len(results) == 24 and all(r.status == 200 for r in results), results
+        assert len({r.json["id"] for r in results}) == 24
+        got = sorted(ws.recv_json()["data"] for _ in range(24))
+        assert got == list(range(24))
+    finally:
+        ws.close()
+
+
+def test_reload_on_sighup(site):
+    assert site.publish("news", "x" * 600).status == 200
+    site.env.sections["publisher"]["max_body"] = "512"
+    site.env.write_ini()
+    site.publisher.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "configuration reloaded" not in site.publisher.log_text():
+        assert time.monotonic() < deadline, site.publisher.log_text()
+        time.sleep(0.05)
+    error(site.publish("news", "x" * 600), 413, "too_large")
+
+
+def test_listening_on_fd0(env):
+    """Started by the web server's process manager: the socket is fd 0."""
+    s = Site(env, "nginx")
+    try:
+        s.start(on_fd0=True)
+        ws = subscribe(s, "channels=news")
+        try:
+            r = s.publish("news", "via fd 0")
+            assert r.status == 200, r
+            assert ws.recv_json()["data"] == "via fd 0"
+        finally:
+            ws.close()
+    finally:
+        rc = s.stop()
+    assert rc == 0, s.publisher.log_text()
 
 
 # ---- authentication and authorization

@@ -70,11 +70,33 @@ class Publisher:
         self.log = env.dir / "fcgi-publisher.log"
         self.proc = None
 
-    def start(self):
+    def start(self, on_fd0=False):
+        """on_fd0: hand fcgi-publisher its listening socket as fd 0, the way
+        spawn-fcgi and mod_fcgid do (the ini then has no listen key)."""
         log = open(self.log, "ab")
-        self.proc = subprocess.Popen([str(BIN / "fcgi-publisher"), "-c", str(self.env.ini_path)],
-                                     stdout=log, stderr=log)
-        log.close()
+        lsock = None
+        stdin = subprocess.DEVNULL
+        if on_fd0:
+            lsock = socket.socket()
+            lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            lsock.bind(("127.0.0.1", self.port))
+            lsock.listen(64)
+            stdin = lsock.fileno()
+        try:
+            self.proc = subprocess.Popen([str(BIN / "fcgi-publisher"), "-c",
+                                          str(self.env.ini_path)],
+                                         stdin=stdin, stdout=log, stderr=log)
+        finally:
+            log.close()
+            if lsock:
+                lsock.close()
+        if on_fd0:
+            # The port is bound before the start: wait for the log line.
+            wait_for(lambda: "listening on fd 0" in self.log_text() or self.proc.poll() is not None,
+                     what="fcgi-publisher to start")
+            if self.proc.poll() is not None:
+                raise RuntimeError("fcgi-publisher exited: " + self.log_text())
+            return
 
         def up():
             if self.proc.poll() is not None:
@@ -269,9 +291,12 @@ class Site:
         self.publisher = Publisher(env, self.pub_port)
         self.web = SERVERS[server_name](env.ws_port, self.pub_port, web_auth)
 
-    def start(self):
+    def start(self, on_fd0=False):
+        if on_fd0:
+            del self.env.sections["publisher"]["listen"]
+            self.env.write_ini()
         self.env.start_ws()
-        self.publisher.start()
+        self.publisher.start(on_fd0)
         self.web.start()
         return self
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Stage "browser" of `make test`: the demo page in Debian's chromium, driven
+# by playwright-core (tests/browser/demo.test.mjs). Builds when needed,
+# installs playwright-core from package-lock.json the first time (no browser
+# download), starts its own demo on free ports.
+# WSPUSH_BIN=DIR uses binaries from DIR instead of building build/bin.
+set -u
+cd "$(dirname "$0")/../.."
+root=$PWD
+
+if [ -n "${WSPUSH_BIN:-}" ]; then
+  bin=$WSPUSH_BIN
+else
+  make -s all || exit 1
+  bin=$root/build/bin
+fi
+for tool in node npm; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "browser: $tool missing (tests/deps.sh test installs it)" >&2; exit 1; }
+done
+[ -x /usr/bin/chromium ] || [ -n "${CHROMIUM:-}" ] || { echo "browser: /usr/bin/chromium missing (apt-get install chromium)" >&2; exit 1; }
+
+cd tests/browser
+if [ ! -f node_modules/playwright-core/package.json ]; then
+  export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+  if [ -f package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error || exit 1
+  else
+    npm install --no-audit --no-fund --loglevel=error || exit 1
+  fi
+fi
+WSPUSH_BIN=$bin exec node demo.test.mjs
