@@ -15,24 +15,31 @@
 
 int addr_is_unix(const char *spec) { return spec[0] == '/' || spec[0] == '.'; }
 
+/* The socket is bound under a temporary name and renamed into place once
+ * it listens: a client that sees the path never meets a refused connect,
+ * and a stale file from a crashed run is simply replaced. */
 static int addr_listen_unix(const char *path, int backlog, mode_t mode, const char *group,
                             char *err, size_t errlen)
 {
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof(sun.sun_path)) {
+    int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s.%d.tmp", path, (int)getpid());
+    if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
         snprintf(err, errlen, "%s: socket path too long", path);
         return -1;
     }
-    strcpy(sun.sun_path, path);
+    const char *tmp = sun.sun_path;
+    /* Only a leftover socket may be replaced, never a regular file. */
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "%s: exists and is not a socket", path);
+        return -1;
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -1;
     }
-    /* Only a leftover socket may be replaced, never a regular file. */
-    struct stat st;
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(path);
+    unlink(tmp);
     /* Bind under a tight umask so the socket is never briefly wider than
      * `mode`. */
     mode_t old = umask(0177);
@@ -40,7 +47,8 @@ static int addr_listen_unix(const char *path, int backlog, mode_t mode, const ch
     umask(old);
     if (rc < 0) {
         snprintf(err, errlen, "bind %s: %s", path, strerror(errno));
-        goto fail;
+        close(fd);
+        return -1;
     }
     if (group && group[0]) {
         struct group *gr = getgrnam(group);
@@ -48,12 +56,12 @@ static int addr_listen_unix(const char *path, int backlog, mode_t mode, const ch
             snprintf(err, errlen, "%s: unknown group '%s'", path, group);
             goto fail;
         }
-        if (chown(path, (uid_t)-1, gr->gr_gid) < 0) {
+        if (chown(tmp, (uid_t)-1, gr->gr_gid) < 0) {
             snprintf(err, errlen, "chown %s: %s", path, strerror(errno));
             goto fail;
         }
     }
-    if (chmod(path, mode) < 0) {
+    if (chmod(tmp, mode) < 0) {
         snprintf(err, errlen, "chmod %s: %s", path, strerror(errno));
         goto fail;
     }
@@ -61,8 +69,13 @@ static int addr_listen_unix(const char *path, int backlog, mode_t mode, const ch
         snprintf(err, errlen, "listen %s: %s", path, strerror(errno));
         goto fail;
     }
+    if (rename(tmp, path) < 0) {
+        snprintf(err, errlen, "rename to %s: %s", path, strerror(errno));
+        goto fail;
+    }
     return fd;
 fail:
+    unlink(tmp);
     close(fd);
     return -1;
 }

@@ -168,7 +168,9 @@ while :; do
   [ "$stopping" = 1 ] && break
   for i in "${!pids[@]}"; do
     if ! kill -0 "${pids[i]}" 2>/dev/null; then
+      # Status 0: it was told to stop (e.g. Ctrl-C reached it first).
       say "${names[i]} exited (status $rc): stopping the demo"
+      [ "$rc" = 0 ] && exit 0
       exit 1
     fi
   done

@@ -108,7 +108,8 @@ def test_memory_flat_with_many_idle_connections(env):
         time.sleep(1)
         samples.append(rss_kib(pid))
     per_conn = (loaded - base) * 1024 / n
-    assert per_conn < 1024, "%.0f bytes per idle connection" % per_conn
+    if not os.environ.get("WSPUSH_SANITIZED"):    # ASan pads every allocation
+        assert per_conn < 1024, "%.0f bytes per idle connection" % per_conn
     assert max(samples) - loaded < 2048, samples   # flat: < 2 MiB of drift
     for r in socks:
         r.close()

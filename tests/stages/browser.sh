@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Stage "browser" of `make test`: the demo page in Debian's chromium, driven
-# by playwright-core (tests/browser/demo.test.mjs). Builds when needed,
+# Stage "browser" of `make test`: wspush.js unit tests in node
+# (tests/browser/wspush.unit.test.mjs), then the demo page in Debian's
+# chromium driven by playwright-core (tests/browser/demo.test.mjs). Builds when needed,
 # installs playwright-core from package-lock.json the first time (no browser
 # download), starts its own demo on free ports.
 # WSPUSH_BIN=DIR uses binaries from DIR instead of building build/bin.
@@ -28,4 +29,6 @@ if [ ! -f node_modules/playwright-core/package.json ]; then
     npm install --no-audit --no-fund --loglevel=error || exit 1
   fi
 fi
+# wspush.js on its own first (node, fake WebSocket), then the real thing.
+node wspush.unit.test.mjs || exit 1
 WSPUSH_BIN=$bin exec node demo.test.mjs
