@@ -189,9 +189,10 @@ const rowWith = (text) => `#messages tr.message:has(td.data:text-is("${text}"))`
 
 // Fills the form and clicks Publish; returns the time of the click.
 async function publishViaForm(page, channel, text) {
+  // The previous publish clears the input when it completes: wait for it.
+  await page.locator('#send:enabled').waitFor();
   await page.selectOption('#channel', channel);
   await page.fill('#text', text);
-  await page.locator('#send:enabled').waitFor();
   const t0 = Date.now();
   await page.click('#send', { noWaitAfter: true });
   return t0;

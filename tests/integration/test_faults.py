@@ -113,3 +113,83 @@ def test_memory_flat_with_many_idle_connections(env):
     assert max(samples) - loaded < 2048, samples   # flat: < 2 MiB of drift
     for r in socks:
         r.close()
+
+
+def _collect(client, into):
+    """Reads messages until the connection ends; runs in a thread."""
+    import websockets as w
+    while True:
+        try:
+            m = client.recv_json(timeout=30)
+        except (w.ConnectionClosed, OSError, asyncio.TimeoutError):
+            return
+        if m.get("type") == "message":
+            into.add(m["data"])
+
+
+def test_kill_9_during_publishing_never_gives_a_false_200(env):
+    """ws-server is killed with SIGKILL while a page publishes in a loop
+    through nginx + fcgi-publisher: every publish gets 200 (and then the
+    subscriber connected at that time got it) or 503/504, never a 200 for a
+    message that went nowhere."""
+    import signal
+    import threading
+    from webservers import Site, WsClient
+
+    site = Site(env, "nginx").start()
+    try:
+        got1, got2 = set(), set()
+        s1 = WsClient(env.ws_url("channels=news"))
+        assert s1.recv_json()["type"] == "subscribed"
+        t1 = threading.Thread(target=_collect, args=(s1, got1), daemon=True)
+        t1.start()
+        results = []
+        stop = threading.Event()
+
+        def publisher():
+            i = 0
+            while not stop.is_set() and i < 20000:
+                r = site.publish("news", i)
+                results.append((i, r.status, r.json))
+                i += 1
+        pt = threading.Thread(target=publisher, daemon=True)
+        pt.start()
+        while len(results) < 100:
+            time.sleep(0.01)
+        env.ws_proc.send_signal(signal.SIGKILL)
+        env.ws_proc.wait(5)
+        env.ws_proc = None
+        n_killed = len(results)
+        time.sleep(0.3)
+        env.start_ws()
+        s2 = WsClient(env.ws_url("channels=news"))
+        assert s2.recv_json()["type"] == "subscribed"
+        t2 = threading.Thread(target=_collect, args=(s2, got2), daemon=True)
+        t2.start()
+        restarted_at = len(results)
+        deadline = time.monotonic() + 60
+        while (sum(1 for _, st, _ in results[restarted_at:] if st == 200) < 100
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        stop.set()
+        pt.join(60)
+        assert not pt.is_alive()
+        time.sleep(0.5)
+        env.stop_ws()            # ends s2's collector
+        t1.join(10)
+        t2.join(10)
+        statuses = {s for _, s, _ in results}
+        assert statuses <= {200, 503, 504}, statuses
+        assert 503 in statuses or 504 in statuses, "the kill was not noticed"
+        false_acks = [i for i, s, j in results
+                      if s == 200 and j["subscribers"] > 0 and i not in got1 | got2]
+        assert false_acks == [], false_acks
+        # Publishing resumed after the restart, and those messages arrived.
+        after = [i for i, s, j in results[restarted_at:] if s == 200]
+        assert len(after) >= 100
+        assert set(after) <= got2
+        assert n_killed >= 100
+        s1.close()
+        s2.close()
+    finally:
+        site.stop()
