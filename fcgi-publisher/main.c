@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -209,6 +210,57 @@ static int main_join(struct main_thread *th, int n)
     }
 }
 
+/* On its own socket, fcgi-publisher runs its workers in a child process
+ * and the first process only supervises: a worker process that crashes or
+ * is killed costs the requests it had in flight, never the service — a
+ * new one is started at once on the same listening socket, and requests
+ * arriving meanwhile wait in its backlog. (Under mod_fcgid or spawn-fcgi
+ * the web server is the supervisor.) Returns -1 in the child, which goes on
+ * to serve; in the supervisor, the exit status once stopped. */
+static int main_supervise(const sigset_t *set)
+{
+    sigset_t with_chld = *set;
+    sigaddset(&with_chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &with_chld, NULL);
+    int stopping = 0;
+    for (;;) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            log_error("fork: %s", strerror(errno));
+            return 1;
+        }
+        if (pid == 0)
+            return -1;
+        for (;;) {
+            int sig, st;
+            if (sigwait(&with_chld, &sig) != 0)
+                continue;
+            if (sig == SIGHUP) {
+                kill(pid, SIGHUP);
+                continue;
+            }
+            if (sig != SIGCHLD) {
+                stopping = 1;
+                kill(pid, SIGTERM);
+                continue;
+            }
+            if (waitpid(pid, &st, WNOHANG) != pid)
+                continue;
+            if (stopping)
+                return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+            if (WIFSIGNALED(st))
+                log_error("worker process %d killed by signal %d: starting a new one", (int)pid,
+                          WTERMSIG(st));
+            else
+                log_error("worker process %d exited with %d: starting a new one", (int)pid,
+                          WEXITSTATUS(st));
+            /* A worker that dies at once must not turn this into a fork loop. */
+            nanosleep(&(struct timespec){ .tv_nsec = 200 * 1000 * 1000 }, NULL);
+            break;
+        }
+    }
+}
+
 static void main_usage(FILE *f)
 {
     fprintf(f, "usage: fcgi-publisher [-c FILE] [-t]\n"
@@ -268,6 +320,15 @@ int main(int argc, char **argv)
     if (x.listen_fd < 0) {
         log_error("%s", err);
         goto out;
+    }
+    if (x.cur->cfg.pub_listen[0]) {
+        int status = main_supervise(&set);
+        if (status >= 0) {
+            if (addr_is_unix(x.cur->cfg.pub_listen))
+                unlink(x.cur->cfg.pub_listen);
+            rc = status;
+            goto out;
+        }
     }
     nthreads = x.cur->cfg.pub_workers;
     th = calloc((size_t)nthreads, sizeof *th);

@@ -193,3 +193,37 @@ def test_kill_9_during_publishing_never_gives_a_false_200(env):
         s2.close()
     finally:
         site.stop()
+
+
+def test_killed_publisher_worker_does_not_take_publishing_down(env):
+    """SIGKILL to fcgi-publisher's worker process: the supervisor starts a
+    new one on the same socket and publishing goes on."""
+    import signal
+    import subprocess
+    from webservers import Site, WsClient
+
+    site = Site(env, "nginx").start()
+    try:
+        s = WsClient(env.ws_url("channels=news"))
+        assert s.recv_json()["type"] == "subscribed"
+        assert site.publish("news", "before").status == 200
+        assert s.recv_json()["data"] == "before"
+        sup = site.publisher.proc.pid
+        worker = int(subprocess.check_output(["pgrep", "-P", str(sup)]).split()[0])
+        os.kill(worker, signal.SIGKILL)
+        statuses = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            r = site.publish("news", "after")
+            statuses.append(r.status)
+            if r.status == 200:
+                break
+        assert statuses[-1] == 200, statuses
+        assert s.recv_json()["data"] == "after"
+        # A new worker process, same supervisor.
+        new = int(subprocess.check_output(["pgrep", "-P", str(sup)]).split()[0])
+        assert new != worker and site.publisher.proc.poll() is None
+        assert "killed by signal 9" in site.publisher.log_text()
+        s.close()
+    finally:
+        assert site.stop() == 0
