@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cfg.h"
@@ -14,6 +15,20 @@ static void main_usage(FILE *f)
     fprintf(f, "usage: ws-server [-c FILE] [-t]\n"
                "  -c FILE  configuration (default /etc/wspush/wspush.ini)\n"
                "  -t       check the configuration and exit\n");
+}
+
+/* One descriptor per connection plus listeners and publishers: lift the
+ * soft limit toward max_connections (never past the hard limit). */
+static void main_raise_fd_limit(const struct cfg *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)cfg->max_connections + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+        log_warn("open-file limit %lu is below max_connections %d", (unsigned long)rl.rlim_cur,
+                 cfg->max_connections);
 }
 
 int main(int argc, char **argv)
@@ -47,6 +62,7 @@ int main(int argc, char **argv)
         return 0;
     }
     log_set_level((enum log_level)cfg->log_level);
+    main_raise_fd_limit(cfg);
 
     ev_loop_t *loop = ev_loop_new(err, sizeof(err));
     if (!loop) {

@@ -37,7 +37,7 @@ done
 
 if [ -n "${WSPUSH_DEMO_DIR:-}" ]; then
   [ -e "$WSPUSH_DEMO_DIR" ] && die "WSPUSH_DEMO_DIR=$WSPUSH_DEMO_DIR already exists"
-  mkdir -p -m 0700 "$WSPUSH_DEMO_DIR" || die "cannot create $WSPUSH_DEMO_DIR"
+  { mkdir -p "$WSPUSH_DEMO_DIR" && chmod 0700 "$WSPUSH_DEMO_DIR"; } || die "cannot create $WSPUSH_DEMO_DIR"
   run=$(cd "$WSPUSH_DEMO_DIR" && pwd)
 else
   run=$(mktemp -d "${TMPDIR:-/tmp}/wspush-demo.XXXXXX") || die "mktemp failed"
@@ -50,7 +50,10 @@ stopping=0
 # Stops what was started, newest first (nginx before the publisher before
 # ws-server, so no request finds its backend gone), then removes $run.
 cleanup() {
-  trap - INT TERM EXIT
+  # A second Ctrl-C must not cut the clean-up short: a stuck process gets
+  # SIGKILL after 8 s anyway.
+  trap - EXIT
+  trap '' INT TERM
   stopping=1
   local i pid t
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do

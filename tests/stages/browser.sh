@@ -6,7 +6,7 @@
 # download), starts its own demo on free ports.
 # WSPUSH_BIN=DIR uses binaries from DIR instead of building build/bin.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 root=$PWD
 
 if [ -n "${WSPUSH_BIN:-}" ]; then
@@ -20,7 +20,7 @@ for tool in node npm; do
 done
 [ -x /usr/bin/chromium ] || [ -n "${CHROMIUM:-}" ] || { echo "browser: /usr/bin/chromium missing (apt-get install chromium)" >&2; exit 1; }
 
-cd tests/browser
+cd tests/browser || exit 1
 if [ ! -f node_modules/playwright-core/package.json ]; then
   export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
   if [ -f package-lock.json ]; then
