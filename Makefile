@@ -105,8 +105,12 @@ install: $(PROGRAMS)
 	test -f $(DESTDIR)/etc/wspush/wspush.ini || install -m 0640 conf/wspush.ini $(DESTDIR)/etc/wspush/wspush.ini
 	install -d $(DESTDIR)$(PREFIX)/share/wspush/js
 	install -m 0644 conf/demo/www/wspush.js $(DESTDIR)$(PREFIX)/share/wspush/js/
-	if [ -d conf/systemd ]; then install -d $(DESTDIR)$(PREFIX)/lib/systemd/system && \
-	  for u in conf/systemd/*.service; do sed 's#@PREFIX@#$(PREFIX)#g' $$u > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u); done; fi
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/lib/sysusers.d
+	for u in conf/systemd/*.service; do \
+	  sed 's#@PREFIX@#$(PREFIX)#g' $$u > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u); done
+	install -m 0644 conf/systemd/wspush.sysusers.conf $(DESTDIR)$(PREFIX)/lib/sysusers.d/wspush.conf
+	# The services run as user wspush: let its group read the ini.
+	if getent group wspush >/dev/null; then chgrp wspush $(DESTDIR)/etc/wspush/wspush.ini; fi
 
 clean:
 	rm -rf build
