@@ -74,9 +74,9 @@ static int auth_jwt(const struct cfg *c, const struct auth_req *r, long now, str
         u->token_error = rc;
         return AUTH_E_INVALID;
     }
-    if (!u->claims.sub[0]) {
+    if (!u->claims.sub[0] || u->claims.subscribe_only) {
+        u->token_error = u->claims.sub[0] ? TOK_E_SCOPE : TOK_E_NO_SUB;
         tok_claims_free(&u->claims);
-        u->token_error = TOK_E_NO_SUB;
         return AUTH_E_INVALID;
     }
     u->has_claims = 1;

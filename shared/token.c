@@ -156,6 +156,11 @@ static int tok_get_claims(json_t *claims, long now, struct tok_claims *out)
         memcpy(out->sub, json_string_value(sub), json_string_length(sub) + 1);
     }
 
+    json_t *scope = json_object_get(claims, "scope");
+    if (scope && !json_is_string(scope))
+        return TOK_E_MALFORMED;
+    out->subscribe_only = scope && strcmp(json_string_value(scope), "subscribe") == 0;
+
     int rc = tok_get_list(claims, "channels", out->channels, &out->nchannels, NULL);
     if (rc < 0)
         return rc;
@@ -255,7 +260,8 @@ int tok_issue(const struct cfg_secret *key, const char *sub, long exp,
     for (int i = 0; i < nchannels; i++)
         if (!channels[i] || !*channels[i] || json_array_append_new(arr, json_string(channels[i])) < 0)
             goto out;
-    if (json_object_set(obj, "channels", arr) < 0)
+    if (json_object_set(obj, "channels", arr) < 0 ||
+        json_object_set_new(obj, "scope", json_string("subscribe")) < 0)
         goto out;
     json = json_dumps(obj, JSON_COMPACT);
     if (!json)
@@ -296,6 +302,7 @@ const char *tok_strerror(int code)
     case TOK_E_NO_EXP:    return "no exp claim";
     case TOK_E_NO_SUB:    return "no usable sub claim";
     case TOK_E_NOMEM:     return "out of memory";
+    case TOK_E_SCOPE:     return "a subscribe token is not a login";
     default:              return "unknown token error";
     }
 }

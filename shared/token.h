@@ -26,12 +26,15 @@
 #define TOK_E_NO_EXP    (-5)   /* exp missing or not a number */
 #define TOK_E_NO_SUB    (-6)   /* sub missing, empty or too long (only when required) */
 #define TOK_E_NOMEM     (-7)
+#define TOK_E_SCOPE     (-8)   /* a subscribe token offered as a login (set by callers) */
 
 struct tok_claims {
     char  sub[TOK_SUB_MAX + 1];   /* "" when absent */
     long  exp;
     int   nchannels;              /* "channels" claim: names or patterns */
     char *channels[TOK_MAX_CHANNELS];
+    int   subscribe_only;         /* "scope":"subscribe": issued by tok_issue, so
+                                     it opens channels and is never a login */
     int   has_publish;            /* "publish" claim present */
     int   npublish;
     char *publish[TOK_MAX_CHANNELS];
@@ -44,7 +47,10 @@ int  tok_verify(const char *p, size_t len, const struct cfg_secret *cur,
                 const struct cfg_secret *prev, long now, struct tok_claims *out);
 void tok_claims_free(struct tok_claims *c);
 
-/* Issues an HS256 token {sub, exp, channels[]} into out (NUL-terminated).
+/* Issues an HS256 subscribe token {sub, exp, channels[], scope:"subscribe"}
+ * into out (NUL-terminated). The scope claim keeps a subscribe token, which
+ * travels in WebSocket URLs and may end up in proxy logs, from being
+ * accepted as a publish login by fcgi-publisher's auth = jwt.
  * Returns the token length, or -1 (bad argument, out too small, libjwt
  * failure). */
 int  tok_issue(const struct cfg_secret *key, const char *sub, long exp,

@@ -100,7 +100,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   sleep 0.2
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$RT"
+  [ "${BENCH_KEEP:-0}" = 1 ] && log "runtime directory kept: $RT" || rm -rf "$RT"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -409,6 +409,13 @@ def test_jwt_bearer_and_cookie(jwt_site):
         r = s.request("GET", "/push/token?channels=user/alice/inbox", user=None,
                       headers={"Authorization": "Bearer " + jwt()})
         assert r.status == 200, r
+        # ... but a subscribe token (seen in WebSocket URLs and proxy logs)
+        # is never accepted as a login.
+        sub_tok = r.json["token"]
+        r = s.request("POST", "/push/publish", {"channel": "news", "data": "x"}, user=None,
+                      headers={"Content-Type": "application/json",
+                               "Authorization": "Bearer " + sub_tok})
+        error(r, 401, "unauthenticated")
     finally:
         ws.close()
 
