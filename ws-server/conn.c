@@ -389,6 +389,14 @@ static int conn_on_frame(struct conn *c, const struct frame *f)
     case FRAME_PING:
         if (c->state != CONN_OPEN)
             return 0;
+        if (c->out.bytes + len + 2 > (size_t)c->srv->cfg->send_buffer_bytes) {
+            /* Pings from a peer that does not read its pongs would queue
+             * without bound: the same cap as for broadcasts. */
+            log_info("fd %d: pongs not read, %zu bytes queued: closing 1013", c->io.fd, c->out.bytes);
+            sendq_drop_unsent(&c->out);
+            conn_close(c, 1013);
+            return -1;
+        }
         frame_unmask(payload, f->payload, len, f->mask, 0);
         if (conn_queue_frame(c, FRAME_PONG, payload, len) < 0)
             conn_kill(c);

@@ -105,6 +105,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+USER_LINE=""
+[ "$(id -u)" = 0 ] && USER_LINE="user root root;"
 free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -188,7 +190,7 @@ start_wsserver-http() {
   kill -0 "$fp" 2>/dev/null || return 1
   local np
   np=$(free_port)
-  sed -e "s#@RUN@#$n#g" -e "s#@PORT@#$np#g" -e "s#@FCGI@#$d/fcgi.sock#g" \
+  sed -e "s#@USER_LINE@#$USER_LINE#" -e "s#@RUN@#$n#g" -e "s#@PORT@#$np#g" -e "s#@FCGI@#$d/fcgi.sock#g" \
       -e "s#@KEEPCONN@#${BENCH_FCGI_KEEPCONN:-on}#g" \
       "$HERE/servers/nginx-publish.conf.in" >"$n/nginx.conf"
   spawn "$OUT/nginx-publish.log" nginx -e "$n/error.log" -p "$n" -c "$n/nginx.conf"
@@ -201,7 +203,7 @@ start_nchan() {
   local n=$RT/nchan
   mkdir -p "$n"
   PORT=$(free_port)
-  sed -e "s#@RUN@#$n#g" -e "s#@PORT@#$PORT#g" -e "s#@NOFILE@#$NOFILE#g" \
+  sed -e "s#@USER_LINE@#$USER_LINE#" -e "s#@RUN@#$n#g" -e "s#@PORT@#$PORT#g" -e "s#@NOFILE@#$NOFILE#g" \
       "$HERE/servers/nginx-nchan.conf.in" >"$n/nginx.conf"
   spawn "$OUT/nginx-nchan.log" nginx -e "$n/error.log" -p "$n" -c "$n/nginx.conf"
   local master=$SPAWNED

@@ -493,3 +493,24 @@ def test_unix_listen_for_a_reverse_proxy(env):
     s.close()
     assert env.stop_ws() == 0
     assert not path.exists()
+
+
+def test_ping_flood_without_reading_is_capped(env):
+    env.sections["ws-server"]["send_buffer_bytes"] = "65536"
+    env.write_ini()
+    env.start_ws()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", env.ws_port))
+    s.sendall(b"GET /ws?channels=public/a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              b"Sec-WebSocket-Version: 13\r\n\r\n")
+    ping = encode_frame(0x9, b"p" * 125)
+    s.settimeout(10)
+    try:
+        for _ in range(200):            # up to 25 MB of pings, never reading
+            s.sendall(ping * 1000)
+    except OSError:
+        pass                            # the server hung up: expected
+    wait_for(lambda: "pongs not read" in env.log_text(), what="the ping-flood cap")
+    s.close()
