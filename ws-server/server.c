@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -57,6 +59,11 @@ static void server_on_accept(ev_loop_t *loop, struct ev_io *io, unsigned events)
             server_refuse(fd);
             continue;
         }
+        /* Frames are complete messages, written once per pass: waiting
+         * for more (Nagle) would only add latency. Fails harmlessly on a
+         * Unix socket. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         conn_accept(srv, fd);
     }
 }
