@@ -11,6 +11,7 @@
 #include "frame.h"
 #include "handshake.h"
 #include "log.h"
+#include "pubsock.h"
 #include "pattern.h"
 #include "sendq.h"
 #include "token.h"
@@ -544,17 +545,33 @@ static void conn_flush(struct conn *c)
     }
 }
 
+/* Publish-socket peers are pumped every this many flushed connections. */
+#define CONN_PUMP_EVERY 256
+/* Bound on flush rounds per pass, so a relentless publisher cannot starve
+ * accepts and timers; what is left stays dirty for the next pass. */
+#define CONN_FLUSH_ROUNDS 16
+
 void conn_flush_dirty(struct server *srv)
 {
-    struct conn *c = srv->dirty;
-    srv->dirty = NULL;
-    while (c) {
-        struct conn *next = c->dirty_next;
-        c->flags &= (uint8_t)~CONN_DIRTY;
-        if (c->state != CONN_DEAD)
-            conn_flush(c);
-        c = next;
+    for (int round = 0; round < CONN_FLUSH_ROUNDS && srv->dirty; round++) {
+        struct conn *c = srv->dirty;
+        srv->dirty = NULL;
+        unsigned k = 0;
+        while (c) {
+            struct conn *next = c->dirty_next;
+            c->flags &= (uint8_t)~CONN_DIRTY;
+            if (c->state != CONN_DEAD)
+                conn_flush(c);
+            c = next;
+            /* Connections still ahead keep CONN_DIRTY, so frames pumped in
+             * now ride in their coming writev; those behind are queued
+             * again on srv->dirty for the next round. */
+            if (++k % CONN_PUMP_EVERY == 0 && c && srv->pubsock)
+                pubsock_pump(srv->pubsock);
+        }
     }
+    if (srv->dirty)
+        ev_poll_now(srv->loop);
 }
 
 static void conn_on_io(ev_loop_t *loop, struct ev_io *io, unsigned events)

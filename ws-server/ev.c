@@ -14,6 +14,7 @@
 struct ev_loop {
     int       epfd;
     int       running;
+    int       poll_now;
     uint64_t  now;
     struct ev_timer **heap;    /* min-heap on when */
     uint32_t  nheap, capheap;
@@ -213,6 +214,8 @@ void ev_after(ev_loop_t *loop, ev_after_cb *cb, void *data)
 
 void ev_stop(ev_loop_t *loop) { loop->running = 0; }
 
+void ev_poll_now(ev_loop_t *loop) { loop->poll_now = 1; }
+
 static void ev_run_timers(ev_loop_t *loop)
 {
     while (loop->nheap > 0 && loop->heap[0]->when <= loop->now) {
@@ -228,7 +231,10 @@ int ev_run(ev_loop_t *loop)
     loop->running = 1;
     while (loop->running) {
         int timeout = -1;
-        if (loop->nheap > 0) {
+        if (loop->poll_now) {
+            timeout = 0;
+            loop->poll_now = 0;
+        } else if (loop->nheap > 0) {
             uint64_t when = loop->heap[0]->when;
             timeout = when <= loop->now ? 0 : (int)(when - loop->now > 60000 ? 60000 : when - loop->now);
         }

@@ -74,6 +74,10 @@ int  ev_signals(ev_loop_t *loop, const sigset_t *set, ev_signal_cb *cb, void *da
  * per-pass write flushing). One hook per loop. */
 void ev_after(ev_loop_t *loop, ev_after_cb *cb, void *data);
 
+/* Makes the next wait return at once: work is pending that no fd or timer
+ * will announce. */
+void ev_poll_now(ev_loop_t *loop);
+
 /* Runs until ev_stop(). Returns 0, or -errno if epoll_wait fails. */
 int  ev_run(ev_loop_t *loop);
 void ev_stop(ev_loop_t *loop);

@@ -279,6 +279,13 @@ static void pubsock_accept(ev_loop_t *loop, struct ev_io *io, unsigned events)
     }
 }
 
+void pubsock_pump(struct pubsock *ps)
+{
+    for (struct pubpeer *p = ps->peers; p; p = p->next)
+        if (!p->dead && (p->io.events & EV_READ))
+            pubsock_peer_io(ps->srv->loop, &p->io, EV_READ);
+}
+
 struct pubsock *pubsock_open(struct server *srv, char *err, size_t errlen)
 {
     const struct cfg *cfg = srv->cfg;

@@ -18,6 +18,12 @@ struct pubsock;
 
 /* Binds cfg->publish_socket. Returns NULL with err filled on failure. */
 struct pubsock *pubsock_open(struct server *srv, char *err, size_t errlen);
+/* Reads and answers whatever the publish peers have already sent, without
+ * waiting. Called every few hundred writes during a long fan-out: a
+ * publisher gets its ack at once and sends the next message, which then
+ * joins the same writes to the subscribers not yet flushed, so a stream of
+ * back-to-back publishes turns into batched writes. */
+void pubsock_pump(struct pubsock *ps);
 /* Frees peers that closed during this pass (after-dispatch hook). */
 void pubsock_reap(struct pubsock *ps);
 /* Stops accepting and removes the socket file; peers stay until closed. */

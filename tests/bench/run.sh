@@ -14,18 +14,22 @@
 # Environment (defaults in brackets):
 #   BENCH_SUBS [10000]      subscribers of the big delivery and idle runs
 #   BENCH_SMALL [1000]      subscribers of the small delivery run
-#   BENCH_MSGS [200]        messages of the big delivery run (small: x10)
+#   BENCH_MSGS [200]        messages of the big delivery runs
+#   BENCH_SMALL_MSGS [1000] messages of the small delivery runs
 #   BENCH_PUBLISHERS [4]    concurrent publishers in the burst runs
 #   BENCH_BURST [10]        messages per publisher per burst
-#   BENCH_RATE [200]        messages/s of the latency runs
-#   BENCH_LAT_SUBS ["100 1000"], BENCH_LAT_SECS [5]
-#   BENCH_HTTP_CONNS [8], BENCH_HTTP_SECS [5], BENCH_HTTP_SUBS [10]
+#   BENCH_RATE [25]        messages/s of the latency runs
+#   BENCH_LAT_SUBS ["100 1000"], BENCH_LAT_SECS [8]
+#   BENCH_HTTP_CONNS [8], BENCH_HTTP_SECS [5], BENCH_HTTP_SUBS [0]
 #   BENCH_TIMEOUT [40]      cap of one run, seconds
 #   BENCH_ROUNDS [1]        repetitions (alternating); the median is shown
 #   BENCH_SERVERS ["wsserver wsserver-http nchan nodews socketio"]
 #   BENCH_SCENARIOS ["deliver latency httppub idle"]
 #   BENCH_PERF [1]          perf record ws-server in one extra 10k run
-#   BENCH_QUICK=1           a 1-2 minute smoke version of all of it
+#   BENCH_FCGI_WORKERS [8], BENCH_FCGI_KEEPCONN [on]   fcgi-publisher threads,
+#                           nginx fastcgi_keep_conn (upstream keepalive 16)
+#   BENCH_KEEP=1            keep the runtime directory (logs, confs) in /tmp
+#   BENCH_QUICK=1           a 2-minute smoke version of all of it
 set -uo pipefail
 
 BIN=$(cd "${1:?usage: run.sh BINDIR}" && pwd)
@@ -35,21 +39,22 @@ OUT=$ROOT/build/bench
 mkdir -p "$OUT"
 
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
-  : "${BENCH_SUBS:=2000}" "${BENCH_SMALL:=200}" "${BENCH_MSGS:=50}" "${BENCH_RATE:=100}"
+  : "${BENCH_SUBS:=2000}" "${BENCH_SMALL:=200}" "${BENCH_MSGS:=50}" "${BENCH_RATE:=25}"
   : "${BENCH_LAT_SUBS:=50 200}" "${BENCH_LAT_SECS:=2}" "${BENCH_HTTP_SECS:=2}"
   : "${BENCH_TIMEOUT:=15}" "${BENCH_PERF:=0}"
 fi
 SUBS=${BENCH_SUBS:-10000}
 SMALL=${BENCH_SMALL:-1000}
 MSGS=${BENCH_MSGS:-200}
+SMALL_MSGS=${BENCH_SMALL_MSGS:-$((MSGS * 5))}
 PUBLISHERS=${BENCH_PUBLISHERS:-4}
 BURST=${BENCH_BURST:-10}
-RATE=${BENCH_RATE:-200}
+RATE=${BENCH_RATE:-25}
 LAT_SUBS=${BENCH_LAT_SUBS:-100 1000}
-LAT_SECS=${BENCH_LAT_SECS:-5}
+LAT_SECS=${BENCH_LAT_SECS:-8}
 HTTP_CONNS=${BENCH_HTTP_CONNS:-8}
 HTTP_SECS=${BENCH_HTTP_SECS:-5}
-HTTP_SUBS=${BENCH_HTTP_SUBS:-10}
+HTTP_SUBS=${BENCH_HTTP_SUBS:-0}
 TIMEOUT=${BENCH_TIMEOUT:-40}
 ROUNDS=${BENCH_ROUNDS:-1}
 SERVERS=${BENCH_SERVERS:-wsserver wsserver-http nchan nodews socketio}
@@ -161,7 +166,7 @@ pong_timeout = 60s
 
 [publisher]
 listen = $d/fcgi.sock
-workers = 16
+workers = ${BENCH_FCGI_WORKERS:-8}
 mount = /push
 auth = remote_user
 
@@ -280,9 +285,9 @@ idle_rss() {  # idle_rss ROW SERVER N
 scenario_run() {
   local row=$1 srv=$2
   case $row in
-    d-small-b2b) run_client "$row" "$srv" rate deliver --subs "$SMALL" --msgs $((MSGS * 10)) ;;
+    d-small-b2b) run_client "$row" "$srv" rate deliver --subs "$SMALL" --msgs "$SMALL_MSGS" ;;
     d-big-b2b)   run_client "$row" "$srv" rate deliver --subs "$SUBS" --msgs "$MSGS" ;;
-    d-small-burst) run_client "$row" "$srv" rate deliver --subs "$SMALL" --msgs $((MSGS * 10)) \
+    d-small-burst) run_client "$row" "$srv" rate deliver --subs "$SMALL" --msgs "$SMALL_MSGS" \
                      --publishers "$PUBLISHERS" --burst "$BURST" --burst-gap-ms 100 ;;
     d-big-burst) run_client "$row" "$srv" rate deliver --subs "$SUBS" --msgs "$MSGS" \
                      --publishers "$PUBLISHERS" --burst "$BURST" --burst-gap-ms 100 ;;
@@ -313,7 +318,7 @@ applies() {
 : >"$OUT/raw.txt"
 : >"$OUT/loadclient.log"
 T0=$SECONDS
-log "servers: $SERVERS; subscribers $SMALL/$SUBS, $MSGS msgs (x10 small), latency at $RATE/s"
+log "servers: $SERVERS; subscribers $SMALL/$SUBS, $SMALL_MSGS/$MSGS msgs, latency at $RATE/s"
 for row in "${ROWS[@]}"; do
   for ((r = 1; r <= ROUNDS; r++)); do
     log "$row (round $r/$ROUNDS)"

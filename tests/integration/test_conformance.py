@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from harness import RawWs, encode_frame
+from harness import Env, RawWs, encode_frame
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -52,10 +52,35 @@ def raw_header(b0, b1, ext=b"", key=b"\x01\x02\x03\x04"):
     return bytes([b0, b1]) + ext + key
 
 
+# ---- one server for the whole module
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Every case is its own connection, so one ws-server serves them all
+    (which also checks that hostile clients leave it able to serve the
+    next one). It must exit 0 at the end, as conftest's env fixture asks:
+    a sanitizer or valgrind report fails the last test of the module."""
+    env = Env(tmp_path_factory.mktemp("conformance"))
+    env.start_ws()
+    yield env
+    if env.ws_proc is not None and env.ws_proc.poll() is None:
+        rc = env.stop_ws(timeout=30)
+        assert rc == 0, "ws-server exited %r:\n%s" % (rc, env.log_text()[-4000:])
+    else:
+        raise AssertionError("ws-server died during the conformance suite:\n"
+                             + env.log_text()[-4000:])
+
+
+@pytest.fixture
+def ws(server):
+    assert server.ws_proc.poll() is None, "ws-server died:\n" + server.log_text()[-4000:]
+    return server
+
+
 # ---- the session helpers
 
-def open_session(env):
-    r = RawWs(env.ws_port)
+def open_session(env, channel="public/a"):
+    r = RawWs(env.ws_port, path="/ws?channels=" + channel)
     assert r.status == 101, r.head
     greeting = r.recv_frame()
     assert greeting is not None and greeting[0] == OP_TEXT, greeting
@@ -334,10 +359,10 @@ def test_hundred_pings_in_one_write(ws):
 
 
 def test_unsolicited_pong_keeps_the_subscription(ws):
-    r = open_session(ws)
+    r = open_session(ws, "public/pong-test")
     try:
         r.send(f(OP_PONG, b"hello?") + f(OP_PONG))
-        ack = ws.publish("public/a", {"still": "here"})
+        ack = ws.publish("public/pong-test", {"still": "here"})
         assert ack["subscribers"] == 1
         op, payload = r.recv_frame()
         assert op == OP_TEXT
