@@ -12,7 +12,7 @@
 # the publisher suite when present. test_faults.py is left out: it measures
 # RSS and holds thousands of sockets, which under valgrind measure valgrind.
 #   VALGRIND_TESTS="test_ws_server.py"   another selection
-#   VALGRIND_PYTEST_ARGS="-x"           extra pytest arguments
+#   VALGRIND_PYTEST_ARGS="-x -k 'ping or close'"   extra pytest arguments
 #   VALGRIND_BUILD=build/mine            binaries from another build dir
 set -u
 cd "$(dirname "$0")/../.."
@@ -58,10 +58,12 @@ for t in "${tests[@]}"; do
   [ "$t" = test_ws_server.py ] && deselect+=(--deselect test_ws_server.py::test_max_connections_503)
 done
 
+# Shell words, so -k "not a or b" keeps its quotes.
+eval "extra=(${VALGRIND_PYTEST_ARGS:-})"
+
 echo "valgrind: ${tests[*]}"
 t0=$SECONDS
-# shellcheck disable=SC2086
-WSPUSH_BIN=$wrap bash tests/run-integration.sh "${tests[@]}" "${deselect[@]}" ${VALGRIND_PYTEST_ARGS:-}
+WSPUSH_BIN=$wrap bash tests/run-integration.sh "${tests[@]}" "${deselect[@]}" "${extra[@]}"
 rc=$?
 echo "valgrind: pytest exit $rc after $((SECONDS - t0))s"
 exit $rc
