@@ -25,6 +25,7 @@ enum conn_flag {
     CONN_AWAIT_PONG = 1 << 1,
     CONN_CLOSE_AFTER_FLUSH = 1 << 2,
     CONN_WANT_WRITE = 1 << 3,    /* EPOLLOUT armed */
+    CONN_DISCARD = 1 << 4,       /* input out of step (after 1002/1009): read and drop */
 };
 
 struct conn {
@@ -435,16 +436,21 @@ static int conn_on_frame(struct conn *c, const struct frame *f)
 static size_t conn_parse_frames(struct conn *c, const unsigned char *p, size_t len)
 {
     size_t used = 0;
+    if (c->flags & CONN_DISCARD)
+        return len;
     while (used < len && (c->state == CONN_OPEN || c->state == CONN_CLOSING)) {
         struct frame f;
         ssize_t n = frame_parse(p + used, len - used, (uint64_t)c->srv->cfg->max_frame_bytes, 0, &f);
         if (n == FRAME_NEED_MORE)
             break;
         if (n < 0) {
+            /* Past a bad header nothing lines up any more: later bytes
+             * are dropped (never parsed as frames, never a reason to drop
+             * the close frame we queued) until the peer closes or
+             * close_timeout. */
+            c->flags |= CONN_DISCARD;
             if (c->state == CONN_OPEN)
                 conn_close(c, n == FRAME_E_TOO_BIG ? 1009 : 1002);
-            else
-                conn_kill(c);
             return len;
         }
         used += (size_t)n;

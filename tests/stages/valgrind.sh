@@ -49,21 +49,12 @@ else
   done
 fi
 
-# test_max_connections_503 counts on the harness's start-up probe
-# connection being gone by the time it opens its three: under valgrind the
-# server is too slow to have reaped it, so the third gets the 503 (a race
-# in the test, reported to the lead, not a memory error).
-deselect=()
-for t in "${tests[@]}"; do
-  [ "$t" = test_ws_server.py ] && deselect+=(--deselect test_ws_server.py::test_max_connections_503)
-done
-
 # Shell words, so -k "not a or b" keeps its quotes.
 eval "extra=(${VALGRIND_PYTEST_ARGS:-})"
 
 echo "valgrind: ${tests[*]}"
 t0=$SECONDS
-WSPUSH_BIN=$wrap bash tests/run-integration.sh "${tests[@]}" "${deselect[@]}" "${extra[@]}"
+WSPUSH_BIN=$wrap bash tests/run-integration.sh "${tests[@]}" "${extra[@]}"
 rc=$?
 echo "valgrind: pytest exit $rc after $((SECONDS - t0))s"
 exit $rc
