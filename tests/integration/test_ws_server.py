@@ -520,3 +520,21 @@ def test_ping_flood_without_reading_is_capped(env):
         pass                            # the server hung up: expected
     wait_for(lambda: "pongs not read" in env.log_text(), what="the ping-flood cap")
     s.close()
+
+
+def test_idle_timeout_closes_1000_after_no_messages(env):
+    env.sections["ws-server"]["idle_timeout"] = "600"
+    env.write_ini()
+    env.start_ws()
+
+    async def go():
+        c, _ = await subscribe(env, "channels=public/i")
+        t0 = time.monotonic()
+        await asyncio.sleep(0.4)
+        env.publish("public/i", "keeps it alive")      # resets the idle clock
+        assert json.loads(await c.recv())["data"] == "keeps it alive"
+        with pytest.raises(websockets.ConnectionClosed) as e:
+            await asyncio.wait_for(c.recv(), 5)
+        assert e.value.code == 1000
+        assert 0.9 < time.monotonic() - t0 < 3
+    run(go())
