@@ -10,33 +10,13 @@
 
 #include <cmocka.h>
 
+#include "guard.h"
+
 #include "frame.h"
 
 /* Inputs are copied to end right before a PROT_NONE page. */
 #define GUARD_DATA (128 * 1024)
 
-struct guard { unsigned char *base; };
-
-static struct guard guard_new(void)
-{
-    struct guard g;
-    g.base = mmap(NULL, 2 * GUARD_DATA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                  -1, 0);
-    assert_true(g.base != MAP_FAILED);
-    assert_int_equal(mprotect(g.base + GUARD_DATA, GUARD_DATA, PROT_NONE), 0);
-    return g;
-}
-
-static const unsigned char *guard_put(struct guard *g, const void *p, size_t n)
-{
-    assert_true(n <= GUARD_DATA);
-    unsigned char *dst = g->base + GUARD_DATA - n;
-    if (n)
-        memcpy(dst, p, n);
-    return dst;
-}
-
-static void guard_free(struct guard *g) { munmap(g->base, 2 * GUARD_DATA); }
 
 static const unsigned char MASK[4] = { 0x37, 0xfa, 0x21, 0x3d };
 
@@ -128,7 +108,7 @@ static void test_table(void **state)
     (void)state;
     unsigned char *frame = malloc(70000);
     assert_non_null(frame);
-    struct guard g = guard_new();
+    struct guard g = guard_new(GUARD_DATA);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const struct parse_case *c = &cases[i];
         size_t n = build(frame, c->b0, c->plen, c->form, c->masked);
@@ -197,7 +177,7 @@ static void test_rfc_example(void **state)
 static void test_64bit_lengths(void **state)
 {
     (void)state;
-    struct guard g = guard_new();
+    struct guard g = guard_new(GUARD_DATA);
     struct frame f;
     /* Top bit set: refused on the 10-byte header whatever the limit. */
     unsigned char top[10] = { 0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1 };

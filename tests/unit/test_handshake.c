@@ -11,32 +11,12 @@
 
 #include <cmocka.h>
 
+#include "guard.h"
+
 #include "handshake.h"
 
 #define GUARD_DATA (16 * 1024)
 
-struct guard { char *base; };
-
-static struct guard guard_new(void)
-{
-    struct guard g;
-    g.base = mmap(NULL, 2 * GUARD_DATA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                  -1, 0);
-    assert_true(g.base != MAP_FAILED);
-    assert_int_equal(mprotect(g.base + GUARD_DATA, GUARD_DATA, PROT_NONE), 0);
-    return g;
-}
-
-static const char *guard_put(struct guard *g, const char *p, size_t n)
-{
-    assert_true(n <= GUARD_DATA);
-    char *dst = g->base + GUARD_DATA - n;
-    if (n)
-        memcpy(dst, p, n);
-    return dst;
-}
-
-static void guard_free(struct guard *g) { munmap(g->base, 2 * GUARD_DATA); }
 
 #define RL  "GET /ws?channels=news HTTP/1.1\r\n"
 #define H   "Host: example.com\r\n"
@@ -176,7 +156,7 @@ static void origins_for(enum origin_list which, struct cfg_list *l)
 static void test_table(void **state)
 {
     (void)state;
-    struct guard g = guard_new();
+    struct guard g = guard_new(GUARD_DATA);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const struct hs_case *c = &cases[i];
         size_t n = strlen(c->req);

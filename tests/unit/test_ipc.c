@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "guard.h"
+
 #include "buf.h"
 #include "ipc.h"
 
@@ -19,29 +21,6 @@
 /* GUARD_DATA bytes of readable memory followed by a PROT_NONE page. */
 #define GUARD_DATA (64 * 1024)
 
-struct guard { unsigned char *base; size_t page; };
-
-static struct guard guard_new(void)
-{
-    struct guard g;
-    g.page = GUARD_DATA;
-    g.base = mmap(NULL, 2 * g.page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(g.base != MAP_FAILED);
-    assert_int_equal(mprotect(g.base + g.page, g.page, PROT_NONE), 0);
-    return g;
-}
-
-/* Copies n bytes to end just before the guard page. */
-static const unsigned char *guard_put(struct guard *g, const void *p, size_t n)
-{
-    assert_true(n <= g->page);
-    unsigned char *dst = g->base + g->page - n;
-    if (n)
-        memcpy(dst, p, n);
-    return dst;
-}
-
-static void guard_free(struct guard *g) { munmap(g->base, 2 * g->page); }
 
 /* The decoded strings point into the guarded copy, so it lives until the
  * next call (or guarded_release()). */
@@ -57,14 +36,14 @@ static void guarded_release(void)
 static ssize_t decode_guarded(const void *p, size_t n, size_t max, struct ipc_msg *m)
 {
     guarded_release();
-    last_guard = guard_new();
+    last_guard = guard_new(GUARD_DATA);
     return ipc_decode(guard_put(&last_guard, p, n), n, max, m);
 }
 
 /* Every strict prefix of a valid frame must ask for more. */
 static void check_prefixes(const void *p, size_t n)
 {
-    struct guard g = guard_new();
+    struct guard g = guard_new(GUARD_DATA);
     struct ipc_msg m;
     for (size_t k = 0; k < n; k++)
         assert_int_equal(ipc_decode(guard_put(&g, p, k), k, MAX_FRAME, &m), IPC_NEED_MORE);
