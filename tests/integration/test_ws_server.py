@@ -523,18 +523,20 @@ def test_ping_flood_without_reading_is_capped(env):
 
 
 def test_idle_timeout_closes_1000_after_no_messages(env):
-    env.sections["ws-server"]["idle_timeout"] = "600"
+    # Generous times: the valgrind stage runs this slowly too.
+    env.sections["ws-server"]["idle_timeout"] = "1500"
     env.write_ini()
     env.start_ws()
 
     async def go():
         c, _ = await subscribe(env, "channels=public/i")
-        t0 = time.monotonic()
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.5)
         env.publish("public/i", "keeps it alive")      # resets the idle clock
         assert json.loads(await c.recv())["data"] == "keeps it alive"
+        t_msg = time.monotonic()
         with pytest.raises(websockets.ConnectionClosed) as e:
-            await asyncio.wait_for(c.recv(), 5)
+            await asyncio.wait_for(c.recv(), 10)
         assert e.value.code == 1000
-        assert 0.9 < time.monotonic() - t0 < 3
+        # Closed about idle_timeout after the message, not after connecting.
+        assert 1.0 < time.monotonic() - t_msg < 6
     run(go())
