@@ -79,11 +79,9 @@ static void conn_mark_dirty(struct conn *c)
     }
 }
 
-/* Queues a frame private to this connection (handshake answer, pong,
- * close, greeting). */
-static int conn_queue_copy(struct conn *c, const void *p, size_t len)
+/* Queues r (the queue takes its own reference; ours is dropped). */
+static int conn_queue_rbuf(struct conn *c, rbuf_t *r)
 {
-    rbuf_t *r = rbuf_from(p, len);
     if (!r)
         return -ENOMEM;
     int rc = sendq_push(&c->out, r);
@@ -93,21 +91,24 @@ static int conn_queue_copy(struct conn *c, const void *p, size_t len)
     return rc;
 }
 
+/* Queues bytes private to this connection (handshake answer). */
+static int conn_queue_copy(struct conn *c, const void *p, size_t len)
+{
+    return conn_queue_rbuf(c, rbuf_from(p, len));
+}
+
+/* Queues a frame private to this connection (pong, close, greeting). */
 static int conn_queue_frame(struct conn *c, int opcode, const void *payload, size_t len)
 {
     unsigned char hdr[10];
     size_t hl = frame_header(hdr, opcode, len);
     rbuf_t *r = rbuf_new(hl + len);
-    if (!r)
-        return -ENOMEM;
-    memcpy(rbuf_wdata(r), hdr, hl);
-    if (len)
-        memcpy(rbuf_wdata(r) + hl, payload, len);
-    int rc = sendq_push(&c->out, r);
-    rbuf_unref(r);
-    if (rc == 0)
-        conn_mark_dirty(c);
-    return rc;
+    if (r) {
+        memcpy(rbuf_wdata(r), hdr, hl);
+        if (len)
+            memcpy(rbuf_wdata(r) + hl, payload, len);
+    }
+    return conn_queue_rbuf(c, r);
 }
 
 static void conn_schedule(struct conn *c);

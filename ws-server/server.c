@@ -48,9 +48,7 @@ static void server_on_accept(ev_loop_t *loop, struct ev_io *io, unsigned events)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno == EMFILE || errno == ENFILE)
-                log_warn("accept on %s: %s", l->spec, strerror(errno));
-            else if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
                 log_warn("accept on %s: %s", l->spec, strerror(errno));
             return;
         }

@@ -35,6 +35,21 @@ def wait_for(pred, timeout=5.0, what="condition"):
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+def stop_process(p, sig=signal.SIGTERM, timeout=10.0):
+    """Signals p and returns its exit status; kills it and raises when it
+    does not exit in time."""
+    if p is None:
+        return None
+    if p.poll() is None:
+        p.send_signal(sig)
+    try:
+        return p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise
+
+
 def b64url(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
@@ -196,16 +211,7 @@ class Env:
 
     def stop_ws(self, sig=signal.SIGTERM, timeout=5.0):
         p, self.ws_proc = self.ws_proc, None
-        if p is None:
-            return None
-        if p.poll() is None:
-            p.send_signal(sig)
-        try:
-            return p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            raise
+        return stop_process(p, sig, timeout)
 
     def log_text(self):
         try:

@@ -21,7 +21,7 @@ import time
 
 import websockets
 
-from harness import BIN, ROOT, free_port, wait_for
+from harness import BIN, ROOT, free_port, stop_process, wait_for
 
 NGINX = "/usr/sbin/nginx"
 APACHE = "/usr/sbin/apache2"
@@ -46,19 +46,6 @@ def render(src, replacements):
             raise AssertionError(f"{src}: expected '{old}' to render")
         text = text.replace(old, new)
     return text
-
-
-def stop_process(p, sig=signal.SIGTERM, timeout=10.0):
-    if p is None:
-        return None
-    if p.poll() is None:
-        p.send_signal(sig)
-    try:
-        return p.wait(timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-        raise
 
 
 class Publisher:
