@@ -13,7 +13,6 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-protot
            -Wformat=2 -Wvla -fno-strict-aliasing -Ishared -MMD -MP \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-FCGI_LIBS := -lfcgi -lpthread
 
 ifneq ($(SANITIZE),)
 BUILD   ?= build/san
@@ -50,11 +49,11 @@ $(BIN)/ws-server: $(call obj,ws-server/main.c) $(WS_OBJ) $(SHARED_OBJ)
 
 $(BIN)/fcgi-publisher: $(call obj,fcgi-publisher/main.c) $(PUB_OBJ) $(SHARED_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(FCGI_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/wspush: $(call obj,fcgi-publisher/cli.c) $(PUB_OBJ) $(SHARED_OBJ)
+$(BIN)/wspush: $(call obj,fcgi-publisher/cli.c) $(call obj,fcgi-publisher/pubclient.c) $(SHARED_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(FCGI_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # A unit test links the shared code plus its module of the same name
 # (tests/unit/test_frame.c -> ws-server/frame.c); a test that needs more
@@ -64,7 +63,7 @@ define unit_rule
 $(BUILD)/tests/test_$(1): tests/unit/test_$(1).c $(SHARED_OBJ) \
     $(call obj,$(wildcard ws-server/$(1).c fcgi-publisher/$(1).c) $(TEST_EXTRA_$(1)))
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) -Iws-server -Ifcgi-publisher $$(LDFLAGS) -o $$@ $$(filter %.c %.o,$$^) $$(LDLIBS) $$(FCGI_LIBS) -lcmocka
+	$$(CC) $$(CFLAGS) -Iws-server -Ifcgi-publisher $$(LDFLAGS) -o $$@ $$(filter %.c %.o,$$^) $$(LDLIBS) -lcmocka
 endef
 $(foreach t,$(patsubst tests/unit/test_%.c,%,$(UNIT_SRC)),$(eval $(call unit_rule,$(t))))
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cfg.h"
+#include "ev.h"
 #include "log.h"
 #include "pattern.h"
 #include "pubclient.h"
@@ -18,6 +19,9 @@
 #define CLI_EXIT_UNAVAILABLE 3
 #define CLI_EXIT_TIMEOUT     4
 #define CLI_EXIT_OTHER       5
+
+/* The event loop failed: no PUBC_E_ code, so exit status "other". */
+#define CLI_E_LOOP (-100)
 
 #define CLI_STDIN_MAX (64L * 1024 * 1024)
 
@@ -121,7 +125,45 @@ static char *cli_data_json(const char *s, size_t len, size_t *outlen)
     return p;
 }
 
-static int cli_publish(struct pubc *c, int timeout_ms, const char *chans, const char *data)
+/* The one request's run: the loop goes until its callback, the only
+ * caller of ev_stop(). */
+struct cli_run {
+    ev_loop_t         *loop;
+    pubc_t            *pc;
+    int                rc;
+    struct pubc_result res;
+};
+
+static void cli_done(void *ctx, int rc, const struct pubc_result *res)
+{
+    struct cli_run *run = ctx;
+    run->rc = rc;
+    run->res = *res;
+    ev_stop(run->loop);
+}
+
+static void cli_after_pass(ev_loop_t *loop, void *data)
+{
+    (void)loop;
+    struct cli_run *run = data;
+    pubc_flush(run->pc);
+}
+
+/* Runs the loop until the queued request completes; returns its rc with
+ * run->res filled, or CLI_E_LOOP. The first pass must not wait: only its
+ * after hook sends the request. */
+static int cli_wait(struct cli_run *run)
+{
+    ev_poll_now(run->loop);
+    int rc = ev_run(run->loop);
+    if (rc < 0) {
+        fprintf(stderr, "wspush: event loop: %s\n", strerror(-rc));
+        return CLI_E_LOOP;
+    }
+    return run->rc;
+}
+
+static int cli_publish(struct cli_run *run, int timeout_ms, const char *chans, const char *data)
 {
     struct pat_name names[IPC_MAX_CHANNELS];
     int n = pat_split_channels(chans, strlen(chans), names, IPC_MAX_CHANNELS);
@@ -145,28 +187,34 @@ static int cli_publish(struct pubc *c, int timeout_ms, const char *chans, const 
         fprintf(stderr, "wspush: DATA is neither JSON nor valid UTF-8 text\n");
         return CLI_EXIT_USAGE;
     }
-    struct pubc_result res;
-    int rc = pubc_publish(c, names, n, json, jlen, timeout_ms, &res);
+    uint64_t ticket;
+    int rc = pubc_publish(run->pc, names, n, json, jlen, timeout_ms, cli_done, run, &ticket);
+    if (rc == 0)
+        rc = cli_wait(run);
     free(json);
+    const struct pubc_result *res = &run->res;
     if (rc < 0) {
         fprintf(stderr, "wspush: publish failed: %s%s%s\n", pubc_strerror(rc),
-                res.text[0] ? ": " : "", res.text);
+                res->text[0] ? ": " : "", res->text);
         return cli_exit_code(rc);
     }
-    printf("id=%s subscribers=%u\n", res.id, (unsigned)res.count);
+    printf("id=%s subscribers=%u\n", res->id, (unsigned)res->count);
     return CLI_EXIT_OK;
 }
 
-static int cli_disconnect(struct pubc *c, int timeout_ms, const char *user)
+static int cli_disconnect(struct cli_run *run, int timeout_ms, const char *user)
 {
-    struct pubc_result res;
-    int rc = pubc_disconnect(c, user, timeout_ms, &res);
+    uint64_t ticket;
+    int rc = pubc_disconnect(run->pc, user, timeout_ms, cli_done, run, &ticket);
+    if (rc == 0)
+        rc = cli_wait(run);
+    const struct pubc_result *res = &run->res;
     if (rc < 0) {
         fprintf(stderr, "wspush: disconnect failed: %s%s%s\n", pubc_strerror(rc),
-                res.text[0] ? ": " : "", res.text);
+                res->text[0] ? ": " : "", res->text);
         return cli_exit_code(rc);
     }
-    printf("disconnected=%u\n", (unsigned)res.count);
+    printf("disconnected=%u\n", (unsigned)res->count);
     return CLI_EXIT_OK;
 }
 
@@ -220,15 +268,29 @@ int main(int argc, char **argv)
         free(c);
         sock = path;
     }
-    struct pubc pc;
-    if (pubc_init(&pc, sock) < 0) {
+    size_t socklen = strlen(sock);
+    if (socklen == 0 || socklen >= PUBC_PATH_MAX) {
         fprintf(stderr, "wspush: socket path '%s' too long\n", sock);
         return CLI_EXIT_USAGE;
     }
+    char err[256];
+    struct cli_run run = { .loop = ev_loop_new(err, sizeof err) };
+    if (!run.loop) {
+        fprintf(stderr, "wspush: %s\n", err);
+        return CLI_EXIT_OTHER;
+    }
+    run.pc = pubc_new(run.loop, sock);
+    if (!run.pc) {
+        fprintf(stderr, "wspush: out of memory\n");
+        ev_loop_free(run.loop);
+        return CLI_EXIT_OTHER;
+    }
+    ev_after(run.loop, cli_after_pass, &run);
     if (strcmp(cmd, "publish") == 0)
-        rc = cli_publish(&pc, timeout_ms, argv[optind + 1], argv[optind + 2]);
+        rc = cli_publish(&run, timeout_ms, argv[optind + 1], argv[optind + 2]);
     else
-        rc = cli_disconnect(&pc, timeout_ms, argv[optind + 1]);
-    pubc_close(&pc);
+        rc = cli_disconnect(&run, timeout_ms, argv[optind + 1]);
+    pubc_free(run.pc);
+    ev_loop_free(run.loop);
     return rc;
 }

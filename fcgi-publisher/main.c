@@ -1,20 +1,20 @@
 /* fcgi-publisher: the FastCGI responder mounted in the site's web server.
  *
- * Threads: `workers` threads each loop on FCGX_Accept_r over the one
- * listening socket (its own, or fd 0 when the web server spawned us) with
- * their own persistent publish-socket connection. The main thread only
- * waits for signals: SIGHUP reloads the config, SIGTERM/SIGINT stop.
+ * Processes: on its own socket ([publisher] listen), the first process
+ * only supervises `workers` worker processes that share the listening
+ * socket; each worker is one event loop (shared/ev.h) serving many web
+ * server connections at once (front.h) and publishing over one pipelined
+ * connection to ws-server (pubclient.h). Started by the web server on
+ * fd 0 (mod_fcgid, spawn-fcgi), it is one worker: the web server spawns
+ * and supervises as many as it wants.
  *
- * The config is shared read-only; a reload builds a new one and swaps the
- * pointer, and a request keeps a reference to the config it started with,
- * so nothing ever changes under a running request.
+ * Signals, through the loop: SIGHUP reloads the config (a request keeps
+ * the answer it was being given; the next ones see the new config);
+ * SIGTERM/SIGINT stop gracefully: accept nothing more, answer what is in
+ * flight for up to MAIN_STOP_GRACE_MS, exit.
  */
 #include <errno.h>
-#include <fcgiapp.h>
-#include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,240 +25,263 @@
 
 #include "addr.h"
 #include "cfg.h"
+#include "ev.h"
+#include "front.h"
 #include "log.h"
 #include "responder.h"
 
 #define MAIN_STOP_GRACE_MS 5000
+/* A worker that dies at once must not turn the supervisor into a fork loop. */
+#define MAIN_RESTART_DELAY_MS 200
 
-/* A loaded config and the requests still using it. */
-struct main_cfgref {
-    struct cfg cfg;
-    int        refs;
+/* One worker process's state. */
+struct main_worker {
+    const char      *cfg_path;
+    struct cfg      *cfg;
+    ev_loop_t       *loop;
+    front_t         *front;
+    resp_t          *resp;
+    struct ev_timer  grace;
+    int              stopping;
 };
 
-struct main_ctx {
-    pthread_mutex_t     lock;     /* guards cur and every refs */
-    struct main_cfgref *cur;
-    int                 listen_fd;
-    atomic_int          stopping;
-};
-
-struct main_thread {
-    struct main_ctx *ctx;
-    pthread_t        tid;
-    int              id;
-    int              started;
-    atomic_int       busy;       /* 1 while answering: never interrupt then */
-};
-
-static struct main_cfgref *main_cfg_get(struct main_ctx *x)
+static struct cfg *main_cfg_load(const char *path, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&x->lock);
-    struct main_cfgref *r = x->cur;
-    r->refs++;
-    pthread_mutex_unlock(&x->lock);
-    return r;
-}
-
-static void main_cfg_put(struct main_ctx *x, struct main_cfgref *r)
-{
-    pthread_mutex_lock(&x->lock);
-    int last = --r->refs == 0;
-    pthread_mutex_unlock(&x->lock);
-    if (last) {
-        cfg_free(&r->cfg);
-        free(r);
-    }
-}
-
-static struct main_cfgref *main_cfg_load(const char *path, char *err, size_t errlen)
-{
-    struct main_cfgref *r = calloc(1, sizeof *r);
-    if (!r) {
+    struct cfg *c = calloc(1, sizeof *c);
+    if (!c) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    r->refs = 1;
-    if (cfg_load(&r->cfg, path, err, errlen) < 0)
+    if (cfg_load(c, path, err, errlen) < 0)
         goto fail;
-    if (r->cfg.secret.len == 0) {
+    if (c->secret.len == 0) {
         snprintf(err, errlen, "%s: secret_file is required", path);
         goto fail;
     }
-    return r;
+    return c;
 fail:
-    cfg_free(&r->cfg);
-    free(r);
+    cfg_free(c);
+    free(c);
     return NULL;
 }
 
-static void *main_worker(void *arg)
+static void main_cfg_free(struct cfg *c)
 {
-    struct main_thread *t = arg;
-    struct main_ctx *x = t->ctx;
-    struct resp_worker w;
-    FCGX_Request req;
-    struct main_cfgref *r = main_cfg_get(x);
-    int rc = resp_worker_init(&w, &r->cfg, t->id);
-    main_cfg_put(x, r);
-    if (rc < 0)
-        log_error("worker %d: publish_socket path too long", t->id);
-    FCGX_InitRequest(&req, x->listen_fd, 0);
-    while (!atomic_load(&x->stopping)) {
-        atomic_store(&t->busy, 0);
-        rc = FCGX_Accept_r(&req);
-        atomic_store(&t->busy, 1);
-        if (rc < 0) {
-            if (atomic_load(&x->stopping))
-                break;
-            log_warn("worker %d: accept failed: %s", t->id, strerror(-rc));
-            nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
-            continue;
-        }
-        r = main_cfg_get(x);
-        resp_handle(&w, &r->cfg, &req);
-        main_cfg_put(x, r);
-        FCGX_Finish_r(&req);
+    if (c) {
+        cfg_free(c);
+        free(c);
     }
-    FCGX_Free(&req, 1);
-    resp_worker_free(&w);
-    return NULL;
 }
 
 /* Opens the configured listening socket, or takes over fd 0 from the web
- * server. libfcgi expects a blocking socket. */
+ * server. */
 static int main_listen(const struct cfg *c, char *err, size_t errlen)
 {
-    int fd;
-    if (c->pub_listen[0]) {
-        fd = addr_listen(c->pub_listen, 128, 0, 0660, "", err, errlen);
-        if (fd < 0)
-            return -1;
-    } else {
-        int acc = 0;
-        socklen_t len = sizeof acc;
-        if (getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0 || !acc) {
-            snprintf(err, errlen, "no [publisher] listen configured and fd 0 is not a "
-                                  "listening socket (not started by a FastCGI web server)");
-            return -1;
-        }
-        fd = 0;
-    }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
-        snprintf(err, errlen, "listen socket: %s", strerror(errno));
-        if (fd != 0)
-            close(fd);
+    if (c->pub_listen[0])
+        return addr_listen(c->pub_listen, 1024, 0, 0660, "", err, errlen);
+    int acc = 0;
+    socklen_t len = sizeof acc;
+    if (getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0 || !acc) {
+        snprintf(err, errlen, "no [publisher] listen configured and fd 0 is not a "
+                              "listening socket (not started by a FastCGI web server)");
         return -1;
     }
-    return fd;
+    return 0;
 }
 
-static void main_reload(struct main_ctx *x, const char *path)
+/* Requests are answered from the responder's config, which a reload swaps;
+ * nothing in flight points into the old one, so it is freed at once. */
+static void main_reload(struct main_worker *w)
 {
     char err[512];
-    struct main_cfgref *r = main_cfg_load(path, err, sizeof err);
-    if (!r) {
+    struct cfg *c = main_cfg_load(w->cfg_path, err, sizeof err);
+    if (!c) {
         log_error("reload failed, keeping the running config: %s", err);
         return;
     }
-    pthread_mutex_lock(&x->lock);
-    struct main_cfgref *old = x->cur;
-    x->cur = r;
-    pthread_mutex_unlock(&x->lock);
-    if (strcmp(old->cfg.pub_listen, r->cfg.pub_listen) != 0 ||
-        old->cfg.pub_workers != r->cfg.pub_workers)
+    if (resp_set_cfg(w->resp, c) < 0) {
+        log_error("reload failed, keeping the running config: publish_socket path too long");
+        resp_set_cfg(w->resp, w->cfg);
+        main_cfg_free(c);
+        return;
+    }
+    if (strcmp(w->cfg->pub_listen, c->pub_listen) != 0 || w->cfg->pub_workers != c->pub_workers)
         log_warn("reload: [publisher] listen and workers change only on restart");
-    log_set_level((enum log_level)r->cfg.log_level);
-    log_info("configuration reloaded from %s", path);
-    main_cfg_put(x, old);
+    front_set_body_limit(w->front, (size_t)c->max_body);
+    log_set_level((enum log_level)c->log_level);
+    main_cfg_free(w->cfg);
+    w->cfg = c;
+    log_info("configuration reloaded from %s", w->cfg_path);
 }
 
-/* Interrupts a worker's blocking accept(): installed without SA_RESTART,
- * so accept() fails with EINTR and libfcgi, seeing FCGX_ShutdownPending,
- * returns instead of retrying. */
-static void main_wake(int sig) { (void)sig; }
-
-/* Wakes and joins the workers for up to the grace period. The wake-up is
- * repeated because a signal that lands just before a worker enters
- * accept() is lost. A worker stuck on a web server's idle keep-alive
- * connection must not hold up the exit: it is counted and abandoned. */
-static int main_join(struct main_thread *th, int n)
+static void main_grace_over(ev_loop_t *loop, struct ev_timer *t)
 {
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        int left = 0;
-        for (int i = 0; i < n; i++) {
-            if (!th[i].started)
-                continue;
-            if (pthread_tryjoin_np(th[i].tid, NULL) == 0) {
-                th[i].started = 0;
-                continue;
-            }
-            /* Only a worker waiting in accept(): a signal in the middle of
-             * a request would fail its reads from the web server. */
-            if (!atomic_load(&th[i].busy))
-                pthread_kill(th[i].tid, SIGUSR2);
-            left++;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long ms = (now.tv_sec - start.tv_sec) * 1000L + (now.tv_nsec - start.tv_nsec) / 1000000L;
-        if (left == 0 || ms >= MAIN_STOP_GRACE_MS)
-            return left;
-        nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
+    struct main_worker *w = ev_container_of(t, struct main_worker, grace);
+    log_warn("stopping with %zu request(s) unanswered", front_busy(w->front));
+    ev_stop(loop);
+}
+
+static void main_signal(ev_loop_t *loop, int signo, void *data)
+{
+    struct main_worker *w = data;
+    if (signo == SIGHUP) {
+        main_reload(w);
+        return;
     }
+    if (w->stopping)
+        return;
+    log_info("signal %d: stopping", signo);
+    w->stopping = 1;
+    front_stop(w->front);
+    ev_timer_start(loop, &w->grace, MAIN_STOP_GRACE_MS, main_grace_over);
+    ev_poll_now(loop);
 }
 
-/* On its own socket, fcgi-publisher runs its workers in a child process
- * and the first process only supervises: a worker process that crashes or
- * is killed costs the requests it had in flight, never the service — a
- * new one is started at once on the same listening socket, and requests
- * arriving meanwhile wait in its backlog. (Under mod_fcgid or spawn-fcgi
- * the web server is the supervisor.) Returns -1 in the child, which goes on
- * to serve; in the supervisor, the exit status once stopped. */
-static int main_supervise(const sigset_t *set)
+/* Once per loop pass: the publishes and answers of the pass go out
+ * together, one send per connection. */
+static void main_after(ev_loop_t *loop, void *data)
 {
-    sigset_t with_chld = *set;
-    sigaddset(&with_chld, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &with_chld, NULL);
-    int stopping = 0;
+    struct main_worker *w = data;
+    resp_flush(w->resp);
+    front_flush(w->front);
+    if (w->stopping && front_busy(w->front) == 0)
+        ev_stop(loop);
+}
+
+/* Runs one worker on listen_fd until stopped. Takes ownership of c.
+ * Returns the exit status. */
+static int main_serve(const char *cfg_path, struct cfg *c, int listen_fd)
+{
+    struct main_worker w = { .cfg_path = cfg_path, .cfg = c };
+    int rc = 1;
+    char err[256];
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    w.loop = ev_loop_new(err, sizeof err);
+    if (!w.loop) {
+        log_error("%s", err);
+        goto out;
+    }
+    int src = ev_signals(w.loop, &set, main_signal, &w);
+    if (src < 0) {
+        log_error("signalfd: %s", strerror(-src));
+        goto out;
+    }
+    w.resp = resp_new(w.loop, c);
+    if (!w.resp) {
+        log_error("cannot start the responder: publish_socket path too long or out of memory");
+        goto out;
+    }
+    struct front_handlers h = { .on_request = resp_handle, .on_cancel = resp_cancel,
+                                .ctx = w.resp };
+    w.front = front_new(w.loop, listen_fd, (size_t)c->max_body, &h);
+    if (!w.front) {
+        log_error("cannot serve the listening socket: %s", strerror(errno));
+        goto out;
+    }
+    ev_after(w.loop, main_after, &w);
+    int erc = ev_run(w.loop);
+    rc = erc < 0 ? 1 : 0;
+    if (erc < 0)
+        log_error("event loop: %s", strerror(-erc));
+out:
+    front_free(w.front);
+    resp_free(w.resp);
+    if (w.loop)
+        ev_loop_free(w.loop);
+    main_cfg_free(w.cfg);
+    return rc;
+}
+
+/* The supervisor: keeps n worker processes serving the socket. A worker
+ * that crashes or is killed costs the requests it had in flight, never the
+ * service; requests arriving meanwhile wait in the backlog or go to the
+ * other workers. Returns -1 in a new worker (which goes on to serve), and
+ * in the supervisor the exit status once stopped. */
+static int main_supervise(int n)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    pid_t *pids = calloc((size_t)n, sizeof *pids);
+    if (!pids) {
+        log_error("out of memory");
+        return 1;
+    }
+    int stopping = 0, alive = 0, status = 0;
     for (;;) {
-        pid_t pid = fork();
-        if (pid < 0) {
-            log_error("fork: %s", strerror(errno));
-            return 1;
+        for (int i = 0; i < n && !stopping; i++) {
+            if (pids[i] > 0)
+                continue;
+            pid_t pid = fork();
+            if (pid < 0) {
+                log_error("fork: %s", strerror(errno));
+                continue;
+            }
+            if (pid == 0) {
+                /* SIGTERM/SIGHUP stay blocked: one sent before the worker's
+                 * signalfd exists waits for it instead of killing it. */
+                sigset_t chld;
+                sigemptyset(&chld);
+                sigaddset(&chld, SIGCHLD);
+                sigprocmask(SIG_UNBLOCK, &chld, NULL);
+                free(pids);
+                return -1;
+            }
+            pids[i] = pid;
+            alive++;
         }
-        if (pid == 0)
-            return -1;
-        for (;;) {
-            int sig, st;
-            if (sigwait(&with_chld, &sig) != 0)
-                continue;
-            if (sig == SIGHUP) {
-                kill(pid, SIGHUP);
-                continue;
-            }
-            if (sig != SIGCHLD) {
-                stopping = 1;
-                kill(pid, SIGTERM);
-                continue;
-            }
-            if (waitpid(pid, &st, WNOHANG) != pid)
-                continue;
-            if (stopping)
-                return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
-            if (WIFSIGNALED(st))
-                log_error("worker process %d killed by signal %d: starting a new one", (int)pid,
-                          WTERMSIG(st));
-            else
-                log_error("worker process %d exited with %d: starting a new one", (int)pid,
-                          WEXITSTATUS(st));
-            /* A worker that dies at once must not turn this into a fork loop. */
-            nanosleep(&(struct timespec){ .tv_nsec = 200 * 1000 * 1000 }, NULL);
+        if (stopping && alive == 0)
             break;
+        int sig;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP || (sig != SIGCHLD && !stopping)) {
+            if (sig != SIGHUP) {
+                log_info("signal %d: stopping the workers", sig);
+                stopping = 1;
+            }
+            for (int i = 0; i < n; i++)
+                if (pids[i] > 0)
+                    kill(pids[i], sig == SIGHUP ? SIGHUP : SIGTERM);
+            continue;
         }
+        if (sig != SIGCHLD)
+            continue;
+        int st, restart = 0;
+        pid_t pid;
+        while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+            for (int i = 0; i < n; i++) {
+                if (pids[i] != pid)
+                    continue;
+                pids[i] = 0;
+                alive--;
+                if (stopping) {
+                    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                        status = 1;
+                } else if (WIFSIGNALED(st)) {
+                    log_error("worker process %d killed by signal %d: starting a new one",
+                              (int)pid, WTERMSIG(st));
+                    restart = 1;
+                } else {
+                    log_error("worker process %d exited with %d: starting a new one", (int)pid,
+                              WEXITSTATUS(st));
+                    restart = 1;
+                }
+            }
+        }
+        if (restart)
+            nanosleep(&(struct timespec){ .tv_nsec = MAIN_RESTART_DELAY_MS * 1000000L }, NULL);
     }
+    free(pids);
+    return status;
 }
 
 static void main_usage(FILE *f)
@@ -273,9 +296,7 @@ static void main_usage(FILE *f)
 int main(int argc, char **argv)
 {
     const char *path = "/etc/wspush/wspush.ini";
-    int check_only = 0, opt, rc = 1, nthreads = 0, failed = 0;
-    struct main_thread *th = NULL;
-    struct main_ctx x = { .listen_fd = -1 };
+    int check_only = 0, opt;
     char err[512];
     while ((opt = getopt(argc, argv, "c:th")) != -1) {
         switch (opt) {
@@ -286,103 +307,40 @@ int main(int argc, char **argv)
         }
     }
     log_init("fcgi-publisher", LOG_INFO);
-    pthread_mutex_init(&x.lock, NULL);
-    x.cur = main_cfg_load(path, err, sizeof err);
-    if (!x.cur) {
+    struct cfg *c = main_cfg_load(path, err, sizeof err);
+    if (!c) {
         fprintf(stderr, "fcgi-publisher: %s\n", err);
-        goto out;
+        return 1;
     }
     if (check_only) {
         printf("fcgi-publisher: configuration %s is valid\n", path);
-        rc = 0;
-        goto out;
+        main_cfg_free(c);
+        return 0;
     }
-    log_set_level((enum log_level)x.cur->cfg.log_level);
-
-    /* Signals go to the main thread's sigwait only; a write to a closed
-     * socket is an error return, never a signal. */
+    log_set_level((enum log_level)c->log_level);
+    /* A write to a closed socket is an error return, never a signal. */
     signal(SIGPIPE, SIG_IGN);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    struct sigaction sa = { .sa_handler = main_wake };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR2, &sa, NULL);
-
-    if (FCGX_Init() != 0) {
-        log_error("FCGX_Init failed");
-        goto out;
-    }
-    x.listen_fd = main_listen(&x.cur->cfg, err, sizeof err);
-    if (x.listen_fd < 0) {
+    int listen_fd = main_listen(c, err, sizeof err);
+    if (listen_fd < 0) {
         log_error("%s", err);
-        goto out;
+        main_cfg_free(c);
+        return 1;
     }
-    if (x.cur->cfg.pub_listen[0]) {
-        int status = main_supervise(&set);
+    int own = c->pub_listen[0] != 0;
+    log_info("listening on %s with %d worker process(es), publishing to %s",
+             own ? c->pub_listen : "fd 0", own ? c->pub_workers : 1, c->publish_socket);
+    if (own) {
+        int status = main_supervise(c->pub_workers);
         if (status >= 0) {
-            if (addr_is_unix(x.cur->cfg.pub_listen))
-                unlink(x.cur->cfg.pub_listen);
-            rc = status;
-            goto out;
+            if (addr_is_unix(c->pub_listen))
+                unlink(c->pub_listen);
+            close(listen_fd);
+            main_cfg_free(c);
+            return status;
         }
     }
-    nthreads = x.cur->cfg.pub_workers;
-    th = calloc((size_t)nthreads, sizeof *th);
-    if (!th) {
-        log_error("out of memory");
-        goto out;
-    }
-    for (int i = 0; i < nthreads; i++) {
-        th[i].ctx = &x;
-        th[i].id = i;
-        if (pthread_create(&th[i].tid, NULL, main_worker, &th[i]) != 0) {
-            log_error("cannot start worker %d", i);
-            atomic_store(&x.stopping, 1);
-            failed = 1;
-            break;
-        }
-        th[i].started = 1;
-    }
-    if (!atomic_load(&x.stopping))
-        log_info("listening on %s with %d workers, publishing to %s",
-                 x.cur->cfg.pub_listen[0] ? x.cur->cfg.pub_listen : "fd 0", nthreads,
-                 x.cur->cfg.publish_socket);
-    while (!atomic_load(&x.stopping)) {
-        int sig;
-        if (sigwait(&set, &sig) != 0)
-            continue;
-        if (sig == SIGHUP) {
-            main_reload(&x, path);
-            continue;
-        }
-        log_info("signal %d: stopping", sig);
-        atomic_store(&x.stopping, 1);
-    }
-    FCGX_ShutdownPending();
-    /* A socket of our own can also be shut down, which wakes accept() too;
-     * fd 0 may be shared with sibling processes (spawn-fcgi -F), so it is
-     * left alone. */
-    if (x.listen_fd > 0)
-        shutdown(x.listen_fd, SHUT_RDWR);
-    int stuck = main_join(th, nthreads);
-    if (x.cur->cfg.pub_listen[0] && addr_is_unix(x.cur->cfg.pub_listen))
-        unlink(x.cur->cfg.pub_listen);
-    if (stuck) {
-        /* A straggler still uses the config and libfcgi: leave it all to
-         * the kernel rather than free it under the thread. */
-        log_warn("%d worker(s) still busy at exit", stuck);
-        _exit(failed);
-    }
-    rc = failed;
-out:
-    if (x.listen_fd > 0)
-        close(x.listen_fd);
-    if (x.cur)
-        main_cfg_put(&x, x.cur);
-    free(th);
+    int rc = main_serve(path, c, listen_fd);
+    if (listen_fd > 0)
+        close(listen_fd);
     return rc;
 }

@@ -1,15 +1,20 @@
-/* pubclient — blocking client of ws-server's publish socket (shared/ipc.h),
- * used by the responder (one per worker thread) and by the wspush CLI.
+/* pubclient — non-blocking, pipelining client of ws-server's publish
+ * socket (shared/ipc.h), on the event loop (shared/ev.h). fcgi-publisher
+ * keeps one per worker process for all its requests; the wspush CLI runs
+ * one for a single request.
  *
- * The connection is persistent and opened lazily. Before each request a
- * reused connection is probed: if ws-server closed it (restart), it is
- * replaced first, so a restart costs no request. Every call is bounded by
- * timeout_ms as a whole (connect + write + wait for the answer).
+ * A request is queued and its frame goes out with the others of the same
+ * loop pass in one send(), when the owner calls pubc_flush() from its
+ * after-pass hook. Answers arrive in request order and each completes its
+ * request through the callback, from inside the loop.
  *
- * Answers arrive in request order. After a timeout or any I/O or protocol
- * error the connection is dropped: a late answer would otherwise be read
- * as the answer to the next request. An IPC_ERROR answer leaves the
- * connection usable.
+ * The connection is opened on demand. When it breaks, requests whose bytes
+ * had reached it fail with PUBC_E_UNAVAILABLE (they may or may not have
+ * been published); requests not yet sent get one new connection, so a
+ * ws-server restart between two requests costs none. When the oldest
+ * request passes its deadline every request fails with PUBC_E_TIMEOUT and
+ * the connection is dropped, since a late answer would be taken for the
+ * next request's.
  */
 #ifndef WSPUSH_PUBCLIENT_H
 #define WSPUSH_PUBCLIENT_H
@@ -17,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
+#include "ev.h"
 #include "ipc.h"
 #include "pattern.h"
 
@@ -32,15 +37,9 @@
 
 #define PUBC_PATH_MAX 108        /* sun_path */
 
-struct pubc {
-    char       path[PUBC_PATH_MAX];
-    int        fd;               /* -1 when not connected */
-    uint32_t   next_id;
-    struct buf in;               /* bytes read, not yet decoded */
-    struct buf out;              /* the frame being sent */
-};
+typedef struct pubc pubc_t;
 
-/* The answer. Strings are copied, so they outlive the next call. */
+/* The answer. Strings are copied: valid for the duration of the callback. */
 struct pubc_result {
     uint32_t count;              /* ACK: subscribers; DISCONNECTED: connections */
     char     id[256];            /* ACK: message id */
@@ -48,18 +47,35 @@ struct pubc_result {
     char     text[256];          /* PUBC_E_REFUSED: ws-server's text */
 };
 
-/* Prepares c for `path` (no I/O). Returns 0, or PUBC_E_INVALID when the
- * path does not fit a Unix socket address. */
-int  pubc_init(struct pubc *c, const char *path);
-/* Closes the connection and frees the buffers; c may be init'ed again. */
-void pubc_close(struct pubc *c);
+/* rc is 0 (res filled) or a PUBC_E_ code (res->code/text for REFUSED). */
+typedef void pubc_done_cb(void *ctx, int rc, const struct pubc_result *res);
 
-/* One PUBLISH. Returns 0 with res->count/id filled, or a PUBC_E_ code. */
-int  pubc_publish(struct pubc *c, const struct pat_name *channels, int n,
-                  const char *data, size_t len, int timeout_ms, struct pubc_result *res);
-/* One DISCONNECT of every connection whose token sub is user. Returns 0
- * with res->count filled, or a PUBC_E_ code. */
-int  pubc_disconnect(struct pubc *c, const char *user, int timeout_ms, struct pubc_result *res);
+/* A client of the socket at path (no I/O yet); NULL when the path does not
+ * fit a Unix socket address or memory runs out. */
+pubc_t *pubc_new(ev_loop_t *loop, const char *path);
+/* Closes the connection; callbacks of requests still open are not run.
+ * Not to be called from one of c's callbacks (c is in use up the stack). */
+void    pubc_free(pubc_t *c);
+/* Points later connections at path; the current one is closed once idle.
+ * Returns 0 or PUBC_E_INVALID (path too long: nothing changes). */
+int     pubc_set_path(pubc_t *c, const char *path);
+
+/* Queues one PUBLISH or DISCONNECT. Returns 0 and sets *ticket, and cb runs
+ * later exactly once (unless cancelled); or returns a PUBC_E_ code at once
+ * (INVALID, NOMEM, or UNAVAILABLE when no connection can be made) and cb
+ * never runs. */
+int pubc_publish(pubc_t *c, const struct pat_name *channels, int n, const char *data, size_t len,
+                 int timeout_ms, pubc_done_cb *cb, void *ctx, uint64_t *ticket);
+int pubc_disconnect(pubc_t *c, const char *user, int timeout_ms, pubc_done_cb *cb, void *ctx,
+                    uint64_t *ticket);
+/* The requester is gone: its callback will not run (the request itself
+ * still completes at ws-server). */
+void pubc_cancel(pubc_t *c, uint64_t ticket);
+
+/* Sends what was queued; call once per loop pass, after dispatch. */
+void pubc_flush(pubc_t *c);
+/* Requests waiting for an answer. */
+size_t pubc_pending(const pubc_t *c);
 
 /* Short text for a PUBC_E_ code. */
 const char *pubc_strerror(int code);

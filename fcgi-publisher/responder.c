@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -12,18 +13,25 @@
 #include "log.h"
 #include "origin.h"
 #include "pattern.h"
+#include "pubclient.h"
 #include "token.h"
 #include "urlenc.h"
 
-/* Past this much unread body the connection is closed rather than drained:
- * a web server's own body limit normally stops such requests first. */
-#define RESP_DRAIN_MAX   (16L * 1024 * 1024)
 #define RESP_QUERY_MAX   8192
 
-/* One request being answered. */
+struct resp {
+    ev_loop_t        *loop;
+    pubc_t           *pub;        /* this worker's pipelined publish connection */
+    const struct cfg *c;          /* the config new requests start with */
+    struct buf        scratch;    /* body_parse's scratch */
+};
+
+/* One request being answered. The strings point into the request's params,
+ * which live until front_reply(). */
 struct resp_rq {
-    FCGX_Request     *req;
-    const struct cfg *c;
+    resp_t           *r;
+    struct front_req *req;
+    const struct cfg *c;          /* only until resp_handle returns */
     const char       *method;
     const char       *path;       /* REQUEST_URI without the query */
     size_t            path_len;
@@ -31,11 +39,20 @@ struct resp_rq {
     char              user[TOK_SUB_MAX + 1];
     int               status;     /* answered status, for the log line */
     int               answered;
+    struct buf        out;        /* the CGI answer */
+    /* A publish waiting for ws-server. */
+    uint64_t          ticket;
+    int               pending;
+    int               listed;     /* the body gave "channels": answer the list */
+    json_t           *channels;   /* the answer's "channel" string or "channels" array */
+    char              summary[80];/* "channel" or "channel,...", for the log */
 };
+
+static void resp_finish(struct resp_rq *rq);
 
 static const char *resp_param(const struct resp_rq *rq, const char *name)
 {
-    return FCGX_GetParam(name, rq->req->envp);
+    return front_param(rq->req, name);
 }
 
 static const char *resp_reason(int status)
@@ -51,6 +68,7 @@ static const char *resp_reason(int status)
     case 411: return "Length Required";
     case 413: return "Payload Too Large";
     case 415: return "Unsupported Media Type";
+    case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
@@ -58,20 +76,27 @@ static const char *resp_reason(int status)
     }
 }
 
+/* Appends to the answer; running out of memory shows as an empty answer,
+ * which the web server turns into a 502. */
+static void resp_put(struct resp_rq *rq, const char *s)
+{
+    (void)buf_append(&rq->out, s, strlen(s));
+}
+
 static void resp_headers(struct resp_rq *rq, int status, const char *extra)
 {
-    FCGX_Stream *out = rq->req->out;
-    FCGX_FPrintF(out, "Status: %d %s\r\n", status, resp_reason(status));
+    buf_reset(&rq->out);
+    (void)buf_printf(&rq->out, "Status: %d %s\r\n", status, resp_reason(status));
     if (status != 204)
-        FCGX_PutS("Content-Type: application/json\r\n", out);
-    FCGX_PutS("Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n", out);
+        resp_put(rq, "Content-Type: application/json\r\n");
+    resp_put(rq, "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n");
     if (rq->cors_origin)
-        FCGX_FPrintF(out, "Access-Control-Allow-Origin: %s\r\n"
-                          "Access-Control-Allow-Credentials: true\r\nVary: Origin\r\n",
-                     rq->cors_origin);
+        (void)buf_printf(&rq->out, "Access-Control-Allow-Origin: %s\r\n"
+                                   "Access-Control-Allow-Credentials: true\r\nVary: Origin\r\n",
+                         rq->cors_origin);
     if (extra)
-        FCGX_PutS(extra, out);
-    FCGX_PutS("\r\n", out);
+        resp_put(rq, extra);
+    resp_put(rq, "\r\n");
     rq->status = status;
     rq->answered = 1;
 }
@@ -86,8 +111,8 @@ static void resp_json(struct resp_rq *rq, int status, const char *extra, json_t 
         extra = NULL;
     }
     resp_headers(rq, status, extra);
-    FCGX_PutS(text ? text : "{\"error\":\"internal\",\"message\":\"out of memory\"}", rq->req->out);
-    FCGX_PutS("\n", rq->req->out);
+    resp_put(rq, text ? text : "{\"error\":\"internal\",\"message\":\"out of memory\"}");
+    resp_put(rq, "\n");
     free(text);
 }
 
@@ -107,7 +132,8 @@ static const char *resp_code(int status)
     case 404: return "not_found";
     case 405: return "method_not_allowed";
     case 411: return "length_required";
-    case 413: return "too_large";
+    case 413:
+    case 431: return "too_large";
     case 415: return "unsupported_media_type";
     case 503: return "unavailable";
     case 504: return "timeout";
@@ -180,28 +206,9 @@ static long resp_content_length(const char *s)
     errno = 0;
     char *end;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > (unsigned long long)RESP_DRAIN_MAX * 1024)
+    if (errno || *end || v > (unsigned long long)LONG_MAX / 2)
         return -2;
     return (long)v;
-}
-
-/* Reads exactly n body bytes into w->body. Returns 0, -1 when the stream
- * ended early, -ENOMEM. */
-static int resp_read_body(struct resp_worker *w, struct resp_rq *rq, size_t n)
-{
-    buf_reset(&w->body);
-    if (buf_reserve(&w->body, n + 1) < 0)
-        return -ENOMEM;
-    size_t got = 0;
-    while (got < n) {
-        int r = FCGX_GetStr(w->body.data + got, (int)(n - got), rq->req->in);
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-    }
-    w->body.len = n;
-    w->body.data[n] = '\0';
-    return 0;
 }
 
 static void resp_map_publish_error(struct resp_rq *rq, int rc, const struct pubc_result *res)
@@ -238,9 +245,30 @@ static void resp_map_publish_error(struct resp_rq *rq, int rc, const struct pubc
     }
 }
 
-static void resp_publish(struct resp_worker *w, struct resp_rq *rq)
+/* ws-server's answer to a queued publish. */
+static void resp_published(void *ctx, int rc, const struct pubc_result *res)
+{
+    struct resp_rq *rq = ctx;
+    rq->pending = 0;
+    if (rc < 0) {
+        log_warn("publish by %s to %s: %s%s%s", rq->user, rq->summary, pubc_strerror(rc),
+                 res->text[0] ? ": " : "", res->text);
+        resp_map_publish_error(rq, rc, res);
+    } else {
+        json_t *obj = json_pack("{s:s,s:I}", "id", res->id, "subscribers", (json_int_t)res->count);
+        if (obj)
+            json_object_set(obj, rq->listed ? "channels" : "channel", rq->channels);
+        resp_json(rq, 200, NULL, obj);
+    }
+    resp_finish(rq);
+}
+
+/* Everything up to handing the message to pubclient; the answer comes from
+ * resp_published() unless a check fails first. */
+static void resp_publish(struct resp_rq *rq)
 {
     const struct cfg *c = rq->c;
+    resp_t *r = rq->r;
     struct auth_user u;
     if (resp_authenticate(rq, &u) < 0)
         return;
@@ -278,19 +306,19 @@ static void resp_publish(struct resp_worker *w, struct resp_rq *rq)
         resp_fail(rq, 415, body_strerror(BODY_E_CTYPE));
         goto out;
     }
-    int rc = resp_read_body(w, rq, (size_t)clen);
-    if (rc < 0) {
-        resp_fail(rq, rc == -ENOMEM ? 500 : 400,
-                  rc == -ENOMEM ? "out of memory" : "body shorter than Content-Length");
+    size_t kept, sent;
+    const char *body = front_body(rq->req, &kept, &sent);
+    if (sent < (size_t)clen || kept < (size_t)clen) {
+        resp_fail(rq, 400, "body shorter than Content-Length");
         goto out;
     }
-    buf_reset(&w->scratch);
-    if (buf_reserve(&w->scratch, BODY_SCRATCH(clen)) < 0) {
+    buf_reset(&r->scratch);
+    if (buf_reserve(&r->scratch, BODY_SCRATCH(clen)) < 0) {
         resp_fail(rq, 500, "out of memory");
         goto out;
     }
     struct body_msg m;
-    rc = body_parse(ctype, w->body.data, (size_t)clen, &m, w->scratch.data, w->scratch.cap);
+    int rc = body_parse(ctype, body, (size_t)clen, &m, r->scratch.data, r->scratch.cap);
     if (rc < 0) {
         resp_fail(rq, rc == BODY_E_SPACE ? 500 : 400, body_strerror(rc));
         goto out;
@@ -306,25 +334,30 @@ static void resp_publish(struct resp_worker *w, struct resp_rq *rq)
         resp_fail(rq, 413, "data over max_message_bytes");
         goto out;
     }
-    struct pubc_result res;
-    rc = pubc_publish(&w->pub, m.channels, m.nchannels, m.data, m.data_len, c->ack_timeout_ms, &res);
+    /* What the 200 answer repeats, kept now: the body and scratch are not
+     * ours once this returns. */
+    rq->listed = m.listed;
+    if (!m.listed) {
+        rq->channels = json_stringn(m.channels[0].p, m.channels[0].len);
+    } else if ((rq->channels = json_array())) {
+        for (int i = 0; i < m.nchannels; i++)
+            json_array_append_new(rq->channels, json_stringn(m.channels[i].p, m.channels[i].len));
+    }
+    if (!rq->channels) {
+        resp_fail(rq, 500, "out of memory");
+        goto out;
+    }
+    snprintf(rq->summary, sizeof rq->summary, "%.*s%s", (int)m.channels[0].len, m.channels[0].p,
+             m.nchannels > 1 ? ",..." : "");
+    rc = pubc_publish(r->pub, m.channels, m.nchannels, m.data, m.data_len, c->ack_timeout_ms,
+                      resp_published, rq, &rq->ticket);
     if (rc < 0) {
-        log_warn("worker %d: publish by %s to %.*s%s: %s%s%s", w->id, u.name,
-                 (int)m.channels[0].len, m.channels[0].p, m.nchannels > 1 ? ",..." : "",
-                 pubc_strerror(rc), res.text[0] ? ": " : "", res.text);
+        struct pubc_result res = { 0 };
+        log_warn("publish by %s to %s: %s", u.name, rq->summary, pubc_strerror(rc));
         resp_map_publish_error(rq, rc, &res);
         goto out;
     }
-    json_t *obj = json_pack("{s:s,s:I}", "id", res.id, "subscribers", (json_int_t)res.count);
-    if (obj && !m.listed) {
-        json_object_set_new(obj, "channel", json_stringn(m.channels[0].p, m.channels[0].len));
-    } else if (obj) {
-        json_t *arr = json_array();
-        for (int i = 0; i < m.nchannels; i++)
-            json_array_append_new(arr, json_stringn(m.channels[i].p, m.channels[i].len));
-        json_object_set_new(obj, "channels", arr);
-    }
-    resp_json(rq, 200, NULL, obj);
+    rq->pending = 1;
 out:
     auth_user_free(&u);
 }
@@ -409,18 +442,6 @@ static void resp_preflight(struct resp_rq *rq)
     resp_headers(rq, 204, extra);
 }
 
-/* Discards the unread request body so the web server can finish writing
- * it; a web server still writing when the connection closes may turn the
- * answer into a 502. */
-static void resp_drain(FCGX_Request *req)
-{
-    char tmp[4096];
-    long total = 0;
-    int n;
-    while (total < RESP_DRAIN_MAX && (n = FCGX_GetStr(tmp, sizeof tmp, req->in)) > 0)
-        total += n;
-}
-
 static int resp_path_is(const struct resp_rq *rq, const char *mount, const char *leaf)
 {
     size_t mlen = strlen(mount);
@@ -431,62 +452,118 @@ static int resp_path_is(const struct resp_rq *rq, const char *mount, const char 
            memcmp(rq->path + mlen, leaf, llen) == 0;
 }
 
-int resp_worker_init(struct resp_worker *w, const struct cfg *c, int id)
+resp_t *resp_new(ev_loop_t *loop, const struct cfg *c)
 {
-    memset(w, 0, sizeof *w);
-    w->id = id;
-    return pubc_init(&w->pub, c->publish_socket);
-}
-
-void resp_worker_free(struct resp_worker *w)
-{
-    pubc_close(&w->pub);
-    buf_free(&w->body);
-    buf_free(&w->scratch);
-}
-
-void resp_handle(struct resp_worker *w, const struct cfg *c, FCGX_Request *req)
-{
-    struct resp_rq rq = { .req = req, .c = c };
-    if (strcmp(w->pub.path, c->publish_socket) != 0) {
-        pubc_close(&w->pub);
-        if (pubc_init(&w->pub, c->publish_socket) < 0)
-            log_error("worker %d: publish_socket path too long", w->id);
+    resp_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->loop = loop;
+    r->c = c;
+    r->pub = pubc_new(loop, c->publish_socket);
+    if (!r->pub) {
+        free(r);
+        return NULL;
     }
-    rq.method = resp_param(&rq, "REQUEST_METHOD");
-    if (!rq.method)
-        rq.method = "";
-    rq.path = resp_param(&rq, "REQUEST_URI");
-    if (!rq.path)
-        rq.path = resp_param(&rq, "DOCUMENT_URI");
-    if (!rq.path)
-        rq.path = resp_param(&rq, "SCRIPT_NAME");
-    if (!rq.path)
-        rq.path = "";
-    rq.path_len = strcspn(rq.path, "?#");
-    const char *origin = resp_param(&rq, "HTTP_ORIGIN");
+    return r;
+}
+
+void resp_free(resp_t *r)
+{
+    if (!r)
+        return;
+    pubc_free(r->pub);
+    buf_free(&r->scratch);
+    free(r);
+}
+
+int resp_set_cfg(resp_t *r, const struct cfg *c)
+{
+    r->c = c;
+    return pubc_set_path(r->pub, c->publish_socket) < 0 ? -1 : 0;
+}
+
+void resp_flush(resp_t *r) { pubc_flush(r->pub); }
+
+static void resp_rq_free(struct resp_rq *rq)
+{
+    json_decref(rq->channels);
+    buf_free(&rq->out);
+    free(rq);
+}
+
+/* Sends the answer built in rq->out and forgets the request. */
+static void resp_finish(struct resp_rq *rq)
+{
+    if (!rq->answered)
+        resp_fail(rq, 500, "no answer");
+    log_info("%s %.*s -> %d%s%s", rq->method, (int)rq->path_len, rq->path, rq->status,
+             rq->user[0] ? " user=" : "", rq->user);
+    front_reply(rq->req, rq->out.data, rq->out.len);
+    resp_rq_free(rq);
+}
+
+void resp_cancel(void *resp, struct front_req *req)
+{
+    resp_t *r = resp;
+    struct resp_rq *rq = front_req_data(req);
+    if (!rq)
+        return;
+    if (rq->pending)
+        pubc_cancel(r->pub, rq->ticket);
+    log_info("%s %.*s: the web server gave up on the request", rq->method, (int)rq->path_len,
+             rq->path);
+    resp_rq_free(rq);
+}
+
+void resp_handle(void *resp, struct front_req *req)
+{
+    resp_t *r = resp;
+    const struct cfg *c = r->c;
+    struct resp_rq *rq = calloc(1, sizeof *rq);
+    if (!rq) {
+        static const char oom[] = "Status: 500 Internal Server Error\r\n\r\n";
+        front_reply(req, oom, sizeof oom - 1);
+        return;
+    }
+    rq->r = r;
+    rq->req = req;
+    rq->c = c;
+    rq->method = resp_param(rq, "REQUEST_METHOD");
+    if (!rq->method)
+        rq->method = "";
+    rq->path = resp_param(rq, "REQUEST_URI");
+    if (!rq->path)
+        rq->path = resp_param(rq, "DOCUMENT_URI");
+    if (!rq->path)
+        rq->path = resp_param(rq, "SCRIPT_NAME");
+    if (!rq->path)
+        rq->path = "";
+    rq->path_len = strcspn(rq->path, "?#");
+    const char *origin = resp_param(rq, "HTTP_ORIGIN");
     if (origin && origin_is_listed(origin, &c->pub_allowed_origins) &&
         !strpbrk(origin, "\r\n"))
-        rq.cors_origin = origin;
+        rq->cors_origin = origin;
 
-    int is_publish = resp_path_is(&rq, c->mount, "/publish");
-    int is_token = resp_path_is(&rq, c->mount, "/token");
-    if (!is_publish && !is_token) {
-        resp_fail(&rq, 404, "no such endpoint (publish, token)");
-    } else if (strcmp(rq.method, "OPTIONS") == 0) {
-        resp_preflight(&rq);
-    } else if (is_publish && strcmp(rq.method, "POST") != 0) {
-        resp_error(&rq, 405, "Allow: POST, OPTIONS\r\n", "method_not_allowed", "use POST");
-    } else if (is_token && strcmp(rq.method, "GET") != 0) {
-        resp_error(&rq, 405, "Allow: GET, OPTIONS\r\n", "method_not_allowed", "use GET");
+    int is_publish = resp_path_is(rq, c->mount, "/publish");
+    int is_token = resp_path_is(rq, c->mount, "/token");
+    if (front_req_truncated(req)) {
+        resp_fail(rq, 431, "request head over the FastCGI params limit");
+    } else if (!is_publish && !is_token) {
+        resp_fail(rq, 404, "no such endpoint (publish, token)");
+    } else if (strcmp(rq->method, "OPTIONS") == 0) {
+        resp_preflight(rq);
+    } else if (is_publish && strcmp(rq->method, "POST") != 0) {
+        resp_error(rq, 405, "Allow: POST, OPTIONS\r\n", "method_not_allowed", "use POST");
+    } else if (is_token && strcmp(rq->method, "GET") != 0) {
+        resp_error(rq, 405, "Allow: GET, OPTIONS\r\n", "method_not_allowed", "use GET");
     } else if (is_publish) {
-        resp_publish(w, &rq);
+        resp_publish(rq);
     } else {
-        resp_token(&rq);
+        resp_token(rq);
     }
-    if (!rq.answered)
-        resp_fail(&rq, 500, "no answer");
-    resp_drain(req);
-    log_info("%s %.*s -> %d%s%s", rq.method, (int)rq.path_len, rq.path, rq.status,
-             rq.user[0] ? " user=" : "", rq.user);
+    rq->c = NULL;
+    if (rq->pending)
+        front_req_set_data(req, rq);
+    else
+        resp_finish(rq);
 }

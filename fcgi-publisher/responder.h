@@ -11,35 +11,40 @@
  *
  * Errors are {"error":"<code>","message":"<text>"}; the codes are
  *   bad_request 400, unauthenticated 401, forbidden 403, not_found 404,
- *   method_not_allowed 405, length_required 411, too_large 413,
- *   unsupported_media_type 415, internal 500, unavailable 503, timeout 504.
+ *   method_not_allowed 405, length_required 411, too_large 413 (and 431
+ *   for a request head too large), unsupported_media_type 415, internal
+ *   500, unavailable 503, timeout 504.
+ *
+ * Everything but a publish is answered at once. A publish is queued on the
+ * worker's one pipelined publish-socket connection (pubclient.h) and
+ * answered from the loop when ws-server acknowledges it; nothing of the
+ * config is used after resp_handle() returns, so a reload never changes
+ * an answer under way.
  */
 #ifndef WSPUSH_RESPONDER_H
 #define WSPUSH_RESPONDER_H
 
-#include <fcgiapp.h>
-
-#include "buf.h"
 #include "cfg.h"
-#include "pubclient.h"
+#include "ev.h"
+#include "front.h"
 
-/* Per-thread state, reused from request to request. */
-struct resp_worker {
-    struct pubc pub;        /* this worker's persistent publish connection */
-    struct buf  body;       /* the request body */
-    struct buf  scratch;    /* body_parse's scratch */
-    int         id;         /* worker number, for logs */
-};
+typedef struct resp resp_t;
 
-/* Prepares w for the publish socket of c. Returns 0, or PUBC_E_INVALID when
- * the socket path does not fit. */
-int  resp_worker_init(struct resp_worker *w, const struct cfg *c, int id);
-void resp_worker_free(struct resp_worker *w);
+/* A responder publishing to c's publish_socket; NULL when the path does
+ * not fit a Unix socket address or memory runs out. */
+resp_t *resp_new(ev_loop_t *loop, const struct cfg *c);
+/* Pending publishes are dropped without an answer (their connections are
+ * closed by front_free). */
+void    resp_free(resp_t *r);
+/* Serves later requests under c (a reload); c must outlive them. Returns
+ * 0, or -1 when the new publish_socket does not fit (the old one stays). */
+int     resp_set_cfg(resp_t *r, const struct cfg *c);
 
-/* Answers the accepted request completely (headers, body) under config c,
- * reading and discarding whatever request body it did not need. The caller
- * then finishes the request (FCGX_Finish_r or the next FCGX_Accept_r). A
- * changed publish_socket in c is picked up here. */
-void resp_handle(struct resp_worker *w, const struct cfg *c, FCGX_Request *req);
+/* front_handlers: answers req now or once ws-server has answered. */
+void    resp_handle(void *resp, struct front_req *req);
+/* front_handlers: req is gone before its answer. */
+void    resp_cancel(void *resp, struct front_req *req);
+/* Sends the publishes queued this loop pass (call from the after hook). */
+void    resp_flush(resp_t *r);
 
 #endif

@@ -174,5 +174,46 @@ subscribe = user/{user}/*
     put("cfg", "previous-secret", "previous_secret_file = /nonexistent/old\n")
 
 
-for gen in (handshake, frame, ipc, body, token, cfg):
+def fcgi():
+    # The input is the record stream itself (see fuzz_fcgi.c).
+    def rec(t, rid, content=b"", pad=0):
+        return struct.pack(">BBHHBB", 1, t, rid, len(content), pad, 0) + content + b"\0" * pad
+
+    def nv_len(n):
+        return bytes([n]) if n < 128 else struct.pack(">I", n | 0x80000000)
+
+    def pair(name, value):
+        return nv_len(len(name)) + nv_len(len(value)) + name + value
+
+    BEGIN, ABORT, PARAMS, STDIN, GET_VALUES = 1, 2, 4, 5, 9
+    begin_keep = rec(BEGIN, 1, struct.pack(">HB5x", 1, 1))
+    params = (pair(b"SCRIPT_NAME", b"/push") + pair(b"REQUEST_METHOD", b"POST")
+              + pair(b"CONTENT_TYPE", b"application/json") + pair(b"CONTENT_LENGTH", b"24")
+              + pair(b"QUERY_STRING", b"") + pair(b"HTTP_COOKIE", b"session=" + b"c" * 150))
+    body = b'{"channel":"n","data":1}'
+
+    def request_for(rid):
+        return (rec(BEGIN, rid, struct.pack(">HB5x", 1, 1)) + rec(PARAMS, rid, params)
+                + rec(PARAMS, rid) + rec(STDIN, rid, body) + rec(STDIN, rid))
+    request = request_for(1)
+    put("fcgi", "request", request)
+    # The same PARAMS cut every 5 bytes (pairs straddle records), padded to 8.
+    cut = b"".join(rec(PARAMS, 1, params[i:i + 5], (8 - len(params[i:i + 5]) % 8) % 8)
+                   for i in range(0, len(params), 5))
+    put("fcgi", "params-split", begin_keep + cut + rec(PARAMS, 1) + rec(STDIN, 1))
+    put("fcgi", "two-requests", request + request_for(2))
+    put("fcgi", "begin-padded-abort", rec(BEGIN, 7, struct.pack(">HB5x", 1, 0), 8)
+        + rec(ABORT, 7))
+    put("fcgi", "begin-short", rec(BEGIN, 1, b"\x00\x01\x01"))
+    put("fcgi", "long-pair", begin_keep + rec(PARAMS, 1, pair(b"N" * 200, b"v" * 300)))
+    put("fcgi", "get-values", rec(GET_VALUES, 0, pair(b"FCGI_MAX_CONNS", b"")
+                                  + pair(b"FCGI_MAX_REQS", b"") + pair(b"FCGI_MPXS_CONNS", b"")))
+    put("fcgi", "zero-name", begin_keep + rec(PARAMS, 1, b"\x00\x03abc"))
+    put("fcgi", "huge-length", begin_keep + rec(PARAMS, 1, b"\xff\xff\xff\xff\x01ab"))
+    put("fcgi", "non-minimal-length", begin_keep + rec(PARAMS, 1, b"\x80\x00\x00\x03\x01abcv"))
+    put("fcgi", "bad-version", b"\x02" + begin_keep[1:])
+    put("fcgi", "truncated", request[:-13])
+
+
+for gen in (handshake, frame, ipc, body, token, cfg, fcgi):
     gen()

@@ -30,6 +30,7 @@ extra_src() {
     handshake) echo ws-server/handshake.c ;;
     frame)     echo ws-server/frame.c ;;
     body)      echo fcgi-publisher/body.c ;;
+    fcgi)      echo fcgi-publisher/fcgi.c ;;
     *)         ;;
   esac
 }

@@ -1,0 +1,78 @@
+/* front — fcgi-publisher's FastCGI side, on the event loop (shared/ev.h).
+ *
+ * Accepts the web server's connections on a listening socket, reassembles
+ * each request from its records (fcgi.h) and hands it, complete (params and
+ * body), to the owner's on_request callback. The owner answers then or
+ * later with front_reply(); the answer goes out with the other answers of
+ * the same loop pass when the owner calls front_flush() from its after-pass
+ * hook.
+ *
+ * One request at a time per connection (FCGI_MPXS_CONNS is 0: nginx and
+ * Apache never multiplex); a BEGIN_REQUEST for a second id is refused with
+ * FCGI_CANT_MPX_CONN, another role with FCGI_UNKNOWN_ROLE. Connections are
+ * kept open when the web server asks (FCGI_KEEP_CONN).
+ *
+ * Limits: the params of one request (about the HTTP request head) up to
+ * FRONT_PARAMS_MAX bytes, beyond which the request is still answered, with
+ * front_req_truncated() set; the body up to the configured body limit is
+ * kept and the rest only counted, up to FRONT_BODY_DISCARD_MAX, beyond
+ * which the connection is closed.
+ */
+#ifndef WSPUSH_FRONT_H
+#define WSPUSH_FRONT_H
+
+#include <stddef.h>
+
+#include "ev.h"
+
+#define FRONT_PARAMS_MAX       (256 * 1024)
+#define FRONT_PARAMS_COUNT_MAX 512
+#define FRONT_BODY_DISCARD_MAX (16L * 1024 * 1024)
+
+typedef struct front front_t;
+struct front_req;
+
+struct front_handlers {
+    /* A complete request: answer it with front_reply(), now or later. */
+    void (*on_request)(void *ctx, struct front_req *req);
+    /* A request handed out and not yet answered is gone (the web server
+     * closed the connection or aborted it): forget it, do not reply. */
+    void (*on_cancel)(void *ctx, struct front_req *req);
+    void *ctx;
+};
+
+/* Serves listen_fd (made non-blocking; not closed by front_free). Requests
+ * keep body_limit bytes of body at most. NULL when memory runs out. */
+front_t *front_new(ev_loop_t *loop, int listen_fd, size_t body_limit,
+                   const struct front_handlers *h);
+/* Closes every connection, cancelling (on_cancel) unanswered requests. */
+void     front_free(front_t *f);
+void     front_set_body_limit(front_t *f, size_t body_limit);
+
+/* Graceful stop: accept nothing more and close connections as soon as they
+ * are idle. front_busy() then reaches 0 once every request is answered. */
+void     front_stop(front_t *f);
+/* Requests received and not yet answered. */
+size_t   front_busy(const front_t *f);
+
+/* Sends the answers of this loop pass; call once per pass after dispatch
+ * (also frees the connections closed during the pass). */
+void     front_flush(front_t *f);
+
+/* A request's CGI params: the value, or NULL when absent. */
+const char *front_param(const struct front_req *req, const char *name);
+/* The body kept (NUL-terminated, at most body_limit bytes) and the length
+ * the web server actually sent. */
+const char *front_body(const struct front_req *req, size_t *kept, size_t *sent);
+/* Params beyond FRONT_PARAMS_MAX or FRONT_PARAMS_COUNT_MAX were dropped. */
+int         front_req_truncated(const struct front_req *req);
+/* One pointer of the owner's per request. */
+void        front_req_set_data(struct front_req *req, void *data);
+void       *front_req_data(const struct front_req *req);
+
+/* Answers req with a CGI response (headers, blank line, body) and ends it;
+ * req is invalid afterwards. Returns 0, or -ENOMEM (the connection is then
+ * closed: the web server reports a bad gateway). */
+int front_reply(struct front_req *req, const void *cgi, size_t len);
+
+#endif
