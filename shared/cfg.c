@@ -135,7 +135,7 @@ void cfg_defaults(struct cfg *c)
     c->history_ttl_s = 300;
     c->ws_workers = 1;
 
-    c->pub_workers = 4;
+    c->pub_workers = 2;
     snprintf(c->mount, sizeof(c->mount), "%s", "/push");
     c->auth = CFG_AUTH_REMOTE_USER;
     snprintf(c->jwt_cookie, sizeof(c->jwt_cookie), "%s", "jwt");

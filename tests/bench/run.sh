@@ -26,7 +26,7 @@
 #   BENCH_SERVERS ["wsserver wsserver-http nchan nodews socketio"]
 #   BENCH_SCENARIOS ["deliver latency httppub idle"]
 #   BENCH_PERF [1]          perf record ws-server in one extra 10k run
-#   BENCH_FCGI_WORKERS [8], BENCH_FCGI_KEEPCONN [on]   fcgi-publisher threads,
+#   BENCH_FCGI_WORKERS [2], BENCH_FCGI_KEEPCONN [on]   fcgi-publisher processes,
 #                           nginx fastcgi_keep_conn (upstream keepalive 16)
 #   BENCH_KEEP=1            keep the runtime directory (logs, confs) in /tmp
 #   BENCH_QUICK=1           a 2-minute smoke version of all of it
@@ -166,7 +166,7 @@ pong_timeout = 60s
 
 [publisher]
 listen = $d/fcgi.sock
-workers = ${BENCH_FCGI_WORKERS:-8}
+workers = ${BENCH_FCGI_WORKERS:-2}
 mount = /push
 auth = remote_user
 

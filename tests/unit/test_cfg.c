@@ -95,7 +95,7 @@ static void test_defaults(void **state)
     assert_string_equal(c.history_file, "");
     assert_int_equal(c.ws_workers, 1);
     assert_string_equal(c.pub_listen, "");
-    assert_int_equal(c.pub_workers, 4);
+    assert_int_equal(c.pub_workers, 2);
     assert_string_equal(c.mount, "/push");
     assert_int_equal(c.auth, CFG_AUTH_REMOTE_USER);
     assert_string_equal(c.jwt_cookie, "jwt");
