@@ -421,7 +421,8 @@ static void front_conn_read(struct front_conn *c)
             front_conn_close(c);
             return;
         }
-        ssize_t n = recv(c->io.fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
+        size_t room = c->in.cap - c->in.len;
+        ssize_t n = recv(c->io.fd, c->in.data + c->in.len, room, 0);
         if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
             front_conn_close(c);
             return;
@@ -448,6 +449,11 @@ static void front_conn_read(struct front_conn *c)
             if (c->dead)
                 return;
         }
+        /* A short read emptied the socket: the loop is level-triggered and
+         * reports more (or EOF) on its own, so spare the recv that would
+         * only say EAGAIN. */
+        if ((size_t)n < room)
+            return;
     }
 }
 
