@@ -68,7 +68,7 @@ struct front {
     struct ev_io          listen;
     struct ev_timer       accept_pause;
     struct front_handlers h;
-    size_t                body_limit;
+    struct front_limits   limits;
     struct front_conn    *conns, *dirty, *dead;
     size_t                busy;
     int                   stopping;
@@ -136,7 +136,7 @@ static int front_parse_params(struct front_req *r)
     const char *p = buf_head(&r->raw);
     while (off < len) {
         struct fcgi_pair pair;
-        ssize_t n = fcgi_pair_parse(p + off, len - off, FRONT_PARAMS_MAX, &pair);
+        ssize_t n = fcgi_pair_parse(p + off, len - off, len, &pair);
         if (n < 0 && r->truncated)
             break;                    /* the pair cut by the limit */
         if (n < 0)
@@ -364,7 +364,7 @@ static int front_params(struct front_conn *c, const struct fcgi_record *rec)
         r->state = FRONT_STDIN;
         return front_parse_params(r);
     }
-    if (r->truncated || buf_used(&r->raw) + rec->len > FRONT_PARAMS_MAX) {
+    if (r->truncated || buf_used(&r->raw) + rec->len > c->f->limits.params) {
         r->truncated = 1;
         return 0;
     }
@@ -378,13 +378,13 @@ static int front_stdin(struct front_conn *c, const struct fcgi_record *rec)
         front_dispatch(c);
         return 0;
     }
+    size_t limit = c->f->limits.body;
     r->body_sent += rec->len;
-    if (r->body_sent > (size_t)FRONT_BODY_DISCARD_MAX) {
-        log_warn("front: request body over %ld bytes: closing the connection",
-                 FRONT_BODY_DISCARD_MAX);
+    if (r->body_sent > (size_t)FRONT_BODY_DISCARD_MAX && r->body_sent > limit) {
+        log_warn("front: request body over %zu bytes: closing the connection", r->body_sent - rec->len);
         return -1;
     }
-    size_t room = c->f->body_limit > r->body.len ? c->f->body_limit - r->body.len : 0;
+    size_t room = limit > r->body.len ? limit - r->body.len : 0;
     size_t keep = rec->len < room ? rec->len : room;
     return keep && buf_append(&r->body, rec->content, keep) < 0 ? -1 : 0;
 }
@@ -511,7 +511,7 @@ static void front_accept(ev_loop_t *loop, struct ev_io *io, unsigned events)
     }
 }
 
-front_t *front_new(ev_loop_t *loop, int listen_fd, size_t body_limit,
+front_t *front_new(ev_loop_t *loop, int listen_fd, const struct front_limits *limits,
                    const struct front_handlers *h)
 {
     front_t *f = calloc(1, sizeof *f);
@@ -519,7 +519,7 @@ front_t *front_new(ev_loop_t *loop, int listen_fd, size_t body_limit,
         return NULL;
     f->loop = loop;
     f->h = *h;
-    f->body_limit = body_limit;
+    f->limits = *limits;
     int fl = fcntl(listen_fd, F_GETFL);
     if (fl < 0 || fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
         ev_io_start(loop, &f->listen, listen_fd, EV_READ, front_accept) < 0) {
@@ -529,7 +529,7 @@ front_t *front_new(ev_loop_t *loop, int listen_fd, size_t body_limit,
     return f;
 }
 
-void front_set_body_limit(front_t *f, size_t body_limit) { f->body_limit = body_limit; }
+void front_set_limits(front_t *f, const struct front_limits *limits) { f->limits = *limits; }
 
 void front_flush(front_t *f)
 {

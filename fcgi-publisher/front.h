@@ -12,11 +12,12 @@
  * FCGI_CANT_MPX_CONN, another role with FCGI_UNKNOWN_ROLE. Connections are
  * kept open when the web server asks (FCGI_KEEP_CONN).
  *
- * Limits: the params of one request (about the HTTP request head) up to
- * FRONT_PARAMS_MAX bytes, beyond which the request is still answered, with
- * front_req_truncated() set; the body up to the configured body limit is
- * kept and the rest only counted, up to FRONT_BODY_DISCARD_MAX, beyond
- * which the connection is closed.
+ * Limits (struct front_limits): the params of one request (about the HTTP
+ * request head) up to limits.params bytes and FRONT_PARAMS_COUNT_MAX
+ * pairs, beyond which the request is still handed out, with
+ * front_req_truncated() set; the body up to limits.body bytes is kept and
+ * the rest only counted, until it passes FRONT_BODY_DISCARD_MAX (or
+ * limits.body if larger): then the connection is closed.
  */
 #ifndef WSPUSH_FRONT_H
 #define WSPUSH_FRONT_H
@@ -25,12 +26,16 @@
 
 #include "ev.h"
 
-#define FRONT_PARAMS_MAX       (256 * 1024)
 #define FRONT_PARAMS_COUNT_MAX 512
 #define FRONT_BODY_DISCARD_MAX (16L * 1024 * 1024)
 
 typedef struct front front_t;
 struct front_req;
+
+struct front_limits {
+    size_t body;     /* body bytes kept per request */
+    size_t params;   /* params bytes kept per request */
+};
 
 struct front_handlers {
     /* A complete request: answer it with front_reply(), now or later. */
@@ -41,13 +46,14 @@ struct front_handlers {
     void *ctx;
 };
 
-/* Serves listen_fd (made non-blocking; not closed by front_free). Requests
- * keep body_limit bytes of body at most. NULL when memory runs out. */
-front_t *front_new(ev_loop_t *loop, int listen_fd, size_t body_limit,
+/* Serves listen_fd (made non-blocking; not closed by front_free). NULL
+ * when memory runs out. */
+front_t *front_new(ev_loop_t *loop, int listen_fd, const struct front_limits *limits,
                    const struct front_handlers *h);
 /* Closes every connection, cancelling (on_cancel) unanswered requests. */
 void     front_free(front_t *f);
-void     front_set_body_limit(front_t *f, size_t body_limit);
+/* For the requests that begin from now on. */
+void     front_set_limits(front_t *f, const struct front_limits *limits);
 
 /* Graceful stop: accept nothing more and close connections as soon as they
  * are idle. front_busy() then reaches 0 once every request is answered. */
@@ -61,10 +67,10 @@ void     front_flush(front_t *f);
 
 /* A request's CGI params: the value, or NULL when absent. */
 const char *front_param(const struct front_req *req, const char *name);
-/* The body kept (NUL-terminated, at most body_limit bytes) and the length
+/* The body kept (NUL-terminated, at most limits.body bytes) and the length
  * the web server actually sent. */
 const char *front_body(const struct front_req *req, size_t *kept, size_t *sent);
-/* Params beyond FRONT_PARAMS_MAX or FRONT_PARAMS_COUNT_MAX were dropped. */
+/* Params beyond limits.params or FRONT_PARAMS_COUNT_MAX were dropped. */
 int         front_req_truncated(const struct front_req *req);
 /* One pointer of the owner's per request. */
 void        front_req_set_data(struct front_req *req, void *data);

@@ -107,7 +107,7 @@ static void main_reload(struct main_worker *w)
     }
     if (strcmp(w->cfg->pub_listen, c->pub_listen) != 0 || w->cfg->pub_workers != c->pub_workers)
         log_warn("reload: [publisher] listen and workers change only on restart");
-    front_set_body_limit(w->front, (size_t)c->max_body);
+    front_set_limits(w->front, &(struct front_limits){ (size_t)c->max_body, (size_t)c->max_params });
     log_set_level((enum log_level)c->log_level);
     main_cfg_free(w->cfg);
     w->cfg = c;
@@ -177,7 +177,8 @@ static int main_serve(const char *cfg_path, struct cfg *c, int listen_fd)
     }
     struct front_handlers h = { .on_request = resp_handle, .on_cancel = resp_cancel,
                                 .ctx = w.resp };
-    w.front = front_new(w.loop, listen_fd, (size_t)c->max_body, &h);
+    struct front_limits lim = { (size_t)c->max_body, (size_t)c->max_params };
+    w.front = front_new(w.loop, listen_fd, &lim, &h);
     if (!w.front) {
         log_error("cannot serve the listening socket: %s", strerror(errno));
         goto out;

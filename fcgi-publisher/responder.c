@@ -547,7 +547,7 @@ void resp_handle(void *resp, struct front_req *req)
     int is_publish = resp_path_is(rq, c->mount, "/publish");
     int is_token = resp_path_is(rq, c->mount, "/token");
     if (front_req_truncated(req)) {
-        resp_fail(rq, 431, "request head over the FastCGI params limit");
+        resp_fail(rq, 431, "request head over max_params");
     } else if (!is_publish && !is_token) {
         resp_fail(rq, 404, "no such endpoint (publish, token)");
     } else if (strcmp(rq->method, "OPTIONS") == 0) {

@@ -85,6 +85,7 @@ static const struct cfg_key cfg_keys[] = {
     { "publisher", "jwt_cookie", CFG_T_STR, CFG_F(jwt_cookie), 0, 0, 0 },
     { "publisher", "allowed_origins", CFG_T_LIST, CFG_F(pub_allowed_origins), 0, 0, CFG_C_ORIGIN },
     { "publisher", "max_body", CFG_T_SIZE, CFG_F(max_body), 1, 64 * CFG_MIB, 0 },
+    { "publisher", "max_params", CFG_T_SIZE, CFG_F(max_params), 1024, 16 * CFG_MIB, 0 },
     { "publisher", "ack_timeout", CFG_T_MS, CFG_F(ack_timeout_ms), 1, INT_MAX, 0 },
     { "publisher", "token_ttl", CFG_T_SEC, CFG_F(token_ttl_s), 1, INT_MAX, 0 },
 
@@ -140,6 +141,7 @@ void cfg_defaults(struct cfg *c)
     c->auth = CFG_AUTH_REMOTE_USER;
     snprintf(c->jwt_cookie, sizeof(c->jwt_cookie), "%s", "jwt");
     c->max_body = 65536;
+    c->max_params = 256 * 1024;
     c->ack_timeout_ms = 2000;
     c->token_ttl_s = 3600;
 }

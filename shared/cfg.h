@@ -93,6 +93,7 @@ struct cfg {
     char   jwt_cookie[64];            /* cookie carrying the site's JWT (auth=jwt) */
     struct cfg_list pub_allowed_origins; /* empty = the request's own scheme+host */
     int    max_body;                  /* 65536 */
+    int    max_params;                /* 256 KiB: FastCGI params of one request */
     int    ack_timeout_ms;            /* 2000 */
     int    token_ttl_s;               /* 3600 */
 

@@ -233,6 +233,23 @@ def test_params_over_the_limit_get_431(pub):
     c.close()
 
 
+def test_max_params_is_the_configured_limit(env):
+    env.sections["publisher"]["max_params"] = "8k"
+    site = Site(env, "nginx")        # writes the ini with the key above
+    env.start_ws()
+    site.publisher.start()
+    try:
+        c = Conn(site.publisher.port)
+        c.send(request(1, params(HTTP_X_BIG="x" * 6000)))
+        assert c.answer(1)[0] == 200
+        c.send(request(2, params(HTTP_X_BIG="x" * 9000)))
+        status, _, body, _ = c.answer(2)
+        assert status == 431 and b"max_params" in body
+        c.close()
+    finally:
+        assert site.publisher.stop() == 0
+
+
 def test_body_over_max_body_is_read_and_refused(pub):
     # max_body is 1k in these tests: 50 KiB are swallowed, then 413.
     body = b"x" * (50 * 1024)

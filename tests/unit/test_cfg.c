@@ -101,6 +101,7 @@ static void test_defaults(void **state)
     assert_string_equal(c.jwt_cookie, "jwt");
     assert_int_equal(c.pub_allowed_origins.n, 0);
     assert_int_equal(c.max_body, 65536);
+    assert_int_equal(c.max_params, 256 * 1024);
     assert_int_equal(c.ack_timeout_ms, 2000);
     assert_int_equal(c.token_ttl_s, 3600);
     assert_int_equal(c.public_channels.n, 0);
@@ -338,6 +339,7 @@ static void test_units(void **state)
         { "ws-server", "max_frame_bytes = 125", offsetof(struct cfg, max_frame_bytes), 125, 0 },
         { "ws-server", "max_frame_bytes = 1k", offsetof(struct cfg, max_frame_bytes), 1024, 0 },
         { "publisher", "max_body = 1M", offsetof(struct cfg, max_body), 1048576, 0 },
+        { "publisher", "max_params = 8k", offsetof(struct cfg, max_params), 8192, 0 },
         { "ws-server", "history_bytes = 0", offsetof(struct cfg, history_bytes), 0, 1 },
         { "ws-server", "history_bytes = 64M", offsetof(struct cfg, history_bytes), 64L << 20, 1 },
         { "ws-server", "publish_socket_mode = 0", offsetof(struct cfg, publish_socket_mode), 0, 0 },
@@ -395,6 +397,7 @@ static void test_errors(void **state)
         { "[ws-server]\nmax_message_bytes = 65M\n", 2, "max_message_bytes", "out of range (max" },
         { "[ws-server]\nmax_channels = 33\n", 2, "max_channels", "out of range (max 32)" },
         { "[ws-server]\nworkers = 0\n", 2, "workers", "out of range (min 1)" },
+        { "[publisher]\nmax_params = 512\n", 2, "max_params", "out of range (min 1024)" },
         { "[ws-server]\nworkers = 2\n", 2, "workers", "out of range (max 1)" },
         { "[ws-server]\npublish_socket_mode = 0890\n", 2, "publish_socket_mode", "not an octal mode" },
         { "[ws-server]\npublish_socket_mode = 1000\n", 2, "publish_socket_mode", "not an octal mode" },
