@@ -22,6 +22,9 @@
 /* A buffer grown past this by one big request is released once it is
  * answered, so a keep-alive connection idles small. */
 #define FRONT_KEEP_BUF_MAX   (64 * 1024)
+/* Answers a web server has not read yet: past this, its connection is not
+ * read from until they drain, so one that only writes cannot grow us. */
+#define FRONT_OUT_PAUSE      (64 * 1024)
 /* What GET_VALUES announces: nginx and Apache only ask out of courtesy. */
 #define FRONT_ANNOUNCED_CONNS "1024"
 
@@ -47,6 +50,7 @@ struct front_req {
     struct buf         strs;      /* name\0value\0... once PARAMS ended */
     struct front_pair *pairs;
     int                npairs, pairs_cap;
+    struct front_limits limits;   /* those in force when the request began */
     struct buf         body;      /* the kept part of the body */
     size_t             body_sent; /* what the web server sent in all */
     void              *data;
@@ -54,6 +58,8 @@ struct front_req {
 
 struct front_conn {
     struct ev_io       io;
+    struct ev_timer    stall;         /* armed while a request is being received */
+    uint64_t           last_rx;       /* ev_now() of the last bytes read */
     front_t           *f;
     struct buf         in, out;
     struct front_req   req;
@@ -194,6 +200,7 @@ static void front_conn_close(struct front_conn *c)
         c->req.state = FRONT_IDLE;
     }
     ev_io_stop(f->loop, &c->io);
+    ev_timer_stop(f->loop, &c->stall);
     close(c->io.fd);
     if (c->prev)
         c->prev->next = c->next;
@@ -216,6 +223,8 @@ static void front_conn_free(struct front_conn *c)
 /* Writes what is queued; closes the connection once drained if asked. */
 static void front_conn_send(struct front_conn *c)
 {
+    if (c->dead)
+        return;
     while (buf_used(&c->out) > 0) {
         ssize_t n = send(c->io.fd, buf_head(&c->out), buf_used(&c->out), MSG_NOSIGNAL);
         if (n > 0) {
@@ -225,7 +234,8 @@ static void front_conn_send(struct front_conn *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ev_io_set(c->f->loop, &c->io, EV_READ | EV_WRITE);
+            unsigned ev = buf_used(&c->out) > FRONT_OUT_PAUSE ? EV_WRITE : EV_READ | EV_WRITE;
+            ev_io_set(c->f->loop, &c->io, ev);
             return;
         }
         front_conn_close(c);
@@ -252,6 +262,7 @@ static void front_req_done(struct front_conn *c)
 {
     front_t *f = c->f;
     f->busy--;
+    ev_timer_stop(f->loop, &c->stall);
     front_req_reset(&c->req);
     if (!c->req.keep_conn || f->stopping)
         c->closing = 1;
@@ -267,6 +278,9 @@ int front_reply(struct front_req *req, const void *cgi, size_t len)
         fcgi_encode_stream(&c->out, FCGI_STDOUT, req->id, NULL, 0) < 0 ||
         fcgi_encode_end(&c->out, req->id, 0, FCGI_REQUEST_COMPLETE) < 0) {
         log_error("front: out of memory answering a request");
+        /* The owner is answering: no on_cancel for this request. */
+        c->f->busy--;
+        req->state = FRONT_IDLE;
         front_conn_close(c);
         return -ENOMEM;
     }
@@ -284,6 +298,7 @@ static void front_dispatch(struct front_conn *c)
     }
     r->body.data[r->body.len] = '\0';
     r->state = FRONT_HANDED;
+    ev_timer_stop(c->f->loop, &c->stall);
     c->f->h.on_request(c->f->h.ctx, r);
 }
 
@@ -327,6 +342,19 @@ static int front_management(struct front_conn *c, const struct fcgi_record *rec)
     return fcgi_encode_record(&c->out, FCGI_UNKNOWN_TYPE, 0, body, sizeof body) < 0 ? -1 : 0;
 }
 
+static void front_stalled(ev_loop_t *loop, struct ev_timer *t)
+{
+    struct front_conn *c = ev_container_of(t, struct front_conn, stall);
+    uint64_t idle = ev_now(loop) - c->last_rx, limit = c->req.limits.stall_ms;
+    if (idle < limit) {
+        ev_timer_start(loop, t, limit - idle, front_stalled);
+        return;
+    }
+    log_warn("front: request %u received only in part, nothing more for %llu ms: "
+             "closing the connection", (unsigned)c->req.id, (unsigned long long)limit);
+    front_conn_close(c);
+}
+
 static int front_begin(struct front_conn *c, const struct fcgi_record *rec)
 {
     struct front_req *r = &c->req;
@@ -336,13 +364,20 @@ static int front_begin(struct front_conn *c, const struct fcgi_record *rec)
         return -1;
     if (r->state != FRONT_IDLE)
         return rec->req_id == r->id ? -1 : front_end(c, rec->req_id, FCGI_CANT_MPX_CONN);
-    if (role != FCGI_RESPONDER)
+    if (role != FCGI_RESPONDER) {
+        /* Without FCGI_KEEP_CONN the web server waits for us to close. */
+        if (!(flags & FCGI_KEEP_CONN))
+            c->closing = 1;
         return front_end(c, rec->req_id, FCGI_UNKNOWN_ROLE);
+    }
     r->conn = c;
     r->id = rec->req_id;
     r->keep_conn = (flags & FCGI_KEEP_CONN) != 0;
+    r->limits = c->f->limits;
     r->state = FRONT_PARAMS;
     c->f->busy++;
+    if (ev_timer_start(c->f->loop, &c->stall, r->limits.stall_ms, front_stalled) < 0)
+        return -1;
     return 0;
 }
 
@@ -364,7 +399,7 @@ static int front_params(struct front_conn *c, const struct fcgi_record *rec)
         r->state = FRONT_STDIN;
         return front_parse_params(r);
     }
-    if (r->truncated || buf_used(&r->raw) + rec->len > c->f->limits.params) {
+    if (r->truncated || buf_used(&r->raw) + rec->len > r->limits.params) {
         r->truncated = 1;
         return 0;
     }
@@ -378,7 +413,7 @@ static int front_stdin(struct front_conn *c, const struct fcgi_record *rec)
         front_dispatch(c);
         return 0;
     }
-    size_t limit = c->f->limits.body;
+    size_t limit = r->limits.body;
     r->body_sent += rec->len;
     if (r->body_sent > (size_t)FRONT_BODY_DISCARD_MAX && r->body_sent > limit) {
         log_warn("front: request body over %zu bytes: closing the connection", r->body_sent - rec->len);
@@ -434,6 +469,7 @@ static void front_conn_read(struct front_conn *c)
         }
         c->in.len += (size_t)n;
         total += (size_t)n;
+        c->last_rx = ev_now(c->f->loop);
         for (;;) {
             struct fcgi_record rec;
             ssize_t used = fcgi_record_parse(buf_head(&c->in), buf_used(&c->in), &rec);
@@ -461,9 +497,11 @@ static void front_conn_io(ev_loop_t *loop, struct ev_io *io, unsigned events)
 {
     (void)loop;
     struct front_conn *c = ev_container_of(io, struct front_conn, io);
+    if (c->dead)
+        return;                       /* closed earlier in this pass */
     if (events & EV_WRITE)
         front_conn_send(c);
-    if ((events & EV_READ) && !c->dead)
+    if ((events & EV_READ) && !c->dead && buf_used(&c->out) <= FRONT_OUT_PAUSE)
         front_conn_read(c);
 }
 
@@ -561,6 +599,8 @@ void front_stop(front_t *f)
 }
 
 size_t front_busy(const front_t *f) { return f->busy; }
+
+int front_drained(const front_t *f) { return f->conns == NULL; }
 
 void front_free(front_t *f)
 {

@@ -35,6 +35,11 @@ struct front_req;
 struct front_limits {
     size_t body;     /* body bytes kept per request */
     size_t params;   /* params bytes kept per request */
+    /* A request whose records stop arriving for this long is given up and
+     * its connection closed: nginx and Apache send a request whole, so only
+     * a stuck web server gets here, and it must not hold memory or a
+     * graceful stop forever. */
+    unsigned stall_ms;
 };
 
 struct front_handlers {
@@ -60,6 +65,9 @@ void     front_set_limits(front_t *f, const struct front_limits *limits);
 void     front_stop(front_t *f);
 /* Requests received and not yet answered. */
 size_t   front_busy(const front_t *f);
+/* After front_stop(): every connection has had its answers sent and is
+ * closed. */
+int      front_drained(const front_t *f);
 
 /* Sends the answers of this loop pass; call once per pass after dispatch
  * (also frees the connections closed during the pass). */

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,6 +29,7 @@
 #include "ev.h"
 #include "front.h"
 #include "log.h"
+#include "pubclient.h"
 #include "responder.h"
 
 #define MAIN_STOP_GRACE_MS 5000
@@ -56,6 +58,11 @@ static struct cfg *main_cfg_load(const char *path, char *err, size_t errlen)
         goto fail;
     if (c->secret.len == 0) {
         snprintf(err, errlen, "%s: secret_file is required", path);
+        goto fail;
+    }
+    if (strlen(c->publish_socket) >= PUBC_PATH_MAX) {
+        snprintf(err, errlen, "%s: publish_socket longer than a Unix socket path (%d bytes)",
+                 path, PUBC_PATH_MAX - 1);
         goto fail;
     }
     return c;
@@ -101,13 +108,13 @@ static void main_reload(struct main_worker *w)
     }
     if (resp_set_cfg(w->resp, c) < 0) {
         log_error("reload failed, keeping the running config: publish_socket path too long");
-        resp_set_cfg(w->resp, w->cfg);
         main_cfg_free(c);
         return;
     }
     if (strcmp(w->cfg->pub_listen, c->pub_listen) != 0 || w->cfg->pub_workers != c->pub_workers)
         log_warn("reload: [publisher] listen and workers change only on restart");
-    front_set_limits(w->front, &(struct front_limits){ (size_t)c->max_body, (size_t)c->max_params });
+    front_set_limits(w->front, &(struct front_limits){ (size_t)c->max_body, (size_t)c->max_params,
+                                                       (unsigned)c->request_timeout_ms });
     log_set_level((enum log_level)c->log_level);
     main_cfg_free(w->cfg);
     w->cfg = c;
@@ -144,7 +151,7 @@ static void main_after(ev_loop_t *loop, void *data)
     struct main_worker *w = data;
     resp_flush(w->resp);
     front_flush(w->front);
-    if (w->stopping && front_busy(w->front) == 0)
+    if (w->stopping && front_busy(w->front) == 0 && front_drained(w->front))
         ev_stop(loop);
 }
 
@@ -177,7 +184,8 @@ static int main_serve(const char *cfg_path, struct cfg *c, int listen_fd)
     }
     struct front_handlers h = { .on_request = resp_handle, .on_cancel = resp_cancel,
                                 .ctx = w.resp };
-    struct front_limits lim = { (size_t)c->max_body, (size_t)c->max_params };
+    struct front_limits lim = { (size_t)c->max_body, (size_t)c->max_params,
+                                (unsigned)c->request_timeout_ms };
     w.front = front_new(w.loop, listen_fd, &lim, &h);
     if (!w.front) {
         log_error("cannot serve the listening socket: %s", strerror(errno));
@@ -211,6 +219,7 @@ static int main_supervise(int n)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGCHLD);
     sigprocmask(SIG_BLOCK, &set, NULL);
+    pid_t self = getpid();
     pid_t *pids = calloc((size_t)n, sizeof *pids);
     if (!pids) {
         log_error("out of memory");
@@ -233,6 +242,10 @@ static int main_supervise(int n)
                 sigemptyset(&chld);
                 sigaddset(&chld, SIGCHLD);
                 sigprocmask(SIG_UNBLOCK, &chld, NULL);
+                /* A supervisor killed outright takes its workers along. */
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
+                if (getppid() != self)
+                    _exit(0);
                 free(pids);
                 return -1;
             }
@@ -241,8 +254,14 @@ static int main_supervise(int n)
         }
         if (stopping && alive == 0)
             break;
+        /* A slot left empty by a failed fork is tried again after a pause. */
         int sig;
-        if (sigwait(&set, &sig) != 0)
+        if (alive < n && !stopping)
+            sig = sigtimedwait(&set, NULL,
+                               &(struct timespec){ .tv_nsec = MAIN_RESTART_DELAY_MS * 1000000L });
+        else if (sigwait(&set, &sig) != 0)
+            sig = -1;
+        if (sig < 0)
             continue;
         if (sig == SIGHUP || (sig != SIGCHLD && !stopping)) {
             if (sig != SIGHUP) {
@@ -308,6 +327,15 @@ int main(int argc, char **argv)
         }
     }
     log_init("fcgi-publisher", LOG_INFO);
+    /* Blocked from the start: a SIGHUP (logrotate) during start-up waits
+     * for the loop's signalfd or the supervisor's sigwait instead of
+     * killing the process. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
     struct cfg *c = main_cfg_load(path, err, sizeof err);
     if (!c) {
         fprintf(stderr, "fcgi-publisher: %s\n", err);
@@ -338,6 +366,16 @@ int main(int argc, char **argv)
             close(listen_fd);
             main_cfg_free(c);
             return status;
+        }
+        /* A worker started after a SIGHUP must serve the reloaded config,
+         * not the one the supervisor started with. */
+        struct cfg *now = main_cfg_load(path, err, sizeof err);
+        if (now) {
+            main_cfg_free(c);
+            c = now;
+            log_set_level((enum log_level)c->log_level);
+        } else {
+            log_error("config no longer loads, serving the one loaded at start: %s", err);
         }
     }
     int rc = main_serve(path, c, listen_fd);

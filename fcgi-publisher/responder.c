@@ -18,6 +18,8 @@
 #include "urlenc.h"
 
 #define RESP_QUERY_MAX   8192
+/* A body_parse scratch grown past this by one big publish is released. */
+#define RESP_SCRATCH_KEEP (1024 * 1024)
 
 struct resp {
     ev_loop_t        *loop;
@@ -213,7 +215,7 @@ static long resp_content_length(const char *s)
 
 static void resp_map_publish_error(struct resp_rq *rq, int rc, const struct pubc_result *res)
 {
-    char msg[300];
+    char msg[640];   /* never cut: a cut UTF-8 sequence would fail as JSON */
     if (rc == PUBC_E_REFUSED) {
         int status;
         switch (res->code) {
@@ -359,6 +361,8 @@ static void resp_publish(struct resp_rq *rq)
     }
     rq->pending = 1;
 out:
+    if (r->scratch.cap > RESP_SCRATCH_KEEP)
+        buf_free(&r->scratch);
     auth_user_free(&u);
 }
 
@@ -478,8 +482,10 @@ void resp_free(resp_t *r)
 
 int resp_set_cfg(resp_t *r, const struct cfg *c)
 {
+    if (pubc_set_path(r->pub, c->publish_socket) < 0)
+        return -1;
     r->c = c;
-    return pubc_set_path(r->pub, c->publish_socket) < 0 ? -1 : 0;
+    return 0;
 }
 
 void resp_flush(resp_t *r) { pubc_flush(r->pub); }
@@ -498,6 +504,7 @@ static void resp_finish(struct resp_rq *rq)
         resp_fail(rq, 500, "no answer");
     log_info("%s %.*s -> %d%s%s", rq->method, (int)rq->path_len, rq->path, rq->status,
              rq->user[0] ? " user=" : "", rq->user);
+    front_req_set_data(rq->req, NULL);
     front_reply(rq->req, rq->out.data, rq->out.len);
     resp_rq_free(rq);
 }

@@ -87,6 +87,7 @@ static const struct cfg_key cfg_keys[] = {
     { "publisher", "max_body", CFG_T_SIZE, CFG_F(max_body), 1, 64 * CFG_MIB, 0 },
     { "publisher", "max_params", CFG_T_SIZE, CFG_F(max_params), 1024, 16 * CFG_MIB, 0 },
     { "publisher", "ack_timeout", CFG_T_MS, CFG_F(ack_timeout_ms), 1, INT_MAX, 0 },
+    { "publisher", "request_timeout", CFG_T_MS, CFG_F(request_timeout_ms), 1, INT_MAX, 0 },
     { "publisher", "token_ttl", CFG_T_SEC, CFG_F(token_ttl_s), 1, INT_MAX, 0 },
 
     { "channels", "public", CFG_T_LIST, CFG_F(public_channels), 0, 0, CFG_C_PUBLIC },
@@ -142,6 +143,7 @@ void cfg_defaults(struct cfg *c)
     snprintf(c->jwt_cookie, sizeof(c->jwt_cookie), "%s", "jwt");
     c->max_body = 65536;
     c->max_params = 256 * 1024;
+    c->request_timeout_ms = 60000;
     c->ack_timeout_ms = 2000;
     c->token_ttl_s = 3600;
 }

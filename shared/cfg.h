@@ -95,6 +95,7 @@ struct cfg {
     int    max_body;                  /* 65536 */
     int    max_params;                /* 256 KiB: FastCGI params of one request */
     int    ack_timeout_ms;            /* 2000 */
+    int    request_timeout_ms;        /* 60000: a request received only in part */
     int    token_ttl_s;               /* 3600 */
 
     /* [channels] */

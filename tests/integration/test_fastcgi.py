@@ -6,6 +6,8 @@ server is replaced by this file's few lines of FastCGI client."""
 import json
 import socket
 import struct
+import subprocess
+import time
 
 import pytest
 
@@ -248,6 +250,66 @@ def test_max_params_is_the_configured_limit(env):
         c.close()
     finally:
         assert site.publisher.stop() == 0
+
+
+def test_a_request_sent_halfway_is_given_up_after_request_timeout(env):
+    env.sections["publisher"]["request_timeout"] = "500ms"
+    site = Site(env, "nginx")
+    env.start_ws()
+    site.publisher.start()
+    try:
+        stuck = Conn(site.publisher.port)
+        stuck.send(begin(1) + record(PARAMS, 1, pair("REQUEST_METHOD", "POST")))
+        t0 = time.monotonic()
+        assert stuck.closed(timeout=5)
+        assert 0.4 < time.monotonic() - t0 < 3
+        # Bytes keep a slow request alive: 3 x 300 ms, then it completes.
+        slow = Conn(site.publisher.port)
+        data = request(2, params())
+        third = len(data) // 3
+        for i in range(3):
+            slow.send(data[i * third:(i + 1) * third] if i < 2 else data[2 * third:])
+            time.sleep(0.3)
+        assert slow.answer(2)[0] == 200
+        slow.close()
+        assert "received only in part" in site.publisher.log_text()
+    finally:
+        assert site.publisher.stop() == 0
+
+
+def test_a_web_server_that_never_reads_cannot_grow_the_worker(pub):
+    """Records that each cost an answer, sent without ever reading: the
+    worker stops reading this connection once its answers back up, so the
+    sender blocks instead of the worker's memory growing."""
+    c = Conn(pub.port)
+    c.s.setblocking(False)
+    junk = record(42, 0) * 8192                  # 64 KiB in, 128 KiB of answers out
+    sent = 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and sent < 64 * 1024 * 1024:
+        try:
+            sent += c.s.send(junk)
+        except BlockingIOError:
+            time.sleep(0.2)
+            try:
+                sent += c.s.send(junk)
+            except BlockingIOError:
+                break
+    assert sent < 16 * 1024 * 1024, sent         # the worker stopped reading
+    rss = [int(line.split()[1]) for p in pub_worker_pids(pub)
+           for line in open(f"/proc/{p}/status") if line.startswith("VmRSS:")]
+    assert rss and max(rss) < 32 * 1024, rss     # kB
+    c.close()
+    # And the worker still serves.
+    d = Conn(pub.port)
+    d.send(request(1, params()))
+    assert d.answer(1)[0] == 200
+    d.close()
+
+
+def pub_worker_pids(pub):
+    out = subprocess.run(["pgrep", "-P", str(pub.proc.pid)], capture_output=True, text=True)
+    return [int(x) for x in out.stdout.split()]
 
 
 def test_body_over_max_body_is_read_and_refused(pub):

@@ -102,6 +102,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.pub_allowed_origins.n, 0);
     assert_int_equal(c.max_body, 65536);
     assert_int_equal(c.max_params, 256 * 1024);
+    assert_int_equal(c.request_timeout_ms, 60000);
     assert_int_equal(c.ack_timeout_ms, 2000);
     assert_int_equal(c.token_ttl_s, 3600);
     assert_int_equal(c.public_channels.n, 0);
