@@ -120,7 +120,7 @@ publish_socket_mode = 0600
 
 [publisher]
 listen = $run/fcgi.sock
-workers = 4
+workers = 2
 mount = /push
 auth = remote_user
 allowed_origins = $origins
