@@ -208,9 +208,10 @@ out:
 /* The supervisor: keeps n worker processes serving the socket. A worker
  * that crashes or is killed costs the requests it had in flight, never the
  * service; requests arriving meanwhile wait in the backlog or go to the
- * other workers. Returns -1 in a new worker (which goes on to serve), and
- * in the supervisor the exit status once stopped. */
-static int main_supervise(int n)
+ * other workers. SIGHUP reloads *cfg (from path) here too, for the workers
+ * started later. Returns -1 in a new worker (which goes on to serve *cfg),
+ * and in the supervisor the exit status once stopped. */
+static int main_supervise(int n, const char *path, struct cfg **cfg)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -263,6 +264,16 @@ static int main_supervise(int n)
             sig = -1;
         if (sig < 0)
             continue;
+        if (sig == SIGHUP) {
+            /* Kept for the workers started from now on (one replacing a
+             * crashed worker serves what its siblings serve). */
+            char err[512];
+            struct cfg *c = main_cfg_load(path, err, sizeof err);
+            if (c) {
+                main_cfg_free(*cfg);
+                *cfg = c;
+            }
+        }
         if (sig == SIGHUP || (sig != SIGCHLD && !stopping)) {
             if (sig != SIGHUP) {
                 log_info("signal %d: stopping the workers", sig);
@@ -359,7 +370,7 @@ int main(int argc, char **argv)
     log_info("listening on %s with %d worker process(es), publishing to %s",
              own ? c->pub_listen : "fd 0", own ? c->pub_workers : 1, c->publish_socket);
     if (own) {
-        int status = main_supervise(c->pub_workers);
+        int status = main_supervise(c->pub_workers, path, &c);
         if (status >= 0) {
             if (addr_is_unix(c->pub_listen))
                 unlink(c->pub_listen);
@@ -367,16 +378,7 @@ int main(int argc, char **argv)
             main_cfg_free(c);
             return status;
         }
-        /* A worker started after a SIGHUP must serve the reloaded config,
-         * not the one the supervisor started with. */
-        struct cfg *now = main_cfg_load(path, err, sizeof err);
-        if (now) {
-            main_cfg_free(c);
-            c = now;
-            log_set_level((enum log_level)c->log_level);
-        } else {
-            log_error("config no longer loads, serving the one loaded at start: %s", err);
-        }
+        log_set_level((enum log_level)c->log_level);
     }
     int rc = main_serve(path, c, listen_fd);
     if (listen_fd > 0)

@@ -233,3 +233,75 @@ def test_killed_publisher_worker_does_not_take_publishing_down(env):
         s.close()
     finally:
         assert site.stop() == 0
+
+
+def _workers(sup):
+    import subprocess
+    out = subprocess.run(["pgrep", "-P", str(sup)], capture_output=True, text=True).stdout
+    return sorted(int(x) for x in out.split())
+
+
+def _gone(pid):
+    """Exited: no such process, or a zombie nobody reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_replaced_workers_serve_the_reloaded_config(env):
+    """A SIGHUP reloads the workers and the supervisor alike: workers
+    started afterwards (here: every worker killed and replaced) serve the
+    reloaded config, not the one the supervisor started with."""
+    import signal
+    from harness import wait_for
+    from webservers import Site
+
+    site = Site(env, "nginx").start()
+    try:
+        assert site.publish("news", "allowed").status == 200
+        env.sections["channels"]["publish"] = "public/* user/{user}/*"
+        env.write_ini()
+        sup = site.publisher.proc.pid
+        os.kill(sup, signal.SIGHUP)
+        wait_for(lambda: site.publisher.log_text().count("configuration reloaded") >= 3,
+                 what="the three workers to reload")
+        assert site.publish("news", "refused").status == 403
+        old = _workers(sup)
+        assert len(old) == 3
+        for pid in old:
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: len(set(_workers(sup)) - set(old)) == 3, timeout=10,
+                 what="three new workers")
+        statuses = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            statuses.append(site.publish("news", "after").status)
+            if statuses[-1] in (200, 403):
+                break
+        assert statuses[-1] == 403, statuses
+        assert site.publish("public/x", "still fine").status == 200
+    finally:
+        assert site.stop() == 0
+
+
+def test_workers_exit_when_the_supervisor_is_killed(env):
+    """kill -9 of the supervisor leaves no orphan worker holding the
+    listening socket."""
+    import signal
+    from harness import wait_for
+    from webservers import Site
+
+    site = Site(env, "nginx").start()
+    try:
+        assert site.publish("news", "x").status == 200
+        sup = site.publisher.proc.pid
+        workers = _workers(sup)
+        assert len(workers) == 3
+        os.kill(sup, signal.SIGKILL)
+        wait_for(lambda: all(_gone(p) for p in workers), timeout=10,
+                 what="the workers to exit")
+    finally:
+        site.publisher.stop()
+        site.web.stop()
