@@ -370,7 +370,6 @@ static int front_begin(struct front_conn *c, const struct fcgi_record *rec)
             c->closing = 1;
         return front_end(c, rec->req_id, FCGI_UNKNOWN_ROLE);
     }
-    r->conn = c;
     r->id = rec->req_id;
     r->keep_conn = (flags & FCGI_KEEP_CONN) != 0;
     r->limits = c->f->limits;

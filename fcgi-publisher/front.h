@@ -66,7 +66,7 @@ void     front_stop(front_t *f);
 /* Requests received and not yet answered. */
 size_t   front_busy(const front_t *f);
 /* After front_stop(): every connection has had its answers sent and is
- * closed. */
+ * closed (so no request is left either). */
 int      front_drained(const front_t *f);
 
 /* Sends the answers of this loop pass; call once per pass after dispatch

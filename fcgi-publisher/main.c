@@ -96,6 +96,12 @@ static int main_listen(const struct cfg *c, char *err, size_t errlen)
     return 0;
 }
 
+static struct front_limits main_front_limits(const struct cfg *c)
+{
+    return (struct front_limits){ .body = (size_t)c->max_body, .params = (size_t)c->max_params,
+                                  .stall_ms = (unsigned)c->request_timeout_ms };
+}
+
 /* Requests are answered from the responder's config, which a reload swaps;
  * nothing in flight points into the old one, so it is freed at once. */
 static void main_reload(struct main_worker *w)
@@ -113,8 +119,8 @@ static void main_reload(struct main_worker *w)
     }
     if (strcmp(w->cfg->pub_listen, c->pub_listen) != 0 || w->cfg->pub_workers != c->pub_workers)
         log_warn("reload: [publisher] listen and workers change only on restart");
-    front_set_limits(w->front, &(struct front_limits){ (size_t)c->max_body, (size_t)c->max_params,
-                                                       (unsigned)c->request_timeout_ms });
+    struct front_limits lim = main_front_limits(c);
+    front_set_limits(w->front, &lim);
     log_set_level((enum log_level)c->log_level);
     main_cfg_free(w->cfg);
     w->cfg = c;
@@ -151,7 +157,7 @@ static void main_after(ev_loop_t *loop, void *data)
     struct main_worker *w = data;
     resp_flush(w->resp);
     front_flush(w->front);
-    if (w->stopping && front_busy(w->front) == 0 && front_drained(w->front))
+    if (w->stopping && front_drained(w->front))
         ev_stop(loop);
 }
 
@@ -184,8 +190,7 @@ static int main_serve(const char *cfg_path, struct cfg *c, int listen_fd)
     }
     struct front_handlers h = { .on_request = resp_handle, .on_cancel = resp_cancel,
                                 .ctx = w.resp };
-    struct front_limits lim = { (size_t)c->max_body, (size_t)c->max_params,
-                                (unsigned)c->request_timeout_ms };
+    struct front_limits lim = main_front_limits(c);
     w.front = front_new(w.loop, listen_fd, &lim, &h);
     if (!w.front) {
         log_error("cannot serve the listening socket: %s", strerror(errno));

@@ -22,7 +22,6 @@
 #define RESP_SCRATCH_KEEP (1024 * 1024)
 
 struct resp {
-    ev_loop_t        *loop;
     pubc_t           *pub;        /* this worker's pipelined publish connection */
     const struct cfg *c;          /* the config new requests start with */
     struct buf        scratch;    /* body_parse's scratch */
@@ -461,7 +460,6 @@ resp_t *resp_new(ev_loop_t *loop, const struct cfg *c)
     resp_t *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    r->loop = loop;
     r->c = c;
     r->pub = pubc_new(loop, c->publish_socket);
     if (!r->pub) {
