@@ -68,7 +68,7 @@ static int body_add_channel(struct body_msg *out, const char *p, size_t len)
 {
     if (!pat_channel_valid(p, len))
         return BODY_E_CHANNEL;
-    if (out->nchannels >= IPC_MAX_CHANNELS)
+    if (out->nchannels >= WSPUSH_MAX_CHANNELS)
         return BODY_E_CHANNEL;
     for (int i = 0; i < out->nchannels; i++)
         if (out->channels[i].len == len && memcmp(out->channels[i].p, p, len) == 0)
@@ -182,8 +182,8 @@ static int body_parse_form(const char *buf, size_t len, struct body_msg *out, st
         if (k == BODY_K_CHANNEL) {
             rc = body_add_channel(out, v, vlen);
         } else if (k == BODY_K_CHANNELS) {
-            struct pat_name names[IPC_MAX_CHANNELS];
-            int n = pat_split_channels(v, vlen, names, IPC_MAX_CHANNELS);
+            struct str names[WSPUSH_MAX_CHANNELS];
+            int n = pat_split_channels(v, vlen, names, WSPUSH_MAX_CHANNELS);
             if (n < 0)
                 return BODY_E_CHANNEL;
             for (int i = 0; i < n && rc == 0; i++)
@@ -321,7 +321,7 @@ static int body_parse_json(const char *buf, size_t len, struct body_msg *out, st
             size_t n = json_is_array(v) ? json_array_size(v) : 0;
             if (!json_is_array(v))
                 rc = BODY_E_FIELD;
-            else if (n == 0 || n > IPC_MAX_CHANNELS)
+            else if (n == 0 || n > WSPUSH_MAX_CHANNELS)
                 rc = BODY_E_CHANNEL;
             for (size_t i = 0; i < n && rc == 0; i++)
                 rc = body_copy_channel(out, sc, json_array_get(v, i));

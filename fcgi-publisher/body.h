@@ -37,9 +37,9 @@ enum body_type { BODY_JSON = 1, BODY_FORM = 2 };
 #define BODY_SCRATCH(len) (8 * (size_t)(len) + 64)
 
 struct body_msg {
-    int nchannels;                               /* 1..IPC_MAX_CHANNELS */
+    int nchannels;                               /* 1..WSPUSH_MAX_CHANNELS */
     int listed;                                  /* 1 if given as "channels" */
-    struct pat_name channels[IPC_MAX_CHANNELS];  /* into scratch */
+    struct str channels[WSPUSH_MAX_CHANNELS];  /* into scratch */
     const char *data;                            /* one JSON value: into buf (JSON
                                                     body, the member's text as sent)
                                                     or into scratch (form) */

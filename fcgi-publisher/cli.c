@@ -128,6 +128,7 @@ static char *cli_data_json(const char *s, size_t len, size_t *outlen)
 /* The one request's run: the loop goes until its callback, the only
  * caller of ev_stop(). */
 struct cli_run {
+    struct ev_hook after;
     ev_loop_t         *loop;
     pubc_t            *pc;
     int                rc;
@@ -165,8 +166,8 @@ static int cli_wait(struct cli_run *run)
 
 static int cli_publish(struct cli_run *run, int timeout_ms, const char *chans, const char *data)
 {
-    struct pat_name names[IPC_MAX_CHANNELS];
-    int n = pat_split_channels(chans, strlen(chans), names, IPC_MAX_CHANNELS);
+    struct str names[WSPUSH_MAX_CHANNELS];
+    int n = pat_split_channels(chans, strlen(chans), names, WSPUSH_MAX_CHANNELS);
     if (n < 0) {
         fprintf(stderr, "wspush: invalid channel list '%s'\n", chans);
         return CLI_EXIT_USAGE;
@@ -285,7 +286,7 @@ int main(int argc, char **argv)
         ev_loop_free(run.loop);
         return CLI_EXIT_OTHER;
     }
-    ev_after(run.loop, cli_after_pass, &run);
+    ev_after_add(run.loop, &run.after, cli_after_pass, &run);
     if (strcmp(cmd, "publish") == 0)
         rc = cli_publish(&run, timeout_ms, argv[optind + 1], argv[optind + 2]);
     else

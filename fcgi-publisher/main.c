@@ -38,6 +38,7 @@
 
 /* One worker process's state. */
 struct main_worker {
+    struct ev_hook after;
     const char      *cfg_path;
     struct cfg      *cfg;
     ev_loop_t       *loop;
@@ -196,7 +197,7 @@ static int main_serve(const char *cfg_path, struct cfg *c, int listen_fd)
         log_error("cannot serve the listening socket: %s", strerror(errno));
         goto out;
     }
-    ev_after(w.loop, main_after, &w);
+    ev_after_add(w.loop, &w.after, main_after, &w);
     int erc = ev_run(w.loop);
     rc = erc < 0 ? 1 : 0;
     if (erc < 0)

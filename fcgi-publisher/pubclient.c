@@ -294,7 +294,7 @@ void pubc_flush(pubc_t *c)
 
 size_t pubc_pending(const pubc_t *c) { return c->reqs.n; }
 
-static void pubc_copy(char *dst, size_t cap, const struct ipc_str *s)
+static void pubc_copy(char *dst, size_t cap, const struct str *s)
 {
     size_t n = s->len < cap - 1 ? s->len : cap - 1;
     memcpy(dst, s->p, n);
@@ -450,11 +450,11 @@ static int pubc_queue(pubc_t *c, uint8_t expect, uint32_t req_id, size_t queued,
     return 0;
 }
 
-int pubc_publish(pubc_t *c, const struct pat_name *channels, int n, const char *data, size_t len,
+int pubc_publish(pubc_t *c, const struct str *channels, int n, const char *data, size_t len,
                  int timeout_ms, pubc_done_cb *cb, void *ctx, uint64_t *ticket)
 {
-    struct ipc_str ch[IPC_MAX_CHANNELS];
-    if (n < 1 || n > IPC_MAX_CHANNELS || len > UINT32_MAX)
+    struct str ch[WSPUSH_MAX_CHANNELS];
+    if (n < 1 || n > WSPUSH_MAX_CHANNELS || len > UINT32_MAX)
         return PUBC_E_INVALID;
     for (int i = 0; i < n; i++) {
         ch[i].p = channels[i].p;

@@ -64,7 +64,7 @@ int     pubc_set_path(pubc_t *c, const char *path);
  * later exactly once (unless cancelled); or returns a PUBC_E_ code at once
  * (INVALID, NOMEM, or UNAVAILABLE when no connection can be made) and cb
  * never runs. */
-int pubc_publish(pubc_t *c, const struct pat_name *channels, int n, const char *data, size_t len,
+int pubc_publish(pubc_t *c, const struct str *channels, int n, const char *data, size_t len,
                  int timeout_ms, pubc_done_cb *cb, void *ctx, uint64_t *ticket);
 int pubc_disconnect(pubc_t *c, const char *user, int timeout_ms, pubc_done_cb *cb, void *ctx,
                     uint64_t *ticket);

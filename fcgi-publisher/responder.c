@@ -400,13 +400,13 @@ static void resp_token(struct resp_rq *rq)
         goto out;
     }
     list[n] = '\0';
-    struct pat_name names[TOK_MAX_CHANNELS];
-    int nn = pat_split_channels(list, (size_t)n, names, TOK_MAX_CHANNELS);
+    struct str names[WSPUSH_MAX_CHANNELS];
+    int nn = pat_split_channels(list, (size_t)n, names, WSPUSH_MAX_CHANNELS);
     if (nn < 0) {
         resp_fail(rq, 400, "invalid channel list (1..32 distinct names of A-Z a-z 0-9 _ - . : / @)");
         goto out;
     }
-    const char *chans[TOK_MAX_CHANNELS];
+    const char *chans[WSPUSH_MAX_CHANNELS];
     for (int i = 0; i < nn; i++) {
         if (!auth_may_subscribe(c, &u, names[i].p, names[i].len)) {
             resp_fail_channel(rq, 403, "not allowed to subscribe to", names[i].p, names[i].len);

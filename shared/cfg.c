@@ -64,7 +64,7 @@ static const struct cfg_key cfg_keys[] = {
     { "ws-server", "ping_interval", CFG_T_MS, CFG_F(ping_interval_ms), 1, INT_MAX, 0 },
     { "ws-server", "pong_timeout", CFG_T_MS, CFG_F(pong_timeout_ms), 1, INT_MAX, 0 },
     { "ws-server", "close_timeout", CFG_T_MS, CFG_F(close_timeout_ms), 1, INT_MAX, 0 },
-    { "ws-server", "max_channels", CFG_T_INT, CFG_F(max_channels), 1, CFG_MAX_CHANNELS, 0 },
+    { "ws-server", "max_channels", CFG_T_INT, CFG_F(max_channels), 1, WSPUSH_MAX_CHANNELS, 0 },
     { "ws-server", "max_message_bytes", CFG_T_SIZE, CFG_F(max_message_bytes), 1, 64 * CFG_MIB, 0 },
     { "ws-server", "max_frame_bytes", CFG_T_SIZE, CFG_F(max_frame_bytes), 125, CFG_MIB, 0 },
     { "ws-server", "send_buffer_bytes", CFG_T_SIZE, CFG_F(send_buffer_bytes), 1024, 1024 * CFG_MIB, 0 },

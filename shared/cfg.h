@@ -35,10 +35,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "wspush.h"
+
 #define CFG_MAX_LIST     32    /* entries per list key */
 #define CFG_MAX_SECRET   256   /* bytes of a secret file */
 #define CFG_PATH_MAX     256
-#define CFG_MAX_CHANNELS 32    /* upper bound of max_channels */
 
 struct cfg_list {
     int   n;

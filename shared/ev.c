@@ -21,8 +21,7 @@ struct ev_loop {
     struct ev_io sigio;
     ev_signal_cb *sigcb;
     void     *sigdata;
-    ev_after_cb *after;
-    void     *afterdata;
+    struct ev_hook *hooks;     /* in the order added */
 };
 
 static uint64_t ev_clock_ms(void)
@@ -206,10 +205,24 @@ int ev_signals(ev_loop_t *loop, const sigset_t *set, ev_signal_cb *cb, void *dat
     return rc;
 }
 
-void ev_after(ev_loop_t *loop, ev_after_cb *cb, void *data)
+void ev_after_add(ev_loop_t *loop, struct ev_hook *hook, ev_after_cb *cb, void *data)
 {
-    loop->after = cb;
-    loop->afterdata = data;
+    struct ev_hook **pp = &loop->hooks;
+    while (*pp)
+        pp = &(*pp)->next;
+    hook->cb = cb;
+    hook->data = data;
+    hook->next = NULL;
+    *pp = hook;
+}
+
+void ev_after_remove(ev_loop_t *loop, struct ev_hook *hook)
+{
+    for (struct ev_hook **pp = &loop->hooks; *pp; pp = &(*pp)->next)
+        if (*pp == hook) {
+            *pp = hook->next;
+            return;
+        }
 }
 
 void ev_stop(ev_loop_t *loop) { loop->running = 0; }
@@ -252,11 +265,16 @@ int ev_run(ev_loop_t *loop)
                 mask |= EV_WRITE;
             if (e & (EPOLLERR | EPOLLHUP))
                 mask |= EV_READ | EV_WRITE;
-            io->cb(loop, io, mask);
+            /* A handle stopped earlier in this pass has events == 0; one
+             * paused for reading must not be read. The object stays
+             * allocated until the after-pass hooks, so io is valid. */
+            mask &= io->events;
+            if (mask)
+                io->cb(loop, io, mask);
         }
         ev_run_timers(loop);
-        if (loop->after)
-            loop->after(loop, loop->afterdata);
+        for (struct ev_hook *h = loop->hooks; h; h = h->next)
+            h->cb(loop, h->data);
     }
     return 0;
 }

@@ -7,9 +7,14 @@
  * address while registered.
  *
  * EPOLLERR/EPOLLHUP are reported as EV_READ|EV_WRITE so the handler meets
- * the error in its next read() or write(). Callbacks must not free the
- * object that embeds the handle being dispatched: mark it and free it from
- * an ev_after hook, which runs once per loop pass after all dispatch.
+ * the error in its next read() or write(). An event is only delivered for
+ * what the handle still watches at dispatch time: a handle stopped (or set
+ * to other events) by an earlier callback of the same pass gets nothing, so
+ * callbacks need not re-check "already closed" flags.
+ *
+ * Callbacks must not free the object that embeds a handle: stop the handle,
+ * and free the object from an after-pass hook (ev_after_add), which runs
+ * once per loop pass after all dispatch. Any number of modules may hook in.
  */
 #ifndef WSPUSH_EV_H
 #define WSPUSH_EV_H
@@ -45,6 +50,13 @@ struct ev_timer {
     ev_timer_cb *cb;
 };
 
+/* An after-pass hook, embedded by its owner (fixed address while added). */
+struct ev_hook {
+    ev_after_cb    *cb;
+    void           *data;
+    struct ev_hook *next;
+};
+
 /* A new loop; NULL with err filled on failure. */
 ev_loop_t *ev_loop_new(char *err, size_t errlen);
 /* Frees the loop (registered fds are not closed). */
@@ -70,9 +82,12 @@ static inline int ev_timer_armed(const struct ev_timer *t) { return t->slot != 0
  * Call once. Returns 0 or -errno. */
 int  ev_signals(ev_loop_t *loop, const sigset_t *set, ev_signal_cb *cb, void *data);
 
-/* Registers the hook run after each pass's dispatch (deferred frees,
- * per-pass write flushing). One hook per loop. */
-void ev_after(ev_loop_t *loop, ev_after_cb *cb, void *data);
+/* Adds a hook run after each pass's dispatch (deferred frees, per-pass
+ * write flushing). Hooks run in the order they were added, which is how a
+ * module that queues writes runs before one that frees what was written. */
+void ev_after_add(ev_loop_t *loop, struct ev_hook *hook, ev_after_cb *cb, void *data);
+/* Removes a hook (a no-op when not added). Not from inside a hook. */
+void ev_after_remove(ev_loop_t *loop, struct ev_hook *hook);
 
 /* Makes the next wait return at once: work is pending that no fd or timer
  * will announce. */

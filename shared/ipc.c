@@ -39,7 +39,7 @@ static int ipc_rd_u32(struct ipc_rd *r, uint32_t *v)
     return 0;
 }
 
-static int ipc_rd_str(struct ipc_rd *r, size_t n, struct ipc_str *s)
+static int ipc_rd_str(struct ipc_rd *r, size_t n, struct str *s)
 {
     if ((size_t)(r->end - r->p) < n)
         return -1;
@@ -52,7 +52,7 @@ static int ipc_rd_str(struct ipc_rd *r, size_t n, struct ipc_str *s)
 static int ipc_decode_publish(struct ipc_rd *r, struct ipc_msg *msg)
 {
     uint8_t n;
-    if (ipc_rd_u8(r, &n) < 0 || n < 1 || n > IPC_MAX_CHANNELS)
+    if (ipc_rd_u8(r, &n) < 0 || n < 1 || n > WSPUSH_MAX_CHANNELS)
         return -1;
     for (int i = 0; i < n; i++) {
         uint8_t clen;
@@ -151,10 +151,10 @@ static void ipc_commit(struct buf *out, size_t body_len)
 /* The u32 length field counts the header's last five bytes too. */
 #define IPC_BODY_MAX ((size_t)UINT32_MAX - (IPC_HEADER_LEN - 4))
 
-int ipc_encode_publish(struct buf *out, uint32_t req_id, const struct ipc_str *channels,
+int ipc_encode_publish(struct buf *out, uint32_t req_id, const struct str *channels,
                        int nchannels, const void *data, size_t data_len)
 {
-    if (nchannels < 1 || nchannels > IPC_MAX_CHANNELS || (data_len && !data))
+    if (nchannels < 1 || nchannels > WSPUSH_MAX_CHANNELS || (data_len && !data))
         return -EINVAL;
     size_t body = 1 + 4;
     for (int i = 0; i < nchannels; i++) {

@@ -26,9 +26,10 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "str.h"
+#include "wspush.h"
 
 #define IPC_HEADER_LEN    9      /* length + type + request id */
-#define IPC_MAX_CHANNELS  32
 
 enum ipc_type {
     IPC_PUBLISH = 0x01,
@@ -55,7 +56,6 @@ enum ipc_error_code {
                                  req_id and frame_len are set; the caller may
                                  answer an error and skip frame_len bytes */
 
-struct ipc_str { const char *p; size_t len; };
 
 struct ipc_msg {
     uint8_t  type;
@@ -63,16 +63,16 @@ struct ipc_msg {
     size_t   frame_len;                  /* whole frame, header included */
     /* PUBLISH */
     int      nchannels;
-    struct ipc_str channels[IPC_MAX_CHANNELS];
-    struct ipc_str data;
+    struct str channels[WSPUSH_MAX_CHANNELS];
+    struct str data;
     /* DISCONNECT */
-    struct ipc_str user;
+    struct str user;
     /* ACK (count = subscribers) and DISCONNECTED (count = connections) */
     uint32_t count;
-    struct ipc_str id;
+    struct str id;
     /* ERROR */
     uint16_t code;
-    struct ipc_str text;
+    struct str text;
 };
 
 /* Decodes one frame from [buf, buf+len). max_frame bounds the length field
@@ -84,7 +84,7 @@ ssize_t ipc_decode(const void *buf, size_t len, size_t max_frame, struct ipc_msg
 /* Encoders append one frame to out. Return 0, -EINVAL for arguments out of
  * the protocol's range (0 or > 32 channels, a name or user over 255 bytes),
  * or -ENOMEM. */
-int ipc_encode_publish(struct buf *out, uint32_t req_id, const struct ipc_str *channels,
+int ipc_encode_publish(struct buf *out, uint32_t req_id, const struct str *channels,
                        int nchannels, const void *data, size_t data_len);
 int ipc_encode_disconnect(struct buf *out, uint32_t req_id, const char *user, size_t user_len);
 int ipc_encode_ack(struct buf *out, uint32_t req_id, uint32_t subscribers,

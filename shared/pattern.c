@@ -22,7 +22,7 @@ int pat_channel_valid(const char *p, size_t len)
     return 1;
 }
 
-int pat_split_channels(const char *s, size_t len, struct pat_name *out, int max)
+int pat_split_channels(const char *s, size_t len, struct str *out, int max)
 {
     int n = 0;
     size_t i = 0;

@@ -13,23 +13,23 @@
 #include <stddef.h>
 
 #include "cfg.h"
+#include "str.h"
+#include "wspush.h"
 
 #define PAT_CHANNEL_MAX   200
-#define PAT_LIST_MAX      32
 
 #define PAT_E_EMPTY    (-1)   /* empty list or empty name */
 #define PAT_E_NAME     (-2)   /* a name with a bad byte or over 200 bytes */
 #define PAT_E_TOO_MANY (-3)   /* more names than allowed */
 #define PAT_E_DUP      (-4)   /* the same name twice */
 
-struct pat_name { const char *p; size_t len; };
 
 /* 1 if [p, p+len) is a valid channel name, else 0. */
 int pat_channel_valid(const char *p, size_t len);
 
 /* Splits a comma-separated list of channel names (already URL-decoded)
  * into out (pointers into s). Returns the count (1..max) or a PAT_E_ code. */
-int pat_split_channels(const char *s, size_t len, struct pat_name *out, int max);
+int pat_split_channels(const char *s, size_t len, struct str *out, int max);
 
 /* 1 if the channel matches the glob, with "{user}" replaced by user (user
  * may be NULL: a pattern holding {user} then never matches). */

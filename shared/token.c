@@ -120,7 +120,7 @@ static int tok_get_list(json_t *claims, const char *name, char **v, int *n, int 
         *present = arr != NULL;
     if (!arr)
         return 0;
-    if (!json_is_array(arr) || json_array_size(arr) > TOK_MAX_CHANNELS)
+    if (!json_is_array(arr) || json_array_size(arr) > WSPUSH_MAX_CHANNELS)
         return TOK_E_MALFORMED;
     json_array_foreach(arr, i, item) {
         /* A NUL inside a name would make the C string say less than the
@@ -250,7 +250,7 @@ int tok_issue(const struct cfg_secret *key, const char *sub, long exp,
     int rc = -1;
 
     if (!key || key->len == 0 || !sub || !*sub || strlen(sub) > TOK_SUB_MAX ||
-        nchannels < 0 || nchannels > TOK_MAX_CHANNELS || (nchannels && !channels) || !out)
+        nchannels < 0 || nchannels > WSPUSH_MAX_CHANNELS || (nchannels && !channels) || !out)
         return -1;
 
     obj = json_object();

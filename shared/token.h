@@ -14,9 +14,9 @@
 #include <stddef.h>
 
 #include "cfg.h"
+#include "wspush.h"
 
 #define TOK_MAX_LEN       4096   /* longest token accepted */
-#define TOK_MAX_CHANNELS  32
 #define TOK_SUB_MAX       255
 
 #define TOK_E_MALFORMED (-1)   /* not a JWT, or claims of the wrong type */
@@ -32,12 +32,12 @@ struct tok_claims {
     char  sub[TOK_SUB_MAX + 1];   /* "" when absent */
     long  exp;
     int   nchannels;              /* "channels" claim: names or patterns */
-    char *channels[TOK_MAX_CHANNELS];
+    char *channels[WSPUSH_MAX_CHANNELS];
     int   subscribe_only;         /* "scope":"subscribe": issued by tok_issue, so
                                      it opens channels and is never a login */
     int   has_publish;            /* "publish" claim present */
     int   npublish;
-    char *publish[TOK_MAX_CHANNELS];
+    char *publish[WSPUSH_MAX_CHANNELS];
 };
 
 /* Verifies token [p, p+len) at time now (unix seconds). On 0 fills *out,

@@ -86,10 +86,10 @@ static rbuf_t *broker_encode(const char *chan, size_t chanlen, const char *id,
     return r;
 }
 
-int broker_publish(broker_t *b, const struct ipc_str *channels, int nchannels,
+int broker_publish(broker_t *b, const struct str *channels, int nchannels,
                    const char *data, size_t len, uint64_t now_ms, struct broker_result *res)
 {
-    rbuf_t *frames[IPC_MAX_CHANNELS] = { 0 };
+    rbuf_t *frames[WSPUSH_MAX_CHANNELS] = { 0 };
     char id[BROKER_ID_MAX];
     broker_format_id(b, b->seq + 1, id);
 
@@ -180,9 +180,9 @@ size_t broker_replay(broker_t *b, struct channel *const *chs, int n, const char 
     uint64_t since;
     if (broker_since(b, id, idlen, &since) < 0)
         return 0;
-    struct channel *ok[IPC_MAX_CHANNELS];
+    struct channel *ok[WSPUSH_MAX_CHANNELS];
     int nok = 0;
-    for (int i = 0; i < n && nok < IPC_MAX_CHANNELS; i++)
+    for (int i = 0; i < n && nok < WSPUSH_MAX_CHANNELS; i++)
         if (!reset[i] && chs[i])
             ok[nok++] = chs[i];
     return nok ? history_replay(b->history, ok, nok, since, visit, arg) : 0;

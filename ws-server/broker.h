@@ -41,7 +41,7 @@ struct broker_result {
 
 /* Publishes data (one JSON value, already validated) to the channels.
  * Returns 0, or -ENOMEM (nothing was delivered, no id consumed). */
-int broker_publish(broker_t *b, const struct ipc_str *channels, int nchannels,
+int broker_publish(broker_t *b, const struct str *channels, int nchannels,
                    const char *data, size_t len, uint64_t now_ms, struct broker_result *res);
 
 /* Resuming after last_id ([id, id+idlen), as the client sent it) on the

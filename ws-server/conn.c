@@ -212,8 +212,8 @@ static int conn_resume(struct conn *c, const char *raw, size_t rawlen)
     struct server *srv = c->srv;
     char id[BROKER_ID_MAX];
     ssize_t idlen = rawlen < sizeof(id) ? url_decode(raw, rawlen, id, 0) : -1;
-    struct channel *chs[PAT_LIST_MAX];
-    int reset[PAT_LIST_MAX];
+    struct channel *chs[WSPUSH_MAX_CHANNELS];
+    int reset[WSPUSH_MAX_CHANNELS];
     for (int i = 0; i < c->nsubs; i++)
         chs[i] = c->subs[i].ch;
     uint64_t now = ev_now(srv->loop);
@@ -262,8 +262,8 @@ static int conn_subscribe(struct conn *c, const struct hs_request *req)
     ssize_t dl = url_decode(raw, rawlen, decoded, 0);
     if (dl <= 0)
         return 4400;
-    struct pat_name names[PAT_LIST_MAX];
-    int max = cfg->max_channels < PAT_LIST_MAX ? cfg->max_channels : PAT_LIST_MAX;
+    struct str names[WSPUSH_MAX_CHANNELS];
+    int max = cfg->max_channels < WSPUSH_MAX_CHANNELS ? cfg->max_channels : WSPUSH_MAX_CHANNELS;
     int n = pat_split_channels(decoded, (size_t)dl, names, max);
     if (n <= 0)
         return 4400;

@@ -31,13 +31,13 @@ static int hs_is_vchar(unsigned char c)
 
 static int hs_is_ows(char c) { return c == ' ' || c == '\t'; }
 
-static int hs_str_ieq(struct hs_str s, const char *lit)
+static int hs_str_ieq(struct str s, const char *lit)
 {
     size_t n = strlen(lit);
     return s.len == n && strncasecmp(s.p, lit, n) == 0;
 }
 
-static int hs_str_eq(struct hs_str s, const char *lit)
+static int hs_str_eq(struct str s, const char *lit)
 {
     size_t n = strlen(lit);
     return s.len == n && memcmp(s.p, lit, n) == 0;
@@ -46,7 +46,7 @@ static int hs_str_eq(struct hs_str s, const char *lit)
 /* Finds the next line at *pos. The whole head is re-parsed on every call
  * (the caller keeps the bytes), so a line without its LF yet is simply
  * "need more". */
-static int hs_next_line(const char *buf, size_t len, size_t *pos, struct hs_str *line)
+static int hs_next_line(const char *buf, size_t len, size_t *pos, struct str *line)
 {
     const char *start = buf + *pos;
     const char *nl = memchr(start, '\n', len - *pos);
@@ -61,7 +61,7 @@ static int hs_next_line(const char *buf, size_t len, size_t *pos, struct hs_str 
     return 0;
 }
 
-static int hs_parse_request_line(struct hs_str line, struct hs_request *req)
+static int hs_parse_request_line(struct str line, struct hs_request *req)
 {
     const char *p = line.p, *end = line.p + line.len;
     const char *m = p;
@@ -69,7 +69,7 @@ static int hs_parse_request_line(struct hs_str line, struct hs_request *req)
         p++;
     if (p == m || p == end || *p != ' ')
         return HS_E_MALFORMED;
-    req->method = (struct hs_str){ m, (size_t)(p - m) };
+    req->method = (struct str){ m, (size_t)(p - m) };
     p++;
 
     const char *t = p;
@@ -77,7 +77,7 @@ static int hs_parse_request_line(struct hs_str line, struct hs_request *req)
         p++;
     if (p == t || p == end || *p != ' ')
         return HS_E_MALFORMED;
-    req->target = (struct hs_str){ t, (size_t)(p - t) };
+    req->target = (struct str){ t, (size_t)(p - t) };
     p++;
 
     if (end - p != 8 || memcmp(p, "HTTP/1.", 7) != 0 || p[7] < '0' || p[7] > '9')
@@ -86,8 +86,8 @@ static int hs_parse_request_line(struct hs_str line, struct hs_request *req)
 
     const char *q = memchr(t, '?', req->target.len);
     if (q) {
-        req->path = (struct hs_str){ t, (size_t)(q - t) };
-        req->query = (struct hs_str){ q + 1, req->target.len - (size_t)(q - t) - 1 };
+        req->path = (struct str){ t, (size_t)(q - t) };
+        req->query = (struct str){ q + 1, req->target.len - (size_t)(q - t) - 1 };
     } else {
         req->path = req->target;
     }
@@ -95,7 +95,7 @@ static int hs_parse_request_line(struct hs_str line, struct hs_request *req)
 }
 
 /* 1 if the comma-separated list s holds token tok (case-insensitive). */
-static int hs_list_has(struct hs_str s, const char *tok)
+static int hs_list_has(struct str s, const char *tok)
 {
     const char *p = s.p, *end = s.p + s.len;
     while (p < end) {
@@ -106,7 +106,7 @@ static int hs_list_has(struct hs_str s, const char *tok)
             a++;
         while (b > a && hs_is_ows(b[-1]))
             b--;
-        if (hs_str_ieq((struct hs_str){ a, (size_t)(b - a) }, tok))
+        if (hs_str_ieq((struct str){ a, (size_t)(b - a) }, tok))
             return 1;
         p = comma ? comma + 1 : end;
     }
@@ -115,7 +115,7 @@ static int hs_list_has(struct hs_str s, const char *tok)
 
 /* Stores a single-instance field; a second one marks the request. */
 static void hs_set_once(struct hs_request *req, unsigned *seen, unsigned bit,
-                        struct hs_str *dst, struct hs_str v)
+                        struct str *dst, struct str v)
 {
     if (*seen & bit)
         req->duplicate = 1;
@@ -123,7 +123,7 @@ static void hs_set_once(struct hs_request *req, unsigned *seen, unsigned bit,
     *dst = v;
 }
 
-static int hs_parse_header(struct hs_str line, struct hs_request *req, unsigned *seen)
+static int hs_parse_header(struct str line, struct hs_request *req, unsigned *seen)
 {
     const char *p = line.p, *end = line.p + line.len;
     /* A leading space would be obs-fold (RFC 9112 5.2), which we refuse. */
@@ -131,7 +131,7 @@ static int hs_parse_header(struct hs_str line, struct hs_request *req, unsigned 
         p++;
     if (p == line.p || p == end || *p != ':')
         return HS_E_MALFORMED;
-    struct hs_str name = { line.p, (size_t)(p - line.p) };
+    struct str name = { line.p, (size_t)(p - line.p) };
     p++;
     for (const char *c = p; c < end; c++)
         if (!hs_is_vchar((unsigned char)*c))
@@ -140,7 +140,7 @@ static int hs_parse_header(struct hs_str line, struct hs_request *req, unsigned 
         p++;
     while (end > p && hs_is_ows(end[-1]))
         end--;
-    struct hs_str v = { p, (size_t)(end - p) };
+    struct str v = { p, (size_t)(end - p) };
 
     req->nheaders++;
     if (hs_str_ieq(name, "host")) {
@@ -152,7 +152,7 @@ static int hs_parse_header(struct hs_str line, struct hs_request *req, unsigned 
     } else if (hs_str_ieq(name, "sec-websocket-version")) {
         hs_set_once(req, seen, HS_SEEN_VERSION, &req->version, v);
     } else if (hs_str_ieq(name, "upgrade")) {
-        struct hs_str ignored;
+        struct str ignored;
         hs_set_once(req, seen, HS_SEEN_UPGRADE, &ignored, v);
         if (hs_list_has(v, "websocket"))
             req->upgrade_websocket = 1;
@@ -169,7 +169,7 @@ ssize_t hs_parse(const char *buf, size_t len, struct hs_request *req)
     memset(req, 0, sizeof(*req));
     size_t pos = 0;
     unsigned seen = 0;
-    struct hs_str line;
+    struct str line;
 
     int rc = hs_next_line(buf, len, &pos, &line);
     if (rc < 0)
@@ -194,7 +194,7 @@ ssize_t hs_parse(const char *buf, size_t len, struct hs_request *req)
  * comparison of the whole string is exactly that. No normalisation (a
  * default port written out differs): entries must be written the way
  * browsers send them. */
-static int hs_origin_allowed(struct hs_str origin, const struct cfg_list *allowed)
+static int hs_origin_allowed(struct str origin, const struct cfg_list *allowed)
 {
     if (!allowed || allowed->n == 0)
         return 1;

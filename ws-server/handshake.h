@@ -14,22 +14,22 @@
 #include <sys/types.h>
 
 #include "cfg.h"
+#include "str.h"
 
 #define HS_NEED_MORE    (-2)
 #define HS_E_MALFORMED  (-1)   /* not HTTP: answer 400 and close */
 
-struct hs_str { const char *p; size_t len; };
 
 struct hs_request {
-    struct hs_str method;
-    struct hs_str target;        /* path plus query, raw */
-    struct hs_str path;          /* target up to '?' */
-    struct hs_str query;         /* after '?', raw; len 0 when absent */
+    struct str method;
+    struct str target;        /* path plus query, raw */
+    struct str path;          /* target up to '?' */
+    struct str query;         /* after '?', raw; len 0 when absent */
     int           minor_version; /* HTTP/1.x */
-    struct hs_str host;
-    struct hs_str origin;        /* len 0 when absent */
-    struct hs_str key;           /* Sec-WebSocket-Key */
-    struct hs_str version;       /* Sec-WebSocket-Version */
+    struct str host;
+    struct str origin;        /* len 0 when absent */
+    struct str key;           /* Sec-WebSocket-Key */
+    struct str version;       /* Sec-WebSocket-Version */
     int           upgrade_websocket;   /* Upgrade lists the token "websocket" */
     int           connection_upgrade;  /* Connection lists the token "upgrade" */
     int           nheaders;

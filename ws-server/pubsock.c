@@ -135,7 +135,7 @@ static void pubsock_handle(struct pubpeer *p, const struct ipc_msg *m)
 
 static size_t pubsock_max_frame(const struct cfg *cfg)
 {
-    return IPC_HEADER_LEN + 1 + IPC_MAX_CHANNELS * (1 + PAT_CHANNEL_MAX) + 4 +
+    return IPC_HEADER_LEN + 1 + WSPUSH_MAX_CHANNELS * (1 + PAT_CHANNEL_MAX) + 4 +
            (size_t)cfg->max_message_bytes;
 }
 

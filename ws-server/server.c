@@ -236,7 +236,7 @@ int server_init(struct server *srv, ev_loop_t *loop, struct cfg *cfg, const char
         return -1;
     }
     signal(SIGPIPE, SIG_IGN);
-    ev_after(loop, server_after, srv);
+    ev_after_add(loop, &srv->after, server_after, srv);
     return 0;
 }
 

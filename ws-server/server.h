@@ -31,6 +31,7 @@ struct conn_list { struct conn *head; size_t n; };
 
 struct server {
     ev_loop_t       *loop;
+    struct ev_hook   after;
     struct cfg      *cfg;          /* live config; replaced whole on SIGHUP */
     char             cfg_path[CFG_PATH_MAX];
     struct server_listener listeners[SERVER_MAX_LISTENERS];

@@ -3,7 +3,7 @@
  * Byte 0 picks the encoding (bit 0: JSON or form) and whether the first
  * line is a Content-Type header to classify (bit 1); the rest is the body.
  * Oracles: on success every channel is a valid, distinct name, at most
- * IPC_MAX_CHANNELS of them, and data is one JSON value that ws-server will
+ * WSPUSH_MAX_CHANNELS of them, and data is one JSON value that ws-server will
  * take (any RFC 8259 value, UTF-8); for a JSON body that value
  * equals the body's own "data" member as jansson reads it, for a form it is
  * the string the form carried. Scratch is heap-allocated to exactly
@@ -23,7 +23,7 @@
 
 static void fbody_check_channels(const struct body_msg *m, const char *scratch, size_t sclen)
 {
-    FUZZ_CHECK(m->nchannels >= 1 && m->nchannels <= IPC_MAX_CHANNELS);
+    FUZZ_CHECK(m->nchannels >= 1 && m->nchannels <= WSPUSH_MAX_CHANNELS);
     for (int i = 0; i < m->nchannels; i++) {
         FUZZ_CHECK(fuzz_inside(m->channels[i].p, m->channels[i].len, scratch, sclen));
         FUZZ_CHECK(pat_channel_valid(m->channels[i].p, m->channels[i].len));

@@ -64,7 +64,7 @@ static void fcfg_check(const struct cfg *c)
     FUZZ_CHECK(memchr(c->publish_socket, '\0', sizeof(c->publish_socket)) != NULL);
     FUZZ_CHECK(memchr(c->history_file, '\0', sizeof(c->history_file)) != NULL);
     FUZZ_CHECK(memchr(c->mount, '\0', sizeof(c->mount)) != NULL);
-    FUZZ_CHECK(c->max_channels >= 1 && c->max_channels <= CFG_MAX_CHANNELS);
+    FUZZ_CHECK(c->max_channels >= 1 && c->max_channels <= WSPUSH_MAX_CHANNELS);
     FUZZ_CHECK(c->auth == CFG_AUTH_REMOTE_USER || c->auth == CFG_AUTH_JWT);
     const struct cfg_list *lists[] = {
         &c->listen, &c->allowed_origins, &c->publish_allow_uids, &c->publish_allow_gids,

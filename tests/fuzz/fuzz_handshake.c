@@ -12,7 +12,7 @@
 
 #define FHS_OUT 512
 
-static void fhs_field(const struct hs_str *s, const uint8_t *buf, size_t n)
+static void fhs_field(const struct str *s, const uint8_t *buf, size_t n)
 {
     FUZZ_CHECK(fuzz_inside(s->p, s->len, buf, n));
 }

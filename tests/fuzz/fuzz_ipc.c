@@ -13,7 +13,7 @@
 
 static const size_t fipc_limits[] = { 9, 16, 64, 300, 4096, 65536 + 64, SIZE_MAX };
 
-static void fipc_str(const struct ipc_str *s, const uint8_t *frame, size_t n)
+static void fipc_str(const struct str *s, const uint8_t *frame, size_t n)
 {
     FUZZ_CHECK(fuzz_inside(s->p, s->len, frame, n));
 }
@@ -26,7 +26,7 @@ static void fipc_roundtrip(const uint8_t *frame, size_t n, const struct ipc_msg 
     FUZZ_CHECK(m->type == frame[4]);
     switch (m->type) {
     case IPC_PUBLISH:
-        FUZZ_CHECK(m->nchannels >= 1 && m->nchannels <= IPC_MAX_CHANNELS);
+        FUZZ_CHECK(m->nchannels >= 1 && m->nchannels <= WSPUSH_MAX_CHANNELS);
         for (int i = 0; i < m->nchannels; i++) {
             fipc_str(&m->channels[i], frame, n);
             FUZZ_CHECK(m->channels[i].len >= 1 && m->channels[i].len <= 255);

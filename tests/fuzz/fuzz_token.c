@@ -57,8 +57,8 @@ static void ftok_check_claims(const struct tok_claims *c)
 {
     FUZZ_CHECK(c->exp > FTOK_NOW);
     FUZZ_CHECK(strlen(c->sub) <= TOK_SUB_MAX);
-    FUZZ_CHECK(c->nchannels >= 0 && c->nchannels <= TOK_MAX_CHANNELS);
-    FUZZ_CHECK(c->npublish >= 0 && c->npublish <= TOK_MAX_CHANNELS);
+    FUZZ_CHECK(c->nchannels >= 0 && c->nchannels <= WSPUSH_MAX_CHANNELS);
+    FUZZ_CHECK(c->npublish >= 0 && c->npublish <= WSPUSH_MAX_CHANNELS);
     FUZZ_CHECK(c->has_publish || c->npublish == 0);
     for (int i = 0; i < c->nchannels; i++)
         FUZZ_CHECK(c->channels[i] && c->channels[i][0]);

@@ -111,7 +111,8 @@ static void test_fd_dispatch_and_after_hook(void **state)
     assert_int_equal(pipe(p), 0);
     struct te_io x = { 0 };
     assert_int_equal(ev_io_start(loop, &x.io, p[0], EV_READ, te_on_read), 0);
-    ev_after(loop, te_after, &p[1]);
+    struct ev_hook hook;
+    ev_after_add(loop, &hook, te_after, &p[1]);
     assert_int_equal(write(p[1], "abc", 3), 3);
     assert_int_equal(ev_run(loop), 0);
     assert_int_equal(x.reads, 3);
@@ -122,11 +123,73 @@ static void test_fd_dispatch_and_after_hook(void **state)
     ev_loop_free(loop);
 }
 
+/* Two pipes ready in the same pass: whichever callback runs first stops
+ * the other handle, which must then get no event (it would read a closed
+ * or reused fd otherwise). */
+struct te_pair { struct ev_io io[2]; int fired[2]; };
+
+static struct te_pair te_pair;
+
+static void te_pair_first(ev_loop_t *loop, struct ev_io *io, unsigned events)
+{
+    (void)events;
+    int me = io == &te_pair.io[1];
+    te_pair.fired[me]++;
+    ev_io_stop(loop, &te_pair.io[!me]);
+    ev_stop(loop);
+}
+
+static void test_handle_stopped_in_pass_gets_nothing(void **state)
+{
+    (void)state;
+    char err[128];
+    ev_loop_t *loop = ev_loop_new(err, sizeof(err));
+    int a[2], b[2];
+    assert_int_equal(pipe(a), 0);
+    assert_int_equal(pipe(b), 0);
+    assert_int_equal(ev_io_start(loop, &te_pair.io[0], a[0], EV_READ, te_pair_first), 0);
+    assert_int_equal(ev_io_start(loop, &te_pair.io[1], b[0], EV_READ, te_pair_first), 0);
+    assert_int_equal(write(a[1], "x", 1), 1);
+    assert_int_equal(write(b[1], "y", 1), 1);
+    assert_int_equal(ev_run(loop), 0);
+    assert_int_equal(te_pair.fired[0] + te_pair.fired[1], 1);
+    ev_io_stop(loop, &te_pair.io[0]);
+    ev_io_stop(loop, &te_pair.io[1]);
+    close(a[0]); close(a[1]); close(b[0]); close(b[1]);
+    ev_loop_free(loop);
+}
+
+static char te_hooks_ran[8];
+static int te_norder;
+
+static void te_hook_a(ev_loop_t *loop, void *data) { (void)data; te_hooks_ran[te_norder++] = 'a'; ev_stop(loop); }
+static void te_hook_b(ev_loop_t *loop, void *data) { (void)loop; (void)data; te_hooks_ran[te_norder++] = 'b'; }
+static void te_hook_c(ev_loop_t *loop, void *data) { (void)loop; (void)data; te_hooks_ran[te_norder++] = 'c'; }
+
+static void test_several_hooks_in_order(void **state)
+{
+    (void)state;
+    char err[128];
+    ev_loop_t *loop = ev_loop_new(err, sizeof(err));
+    struct ev_hook ha, hb, hc;
+    ev_after_add(loop, &ha, te_hook_a, NULL);
+    ev_after_add(loop, &hb, te_hook_b, NULL);
+    ev_after_add(loop, &hc, te_hook_c, NULL);
+    ev_after_remove(loop, &hb);
+    ev_poll_now(loop);
+    assert_int_equal(ev_run(loop), 0);
+    assert_int_equal(te_norder, 2);
+    assert_memory_equal(te_hooks_ran, "ac", 2);
+    ev_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timers_in_order_with_stops_and_rearms),
         cmocka_unit_test(test_fd_dispatch_and_after_hook),
+        cmocka_unit_test(test_handle_stopped_in_pass_gets_nothing),
+        cmocka_unit_test(test_several_hooks_in_order),
     };
     return cmocka_run_group_tests_name("ev", tests, NULL, NULL);
 }

@@ -182,7 +182,7 @@ static void test_table(void **state)
     guard_free(&g);
 }
 
-static void assert_hs_str(struct hs_str s, const char *want)
+static void assert_hs_str(struct str s, const char *want)
 {
     assert_int_equal(s.len, strlen(want));
     assert_memory_equal(s.p, want, s.len);

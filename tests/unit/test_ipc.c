@@ -50,7 +50,7 @@ static void check_prefixes(const void *p, size_t n)
     guard_free(&g);
 }
 
-static void assert_str(struct ipc_str s, const char *want, size_t n)
+static void assert_str(struct str s, const char *want, size_t n)
 {
     assert_int_equal(s.len, n);
     assert_memory_equal(s.p, want, n);
@@ -60,7 +60,7 @@ static void test_publish_round_trip(void **state)
 {
     (void)state;
     struct buf b = {0};
-    struct ipc_str ch[3] = { { "news", 4 }, { "user/alice/inbox", 16 }, { "x", 1 } };
+    struct str ch[3] = { { "news", 4 }, { "user/alice/inbox", 16 }, { "x", 1 } };
     const char *data = "{\"a\":[1,2,3]}";
     assert_int_equal(ipc_encode_publish(&b, 0xA1B2C3D4u, ch, 3, data, strlen(data)), 0);
 
@@ -82,22 +82,22 @@ static void test_publish_max_channels(void **state)
 {
     (void)state;
     struct buf b = {0};
-    struct ipc_str ch[IPC_MAX_CHANNELS + 1];
+    struct str ch[WSPUSH_MAX_CHANNELS + 1];
     char name[256];
     memset(name, 'c', sizeof(name));
-    for (int i = 0; i <= IPC_MAX_CHANNELS; i++)
-        ch[i] = (struct ipc_str){ name, 255 };
-    assert_int_equal(ipc_encode_publish(&b, 1, ch, IPC_MAX_CHANNELS, "1", 1), 0);
+    for (int i = 0; i <= WSPUSH_MAX_CHANNELS; i++)
+        ch[i] = (struct str){ name, 255 };
+    assert_int_equal(ipc_encode_publish(&b, 1, ch, WSPUSH_MAX_CHANNELS, "1", 1), 0);
     struct ipc_msg m;
     assert_int_equal(decode_guarded(buf_head(&b), buf_used(&b), MAX_FRAME, &m),
                      (ssize_t)buf_used(&b));
-    assert_int_equal(m.nchannels, IPC_MAX_CHANNELS);
+    assert_int_equal(m.nchannels, WSPUSH_MAX_CHANNELS);
     assert_str(m.channels[31], name, 255);
 
     /* Out of the protocol's range: refused, buffer untouched. */
     size_t before = buf_used(&b);
     assert_int_equal(ipc_encode_publish(&b, 1, ch, 0, "1", 1), -EINVAL);
-    assert_int_equal(ipc_encode_publish(&b, 1, ch, IPC_MAX_CHANNELS + 1, "1", 1), -EINVAL);
+    assert_int_equal(ipc_encode_publish(&b, 1, ch, WSPUSH_MAX_CHANNELS + 1, "1", 1), -EINVAL);
     ch[0].len = 256;
     assert_int_equal(ipc_encode_publish(&b, 1, ch, 1, "1", 1), -EINVAL);
     ch[0].len = 0;
@@ -194,7 +194,7 @@ static void test_pipeline_byte_feed(void **state)
 {
     (void)state;
     struct buf b = {0};
-    struct ipc_str ch = { "news", 4 };
+    struct str ch = { "news", 4 };
     assert_int_equal(ipc_encode_publish(&b, 1, &ch, 1, "\"hi\"", 4), 0);
     assert_int_equal(ipc_encode_disconnect(&b, 2, "bob", 3), 0);
     assert_int_equal(ipc_encode_ack(&b, 3, 0, "", 0), 0);

@@ -65,7 +65,7 @@ static void test_split(void **state)
         { "a,ab,abc", 4, 3, { "a", "ab", "abc" } },
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-        struct pat_name out[4];
+        struct str out[4];
         size_t len = strlen(t[i].s);
         /* Exact-size heap copy: an over-read trips ASan. */
         char *p = malloc(len ? len : 1);
@@ -88,13 +88,13 @@ static void test_split_limits(void **state)
 {
     (void)state;
     char s[2048];
-    struct pat_name out[PAT_LIST_MAX];
+    struct str out[WSPUSH_MAX_CHANNELS];
     size_t n = 0;
-    for (int i = 0; i < PAT_LIST_MAX; i++)
+    for (int i = 0; i < WSPUSH_MAX_CHANNELS; i++)
         n += (size_t)snprintf(s + n, sizeof(s) - n, "%sc%d", i ? "," : "", i);
-    assert_int_equal(pat_split_channels(s, n, out, PAT_LIST_MAX), PAT_LIST_MAX);
-    n += (size_t)snprintf(s + n, sizeof(s) - n, ",c%d", PAT_LIST_MAX);
-    assert_int_equal(pat_split_channels(s, n, out, PAT_LIST_MAX), PAT_E_TOO_MANY);
+    assert_int_equal(pat_split_channels(s, n, out, WSPUSH_MAX_CHANNELS), WSPUSH_MAX_CHANNELS);
+    n += (size_t)snprintf(s + n, sizeof(s) - n, ",c%d", WSPUSH_MAX_CHANNELS);
+    assert_int_equal(pat_split_channels(s, n, out, WSPUSH_MAX_CHANNELS), PAT_E_TOO_MANY);
 
     memset(s, 'x', PAT_CHANNEL_MAX + 1);
     assert_int_equal(pat_split_channels(s, PAT_CHANNEL_MAX, out, 1), 1);

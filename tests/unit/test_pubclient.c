@@ -27,6 +27,7 @@
 #define TP_WAIT_MS 3000     /* bound on any wait; tests finish far sooner */
 
 struct tp {
+    struct ev_hook after;
     char       dir[64];
     char       path[PUBC_PATH_MAX];
     int        lfd;
@@ -88,7 +89,7 @@ static int tp_setup(void **state)
     char err[128];
     t->loop = ev_loop_new(err, sizeof err);
     assert_non_null(t->loop);
-    ev_after(t->loop, tp_after, t);
+    ev_after_add(t->loop, &t->after, tp_after, t);
     t->pc = pubc_new(t->loop, t->path);
     assert_non_null(t->pc);
     *state = t;
@@ -147,7 +148,7 @@ static void tp_cb(void *ctx, int rc, const struct pubc_result *res)
 static int tp_publish(struct tp *t, const char *channel, const char *data, int timeout_ms,
                       struct tp_done *d, uint64_t *ticket)
 {
-    struct pat_name ch = { channel, strlen(channel) };
+    struct str ch = { channel, strlen(channel) };
     uint64_t dummy;
     return pubc_publish(t->pc, &ch, 1, data, strlen(data), timeout_ms, tp_cb, d,
                         ticket ? ticket : &dummy);
@@ -190,7 +191,7 @@ static int srv_fill(struct srv *s)
     }
 }
 
-static void srv_cstr(char *dst, size_t cap, struct ipc_str s)
+static void srv_cstr(char *dst, size_t cap, struct str s)
 {
     size_t n = s.len < cap - 1 ? s.len : cap - 1;
     memcpy(dst, s.p, n);
@@ -509,16 +510,16 @@ static void test_invalid_arguments(void **state)
     char long_name[300];
     memset(long_name, 'a', sizeof long_name - 1);
     long_name[sizeof long_name - 1] = '\0';
-    struct pat_name ch[IPC_MAX_CHANNELS + 1];
-    for (int i = 0; i <= IPC_MAX_CHANNELS; i++)
-        ch[i] = (struct pat_name){ "news", 4 };
+    struct str ch[WSPUSH_MAX_CHANNELS + 1];
+    for (int i = 0; i <= WSPUSH_MAX_CHANNELS; i++)
+        ch[i] = (struct str){ "news", 4 };
 
     assert_int_equal(pubc_publish(t->pc, ch, 0, "1", 1, 1000, tp_cb, &a, &ticket), PUBC_E_INVALID);
-    assert_int_equal(pubc_publish(t->pc, ch, IPC_MAX_CHANNELS + 1, "1", 1, 1000, tp_cb, &a, &ticket),
+    assert_int_equal(pubc_publish(t->pc, ch, WSPUSH_MAX_CHANNELS + 1, "1", 1, 1000, tp_cb, &a, &ticket),
                      PUBC_E_INVALID);
     assert_int_equal(pubc_publish(t->pc, ch, 1, "1", (size_t)UINT32_MAX + 1, 1000, tp_cb, &a,
                                   &ticket), PUBC_E_INVALID);
-    struct pat_name empty = { "", 0 }, longer = { long_name, 256 };
+    struct str empty = { "", 0 }, longer = { long_name, 256 };
     assert_int_equal(pubc_publish(t->pc, &empty, 1, "1", 1, 1000, tp_cb, &a, &ticket),
                      PUBC_E_INVALID);
     assert_int_equal(pubc_publish(t->pc, &longer, 1, "1", 1, 1000, tp_cb, &a, &ticket),
@@ -682,7 +683,7 @@ static void test_failure_inside_callback_is_deferred(void **state)
     struct tp *t = *state;
     struct tp_nest nt = { .t = t };
     struct tp_nest_req a = { &nt, 1, { 0 } }, b = { &nt, 2, { 0 } };
-    struct pat_name news = { "news", 4 };
+    struct str news = { "news", 4 };
     uint64_t ticket;
     assert_int_equal(pubc_publish(t->pc, &news, 1, "1", 1, 1000, tp_nest_cb, &a, &ticket), 0);
     assert_int_equal(pubc_publish(t->pc, &news, 1, "2", 1, 1000, tp_nest_cb, &b, &ticket), 0);
@@ -728,7 +729,7 @@ static void test_callbacks_queue_more(void **state)
 {
     struct tp *t = *state;
     struct tp_chain ch = { .t = t };
-    struct pat_name news = { "news", 4 };
+    struct str news = { "news", 4 };
     uint64_t ticket;
     assert_int_equal(pubc_publish(t->pc, &news, 1, "1", 1, 1000, tp_chain_cb, &ch, &ticket), 0);
     assert_int_equal(pubc_publish(t->pc, &news, 1, "2", 1, 1000, tp_chain_cb, &ch, &ticket), 0);
