@@ -14,6 +14,7 @@ stage() {
   else results+=("$name: FAILED ($((SECONDS - t0))s)"); failed=$((failed + 1)); fi
 }
 stage "build" make -s -j"$jobs" all
+stage "docs" /usr/bin/python3 tests/check-links.py
 stage "unit" make -s -j"$jobs" unit
 stage "integration" make -s integration
 san="SANITIZE=address,undefined"
