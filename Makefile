@@ -4,20 +4,48 @@
 #                   plain and with ASan+UBSan), print a summary line
 #   make run        the demo: nginx + fcgi-publisher + ws-server on :8080
 #   make SANITIZE=address,undefined   sanitizer build (in build/san/)
+#   make fuzz-build     the libFuzzer targets (clang) in build/fuzz/
 #   make clean
 
 CC      ?= cc
-PKGS    := libcrypto libjwt jansson inih
+# What the project needs lives in WSPUSH_*; the standard variables are the
+# user's and only add to it, so `make CFLAGS=-O0` keeps -std, -Werror, -I
+# and the dependency files:
+#   CFLAGS  ?= -O2 -g   appended after WSPUSH_CFLAGS (optimisation, -g, extras)
+#   CPPFLAGS, LDFLAGS, LDLIBS   appended after the project's own
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-           -Wformat=2 -Wvla -fno-strict-aliasing -Ishared -MMD -MP \
-           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WSPUSH_BASE     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+                   -Wformat=2 -Wvla -fno-strict-aliasing -Ishared -MMD -MP
+WSPUSH_CFLAGS   = $(WSPUSH_BASE) $(PKG_CFLAGS) $(SAN_CFLAGS)
+WSPUSH_LDFLAGS  = $(SAN_LDFLAGS)
+WSPUSH_LDLIBS   = $(PKG_LIBS)
+COMPILE = $(CC) $(WSPUSH_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+LINK    = $(CC) $(WSPUSH_LDFLAGS) $(LDFLAGS)
+
+# The pkg-config packages the programs link. They are looked up the first
+# time a recipe compiles or links (not when the Makefile is read), so
+# `make clean` and `make test` (which installs them first) work on a bare
+# machine; a missing one stops make with its name instead of a missing-header
+# error. `make PKGS='libcrypto nosuchpkg'` shows the message.
+PKGS    := libcrypto libjwt jansson inih
+deb_libcrypto := libssl-dev
+deb_libjwt    := libjwt-dev
+deb_jansson   := libjansson-dev
+deb_inih      := libinih-dev
+deb_pkg-config := pkg-config
+pkg_missing = $(strip $(if $(shell pkg-config --version 2>/dev/null),$(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p))),pkg-config))
+pkg_what    = $(if $(filter pkg-config,$(pkg_missing)),the pkg-config program,pkg-config package(s) $(pkg_missing))
+pkg_check   = $(if $(pkg_missing),$(error cannot build: missing $(pkg_what). Fix: run `bash tests/deps.sh build` \
+  as root, or apt-get install $(foreach p,$(pkg_missing),$(or $(deb_$(p)),$(p)-dev))))
+# Looked up on first use, then cached: the := inside $(eval) replaces the
+# recursive definition.
+PKG_CFLAGS  = $(eval PKG_CFLAGS := $(pkg_check)$(shell pkg-config --cflags $(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS    = $(eval PKG_LIBS := $(pkg_check)$(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
 
 ifneq ($(SANITIZE),)
 BUILD   ?= build/san
-CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
-LDFLAGS += -fsanitize=$(SANITIZE)
+SAN_CFLAGS  := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+SAN_LDFLAGS := -fsanitize=$(SANITIZE)
 else
 BUILD   ?= build
 endif
@@ -36,24 +64,24 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 PROGRAMS := $(BIN)/ws-server $(BIN)/fcgi-publisher $(BIN)/wspush
 
-.PHONY: all deps test unit integration run bench fuzz install clean
+.PHONY: all deps test unit integration run bench fuzz fuzz-build install clean
 all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(COMPILE) -c -o $@ $<
 
 $(BIN)/ws-server: $(call obj,ws-server/main.c) $(WS_OBJ) $(SHARED_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK) -o $@ $^ $(WSPUSH_LDLIBS) $(LDLIBS)
 
 $(BIN)/fcgi-publisher: $(call obj,fcgi-publisher/main.c) $(PUB_OBJ) $(SHARED_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK) -o $@ $^ $(WSPUSH_LDLIBS) $(LDLIBS)
 
 $(BIN)/wspush: $(call obj,fcgi-publisher/cli.c) $(call obj,fcgi-publisher/pubclient.c) $(SHARED_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK) -o $@ $^ $(WSPUSH_LDLIBS) $(LDLIBS)
 
 # A unit test links the shared code plus its module of the same name
 # (tests/unit/test_frame.c -> ws-server/frame.c); a test that needs more
@@ -63,7 +91,8 @@ define unit_rule
 $(BUILD)/tests/test_$(1): tests/unit/test_$(1).c $(SHARED_OBJ) \
     $(call obj,$(wildcard ws-server/$(1).c fcgi-publisher/$(1).c) $(TEST_EXTRA_$(1)))
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) -Iws-server -Ifcgi-publisher $$(LDFLAGS) -o $$@ $$(filter %.c %.o,$$^) $$(LDLIBS) -lcmocka
+	$$(COMPILE) -Iws-server -Ifcgi-publisher $$(WSPUSH_LDFLAGS) $$(LDFLAGS) -o $$@ $$(filter %.c %.o,$$^) \
+	    $$(WSPUSH_LDLIBS) -lcmocka $$(LDLIBS)
 endef
 $(foreach t,$(patsubst tests/unit/test_%.c,%,$(UNIT_SRC)),$(eval $(call unit_rule,$(t))))
 
@@ -90,7 +119,43 @@ bench:
 	@$(MAKE) --no-print-directory all
 	@bash tests/bench/run.sh $(abspath $(BIN))
 
-# libFuzzer targets, five minutes each (make test runs them briefly).
+# libFuzzer targets: tests/fuzz/fuzz_<name>.c -> $(FUZZ_OUT)/fuzz_<name>,
+# built with clang and ASan+UBSan. A target links shared/*.c plus its module
+# of the same name (fuzz_frame.c -> ws-server/frame.c; none for fuzz_cfg.c,
+# whose cfg.c is in shared/); one that needs more modules lists their
+# sources in FUZZ_EXTRA_<name>, never a whole folder.
+#   make fuzz-build     build them all (FUZZ_TARGETS='frame ipc': a subset)
+#   make fuzz           run each five minutes (make test runs them briefly);
+#                       tests/fuzz/run.sh replays, fuzzes and reports
+# The project's warnings apply, but -Werror only to the fuzz_*.c files: clang
+# warns about things gcc does not in the modules, and that is for the build
+# stages to judge, not this one.
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  ?= -g -O1
+FUZZ_OUT     ?= build/fuzz
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+FUZZ_BIN      = $(patsubst %,$(FUZZ_OUT)/fuzz_%,$(FUZZ_TARGETS))
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_COMPILE  = $(FUZZ_CC) $(filter-out -Werror,$(WSPUSH_BASE)) -Iws-server -Ifcgi-publisher -Itests/fuzz \
+                $(PKG_CFLAGS) $(FUZZ_SAN) $(CPPFLAGS) $(FUZZ_CFLAGS)
+fuzz_obj = $(patsubst %.c,$(FUZZ_OUT)/obj/%.o,$(1))
+FUZZ_SHARED_OBJ := $(call fuzz_obj,$(SHARED_SRC))
+
+$(FUZZ_OUT)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_COMPILE) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+define fuzz_rule
+$(FUZZ_OUT)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(FUZZ_SHARED_OBJ) \
+    $(call fuzz_obj,$(wildcard ws-server/$(1).c fcgi-publisher/$(1).c) $(FUZZ_EXTRA_$(1)))
+	@mkdir -p $$(dir $$@)
+	$$(FUZZ_COMPILE) -Werror -fsanitize=fuzzer -o $$@ $$(filter %.c %.o,$$^) $$(PKG_LIBS)
+endef
+$(foreach t,$(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC)),$(eval $(call fuzz_rule,$(t))))
+
+fuzz-build: $(FUZZ_BIN)
+
 fuzz:
 	@bash tests/deps.sh test
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-300} bash tests/fuzz/run.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (clang, ASan+UBSan) into build/fuzz/,
-# replays every kept crash (tests/fuzz/regressions/<target>/) and seed
+# Builds the libFuzzer targets with `make fuzz-build` (clang, ASan+UBSan,
+# into build/fuzz/; the Makefile says what each one links), replays every
+# kept crash (tests/fuzz/regressions/<target>/) and seed
 # (tests/fuzz/corpus/<target>/), then fuzzes each target for FUZZ_SECONDS.
 # New crashes land in build/fuzz/crashes/; the script exits non-zero if
 # anything crashed, leaked or timed out.
@@ -9,73 +10,50 @@
 #   FUZZ_TARGETS="frame ipc"   a subset (default: every fuzz_*.c)
 #   FUZZ_JOBS=2         targets fuzzed at once (default: nproc)
 #   FUZZ_OUT=build/fuzz
+#   FUZZ_CC=clang       FUZZ_CFLAGS (default -g -O1) goes to make too
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 root=$PWD
 seconds=${FUZZ_SECONDS:-20}
 out=${FUZZ_OUT:-build/fuzz}
 jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 cc=${FUZZ_CC:-clang}
-pkgs="libcrypto libjwt jansson inih"
-
 if ! command -v "$cc" >/dev/null; then
   echo "fuzz: $cc not found (tests/deps.sh test installs clang)" >&2
   exit 1
 fi
 targets=${FUZZ_TARGETS:-$(for f in tests/fuzz/fuzz_*.c; do basename "$f" .c; done | sed 's/^fuzz_//')}
+targets=$(echo "$targets" | xargs)   # one line, for make's command line
 
-# The module each target links besides shared/*.c.
-extra_src() {
-  case $1 in
-    handshake) echo ws-server/handshake.c ;;
-    frame)     echo ws-server/frame.c ;;
-    body)      echo fcgi-publisher/body.c ;;
-    fcgi)      echo fcgi-publisher/fcgi.c ;;
-    *)         ;;
-  esac
-}
-
-san="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
-# The project's own flags minus -Werror for its sources: clang warns about
-# things gcc does not, and that is for the build stages to judge, not this one.
-base="-std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Wvla
-      -fno-strict-aliasing -Ishared -Iws-server -Ifcgi-publisher -Itests/fuzz
-      $(pkg-config --cflags $pkgs)"
-libs=$(pkg-config --libs $pkgs)
-
-mkdir -p "$out/obj" "$out/crashes" "$out/logs"
-build_fail=0
-compile() {   # src -> obj, rebuilt when the source or a header is newer
-  local src=$1 obj=$out/obj/$(echo "$1" | tr / _).o
-  if [ ! -e "$obj" ] || [ -n "$(find "$src" shared ws-server fcgi-publisher tests/fuzz/fuzz.h \
-        -name '*.h' -newer "$obj" -o -path "$src" -newer "$obj" 2>/dev/null | head -1)" ]; then
-    # shellcheck disable=SC2086
-    $cc $base $san -fsanitize=fuzzer-no-link -c -o "$obj" "$src" || return 1
-  fi
-  echo "$obj"
-}
-
+# The Makefile builds the targets (`make fuzz-build`: which modules each one
+# links, its flags, header dependencies). -k: a target that fails to build
+# is reported, the others still run.
 echo "fuzz: building into $out"
-shared_objs=""
-for s in shared/*.c; do
-  o=$(compile "$s") || { build_fail=1; continue; }
-  shared_objs="$shared_objs $o"
-done
-built=""
-for t in $targets; do
-  objs=$shared_objs
-  for s in $(extra_src "$t"); do
-    o=$(compile "$s") || { build_fail=1; continue 2; }
-    objs="$objs $o"
+# Under `make -jN fuzz` the parent's jobserver is not passed down (that would
+# take a '+' recipe, which `make -n` runs): drop it from MAKEFLAGS and use
+# -j$jobs, keeping the parent's command-line variables (after " -- ").
+if [ -n "${MAKEFLAGS:-}" ]; then
+  mflags=${MAKEFLAGS%%-- *}
+  mvars=${MAKEFLAGS#"$mflags"}
+  mflags=$(echo "$mflags" | sed -E 's/(^| )--jobserver-(auth|fds)=[^ ]*//g; s/(^| )-j[0-9]*( |$)/ /g')
+  export MAKEFLAGS="$mflags $mvars"
+fi
+build_fail=0
+mk=(make --no-print-directory FUZZ_CC="$cc" FUZZ_OUT="$out" FUZZ_TARGETS="$targets")
+built=" $targets"
+if ! "${mk[@]}" -s -k -j"$jobs" fuzz-build; then
+  build_fail=1
+  built=""
+  for t in $targets; do
+    # -q: up to date, i.e. built from the current sources just now.
+    if "${mk[@]}" -q "$out/fuzz_$t"; then
+      built="$built $t"
+    else
+      echo "fuzz: building fuzz_$t FAILED" >&2
+    fi
   done
-  # shellcheck disable=SC2086
-  if $cc $base -Werror $san -fsanitize=fuzzer -o "$out/fuzz_$t" "tests/fuzz/fuzz_$t.c" $objs $libs; then
-    built="$built $t"
-  else
-    echo "fuzz: building fuzz_$t FAILED" >&2
-    build_fail=1
-  fi
-done
+fi
+mkdir -p "$out/crashes" "$out/logs"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}abort_on_error=1:detect_leaks=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
