@@ -86,7 +86,8 @@ $(BIN)/wspush: $(call obj,fcgi-publisher/cli.c) $(call obj,fcgi-publisher/pubcli
 # A unit test links the shared code plus its module of the same name
 # (tests/unit/test_frame.c -> ws-server/frame.c); a test that needs more
 # modules lists their sources in TEST_EXTRA_<name>.
-TEST_EXTRA_history := ws-server/channel.c
+TEST_EXTRA_history := ws-server/channel.c ws-server/msg.c
+TEST_EXTRA_sendq   := ws-server/io_plain.c
 define unit_rule
 $(BUILD)/tests/test_$(1): tests/unit/test_$(1).c $(SHARED_OBJ) \
     $(call obj,$(wildcard ws-server/$(1).c fcgi-publisher/$(1).c) $(TEST_EXTRA_$(1)))

@@ -4,78 +4,85 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "frame.h"
 #include "handshake.h"
+#include "list.h"
 #include "log.h"
-#include "pubsock.h"
-#include "pattern.h"
 #include "sendq.h"
-#include "token.h"
-#include "urlenc.h"
 #include "utf8.h"
+
+/* One read buffer for every socket: a connection only keeps bytes of a
+ * frame that arrived in pieces, so idle connections hold no buffer. */
+#define CONN_READ_CHUNK 65536
+/* Publish-socket peers are pumped every this many flushed connections. */
+#define CONN_PUMP_EVERY 256
+/* Bound on flush rounds per pass, so a relentless publisher cannot starve
+ * accepts and timers; what is left stays dirty for the next pass. */
+#define CONN_FLUSH_ROUNDS 16
 
 enum conn_state { CONN_HANDSHAKE, CONN_OPEN, CONN_CLOSING, CONN_DEAD };
 
 enum conn_flag {
-    CONN_DIRTY = 1 << 0,         /* on srv->dirty */
+    CONN_DIRTY = 1 << 0,         /* on cs->dirty */
     CONN_AWAIT_PONG = 1 << 1,
     CONN_CLOSE_AFTER_FLUSH = 1 << 2,
     CONN_WANT_WRITE = 1 << 3,    /* EPOLLOUT armed */
     CONN_DISCARD = 1 << 4,       /* input out of step (after 1002/1009): read and drop */
 };
 
-struct conn {
-    struct ev_io       io;
-    struct ev_timer    timer;       /* the one deadline in force (see conn_schedule) */
-    struct server     *srv;
-    struct conn       *prev, *next; /* srv->conns */
-    struct conn       *dirty_next;
-    struct conn       *dead_next;
-    uint8_t            state;
-    uint8_t            flags;
-    uint8_t            nsubs;
-    struct buf         in;          /* handshake bytes, or a partial frame */
-    struct sendq       out;
-    struct chan_member *subs;       /* nsubs entries, fixed after the upgrade */
-    char              *user;        /* token sub, NULL without a token */
-    uint64_t           last_ping;   /* ms: last ping sent (or the upgrade) */
-    uint64_t           last_msg;    /* ms: last broadcast queued (idle_timeout) */
+struct conns {
+    ev_loop_t           *loop;
+    struct cfg *const   *cfg;
+    struct conn_handlers h;
+    void                *ctx;
+    struct ev_hook       after;
+    struct list          live;      /* every connection not yet killed */
+    struct list          dead;      /* killed this pass, freed by the hook */
+    struct conn         *dirty;     /* singly linked: queued frames to flush */
+    unsigned char       *scratch;   /* CONN_READ_CHUNK */
 };
 
-static void conn_on_io(ev_loop_t *loop, struct ev_io *io, unsigned events);
+struct conn {
+    struct ev_io       watch;
+    struct ev_timer    timer;       /* the one deadline in force (see conn_schedule) */
+    struct io          io;
+    struct list_node   node;        /* cs->live or cs->dead */
+    conns_t           *cs;
+    struct conn       *dirty_next;
+    void              *session;
+    uint8_t            state;
+    uint8_t            flags;
+    struct buf         in;          /* handshake bytes, or a partial frame */
+    struct sendq       out;
+    uint64_t           last_ping;   /* ms: last ping sent (or the upgrade) */
+    uint64_t           last_msg;    /* ms: last message queued (idle_timeout) */
+};
+
+static void conn_on_io(ev_loop_t *loop, struct ev_io *w, unsigned events);
 static void conn_on_timer(ev_loop_t *loop, struct ev_timer *t);
+static void conn_schedule(struct conn *c);
 
-struct conn *conn_next(const struct conn *c) { return c->next; }
-
-const char *conn_user(const struct conn *c, size_t *len)
-{
-    if (!c->user || c->state == CONN_DEAD)
-        return NULL;
-    *len = strlen(c->user);
-    return c->user;
-}
+static const struct cfg *conn_cfg(const struct conn *c) { return *c->cs->cfg; }
 
 static void conn_kill(struct conn *c)
 {
     if (c->state == CONN_DEAD)
         return;
     c->state = CONN_DEAD;
-    ev_io_stop(c->srv->loop, &c->io);
-    ev_timer_stop(c->srv->loop, &c->timer);
-    c->dead_next = c->srv->dead;
-    c->srv->dead = c;
+    ev_io_stop(c->cs->loop, &c->watch);
+    ev_timer_stop(c->cs->loop, &c->timer);
+    list_move(&c->cs->live, &c->cs->dead, &c->node);
 }
 
 static void conn_mark_dirty(struct conn *c)
 {
     if (!(c->flags & CONN_DIRTY)) {
         c->flags |= CONN_DIRTY;
-        c->dirty_next = c->srv->dirty;
-        c->srv->dirty = c;
+        c->dirty_next = c->cs->dirty;
+        c->cs->dirty = c;
     }
 }
 
@@ -91,7 +98,6 @@ static int conn_queue_rbuf(struct conn *c, rbuf_t *r)
     return rc;
 }
 
-/* Queues bytes private to this connection (handshake answer). */
 static int conn_queue_copy(struct conn *c, const void *p, size_t len)
 {
     return conn_queue_rbuf(c, rbuf_from(p, len));
@@ -111,9 +117,7 @@ static int conn_queue_frame(struct conn *c, int opcode, const void *payload, siz
     return conn_queue_rbuf(c, r);
 }
 
-static void conn_schedule(struct conn *c);
-
-void conn_close(struct conn *c, uint16_t code)
+static void conn_close(struct conn *c, uint16_t code)
 {
     if (c->state == CONN_HANDSHAKE) {
         conn_kill(c);
@@ -129,52 +133,102 @@ void conn_close(struct conn *c, uint16_t code)
     }
     c->state = CONN_CLOSING;
     log_debug("fd %d: close %u sent", c->io.fd, code);
-    ev_timer_start(c->srv->loop, &c->timer, (uint64_t)c->srv->cfg->close_timeout_ms, conn_on_timer);
+    ev_timer_start(c->cs->loop, &c->timer, (uint64_t)conn_cfg(c)->close_timeout_ms, conn_on_timer);
 }
 
-void conn_deliver(void *conn, rbuf_t *frame, void *srvp)
+/* ---- the transport table (what a session calls) ---- */
+
+/* The WebSocket encoding of a message: one text frame carrying the
+ * envelope, made once per message and channel (msg.h caches it). */
+static rbuf_t *conn_encode(const struct msg *m, int chan)
 {
-    struct conn *c = conn;
-    struct server *srv = srvp;
+    size_t payload = msg_envelope_len(m, chan);
+    unsigned char hdr[10];
+    size_t hl = frame_header(hdr, FRAME_TEXT, payload);
+    rbuf_t *r = rbuf_new(hl + payload);
+    if (!r)
+        return NULL;
+    memcpy(rbuf_wdata(r), hdr, hl);
+    msg_envelope(m, chan, rbuf_wdata(r) + hl);
+    return r;
+}
+
+static int conn_t_send_msg(void *t, struct msg *m, int chan)
+{
+    struct conn *c = t;
     if (c->state != CONN_OPEN)
-        return;
-    if (c->out.bytes + rbuf_len(frame) > (size_t)srv->cfg->send_buffer_bytes) {
+        return 0;
+    rbuf_t *frame = msg_encoding(m, MSG_SLOT_WS, chan, conn_encode);
+    if (!frame) {
+        conn_close(c, 1011);
+        return 0;
+    }
+    if (c->out.bytes + rbuf_len(frame) > (size_t)conn_cfg(c)->send_buffer_bytes) {
         /* A slow consumer must not grow memory: drop what it has not
          * started receiving and tell it why. It reconnects with last_id. */
         log_info("fd %d: slow consumer, %zu bytes queued: closing 1013", c->io.fd, c->out.bytes);
         sendq_drop_unsent(&c->out);
         conn_close(c, 1013);
-        return;
+        return 0;
     }
     if (sendq_push(&c->out, frame) < 0) {
         conn_close(c, 1011);
-        return;
+        return 0;
     }
-    c->last_msg = ev_now(srv->loop);
+    c->last_msg = ev_now(c->cs->loop);
     conn_mark_dirty(c);
+    return 1;
 }
 
-int conn_accept(struct server *srv, int fd)
+static int conn_t_replay_msg(void *t, struct msg *m, int chan)
+{
+    struct conn *c = t;
+    if (c->state != CONN_OPEN)
+        return 0;
+    /* Replayed frames are shared with the history, so queuing them costs a
+     * pointer each; they are not held to send_buffer_bytes, or a page far
+     * behind could never catch up. */
+    rbuf_t *frame = msg_encoding(m, MSG_SLOT_WS, chan, conn_encode);
+    if (!frame || sendq_push(&c->out, frame) < 0)
+        return 0;
+    conn_mark_dirty(c);
+    return 1;
+}
+
+static int conn_t_send_json(void *t, const char *json, size_t len)
+{
+    return conn_queue_frame(t, FRAME_TEXT, json, len);
+}
+
+static void conn_t_close(void *t, int code) { conn_close(t, (uint16_t)code); }
+
+const struct transport_ops conn_transport = {
+    .send_msg = conn_t_send_msg,
+    .replay_msg = conn_t_replay_msg,
+    .send_json = conn_t_send_json,
+    .close = conn_t_close,
+};
+
+/* ---- accepting ---- */
+
+int conn_accept(conns_t *cs, int fd, const struct io_ops *ops)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
         return -ENOMEM;
     }
-    c->srv = srv;
+    c->cs = cs;
     c->state = CONN_HANDSHAKE;
-    int rc = ev_io_start(srv->loop, &c->io, fd, EV_READ, conn_on_io);
+    c->io = (struct io){ ops, fd, NULL };
+    int rc = ev_io_start(cs->loop, &c->watch, fd, EV_READ, conn_on_io);
     if (rc < 0) {
-        close(fd);
+        io_close(&c->io);
         free(c);
         return rc;
     }
-    c->next = srv->conns.head;
-    if (c->next)
-        c->next->prev = c;
-    srv->conns.head = c;
-    srv->conns.n++;
-    ev_timer_start(srv->loop, &c->timer, (uint64_t)srv->cfg->handshake_timeout_ms, conn_on_timer);
+    list_push(&cs->live, &c->node);
+    ev_timer_start(cs->loop, &c->timer, (uint64_t)(*cs->cfg)->handshake_timeout_ms, conn_on_timer);
     return 0;
 }
 
@@ -188,155 +242,10 @@ static void conn_http_error(struct conn *c, enum hs_verdict v, const struct hs_r
     if (n > 0 && conn_queue_copy(c, resp, (size_t)n) == 0) {
         /* Answer, then hang up; the handshake timer still bounds it. */
         c->flags |= CONN_CLOSE_AFTER_FLUSH;
-        ev_io_set(c->srv->loop, &c->io, 0);
+        ev_io_set(c->cs->loop, &c->watch, 0);
         return;
     }
     conn_kill(c);
-}
-
-static void conn_replay_visit(rbuf_t *frame, void *arg)
-{
-    struct conn *c = arg;
-    /* Replayed frames are shared with the history, so queuing them costs a
-     * pointer each; they are not held to send_buffer_bytes, or a page far
-     * behind could never catch up. */
-    if (sendq_push(&c->out, frame) == 0)
-        conn_mark_dirty(c);
-}
-
-/* last_id: a reset for the channels whose gap cannot be filled, then every
- * missed message of the others, all before any live message (this runs
- * within one loop pass, so nothing can interleave). */
-static int conn_resume(struct conn *c, const char *raw, size_t rawlen)
-{
-    struct server *srv = c->srv;
-    char id[BROKER_ID_MAX];
-    ssize_t idlen = rawlen < sizeof(id) ? url_decode(raw, rawlen, id, 0) : -1;
-    struct channel *chs[WSPUSH_MAX_CHANNELS];
-    int reset[WSPUSH_MAX_CHANNELS];
-    for (int i = 0; i < c->nsubs; i++)
-        chs[i] = c->subs[i].ch;
-    uint64_t now = ev_now(srv->loop);
-    if (idlen < 0)
-        idlen = 0;      /* unparsable: broker_gaps resets every channel */
-    broker_gaps(srv->broker, chs, c->nsubs, id, (size_t)idlen, now, reset);
-    struct buf msg = { 0 };
-    int rc = 0, nreset = 0;
-    for (int i = 0; i < c->nsubs; i++) {
-        if (!reset[i])
-            continue;
-        rc |= buf_printf(&msg, "%s\"%s\"", nreset++ ? "," : "{\"type\":\"reset\",\"channels\":[",
-                         chan_name(chs[i]));
-    }
-    if (nreset) {
-        rc |= buf_printf(&msg, "]}");
-        if (rc == 0)
-            rc = conn_queue_frame(c, FRAME_TEXT, buf_head(&msg), buf_used(&msg));
-    }
-    buf_free(&msg);
-    if (rc == 0) {
-        size_t n = broker_replay(srv->broker, chs, c->nsubs, id, (size_t)idlen, reset,
-                                 conn_replay_visit, c);
-        log_debug("fd %d: resumed after %.*s: %zu replayed, %d channel(s) reset", c->io.fd,
-                  (int)idlen, id, n, nreset);
-    }
-    return rc;
-}
-
-/* Channels, token and last_id from the query string. Returns 0 or the
- * close code to send right after the upgrade. */
-static int conn_subscribe(struct conn *c, const struct hs_request *req)
-{
-    struct server *srv = c->srv;
-    const struct cfg *cfg = srv->cfg;
-    const char *raw;
-    size_t rawlen;
-    /* The query is bounded by max_header_bytes; the scratch buffer holds
-     * both decoded values. */
-    char *decoded = srv->decoded;
-    size_t half = sizeof(srv->decoded) / 2;
-
-    if (req->query.len > half - 1 ||
-        url_query_get(req->query.p, req->query.len, "channels", &raw, &rawlen) != 1)
-        return 4400;
-    ssize_t dl = url_decode(raw, rawlen, decoded, 0);
-    if (dl <= 0)
-        return 4400;
-    struct str names[WSPUSH_MAX_CHANNELS];
-    int max = cfg->max_channels < WSPUSH_MAX_CHANNELS ? cfg->max_channels : WSPUSH_MAX_CHANNELS;
-    int n = pat_split_channels(decoded, (size_t)dl, names, max);
-    if (n <= 0)
-        return 4400;
-
-    int need_token = 0;
-    for (int i = 0; i < n; i++)
-        if (!pat_match_any(&cfg->public_channels, NULL, names[i].p, names[i].len))
-            need_token = 1;
-
-    const char *traw;
-    size_t trawlen;
-    int has_token = url_query_get(req->query.p, req->query.len, "token", &traw, &trawlen);
-    if (has_token < 0 || (need_token && has_token == 0))
-        return 4401;
-    struct tok_claims claims;
-    int have_claims = 0;
-    if (has_token == 1) {
-        char *tok = decoded + half;
-        ssize_t tl = url_decode(traw, trawlen, tok, 0);
-        if (tl <= 0)
-            return 4401;
-        int rc = tok_verify(tok, (size_t)tl, &cfg->secret, &cfg->previous_secret,
-                            (long)time(NULL), &claims);
-        if (rc < 0) {
-            log_info("fd %d: token refused: %s", c->io.fd, tok_strerror(rc));
-            return 4401;
-        }
-        have_claims = 1;
-    }
-    int code = 0;
-    for (int i = 0; i < n && !code; i++) {
-        if (pat_match_any(&cfg->public_channels, NULL, names[i].p, names[i].len))
-            continue;
-        int ok = 0;
-        for (int k = 0; k < claims.nchannels && !ok; k++)
-            ok = pat_match(claims.channels[k], NULL, names[i].p, names[i].len);
-        if (!ok)
-            code = 4403;
-    }
-    if (!code && have_claims && claims.sub[0]) {
-        c->user = strdup(claims.sub);
-        if (!c->user)
-            code = 1011;
-    }
-    if (have_claims)
-        tok_claims_free(&claims);
-    if (code)
-        return code;
-
-    c->subs = calloc((size_t)n, sizeof(*c->subs));
-    if (!c->subs)
-        return 1011;
-    c->nsubs = (uint8_t)n;
-    struct buf greet = { 0 };
-    int rc = buf_printf(&greet, "{\"type\":\"subscribed\",\"channels\":[");
-    for (int i = 0; i < n; i++) {
-        c->subs[i].owner = c;
-        struct channel *ch = chan_lookup(srv->channels, names[i].p, names[i].len, 1);
-        if (!ch || chan_subscribe(ch, &c->subs[i]) < 0) {
-            if (ch)
-                chan_release(srv->channels, ch);
-            buf_free(&greet);
-            return 1011;
-        }
-        rc |= buf_printf(&greet, "%s\"%.*s\"", i ? "," : "", (int)names[i].len, names[i].p);
-    }
-    rc |= buf_printf(&greet, "],\"last_id\":\"%s\"}", broker_last_id(srv->broker));
-    if (rc == 0)
-        rc = conn_queue_frame(c, FRAME_TEXT, buf_head(&greet), buf_used(&greet));
-    buf_free(&greet);
-    if (rc == 0 && url_query_get(req->query.p, req->query.len, "last_id", &raw, &rawlen) == 1)
-        rc = conn_resume(c, raw, rawlen);
-    return rc == 0 ? 0 : 1011;
 }
 
 /* Handles a request head in [p, p+len). Returns the bytes of the head
@@ -344,7 +253,7 @@ static int conn_subscribe(struct conn *c, const struct hs_request *req)
  * error page queued), or HS_NEED_MORE. */
 static ssize_t conn_handshake(struct conn *c, const char *p, size_t len)
 {
-    const struct cfg *cfg = c->srv->cfg;
+    const struct cfg *cfg = conn_cfg(c);
     struct hs_request req;
     ssize_t n = hs_parse(p, len, &req);
     if (n == HS_NEED_MORE) {
@@ -369,9 +278,10 @@ static ssize_t conn_handshake(struct conn *c, const char *p, size_t len)
         return (ssize_t)len;
     }
     c->state = CONN_OPEN;
-    c->last_ping = c->last_msg = ev_now(c->srv->loop);
-    int code = conn_subscribe(c, &req);
-    if (code) {
+    c->last_ping = c->last_msg = ev_now(c->cs->loop);
+    int code = 0;
+    c->session = c->cs->h.open(c->cs->ctx, req.query, c, &code);
+    if (!c->session) {
         log_info("fd %d: subscription refused: close %d", c->io.fd, code);
         conn_close(c, (uint16_t)code);
         return n;
@@ -392,9 +302,9 @@ static int conn_on_frame(struct conn *c, const struct frame *f)
     case FRAME_PING:
         if (c->state != CONN_OPEN)
             return 0;
-        if (c->out.bytes + len + 2 > (size_t)c->srv->cfg->send_buffer_bytes) {
+        if (c->out.bytes + len + 2 > (size_t)conn_cfg(c)->send_buffer_bytes) {
             /* Pings from a peer that does not read its pongs would queue
-             * without bound: the same cap as for broadcasts. */
+             * without bound: the same cap as for messages. */
             log_info("fd %d: pongs not read, %zu bytes queued: closing 1013", c->io.fd, c->out.bytes);
             sendq_drop_unsent(&c->out);
             conn_close(c, 1013);
@@ -441,7 +351,7 @@ static size_t conn_parse_frames(struct conn *c, const unsigned char *p, size_t l
         return len;
     while (used < len && (c->state == CONN_OPEN || c->state == CONN_CLOSING)) {
         struct frame f;
-        ssize_t n = frame_parse(p + used, len - used, (uint64_t)c->srv->cfg->max_frame_bytes, 0, &f);
+        ssize_t n = frame_parse(p + used, len - used, (uint64_t)conn_cfg(c)->max_frame_bytes, 0, &f);
         if (n == FRAME_NEED_MORE)
             break;
         if (n < 0) {
@@ -501,26 +411,20 @@ keep:
 
 static void conn_read(struct conn *c)
 {
-    struct server *srv = c->srv;
+    unsigned char *scratch = c->cs->scratch;
     for (;;) {
-        size_t room = sizeof(srv->scratch);
+        size_t room = CONN_READ_CHUNK;
         if (c->state == CONN_HANDSHAKE)
-            room = (size_t)srv->cfg->max_header_bytes + 1 - buf_used(&c->in);
-        ssize_t n = read(c->io.fd, srv->scratch, room);
+            room = (size_t)conn_cfg(c)->max_header_bytes + 1 - buf_used(&c->in);
+        ssize_t n = io_read(&c->io, scratch, room);
         if (n > 0) {
-            conn_feed(c, srv->scratch, (size_t)n);
+            conn_feed(c, scratch, (size_t)n);
             if (c->state == CONN_DEAD || (c->flags & CONN_CLOSE_AFTER_FLUSH) || (size_t)n < room)
                 return;
             continue;
         }
-        if (n == 0) {
-            conn_kill(c);           /* peer closed */
-            return;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            conn_kill(c);
+        if (n != IO_AGAIN)
+            conn_kill(c);           /* peer closed (0) or a read error */
         return;
     }
 }
@@ -529,7 +433,7 @@ static void conn_read(struct conn *c)
 
 static void conn_flush(struct conn *c)
 {
-    ssize_t w = sendq_flush(&c->out, c->io.fd);
+    ssize_t w = sendq_flush(&c->out, &c->io);
     if (w < 0) {
         conn_kill(c);
         return;
@@ -541,28 +445,22 @@ static void conn_flush(struct conn *c)
         }
         if (c->flags & CONN_WANT_WRITE) {
             c->flags &= (uint8_t)~CONN_WANT_WRITE;
-            ev_io_set(c->srv->loop, &c->io, EV_READ);
+            ev_io_set(c->cs->loop, &c->watch, EV_READ);
         }
     } else if (!(c->flags & CONN_WANT_WRITE)) {
         c->flags |= CONN_WANT_WRITE;
         unsigned ev = EV_WRITE;
         if (!(c->flags & CONN_CLOSE_AFTER_FLUSH))
             ev |= EV_READ;
-        ev_io_set(c->srv->loop, &c->io, ev);
+        ev_io_set(c->cs->loop, &c->watch, ev);
     }
 }
 
-/* Publish-socket peers are pumped every this many flushed connections. */
-#define CONN_PUMP_EVERY 256
-/* Bound on flush rounds per pass, so a relentless publisher cannot starve
- * accepts and timers; what is left stays dirty for the next pass. */
-#define CONN_FLUSH_ROUNDS 16
-
-void conn_flush_dirty(struct server *srv)
+static void conns_flush_dirty(conns_t *cs)
 {
-    for (int round = 0; round < CONN_FLUSH_ROUNDS && srv->dirty; round++) {
-        struct conn *c = srv->dirty;
-        srv->dirty = NULL;
+    for (int round = 0; round < CONN_FLUSH_ROUNDS && cs->dirty; round++) {
+        struct conn *c = cs->dirty;
+        cs->dirty = NULL;
         unsigned k = 0;
         while (c) {
             struct conn *next = c->dirty_next;
@@ -570,23 +468,21 @@ void conn_flush_dirty(struct server *srv)
             if (c->state != CONN_DEAD)
                 conn_flush(c);
             c = next;
-            /* Connections still ahead keep CONN_DIRTY, so frames pumped in
-             * now ride in their coming writev; those behind are queued
-             * again on srv->dirty for the next round. */
-            if (++k % CONN_PUMP_EVERY == 0 && c && srv->pubsock)
-                pubsock_pump(srv->pubsock);
+            /* Connections still ahead keep CONN_DIRTY, so messages pumped
+             * in now ride in their coming writev; those behind are queued
+             * again on cs->dirty for the next round. */
+            if (++k % CONN_PUMP_EVERY == 0 && c && cs->h.pump)
+                cs->h.pump(cs->ctx);
         }
     }
-    if (srv->dirty)
-        ev_poll_now(srv->loop);
+    if (cs->dirty)
+        ev_poll_now(cs->loop);
 }
 
-static void conn_on_io(ev_loop_t *loop, struct ev_io *io, unsigned events)
+static void conn_on_io(ev_loop_t *loop, struct ev_io *w, unsigned events)
 {
     (void)loop;
-    struct conn *c = ev_container_of(io, struct conn, io);
-    if (c->state == CONN_DEAD)
-        return;
+    struct conn *c = ev_container_of(w, struct conn, watch);
     if (events & EV_WRITE)
         conn_flush(c);
     if ((events & EV_READ) && c->state != CONN_DEAD && !(c->flags & CONN_CLOSE_AFTER_FLUSH))
@@ -599,8 +495,8 @@ static void conn_on_io(ev_loop_t *loop, struct ev_io *io, unsigned events)
  * and the idle deadline. */
 static void conn_schedule(struct conn *c)
 {
-    const struct cfg *cfg = c->srv->cfg;
-    uint64_t now = ev_now(c->srv->loop);
+    const struct cfg *cfg = conn_cfg(c);
+    uint64_t now = ev_now(c->cs->loop);
     uint64_t due = UINT64_MAX;
     if (c->flags & CONN_AWAIT_PONG)
         due = c->last_ping + (uint64_t)cfg->pong_timeout_ms;
@@ -609,15 +505,15 @@ static void conn_schedule(struct conn *c)
     if (cfg->idle_timeout_ms > 0 && c->last_msg + (uint64_t)cfg->idle_timeout_ms < due)
         due = c->last_msg + (uint64_t)cfg->idle_timeout_ms;
     if (due == UINT64_MAX)
-        ev_timer_stop(c->srv->loop, &c->timer);
+        ev_timer_stop(c->cs->loop, &c->timer);
     else
-        ev_timer_start(c->srv->loop, &c->timer, due > now ? due - now : 0, conn_on_timer);
+        ev_timer_start(c->cs->loop, &c->timer, due > now ? due - now : 0, conn_on_timer);
 }
 
 static void conn_on_timer(ev_loop_t *loop, struct ev_timer *t)
 {
     struct conn *c = ev_container_of(t, struct conn, timer);
-    const struct cfg *cfg = c->srv->cfg;
+    const struct cfg *cfg = conn_cfg(c);
     uint64_t now = ev_now(loop);
     if (c->state != CONN_OPEN) {
         /* Handshake too slow (slowloris), or no answer to our close. */
@@ -646,45 +542,77 @@ static void conn_on_timer(ev_loop_t *loop, struct ev_timer *t)
     conn_schedule(c);
 }
 
-/* ---- freeing ---- */
+/* ---- the set, freeing ---- */
 
 static void conn_free(struct conn *c)
 {
-    struct server *srv = c->srv;
-    for (int i = 0; i < c->nsubs; i++)
-        chan_unsubscribe(srv->channels, &c->subs[i]);
-    free(c->subs);
-    free(c->user);
+    conns_t *cs = c->cs;
+    if (cs->h.closed)
+        cs->h.closed(cs->ctx, c->session);
     buf_free(&c->in);
     sendq_clear(&c->out);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns.head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    srv->conns.n--;
-    close(c->io.fd);
+    list_remove(&cs->dead, &c->node);
+    io_close(&c->io);
     free(c);
 }
 
-void conn_reap_dead(struct server *srv)
+static void conns_reap(conns_t *cs)
 {
-    struct conn *c = srv->dead;
-    srv->dead = NULL;
-    while (c) {
-        struct conn *next = c->dead_next;
-        /* A dead connection may still sit on the dirty list of this pass:
-         * the flush ran first, so unlinking here is safe. */
-        conn_free(c);
-        c = next;
-    }
+    struct list_node *n;
+    /* A dead connection may still sit on the dirty list of this pass:
+     * the flush ran first, so freeing here is safe. */
+    while ((n = list_first(&cs->dead)) != NULL)
+        conn_free(list_entry(n, struct conn, node));
 }
 
-void conn_free_all(struct server *srv)
+static void conns_after(ev_loop_t *loop, void *data)
 {
-    conn_flush_dirty(srv);
-    for (struct conn *c = srv->conns.head; c; c = c->next)
-        conn_kill(c);
-    conn_reap_dead(srv);
+    (void)loop;
+    conns_t *cs = data;
+    conns_flush_dirty(cs);
+    conns_reap(cs);
+}
+
+conns_t *conns_new(ev_loop_t *loop, struct cfg *const *cfg, const struct conn_handlers *h, void *ctx)
+{
+    conns_t *cs = calloc(1, sizeof(*cs));
+    if (!cs)
+        return NULL;
+    cs->scratch = malloc(CONN_READ_CHUNK);
+    if (!cs->scratch) {
+        free(cs);
+        return NULL;
+    }
+    cs->loop = loop;
+    cs->cfg = cfg;
+    cs->h = *h;
+    cs->ctx = ctx;
+    list_init(&cs->live);
+    list_init(&cs->dead);
+    ev_after_add(loop, &cs->after, conns_after, cs);
+    return cs;
+}
+
+void conns_close_all(conns_t *cs, uint16_t code)
+{
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &cs->live)
+        conn_close(list_entry(pos, struct conn, node), code);
+}
+
+size_t conns_count(const conns_t *cs) { return cs->live.n + cs->dead.n; }
+
+void conns_free(conns_t *cs)
+{
+    if (!cs)
+        return;
+    conns_flush_dirty(cs);
+    struct list_node *n;
+    while ((n = list_first(&cs->live)) != NULL)
+        conn_kill(list_entry(n, struct conn, node));
+    cs->dirty = NULL;
+    conns_reap(cs);
+    ev_after_remove(cs->loop, &cs->after);
+    free(cs->scratch);
+    free(cs);
 }

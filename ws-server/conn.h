@@ -1,15 +1,19 @@
-/* conn — one client connection, from the first byte of the HTTP upgrade to
- * the end of the close handshake.
+/* conn — the WebSocket transport: one client connection from the first
+ * byte of the HTTP upgrade to the end of the close handshake, over an io
+ * table (io.h) so that TLS can slide in underneath.
  *
  *   HANDSHAKE --101--> OPEN --close sent--> CLOSING --> (reaped)
  *       |                |                      ^
  *       +--error page----+--peer close / error--+
  *
- * Frames from other modules (broadcasts) reach a connection only through
- * conn_deliver(); they are queued by reference and flushed once per loop
- * pass (all frames of the pass in one writev). A connection is never freed
- * inside its own callback: conn_kill() moves it to the server's dead list
- * and conn_reap_dead() frees it after dispatch.
+ * What the page subscribes to is not decided here: once the upgrade is
+ * accepted the handler table's open() gets the query string and returns a
+ * session (session.c), which from then on sends through conn_transport.
+ * Messages are queued by reference (the encoded frame cached on the msg is
+ * shared by every connection) and flushed once per loop pass, every frame
+ * of the pass in one writev. A connection is never freed inside its own
+ * callback: killing moves it to the dead list and the after-pass hook frees
+ * it (calling the handlers' closed() for its session first).
  */
 #ifndef WSPUSH_CONN_H
 #define WSPUSH_CONN_H
@@ -17,34 +21,46 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "server.h"
+#include "cfg.h"
+#include "ev.h"
+#include "io.h"
+#include "str.h"
+#include "transport.h"
 
-/* Takes ownership of an accepted, non-blocking fd. Returns 0, or -ENOMEM
- * (fd closed). */
-int  conn_accept(struct server *srv, int fd);
+typedef struct conns conns_t;
+struct conn;
 
-/* Queues a shared broadcast frame (broker_deliver_fn). A connection whose
- * queue would pass send_buffer_bytes is closed with 1013 instead. */
-void conn_deliver(void *conn, rbuf_t *frame, void *srv);
+struct conn_handlers {
+    /* The upgrade of c was accepted (its 101 is queued). Returns the
+     * session to attach, or NULL with *close_code set: the connection is
+     * then closed with that code right after the 101. */
+    void *(*open)(void *ctx, struct str query, struct conn *c, int *close_code);
+    /* c is being freed; session is what open() returned (maybe NULL). */
+    void  (*closed)(void *ctx, void *session);
+    /* Optional: called every few hundred connections flushed in one pass,
+     * so publishers are read during a long fan-out (pubsock_pump). */
+    void  (*pump)(void *ctx);
+};
 
-/* Starts the close handshake with code (1000-4999); a connection still in
- * the HTTP handshake is dropped. */
-void conn_close(struct conn *c, uint16_t code);
+/* The set of every WebSocket connection of the process. cfg points at the
+ * live config pointer (a reload swaps it). Registers its own after-pass
+ * hook on loop. NULL when out of memory. */
+conns_t *conns_new(ev_loop_t *loop, struct cfg *const *cfg, const struct conn_handlers *h, void *ctx);
+/* Frees every connection at once (process exit) and the set. */
+void     conns_free(conns_t *cs);
 
-/* The `sub` of the connection's token, or NULL. */
-const char *conn_user(const struct conn *c, size_t *len);
+/* Takes ownership of an accepted, non-blocking fd, to be read and written
+ * through ops (io_plain_ops for a plain socket). Returns 0, or -ENOMEM /
+ * -errno (fd closed). */
+int      conn_accept(conns_t *cs, int fd, const struct io_ops *ops);
 
-/* Next connection in srv->conns (iteration that may close connections is
- * safe: closing never unlinks before the reap). */
-struct conn *conn_next(const struct conn *c);
+/* Starts the close handshake on every connection (shutdown: 1001). */
+void     conns_close_all(conns_t *cs, uint16_t code);
+/* Connections open or closing (not yet freed). */
+size_t   conns_count(const conns_t *cs);
 
-/* After-dispatch work, called once per loop pass by the server: flush every
- * connection that got frames, then free the dead ones. */
-void conn_flush_dirty(struct server *srv);
-void conn_reap_dead(struct server *srv);
-
-/* Frees every connection immediately (process exit). */
-void conn_free_all(struct server *srv);
+/* The table a session uses to send over a connection (the handle is the
+ * struct conn * given to open()). */
+extern const struct transport_ops conn_transport;
 
 #endif

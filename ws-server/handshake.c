@@ -7,6 +7,8 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "origin.h"
+
 #define HS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define HS_KEY_LEN 24   /* base64 of 16 bytes */
 
@@ -189,23 +191,6 @@ ssize_t hs_parse(const char *buf, size_t len, struct hs_request *req)
     }
 }
 
-/* Origins are "scheme://host[:port]": scheme and host compare
- * case-insensitively, and since the port is digits a case-insensitive
- * comparison of the whole string is exactly that. No normalisation (a
- * default port written out differs): entries must be written the way
- * browsers send them. */
-static int hs_origin_allowed(struct str origin, const struct cfg_list *allowed)
-{
-    if (!allowed || allowed->n == 0)
-        return 1;
-    for (int i = 0; i < allowed->n; i++) {
-        const char *e = allowed->items[i];
-        if (strcmp(e, "*") == 0 || hs_str_ieq(origin, e))
-            return 1;
-    }
-    return 0;
-}
-
 enum hs_verdict hs_check(const struct hs_request *req, const struct cfg_list *allowed_origins)
 {
     char accept[29];
@@ -230,7 +215,10 @@ enum hs_verdict hs_check(const struct hs_request *req, const struct cfg_list *al
         return HS_UPGRADE_REQUIRED;
     if (hs_accept_key(req->key.p, req->key.len, accept) < 0)
         return HS_BAD_REQUEST;
-    if (req->origin.len > 0 && !hs_origin_allowed(req->origin, allowed_origins))
+    /* No Origin: not a browser, nothing to check. An empty list admits
+     * every origin. */
+    if (req->origin.len > 0 && allowed_origins && allowed_origins->n > 0 &&
+        !origin_allowed(req->origin.p, req->origin.len, allowed_origins))
         return HS_FORBIDDEN;
     return HS_UPGRADE;
 }

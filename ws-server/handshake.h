@@ -62,8 +62,11 @@ enum hs_verdict {
 };
 
 /* Validates a parsed request against RFC 6455 section 4.2.1 and the origin
- * allow-list (an empty list accepts any Origin; a request without Origin is
- * accepted: non-browser clients send none). Any path is accepted for the
+ * allow-list, matched by origin_allowed() (origin.h: scheme and host
+ * case-blind, default ports explicit, so "https://a.example" admits
+ * "Origin: https://a.example:443"; "*" admits any). An empty or NULL list
+ * accepts any Origin; a request without Origin is accepted: non-browser
+ * clients send none. Any path is accepted for the
  * WebSocket endpoint except /healthz (a reverse proxy may mount us anywhere).
  * Checks in order: method GET (else 400), no duplicate header (400),
  * path /healthz -> HS_HEALTHZ (any HTTP/1.x, Host optional: probes are

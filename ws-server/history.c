@@ -1,35 +1,48 @@
 #include "history.h"
 
-#include "cfg.h"
-
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-struct hist_entry {
-    struct hist_entry *next;        /* global FIFO, oldest first */
-    struct hist_entry *chan_next;   /* same channel, oldest first */
-    struct channel    *ch;
-    uint64_t           seq;
-    uint64_t           at_ms;
-    rbuf_t            *frame;
+#include "cfg.h"
+#include "pattern.h"
+#include "utf8.h"
+
+struct hist_msg;
+
+/* A message's place in one of its channels' lists. */
+struct hist_node {
+    struct hist_node *next;      /* same channel, oldest first */
+    struct hist_msg  *hm;
+    struct channel   *ch;
 };
 
-/* Kept in the channel's userdata slot while the channel has history or
- * has lost some. */
-struct hist_chan {
-    struct hist_entry *head, *tail;
-    uint64_t           evicted_max;  /* highest seq of this channel evicted */
+struct hist_msg {
+    struct hist_msg *next;       /* global FIFO, oldest first */
+    struct msg      *m;
+    uint64_t         seq;
+    uint64_t         at_ms;
+    int              n;
+    struct hist_node nodes[];    /* one per channel of m, same order */
 };
+
+/* Kept in the channel's userdata slot while the channel has history. */
+struct hist_chan {
+    struct hist_node *head, *tail;
+    uint64_t          evicted_max;  /* highest seq of this channel evicted */
+};
+
+static void history_clear(history_t *h);
 
 struct history {
     chan_registry_t      *reg;
     struct history_limits lim;
-    struct hist_entry    *head, *tail;
+    struct hist_msg      *head, *tail;
     size_t                entries;
-    size_t                bytes;
+    size_t                bytes;        /* msg_bytes of every kept message */
     uint64_t              evicted_max;  /* highest seq ever evicted, any channel */
 };
 
@@ -50,29 +63,31 @@ static struct hist_chan *history_chan(const struct channel *ch)
 
 static void history_evict_one(history_t *h)
 {
-    struct hist_entry *e = h->head;
-    h->head = e->next;
+    struct hist_msg *hm = h->head;
+    h->head = hm->next;
     if (!h->head)
         h->tail = NULL;
     h->entries--;
-    h->bytes -= rbuf_len(e->frame);
-    if (e->seq > h->evicted_max)
-        h->evicted_max = e->seq;
-    struct hist_chan *hc = history_chan(e->ch);
-    hc->head = e->chan_next;
-    if (!hc->head)
-        hc->tail = NULL;
-    hc->evicted_max = e->seq;
-    if (!hc->head) {
-        /* The channel no longer holds history: forget it (the global
-         * evicted_max keeps the gap rule safe) and let it go if unused. */
-        free(hc);
-        *chan_userdata(e->ch) = NULL;
-        chan_pin(e->ch, 0);
-        chan_release(h->reg, e->ch);
+    h->bytes -= msg_bytes(hm->m);
+    if (hm->seq > h->evicted_max)
+        h->evicted_max = hm->seq;
+    for (int i = 0; i < hm->n; i++) {
+        struct hist_node *node = &hm->nodes[i];
+        struct hist_chan *hc = history_chan(node->ch);
+        hc->head = node->next;
+        hc->evicted_max = hm->seq;
+        if (!hc->head) {
+            /* The channel no longer holds history: forget it (the global
+             * evicted_max keeps the gap rule safe) and let it go. */
+            free(hc);
+            *chan_userdata(node->ch) = NULL;
+            chan_pin(node->ch, 0);
+            chan_release(h->reg, node->ch);
+        }
     }
-    rbuf_unref(e->frame);
-    free(e);
+    msg_account(hm->m, NULL);
+    msg_unref(hm->m);
+    free(hm);
 }
 
 static void history_trim(history_t *h, uint64_t now_ms)
@@ -91,101 +106,169 @@ void history_set_limits(history_t *h, const struct history_limits *lim, uint64_t
     history_trim(h, now_ms);
 }
 
+void history_reset(history_t *h)
+{
+    history_clear(h);
+    h->evicted_max = 0;
+}
+
+static void history_clear(history_t *h)
+{
+    long keep = h->lim.max_entries;
+    h->lim.max_entries = 0;
+    history_trim(h, 0);
+    h->lim.max_entries = keep;
+}
+
 void history_free(history_t *h)
 {
     if (!h)
         return;
-    h->lim.max_entries = 0;
-    history_trim(h, 0);
+    history_clear(h);
     free(h);
 }
 
-int history_append(history_t *h, struct channel *ch, uint64_t seq, rbuf_t *frame, uint64_t now_ms)
+/* The message is lost to resuming pages: remember it for the gap rule. */
+static void history_lose(history_t *h, struct msg *m, uint64_t seq)
 {
-    if (h->lim.max_entries <= 0 || (long)rbuf_len(frame) > h->lim.max_bytes) {
-        /* Not kept: to a resuming client this message is lost. */
-        h->evicted_max = seq;
-        struct hist_chan *hc = history_chan(ch);
+    h->evicted_max = seq;
+    for (int i = 0; i < msg_nchannels(m); i++) {
+        struct str name = msg_channel(m, i);
+        struct channel *ch = chan_lookup(h->reg, name.p, name.len, 0);
+        struct hist_chan *hc = ch ? history_chan(ch) : NULL;
         if (hc)
             hc->evicted_max = seq;
+    }
+}
+
+int history_append(history_t *h, struct msg *m, uint64_t seq, uint64_t now_ms)
+{
+    if (h->lim.max_entries <= 0 || (long)msg_bytes(m) > h->lim.max_bytes) {
+        history_lose(h, m, seq);
+        history_trim(h, now_ms);
         return 0;
     }
-    struct hist_entry *e = calloc(1, sizeof(*e));
-    struct hist_chan *hc = history_chan(ch);
-    if (!e || (!hc && !(hc = calloc(1, sizeof(*hc))))) {
-        free(e);
-        h->evicted_max = seq;
+    int n = msg_nchannels(m);
+    struct hist_msg *hm = calloc(1, sizeof(*hm) + (size_t)n * sizeof(hm->nodes[0]));
+    if (!hm) {
+        history_lose(h, m, seq);
         return -ENOMEM;
     }
-    *chan_userdata(ch) = hc;
-    chan_pin(ch, 1);
-    e->ch = ch;
-    e->seq = seq;
-    e->at_ms = now_ms;
-    e->frame = rbuf_ref(frame);
+    /* Every channel and its per-channel record first, so that running out
+     * of memory leaves nothing half-linked. */
+    for (int i = 0; i < n; i++) {
+        struct str name = msg_channel(m, i);
+        struct channel *ch = chan_lookup(h->reg, name.p, name.len, 1);
+        struct hist_chan *hc = ch ? history_chan(ch) : NULL;
+        if (ch && !hc && (hc = calloc(1, sizeof(*hc))) != NULL) {
+            *chan_userdata(ch) = hc;
+            chan_pin(ch, 1);
+        }
+        if (!hc) {
+            /* Undo the records made above for channels that had none. */
+            for (int k = 0; k < i; k++) {
+                struct hist_chan *pc = history_chan(hm->nodes[k].ch);
+                if (!pc->head) {
+                    free(pc);
+                    *chan_userdata(hm->nodes[k].ch) = NULL;
+                    chan_pin(hm->nodes[k].ch, 0);
+                    chan_release(h->reg, hm->nodes[k].ch);
+                }
+            }
+            if (ch)
+                chan_release(h->reg, ch);
+            free(hm);
+            history_lose(h, m, seq);
+            return -ENOMEM;
+        }
+        hm->nodes[i].ch = ch;
+        hm->nodes[i].hm = hm;
+    }
+    hm->m = msg_ref(m);
+    hm->seq = seq;
+    hm->at_ms = now_ms;
+    hm->n = n;
+    for (int i = 0; i < n; i++) {
+        struct hist_chan *hc = history_chan(hm->nodes[i].ch);
+        if (hc->tail)
+            hc->tail->next = &hm->nodes[i];
+        else
+            hc->head = &hm->nodes[i];
+        hc->tail = &hm->nodes[i];
+    }
     if (h->tail)
-        h->tail->next = e;
+        h->tail->next = hm;
     else
-        h->head = e;
-    h->tail = e;
-    if (hc->tail)
-        hc->tail->chan_next = e;
-    else
-        hc->head = e;
-    hc->tail = e;
+        h->head = hm;
+    h->tail = hm;
     h->entries++;
-    h->bytes += rbuf_len(frame);
+    h->bytes += msg_bytes(m);
+    msg_account(m, &h->bytes);
     history_trim(h, now_ms);
     return 0;
 }
 
-int history_can_resume(const history_t *h, const struct channel *ch, uint64_t since)
+int history_can_resume(const history_t *h, struct str name, uint64_t since)
 {
+    struct channel *ch = chan_lookup(h->reg, name.p, name.len, 0);
     const struct hist_chan *hc = ch ? history_chan(ch) : NULL;
     uint64_t lost = hc ? hc->evicted_max : h->evicted_max;
     return lost <= since;
 }
 
-size_t history_replay(const history_t *h, struct channel *const *chs, int n, uint64_t since,
-                      history_visit_fn *visit, void *arg)
+int history_replay(const history_t *h, const struct str *names, int n, uint64_t since,
+                   size_t max_bytes, history_visit_fn *visit, void *arg, uint64_t *next_since)
 {
-    (void)h;
-    const struct hist_entry *cur[64];
-    if (n > 64)
-        n = 64;
+    const struct hist_node *cur[WSPUSH_MAX_CHANNELS];
+    if (n > WSPUSH_MAX_CHANNELS)
+        n = WSPUSH_MAX_CHANNELS;
     for (int i = 0; i < n; i++) {
-        const struct hist_chan *hc = chs[i] ? history_chan(chs[i]) : NULL;
-        const struct hist_entry *e = hc ? hc->head : NULL;
-        while (e && e->seq <= since)
-            e = e->chan_next;
+        struct channel *ch = chan_lookup(h->reg, names[i].p, names[i].len, 0);
+        const struct hist_chan *hc = ch ? history_chan(ch) : NULL;
+        const struct hist_node *e = hc ? hc->head : NULL;
+        while (e && e->hm->seq <= since)
+            e = e->next;
         cur[i] = e;
     }
-    /* k-way merge by seq; k <= 32 channels per connection. */
-    size_t visited = 0;
+    /* k-way merge by seq; k <= WSPUSH_MAX_CHANNELS. */
+    size_t sent = 0;
+    int visited = 0;
+    *next_since = since;
     for (;;) {
         int best = -1;
         for (int i = 0; i < n; i++)
-            if (cur[i] && (best < 0 || cur[i]->seq < cur[best]->seq))
+            if (cur[i] && (best < 0 || cur[i]->hm->seq < cur[best]->hm->seq))
                 best = i;
         if (best < 0)
-            break;
-        visit(cur[best]->frame, arg);
-        visited++;
-        cur[best] = cur[best]->chan_next;
+            return 0;
+        const struct hist_msg *hm = cur[best]->hm;
+        /* A message on two of the channels is visited for both before a
+         * slice may end, so a continuation never repeats or skips one. */
+        if (max_bytes && visited && hm->seq != *next_since && sent + msg_bytes(hm->m) > max_bytes)
+            return 1;
+        visit(arg, hm->m, (int)(cur[best] - hm->nodes));
+        sent += msg_bytes(hm->m);
+        visited = 1;
+        *next_since = hm->seq;
+        cur[best] = cur[best]->next;
     }
-    return visited;
 }
 
 size_t history_entries(const history_t *h) { return h->entries; }
+size_t history_bytes(const history_t *h) { return h->bytes; }
 
 /* ---- persistence ----
  * File layout (big-endian):
- *   "WSPUSHH1" u32 epoch, u64 seq, u64 evicted_max, u32 count,
- *   count x { u64 seq, u64 age_ms, u8 chanlen, chan, u32 framelen, frame }
+ *   "WSPUSHH2" u32 epoch, u64 seq, u64 evicted_max, u32 count,
+ *   count x { u64 seq, u64 age_ms, u8 nchannels, nchannels x (u8 len, name),
+ *             u32 datalen, data }
  *   u32 checksum (FNV-1a of everything before it)
- * Written to PATH.tmp and renamed, so a crash mid-save leaves the old file. */
+ * Written to PATH.tmp and renamed, so a crash mid-save leaves the old file.
+ * "WSPUSHH1" files (before messages were transport-neutral) held WebSocket
+ * frames; they are refused with a message, and pages resuming get a reset. */
 
-#define HIST_MAGIC "WSPUSHH1"
+#define HIST_MAGIC    "WSPUSHH2"
+#define HIST_MAGIC_V1 "WSPUSHH1"
 
 static void hist_put64(unsigned char *p, uint64_t v)
 {
@@ -208,6 +291,27 @@ static uint32_t hist_checksum(const unsigned char *p, size_t n)
     return h;
 }
 
+static int hist_save_entry(struct buf *out, const struct hist_msg *hm, uint64_t now_ms)
+{
+    unsigned char eh[8 + 8 + 1];
+    hist_put64(eh, hm->seq);
+    hist_put64(eh + 8, now_ms - hm->at_ms);
+    eh[16] = (unsigned char)hm->n;
+    int rc = buf_append(out, eh, sizeof(eh));
+    for (int i = 0; i < hm->n; i++) {
+        struct str name = msg_channel(hm->m, i);
+        unsigned char l = (unsigned char)name.len;
+        rc |= buf_append(out, &l, 1);
+        rc |= buf_append(out, name.p, name.len);
+    }
+    struct str data = msg_data(hm->m);
+    unsigned char dl[4];
+    buf_put_u32(dl, (uint32_t)data.len);
+    rc |= buf_append(out, dl, 4);
+    rc |= buf_append(out, data.p, data.len);
+    return rc;
+}
+
 int history_save(const history_t *h, const char *path, uint32_t epoch, uint64_t seq,
                  uint64_t now_ms, char *err, size_t errlen)
 {
@@ -219,18 +323,8 @@ int history_save(const history_t *h, const char *path, uint32_t epoch, uint64_t 
     hist_put64(hdr + 20, h->evicted_max);
     buf_put_u32(hdr + 28, (uint32_t)h->entries);
     int rc = buf_append(&out, hdr, sizeof(hdr));
-    for (const struct hist_entry *e = h->head; e && rc == 0; e = e->next) {
-        unsigned char eh[8 + 8 + 1];
-        hist_put64(eh, e->seq);
-        hist_put64(eh + 8, now_ms - e->at_ms);
-        eh[16] = (unsigned char)chan_name_len(e->ch);
-        unsigned char fl[4];
-        buf_put_u32(fl, (uint32_t)rbuf_len(e->frame));
-        rc |= buf_append(&out, eh, sizeof(eh));
-        rc |= buf_append(&out, chan_name(e->ch), chan_name_len(e->ch));
-        rc |= buf_append(&out, fl, 4);
-        rc |= buf_append(&out, rbuf_data(e->frame), rbuf_len(e->frame));
-    }
+    for (const struct hist_msg *hm = h->head; hm && rc == 0; hm = hm->next)
+        rc = hist_save_entry(&out, hm, now_ms);
     unsigned char sum[4];
     buf_put_u32(sum, hist_checksum((const unsigned char *)buf_head(&out), buf_used(&out)));
     rc |= buf_append(&out, sum, 4);
@@ -254,77 +348,130 @@ int history_save(const history_t *h, const char *path, uint32_t epoch, uint64_t 
     return 0;
 }
 
-int history_load(history_t *h, const char *path, uint32_t *epoch, uint64_t *seq,
-                 uint64_t now_ms, char *err, size_t errlen)
+/* One JSON value in valid UTF-8, as the publish socket requires. */
+static int hist_data_valid(const char *p, size_t len)
+{
+    if (!utf8_valid((const unsigned char *)p, len))
+        return 0;
+    json_error_t jerr;
+    json_t *v = json_loadb(p, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
+    json_decref(v);
+    return v != NULL;
+}
+
+/* Parses and appends one entry at p[*off..end). Returns NULL or why not. */
+static const char *hist_load_entry(history_t *h, const unsigned char *p, size_t *off, size_t end,
+                                   uint32_t epoch, uint64_t last, uint64_t *prev,
+                                   history_id_fn *make_id, uint64_t now_ms)
+{
+    size_t o = *off;
+    if (end - o < 17)
+        return "truncated entry";
+    uint64_t s = hist_get64(p + o);
+    uint64_t age = hist_get64(p + o + 8);
+    int n = p[o + 16];
+    o += 17;
+    if (s <= *prev || s > last)
+        return "sequence out of order";
+    if (n < 1 || n > WSPUSH_MAX_CHANNELS)
+        return "bad channel count";
+    struct str names[WSPUSH_MAX_CHANNELS];
+    for (int i = 0; i < n; i++) {
+        if (end - o < 1 || end - o - 1 < p[o])
+            return "truncated entry";
+        names[i] = (struct str){ (const char *)p + o + 1, p[o] };
+        o += 1 + (size_t)p[o];
+        if (!pat_channel_valid(names[i].p, names[i].len))
+            return "invalid channel name";
+        for (int k = 0; k < i; k++)
+            if (str_eq(names[k], names[i]))
+                return "channel listed twice";
+    }
+    if (end - o < 4)
+        return "truncated entry";
+    size_t dl = buf_get_u32(p + o);
+    o += 4;
+    if (dl == 0 || end - o < dl)
+        return "truncated payload";
+    struct str data = { (const char *)p + o, dl };
+    if (!hist_data_valid(data.p, data.len))
+        return "payload is not one JSON value";
+    o += dl;
+    char id[MSG_ID_MAX];
+    make_id(epoch, s, id);
+    struct msg *m = msg_new((struct str){ id, strlen(id) }, names, n, data);
+    if (!m)
+        return "out of memory";
+    int rc = history_append(h, m, s, age > now_ms ? 0 : now_ms - age);
+    msg_unref(m);
+    if (rc < 0)
+        return "out of memory";
+    *prev = s;
+    *off = o;
+    return NULL;
+}
+
+static int hist_read_file(const char *path, struct buf *in, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    struct buf in = { 0 };
     char chunk[65536];
     size_t n;
     int rc = 0;
     while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && rc == 0)
-        rc = buf_append(&in, chunk, n);
+        rc = buf_append(in, chunk, n);
     fclose(f);
+    if (rc < 0)
+        snprintf(err, errlen, "%s: out of memory", path);
+    return rc;
+}
+
+int history_load(history_t *h, const char *path, history_id_fn *make_id, uint32_t *epoch,
+                 uint64_t *seq, uint64_t now_ms, char *err, size_t errlen)
+{
+    struct buf in = { 0 };
+    if (hist_read_file(path, &in, err, errlen) < 0) {
+        buf_free(&in);
+        return -1;
+    }
     const unsigned char *p = (const unsigned char *)buf_head(&in);
     size_t len = buf_used(&in);
     const char *why = NULL;
-    if (rc < 0)
-        why = "out of memory";
+    if (len >= 8 && memcmp(p, HIST_MAGIC_V1, 8) == 0)
+        why = "written by an older wspush (WebSocket frames, format 1): not restored, "
+              "pages resuming get a reset";
     else if (len < 32 + 4 || memcmp(p, HIST_MAGIC, 8) != 0)
         why = "not a wspush history file";
     else if (hist_checksum(p, len - 4) != buf_get_u32(p + len - 4))
         why = "checksum mismatch (truncated or corrupt)";
-    if (why)
-        goto fail;
-    uint32_t ep = buf_get_u32(p + 8);
-    uint64_t last = hist_get64(p + 12);
-    uint64_t evicted = hist_get64(p + 20);
-    uint32_t count = buf_get_u32(p + 28);
-    size_t off = 32, end = len - 4;
-    uint64_t prev = 0;
-    for (uint32_t i = 0; i < count; i++) {
-        if (end - off < 17) { why = "truncated entry"; goto fail; }
-        uint64_t s = hist_get64(p + off);
-        uint64_t age = hist_get64(p + off + 8);
-        size_t cl = p[off + 16];
-        off += 17;
-        if (cl == 0 || end - off < cl + 4) { why = "truncated entry"; goto fail; }
-        const char *name = (const char *)p + off;
-        off += cl;
-        size_t fl = buf_get_u32(p + off);
-        off += 4;
-        if (end - off < fl || fl == 0) { why = "truncated frame"; goto fail; }
-        if (s <= prev || s > last) { why = "sequence out of order"; goto fail; }
-        prev = s;
-        struct channel *ch = chan_lookup(h->reg, name, cl, 1);
-        rbuf_t *r = ch ? rbuf_from(p + off, fl) : NULL;
-        if (!r) { why = "out of memory"; goto fail; }
-        off += fl;
-        uint64_t at = age > now_ms ? 0 : now_ms - age;
-        int arc = history_append(h, ch, s, r, at);
-        rbuf_unref(r);
-        if (arc < 0) { why = "out of memory"; goto fail; }
+    if (!why) {
+        uint32_t ep = buf_get_u32(p + 8);
+        uint64_t last = hist_get64(p + 12);
+        uint64_t evicted = hist_get64(p + 20);
+        uint32_t count = buf_get_u32(p + 28);
+        size_t off = 32, end = len - 4;
+        uint64_t prev = 0;
+        for (uint32_t i = 0; i < count && !why; i++)
+            why = hist_load_entry(h, p, &off, end, ep, last, &prev, make_id, now_ms);
+        if (!why && off != end)
+            why = "trailing bytes";
+        if (!why) {
+            if (evicted > h->evicted_max)
+                h->evicted_max = evicted;
+            *epoch = ep;
+            *seq = last;
+        }
     }
-    if (off != end) { why = "trailing bytes"; goto fail; }
-    if (evicted > h->evicted_max)
-        h->evicted_max = evicted;
-    *epoch = ep;
-    *seq = last;
     buf_free(&in);
+    if (why) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        /* Leave nothing half-loaded behind. */
+        history_reset(h);
+        return -1;
+    }
     history_trim(h, now_ms);
     return 0;
-fail:
-    snprintf(err, errlen, "%s: %s", path, why);
-    buf_free(&in);
-    /* Leave nothing half-loaded behind. */
-    long keep = h->lim.max_entries;
-    h->lim.max_entries = 0;
-    history_trim(h, now_ms);
-    h->lim.max_entries = keep;
-    h->evicted_max = 0;
-    return -1;
 }

@@ -1,11 +1,18 @@
-/* history — the recent messages kept for clients that reconnect with
- * last_id, and the rule that decides whether a gap can be filled.
+/* history — the recent messages the memory engine keeps for pages that
+ * reconnect with last_id, and the rule that decides whether a gap can be
+ * filled.
  *
- * Entries hold a reference to the channel's broadcast frame (no copy) and
- * sit in one global FIFO (oldest first) and in their channel's list. They
- * are evicted oldest-first by history_size (entries), history_bytes (frame
- * bytes) and history_ttl; eviction is O(1) per entry because the globally
- * oldest entry is always the oldest of its channel.
+ * Each message is kept once (a reference to the msg, shared with whatever
+ * is still sending it) and sits in one global FIFO (oldest first) and in
+ * the list of each of its channels. Messages are evicted oldest-first by
+ * history_size (messages), history_bytes (msg_bytes of every kept message,
+ * cached encodings included: encodings made after the append are counted
+ * when made and trimmed at the next append or expiry) and history_ttl;
+ * eviction is O(channels of the message) because the globally oldest
+ * message is also the oldest of each of its channels.
+ *
+ * Channels are looked up in the engine's own registry (channel.h), pinned
+ * while they hold history.
  *
  * Gap rule: resuming channel C after seq S is exact when no message of C
  * with seq > S was evicted. Each channel with history remembers the highest
@@ -19,13 +26,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
 #include "channel.h"
+#include "msg.h"
 
 typedef struct history history_t;
 
 struct history_limits {
-    long     max_entries;   /* 0 disables history */
+    long     max_entries;   /* messages; 0 disables history */
     long     max_bytes;
     uint64_t ttl_ms;        /* 0 = no age limit */
 };
@@ -35,33 +42,46 @@ history_t *history_new(chan_registry_t *reg, const struct history_limits *lim);
 void history_set_limits(history_t *h, const struct history_limits *lim, uint64_t now_ms);
 void history_free(history_t *h);
 
-/* Records frame (taking a reference) as message seq on ch. seq must grow.
- * Returns 0 or -ENOMEM (then the message is treated as evicted). */
-int  history_append(history_t *h, struct channel *ch, uint64_t seq, rbuf_t *frame, uint64_t now_ms);
-/* Drops entries past their ttl. */
+/* Records m (taking a reference) as message seq on every channel of m.
+ * seq must grow. Returns 0 or -ENOMEM (then the message counts as
+ * evicted: a page resuming across it gets a reset). */
+int  history_append(history_t *h, struct msg *m, uint64_t seq, uint64_t now_ms);
+/* Forgets everything, the gap rule's memory included (a new run of ids
+ * begins: nothing before it can be resumed anyway). */
+void history_reset(history_t *h);
+/* Drops what is past its ttl or over the limits. */
 void history_expire(history_t *h, uint64_t now_ms);
 
 /* 1 if every message on the channel named name after `since` is still
- * held (ch may be NULL when the channel does not exist). */
-int  history_can_resume(const history_t *h, const struct channel *ch, uint64_t since);
+ * held. */
+int  history_can_resume(const history_t *h, struct str name, uint64_t since);
 
-typedef void history_visit_fn(rbuf_t *frame, void *arg);
-/* Calls visit for every held message on chs[0..n) with seq > since, in seq
- * order (a message published to two of the channels is visited for each).
- * Returns the number visited. */
-size_t history_replay(const history_t *h, struct channel *const *chs, int n, uint64_t since,
-                      history_visit_fn *visit, void *arg);
+/* Called for each replayed message with the index of the replayed channel
+ * among m's channels. */
+typedef void history_visit_fn(void *arg, struct msg *m, int chan);
+/* Visits every held message on the channels names[0..n) with seq > since,
+ * in seq order (a message on two of the channels is visited for each).
+ * Stops before the message that would take the visited msg_bytes past
+ * max_bytes (0 = no bound), but always visits at least one; *next_since is
+ * then the seq to continue after and the return is 1 ("more"), else 0. */
+int  history_replay(const history_t *h, const struct str *names, int n, uint64_t since,
+                    size_t max_bytes, history_visit_fn *visit, void *arg, uint64_t *next_since);
 
 /* Persistence across a planned restart (history_file). The file holds the
- * run's epoch and last seq plus every entry with its channel and age. */
+ * run's epoch and last seq plus every message with its channels, payload
+ * and age. */
 int  history_save(const history_t *h, const char *path, uint32_t epoch, uint64_t seq,
                   uint64_t now_ms, char *err, size_t errlen);
-/* Loads a saved file into an empty history, creating channels. On any
- * inconsistency (truncated, corrupt, wrong magic) returns -1 with err set
- * and leaves the history empty. On success fills *epoch and *seq. */
-int  history_load(history_t *h, const char *path, uint32_t *epoch, uint64_t *seq,
-                  uint64_t now_ms, char *err, size_t errlen);
+/* Loads a saved file into an empty history. make_id writes the id of
+ * message seq of run epoch into out[MSG_ID_MAX]. Every entry is validated
+ * (channel names, one JSON value as payload, ascending seqs); on any
+ * problem (truncated, corrupt, older format) returns -1 with err set and
+ * leaves the history empty. On success fills *epoch and *seq. */
+typedef void history_id_fn(uint32_t epoch, uint64_t seq, char out[MSG_ID_MAX]);
+int  history_load(history_t *h, const char *path, history_id_fn *make_id, uint32_t *epoch,
+                  uint64_t *seq, uint64_t now_ms, char *err, size_t errlen);
 
 size_t history_entries(const history_t *h);
+size_t history_bytes(const history_t *h);
 
 #endif

@@ -71,30 +71,17 @@ int main(int argc, char **argv)
         free(cfg);
         return 1;
     }
-    /* The server is large (its read buffer is inside): keep it off the stack. */
-    struct server *srv = calloc(1, sizeof(*srv));
+    server_t *srv = server_new(loop, cfg, path, err, sizeof(err));
     int rc = 1;
     if (!srv) {
-        log_error("out of memory");
-        goto out;
-    }
-    if (server_init(srv, loop, cfg, path, err, sizeof(err)) < 0) {
         log_error("%s", err);
-        goto out;
-    }
-    if (ev_run(loop) < 0)
+    } else if (ev_run(loop) < 0) {
         log_error("event loop failed");
-    else
-        rc = srv->exit_code;
-    log_info("exiting");
-out:
-    if (srv) {
-        server_free(srv);
-        cfg = srv->cfg;
-        free(srv);
+    } else {
+        rc = 0;
+        log_info("exiting");
     }
+    server_free(srv);
     ev_loop_free(loop);
-    cfg_free(cfg);
-    free(cfg);
     return rc;
 }

@@ -10,20 +10,20 @@
 
 #include "addr.h"
 #include "ipc.h"
+#include "list.h"
+#include "listener.h"
 #include "log.h"
 #include "pattern.h"
-#include "server.h"
 
 /* Answers waiting past this make us stop reading the peer's requests until
  * it reads: a peer that pipelines without reading cannot grow our memory. */
 #define PUBSOCK_OUT_HIGH (1u << 20)
 
 struct pubpeer {
-    struct ev_io    io;
-    struct pubsock *ps;
-    struct pubpeer *prev, *next;
-    struct pubpeer *dead_next;
-    struct buf      in, out;
+    struct ev_io     io;
+    struct pubsock  *ps;
+    struct list_node node;          /* ps->peers, then ps->dead */
+    struct buf       in, out;
     size_t          skip;          /* bytes of an oversized frame still to discard */
     uid_t           uid;
     gid_t           gid;
@@ -33,11 +33,17 @@ struct pubpeer {
 };
 
 struct pubsock {
-    struct ev_io    io;
-    struct server  *srv;
-    char            path[CFG_PATH_MAX];
-    struct pubpeer *peers;
-    struct pubpeer *dead;
+    struct listener         listener;
+    ev_loop_t              *loop;
+    struct cfg *const      *cfg;
+    engine_t               *engine;
+    struct pubsock_handlers h;
+    void                   *ctx;
+    struct ev_hook          after;
+    int                     listening;
+    char                    path[CFG_PATH_MAX];
+    struct list             peers;
+    struct list             dead;
 };
 
 static void pubsock_peer_kill(struct pubpeer *p)
@@ -45,9 +51,8 @@ static void pubsock_peer_kill(struct pubpeer *p)
     if (p->dead)
         return;
     p->dead = 1;
-    ev_io_stop(p->ps->srv->loop, &p->io);
-    p->dead_next = p->ps->dead;
-    p->ps->dead = p;
+    ev_io_stop(p->ps->loop, &p->io);
+    list_move(&p->ps->peers, &p->ps->dead, &p->node);
 }
 
 static int pubsock_peer_allowed(const struct cfg *cfg, uid_t uid, gid_t gid)
@@ -74,7 +79,7 @@ static void pubsock_error(struct pubpeer *p, uint32_t req_id, uint16_t code, con
 
 static void pubsock_publish(struct pubpeer *p, const struct ipc_msg *m)
 {
-    const struct cfg *cfg = p->ps->srv->cfg;
+    const struct cfg *cfg = *p->ps->cfg;
     for (int i = 0; i < m->nchannels; i++) {
         if (!pat_channel_valid(m->channels[i].p, m->channels[i].len)) {
             pubsock_error(p, m->req_id, IPC_ERR_BAD_CHANNEL, "invalid channel name");
@@ -99,14 +104,14 @@ static void pubsock_publish(struct pubpeer *p, const struct ipc_msg *m)
         return;
     }
     json_decref(v);
-    struct broker_result res;
-    if (broker_publish(p->ps->srv->broker, m->channels, m->nchannels, m->data.p, m->data.len,
-                       ev_now(p->ps->srv->loop), &res) < 0) {
+    struct engine_publish pub = { m->channels, m->nchannels, m->data, { NULL, 0 } };
+    struct engine_result res;
+    if (engine_publish(p->ps->engine, &pub, &res) < 0) {
         pubsock_error(p, m->req_id, IPC_ERR_INTERNAL, "out of memory");
         return;
     }
-    log_debug("published %s to %d channel(s), %u subscriber(s)", res.id, m->nchannels, res.subscribers);
-    if (ipc_encode_ack(&p->out, m->req_id, res.subscribers, res.id, strlen(res.id)) < 0)
+    log_debug("published %s to %d channel(s), %u subscriber(s)", res.id, m->nchannels, res.deliveries);
+    if (ipc_encode_ack(&p->out, m->req_id, res.deliveries, res.id, strlen(res.id)) < 0)
         pubsock_peer_kill(p);
 }
 
@@ -121,7 +126,7 @@ static void pubsock_handle(struct pubpeer *p, const struct ipc_msg *m)
         pubsock_publish(p, m);
         break;
     case IPC_DISCONNECT: {
-        uint32_t n = server_disconnect_user(p->ps->srv, m->user.p, m->user.len);
+        uint32_t n = p->ps->h.disconnect_user(p->ps->ctx, m->user);
         log_info("disconnect user '%.*s': %u connection(s)", (int)m->user.len, m->user.p, n);
         if (ipc_encode_disconnected(&p->out, m->req_id, n) < 0)
             pubsock_peer_kill(p);
@@ -141,7 +146,7 @@ static size_t pubsock_max_frame(const struct cfg *cfg)
 
 static void pubsock_parse(struct pubpeer *p)
 {
-    const struct cfg *cfg = p->ps->srv->cfg;
+    const struct cfg *cfg = *p->ps->cfg;
     while (!p->dead && !p->close_after_flush) {
         if (p->skip > 0) {
             size_t n = buf_used(&p->in) < p->skip ? buf_used(&p->in) : p->skip;
@@ -194,7 +199,7 @@ static void pubsock_flush(struct pubpeer *p)
         ev |= EV_WRITE;
     if (buf_used(&p->out) < PUBSOCK_OUT_HIGH && !p->close_after_flush)
         ev |= EV_READ;
-    ev_io_set(p->ps->srv->loop, &p->io, ev);
+    ev_io_set(p->ps->loop, &p->io, ev);
 }
 
 static void pubsock_peer_io(ev_loop_t *loop, struct ev_io *io, unsigned events)
@@ -236,65 +241,80 @@ static void pubsock_peer_io(ev_loop_t *loop, struct ev_io *io, unsigned events)
         pubsock_flush(p);
 }
 
-static void pubsock_accept(ev_loop_t *loop, struct ev_io *io, unsigned events)
+static void pubsock_accept(struct listener *l, int fd, void *data)
 {
-    (void)events;
-    struct pubsock *ps = ev_container_of(io, struct pubsock, io);
-    for (;;) {
-        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                log_warn("publish socket accept: %s", strerror(errno));
-            return;
-        }
-        struct ucred cred = { 0 };
-        socklen_t cl = sizeof(cred);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
-            close(fd);
-            continue;
-        }
-        struct pubpeer *p = calloc(1, sizeof(*p));
-        if (!p) {
-            close(fd);
-            continue;
-        }
-        p->ps = ps;
-        p->uid = cred.uid;
-        p->gid = cred.gid;
-        p->allowed = pubsock_peer_allowed(ps->srv->cfg, cred.uid, cred.gid);
-        if (!p->allowed)
-            log_warn("publish socket: peer uid %u gid %u not allowed", (unsigned)cred.uid,
-                     (unsigned)cred.gid);
-        if (ev_io_start(loop, &p->io, fd, EV_READ, pubsock_peer_io) < 0) {
-            close(fd);
-            free(p);
-            continue;
-        }
-        p->next = ps->peers;
-        if (p->next)
-            p->next->prev = p;
-        ps->peers = p;
+    (void)l;
+    struct pubsock *ps = data;
+    struct ucred cred = { 0 };
+    socklen_t cl = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+        close(fd);
+        return;
     }
+    struct pubpeer *p = calloc(1, sizeof(*p));
+    if (!p) {
+        close(fd);
+        return;
+    }
+    p->ps = ps;
+    p->uid = cred.uid;
+    p->gid = cred.gid;
+    p->allowed = pubsock_peer_allowed(*ps->cfg, cred.uid, cred.gid);
+    if (!p->allowed)
+        log_warn("publish socket: peer uid %u gid %u not allowed", (unsigned)cred.uid,
+                 (unsigned)cred.gid);
+    if (ev_io_start(ps->loop, &p->io, fd, EV_READ, pubsock_peer_io) < 0) {
+        close(fd);
+        free(p);
+        return;
+    }
+    list_push(&ps->peers, &p->node);
 }
 
 void pubsock_pump(struct pubsock *ps)
 {
-    for (struct pubpeer *p = ps->peers; p; p = p->next)
-        if (!p->dead && (p->io.events & EV_READ))
-            pubsock_peer_io(ps->srv->loop, &p->io, EV_READ);
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &ps->peers) {
+        struct pubpeer *p = list_entry(pos, struct pubpeer, node);
+        if (p->io.events & EV_READ)
+            pubsock_peer_io(ps->loop, &p->io, EV_READ);
+    }
 }
 
-struct pubsock *pubsock_open(struct server *srv, char *err, size_t errlen)
+static void pubsock_peer_free(struct pubsock *ps, struct pubpeer *p)
 {
-    const struct cfg *cfg = srv->cfg;
+    list_remove(&ps->dead, &p->node);
+    close(p->io.fd);
+    buf_free(&p->in);
+    buf_free(&p->out);
+    free(p);
+}
+
+static void pubsock_reap(ev_loop_t *loop, void *data)
+{
+    (void)loop;
+    struct pubsock *ps = data;
+    struct list_node *n;
+    while ((n = list_first(&ps->dead)) != NULL)
+        pubsock_peer_free(ps, list_entry(n, struct pubpeer, node));
+}
+
+struct pubsock *pubsock_open(ev_loop_t *loop, struct cfg *const *cfgp, engine_t *engine,
+                             const struct pubsock_handlers *h, void *ctx, char *err, size_t errlen)
+{
+    const struct cfg *cfg = *cfgp;
     struct pubsock *ps = calloc(1, sizeof(*ps));
     if (!ps) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    ps->srv = srv;
+    ps->loop = loop;
+    ps->cfg = cfgp;
+    ps->engine = engine;
+    ps->h = *h;
+    ps->ctx = ctx;
+    list_init(&ps->peers);
+    list_init(&ps->dead);
     snprintf(ps->path, sizeof(ps->path), "%s", cfg->publish_socket);
     int fd = addr_listen(cfg->publish_socket, 128, 0, (mode_t)cfg->publish_socket_mode,
                          cfg->publish_socket_group, err, errlen);
@@ -302,45 +322,23 @@ struct pubsock *pubsock_open(struct server *srv, char *err, size_t errlen)
         free(ps);
         return NULL;
     }
-    if (ev_io_start(srv->loop, &ps->io, fd, EV_READ, pubsock_accept) < 0) {
+    if (listener_start(&ps->listener, loop, fd, "publish socket", 0, pubsock_accept, ps) < 0) {
         snprintf(err, errlen, "publish socket: cannot watch");
         close(fd);
+        unlink(ps->path);
         free(ps);
         return NULL;
     }
+    ps->listening = 1;
+    ev_after_add(loop, &ps->after, pubsock_reap, ps);
     return ps;
-}
-
-static void pubsock_peer_free(struct pubsock *ps, struct pubpeer *p)
-{
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        ps->peers = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    close(p->io.fd);
-    buf_free(&p->in);
-    buf_free(&p->out);
-    free(p);
-}
-
-void pubsock_reap(struct pubsock *ps)
-{
-    struct pubpeer *p = ps->dead;
-    ps->dead = NULL;
-    while (p) {
-        struct pubpeer *next = p->dead_next;
-        pubsock_peer_free(ps, p);
-        p = next;
-    }
 }
 
 void pubsock_stop(struct pubsock *ps)
 {
-    if (ps->io.events) {
-        ev_io_stop(ps->srv->loop, &ps->io);
-        close(ps->io.fd);
+    if (ps->listening) {
+        ps->listening = 0;
+        listener_stop(&ps->listener);
         unlink(ps->path);
     }
 }
@@ -350,8 +348,10 @@ void pubsock_free(struct pubsock *ps)
     if (!ps)
         return;
     pubsock_stop(ps);
-    for (struct pubpeer *p = ps->peers; p; p = p->next)
-        pubsock_peer_kill(p);
-    pubsock_reap(ps);
+    struct list_node *n;
+    while ((n = list_first(&ps->peers)) != NULL)
+        pubsock_peer_kill(list_entry(n, struct pubpeer, node));
+    pubsock_reap(ps->loop, ps);
+    ev_after_remove(ps->loop, &ps->after);
     free(ps);
 }

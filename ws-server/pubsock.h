@@ -12,20 +12,31 @@
 #define WSPUSH_PUBSOCK_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-struct server;
+#include "cfg.h"
+#include "engine.h"
+#include "ev.h"
+#include "str.h"
+
 struct pubsock;
 
-/* Binds cfg->publish_socket. Returns NULL with err filled on failure. */
-struct pubsock *pubsock_open(struct server *srv, char *err, size_t errlen);
+struct pubsock_handlers {
+    /* DISCONNECT: close every connection of user; returns how many. */
+    uint32_t (*disconnect_user)(void *ctx, struct str user);
+};
+
+/* Binds (*cfg)->publish_socket; publishes go to engine. cfg points at the
+ * live config pointer (a reload swaps it). Registers its own after-pass
+ * hook on loop. Returns NULL with err filled on failure. */
+struct pubsock *pubsock_open(ev_loop_t *loop, struct cfg *const *cfg, engine_t *engine,
+                             const struct pubsock_handlers *h, void *ctx, char *err, size_t errlen);
 /* Reads and answers whatever the publish peers have already sent, without
  * waiting. Called every few hundred writes during a long fan-out: a
  * publisher gets its ack at once and sends the next message, which then
  * joins the same writes to the subscribers not yet flushed, so a stream of
  * back-to-back publishes turns into batched writes. */
 void pubsock_pump(struct pubsock *ps);
-/* Frees peers that closed during this pass (after-dispatch hook). */
-void pubsock_reap(struct pubsock *ps);
 /* Stops accepting and removes the socket file; peers stay until closed. */
 void pubsock_stop(struct pubsock *ps);
 void pubsock_free(struct pubsock *ps);

@@ -60,7 +60,7 @@ static void sendq_pop(struct sendq *q)
     q->head_off = 0;
 }
 
-ssize_t sendq_flush(struct sendq *q, int fd)
+ssize_t sendq_flush(struct sendq *q, struct io *io)
 {
     ssize_t total = 0;
     while (q->count > 0) {
@@ -74,14 +74,11 @@ ssize_t sendq_flush(struct sendq *q, int fd)
             iov[n].iov_base = (void *)(rbuf_data(r) + skip);
             iov[n].iov_len = rbuf_len(r) - skip;
         }
-        ssize_t w = writev(fd, iov, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            return -errno;
-        }
+        ssize_t w = io_writev(io, iov, n);
+        if (w == IO_AGAIN)
+            break;
+        if (w < 0)
+            return w;
         total += w;
         q->bytes -= (size_t)w;
         size_t left = (size_t)w;

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "io.h"
 
 #define SENDQ_INLINE 2
 
@@ -27,9 +28,9 @@ struct sendq {
 
 /* Queues r, taking a new reference. Returns 0 or -ENOMEM (r untouched). */
 int     sendq_push(struct sendq *q, rbuf_t *r);
-/* Writes as much as the socket takes. Returns bytes written (0 when the
- * socket is full), or -errno on a write error (EPIPE, ECONNRESET...). */
-ssize_t sendq_flush(struct sendq *q, int fd);
+/* Writes as much as the connection takes through io. Returns bytes written
+ * (0 when it is full), or -errno on a write error (EPIPE, ECONNRESET...). */
+ssize_t sendq_flush(struct sendq *q, struct io *io);
 /* Drops every frame not yet started; a partly written head frame stays so
  * the stream remains well-formed. */
 void    sendq_drop_unsent(struct sendq *q);

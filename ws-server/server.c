@@ -12,13 +12,44 @@
 
 #include "addr.h"
 #include "conn.h"
+#include "engine_memory.h"
 #include "handshake.h"
+#include "hub.h"
+#include "listener.h"
 #include "log.h"
 #include "pubsock.h"
+#include "session.h"
 
 /* Upper bound on the graceful part of shutdown: SIGTERM must exit within
  * a second even if clients never answer our close. */
 #define SERVER_SHUTDOWN_MS 900
+#define SERVER_MAX_LISTENERS (CFG_MAX_LIST + 1)
+/* Accepts per wake-up of one listener, so a connection flood cannot
+ * starve the publish socket and timers. */
+#define SERVER_ACCEPT_PER_PASS 256
+
+struct server_listener {
+    struct listener l;
+    struct server  *srv;
+    int             is_unix;
+    char            spec[CFG_PATH_MAX];
+};
+
+struct server {
+    ev_loop_t       *loop;
+    struct cfg      *cfg;          /* live config; replaced whole on SIGHUP */
+    char             cfg_path[CFG_PATH_MAX];
+    struct ev_hook   after;
+    struct server_listener listeners[SERVER_MAX_LISTENERS];
+    int              nlisteners;
+    engine_t        *engine;
+    hub_t           *hub;
+    sessions_t      *sessions;
+    conns_t         *conns;
+    struct pubsock  *pubsock;
+    int              shutting_down;
+    struct ev_timer  shutdown_timer;
+};
 
 static void server_history_limits(const struct cfg *cfg, struct history_limits *lim)
 {
@@ -26,6 +57,43 @@ static void server_history_limits(const struct cfg *cfg, struct history_limits *
     lim->max_bytes = cfg->history_bytes;
     lim->ttl_ms = (uint64_t)cfg->history_ttl_s * 1000;
 }
+
+/* ---- wiring: the callbacks each layer was given ---- */
+
+static uint32_t server_fan_out(void *ctx, struct msg *m)
+{
+    struct server *srv = ctx;
+    return hub_publish(srv->hub, m);
+}
+
+static void *server_session_open(void *ctx, struct str query, struct conn *c, int *close_code)
+{
+    struct server *srv = ctx;
+    return session_open(srv->sessions, query, c, &conn_transport, close_code);
+}
+
+static void server_session_closed(void *ctx, void *session)
+{
+    (void)ctx;
+    session_close(session);
+}
+
+static void server_pump(void *ctx)
+{
+    struct server *srv = ctx;
+    if (srv->pubsock)
+        pubsock_pump(srv->pubsock);
+}
+
+static uint32_t server_disconnect_user(void *ctx, struct str user)
+{
+    struct server *srv = ctx;
+    uint32_t n = sessions_disconnect_user(srv->sessions, user);
+    log_info("disconnect user '%.*s': %u connection(s)", (int)user.len, user.p, n);
+    return n;
+}
+
+/* ---- listeners ---- */
 
 static void server_refuse(int fd)
 {
@@ -37,45 +105,59 @@ static void server_refuse(int fd)
     close(fd);
 }
 
-static void server_on_accept(ev_loop_t *loop, struct ev_io *io, unsigned events)
+static void server_on_accept(struct listener *l, int fd, void *data)
 {
-    (void)loop;
-    (void)events;
-    struct server_listener *l = ev_container_of(io, struct server_listener, io);
-    struct server *srv = l->srv;
-    for (;;) {
-        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                log_warn("accept on %s: %s", l->spec, strerror(errno));
-            return;
-        }
-        if (srv->conns.n >= (size_t)srv->cfg->max_connections) {
-            log_info("max_connections (%d) reached: 503", srv->cfg->max_connections);
-            server_refuse(fd);
-            continue;
-        }
-        /* Frames are complete messages, written once per pass: waiting
-         * for more (Nagle) would only add latency. Fails harmlessly on a
-         * Unix socket. */
+    (void)l;
+    struct server_listener *sl = data;
+    struct server *srv = sl->srv;
+    if (conns_count(srv->conns) >= (size_t)srv->cfg->max_connections) {
+        log_info("max_connections (%d) reached: 503", srv->cfg->max_connections);
+        server_refuse(fd);
+        return;
+    }
+    /* Frames are complete messages, written once per pass: waiting for
+     * more (Nagle) would only add latency. */
+    if (!sl->is_unix) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        conn_accept(srv, fd);
     }
+    conn_accept(srv->conns, fd, &io_plain_ops);
+}
+
+static int server_listen(struct server *srv, const char *spec, char *err, size_t errlen)
+{
+    if (srv->nlisteners == SERVER_MAX_LISTENERS) {
+        snprintf(err, errlen, "too many listen addresses");
+        return -1;
+    }
+    struct server_listener *sl = &srv->listeners[srv->nlisteners];
+    int fd = addr_listen(spec, 1024, srv->cfg->ws_workers > 1, 0666, NULL, err, errlen);
+    if (fd < 0)
+        return -1;
+    sl->srv = srv;
+    sl->is_unix = addr_is_unix(spec);
+    snprintf(sl->spec, sizeof(sl->spec), "%s", spec);
+    if (listener_start(&sl->l, srv->loop, fd, spec, SERVER_ACCEPT_PER_PASS, server_on_accept, sl) < 0) {
+        close(fd);
+        snprintf(err, errlen, "%s: cannot watch", spec);
+        return -1;
+    }
+    srv->nlisteners++;
+    log_info("listening on %s", spec);
+    return 0;
 }
 
 static void server_stop_listening(struct server *srv)
 {
     for (int i = 0; i < srv->nlisteners; i++) {
-        ev_io_stop(srv->loop, &srv->listeners[i].io);
-        close(srv->listeners[i].io.fd);
-        if (addr_is_unix(srv->listeners[i].spec))
+        listener_stop(&srv->listeners[i].l);
+        if (srv->listeners[i].is_unix)
             unlink(srv->listeners[i].spec);
     }
     srv->nlisteners = 0;
 }
+
+/* ---- signals ---- */
 
 static void server_shutdown_timeout(ev_loop_t *loop, struct ev_timer *t)
 {
@@ -88,19 +170,17 @@ static void server_shutdown(struct server *srv)
     if (srv->shutting_down)
         return;
     srv->shutting_down = 1;
-    log_info("shutting down: closing %zu connection(s) with 1001", srv->conns.n);
+    log_info("shutting down: closing %zu connection(s) with 1001", conns_count(srv->conns));
     if (srv->cfg->history_file[0]) {
         char why[512];
-        if (broker_save(srv->broker, srv->cfg->history_file, ev_now(srv->loop), why, sizeof(why)) < 0)
+        if (engine_memory_save(srv->engine, srv->cfg->history_file, why, sizeof(why)) < 0)
             log_error("history not saved: %s", why);
         else
             log_info("history saved to %s", srv->cfg->history_file);
     }
     server_stop_listening(srv);
-    if (srv->pubsock)
-        pubsock_stop(srv->pubsock);
-    for (struct conn *c = srv->conns.head; c; c = conn_next(c))
-        conn_close(c, 1001);
+    pubsock_stop(srv->pubsock);
+    conns_close_all(srv->conns, 1001);
     uint64_t wait = (uint64_t)srv->cfg->close_timeout_ms;
     ev_timer_start(srv->loop, &srv->shutdown_timer, wait < SERVER_SHUTDOWN_MS ? wait : SERVER_SHUTDOWN_MS,
                    server_shutdown_timeout);
@@ -121,13 +201,14 @@ static void server_reload(struct server *srv)
         return;
     }
     /* Listeners and the publish socket stay as bound at start; everything
-     * else (limits, origins, channel patterns, secrets) applies from now. */
+     * else (limits, origins, channel patterns, secrets) applies from now:
+     * every layer reads the config through &srv->cfg. */
     cfg_free(srv->cfg);
     free(srv->cfg);
     srv->cfg = next;
     struct history_limits lim;
     server_history_limits(next, &lim);
-    broker_set_limits(srv->broker, &lim, ev_now(srv->loop));
+    engine_memory_set_limits(srv->engine, &lim);
     log_set_level((enum log_level)next->log_level);
     log_info("configuration reloaded from %s", srv->cfg_path);
 }
@@ -142,89 +223,77 @@ static void server_on_signal(ev_loop_t *loop, int signo, void *data)
         server_shutdown(srv);
 }
 
+/* Runs after the connections' own hook (flush, reap), so the count is
+ * final for the pass. */
 static void server_after(ev_loop_t *loop, void *data)
 {
     struct server *srv = data;
-    conn_flush_dirty(srv);
-    conn_reap_dead(srv);
-    if (srv->pubsock)
-        pubsock_reap(srv->pubsock);
-    if (srv->shutting_down && srv->conns.n == 0)
+    if (srv->shutting_down && conns_count(srv->conns) == 0)
         ev_stop(loop);
 }
 
-uint32_t server_disconnect_user(struct server *srv, const char *user, size_t len)
+/* ---- life cycle ---- */
+
+static void server_restore_history(struct server *srv)
 {
-    uint32_t n = 0;
-    /* A scan of every connection: revocation is rare, and an index by user
-     * would cost every connection memory. */
-    for (struct conn *c = srv->conns.head; c; c = conn_next(c)) {
-        size_t ul;
-        const char *u = conn_user(c, &ul);
-        if (u && ul == len && memcmp(u, user, len) == 0) {
-            conn_close(c, 4401);
-            n++;
-        }
+    const char *path = srv->cfg->history_file;
+    if (!path[0] || access(path, F_OK) != 0)
+        return;
+    char why[512];
+    if (engine_memory_restore(srv->engine, path, why, sizeof(why)) < 0) {
+        log_error("history not restored, starting a new epoch: %s", why);
+    } else {
+        struct str last = engine_last_id(srv->engine);
+        log_info("history restored from %s: last id %.*s", path, (int)last.len, last.p);
     }
-    return n;
+    /* Used once: a later crash must not replay a stale file. */
+    unlink(path);
 }
 
-static int server_listen(struct server *srv, const char *spec, char *err, size_t errlen)
+static int server_build(struct server *srv, char *err, size_t errlen)
 {
-    if (srv->nlisteners == SERVER_MAX_LISTENERS) {
-        snprintf(err, errlen, "too many listen addresses");
-        return -1;
-    }
-    struct server_listener *l = &srv->listeners[srv->nlisteners];
-    int fd = addr_listen(spec, 1024, srv->cfg->ws_workers > 1, 0666, NULL, err, errlen);
-    if (fd < 0)
-        return -1;
-    l->srv = srv;
-    snprintf(l->spec, sizeof(l->spec), "%s", spec);
-    if (ev_io_start(srv->loop, &l->io, fd, EV_READ, server_on_accept) < 0) {
-        close(fd);
-        snprintf(err, errlen, "%s: cannot watch", spec);
-        return -1;
-    }
-    srv->nlisteners++;
-    log_info("listening on %s", spec);
-    return 0;
-}
-
-int server_init(struct server *srv, ev_loop_t *loop, struct cfg *cfg, const char *cfg_path,
-                char *err, size_t errlen)
-{
-    srv->loop = loop;
-    srv->cfg = cfg;
-    snprintf(srv->cfg_path, sizeof(srv->cfg_path), "%s", cfg_path);
-    srv->channels = chan_registry_new();
     struct history_limits lim;
-    server_history_limits(cfg, &lim);
-    srv->broker = srv->channels ? broker_new(srv->channels, conn_deliver, srv, &lim) : NULL;
-    if (!srv->broker) {
+    server_history_limits(srv->cfg, &lim);
+    struct cfg *const *cfg = &srv->cfg;
+    srv->hub = hub_new(session_deliver);
+    srv->engine = srv->hub ? engine_memory_new(srv->loop, &lim, server_fan_out, srv) : NULL;
+    srv->sessions = srv->engine ? sessions_new(srv->hub, srv->engine, cfg) : NULL;
+    const struct conn_handlers ch = { server_session_open, server_session_closed, server_pump };
+    srv->conns = srv->sessions ? conns_new(srv->loop, cfg, &ch, srv) : NULL;
+    if (!srv->conns) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (cfg->history_file[0] && access(cfg->history_file, F_OK) == 0) {
-        char why[512];
-        if (broker_restore(srv->broker, cfg->history_file, ev_now(loop), why, sizeof(why)) < 0)
-            log_error("history not restored, starting a new epoch: %s", why);
-        else
-            log_info("history restored from %s: last id %s", cfg->history_file,
-                     broker_last_id(srv->broker));
-        /* Used once: a later crash must not replay a stale file. */
-        unlink(cfg->history_file);
-    }
-    for (int i = 0; i < cfg->listen.n; i++)
-        if (server_listen(srv, cfg->listen.items[i], err, errlen) < 0)
+    server_restore_history(srv);
+    for (int i = 0; i < srv->cfg->listen.n; i++)
+        if (server_listen(srv, srv->cfg->listen.items[i], err, errlen) < 0)
             return -1;
-    if (cfg->unix_listen[0] && server_listen(srv, cfg->unix_listen, err, errlen) < 0)
+    if (srv->cfg->unix_listen[0] && server_listen(srv, srv->cfg->unix_listen, err, errlen) < 0)
         return -1;
-    srv->pubsock = pubsock_open(srv, err, errlen);
+    const struct pubsock_handlers ph = { server_disconnect_user };
+    srv->pubsock = pubsock_open(srv->loop, cfg, srv->engine, &ph, srv, err, errlen);
     if (!srv->pubsock)
         return -1;
-    log_info("publish socket %s", cfg->publish_socket);
+    log_info("publish socket %s", srv->cfg->publish_socket);
+    return 0;
+}
 
+server_t *server_new(ev_loop_t *loop, struct cfg *cfg, const char *cfg_path, char *err, size_t errlen)
+{
+    struct server *srv = calloc(1, sizeof(*srv));
+    if (!srv) {
+        snprintf(err, errlen, "out of memory");
+        cfg_free(cfg);
+        free(cfg);
+        return NULL;
+    }
+    srv->loop = loop;
+    srv->cfg = cfg;
+    snprintf(srv->cfg_path, sizeof(srv->cfg_path), "%s", cfg_path);
+    if (server_build(srv, err, errlen) < 0) {
+        server_free(srv);
+        return NULL;
+    }
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -233,19 +302,27 @@ int server_init(struct server *srv, ev_loop_t *loop, struct cfg *cfg, const char
     int rc = ev_signals(loop, &set, server_on_signal, srv);
     if (rc < 0) {
         snprintf(err, errlen, "signalfd: %s", strerror(-rc));
-        return -1;
+        server_free(srv);
+        return NULL;
     }
     signal(SIGPIPE, SIG_IGN);
     ev_after_add(loop, &srv->after, server_after, srv);
-    return 0;
+    return srv;
 }
 
-void server_free(struct server *srv)
+void server_free(server_t *srv)
 {
-    conn_free_all(srv);
+    if (!srv)
+        return;
+    ev_after_remove(srv->loop, &srv->after);
+    conns_free(srv->conns);         /* closes sessions, which leave the hub */
     server_stop_listening(srv);
     pubsock_free(srv->pubsock);
-    broker_free(srv->broker);
-    chan_registry_free(srv->channels);
+    sessions_free(srv->sessions);
+    engine_free(srv->engine);
+    hub_free(srv->hub);
     ev_timer_stop(srv->loop, &srv->shutdown_timer);
+    cfg_free(srv->cfg);
+    free(srv->cfg);
+    free(srv);
 }

@@ -66,7 +66,7 @@ static void test_order_across_partial_writes(void **state)
     size_t total = 0;
     int rounds = 0;
     while (!sendq_empty(&q)) {
-        ssize_t w = sendq_flush(&q, fds[0]);
+        ssize_t w = sendq_flush(&q, &(struct io){ &io_plain_ops, fds[0], NULL });
         assert_true(w >= 0);
         total += tq_drain(fds[1], got + total, N * LEN - total);
         assert_true(++rounds < 10000);
@@ -93,7 +93,7 @@ static void test_drop_unsent_keeps_started_frame(void **state)
     assert_int_equal(sendq_push(&q, big), 0);
     assert_int_equal(sendq_push(&q, small), 0);
     assert_int_equal(sendq_push(&q, small), 0);
-    ssize_t w = sendq_flush(&q, fds[0]);
+    ssize_t w = sendq_flush(&q, &(struct io){ &io_plain_ops, fds[0], NULL });
     assert_true(w > 0 && (size_t)w < (1u << 20));     /* head started, not done */
     sendq_drop_unsent(&q);
     assert_int_equal(q.count, 1);
@@ -120,7 +120,7 @@ static void test_write_error_is_reported(void **state)
     rbuf_t *r = tq_frame(3, 100);
     assert_int_equal(sendq_push(&q, r), 0);
     rbuf_unref(r);
-    assert_int_equal(sendq_flush(&q, fds[0]), -EPIPE);
+    assert_int_equal(sendq_flush(&q, &(struct io){ &io_plain_ops, fds[0], NULL }), -EPIPE);
     sendq_clear(&q);
     close(fds[0]);
 }

@@ -1,0 +1,89 @@
+/* engine — where accepted messages get their id, are kept for resuming
+ * pages, and are handed to the local subscribers. An interface (a table of
+ * functions, as io.h is for sockets): engine_memory.c keeps everything in
+ * this process; an engine shared by several nodes (Redis) fills the same
+ * table.
+ *
+ * Arrows: sources (the publish socket) call engine_publish(); the engine
+ * calls the deliver function it was given (the hub) for every message,
+ * local or relayed from another node; sessions ask engine_history() for
+ * what a resuming page missed and get the answer through a callback, which
+ * a remote engine may call later (a memory engine calls it at once).
+ */
+#ifndef WSPUSH_ENGINE_H
+#define WSPUSH_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msg.h"
+#include "str.h"
+#include "wspush.h"
+
+typedef struct engine engine_t;
+
+/* Fan-out of an accepted message to this node's subscribers. Returns the
+ * deliveries queued. */
+typedef uint32_t engine_deliver_fn(void *ctx, struct msg *m);
+
+struct engine_publish {
+    const struct str *channels;   /* valid, distinct names */
+    int               nchannels;  /* 1..WSPUSH_MAX_CHANNELS */
+    struct str        data;       /* one JSON value, already validated */
+    struct str        id;         /* empty: the engine assigns one */
+};
+
+struct engine_result {
+    char     id[MSG_ID_MAX];
+    uint32_t deliveries;          /* queued on this node, summed over channels */
+};
+
+/* "What did I miss on these channels after this id?" */
+struct engine_query {
+    const struct str *channels;
+    int               nchannels;
+    struct str        after;      /* the page's last_id, as sent */
+    size_t            max_bytes;  /* slice budget (msg_bytes), 0 = all */
+};
+
+struct engine_item {
+    struct msg *m;                /* borrowed for the callback */
+    int         chan;             /* index among m's channels */
+};
+
+struct engine_answer {
+    int                       reset[WSPUSH_MAX_CHANNELS]; /* 1: gap cannot be filled */
+    const struct engine_item *items;   /* in id order, channels with reset[i] = 0 only */
+    size_t                    nitems;
+    int                       more;    /* slice ended at max_bytes: ask again ... */
+    char                      next[MSG_ID_MAX];  /* ... after this id */
+    int                       failed;  /* out of memory: treat every channel as reset */
+};
+
+typedef void engine_answer_fn(void *arg, const struct engine_answer *a);
+
+struct engine_ops {
+    /* 0, -ENOMEM (nothing delivered, no id used) or -EINVAL (an id given
+     * that this engine cannot accept). */
+    int         (*publish)(engine_t *e, const struct engine_publish *p, struct engine_result *r);
+    void        (*history)(engine_t *e, const struct engine_query *q, engine_answer_fn *cb, void *arg);
+    /* The newest id ("<epoch>-0" before the first), for the greeting. */
+    struct str  (*last_id)(const engine_t *e);
+    void        (*free)(engine_t *e);
+};
+
+/* The common head of every engine; implementations embed it first. */
+struct engine {
+    const struct engine_ops *ops;
+    engine_deliver_fn       *deliver;
+    void                    *deliver_ctx;
+};
+
+static inline int engine_publish(engine_t *e, const struct engine_publish *p, struct engine_result *r)
+{ return e->ops->publish(e, p, r); }
+static inline void engine_history(engine_t *e, const struct engine_query *q, engine_answer_fn *cb, void *arg)
+{ e->ops->history(e, q, cb, arg); }
+static inline struct str engine_last_id(const engine_t *e) { return e->ops->last_id(e); }
+static inline void engine_free(engine_t *e) { if (e) e->ops->free(e); }
+
+#endif

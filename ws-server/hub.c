@@ -1,0 +1,64 @@
+#include "hub.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+struct hub {
+    chan_registry_t *reg;
+    hub_deliver_fn  *deliver;
+};
+
+hub_t *hub_new(hub_deliver_fn *deliver)
+{
+    hub_t *hub = calloc(1, sizeof(*hub));
+    if (!hub)
+        return NULL;
+    hub->reg = chan_registry_new();
+    if (!hub->reg) {
+        free(hub);
+        return NULL;
+    }
+    hub->deliver = deliver;
+    return hub;
+}
+
+void hub_free(hub_t *hub)
+{
+    if (!hub)
+        return;
+    chan_registry_free(hub->reg);
+    free(hub);
+}
+
+int hub_subscribe(hub_t *hub, struct str name, struct chan_member *m)
+{
+    struct channel *ch = chan_lookup(hub->reg, name.p, name.len, 1);
+    if (!ch)
+        return -ENOMEM;
+    if (chan_subscribe(ch, m) < 0) {
+        chan_release(hub->reg, ch);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void hub_unsubscribe(hub_t *hub, struct chan_member *m) { chan_unsubscribe(hub->reg, m); }
+
+uint32_t hub_publish(hub_t *hub, struct msg *m)
+{
+    uint32_t total = 0;
+    for (int i = 0; i < msg_nchannels(m); i++) {
+        struct str name = msg_channel(m, i);
+        struct channel *ch = chan_lookup(hub->reg, name.p, name.len, 0);
+        if (!ch)
+            continue;
+        /* Delivering never unsubscribes (a closing subscriber leaves at
+         * the reap, after dispatch), so the member array is stable. */
+        uint32_t n = chan_count(ch);
+        for (uint32_t k = 0; k < n; k++)
+            total += (uint32_t)hub->deliver(chan_owner(ch, k), m, i);
+    }
+    return total;
+}
+
+size_t hub_channels(const hub_t *hub) { return chan_registry_size(hub->reg); }

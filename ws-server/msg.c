@@ -1,0 +1,143 @@
+#include "msg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "wspush.h"
+
+struct msg_chan {
+    uint16_t off;    /* name offset in text[] */
+    uint8_t  len;
+};
+
+struct msg {
+    uint32_t        refs;
+    uint8_t         nchannels;
+    uint8_t         idlen;
+    uint32_t        datalen;
+    uint32_t        dataoff;        /* data offset in text[] */
+    size_t          bytes;          /* msg_bytes() */
+    size_t         *account;        /* msg_account() */
+    rbuf_t        **enc;            /* MSG_SLOTS x nchannels, NULL until the first encoding */
+    struct msg_chan chans[WSPUSH_MAX_CHANNELS];
+    char            text[];         /* id, then channel names, then data */
+};
+
+struct msg *msg_new(struct str id, const struct str *channels, int nchannels, struct str data)
+{
+    if (id.len == 0 || id.len >= MSG_ID_MAX || nchannels < 1 || nchannels > WSPUSH_MAX_CHANNELS ||
+        data.len == 0 || data.len > UINT32_MAX)
+        return NULL;
+    size_t names = 0;
+    for (int i = 0; i < nchannels; i++) {
+        if (channels[i].len == 0 || channels[i].len > UINT8_MAX)
+            return NULL;
+        names += channels[i].len;
+    }
+    size_t size = sizeof(struct msg) + id.len + names + data.len;
+    struct msg *m = malloc(size);
+    if (!m)
+        return NULL;
+    m->refs = 1;
+    m->nchannels = (uint8_t)nchannels;
+    m->idlen = (uint8_t)id.len;
+    m->datalen = (uint32_t)data.len;
+    m->bytes = size;
+    m->account = NULL;
+    m->enc = NULL;
+    char *w = m->text;
+    memcpy(w, id.p, id.len);
+    w += id.len;
+    for (int i = 0; i < nchannels; i++) {
+        m->chans[i].off = (uint16_t)(w - m->text);
+        m->chans[i].len = (uint8_t)channels[i].len;
+        memcpy(w, channels[i].p, channels[i].len);
+        w += channels[i].len;
+    }
+    m->dataoff = (uint32_t)(w - m->text);
+    memcpy(w, data.p, data.len);
+    return m;
+}
+
+struct msg *msg_ref(struct msg *m)
+{
+    m->refs++;
+    return m;
+}
+
+void msg_unref(struct msg *m)
+{
+    if (!m || --m->refs > 0)
+        return;
+    if (m->enc) {
+        for (int i = 0; i < MSG_SLOTS * m->nchannels; i++)
+            rbuf_unref(m->enc[i]);
+        free(m->enc);
+    }
+    free(m);
+}
+
+struct str msg_id(const struct msg *m) { return (struct str){ m->text, m->idlen }; }
+int msg_nchannels(const struct msg *m) { return m->nchannels; }
+
+struct str msg_channel(const struct msg *m, int i)
+{
+    return (struct str){ m->text + m->chans[i].off, m->chans[i].len };
+}
+
+struct str msg_data(const struct msg *m)
+{
+    return (struct str){ m->text + m->dataoff, m->datalen };
+}
+
+static void msg_grow(struct msg *m, size_t n)
+{
+    m->bytes += n;
+    if (m->account)
+        *m->account += n;
+}
+
+rbuf_t *msg_encoding(struct msg *m, enum msg_slot slot, int chan, msg_encode_fn *enc)
+{
+    if (!m->enc) {
+        m->enc = calloc((size_t)MSG_SLOTS * m->nchannels, sizeof(*m->enc));
+        if (!m->enc)
+            return NULL;
+        msg_grow(m, (size_t)MSG_SLOTS * m->nchannels * sizeof(*m->enc));
+    }
+    rbuf_t **slotp = &m->enc[(size_t)slot * m->nchannels + (size_t)chan];
+    if (!*slotp) {
+        *slotp = enc(m, chan);
+        if (*slotp)
+            msg_grow(m, rbuf_len(*slotp));
+    }
+    return *slotp;
+}
+
+/* Channel names and ids hold no character that needs JSON escaping (see
+ * pattern.h and the id rule above), and data is one valid JSON value, so
+ * the envelope is assembled by concatenation. */
+static const char msg_p1[] = "{\"type\":\"message\",\"channel\":\"";
+static const char msg_p2[] = "\",\"id\":\"";
+static const char msg_p3[] = "\",\"data\":";
+
+size_t msg_envelope_len(const struct msg *m, int chan)
+{
+    return sizeof(msg_p1) - 1 + m->chans[chan].len + sizeof(msg_p2) - 1 + m->idlen +
+           sizeof(msg_p3) - 1 + m->datalen + 1;
+}
+
+void msg_envelope(const struct msg *m, int chan, unsigned char *w)
+{
+    struct str ch = msg_channel(m, chan), data = msg_data(m);
+    memcpy(w, msg_p1, sizeof(msg_p1) - 1); w += sizeof(msg_p1) - 1;
+    memcpy(w, ch.p, ch.len); w += ch.len;
+    memcpy(w, msg_p2, sizeof(msg_p2) - 1); w += sizeof(msg_p2) - 1;
+    memcpy(w, m->text, m->idlen); w += m->idlen;
+    memcpy(w, msg_p3, sizeof(msg_p3) - 1); w += sizeof(msg_p3) - 1;
+    memcpy(w, data.p, data.len); w += data.len;
+    *w = '}';
+}
+
+size_t msg_bytes(const struct msg *m) { return m->bytes; }
+void msg_account(struct msg *m, size_t *counter) { m->account = counter; }

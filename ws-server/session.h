@@ -1,0 +1,52 @@
+/* session — one page's subscription, whatever transport carries it: the
+ * query (channels, token, last_id), the token and channel checks, the
+ * channels joined in the hub, the "subscribed" greeting and the resume.
+ *
+ *   transport --session_open()--> session --hub_subscribe--> hub
+ *   hub --session_deliver()--> session --transport_ops--> transport
+ *
+ * The transport opens a session once its handshake succeeded and closes
+ * it when the connection is freed (after the loop pass, never inside a
+ * fan-out). All sessions of the process live in one sessions_t, which
+ * also serves "disconnect every connection of user U".
+ */
+#ifndef WSPUSH_SESSION_H
+#define WSPUSH_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfg.h"
+#include "engine.h"
+#include "hub.h"
+#include "str.h"
+#include "transport.h"
+
+typedef struct sessions sessions_t;
+struct session;
+
+/* cfg points at the live config pointer (a reload swaps it). */
+sessions_t *sessions_new(hub_t *hub, engine_t *engine, struct cfg *const *cfg);
+/* Every session must have been closed. */
+void        sessions_free(sessions_t *ss);
+
+/* Opens a session for the raw query string of an accepted handshake:
+ * checks it, subscribes, queues the greeting and, with last_id, the reset
+ * and replayed messages, all before any live message. Returns the session,
+ * or NULL with *close_code set: 4400 bad channel list, 4401 token missing,
+ * invalid or expired, 4403 a channel the token does not open, 1011 out of
+ * memory. */
+struct session *session_open(sessions_t *ss, struct str query, void *transport,
+                             const struct transport_ops *ops, int *close_code);
+/* Leaves every channel and frees the session. */
+void        session_close(struct session *s);
+
+/* The hub's deliver function (hub_deliver_fn): owner is a session. */
+int         session_deliver(void *owner, struct msg *m, int chan);
+
+/* Closes (4401) every session whose token's sub equals user. Returns how
+ * many. */
+uint32_t    sessions_disconnect_user(sessions_t *ss, struct str user);
+size_t      sessions_count(const sessions_t *ss);
+
+#endif
