@@ -211,6 +211,67 @@ out:
     return rc;
 }
 
+/* Forks a worker into every empty slot of pids. Returns 1 in a new worker
+ * (which goes on to serve), 0 in the supervisor. */
+static int main_spawn_workers(int n, pid_t *pids, int *alive, pid_t self)
+{
+    for (int i = 0; i < n; i++) {
+        if (pids[i] > 0)
+            continue;
+        pid_t pid = fork();
+        if (pid < 0) {
+            log_error("fork: %s", strerror(errno));
+            continue;
+        }
+        if (pid == 0) {
+            /* SIGTERM/SIGHUP stay blocked: one sent before the worker's
+             * signalfd exists waits for it instead of killing it. */
+            sigset_t chld;
+            sigemptyset(&chld);
+            sigaddset(&chld, SIGCHLD);
+            sigprocmask(SIG_UNBLOCK, &chld, NULL);
+            /* A supervisor killed outright takes its workers along. */
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() != self)
+                _exit(0);
+            return 1;
+        }
+        pids[i] = pid;
+        (*alive)++;
+    }
+    return 0;
+}
+
+/* Collects exited workers (SIGCHLD). While running, each one lost is
+ * logged and its slot emptied for a restart; while stopping, an unclean
+ * exit sets *status. Returns 1 when a worker must be restarted. */
+static int main_reap_workers(int n, pid_t *pids, int *alive, int stopping, int *status)
+{
+    int st, restart = 0;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        for (int i = 0; i < n; i++) {
+            if (pids[i] != pid)
+                continue;
+            pids[i] = 0;
+            (*alive)--;
+            if (stopping) {
+                if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                    *status = 1;
+            } else if (WIFSIGNALED(st)) {
+                log_error("worker process %d killed by signal %d: starting a new one",
+                          (int)pid, WTERMSIG(st));
+                restart = 1;
+            } else {
+                log_error("worker process %d exited with %d: starting a new one", (int)pid,
+                          WEXITSTATUS(st));
+                restart = 1;
+            }
+        }
+    }
+    return restart;
+}
+
 /* The supervisor: keeps n worker processes serving the socket. A worker
  * that crashes or is killed costs the requests it had in flight, never the
  * service; requests arriving meanwhile wait in the backlog or go to the
@@ -234,30 +295,9 @@ static int main_supervise(int n, const char *path, struct cfg **cfg)
     }
     int stopping = 0, alive = 0, status = 0;
     for (;;) {
-        for (int i = 0; i < n && !stopping; i++) {
-            if (pids[i] > 0)
-                continue;
-            pid_t pid = fork();
-            if (pid < 0) {
-                log_error("fork: %s", strerror(errno));
-                continue;
-            }
-            if (pid == 0) {
-                /* SIGTERM/SIGHUP stay blocked: one sent before the worker's
-                 * signalfd exists waits for it instead of killing it. */
-                sigset_t chld;
-                sigemptyset(&chld);
-                sigaddset(&chld, SIGCHLD);
-                sigprocmask(SIG_UNBLOCK, &chld, NULL);
-                /* A supervisor killed outright takes its workers along. */
-                prctl(PR_SET_PDEATHSIG, SIGTERM);
-                if (getppid() != self)
-                    _exit(0);
-                free(pids);
-                return -1;
-            }
-            pids[i] = pid;
-            alive++;
+        if (!stopping && main_spawn_workers(n, pids, &alive, self)) {
+            free(pids);
+            return -1;
         }
         if (stopping && alive == 0)
             break;
@@ -290,31 +330,7 @@ static int main_supervise(int n, const char *path, struct cfg **cfg)
                     kill(pids[i], sig == SIGHUP ? SIGHUP : SIGTERM);
             continue;
         }
-        if (sig != SIGCHLD)
-            continue;
-        int st, restart = 0;
-        pid_t pid;
-        while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-            for (int i = 0; i < n; i++) {
-                if (pids[i] != pid)
-                    continue;
-                pids[i] = 0;
-                alive--;
-                if (stopping) {
-                    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-                        status = 1;
-                } else if (WIFSIGNALED(st)) {
-                    log_error("worker process %d killed by signal %d: starting a new one",
-                              (int)pid, WTERMSIG(st));
-                    restart = 1;
-                } else {
-                    log_error("worker process %d exited with %d: starting a new one", (int)pid,
-                              WEXITSTATUS(st));
-                    restart = 1;
-                }
-            }
-        }
-        if (restart)
+        if (sig == SIGCHLD && main_reap_workers(n, pids, &alive, stopping, &status))
             nanosleep(&(struct timespec){ .tv_nsec = MAIN_RESTART_DELAY_MS * 1000000L }, NULL);
     }
     free(pids);

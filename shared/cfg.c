@@ -333,37 +333,12 @@ static int cfg_set_list(struct cfg_ctx *x, const struct cfg_key *k, struct cfg_l
     }
 }
 
-static int cfg_handler(void *user, const char *section, const char *name, const char *value)
+/* Stores value into the field of key k (first: the file's first line for
+ * this key). Returns inih's 1 to go on, or cfg_fail's 0. */
+static int cfg_set_value(struct cfg_ctx *x, const struct cfg_key *k, const char *value, int first)
 {
-    struct cfg_ctx *x = user;
-    if (x->err_line)
-        return 1;   /* keep inih's first-error line equal to ours */
-
-    int ki = -1, section_known = 0;
-    for (int i = 0; i < CFG_NKEYS; i++) {
-        if (strcmp(cfg_keys[i].section, section) != 0)
-            continue;
-        section_known = 1;
-        if (strcmp(cfg_keys[i].name, name) == 0) {
-            ki = i;
-            break;
-        }
-    }
-    if (!section_known)
-        return *section ? cfg_fail(x, name, "unknown section [%s]", section)
-                        : cfg_fail(x, name, "outside any [section]");
-    if (ki < 0)
-        return cfg_fail(x, name, "unknown key in [%s]", section);
-
-    const struct cfg_key *k = &cfg_keys[ki];
+    const char *name = k->name;
     void *field = (char *)x->c + k->off;
-    int first = x->seen[ki] == 0;
-    if (!first && k->type != CFG_T_LIST)
-        return cfg_fail(x, name, "set again (first on line %d); only list keys repeat",
-                        x->seen[ki]);
-    if (first)
-        x->seen[ki] = x->lineno;
-
     long n = 0;
     switch (k->type) {
     case CFG_T_STR:
@@ -424,6 +399,38 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
         return cfg_set_list(x, k, field, value);
     }
     return 1;
+}
+
+static int cfg_handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct cfg_ctx *x = user;
+    if (x->err_line)
+        return 1;   /* keep inih's first-error line equal to ours */
+
+    int ki = -1, section_known = 0;
+    for (int i = 0; i < CFG_NKEYS; i++) {
+        if (strcmp(cfg_keys[i].section, section) != 0)
+            continue;
+        section_known = 1;
+        if (strcmp(cfg_keys[i].name, name) == 0) {
+            ki = i;
+            break;
+        }
+    }
+    if (!section_known)
+        return *section ? cfg_fail(x, name, "unknown section [%s]", section)
+                        : cfg_fail(x, name, "outside any [section]");
+    if (ki < 0)
+        return cfg_fail(x, name, "unknown key in [%s]", section);
+
+    const struct cfg_key *k = &cfg_keys[ki];
+    int first = x->seen[ki] == 0;
+    if (!first && k->type != CFG_T_LIST)
+        return cfg_fail(x, name, "set again (first on line %d); only list keys repeat",
+                        x->seen[ki]);
+    if (first)
+        x->seen[ki] = x->lineno;
+    return cfg_set_value(x, k, value, first);
 }
 
 /* fgets-style reader that counts lines and refuses what inih would

@@ -2,21 +2,9 @@
  * socket, spoken by fcgi-publisher and the wspush CLI). Pure: no I/O, no
  * allocation while decoding; decoded strings point into the caller's buffer.
  *
- * Every frame, both directions (integers big-endian):
- *
- *     u32 length      bytes that follow this field (type .. end)
- *     u8  type
- *     u32 request id  chosen by the client, echoed in the answer
- *     ...body
- *
- * Requests                                  Answers (one per request, in order)
- *   0x01 PUBLISH   u8 n (1..32),              0x81 ACK          u32 subscribers,
- *                  n x (u8 len, channel),                       u8 len, message id
- *                  u32 len, data (one JSON value, UTF-8)
- *   0x02 DISCONNECT u8 len (1..255), user     0x82 DISCONNECTED u32 connections closed
- *                                             0xFF ERROR        u16 code, u8 len, text
- *
- * A client may pipeline: write many requests, read the answers in order.
+ * The protocol itself (frame layout, request and answer types, error
+ * codes, pipelining) is documented once, in docs/protocol.md, section
+ * "The publish socket protocol"; the enums below are its numbers.
  */
 #ifndef WSPUSH_IPC_H
 #define WSPUSH_IPC_H
