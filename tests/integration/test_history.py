@@ -177,3 +177,37 @@ def test_corrupt_history_file_is_reported_and_ignored(env):
             await c.close()
         run(go())
         assert env.stop_ws() == 0
+
+
+def _fnv1a(data):
+    h = 2166136261
+    for b in data:
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def test_history_file_of_the_frame_format_is_refused_with_a_reset(env):
+    """A history_file saved by a wspush that kept WebSocket frames (format
+    1, "WSPUSHH1") is refused with a clear message; pages resuming from
+    that run get a reset, and the file is not read twice."""
+    import struct
+    hist = env.dir / "history.bin"
+    epoch, chan = 0x6000_0000, b"public/r"
+    payload = b'{"type":"message","channel":"public/r","id":"60000000-1","data":1}'
+    frame = bytes([0x81, len(payload)]) + payload
+    body = b"WSPUSHH1" + struct.pack(">IQQI", epoch, 1, 0, 1)
+    body += struct.pack(">QQB", 1, 0, len(chan)) + chan + struct.pack(">I", len(frame)) + frame
+    hist.write_bytes(body + struct.pack(">I", _fnv1a(body)))
+    env.sections["ws-server"]["history_file"] = str(hist)
+    env.write_ini()
+    env.start_ws()
+    log = env.log_text()
+    assert "history not restored" in log and "older wspush" in log
+    assert not hist.exists()
+
+    async def go():
+        c, hello = await connect(env, "channels=public/r&last_id=60000000-0")
+        assert hello["last_id"].split("-")[0] != "60000000"
+        assert (await drain(c, 0.2)) == [{"type": "reset", "channels": ["public/r"]}]
+        await c.close()
+    run(go())
