@@ -337,28 +337,17 @@ static int main_supervise(int n, const char *path, struct cfg **cfg)
     return status;
 }
 
-static void main_usage(FILE *f)
-{
-    fprintf(f, "usage: fcgi-publisher [-c FILE] [-t]\n"
-               "  -c FILE  configuration (default /etc/wspush/wspush.ini)\n"
-               "  -t       check the configuration and exit\n"
-               "Listens on [publisher] listen (Unix path or host:port), or on fd 0\n"
-               "when started by the web server (mod_fcgid, spawn-fcgi).\n");
-}
-
 int main(int argc, char **argv)
 {
-    const char *path = "/etc/wspush/wspush.ini";
-    int check_only = 0, opt;
+    const char *path;
+    int check_only;
     char err[512];
-    while ((opt = getopt(argc, argv, "c:th")) != -1) {
-        switch (opt) {
-        case 'c': path = optarg; break;
-        case 't': check_only = 1; break;
-        case 'h': main_usage(stdout); return 0;
-        default: main_usage(stderr); return 2;
-        }
-    }
+    int args = cfg_args(argc, argv, "fcgi-publisher",
+                        "Listens on [publisher] listen (Unix path or host:port), or on fd 0\n"
+                        "when started by the web server (mod_fcgid, spawn-fcgi).\n",
+                        &path, &check_only);
+    if (args <= 0)
+        return args == 0 ? 0 : 2;
     log_init("fcgi-publisher", LOG_INFO);
     /* Blocked from the start: a SIGHUP (logrotate) during start-up waits
      * for the loop's signalfd or the supervisor's sigwait instead of

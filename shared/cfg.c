@@ -652,3 +652,28 @@ out:
     fclose(x.f);
     return ret;
 }
+
+static void cfg_usage(FILE *f, const char *program, const char *about)
+{
+    fprintf(f, "usage: %s [-c FILE] [-t]\n"
+               "  -c FILE  configuration (default " CFG_DEFAULT_PATH ")\n"
+               "  -t       check the configuration and exit\n%s",
+            program, about ? about : "");
+}
+
+int cfg_args(int argc, char **argv, const char *program, const char *about, const char **path,
+             int *check_only)
+{
+    int opt;
+    *path = CFG_DEFAULT_PATH;
+    *check_only = 0;
+    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+        switch (opt) {
+        case 'c': *path = optarg; break;
+        case 't': *check_only = 1; break;
+        case 'h': cfg_usage(stdout, program, about); return 0;
+        default: cfg_usage(stderr, program, about); return -1;
+        }
+    }
+    return 1;
+}

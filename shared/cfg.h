@@ -107,6 +107,16 @@ struct cfg {
 
 enum cfg_auth { CFG_AUTH_REMOTE_USER = 0, CFG_AUTH_JWT = 1 };
 
+#define CFG_DEFAULT_PATH "/etc/wspush/wspush.ini"
+
+/* The command line both servers share: [-c FILE] [-t] [-h]. Sets *path
+ * (CFG_DEFAULT_PATH unless -c) and *check_only (-t). On -h prints the
+ * usage to stdout and returns 0 (exit 0); on a bad option prints it to
+ * stderr and returns -1 (exit 2); else returns 1. about, when not NULL, is
+ * the program's own lines after the common ones. */
+int  cfg_args(int argc, char **argv, const char *program, const char *about, const char **path,
+              int *check_only);
+
 /* Fills c with every default. Allocates nothing (the default `listen`
  * entry is static): a struct holding only defaults needs no cfg_free(). */
 void cfg_defaults(struct cfg *c);

@@ -10,13 +10,6 @@
 #include "log.h"
 #include "server.h"
 
-static void main_usage(FILE *f)
-{
-    fprintf(f, "usage: ws-server [-c FILE] [-t]\n"
-               "  -c FILE  configuration (default /etc/wspush/wspush.ini)\n"
-               "  -t       check the configuration and exit\n");
-}
-
 /* One descriptor per connection plus listeners and publishers: lift the
  * soft limit toward max_connections (never past the hard limit). */
 static void main_raise_fd_limit(const struct cfg *cfg)
@@ -33,17 +26,11 @@ static void main_raise_fd_limit(const struct cfg *cfg)
 
 int main(int argc, char **argv)
 {
-    const char *path = "/etc/wspush/wspush.ini";
-    int check_only = 0;
-    int opt;
-    while ((opt = getopt(argc, argv, "c:th")) != -1) {
-        switch (opt) {
-        case 'c': path = optarg; break;
-        case 't': check_only = 1; break;
-        case 'h': main_usage(stdout); return 0;
-        default: main_usage(stderr); return 2;
-        }
-    }
+    const char *path;
+    int check_only;
+    int args = cfg_args(argc, argv, "ws-server", NULL, &path, &check_only);
+    if (args <= 0)
+        return args == 0 ? 0 : 2;
     log_init("ws-server", LOG_INFO);
     struct cfg *cfg = malloc(sizeof(*cfg));
     char err[512];
