@@ -12,13 +12,14 @@
 
 #include "buf.h"
 #include "fcgi.h"
+#include "list.h"
+#include "listener.h"
 #include "log.h"
 
 #define FRONT_READ_CHUNK     16384
 /* Bytes read from one connection per wake-up: the others get their turn. */
 #define FRONT_READ_PER_PASS  (256 * 1024)
 #define FRONT_ACCEPT_PER_PASS 64
-#define FRONT_ACCEPT_PAUSE_MS 100
 /* A buffer grown past this by one big request is released once it is
  * answered, so a keep-alive connection idles small. */
 #define FRONT_KEEP_BUF_MAX   (64 * 1024)
@@ -63,19 +64,24 @@ struct front_conn {
     front_t           *f;
     struct buf         in, out;
     struct front_req   req;
-    struct front_conn *prev, *next;   /* every live connection */
-    struct front_conn *next_dirty;    /* output waiting for front_flush */
-    struct front_conn *next_dead;     /* closed this pass, freed by front_flush */
+    /* On f->conns while open; on f->dead from front_conn_close() until
+     * front_flush() frees it (never inside its own callback). */
+    struct list_node   node;
+    struct front_conn *next_dirty;    /* output waiting for front_flush (if dirty) */
     uint8_t            dirty, closing, dead;
 };
 
 struct front {
     ev_loop_t            *loop;
-    struct ev_io          listen;
-    struct ev_timer       accept_pause;
+    /* Accepts on a duplicate of the caller's fd (listener_stop closes it;
+     * the caller's stays the caller's, as front.h promises). */
+    struct listener       listener;
     struct front_handlers h;
     struct front_limits   limits;
-    struct front_conn    *conns, *dirty, *dead;
+    struct list           conns, dead;
+    /* Singly linked through next_dirty, pushed at the head: O(1), and a
+     * connection is on it at most once (its dirty flag). */
+    struct front_conn    *dirty;
     size_t                busy;
     int                   stopping;
 };
@@ -202,14 +208,7 @@ static void front_conn_close(struct front_conn *c)
     ev_io_stop(f->loop, &c->io);
     ev_timer_stop(f->loop, &c->stall);
     close(c->io.fd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        f->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->next_dead = f->dead;
-    f->dead = c;
+    list_move(&f->conns, &f->dead, &c->node);
 }
 
 static void front_conn_free(struct front_conn *c)
@@ -506,46 +505,22 @@ static void front_conn_io(ev_loop_t *loop, struct ev_io *io, unsigned events)
 
 /* ---- listening --------------------------------------------------------- */
 
-static void front_accept_resume(ev_loop_t *loop, struct ev_timer *t)
+/* The listener hands over each accepted connection. */
+static void front_accept(struct listener *l, int fd, void *data)
 {
-    front_t *f = ev_container_of(t, front_t, accept_pause);
-    if (!f->stopping)
-        ev_io_set(loop, &f->listen, EV_READ);
-}
-
-static void front_accept(ev_loop_t *loop, struct ev_io *io, unsigned events)
-{
-    (void)events;
-    front_t *f = ev_container_of(io, front_t, listen);
-    for (int i = 0; i < FRONT_ACCEPT_PER_PASS && !f->stopping; i++) {
-        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            /* Out of fds or memory: the web server's connections wait in
-             * the backlog until some close. */
-            log_warn("front: accept: %s; pausing %d ms", strerror(errno), FRONT_ACCEPT_PAUSE_MS);
-            ev_io_set(loop, &f->listen, 0);
-            ev_timer_start(loop, &f->accept_pause, FRONT_ACCEPT_PAUSE_MS, front_accept_resume);
-            return;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails on Unix: fine */
-        struct front_conn *c = calloc(1, sizeof *c);
-        if (!c || ev_io_start(loop, &c->io, fd, EV_READ, front_conn_io) < 0) {
-            free(c);
-            close(fd);
-            continue;
-        }
-        c->f = f;
-        c->req.conn = c;
-        c->next = f->conns;
-        if (f->conns)
-            f->conns->prev = c;
-        f->conns = c;
+    (void)l;
+    front_t *f = data;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails on Unix: fine */
+    struct front_conn *c = calloc(1, sizeof *c);
+    if (!c || ev_io_start(f->loop, &c->io, fd, EV_READ, front_conn_io) < 0) {
+        free(c);
+        close(fd);
+        return;
     }
+    c->f = f;
+    c->req.conn = c;
+    list_push(&f->conns, &c->node);
 }
 
 front_t *front_new(ev_loop_t *loop, int listen_fd, const struct front_limits *limits,
@@ -557,10 +532,19 @@ front_t *front_new(ev_loop_t *loop, int listen_fd, const struct front_limits *li
     f->loop = loop;
     f->h = *h;
     f->limits = *limits;
-    int fl = fcntl(listen_fd, F_GETFL);
-    if (fl < 0 || fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-        ev_io_start(loop, &f->listen, listen_fd, EV_READ, front_accept) < 0) {
+    list_init(&f->conns);
+    list_init(&f->dead);
+    int fd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
         free(f);
+        return NULL;
+    }
+    int rc = listener_start(&f->listener, loop, fd, "front", FRONT_ACCEPT_PER_PASS,
+                            front_accept, f);
+    if (rc < 0) {
+        close(fd);
+        free(f);
+        errno = -rc;
         return NULL;
     }
     return f;
@@ -577,10 +561,10 @@ void front_flush(front_t *f)
         if (!c->dead)
             front_conn_send(c);
     }
-    while (f->dead) {
-        struct front_conn *c = f->dead;
-        f->dead = c->next_dead;
-        front_conn_free(c);
+    struct list_node *n;
+    while ((n = list_first(&f->dead))) {
+        list_remove(&f->dead, n);
+        front_conn_free(list_entry(n, struct front_conn, node));
     }
 }
 
@@ -589,9 +573,10 @@ void front_stop(front_t *f)
     if (f->stopping)
         return;
     f->stopping = 1;
-    ev_io_stop(f->loop, &f->listen);
-    ev_timer_stop(f->loop, &f->accept_pause);
-    for (struct front_conn *c = f->conns; c; c = c->next) {
+    listener_stop(&f->listener);
+    struct list_node *n, *tmp;
+    list_for_each_safe(n, tmp, &f->conns) {
+        struct front_conn *c = list_entry(n, struct front_conn, node);
         c->closing = 1;
         front_mark_dirty(c);          /* idle ones close at the next flush */
     }
@@ -599,17 +584,17 @@ void front_stop(front_t *f)
 
 size_t front_busy(const front_t *f) { return f->busy; }
 
-int front_drained(const front_t *f) { return f->conns == NULL; }
+int front_drained(const front_t *f) { return list_empty(&f->conns); }
 
 void front_free(front_t *f)
 {
     if (!f)
         return;
-    while (f->conns)
-        front_conn_close(f->conns);
+    struct list_node *n;
+    while ((n = list_first(&f->conns)))
+        front_conn_close(list_entry(n, struct front_conn, node));
     f->dirty = NULL;
     front_flush(f);
-    ev_io_stop(f->loop, &f->listen);
-    ev_timer_stop(f->loop, &f->accept_pause);
+    listener_stop(&f->listener);
     free(f);
 }

@@ -51,8 +51,12 @@ struct front_handlers {
     void *ctx;
 };
 
-/* Serves listen_fd (made non-blocking; not closed by front_free). NULL
- * when memory runs out. */
+/* Serves listen_fd (made non-blocking; not closed by front_free or
+ * front_stop: front accepts on a duplicate of its own). Accepting goes
+ * through a struct listener (listener.h): a bounded number of
+ * connections per wake-up, and a pause instead of a spin when fds run
+ * out. NULL with errno set when memory or fds run out or the fd cannot be
+ * watched. */
 front_t *front_new(ev_loop_t *loop, int listen_fd, const struct front_limits *limits,
                    const struct front_handlers *h);
 /* Closes every connection, cancelling (on_cancel) unanswered requests. */
@@ -60,8 +64,9 @@ void     front_free(front_t *f);
 /* For the requests that begin from now on. */
 void     front_set_limits(front_t *f, const struct front_limits *limits);
 
-/* Graceful stop: accept nothing more and close connections as soon as they
- * are idle. front_busy() then reaches 0 once every request is answered. */
+/* Graceful stop: accept nothing more (the duplicate fd is closed, so the
+ * caller's socket and its backlog are left to other processes sharing it)
+ * and close connections as soon as they are idle. front_busy() then reaches 0 once every request is answered. */
 void     front_stop(front_t *f);
 /* Requests received and not yet answered. */
 size_t   front_busy(const front_t *f);

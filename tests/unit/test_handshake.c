@@ -30,7 +30,7 @@
 
 enum { PARSED = 1 };   /* hs_parse consumed the whole head */
 
-enum origin_list { ANY_ORIGIN, ONLY_EXAMPLE, STAR };
+enum origin_list { ANY_ORIGIN, ONLY_EXAMPLE, STAR, WITH_PORTS };
 
 struct hs_case {
     const char *name;
@@ -68,8 +68,31 @@ static const struct hs_case cases[] = {
     { "origin suffix", RL WS_HDRS "Origin: https://example.com.evil\r\n" END,
       PARSED, HS_FORBIDDEN, ONLY_EXAMPLE },
     { "origin null", RL WS_HDRS "Origin: null\r\n" END, PARSED, HS_FORBIDDEN, ONLY_EXAMPLE },
+    { "origin default port written", RL WS_HDRS "Origin: https://example.com:443\r\n" END,
+      PARSED, HS_UPGRADE, ONLY_EXAMPLE },
+    { "origin default port, any case", RL WS_HDRS "Origin: HTTPS://EXAMPLE.com:443\r\n" END,
+      PARSED, HS_UPGRADE, ONLY_EXAMPLE },
+    { "origin http port 443", RL WS_HDRS "Origin: http://example.com:443\r\n" END,
+      PARSED, HS_FORBIDDEN, ONLY_EXAMPLE },
+    { "origin entry port 80, header none", RL WS_HDRS "Origin: http://site.example\r\n" END,
+      PARSED, HS_UPGRADE, WITH_PORTS },
+    { "origin entry port 80, header 80", RL WS_HDRS "Origin: http://site.example:80\r\n" END,
+      PARSED, HS_UPGRADE, WITH_PORTS },
+    { "origin entry port 80, header 8080", RL WS_HDRS "Origin: http://site.example:8080\r\n" END,
+      PARSED, HS_FORBIDDEN, WITH_PORTS },
+    { "origin entry port 8443", RL WS_HDRS "Origin: https://app.example:8443\r\n" END,
+      PARSED, HS_UPGRADE, WITH_PORTS },
+    { "origin entry port 8443, header none", RL WS_HDRS "Origin: https://app.example\r\n" END,
+      PARSED, HS_FORBIDDEN, WITH_PORTS },
+    { "origin with path", RL WS_HDRS "Origin: https://example.com/\r\n" END,
+      PARSED, HS_FORBIDDEN, ONLY_EXAMPLE },
+    { "origin with userinfo", RL WS_HDRS "Origin: https://evil.example@example.com\r\n" END,
+      PARSED, HS_FORBIDDEN, ONLY_EXAMPLE },
+    { "origin empty port", RL WS_HDRS "Origin: https://example.com:\r\n" END,
+      PARSED, HS_FORBIDDEN, ONLY_EXAMPLE },
     { "origin star", RL WS_HDRS "Origin: https://evil.example\r\n" END,
       PARSED, HS_UPGRADE, STAR },
+    { "origin star admits null", RL WS_HDRS "Origin: null\r\n" END, PARSED, HS_UPGRADE, STAR },
     { "origin empty list", RL WS_HDRS "Origin: https://evil.example\r\n" END,
       PARSED, HS_UPGRADE, ANY_ORIGIN },
     { "POST", "POST /ws HTTP/1.1\r\n" WS_HDRS END, PARSED, HS_BAD_REQUEST, ANY_ORIGIN },
@@ -142,6 +165,8 @@ static void origins_for(enum origin_list which, struct cfg_list *l)
     static char example[] = "https://example.com";
     static char other[] = "https://other.example";
     static char star[] = "*";
+    static char site80[] = "http://site.example:80";
+    static char app8443[] = "https://app.example:8443";
     memset(l, 0, sizeof(*l));
     if (which == ONLY_EXAMPLE) {
         l->n = 2;
@@ -150,6 +175,10 @@ static void origins_for(enum origin_list which, struct cfg_list *l)
     } else if (which == STAR) {
         l->n = 1;
         l->items[0] = star;
+    } else if (which == WITH_PORTS) {
+        l->n = 2;
+        l->items[0] = site80;
+        l->items[1] = app8443;
     }
 }
 

@@ -76,6 +76,11 @@ static const struct to_case to_cases[] = {
     { "http://site.example", NULL, NULL, NULL, "http", NULL, 1, 1, 0, ORIGIN_E_FOREIGN },
     { "http://site.example", NULL, NULL, NULL, "http", "site.example/x", 1, 1, 0, ORIGIN_E_FOREIGN },
     { "http://evil.example", NULL, NULL, NULL, "http", "x@evil.example", 1, 1, 0, ORIGIN_E_FOREIGN },
+    /* an Origin is bare: a path, query or userinfo is no browser's */
+    { "http://site.example/", NULL, NULL, NULL, "http", "site.example", 1, 1, 0, ORIGIN_E_FOREIGN },
+    { "http://site.example?x", NULL, NULL, NULL, "http", "site.example", 1, 1, 0, ORIGIN_E_FOREIGN },
+    { "http://u@site.example", NULL, NULL, NULL, "http", "site.example", 1, 1, 0, ORIGIN_E_FOREIGN },
+    { "https://app.example/x", NULL, NULL, NULL, "http", "site.example", 1, 1, 1, ORIGIN_E_FOREIGN },
     /* Referer when Origin is absent; Origin wins when both are there */
     { NULL, "http://site.example/page?x", NULL, NULL, "http", "site.example", 1, 1, 0, 0 },
     { "", "http://site.example/page", NULL, NULL, "http", "site.example", 1, 1, 0, 0 },
@@ -132,10 +137,72 @@ static void test_listed(void **state)
     assert_int_equal(origin_is_listed("https://app.example:443", &list), 1);
     assert_int_equal(origin_is_listed("http://app.example", &list), 0);
     assert_int_equal(origin_is_listed("null", &list), 0);
+    assert_int_equal(origin_is_listed("https://app.example/", &list), 0);
+    assert_int_equal(origin_is_listed("https://x@app.example", &list), 0);
     assert_int_equal(origin_is_listed(NULL, &list), 0);
     assert_int_equal(origin_is_listed("https://app.example", &none), 0);
     for (int c = ORIGIN_E_NO_MARKER; c <= ORIGIN_E_CROSS_SITE; c++)
         assert_true(strlen(origin_strerror(c)) > 0);
+}
+
+/* origin_allowed: the header value is (pointer, length), compared against
+ * every entry canonicalised; "*" admits anything; an empty list nothing. */
+static void test_allowed(void **state)
+{
+    (void)state;
+    char *items[] = { "https://a.example", "http://site.example:80", "http://b.example:8080" };
+    char *star_items[] = { "https://a.example", "*" };
+    struct cfg_list list = { 3, { items[0], items[1], items[2] } };
+    struct cfg_list star = { 2, { star_items[0], star_items[1] } }, none = { 0 };
+    static const struct { const char *origin; int want; } t[] = {
+        { "https://a.example", 1 },
+        { "https://a.example:443", 1 },
+        { "HTTPS://A.EXAMPLE:443", 1 },
+        { "http://site.example", 1 },
+        { "http://site.example:80", 1 },
+        { "http://Site.Example", 1 },
+        { "http://b.example:8080", 1 },
+        { "http://b.example", 0 },
+        { "http://b.example:80", 0 },
+        { "http://site.example:8080", 0 },
+        { "https://site.example", 0 },
+        { "http://a.example", 0 },
+        { "https://a.example:8443", 0 },
+        { "https://a.example.evil", 0 },
+        { "https://evil.a.example", 0 },
+        { "https://a.example/", 0 },
+        { "https://a.example/x", 0 },
+        { "https://a.example?x", 0 },
+        { "https://a.example#x", 0 },
+        { "https://evil@a.example", 0 },
+        { "https://a.example:", 0 },
+        { "https://a.example:0443x", 0 },
+        { "null", 0 },
+        { "", 0 },
+        { "a.example", 0 },
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        size_t n = strlen(t[i].origin);
+        /* Not NUL-terminated: the value sits in a larger header buffer. */
+        char buf[128];
+        memcpy(buf, t[i].origin, n);
+        memcpy(buf + n, ":1/x", 5);
+        if (origin_allowed(buf, n, &list) != t[i].want)
+            fail_msg("'%s': want %d", t[i].origin, t[i].want);
+        assert_int_equal(origin_allowed(buf, n, &star), 1);
+        assert_int_equal(origin_allowed(buf, n, &none), 0);
+    }
+    /* Every strict prefix of an allowed origin is refused or another origin. */
+    const char *full = "https://a.example:443";
+    for (size_t k = 0; k < strlen(full); k++)
+        if (origin_allowed(full, k, &list) && k != strlen("https://a.example"))
+            fail_msg("prefix %zu of '%s' allowed", k, full);
+    assert_int_equal(origin_allowed(NULL, 0, &list), 0);
+    assert_int_equal(origin_allowed(NULL, 0, &star), 1);
+    /* A list entry that is no origin matches nothing, even itself. */
+    char *bad_items[] = { "a.example" };
+    struct cfg_list bad = { 1, { bad_items[0] } };
+    assert_int_equal(origin_allowed("a.example", 9, &bad), 0);
 }
 
 int main(void)
@@ -144,6 +211,7 @@ int main(void)
         cmocka_unit_test(test_canon),
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_listed),
+        cmocka_unit_test(test_allowed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,8 +4,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define ORIGIN_MAX 300
-
 int origin_canon(const char *s, size_t len, char *out, size_t outlen)
 {
     const char *end = s + len;
@@ -93,12 +91,41 @@ static int origin_in_list(const char *canon, const struct cfg_list *allowed)
     return 0;
 }
 
-int origin_is_listed(const char *origin, const struct cfg_list *allowed)
+/* An Origin header is a bare scheme://host[:port] (RFC 6454 7.1): what the
+ * canonicaliser would cut off (path, query, userinfo) means a client
+ * making the value up, not a browser. A Referer is a URL and may have them. */
+static int origin_is_bare(const char *s, size_t len)
+{
+    const char *sep = len >= 3 ? memmem(s, len, "://", 3) : NULL;
+    if (!sep)
+        return 0;
+    for (const char *q = sep + 3; q < s + len; q++)
+        if (*q == '/' || *q == '?' || *q == '#' || *q == '@' || *q == '\\')
+            return 0;
+    return 1;
+}
+
+/* The one comparison both programs make: a bare Origin value against the
+ * list's entries, both canonicalised. */
+static int origin_match(const char *origin, size_t len, const struct cfg_list *allowed)
 {
     char c[ORIGIN_MAX];
-    if (!origin || origin_canon(origin, strlen(origin), c, sizeof c) < 0)
+    if (!origin || !origin_is_bare(origin, len) || origin_canon(origin, len, c, sizeof c) < 0)
         return 0;
     return origin_in_list(c, allowed);
+}
+
+int origin_allowed(const char *origin, size_t len, const struct cfg_list *allowed)
+{
+    for (int i = 0; i < allowed->n; i++)
+        if (strcmp(allowed->items[i], "*") == 0)
+            return 1;
+    return origin_match(origin, len, allowed);
+}
+
+int origin_is_listed(const char *origin, const struct cfg_list *allowed)
+{
+    return origin && origin_match(origin, strlen(origin), allowed);
 }
 
 static int origin_is_self(const char *canon, const struct origin_req *r)
@@ -123,6 +150,8 @@ int origin_check(const struct origin_req *r, const struct cfg_list *allowed)
     if (r->sec_fetch_site && strcasecmp(r->sec_fetch_site, "cross-site") == 0)
         return ORIGIN_E_CROSS_SITE;
     const char *src = r->origin && *r->origin ? r->origin : NULL;
+    if (src && !origin_is_bare(src, strlen(src)))
+        return ORIGIN_E_FOREIGN;
     if (!src)
         src = r->referer && *r->referer ? r->referer : NULL;
     if (!src)
