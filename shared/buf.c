@@ -117,3 +117,14 @@ void rbuf_unref(rbuf_t *r)
     if (r && --r->refs == 0)
         free(r);
 }
+
+uint32_t buf_fnv1a(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 16777619u;
+    }
+    return h;
+}

@@ -50,6 +50,15 @@ static inline void buf_put_u16(unsigned char *p, uint16_t v) { p[0] = v >> 8; p[
 static inline void buf_put_u32(unsigned char *p, uint32_t v)
 { p[0] = v >> 24; p[1] = (v >> 16) & 0xff; p[2] = (v >> 8) & 0xff; p[3] = v & 0xff; }
 
+static inline uint64_t buf_get_u64(const unsigned char *p)
+{ return (uint64_t)buf_get_u32(p) << 32 | buf_get_u32(p + 4); }
+static inline void buf_put_u64(unsigned char *p, uint64_t v)
+{ buf_put_u32(p, (uint32_t)(v >> 32)); buf_put_u32(p + 4, (uint32_t)v); }
+
+/* 32-bit FNV-1a: the checksum of the files ws-server saves across a
+ * restart (it detects truncation and corruption, not tampering). */
+uint32_t buf_fnv1a(const void *p, size_t n);
+
 typedef struct rbuf rbuf_t;
 
 /* A new blob of `len` bytes with one reference; fill it through

@@ -5,9 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "cfg.h"
+#include "file.h"
 #include "pattern.h"
 #include "utf8.h"
 
@@ -270,32 +269,11 @@ size_t history_bytes(const history_t *h) { return h->bytes; }
 #define HIST_MAGIC    "WSPUSHH2"
 #define HIST_MAGIC_V1 "WSPUSHH1"
 
-static void hist_put64(unsigned char *p, uint64_t v)
-{
-    buf_put_u32(p, (uint32_t)(v >> 32));
-    buf_put_u32(p + 4, (uint32_t)v);
-}
-
-static uint64_t hist_get64(const unsigned char *p)
-{
-    return (uint64_t)buf_get_u32(p) << 32 | buf_get_u32(p + 4);
-}
-
-static uint32_t hist_checksum(const unsigned char *p, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 static int hist_save_entry(struct buf *out, const struct hist_msg *hm, uint64_t now_ms)
 {
     unsigned char eh[8 + 8 + 1];
-    hist_put64(eh, hm->seq);
-    hist_put64(eh + 8, now_ms - hm->at_ms);
+    buf_put_u64(eh, hm->seq);
+    buf_put_u64(eh + 8, now_ms - hm->at_ms);
     eh[16] = (unsigned char)hm->n;
     int rc = buf_append(out, eh, sizeof(eh));
     for (int i = 0; i < hm->n; i++) {
@@ -319,33 +297,23 @@ int history_save(const history_t *h, const char *path, uint32_t epoch, uint64_t 
     unsigned char hdr[8 + 4 + 8 + 8 + 4];
     memcpy(hdr, HIST_MAGIC, 8);
     buf_put_u32(hdr + 8, epoch);
-    hist_put64(hdr + 12, seq);
-    hist_put64(hdr + 20, h->evicted_max);
+    buf_put_u64(hdr + 12, seq);
+    buf_put_u64(hdr + 20, h->evicted_max);
     buf_put_u32(hdr + 28, (uint32_t)h->entries);
     int rc = buf_append(&out, hdr, sizeof(hdr));
     for (const struct hist_msg *hm = h->head; hm && rc == 0; hm = hm->next)
         rc = hist_save_entry(&out, hm, now_ms);
     unsigned char sum[4];
-    buf_put_u32(sum, hist_checksum((const unsigned char *)buf_head(&out), buf_used(&out)));
+    buf_put_u32(sum, buf_fnv1a((const unsigned char *)buf_head(&out), buf_used(&out)));
     rc |= buf_append(&out, sum, 4);
     if (rc < 0) {
         snprintf(err, errlen, "out of memory");
         buf_free(&out);
         return -1;
     }
-    char tmp[CFG_PATH_MAX + 8];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    int ok = f && fwrite(buf_head(&out), 1, buf_used(&out), f) == buf_used(&out);
-    if (f && fclose(f) != 0)
-        ok = 0;
+    rc = file_write_atomic(path, buf_head(&out), buf_used(&out), err, errlen);
     buf_free(&out);
-    if (!ok || rename(tmp, path) < 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* One JSON value in valid UTF-8, as the publish socket requires. */
@@ -367,8 +335,8 @@ static const char *hist_load_entry(history_t *h, const unsigned char *p, size_t 
     size_t o = *off;
     if (end - o < 17)
         return "truncated entry";
-    uint64_t s = hist_get64(p + o);
-    uint64_t age = hist_get64(p + o + 8);
+    uint64_t s = buf_get_u64(p + o);
+    uint64_t age = buf_get_u64(p + o + 8);
     int n = p[o + 16];
     o += 17;
     if (s <= *prev || s > last)
@@ -411,29 +379,12 @@ static const char *hist_load_entry(history_t *h, const unsigned char *p, size_t 
     return NULL;
 }
 
-static int hist_read_file(const char *path, struct buf *in, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    char chunk[65536];
-    size_t n;
-    int rc = 0;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && rc == 0)
-        rc = buf_append(in, chunk, n);
-    fclose(f);
-    if (rc < 0)
-        snprintf(err, errlen, "%s: out of memory", path);
-    return rc;
-}
-
 int history_load(history_t *h, const char *path, history_id_fn *make_id, uint32_t *epoch,
                  uint64_t *seq, uint64_t now_ms, char *err, size_t errlen)
 {
     struct buf in = { 0 };
-    if (hist_read_file(path, &in, err, errlen) < 0) {
+    /* A history over 4 GiB cannot have been saved by us (u32 counts). */
+    if (file_read_all(path, (size_t)UINT32_MAX, &in, err, errlen) < 0) {
         buf_free(&in);
         return -1;
     }
@@ -445,12 +396,12 @@ int history_load(history_t *h, const char *path, history_id_fn *make_id, uint32_
               "pages resuming get a reset";
     else if (len < 32 + 4 || memcmp(p, HIST_MAGIC, 8) != 0)
         why = "not a wspush history file";
-    else if (hist_checksum(p, len - 4) != buf_get_u32(p + len - 4))
+    else if (buf_fnv1a(p, len - 4) != buf_get_u32(p + len - 4))
         why = "checksum mismatch (truncated or corrupt)";
     if (!why) {
         uint32_t ep = buf_get_u32(p + 8);
-        uint64_t last = hist_get64(p + 12);
-        uint64_t evicted = hist_get64(p + 20);
+        uint64_t last = buf_get_u64(p + 12);
+        uint64_t evicted = buf_get_u64(p + 20);
         uint32_t count = buf_get_u32(p + 28);
         size_t off = 32, end = len - 4;
         uint64_t prev = 0;
