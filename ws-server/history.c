@@ -160,6 +160,9 @@ int history_append(history_t *h, struct msg *m, uint64_t seq, uint64_t now_ms)
         struct channel *ch = chan_lookup(h->reg, name.p, name.len, 1);
         struct hist_chan *hc = ch ? history_chan(ch) : NULL;
         if (ch && !hc && (hc = calloc(1, sizeof(*hc))) != NULL) {
+            /* A channel whose history was all evicted forgot what it
+             * lost: start from what any channel lost (conservative). */
+            hc->evicted_max = h->evicted_max;
             *chan_userdata(ch) = hc;
             chan_pin(ch, 1);
         }
@@ -241,10 +244,16 @@ int history_replay(const history_t *h, const struct str *names, int n, uint64_t 
         if (best < 0)
             return 0;
         const struct hist_msg *hm = cur[best]->hm;
-        /* A message on two of the channels is visited for both before a
-         * slice may end, so a continuation never repeats or skips one. */
-        if (max_bytes && visited && hm->seq != *next_since && sent + msg_bytes(hm->m) > max_bytes)
-            return 1;
+        /* A message on k of the channels is visited k times, all in one
+         * slice, so a continuation never repeats or skips one; the budget
+         * is charged for every visit. */
+        if (max_bytes && hm->seq != *next_since) {
+            size_t k = 0;
+            for (int i = 0; i < n; i++)
+                k += cur[i] && cur[i]->hm == hm;
+            if (visited && sent + k * msg_bytes(hm->m) > max_bytes)
+                return 1;
+        }
         visit(arg, hm->m, (int)(cur[best] - hm->nodes));
         sent += msg_bytes(hm->m);
         visited = 1;
@@ -316,15 +325,16 @@ int history_save(const history_t *h, const char *path, uint32_t epoch, uint64_t 
     return rc;
 }
 
-/* One JSON value in valid UTF-8, as the publish socket requires. */
-static int hist_data_valid(const char *p, size_t len)
+/* One JSON value in valid UTF-8, as the publish socket requires. Returns
+ * NULL or why not. */
+static const char *hist_data_invalid(const char *p, size_t len)
 {
     if (!utf8_valid((const unsigned char *)p, len))
-        return 0;
+        return "payload is not valid UTF-8";
     json_error_t jerr;
     json_t *v = json_loadb(p, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
     json_decref(v);
-    return v != NULL;
+    return v ? NULL : "payload is not one JSON value";
 }
 
 /* Parses and appends one entry at p[*off..end). Returns NULL or why not. */
@@ -362,8 +372,9 @@ static const char *hist_load_entry(history_t *h, const unsigned char *p, size_t 
     if (dl == 0 || end - o < dl)
         return "truncated payload";
     struct str data = { (const char *)p + o, dl };
-    if (!hist_data_valid(data.p, data.len))
-        return "payload is not one JSON value";
+    const char *bad = hist_data_invalid(data.p, data.len);
+    if (bad)
+        return bad;
     o += dl;
     char id[MSG_ID_MAX];
     make_id(epoch, s, id);
@@ -405,13 +416,14 @@ int history_load(history_t *h, const char *path, history_id_fn *make_id, uint32_
         uint32_t count = buf_get_u32(p + 28);
         size_t off = 32, end = len - 4;
         uint64_t prev = 0;
+        /* Before the entries: each restored channel starts from it. */
+        if (evicted > h->evicted_max)
+            h->evicted_max = evicted;
         for (uint32_t i = 0; i < count && !why; i++)
             why = hist_load_entry(h, p, &off, end, ep, last, &prev, make_id, now_ms);
         if (!why && off != end)
             why = "trailing bytes";
         if (!why) {
-            if (evicted > h->evicted_max)
-                h->evicted_max = evicted;
             *epoch = ep;
             *seq = last;
         }

@@ -577,11 +577,9 @@ static void test_history_slices_by_max_bytes(void **state)
     }
 }
 
-/* BUG (ws-server/history.c:163, seen through the engine): with room for
- * two messages, a@1 is evicted by b@3; a then has no history, and a@4
- * gives it a new per-channel record that starts with evicted_max = 0, so a
- * page resuming a after E-0 is told nothing is missing and never gets a@1
- * (nor a reset). This test fails until history.c is fixed. */
+/* With room for two messages, a@1 is evicted by b@3; a@4 then gives a a
+ * new history record, which must still remember the loss: a page resuming
+ * a after E-0 gets a reset, not E-4 alone. */
 static void test_history_reset_after_channel_history_recreated(void **state)
 {
     (void)state;
@@ -672,11 +670,9 @@ static void test_save_restore_continues_ids(void **state)
     te_dir_free(&d);
 }
 
-/* BUG (ws-server/history.c:461-463, history_load, seen through restore):
- * the file keeps only the global evicted_max, and each restored channel
- * gets a record with evicted_max = 0. Before the restart a page resuming a
- * after E-0 was told to reset (a lost E-1); after it, it is told nothing is
- * missing and gets E-2 and E-4 only. This test fails until that is fixed. */
+/* Restore keeps the gap rule per channel: a page resuming a after E-0
+ * was told to reset before the restart (a lost E-1) and must be after it,
+ * not handed E-2 and E-4 as if nothing were missing. */
 static void test_restore_keeps_per_channel_gap(void **state)
 {
     (void)state;

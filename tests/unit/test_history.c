@@ -227,13 +227,10 @@ static void test_gap_rule_per_channel(void **state)
     th_free(&env);
 }
 
-/* BUG (ws-server/history.c:163, history_append): a channel whose history
- * was entirely evicted loses its record (history_evict_one frees it and
- * says "the global evicted_max keeps the gap rule safe"); when the channel
- * gets a new message, the new record is calloc'ed with evicted_max = 0,
- * so the channel claims it can resume from before the eviction and a page
- * silently misses a@1. The record should start from h->evicted_max. This
- * test fails until that is fixed. */
+/* A channel whose history was entirely evicted loses its record; when it
+ * gets a new message, the new record must start from what any channel
+ * lost (h->evicted_max), or a page resuming from before the eviction is
+ * told nothing is missing and silently misses a@1. */
 static void test_gap_rule_channel_recreated_after_eviction(void **state)
 {
     (void)state;
@@ -550,15 +547,10 @@ static void test_replay_slices_continue_without_gap(void **state)
     th_free(&env);
 }
 
-/* BUG (ws-server/history.c:247, history_replay): the header promises a
- * slice stops before the message that would take the visited msg_bytes
- * past max_bytes (every visit counts: a message on two of the channels is
- * visited, and sent, for each). The check adds msg_bytes once, then both
- * visits are added to `sent`: with max_bytes = 3U+2 the first slice takes
- * a:1 b:2 and both visits of a,b@3 (4U+2 bytes) instead of stopping
- * before 3. (The double charge afterwards only ends slices early.) This
- * test fails until the check adds msg_bytes once per requested channel
- * the message is on. */
+/* A slice stops before the message that would take the visited msg_bytes
+ * past max_bytes, every visit counted: a message on two of the requested
+ * channels is visited, and sent, for each. With max_bytes = 3U+2 the first
+ * slice must stop before the message on both channels, not take 4U+2. */
 static void test_replay_slice_budget_counts_every_visit(void **state)
 {
     (void)state;
@@ -739,12 +731,9 @@ static void test_load_applies_limits(void **state)
     th_dir_free(&d);
 }
 
-/* BUG (ws-server/history.c:461-463 with :163, history_load): the file
- * keeps only the global evicted_max; every loaded channel gets a fresh
- * record with evicted_max = 0, and the global value is applied after the
- * entries, so it never reaches them. Before the save, a had lost a@1 and
- * could not resume after 0; after the load it claims it can and a page
- * silently misses a@1. This test fails until that is fixed. */
+/* The file keeps only the global evicted_max: it must reach every
+ * restored channel's record, or a channel that had lost a@1 before the
+ * save claims after the load that it can resume after 0. */
 static void test_load_keeps_per_channel_gap(void **state)
 {
     (void)state;
@@ -919,11 +908,11 @@ static void test_load_validates_every_entry(void **state)
         { "not JSON", 9, -1, { { 1, "a", "hello", 0 } }, 1, NULL, "payload is not one JSON value" },
         { "only spaces", 9, -1, { { 1, "a", "   ", 0 } }, 1, NULL, "payload is not one JSON value" },
         { "invalid UTF-8 byte", 9, -1, { { 1, "a", "\"\xff\"", 0 } }, 1, NULL,
-          "payload is not one JSON value" },
+          "payload is not valid UTF-8" },
         { "UTF-8 surrogate", 9, -1, { { 1, "a", "\"\xed\xa0\x80\"", 0 } }, 1, NULL,
-          "payload is not one JSON value" },
+          "payload is not valid UTF-8" },
         { "overlong UTF-8", 9, -1, { { 1, "a", "\"\xc0\xaf\"", 0 } }, 1, NULL,
-          "payload is not one JSON value" },
+          "payload is not valid UTF-8" },
         { "empty payload", 9, -1, { { 1, "a", "", 0 } }, 1, NULL, "truncated payload" },
         { "seqs descending", 9, -1, { { 5, "a", 0, 0 }, { 3, "b", 0, 0 } }, 2, NULL,
           "sequence out of order" },
