@@ -419,9 +419,10 @@ static void resp_token(struct resp_rq *rq)
         ((char *)names[i].p)[names[i].len] = '\0';
         chans[i] = names[i].p;
     }
-    long exp = (long)time(NULL) + c->token_ttl_s;
+    long now = (long)time(NULL);
+    long exp = now + c->token_ttl_s;
     char tok[TOK_MAX_LEN];
-    int tlen = tok_issue(&c->secret, u.name, exp, chans, nn, tok, sizeof tok);
+    int tlen = tok_issue(&c->secret, u.name, now, exp, chans, nn, tok, sizeof tok);
     if (tlen < 0) {
         resp_fail(rq, 500, "could not issue a token");
         goto out;

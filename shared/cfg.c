@@ -77,6 +77,8 @@ static const struct cfg_key cfg_keys[] = {
     { "ws-server", "history_ttl", CFG_T_SEC, CFG_F(history_ttl_s), 0, INT_MAX, 0 },
     { "ws-server", "history_file", CFG_T_PATH, CFG_F(history_file), 0, 0, 0 },
     { "ws-server", "workers", CFG_T_INT, CFG_F(ws_workers), 1, 1, 0 },
+    { "ws-server", "max_token_lifetime", CFG_T_SEC, CFG_F(max_token_lifetime_s), 1, INT_MAX, 0 },
+    { "ws-server", "max_revocations", CFG_T_INT, CFG_F(max_revocations), 1, 10000000, 0 },
 
     { "publisher", "listen", CFG_T_STR, CFG_F(pub_listen), 0, 0, 0 },
     { "publisher", "workers", CFG_T_INT, CFG_F(pub_workers), 1, 1024, 0 },
@@ -136,6 +138,8 @@ void cfg_defaults(struct cfg *c)
     c->history_bytes = 8 * CFG_MIB;
     c->history_ttl_s = 300;
     c->ws_workers = 1;
+    c->max_token_lifetime_s = 24 * 3600;
+    c->max_revocations = 100000;
 
     c->pub_workers = 2;
     snprintf(c->mount, sizeof(c->mount), "%s", "/push");
@@ -577,6 +581,13 @@ static int cfg_validate(struct cfg_ctx *x, char *err, size_t errlen)
         cfg_where(x, x->seen[cfg_key_index("ws-server", "listen")], where, sizeof(where));
         snprintf(err, errlen, "%skey 'listen': empty and no unix_listen: "
                  "ws-server would accept nothing", where);
+        return -1;
+    }
+    if (c->token_ttl_s > c->max_token_lifetime_s) {
+        cfg_where(x, x->seen[cfg_key_index("publisher", "token_ttl")], where, sizeof(where));
+        snprintf(err, errlen, "%skey 'token_ttl': %d s is over [ws-server] max_token_lifetime "
+                 "(%d s): ws-server would refuse every token fcgi-publisher issues", where,
+                 c->token_ttl_s, c->max_token_lifetime_s);
         return -1;
     }
     return 0;

@@ -85,6 +85,8 @@ struct cfg {
     int    history_ttl_s;             /* 300 */
     char   history_file[CFG_PATH_MAX];/* optional: saved on SIGTERM, loaded at start */
     int    ws_workers;                /* 1 */
+    int    max_token_lifetime_s;      /* 24 h: longest exp - iat of a subscribe token */
+    int    max_revocations;           /* 100000 users remembered by disconnect */
 
     /* [publisher] */
     char   pub_listen[CFG_PATH_MAX];  /* Unix path or host:port; empty = fd 0 */

@@ -146,6 +146,17 @@ static int tok_get_claims(json_t *claims, long now, struct tok_claims *out)
         return TOK_E_EXPIRED;
     out->exp = e >= (double)LONG_MAX ? LONG_MAX : (long)e;
 
+    /* iat dates the token for revocation (ws-server's revoke.h); one
+     * that is not a positive number is malformed rather than ignored. */
+    json_t *iat = json_object_get(claims, "iat");
+    out->iat = 0;
+    if (iat) {
+        double i = json_is_number(iat) ? json_number_value(iat) : -1;
+        if (i < 1 || i >= (double)LONG_MAX)
+            return TOK_E_MALFORMED;
+        out->iat = (long)i;
+    }
+
     json_t *sub = json_object_get(claims, "sub");
     if (sub) {
         if (!json_is_string(sub) ||
@@ -241,7 +252,7 @@ void tok_claims_free(struct tok_claims *c)
     c->sub[0] = '\0';
 }
 
-int tok_issue(const struct cfg_secret *key, const char *sub, long exp,
+int tok_issue(const struct cfg_secret *key, const char *sub, long iat, long exp,
               const char *const *channels, int nchannels, char *out, size_t outlen)
 {
     jwt_t *jwt = NULL;
@@ -270,6 +281,7 @@ int tok_issue(const struct cfg_secret *key, const char *sub, long exp,
     if (jwt_new(&jwt) != 0 ||
         jwt_set_alg(jwt, JWT_ALG_HS256, key->key, (int)key->len) != 0 ||
         jwt_add_grant(jwt, "sub", sub) != 0 ||
+        jwt_add_grant_int(jwt, "iat", iat) != 0 ||
         jwt_add_grant_int(jwt, "exp", exp) != 0 ||
         jwt_add_grants_json(jwt, json) != 0)
         goto out;

@@ -31,6 +31,7 @@
 struct tok_claims {
     char  sub[TOK_SUB_MAX + 1];   /* "" when absent */
     long  exp;
+    long  iat;                    /* issued-at, unix seconds; 0 when absent */
     int   nchannels;              /* "channels" claim: names or patterns */
     char *channels[WSPUSH_MAX_CHANNELS];
     int   subscribe_only;         /* "scope":"subscribe": issued by tok_issue, so
@@ -47,13 +48,13 @@ int  tok_verify(const char *p, size_t len, const struct cfg_secret *cur,
                 const struct cfg_secret *prev, long now, struct tok_claims *out);
 void tok_claims_free(struct tok_claims *c);
 
-/* Issues an HS256 subscribe token {sub, exp, channels[], scope:"subscribe"}
+/* Issues an HS256 subscribe token {sub, iat, exp, channels[], scope:"subscribe"}
  * into out (NUL-terminated). The scope claim keeps a subscribe token, which
  * travels in WebSocket URLs and may end up in proxy logs, from being
  * accepted as a publish login by fcgi-publisher's auth = jwt.
  * Returns the token length, or -1 (bad argument, out too small, libjwt
  * failure). */
-int  tok_issue(const struct cfg_secret *key, const char *sub, long exp,
+int  tok_issue(const struct cfg_secret *key, const char *sub, long iat, long exp,
                const char *const *channels, int nchannels, char *out, size_t outlen);
 
 /* Short reason for logs. */

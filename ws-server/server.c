@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -18,6 +19,7 @@
 #include "listener.h"
 #include "log.h"
 #include "pubsock.h"
+#include "revoke.h"
 #include "session.h"
 
 /* Upper bound on the graceful part of shutdown: SIGTERM must exit within
@@ -44,6 +46,7 @@ struct server {
     int              nlisteners;
     engine_t        *engine;
     hub_t           *hub;
+    revoke_t        *revoked;
     sessions_t      *sessions;
     conns_t         *conns;
     struct pubsock  *pubsock;
@@ -56,6 +59,18 @@ static void server_history_limits(const struct cfg *cfg, struct history_limits *
     lim->max_entries = cfg->history_size;
     lim->max_bytes = cfg->history_bytes;
     lim->ttl_ms = (uint64_t)cfg->history_ttl_s * 1000;
+}
+
+static struct revoke_limits server_revoke_limits(const struct cfg *cfg)
+{
+    return (struct revoke_limits){ cfg->max_token_lifetime_s, (size_t)cfg->max_revocations };
+}
+
+/* Revocations are saved next to history_file, on the same occasions. */
+static int server_revoke_path(const struct cfg *cfg, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "%s.revocations", cfg->history_file);
+    return cfg->history_file[0] && n > 0 && (size_t)n < outlen ? 0 : -1;
 }
 
 /* ---- wiring: the callbacks each layer was given ---- */
@@ -88,8 +103,14 @@ static void server_pump(void *ctx)
 static uint32_t server_disconnect_user(void *ctx, struct str user)
 {
     struct server *srv = ctx;
+    /* Remembered first: a page reconnecting at once with its old token
+     * must already meet the record. */
+    if (revoke_user(srv->revoked, user, (long)time(NULL)) < 0)
+        log_error("disconnect user '%.*s': out of memory: every token issued until now is "
+                  "refused instead", (int)user.len, user.p);
     uint32_t n = sessions_disconnect_user(srv->sessions, user);
-    log_info("disconnect user '%.*s': %u connection(s)", (int)user.len, user.p, n);
+    log_info("disconnect user '%.*s': %u connection(s), tokens issued until now revoked",
+             (int)user.len, user.p, n);
     return n;
 }
 
@@ -177,6 +198,10 @@ static void server_shutdown(struct server *srv)
             log_error("history not saved: %s", why);
         else
             log_info("history saved to %s", srv->cfg->history_file);
+        char path[CFG_PATH_MAX + 16];
+        if (server_revoke_path(srv->cfg, path, sizeof(path)) == 0 &&
+            revoke_save(srv->revoked, path, why, sizeof(why)) < 0)
+            log_error("revocations not saved: %s", why);
     }
     server_stop_listening(srv);
     pubsock_stop(srv->pubsock);
@@ -209,6 +234,8 @@ static void server_reload(struct server *srv)
     struct history_limits lim;
     server_history_limits(next, &lim);
     engine_memory_set_limits(srv->engine, &lim);
+    struct revoke_limits rl = server_revoke_limits(next);
+    revoke_set_limits(srv->revoked, &rl, (long)time(NULL));
     log_set_level((enum log_level)next->log_level);
     log_info("configuration reloaded from %s", srv->cfg_path);
 }
@@ -250,14 +277,32 @@ static void server_restore_history(struct server *srv)
     unlink(path);
 }
 
+/* Without the file of a planned stop, the records of earlier runs are
+ * lost: revoke_new() made every token issued before this start refused. */
+static void server_restore_revocations(struct server *srv)
+{
+    char path[CFG_PATH_MAX + 16], why[512];
+    if (server_revoke_path(srv->cfg, path, sizeof(path)) < 0 || access(path, F_OK) != 0)
+        return;
+    if (revoke_load(srv->revoked, path, (long)time(NULL), why, sizeof(why)) < 0)
+        log_error("revocations not restored, tokens issued before this start are refused: %s", why);
+    else
+        log_info("revocations restored from %s: %zu user(s)", path, revoke_count(srv->revoked));
+    unlink(path);
+}
+
 static int server_build(struct server *srv, char *err, size_t errlen)
 {
     struct history_limits lim;
     server_history_limits(srv->cfg, &lim);
     struct cfg *const *cfg = &srv->cfg;
-    srv->hub = hub_new(session_deliver);
+    struct revoke_limits rl = server_revoke_limits(srv->cfg);
+    /* Tokens dated before the second this run started are refused until a
+     * planned stop's records say otherwise (see revoke.h). */
+    srv->revoked = revoke_new(&rl, (long)time(NULL) - 1);
+    srv->hub = srv->revoked ? hub_new(session_deliver) : NULL;
     srv->engine = srv->hub ? engine_memory_new(srv->loop, &lim, server_fan_out, srv) : NULL;
-    srv->sessions = srv->engine ? sessions_new(srv->hub, srv->engine, cfg) : NULL;
+    srv->sessions = srv->engine ? sessions_new(srv->hub, srv->engine, srv->revoked, cfg) : NULL;
     const struct conn_handlers ch = { server_session_open, server_session_closed, server_pump };
     srv->conns = srv->sessions ? conns_new(srv->loop, cfg, &ch, srv) : NULL;
     if (!srv->conns) {
@@ -265,6 +310,7 @@ static int server_build(struct server *srv, char *err, size_t errlen)
         return -1;
     }
     server_restore_history(srv);
+    server_restore_revocations(srv);
     for (int i = 0; i < srv->cfg->listen.n; i++)
         if (server_listen(srv, srv->cfg->listen.items[i], err, errlen) < 0)
             return -1;
@@ -321,6 +367,7 @@ void server_free(server_t *srv)
     sessions_free(srv->sessions);
     engine_free(srv->engine);
     hub_free(srv->hub);
+    revoke_free(srv->revoked);
     ev_timer_stop(srv->loop, &srv->shutdown_timer);
     cfg_free(srv->cfg);
     free(srv->cfg);

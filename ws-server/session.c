@@ -19,6 +19,7 @@
 struct sessions {
     hub_t             *hub;
     engine_t          *engine;
+    revoke_t          *revoked;
     struct cfg *const *cfg;
     struct list        all;
     char              *decoded;    /* SESSION_DECODE_MAX, reused by every open */
@@ -34,7 +35,7 @@ struct session {
     struct chan_member          subs[];    /* fixed after the open */
 };
 
-sessions_t *sessions_new(hub_t *hub, engine_t *engine, struct cfg *const *cfg)
+sessions_t *sessions_new(hub_t *hub, engine_t *engine, revoke_t *revoked, struct cfg *const *cfg)
 {
     sessions_t *ss = calloc(1, sizeof(*ss));
     if (!ss)
@@ -46,6 +47,7 @@ sessions_t *sessions_new(hub_t *hub, engine_t *engine, struct cfg *const *cfg)
     }
     ss->hub = hub;
     ss->engine = engine;
+    ss->revoked = revoked;
     ss->cfg = cfg;
     list_init(&ss->all);
     return ss;
@@ -82,13 +84,19 @@ static int session_check_token(sessions_t *ss, struct str query, const struct st
         ssize_t tl = url_decode(raw, rawlen, tok, 0);
         if (tl <= 0)
             return 4401;
-        int rc = tok_verify(tok, (size_t)tl, &cfg->secret, &cfg->previous_secret, (long)time(NULL),
-                            claims);
+        long now = (long)time(NULL);
+        int rc = tok_verify(tok, (size_t)tl, &cfg->secret, &cfg->previous_secret, now, claims);
         if (rc < 0) {
             log_info("subscribe: token refused: %s", tok_strerror(rc));
             return 4401;
         }
         *has_claims = 1;
+        struct str sub = { claims->sub, strlen(claims->sub) };
+        rc = revoke_check(ss->revoked, sub, claims->iat, claims->exp, now);
+        if (rc < 0) {
+            log_info("subscribe: token of '%s' refused: %s", claims->sub, revoke_strerror(rc));
+            return 4401;
+        }
     }
     for (int i = 0; i < n; i++) {
         if (pat_match_any(&cfg->public_channels, NULL, names[i].p, names[i].len))

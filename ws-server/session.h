@@ -19,14 +19,16 @@
 #include "cfg.h"
 #include "engine.h"
 #include "hub.h"
+#include "revoke.h"
 #include "str.h"
 #include "transport.h"
 
 typedef struct sessions sessions_t;
 struct session;
 
-/* cfg points at the live config pointer (a reload swaps it). */
-sessions_t *sessions_new(hub_t *hub, engine_t *engine, struct cfg *const *cfg);
+/* cfg points at the live config pointer (a reload swaps it). Tokens are
+ * checked against revoked (revoke.h) as well as their signature. */
+sessions_t *sessions_new(hub_t *hub, engine_t *engine, revoke_t *revoked, struct cfg *const *cfg);
 /* Every session must have been closed. */
 void        sessions_free(sessions_t *ss);
 
@@ -34,7 +36,7 @@ void        sessions_free(sessions_t *ss);
  * checks it, subscribes, queues the greeting and, with last_id, the reset
  * and replayed messages, all before any live message. Returns the session,
  * or NULL with *close_code set: 4400 bad channel list, 4401 token missing,
- * invalid or expired, 4403 a channel the token does not open, 1011 out of
+ * invalid, expired or revoked, 4403 a channel the token does not open, 1011 out of
  * memory. */
 struct session *session_open(sessions_t *ss, struct str query, void *transport,
                              const struct transport_ops *ops, int *close_code);

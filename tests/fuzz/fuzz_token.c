@@ -72,7 +72,8 @@ static void ftok_reissue(const struct tok_claims *c)
     char tok[TOK_MAX_LEN + 1];
     if (!c->sub[0])
         return;
-    int n = tok_issue(&ftok_cur, c->sub, c->exp, (const char *const *)c->channels,
+    long iat = c->iat ? c->iat : FTOK_NOW;
+    int n = tok_issue(&ftok_cur, c->sub, iat, c->exp, (const char *const *)c->channels,
                       c->nchannels, tok, sizeof(tok));
     if (n < 0)
         return;   /* over TOK_MAX_LEN once encoded: refused, not truncated */
@@ -82,6 +83,7 @@ static void ftok_reissue(const struct tok_claims *c)
     FUZZ_CHECK(rc == 0);
     FUZZ_CHECK(strcmp(again.sub, c->sub) == 0);
     FUZZ_CHECK(again.exp == c->exp);
+    FUZZ_CHECK(again.iat == iat);
     FUZZ_CHECK(again.nchannels == c->nchannels);
     for (int i = 0; i < c->nchannels; i++)
         FUZZ_CHECK(strcmp(again.channels[i], c->channels[i]) == 0);

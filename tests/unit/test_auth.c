@@ -212,7 +212,7 @@ static void test_round_trip(void **state)
     const char *chans[] = { "user/alice/inbox", "news" };
     char tok[TOK_MAX_LEN], hdr[TOK_MAX_LEN + 16];
     long now = (long)time(NULL);
-    int n = tok_issue(&c.secret, "alice", now + 60, chans, 2, tok, sizeof tok);
+    int n = tok_issue(&c.secret, "alice", now, now + 60, chans, 2, tok, sizeof tok);
     assert_true(n > 0);
     assert_int_equal((size_t)n, strlen(tok));
     struct tok_claims tc;
@@ -242,7 +242,7 @@ static void test_round_trip(void **state)
 
     /* signed by another site's secret */
     struct cfg_secret other = { 5, "other" };
-    n = tok_issue(&other, "alice", now + 60, chans, 2, tok, sizeof tok);
+    n = tok_issue(&other, "alice", now, now + 60, chans, 2, tok, sizeof tok);
     assert_true(n > 0);
     snprintf(hdr, sizeof hdr, "Bearer %s", tok);
     assert_int_equal(auth_identify(&c, &r, now, &u), AUTH_E_INVALID);

@@ -153,6 +153,7 @@ static void test_claims(void **state)
     assert_int_equal(verify(tok, &c), 0);
     assert_string_equal(c.sub, "alice");
     assert_int_equal(c.exp, 1700000100L);
+    assert_int_equal(c.iat, 1);
     assert_int_equal(c.nchannels, 2);
     assert_string_equal(c.channels[0], "news");
     assert_string_equal(c.channels[1], "user/alice/*");
@@ -164,6 +165,7 @@ static void test_claims(void **state)
 
     make(tok, HS256, "{\"exp\":1700000100}", CUR, EVP_sha256());
     assert_int_equal(verify(tok, &c), 0);
+    assert_int_equal(c.iat, 0);
     assert_string_equal(c.sub, "");
     assert_int_equal(c.nchannels, 0);
     assert_int_equal(c.has_publish, 0);
@@ -232,6 +234,16 @@ static void test_malformed(void **state)
         if (verify(bad[i], &c) != TOK_E_MALFORMED)
             fail_msg("'%s' not malformed", bad[i]);
 
+    /* iat dates a token for revocation: it must be a positive number. */
+    static const char *bad_iat[] = { "\"1\"", "0", "-5", "null", "[1]", "1e300" };
+    char tok0[TOK_MAX_LEN], body[128];
+    for (size_t i = 0; i < sizeof(bad_iat) / sizeof(bad_iat[0]); i++) {
+        snprintf(body, sizeof(body), "{\"exp\":1700000100,\"iat\":%s}", bad_iat[i]);
+        make(tok0, HS256, body, CUR, EVP_sha256());
+        if (verify(tok0, &c) != TOK_E_MALFORMED)
+            fail_msg("iat %s not malformed", bad_iat[i]);
+    }
+
     /* The length is bounded before anything else, and the length given is
      * what counts (no NUL terminator needed, an embedded NUL refused). */
     char tok[TOK_MAX_LEN + 2];
@@ -259,7 +271,7 @@ static void test_issue_round_trip(void **state)
     struct cfg_secret cur = secret(CUR), prev = secret(PREV);
     const char *chans[] = { "news", "user/bob/inbox", "room:1" };
     char out[TOK_MAX_LEN + 1];
-    int n = tok_issue(&cur, "bob", NOW + 3600, chans, 3, out, sizeof(out));
+    int n = tok_issue(&cur, "bob", NOW, NOW + 3600, chans, 3, out, sizeof(out));
     assert_true(n > 0);
     assert_int_equal((size_t)n, strlen(out));
 
@@ -267,6 +279,7 @@ static void test_issue_round_trip(void **state)
     assert_int_equal(tok_verify(out, (size_t)n, &cur, NULL, NOW, &c), 0);
     assert_string_equal(c.sub, "bob");
     assert_int_equal(c.exp, NOW + 3600);
+    assert_int_equal(c.iat, NOW);
     assert_int_equal(c.nchannels, 3);
     for (int i = 0; i < 3; i++)
         assert_string_equal(c.channels[i], chans[i]);
@@ -279,19 +292,19 @@ static void test_issue_round_trip(void **state)
     assert_int_equal(tok_verify(out, (size_t)n, &cur, NULL, NOW + 3600, &c), TOK_E_EXPIRED);
 
     /* No channels is a valid token with an empty list. */
-    n = tok_issue(&cur, "bob", NOW + 10, NULL, 0, out, sizeof(out));
+    n = tok_issue(&cur, "bob", NOW, NOW + 10, NULL, 0, out, sizeof(out));
     assert_true(n > 0);
     assert_int_equal(tok_verify(out, (size_t)n, &cur, NULL, NOW, &c), 0);
     assert_int_equal(c.nchannels, 0);
     tok_claims_free(&c);
 
     struct cfg_secret empty = secret("");
-    assert_int_equal(tok_issue(&empty, "bob", NOW + 10, chans, 3, out, sizeof(out)), -1);
-    assert_int_equal(tok_issue(&cur, "", NOW + 10, chans, 3, out, sizeof(out)), -1);
-    assert_int_equal(tok_issue(&cur, "bob", NOW + 10, chans, 33, out, sizeof(out)), -1);
-    assert_int_equal(tok_issue(&cur, "bob", NOW + 10, chans, 3, out, 20), -1);
+    assert_int_equal(tok_issue(&empty, "bob", NOW, NOW + 10, chans, 3, out, sizeof(out)), -1);
+    assert_int_equal(tok_issue(&cur, "", NOW, NOW + 10, chans, 3, out, sizeof(out)), -1);
+    assert_int_equal(tok_issue(&cur, "bob", NOW, NOW + 10, chans, 33, out, sizeof(out)), -1);
+    assert_int_equal(tok_issue(&cur, "bob", NOW, NOW + 10, chans, 3, out, 20), -1);
     const char *withempty[] = { "a", "" };
-    assert_int_equal(tok_issue(&cur, "bob", NOW + 10, withempty, 2, out, sizeof(out)), -1);
+    assert_int_equal(tok_issue(&cur, "bob", NOW, NOW + 10, withempty, 2, out, sizeof(out)), -1);
 }
 
 static void test_strerror(void **state)

@@ -1,0 +1,256 @@
+#include "revoke.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "channel.h"
+#include "file.h"
+#include "list.h"
+
+struct rv_rec {
+    struct list_node node;     /* r->fifo, oldest S first */
+    struct channel  *key;      /* the user's entry in r->users */
+    long             s;
+};
+
+struct revoke {
+    struct revoke_limits lim;
+    long                 not_before;
+    long                 last_s;   /* S never goes back, so the FIFO stays sorted */
+    chan_registry_t     *users;    /* channel.c's table keyed by user name;
+                                      userdata = struct rv_rec */
+    struct list          fifo;
+};
+
+revoke_t *revoke_new(const struct revoke_limits *lim, long start_s)
+{
+    revoke_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->users = chan_registry_new();
+    if (!r->users) {
+        free(r);
+        return NULL;
+    }
+    r->lim = *lim;
+    r->not_before = start_s;
+    r->last_s = start_s;
+    list_init(&r->fifo);
+    return r;
+}
+
+static void rv_drop(revoke_t *r, struct rv_rec *rec)
+{
+    list_remove(&r->fifo, &rec->node);
+    *chan_userdata(rec->key) = NULL;
+    chan_pin(rec->key, 0);
+    chan_release(r->users, rec->key);
+    free(rec);
+}
+
+static struct rv_rec *rv_oldest(const revoke_t *r)
+{
+    struct list_node *n = list_first(&r->fifo);
+    return n ? list_entry(n, struct rv_rec, node) : NULL;
+}
+
+/* Drops records past lifetime, and the oldest while over max_users (those
+ * fail closed: not_before rises to their S). */
+static void rv_trim(revoke_t *r, long now_s)
+{
+    struct rv_rec *rec;
+    while ((rec = rv_oldest(r)) != NULL) {
+        if (rec->s + r->lim.lifetime_s < now_s) {
+            rv_drop(r, rec);
+        } else if (r->fifo.n > r->lim.max_users) {
+            if (rec->s > r->not_before)
+                r->not_before = rec->s;
+            rv_drop(r, rec);
+        } else {
+            break;
+        }
+    }
+}
+
+void revoke_free(revoke_t *r)
+{
+    if (!r)
+        return;
+    struct rv_rec *rec;
+    while ((rec = rv_oldest(r)) != NULL)
+        rv_drop(r, rec);
+    chan_registry_free(r->users);
+    free(r);
+}
+
+void revoke_set_limits(revoke_t *r, const struct revoke_limits *lim, long now_s)
+{
+    r->lim = *lim;
+    rv_trim(r, now_s);
+}
+
+/* Records (user, s) with s >= every S held. Returns 0 or -ENOMEM. */
+static int rv_add(revoke_t *r, struct str user, long s)
+{
+    struct channel *key = chan_lookup(r->users, user.p, user.len, 1);
+    struct rv_rec *rec = key ? *chan_userdata(key) : NULL;
+    if (key && !rec) {
+        rec = calloc(1, sizeof(*rec));
+        if (!rec) {
+            chan_release(r->users, key);
+            return -ENOMEM;
+        }
+        rec->key = key;
+        *chan_userdata(key) = rec;
+        chan_pin(key, 1);
+        list_node_init(&rec->node);
+    }
+    if (!rec)
+        return -ENOMEM;
+    if (list_node_linked(&rec->node))
+        list_remove(&r->fifo, &rec->node);
+    rec->s = s;
+    /* list_push puts it first; the FIFO is read from the other end. */
+    list_push(&r->fifo, &rec->node);
+    return 0;
+}
+
+int revoke_user(revoke_t *r, struct str user, long now_s)
+{
+    long s = now_s > r->last_s ? now_s : r->last_s;
+    r->last_s = s;
+    rv_trim(r, now_s);
+    if (rv_add(r, user, s) < 0) {
+        r->not_before = s;     /* cannot remember U alone: refuse everyone's older tokens */
+        return -ENOMEM;
+    }
+    rv_trim(r, now_s);
+    return 0;
+}
+
+int revoke_check(revoke_t *r, struct str user, long iat, long exp, long now_s)
+{
+    rv_trim(r, now_s);
+    struct channel *key = chan_lookup(r->users, user.p, user.len, 0);
+    const struct rv_rec *rec = key ? *chan_userdata(key) : NULL;
+    if (iat == 0) {
+        if (exp - now_s > r->lim.lifetime_s)
+            return REVOKE_E_LIFETIME;
+        return rec ? REVOKE_E_REVOKED : REVOKE_OK;
+    }
+    if (exp - iat > r->lim.lifetime_s)
+        return REVOKE_E_LIFETIME;
+    if (iat <= r->not_before || (rec && iat <= rec->s))
+        return REVOKE_E_REVOKED;
+    return REVOKE_OK;
+}
+
+size_t revoke_count(const revoke_t *r) { return r->fifo.n; }
+long revoke_not_before(const revoke_t *r) { return r->not_before; }
+
+const char *revoke_strerror(int code)
+{
+    switch (code) {
+    case REVOKE_E_REVOKED:  return "token revoked (user disconnected after it was issued)";
+    case REVOKE_E_LIFETIME: return "token lifetime over max_token_lifetime";
+    default:                return "ok";
+    }
+}
+
+/* ---- persistence ----
+ * "WSPUSHR1" u64 not_before, u64 last_s, u32 count,
+ * count x { u64 s, u8 len, user } oldest first, u32 FNV-1a of the rest. */
+
+#define RV_MAGIC "WSPUSHR1"
+
+int revoke_save(const revoke_t *r, const char *path, char *err, size_t errlen)
+{
+    struct buf out = { 0 };
+    unsigned char hdr[8 + 8 + 8 + 4];
+    memcpy(hdr, RV_MAGIC, 8);
+    buf_put_u64(hdr + 8, (uint64_t)r->not_before);
+    buf_put_u64(hdr + 16, (uint64_t)r->last_s);
+    buf_put_u32(hdr + 24, (uint32_t)r->fifo.n);
+    int rc = buf_append(&out, hdr, sizeof(hdr));
+    /* Oldest first: walk from the tail. */
+    for (struct list_node *n = r->fifo.head.prev; n != &r->fifo.head && rc == 0; n = n->prev) {
+        const struct rv_rec *rec = list_entry(n, struct rv_rec, node);
+        unsigned char eh[9];
+        buf_put_u64(eh, (uint64_t)rec->s);
+        eh[8] = (unsigned char)chan_name_len(rec->key);
+        rc = buf_append(&out, eh, sizeof(eh));
+        rc |= buf_append(&out, chan_name(rec->key), chan_name_len(rec->key));
+    }
+    unsigned char sum[4];
+    buf_put_u32(sum, buf_fnv1a(buf_head(&out), buf_used(&out)));
+    rc |= buf_append(&out, sum, 4);
+    if (rc == 0)
+        rc = file_write_atomic(path, buf_head(&out), buf_used(&out), err, errlen);
+    else
+        snprintf(err, errlen, "out of memory");
+    buf_free(&out);
+    return rc < 0 ? -1 : 0;
+}
+
+static const char *rv_parse(revoke_t *into, const unsigned char *p, size_t len)
+{
+    if (len < 28 + 4 || memcmp(p, RV_MAGIC, 8) != 0)
+        return "not a wspush revocation file";
+    if (buf_fnv1a(p, len - 4) != buf_get_u32(p + len - 4))
+        return "checksum mismatch (truncated or corrupt)";
+    into->not_before = (long)buf_get_u64(p + 8);
+    into->last_s = (long)buf_get_u64(p + 16);
+    uint32_t count = buf_get_u32(p + 24);
+    size_t off = 28, end = len - 4;
+    long prev = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        if (end - off < 9 || end - off - 9 < p[off + 8] || p[off + 8] == 0)
+            return "truncated record";
+        long s = (long)buf_get_u64(p + off);
+        struct str user = { (const char *)p + off + 9, p[off + 8] };
+        if (s < prev || s > into->last_s)
+            return "records out of order";
+        prev = s;
+        if (rv_add(into, user, s) < 0)
+            return "out of memory";
+        off += 9 + user.len;
+    }
+    return off == end ? NULL : "trailing bytes";
+}
+
+int revoke_load(revoke_t *r, const char *path, long now_s, char *err, size_t errlen)
+{
+    struct buf in = { 0 };
+    if (file_read_all(path, 64u << 20, &in, err, errlen) < 0) {
+        buf_free(&in);
+        return -1;
+    }
+    revoke_t *fresh = revoke_new(&r->lim, 0);
+    const char *why = fresh ? rv_parse(fresh, (const unsigned char *)buf_head(&in), buf_used(&in))
+                            : "out of memory";
+    buf_free(&in);
+    if (why) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        revoke_free(fresh);
+        return -1;
+    }
+    /* Take fresh's records over; the caller's handle stays valid. */
+    struct rv_rec *rec;
+    while ((rec = rv_oldest(r)) != NULL)
+        rv_drop(r, rec);
+    chan_registry_t *swap = r->users;
+    r->users = fresh->users;
+    fresh->users = swap;
+    while ((rec = rv_oldest(fresh)) != NULL) {
+        list_remove(&fresh->fifo, &rec->node);
+        list_push(&r->fifo, &rec->node);
+    }
+    r->not_before = fresh->not_before;
+    r->last_s = fresh->last_s;
+    revoke_free(fresh);
+    rv_trim(r, now_s);
+    return 0;
+}

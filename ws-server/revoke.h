@@ -1,0 +1,61 @@
+/* revoke — "disconnect user U at second S" remembered, so that U's tokens
+ * issued up to then stop opening channels (wspush disconnect revokes, it
+ * does not only close).
+ *
+ * Rules, for a subscribe token of user U (iat, exp in unix seconds):
+ *   - a token with iat whose exp - iat exceeds lifetime_s is refused: that
+ *     bound is what lets a record expire after lifetime_s;
+ *   - a token with iat <= not_before is refused: not_before is the process
+ *     start when nothing was restored (an unplanned restart forgot the
+ *     records), or the S of records dropped because the table was full
+ *     (fail closed: everyone refetches rather than U's token coming back);
+ *   - a token of U with iat <= S is refused while (U, S) is kept;
+ *   - a token without iat cannot be dated: it is refused while U has a
+ *     record, and when exp - now exceeds lifetime_s. It is not subject to
+ *     not_before, so revocation across an unplanned restart or a full
+ *     table needs iat (fcgi-publisher always sets it).
+ * Records are kept lifetime_s after S; at most max_users are kept.
+ */
+#ifndef WSPUSH_REVOKE_H
+#define WSPUSH_REVOKE_H
+
+#include <stddef.h>
+
+#include "str.h"
+
+#define REVOKE_OK        0
+#define REVOKE_E_REVOKED (-1)   /* disconnected after the token was issued */
+#define REVOKE_E_LIFETIME (-2)  /* exp - iat (or exp - now) over lifetime_s */
+
+typedef struct revoke revoke_t;
+
+struct revoke_limits {
+    long   lifetime_s;    /* max_token_lifetime */
+    size_t max_users;     /* max_revocations */
+};
+
+/* A table whose not_before is start_s. NULL when out of memory. */
+revoke_t *revoke_new(const struct revoke_limits *lim, long start_s);
+void      revoke_free(revoke_t *r);
+/* New limits (reload); a smaller max_users drops the oldest records,
+ * raising not_before to their S. */
+void      revoke_set_limits(revoke_t *r, const struct revoke_limits *lim, long now_s);
+
+/* Records (user, now). Out of memory fails closed too (not_before = now).
+ * Returns 0 or -ENOMEM. */
+int       revoke_user(revoke_t *r, struct str user, long now_s);
+/* REVOKE_OK or a REVOKE_E_ code for a token; iat 0 means "no iat". */
+int       revoke_check(revoke_t *r, struct str user, long iat, long exp, long now_s);
+
+/* Persistence across a planned restart, next to history_file. Saving
+ * writes PATH.tmp and renames. Loading replaces not_before and the
+ * records with the file's (dropping expired ones); on any error returns -1
+ * with err set and changes nothing. */
+int       revoke_save(const revoke_t *r, const char *path, char *err, size_t errlen);
+int       revoke_load(revoke_t *r, const char *path, long now_s, char *err, size_t errlen);
+
+size_t    revoke_count(const revoke_t *r);
+long      revoke_not_before(const revoke_t *r);
+const char *revoke_strerror(int code);
+
+#endif
