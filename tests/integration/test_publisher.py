@@ -3,6 +3,7 @@ Apache, each started from the shipped conf/nginx/wspush.conf and
 conf/apache/wspush.conf (rendered for loopback ports and temporary paths),
 in front of the real ws-server; WebSocket subscribers connect through the
 same web server's /ws. Every test runs once per web server."""
+import base64
 import json
 import os
 import signal
@@ -289,6 +290,9 @@ def test_token_opens_private_channel(site):
     assert r.json["expires"] > time.time() + 200
     assert r.headers.get("Cache-Control") == "no-store"
     tok = r.json["token"]
+    # Dated, so that `wspush disconnect alice` can revoke it (revoke.h).
+    claims = json.loads(base64.urlsafe_b64decode(tok.split(".")[1] + "=="))
+    assert abs(claims["iat"] - time.time()) < 5 and claims["exp"] > claims["iat"]
     ws = subscribe(site, "channels=user/alice/inbox,private/alice&token=" + tok)
     try:
         r = site.publish("user/alice/inbox", {"mail": 1})
