@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -126,3 +127,23 @@ void listener_stop(struct listener *l)
 }
 
 int listener_paused(const struct listener *l) { return ev_timer_armed(&l->backoff); }
+
+long listener_fd_limit(long want, const char *what)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)want) {
+        struct rlimit up = rl;
+        up.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < (rlim_t)want ? rl.rlim_max
+                                                                                  : (rlim_t)want;
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl = up;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)want)
+        log_warn("open-file limit %lu (hard %lu) is below the %ld that %s needs: past it, "
+                 "new connections wait in the backlog (accepting pauses %d ms at a time)",
+                 (unsigned long)rl.rlim_cur, (unsigned long)rl.rlim_max, want, what,
+                 LISTENER_BACKOFF_MS);
+    return rl.rlim_cur == RLIM_INFINITY ? (long)(~0ul >> 1) : (long)rl.rlim_cur;
+}

@@ -55,6 +55,13 @@ int  listener_start(struct listener *l, ev_loop_t *loop, int fd, const char *nam
 /* Stops accepting (and any back-off) and closes the fd. Safe to call twice,
  * and on a zeroed struct listener that was never started. */
 void listener_stop(struct listener *l);
+/* The one rule for the open-file limit, at start and on reload: raise the
+ * soft RLIMIT_NOFILE toward want (never past the hard limit); if it stays
+ * short, warn once with the numbers (what for: e.g. "max_connections
+ * 10000") and rely on the back-off above. Returns the soft limit now in
+ * force. */
+long listener_fd_limit(long want, const char *what);
+
 /* 1 while accepting is paused by a back-off (0 once stopped). */
 int  listener_paused(const struct listener *l);
 

@@ -2,27 +2,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cfg.h"
 #include "ev.h"
 #include "log.h"
 #include "server.h"
-
-/* One descriptor per connection plus listeners and publishers: lift the
- * soft limit toward max_connections (never past the hard limit). */
-static void main_raise_fd_limit(const struct cfg *cfg)
-{
-    struct rlimit rl;
-    rlim_t want = (rlim_t)cfg->max_connections + 256;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
-        return;
-    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
-    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
-        log_warn("open-file limit %lu is below max_connections %d", (unsigned long)rl.rlim_cur,
-                 cfg->max_connections);
-}
 
 int main(int argc, char **argv)
 {
@@ -49,7 +34,7 @@ int main(int argc, char **argv)
         return 0;
     }
     log_set_level((enum log_level)cfg->log_level);
-    main_raise_fd_limit(cfg);
+    server_fd_limit(cfg);
 
     ev_loop_t *loop = ev_loop_new(err, sizeof(err));
     if (!loop) {

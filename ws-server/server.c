@@ -73,6 +73,15 @@ static int server_revoke_path(const struct cfg *cfg, char *out, size_t outlen)
     return cfg->history_file[0] && n > 0 && (size_t)n < outlen ? 0 : -1;
 }
 
+/* One descriptor per connection, plus listeners, publish-socket peers and
+ * a margin for the files ws-server opens itself. */
+void server_fd_limit(const struct cfg *cfg)
+{
+    char what[64];
+    snprintf(what, sizeof(what), "max_connections %d", cfg->max_connections);
+    listener_fd_limit((long)cfg->max_connections + 256, what);
+}
+
 /* ---- wiring: the callbacks each layer was given ---- */
 
 static uint32_t server_fan_out(void *ctx, struct msg *m)
@@ -237,6 +246,7 @@ static void server_reload(struct server *srv)
     struct revoke_limits rl = server_revoke_limits(next);
     revoke_set_limits(srv->revoked, &rl, (long)time(NULL));
     log_set_level((enum log_level)next->log_level);
+    server_fd_limit(next);
     log_info("configuration reloaded from %s", srv->cfg_path);
 }
 

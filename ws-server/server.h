@@ -20,6 +20,9 @@ typedef struct server server_t;
  * listening, opens the publish socket, restores history_file and installs
  * signal handling. Returns NULL with err filled (cfg is freed then too). */
 server_t *server_new(ev_loop_t *loop, struct cfg *cfg, const char *cfg_path, char *err, size_t errlen);
+/* Raises the open-file limit for cfg's max_connections (listener.h's
+ * rule); main calls it at start, the server again on every reload. */
+void      server_fd_limit(const struct cfg *cfg);
 /* Frees everything, the config included. */
 void      server_free(server_t *srv);
 
