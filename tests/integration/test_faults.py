@@ -305,3 +305,55 @@ def test_workers_exit_when_the_supervisor_is_killed(env):
     finally:
         site.publisher.stop()
         site.web.stop()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_fds_backs_off_and_recovers(env):
+    """ws-server whose fd limit is lowered under it (prlimit) while more
+    clients connect than it has fds: it does not spin or flood the log,
+    keeps serving the publish-socket link it has, and accepts again once
+    clients leave."""
+    import subprocess
+    # Half-open handshakes hold their fds for the whole test.
+    env.sections["ws-server"]["handshake_timeout"] = "60s"
+    env.write_ini()
+    env.start_ws()
+    pid = env.ws_proc.pid
+    link = env.client()            # fcgi-publisher's persistent link
+    link.publish("public/a", 0)
+    limit = len(os.listdir(f"/proc/{pid}/fd")) + 16
+    subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={limit}:{limit}"], check=True)
+    log0 = len(env.log_text())
+    clients = [socket.create_connection(("127.0.0.1", env.ws_port), timeout=5) for _ in range(64)]
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(2.0)                # a measuring window, not a wait for an event
+    cpu = cpu_seconds(pid) - cpu0
+    window = time.monotonic() - t0
+    grown = env.log_text()[log0:]
+    print(f"out of fds: {cpu:.2f} s CPU in {window:.1f} s, log +{len(grown)} bytes")
+    assert cpu < 0.25 * window, f"{cpu:.2f} s of CPU in {window:.1f} s: spinning"
+    assert "Too many open files" in grown
+    assert len(grown) < 4096, grown[:2000]
+    # The link it already had still publishes.
+    assert link.publish("public/a", 1)["id"]
+    link.close()
+    for c in clients:
+        c.close()
+    # Once fds are free: a new publish-socket client gets its ack and a new
+    # WebSocket connects (within the back-off).
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            assert env.publish("public/a", 2)["id"]
+            r = RawWs(env.ws_port, "/ws?channels=public/a")
+            assert r.status == 101
+            r.close()
+            break
+        except (OSError, AssertionError):
+            assert time.monotonic() < deadline, "ws-server did not accept again"
+            time.sleep(0.1)
