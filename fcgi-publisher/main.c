@@ -378,13 +378,18 @@ int main(int argc, char **argv)
         return 1;
     }
     int own = c->pub_listen[0] != 0;
+    /* Kept from now: a reload may change pub_listen, and only the socket
+     * file this process made may be removed at exit. */
+    char listen_path[CFG_PATH_MAX];
+    snprintf(listen_path, sizeof listen_path, "%s", c->pub_listen);
+    struct addr_unix_id listen_id = addr_unix_identity(listen_path);
     log_info("listening on %s with %d worker process(es), publishing to %s",
              own ? c->pub_listen : "fd 0", own ? c->pub_workers : 1, c->publish_socket);
     if (own) {
         int status = main_supervise(c->pub_workers, path, &c);
         if (status >= 0) {
-            if (addr_is_unix(c->pub_listen))
-                unlink(c->pub_listen);
+            if (addr_is_unix(listen_path))
+                addr_unlink_owned(listen_path, &listen_id);
             close(listen_fd);
             main_cfg_free(c);
             return status;

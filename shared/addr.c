@@ -15,6 +15,43 @@
 
 int addr_is_unix(const char *spec) { return spec[0] == '/' || spec[0] == '.'; }
 
+/* 1 when a process accepts on the socket at path. A stale file answers
+ * ECONNREFUSED; a live one accepts, or says EAGAIN with a full backlog. */
+static int addr_unix_answers(const char *path)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof(sun.sun_path))
+        return 0;
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+    int live = rc == 0 || errno == EAGAIN || errno == EINPROGRESS;
+    close(fd);
+    return live;
+}
+
+struct addr_unix_id addr_unix_identity(const char *path)
+{
+    struct addr_unix_id id = { 0 };
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        id.dev = st.st_dev;
+        id.ino = st.st_ino;
+        id.valid = 1;
+    }
+    return id;
+}
+
+int addr_unlink_owned(const char *path, const struct addr_unix_id *id)
+{
+    struct addr_unix_id now = addr_unix_identity(path);
+    if (!id->valid || !now.valid || now.dev != id->dev || now.ino != id->ino)
+        return 0;
+    return unlink(path) == 0;
+}
+
 /* The socket is bound under a temporary name and renamed into place once
  * it listens: a client that sees the path never meets a refused connect,
  * and a stale file from a crashed run is simply replaced. */
@@ -32,6 +69,11 @@ static int addr_listen_unix(const char *path, int backlog, mode_t mode, const ch
     struct stat st;
     if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
         snprintf(err, errlen, "%s: exists and is not a socket", path);
+        return -1;
+    }
+    if (addr_unix_answers(path)) {
+        snprintf(err, errlen, "%s: another process is listening on it (a second instance "
+                 "with the same configuration?); refusing to replace it", path);
         return -1;
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -42,6 +42,7 @@ struct pubsock {
     struct ev_hook          after;
     int                     listening;
     char                    path[CFG_PATH_MAX];
+    struct addr_unix_id     path_id;      /* the socket file we made */
     struct list             peers;
     struct list             dead;
 };
@@ -322,10 +323,11 @@ struct pubsock *pubsock_open(ev_loop_t *loop, struct cfg *const *cfgp, engine_t 
         free(ps);
         return NULL;
     }
+    ps->path_id = addr_unix_identity(ps->path);
     if (listener_start(&ps->listener, loop, fd, "publish socket", 0, pubsock_accept, ps) < 0) {
         snprintf(err, errlen, "publish socket: cannot watch");
         close(fd);
-        unlink(ps->path);
+        addr_unlink_owned(ps->path, &ps->path_id);
         free(ps);
         return NULL;
     }
@@ -339,7 +341,8 @@ void pubsock_stop(struct pubsock *ps)
     if (ps->listening) {
         ps->listening = 0;
         listener_stop(&ps->listener);
-        unlink(ps->path);
+        /* Another process may have replaced the file since: only ours goes. */
+        addr_unlink_owned(ps->path, &ps->path_id);
     }
 }
 

@@ -34,6 +34,7 @@ struct server_listener {
     struct listener l;
     struct server  *srv;
     int             is_unix;
+    struct addr_unix_id id;        /* of the socket file, when is_unix */
     char            spec[CFG_PATH_MAX];
 };
 
@@ -166,6 +167,7 @@ static int server_listen(struct server *srv, const char *spec, char *err, size_t
         return -1;
     sl->srv = srv;
     sl->is_unix = addr_is_unix(spec);
+    sl->id = addr_unix_identity(spec);
     snprintf(sl->spec, sizeof(sl->spec), "%s", spec);
     if (listener_start(&sl->l, srv->loop, fd, spec, SERVER_ACCEPT_PER_PASS, server_on_accept, sl) < 0) {
         close(fd);
@@ -182,7 +184,7 @@ static void server_stop_listening(struct server *srv)
     for (int i = 0; i < srv->nlisteners; i++) {
         listener_stop(&srv->listeners[i].l);
         if (srv->listeners[i].is_unix)
-            unlink(srv->listeners[i].spec);
+            addr_unlink_owned(srv->listeners[i].spec, &srv->listeners[i].id);
     }
     srv->nlisteners = 0;
 }
