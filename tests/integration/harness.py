@@ -50,6 +50,30 @@ def stop_process(p, sig=signal.SIGTERM, timeout=10.0):
         raise
 
 
+def run_as(uid, gid, script, timeout=10):
+    """Runs the Python source `script` as uid:gid and returns the finished
+    subprocess.run result (text output captured). The other user must not
+    need to read the checkout (a clone under a 0700 home or `mktemp -d`
+    is not readable by it): the script and this module, which it may
+    import, are copied into a fresh 0755 directory that is its working
+    directory and first import path, removed afterwards."""
+    import shutil
+    import tempfile
+    d = pathlib.Path(tempfile.mkdtemp(prefix="wspush-as-user-"))
+    try:
+        os.chmod(d, 0o755)
+        shutil.copyfile(__file__, d / "harness.py")
+        (d / "script.py").write_text(script)
+        for f in ("harness.py", "script.py"):
+            os.chmod(d / f, 0o644)
+        return subprocess.run(["/usr/bin/python3", "-B", str(d / "script.py")], cwd=d,
+                              capture_output=True, text=True, timeout=timeout,
+                              user=uid, group=gid, extra_groups=[],
+                              env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def b64url(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 

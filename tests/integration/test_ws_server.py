@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from harness import (PublishClient, IpcError, RawWs, encode_frame, make_token, ws_handshake,
-                     wait_for, SECRET, free_port)
+                     wait_for, run_as, SECRET, free_port)
 
 
 def run(coro, timeout=20):
@@ -120,14 +120,14 @@ def test_publish_socket_peer_allow_list(env):
     env.start_ws()
     # Our own uid (the server's) is always allowed.
     assert env.publish("public/a", 1)["subscribers"] == 0
-    # nobody (65534) is not in the list: every request is refused.
-    script = ("import sys; sys.path.insert(0, %r)\n"
-              "from harness import PublishClient, IpcError\n"
+    # nobody (65534) is not in the list: every request is refused. nobody
+    # may not be able to read the checkout: run_as gives it a copy of the
+    # harness.
+    script = ("from harness import PublishClient, IpcError\n"
               "c = PublishClient(%r)\n"
               "try:\n    c.publish('public/a', 1)\nexcept IpcError as e:\n    print(e.code)\n"
-              % (os.path.dirname(__file__), str(env.publish_socket)))
-    out = subprocess.run(["/usr/bin/python3", "-c", script], capture_output=True, text=True,
-                         timeout=10, user=65534, group=65534)
+              % str(env.publish_socket))
+    out = run_as(65534, 65534, script)
     assert out.stdout.strip() == "4", out.stderr
 
 
