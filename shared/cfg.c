@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -486,11 +487,20 @@ static const char *cfg_read_secret(const char *path, struct cfg_secret *s, char 
     unsigned char tmp[CFG_MAX_SECRET + 3];
     size_t len = 0;
     const char *ret = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO named by mistake must not hang -t or a reload. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         snprintf(why, wlen, "%s", strerror(errno));
         return why;
     }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        ret = "not a regular file";
+        goto out;
+    }
+    if (st.st_mode & S_IROTH)
+        log_warn("%s: the secret is readable by every user (mode %03o): chmod o-r it",
+                 path, (unsigned)(st.st_mode & 0777));
     while (len < sizeof(tmp)) {
         ssize_t r = read(fd, tmp + len, sizeof(tmp) - len);
         if (r < 0 && errno == EINTR)
@@ -511,6 +521,12 @@ static const char *cfg_read_secret(const char *path, struct cfg_secret *s, char 
     }
     if (len == 0) {
         ret = "file is empty";
+        goto out;
+    }
+    if (len < CFG_MIN_SECRET) {
+        snprintf(why, wlen, "%zu bytes, shorter than %d (make one with: head -c 32 /dev/urandom "
+                 "| base64 > FILE)", len, CFG_MIN_SECRET);
+        ret = why;
         goto out;
     }
     if (len > CFG_MAX_SECRET) {

@@ -39,6 +39,7 @@
 
 #define CFG_MAX_LIST     32    /* entries per list key */
 #define CFG_MAX_SECRET   256   /* bytes of a secret file */
+#define CFG_MIN_SECRET   32    /* HS256 wants a key of at least its hash size */
 #define CFG_PATH_MAX     256
 
 struct cfg_list {

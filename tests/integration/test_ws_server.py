@@ -162,7 +162,7 @@ def test_private_channel_with_valid_token(ws):
 
 
 def test_previous_secret_accepted_during_rotation(env):
-    old = b"the-old-secret-before-rotation"
+    old = b"the-old-secret-before-the-rotation"
     (env.dir / "old").write_bytes(old)
     env.sections["wspush"]["previous_secret_file"] = str(env.dir / "old")
     env.write_ini()

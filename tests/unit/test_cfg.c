@@ -50,7 +50,7 @@ static int tw_setup(void **state)
     FILE *f = fopen(secret, "w");
     if (!f)
         return -1;
-    fputs("s3cret\n", f);
+    fputs("s3cret-0123456789-0123456789-0123\n", f);
     fclose(f);
     return 0;
 }
@@ -122,8 +122,8 @@ static void test_minimal(void **state)
     assert_string_equal(err, "");
     assert_string_equal(c.path, ini);
     assert_string_equal(c.secret_file, secret);
-    assert_int_equal(c.secret.len, 6);
-    assert_memory_equal(c.secret.key, "s3cret", 6);
+    assert_int_equal(c.secret.len, 33);
+    assert_memory_equal(c.secret.key, "s3cret-0123456789-0123456789-0123", 33);
     assert_int_equal(c.previous_secret.len, 0);
     assert_int_equal(c.listen.n, 1);
     assert_string_equal(c.listen.items[0], "127.0.0.1:8081");
@@ -140,7 +140,7 @@ static void test_full(void **state)
     char err[512], text[4096];
     char prev[160];
     snprintf(prev, sizeof(prev), "%s/old", tdir);
-    tw_write(prev, "old-one", 7);
+    tw_write(prev, "old-one-0123456789-0123456789-012", 32);
     snprintf(text, sizeof(text),
         "; comment\n"
         "# another\n"
@@ -207,8 +207,8 @@ static void test_full(void **state)
     assert_string_equal(c.publish_socket, want);
     assert_string_equal(c.secret_file, secret);
     assert_string_equal(c.previous_secret_file, prev);
-    assert_int_equal(c.previous_secret.len, 7);
-    assert_memory_equal(c.previous_secret.key, "old-one", 7);
+    assert_int_equal(c.previous_secret.len, 32);
+    assert_memory_equal(c.previous_secret.key, "old-one-0123456789-0123456789-012", 32);
     assert_int_equal(c.log_level, LOG_DEBUG);
     assert_int_equal(c.listen.n, 3);
     assert_string_equal(c.listen.items[0], "0.0.0.0:80");
@@ -533,6 +533,10 @@ static void test_secrets(void **state)
         { "empty", "", 0, "file is empty" },
         { "newline", "\n", 1, "file is empty" },
         { "crlf", "\r\n", 2, "file is empty" },
+        { "short", "0123456789abcdef0123456789abcde\n", 32,
+          "31 bytes, shorter than 32 (make one with: head -c 32 /dev/urandom | base64 > FILE)" },
+        { "fifo", NULL, 0, "not a regular file" },
+        { "dir", NULL, 0, "not a regular file" },
         { "long", NULL, CFG_MAX_SECRET + 1, "file is longer than 256 bytes" },
         { "longnl", NULL, CFG_MAX_SECRET + 2, "file is longer than 256 bytes" },
         { "huge", NULL, 5000, "file is longer than 256 bytes" },
@@ -541,7 +545,11 @@ static void test_secrets(void **state)
     memset(big, 'x', sizeof(big));
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", tdir, bad[i].name);
-        if (bad[i].data)
+        if (strcmp(bad[i].name, "fifo") == 0)
+            assert_int_equal(mkfifo(path, 0600), 0);   /* must not block the load */
+        else if (strcmp(bad[i].name, "dir") == 0)
+            assert_int_equal(mkdir(path, 0700), 0);
+        else if (bad[i].data)
             tw_write(path, bad[i].data, bad[i].len);
         else if (bad[i].len) {
             tw_write(path, big, bad[i].len);
@@ -571,11 +579,11 @@ static void test_secrets(void **state)
 
     /* Only one trailing newline is stripped; other bytes are kept. */
     snprintf(path, sizeof(path), "%s/two", tdir);
-    tw_write(path, "ab \n\n", 5);
+    tw_write(path, "0123456789abcdef0123456789abcdef \n\n", 35);
     tw_ini("[wspush]\nsecret_file = two\n");
     assert_int_equal(cfg_load(&c, ini, err, sizeof(err)), 0);
-    assert_int_equal(c.secret.len, 4);
-    assert_memory_equal(c.secret.key, "ab \n", 4);
+    assert_int_equal(c.secret.len, 34);
+    assert_memory_equal(c.secret.key, "0123456789abcdef0123456789abcdef \n", 34);
     cfg_free(&c);
 
     /* An absolute path is kept as is. */
@@ -604,7 +612,7 @@ static void test_relative_dir(void **state)
     assert_int_equal(mkdir(sub, 0700), 0);
     snprintf(subini, sizeof(subini), "%s/w.ini", sub);
     snprintf(sec, sizeof(sec), "%s/key", sub);
-    tw_write(sec, "k", 1);
+    tw_write(sec, "k123456789abcdef0123456789abcdef", 32);
     static const char body[] = "[wspush]\nsecret_file = key\n[ws-server]\nhistory_file = ../h\n";
     tw_write(subini, body, strlen(body));
 
@@ -632,7 +640,7 @@ static void test_relative_dir(void **state)
     assert_true(c.secret_file[0] == '/');
     assert_non_null(strstr(c.secret_file, "/etc/key"));
     assert_string_equal(c.secret_file, d.secret_file);
-    assert_int_equal(c.secret.len, 1);
+    assert_int_equal(c.secret.len, 32);
     cfg_free(&c);
     cfg_free(&d);
 }
