@@ -97,11 +97,18 @@ static void pubsock_publish(struct pubpeer *p, const struct ipc_msg *m)
         pubsock_error(p, m->req_id, IPC_ERR_TOO_BIG, "message over max_message_bytes");
         return;
     }
-    /* The envelope embeds data verbatim: it must be exactly one JSON value. */
+    /* The envelope embeds data verbatim: it must be exactly one JSON value.
+     * jansson checks it; its one limit below the JSON grammar is a number
+     * beyond a double's range (1e400), refused with its own message here
+     * and by fcgi-publisher and the CLI alike (docs/protocol.md). */
     json_error_t jerr;
-    json_t *v = json_loadb(m->data.p, m->data.len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
+    json_t *v = json_loadb(m->data.p, m->data.len,
+                           JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
     if (!v) {
-        pubsock_error(p, m->req_id, IPC_ERR_BAD_DATA, "data is not one JSON value");
+        pubsock_error(p, m->req_id, IPC_ERR_BAD_DATA,
+                      json_error_code(&jerr) == json_error_numeric_overflow
+                          ? "data holds a number beyond a double's range (quote it)"
+                          : "data is not one JSON value");
         return;
     }
     json_decref(v);
