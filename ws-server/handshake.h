@@ -57,8 +57,8 @@ enum hs_verdict {
                               hs_check: the server answers it before parsing
                               (hs_response accepts req == NULL for it) */
     HS_HEADERS_TOO_LARGE,  /* 431: request head over max_header_bytes; never
-                              returned by hs_check (added by the lead: the
-                              connection code decides it; req may be NULL) */
+                              returned by hs_check (the connection code
+                              counts the bytes; req may be NULL) */
 };
 
 /* Validates a parsed request against RFC 6455 section 4.2.1 and the origin
