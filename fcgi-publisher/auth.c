@@ -74,8 +74,18 @@ static int auth_jwt(const struct cfg *c, const struct auth_req *r, long now, str
         u->token_error = rc;
         return AUTH_E_INVALID;
     }
-    if (!u->claims.sub[0] || u->claims.subscribe_only) {
-        u->token_error = u->claims.sub[0] ? TOK_E_SCOPE : TOK_E_NO_SUB;
+    if (!u->claims.sub[0]) {
+        u->token_error = TOK_E_NO_SUB;
+        tok_claims_free(&u->claims);
+        return AUTH_E_INVALID;
+    }
+    /* A subscribe token is never a login, whoever signed it: ours say so
+     * with scope, the site's own (docs/php.md) by naming channels. An
+     * empty channels array names none and opens nothing on ws-server. */
+    if (u->claims.subscribe_only || u->claims.nchannels > 0) {
+        u->token_error = TOK_E_SCOPE;
+        u->scope_mark = u->claims.subscribe_only ? "scope \"subscribe\"" : "a channels claim";
+        memcpy(u->name, u->claims.sub, sizeof u->name);
         tok_claims_free(&u->claims);
         return AUTH_E_INVALID;
     }

@@ -9,6 +9,11 @@
  *   purpose) or else from the cookie named jwt_cookie (ambient). `sub` is
  *   the user, `exp` is required; a `publish` claim (array of patterns)
  *   narrows the channels further than [channels] publish.
+ *   A subscribe token is never a login (TOK_E_SCOPE): one from /token
+ *   says "scope":"subscribe", one the site signed itself names channels
+ *   (a non-empty `channels` claim). Subscribe tokens travel in WebSocket
+ *   URLs and end up in proxy logs; they must not become publish
+ *   credentials.
  *
  * Authorization: a channel may be published to when it matches a
  * [channels] publish pattern ({user} expanded) and, if the JWT had a
@@ -42,10 +47,14 @@ struct auth_user {
     int  has_claims;             /* claims below are owned */
     struct tok_claims claims;    /* auth = jwt: the verified token */
     int  token_error;            /* on AUTH_E_INVALID: the TOK_E_ code, else 0 */
+    /* On TOK_E_SCOPE: which mark made it a subscribe token (static text,
+     * for the answer and the log); name then holds the token's sub. */
+    const char *scope_mark;
 };
 
 /* Authenticates the request under c->auth at time now. Returns 0 and fills
- * *u, or an AUTH_E_ code (u then holds nothing to free, token_error set). */
+ * *u, or an AUTH_E_ code (u then holds nothing to free; token_error is
+ * set, and for a subscribe token scope_mark and name too). */
 int  auth_identify(const struct cfg *c, const struct auth_req *r, long now, struct auth_user *u);
 void auth_user_free(struct auth_user *u);
 

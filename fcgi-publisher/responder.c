@@ -171,11 +171,19 @@ static int resp_authenticate(struct resp_rq *rq, struct auth_user *u)
         resp_fail(rq, 500, "out of memory");
         return rc;
     }
-    char msg[160];
-    if (u->token_error)
+    char msg[200];
+    if (u->token_error == TOK_E_SCOPE) {
+        /* A token made to subscribe, offered as a login: a leaked URL
+         * token is the likely story, so it is worth a warning. */
+        log_warn("login refused: the JWT of '%s' has %s: a subscribe token is not a login",
+                 u->name, u->scope_mark);
+        snprintf(msg, sizeof msg, "%s: %s (it has %s); log in with the site's JWT",
+                 auth_strerror(rc), tok_strerror(u->token_error), u->scope_mark);
+    } else if (u->token_error) {
         snprintf(msg, sizeof msg, "%s: %s", auth_strerror(rc), tok_strerror(u->token_error));
-    else
+    } else {
         snprintf(msg, sizeof msg, "%s", auth_strerror(rc));
+    }
     resp_error(rq, 401, rq->c->auth == CFG_AUTH_JWT ? "WWW-Authenticate: Bearer\r\n" : NULL,
                "unauthenticated", msg);
     return rc;

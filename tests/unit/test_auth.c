@@ -1,5 +1,6 @@
 /* auth: the Cookie header parser, remote_user and jwt authentication
- * (Bearer and cookie, every refusal with its exact code), the round trip
+ * (Bearer and cookie, every refusal with its exact code, subscribe tokens
+ * by scope or by a channels claim never a login), the round trip
  * of a token issued by tok_issue, and publish/subscribe authorization with
  * {user} patterns and the JWT's publish claim. Test JWTs are minted here
  * with OpenSSL's HMAC, independently of libjwt. */
@@ -157,6 +158,18 @@ static void test_jwt(void **state)
           AUTH_E_INVALID, 0, NULL },
         { "{\"alg\":\"HS384\",\"typ\":\"JWT\"}", "{\"sub\":\"alice\",\"exp\":1700000100}",
           "current-secret", 1, AUTH_E_INVALID, 0, NULL },
+        /* Subscribe tokens, by either mark, are never a login; an empty
+         * channels array marks nothing (it opens no channel). */
+        { NULL, "{\"sub\":\"alice\",\"exp\":1700000100,\"channels\":[\"user/alice/*\"]}",
+          "current-secret", 1, AUTH_E_INVALID, TOK_E_SCOPE, "alice" },
+        { NULL, "{\"sub\":\"alice\",\"iat\":1699999999,\"exp\":1700000100,\"channels\":[\"news\"]}",
+          "current-secret", 0, AUTH_E_INVALID, TOK_E_SCOPE, "alice" },
+        { NULL, "{\"sub\":\"alice\",\"exp\":1700000100,\"scope\":\"subscribe\"}",
+          "current-secret", 1, AUTH_E_INVALID, TOK_E_SCOPE, "alice" },
+        { NULL, "{\"sub\":\"alice\",\"exp\":1700000100,\"channels\":[],\"publish\":[\"news\"]}",
+          "current-secret", 1, 0, 0, "alice" },
+        { NULL, "{\"sub\":\"alice\",\"exp\":1700000100,\"scope\":\"publish\"}",
+          "current-secret", 1, 0, 0, "alice" },
     };
     struct cfg c;
     ta_cfg(&c, CFG_AUTH_JWT);
@@ -179,6 +192,11 @@ static void test_jwt(void **state)
          * depending on where the library notices; both are refusals. */
         if (t[i].token_error)
             assert_int_equal(u.token_error, t[i].token_error);
+        if (t[i].token_error == TOK_E_SCOPE) {
+            assert_string_equal(u.name, t[i].user);
+            assert_non_null(u.scope_mark);
+            assert_int_equal(u.has_claims, 0);
+        }
         if (got == 0) {
             assert_string_equal(u.name, t[i].user);
             assert_int_equal(u.ambient, !t[i].bearer);
@@ -231,6 +249,7 @@ static void test_round_trip(void **state)
     struct auth_user u;
     assert_int_equal(auth_identify(&c, &r, now, &u), AUTH_E_INVALID);
     assert_int_equal(u.token_error, TOK_E_SCOPE);
+    assert_string_equal(u.scope_mark, "scope \"subscribe\"");
 
     /* expired by the time it is used */
     assert_int_equal(auth_identify(&c, &r, now + 60, &u), AUTH_E_INVALID);

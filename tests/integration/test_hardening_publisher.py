@@ -1,0 +1,127 @@
+"""fcgi-publisher hardening (issue 10, items 4, 10, 13 and 14), against the
+real fcgi-publisher, ws-server and wspush CLI. The web server is replaced
+by raw FastCGI (the helpers of test_fastcgi.py), so a request can carry
+what nginx or Caddy send and a test can send what they should not: a
+param twice, CONTENT_LENGTH=-1, a login JWT that is really a subscribe
+token. Delivered data is read off the WebSocket as text, byte for byte."""
+import json
+import subprocess
+import time
+
+import pytest
+
+from harness import BIN, IpcError, free_port, make_token
+from test_fastcgi import PARAMS, STDIN, Conn, begin, pair, record
+from webservers import Publisher, WsClient
+
+ORIGIN = "http://127.0.0.1"
+
+
+def start_publisher(env, **publisher):
+    """ws-server and one fcgi-publisher worker on a loopback port."""
+    port = free_port()
+    env.sections["publisher"].update({"listen": f"127.0.0.1:{port}", "workers": "1",
+                                      "max_body": "1k", "ack_timeout": "2s", **publisher})
+    env.sections["channels"].update({"publish": "news user/{user}/*",
+                                     "subscribe": "user/{user}/*"})
+    env.write_ini()
+    env.start_ws()
+    p = Publisher(env, port)
+    p.start()
+    return p
+
+
+@pytest.fixture
+def pub(env):
+    p = start_publisher(env)
+    yield p
+    assert p.stop() == 0, p.log_text()[-3000:]
+
+
+@pytest.fixture
+def jwt_pub(env):
+    p = start_publisher(env, auth="jwt", jwt_cookie="site_jwt")
+    yield p
+    assert p.stop() == 0, p.log_text()[-3000:]
+
+
+def head(method="POST", uri="/push/publish", body=b"", ctype="application/json", **extra):
+    """A request head as a list of pairs (a list, so a name may repeat):
+    what conf/nginx/wspush.conf passes for a same-origin page of alice's."""
+    pairs = [("REQUEST_METHOD", method), ("REQUEST_URI", uri),
+             ("QUERY_STRING", uri.partition("?")[2]), ("REMOTE_USER", "alice"),
+             ("HTTP_HOST", "127.0.0.1"), ("REQUEST_SCHEME", "http"), ("HTTP_ORIGIN", ORIGIN)]
+    if method == "POST":
+        pairs += [("CONTENT_TYPE", ctype), ("CONTENT_LENGTH", str(len(body)))]
+    return pairs + list(extra.items())
+
+
+def send(conn, rid, pairs, body=b""):
+    """One request on conn; returns (status, headers, body)."""
+    p = b"".join(pair(k, v) for k, v in pairs)
+    data = begin(rid) + record(PARAMS, rid, p) + record(PARAMS, rid)
+    if body:
+        data += record(STDIN, rid, body)
+    conn.send(data + record(STDIN, rid))
+    status, headers, out, _ = conn.answer(rid)
+    return status, headers, out
+
+
+def error(answer, status, code):
+    got, headers, out = answer
+    assert got == status, answer
+    assert headers["Content-Type"] == "application/json", answer
+    e = json.loads(out)
+    assert e["error"] == code and e["message"], answer
+    return e["message"]
+
+
+def published_data(text):
+    """The data of ws-server's message frame, as the text it holds:
+    {"type":"message","channel":...,"id":...,"data":<data>}."""
+    msg = json.loads(text)
+    assert msg["type"] == "message", text
+    _, sep, data = text.partition(',"data":')
+    assert sep and data.endswith("}"), text
+    return data[:-1]
+
+
+def subscribe(env, channel="news"):
+    ws = WsClient(env.ws_url("channels=" + channel))
+    assert ws.recv_json()["type"] == "subscribed"
+    return ws
+
+
+# ---- 4: a subscribe token is never a login
+
+
+def test_a_subscribe_token_made_by_the_site_is_not_a_login(jwt_pub):
+    now = int(time.time())
+    # docs/php.md's wspush_subscribe_token() without its scope, as sites
+    # copied the earlier recipe; then with scope and no channels.
+    by_channels = make_token("alice", ("user/alice/*",), claims={"iat": now})
+    by_scope = make_token("alice", (), claims={"iat": now, "scope": "subscribe"})
+    login = make_token("alice", (), claims={"iat": now})   # channels: [] names none
+    body = json.dumps({"channel": "news", "data": 1}).encode()
+    c = Conn(jwt_pub.port)
+    rid = 0
+    for tok, mark in ((by_channels, "a channels claim"), (by_scope, 'scope "subscribe"'),
+                      (login, None)):
+        for cred in ({"HTTP_AUTHORIZATION": "Bearer " + tok},
+                     {"HTTP_COOKIE": "sid=1; site_jwt=" + tok}):
+            for method, uri in (("POST", "/push/publish"),
+                                ("GET", "/push/token?channels=user/alice/inbox")):
+                rid += 1
+                pairs = [kv for kv in head(method, uri, body) if kv[0] != "REMOTE_USER"]
+                answer = send(c, rid, pairs + list(cred.items()), body if method == "POST" else b"")
+                if mark is None:
+                    assert answer[0] == 200, answer
+                    continue
+                msg = error(answer, 401, "unauthenticated")
+                assert "subscribe token is not a login" in msg and mark in msg, msg
+                assert answer[1]["WWW-Authenticate"] == "Bearer", answer
+    c.close()
+    log = jwt_pub.log_text()
+    assert "login refused: the JWT of 'alice' has a channels claim" in log, log[-2000:]
+    assert "login refused: the JWT of 'alice' has scope \"subscribe\"" in log, log[-2000:]
+
