@@ -169,6 +169,25 @@ const char *front_param(const struct front_req *req, const char *name)
     return NULL;
 }
 
+const char *front_param_repeated(const struct front_req *req, const char *const *names, size_t n)
+{
+    uint64_t seen = 0;
+    if (n > 64)
+        n = 64;
+    for (int i = 0; i < req->npairs; i++) {
+        const char *name = req->strs.data + req->pairs[i].name;
+        for (size_t k = 0; k < n; k++) {
+            if (strcmp(name, names[k]) != 0)
+                continue;
+            if (seen & (UINT64_C(1) << k))
+                return names[k];
+            seen |= UINT64_C(1) << k;
+            break;
+        }
+    }
+    return NULL;
+}
+
 const char *front_body(const struct front_req *req, size_t *kept, size_t *sent)
 {
     *kept = req->body.len;

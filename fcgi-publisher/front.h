@@ -78,8 +78,13 @@ int      front_drained(const front_t *f);
  * (also frees the connections closed during the pass). */
 void     front_flush(front_t *f);
 
-/* A request's CGI params: the value, or NULL when absent. */
+/* A request's CGI params: the value, or NULL when absent. A name sent
+ * twice gives its first value; front_param_repeated() finds those. */
 const char *front_param(const struct front_req *req, const char *name);
+/* One of names[0..n-1] (n <= 64) that the request carries more than once
+ * (the one whose second copy comes first), as names[k]; NULL when each
+ * appears at most once. */
+const char *front_param_repeated(const struct front_req *req, const char *const *names, size_t n);
 /* The body kept (NUL-terminated, at most limits.body bytes) and the length
  * the web server actually sent. */
 const char *front_body(const struct front_req *req, size_t *kept, size_t *sent);

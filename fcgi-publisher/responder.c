@@ -51,6 +51,17 @@ struct resp_rq {
 
 static void resp_finish(struct resp_rq *rq);
 
+/* The params an answer depends on for who is asking and from where. Sent
+ * twice (a site's included fastcgi_params plus its own line, such as
+ * nginx's REMOTE_USER $remote_user -- taken from the client's unchecked
+ * Basic header -- before the auth_request one), the first would win
+ * unnoticed; such a request is refused instead. */
+static const char *const resp_single_params[] = {
+    "REMOTE_USER", "HTTP_AUTHORIZATION", "HTTP_COOKIE", "HTTP_ORIGIN", "HTTP_REFERER",
+    "HTTP_SEC_FETCH_SITE", "HTTP_HOST", "REQUEST_SCHEME", "HTTPS", "CONTENT_LENGTH",
+    "CONTENT_TYPE",
+};
+
 static const char *resp_param(const struct resp_rq *rq, const char *name)
 {
     return front_param(rq->req, name);
@@ -553,7 +564,10 @@ void resp_handle(void *resp, struct front_req *req)
     if (!rq->path)
         rq->path = "";
     rq->path_len = strcspn(rq->path, "?#");
-    const char *origin = resp_param(rq, "HTTP_ORIGIN");
+    const char *twice = front_req_truncated(req) ? NULL
+        : front_param_repeated(req, resp_single_params,
+                               sizeof resp_single_params / sizeof resp_single_params[0]);
+    const char *origin = twice ? NULL : resp_param(rq, "HTTP_ORIGIN");
     if (origin && origin_is_listed(origin, &c->pub_allowed_origins) &&
         !strpbrk(origin, "\r\n"))
         rq->cors_origin = origin;
@@ -562,6 +576,14 @@ void resp_handle(void *resp, struct front_req *req)
     int is_token = resp_path_is(rq, c->mount, "/token");
     if (front_req_truncated(req)) {
         resp_fail(rq, 431, "request head over max_params");
+    } else if (twice) {
+        log_warn("%s %.*s refused: FastCGI param %s sent twice; fix the web server's config "
+                 "(replace the line, do not add a second)", rq->method, (int)rq->path_len,
+                 rq->path, twice);
+        char msg[160];
+        snprintf(msg, sizeof msg, "FastCGI param %s sent twice: the web server's config is "
+                                  "ambiguous", twice);
+        resp_fail(rq, 400, msg);
     } else if (!is_publish && !is_token) {
         resp_fail(rq, 404, "no such endpoint (publish, token)");
     } else if (strcmp(rq->method, "OPTIONS") == 0) {

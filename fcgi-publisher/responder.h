@@ -4,10 +4,14 @@
  *   POST    {mount}/publish   publish a message (body.h), 200 after ws-server's ack
  *   GET     {mount}/token     ?channels=a,b: an HS256 subscribe token
  *   OPTIONS either            CORS preflight (204)
- * Checks run in a fixed order, so each failure has one answer: method (405)
- * → authentication (401) → origin/CSRF for ambient credentials (403) →
- * Content-Length (411, 400, 413) → Content-Type (415) → body (400) →
- * channel permissions (403) → ws-server (200, 400, 403, 413, 503, 504).
+ * Checks run in a fixed order, so each failure has one answer: params
+ * over max_params (431) → a param that says who is asking or what was
+ * sent (REMOTE_USER, the credential, origin and host headers,
+ * CONTENT_LENGTH, CONTENT_TYPE) given twice (400) → path (404) → method
+ * (405) → authentication (401) → origin/CSRF for ambient credentials
+ * (403) → Content-Length (411, 400, 413) → Content-Type
+ * (415) → body (400) → channel permissions (403) → ws-server (200, 400,
+ * 403, 413, 503, 504).
  *
  * Errors are {"error":"<code>","message":"<text>"}; the codes are
  *   bad_request 400, unauthenticated 401, forbidden 403, not_found 404,

@@ -125,3 +125,51 @@ def test_a_subscribe_token_made_by_the_site_is_not_a_login(jwt_pub):
     assert "login refused: the JWT of 'alice' has a channels claim" in log, log[-2000:]
     assert "login refused: the JWT of 'alice' has scope \"subscribe\"" in log, log[-2000:]
 
+
+# ---- 10: a param that decides the answer, sent twice
+
+
+SINGLE = ["REMOTE_USER", "HTTP_AUTHORIZATION", "HTTP_COOKIE", "HTTP_ORIGIN", "HTTP_REFERER",
+          "HTTP_SEC_FETCH_SITE", "HTTP_HOST", "REQUEST_SCHEME", "HTTPS", "CONTENT_LENGTH",
+          "CONTENT_TYPE"]
+# Harmless values for those the head does not carry already.
+EXTRA = {"HTTP_AUTHORIZATION": "Basic YWxpY2U6eA==", "HTTP_COOKIE": "sid=1",
+         "HTTP_REFERER": ORIGIN + "/page", "HTTP_SEC_FETCH_SITE": "same-origin", "HTTPS": "off"}
+
+
+def test_a_param_sent_twice_is_refused_and_logged(pub, env):
+    ws = subscribe(env)
+    body = json.dumps({"channel": "news", "data": "refused"}).encode()
+    c = Conn(pub.port)
+    rid = 0
+    for name in SINGLE:
+        # The same value twice: even an identical copy means a config that
+        # adds a line where it should replace one.
+        pairs = head(body=body, **({name: EXTRA[name]} if name in EXTRA else {}))
+        pairs.append(next(kv for kv in pairs if kv[0] == name))
+        rid += 1
+        msg = error(send(c, rid, pairs, body), 400, "bad_request")
+        assert f"{name} sent twice" in msg, msg
+    # The case: nginx's $remote_user (the client's own Basic header,
+    # unchecked) from an included fastcgi_params, then the auth_request user.
+    pairs = [("REMOTE_USER", "mallory")] + head(body=body)
+    rid += 1
+    assert "REMOTE_USER sent twice" in error(send(c, rid, pairs, body), 400, "bad_request")
+    # A token request is refused the same way.
+    rid += 1
+    pairs = head("GET", "/push/token?channels=user/alice/inbox") + [("HTTP_HOST", "evil.example")]
+    assert "HTTP_HOST sent twice" in error(send(c, rid, pairs), 400, "bad_request")
+    # A repeated param that decides nothing is no reason to refuse.
+    ok = json.dumps({"channel": "news", "data": "accepted"}).encode()
+    rid += 1
+    answer = send(c, rid, head(body=ok, HTTP_X_FOO="1") + [("HTTP_X_FOO", "2")], ok)
+    assert answer[0] == 200, answer
+    c.close()
+    # Nothing refused was published: the first message is the accepted one.
+    assert json.loads(ws.recv())["data"] == "accepted"
+    ws.close()
+    log = pub.log_text()
+    for name in SINGLE:
+        assert f"FastCGI param {name} sent twice" in log, (name, log[-3000:])
+    assert "replace the line, do not add a second" in log
+
