@@ -117,22 +117,36 @@ static int body_json_string(struct body_sc *sc, const char *s, size_t len,
     return 0;
 }
 
-/* Decodes a form value into scratch. */
-static int body_form_decode(struct body_sc *sc, const char *v, size_t vlen,
+/* Decodes a form value into scratch. url_decode refuses a decoded NUL, as
+ * names and keys must; data (allow_nul) may hold one, so the value is
+ * decoded in the pieces between its "%00"s. A '%' always opens an escape
+ * of two hex digits, so every "%00" found is an escape of its own. */
+static int body_form_decode(struct body_sc *sc, const char *v, size_t vlen, int allow_nul,
                             const char **outp, size_t *outlen)
 {
     char *o = body_sc_take(sc, vlen + 1);
     if (!o)
         return BODY_E_SPACE;
-    ssize_t n = url_decode(v, vlen, o, 1);
-    if (n < 0)
-        return BODY_E_SYNTAX;
+    size_t n = 0;
+    const char *p = v, *end = v + vlen;
+    for (;;) {
+        const char *nul = allow_nul ? memmem(p, (size_t)(end - p), "%00", 3) : NULL;
+        const char *pe = nul ? nul : end;
+        ssize_t k = url_decode(p, (size_t)(pe - p), o + n, 1);
+        if (k < 0)
+            return BODY_E_SYNTAX;
+        n += (size_t)k;
+        if (!nul)
+            break;
+        o[n++] = '\0';
+        p = nul + 3;
+    }
     o[n] = '\0';
     /* Give back what decoding did not use. */
-    sc->p -= vlen - (size_t)n;
-    sc->left += vlen - (size_t)n;
+    sc->p -= vlen - n;
+    sc->left += vlen - n;
     *outp = o;
-    *outlen = (size_t)n;
+    *outlen = n;
     return 0;
 }
 
@@ -176,7 +190,7 @@ static int body_parse_form(const char *buf, size_t len, struct body_msg *out, st
         seen |= k;
         const char *v;
         size_t vlen;
-        int rc = body_form_decode(sc, eq + 1, (size_t)(pe - eq - 1), &v, &vlen);
+        int rc = body_form_decode(sc, eq + 1, (size_t)(pe - eq - 1), k == BODY_K_DATA, &v, &vlen);
         if (rc < 0)
             return rc;
         if (k == BODY_K_CHANNEL) {
@@ -299,10 +313,18 @@ static int body_parse_json(const char *buf, size_t len, struct body_msg *out, st
     json_error_t jerr;
     int rc = 0, seen = 0;
     size_t idx = 0, data_idx = 0;
-    /* INT_AS_REAL: an integer past 64 bits is still valid JSON; only its
-     * text travels on, so the double jansson keeps does not matter. */
-    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
-    if (!root || !json_is_object(root)) {
+    /* The flags of ws-server's own check (pubsock.c), so a body is refused
+     * here exactly when ws-server would refuse its data. INT_AS_REAL: an
+     * integer past 64 bits is still valid JSON; only its text travels on,
+     * so the double jansson keeps does not matter. ALLOW_NUL: "\u0000" is
+     * valid in a JSON string. */
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL |
+                                        JSON_ALLOW_NUL, &jerr);
+    if (!root) {
+        rc = json_error_code(&jerr) == json_error_numeric_overflow ? BODY_E_RANGE : BODY_E_SYNTAX;
+        goto out;
+    }
+    if (!json_is_object(root)) {
         rc = BODY_E_SYNTAX;
         goto out;
     }
@@ -364,6 +386,7 @@ const char *body_strerror(int code)
     case BODY_E_FIELD:   return "body needs exactly one of channel/channels and one data, nothing else";
     case BODY_E_CHANNEL: return "invalid channel list (1..32 distinct names of A-Z a-z 0-9 _ - . : / @)";
     case BODY_E_SPACE:   return "internal buffer too small";
+    case BODY_E_RANGE:   return "a number in the body is beyond a double's range (about 1.8e308); ws-server refuses it, send it as a string";
     default:             return "bad body";
     }
 }

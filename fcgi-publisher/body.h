@@ -8,9 +8,13 @@
  * Exactly one of channel/channels and exactly one data are required; any
  * other key, a key given twice, an invalid or repeated channel name is
  * refused (a typo such as "chanel" must not publish somewhere unexpected).
- * A form's data becomes a JSON string; a JSON body's data is passed on
- * exactly as sent, so numbers keep every digit (ws-server takes one JSON
- * value, UTF-8).
+ * A form's data becomes a JSON string, its every byte kept (%00 too, as
+ * \u0000); a JSON body's data is passed on exactly as sent, so numbers
+ * keep every digit and "\u0000" stays in strings. What is accepted is what
+ * ws-server accepts (one JSON value, UTF-8, read by jansson with
+ * JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL): a number beyond a double's
+ * range (1e400, an integer of 310 digits) is refused by both, as
+ * BODY_E_RANGE here; a \u0000 inside an object key is a BODY_E_SYNTAX.
  *
  * No I/O and nothing for the caller to free: every output string lives in
  * the caller's scratch area. (jansson allocates internally while parsing a
@@ -32,6 +36,7 @@ enum body_type { BODY_JSON = 1, BODY_FORM = 2 };
 #define BODY_E_FIELD    (-3)  /* unknown, repeated, missing or wrongly typed key (400) */
 #define BODY_E_CHANNEL  (-4)  /* an invalid, repeated or over-32 channel list (400) */
 #define BODY_E_SPACE    (-5)  /* scratch too small: caller sized it wrong */
+#define BODY_E_RANGE    (-6)  /* valid JSON, but a number past a double's range (400) */
 
 /* Scratch bytes that always suffice for a body of len bytes. */
 #define BODY_SCRATCH(len) (8 * (size_t)(len) + 64)

@@ -37,8 +37,10 @@ static void cli_usage(FILE *f)
         "             /etc/wspush/wspush.ini; unused when -s is given)\n"
         "  -s SOCKET  the publish socket path\n"
         "  -T MS      answer timeout in milliseconds (default 5000)\n"
-        "publish     sends DATA to every channel listed; DATA is sent as JSON when\n"
-        "            it parses as JSON, else as a JSON string; '-' reads stdin.\n"
+        "publish     sends DATA to every channel listed; DATA is sent as JSON, byte\n"
+        "            for byte, when it is one JSON value (big integers and \\u0000\n"
+        "            included), else as a JSON string; '-' reads stdin. A number\n"
+        "            beyond a double's range (1e400) is refused (exit 2): quote it.\n"
         "            Prints: id=<message id> subscribers=<n>\n"
         "disconnect  closes every WebSocket whose token sub is USER (logout).\n"
         "            Prints: disconnected=<n>\n"
@@ -92,9 +94,20 @@ static char *cli_read_stdin(size_t *len)
     return p;
 }
 
-/* Turns the DATA argument into one JSON value text (malloc'ed). */
-static char *cli_data_json(const char *s, size_t len, size_t *outlen)
+/* cli_data_json's refusal of valid JSON that ws-server would refuse. */
+#define CLI_E_RANGE (-1)
+
+/* Turns the DATA argument into one JSON value text (malloc'ed): DATA
+ * itself, less surrounding whitespace, when it is one JSON value as
+ * ws-server reads it (pubsock.c's jansson flags: big integers and \u0000
+ * are fine), else DATA as a JSON string. Valid JSON that ws-server would
+ * refuse, a number beyond a double's range, is neither: turning 1e400 into
+ * the string "1e400" would publish something else than what was written,
+ * so it is refused (NULL, *err = CLI_E_RANGE). NULL with *err = 0: out of
+ * memory or DATA not UTF-8. */
+static char *cli_data_json(const char *s, size_t len, size_t *outlen, int *err)
 {
+    *err = 0;
     while (len > 0 && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')) {
         s++;
         len--;
@@ -103,7 +116,12 @@ static char *cli_data_json(const char *s, size_t len, size_t *outlen)
                        s[len - 1] == '\r'))
         len--;
     json_error_t jerr;
-    json_t *v = json_loadb(s, len, JSON_DECODE_ANY, &jerr);
+    json_t *v = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
+                           &jerr);
+    if (!v && json_error_code(&jerr) == json_error_numeric_overflow) {
+        *err = CLI_E_RANGE;
+        return NULL;
+    }
     if (v) {
         /* Passed on as written, so numbers keep every digit. */
         json_decref(v);
@@ -182,8 +200,14 @@ static int cli_publish(struct cli_run *run, int timeout_ms, const char *chans, c
         }
         data = raw;
     }
-    char *json = cli_data_json(data, rawlen, &jlen);
+    int err;
+    char *json = cli_data_json(data, rawlen, &jlen, &err);
     free(raw);
+    if (!json && err == CLI_E_RANGE) {
+        fprintf(stderr, "wspush: DATA holds a number beyond a double's range (about 1.8e308), "
+                        "which ws-server refuses; to send it as text, quote it as a JSON string\n");
+        return CLI_EXIT_USAGE;
+    }
     if (!json) {
         fprintf(stderr, "wspush: DATA is neither JSON nor valid UTF-8 text\n");
         return CLI_EXIT_USAGE;

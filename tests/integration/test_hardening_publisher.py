@@ -173,3 +173,82 @@ def test_a_param_sent_twice_is_refused_and_logged(pub, env):
         assert f"FastCGI param {name} sent twice" in log, (name, log[-3000:])
     assert "replace the line, do not add a second" in log
 
+
+# ---- 13: valid JSON passes through exactly, everywhere
+
+# Data as written, and what a subscriber must receive.
+EXACT = [
+    "12345678901234567890123",
+    "-12345678901234567890123.5e-7",
+    '{"s":"a\\u0000b"}',
+    '"a\\u0000b"',
+    '[1e-400, -0.0, 1E+2, 0.1]',
+    '{ "big" : 12345678901234567890123 ,\n  "nul" : "\\u0000" }',
+]
+
+
+def test_json_body_data_reaches_subscribers_byte_for_byte(pub, env):
+    ws = subscribe(env)
+    c = Conn(pub.port)
+    for rid, data in enumerate(EXACT, 1):
+        body = ('{"channel":"news","data":' + data + "}").encode()
+        answer = send(c, rid, head(body=body), body)
+        assert answer[0] == 200, (data, answer)
+        assert published_data(ws.recv()) == data
+    # A number beyond a double's range: ws-server refuses it too, so it is
+    # a 400 that says why, not a 503 from ws-server's refusal.
+    body = b'{"channel":"news","data":[1e400]}'
+    msg = error(send(c, 99, head(body=body), body), 400, "bad_request")
+    assert "range" in msg, msg
+    with pytest.raises(IpcError) as e:
+        env.publish("news", b"[1e400]")
+    assert e.value.code == 5
+    c.close()
+    ws.close()
+
+
+def test_form_data_reaches_subscribers_as_the_same_string(pub, env):
+    ws = subscribe(env)
+    c = Conn(pub.port)
+    cases = [("12345678901234567890123", '"12345678901234567890123"'),
+             ("a%00b", '"a\\u0000b"'),
+             ("%7B%22s%22%3A1%7D", '"{\\"s\\":1}"')]
+    for rid, (value, want) in enumerate(cases, 1):
+        body = ("channel=news&data=" + value).encode()
+        pairs = head(body=body, ctype="application/x-www-form-urlencoded",
+                     HTTP_X_REQUESTED_WITH="XMLHttpRequest")
+        answer = send(c, rid, pairs, body)
+        assert answer[0] == 200, (value, answer)
+        assert published_data(ws.recv()) == want
+    c.close()
+    ws.close()
+
+
+def wspush(env, *args, stdin=None):
+    return subprocess.run([str(BIN / "wspush"), "-s", str(env.publish_socket), *args],
+                          input=stdin, capture_output=True, text=True, timeout=10)
+
+
+def test_cli_data_that_is_json_is_sent_byte_for_byte(ws, env):
+    sub = subscribe(env)
+    for data in EXACT:
+        p = wspush(env, "publish", "news", " " + data + "\n")
+        assert p.returncode == 0, (data, p.stderr)
+        assert published_data(sub.recv()) == data
+    p = wspush(env, "publish", "news", "-", stdin='{"from":"stdin","n":12345678901234567890123}\n')
+    assert p.returncode == 0, p.stderr
+    assert published_data(sub.recv()) == '{"from":"stdin","n":12345678901234567890123}'
+    # Not JSON: a string, as before.
+    p = wspush(env, "publish", "news", "plain text")
+    assert p.returncode == 0, p.stderr
+    assert published_data(sub.recv()) == '"plain text"'
+    # Valid JSON that ws-server refuses is refused, not turned into a string.
+    for data in ("1e400", '{"x":[-2e999]}'):
+        p = wspush(env, "publish", "news", data)
+        assert p.returncode == 2, (data, p.stdout, p.stderr)
+        assert "range" in p.stderr, p.stderr
+    # ... so the next message the subscriber sees is this one.
+    assert wspush(env, "publish", "news", '"1e400"').returncode == 0
+    assert published_data(sub.recv()) == '"1e400"'
+    sub.close()
+
