@@ -28,9 +28,10 @@ enum conn_state { CONN_HANDSHAKE, CONN_OPEN, CONN_CLOSING, CONN_DEAD };
 enum conn_flag {
     CONN_DIRTY = 1 << 0,         /* on cs->dirty */
     CONN_AWAIT_PONG = 1 << 1,
-    CONN_CLOSE_AFTER_FLUSH = 1 << 2,
+    CONN_CLOSE_AFTER_FLUSH = 1 << 2,  /* hang up once the queue is written; no more reads */
     CONN_WANT_WRITE = 1 << 3,    /* EPOLLOUT armed */
-    CONN_DISCARD = 1 << 4,       /* input out of step (after 1002/1009): read and drop */
+    CONN_DISCARD = 1 << 4,       /* input out of step (a length that cannot be skipped): drop it */
+    CONN_PEER_CLOSED = 1 << 5,   /* the page's close arrived: nothing after it is read */
 };
 
 struct conns {
@@ -54,7 +55,8 @@ struct conn {
     struct conn       *dirty_next;
     void              *session;
     uint8_t            state;
-    uint8_t            flags;
+    uint16_t           flags;
+    uint64_t           skip;        /* bytes of a refused frame still to drop */
     struct buf         in;          /* handshake bytes, or a partial frame */
     struct sendq       out;
     uint64_t           last_ping;   /* ms: last ping sent (or the upgrade) */
@@ -77,9 +79,11 @@ static void conn_kill(struct conn *c)
     list_move(&c->cs->live, &c->cs->dead, &c->node);
 }
 
+/* A dead connection is never listed: the reap may free it before a
+ * later flush round would walk the list. */
 static void conn_mark_dirty(struct conn *c)
 {
-    if (!(c->flags & CONN_DIRTY)) {
+    if (!(c->flags & CONN_DIRTY) && c->state != CONN_DEAD) {
         c->flags |= CONN_DIRTY;
         c->dirty_next = c->cs->dirty;
         c->cs->dirty = c;
@@ -197,7 +201,11 @@ static int conn_t_replay_msg(void *t, struct msg *m, int chan)
 
 static int conn_t_send_json(void *t, const char *json, size_t len)
 {
-    return conn_queue_frame(t, FRAME_TEXT, json, len);
+    struct conn *c = t;
+    /* No data frame follows our close frame (RFC 6455 5.5.1). */
+    if (c->state != CONN_OPEN)
+        return 0;
+    return conn_queue_frame(c, FRAME_TEXT, json, len);
 }
 
 static void conn_t_close(void *t, int code) { conn_close(t, (uint16_t)code); }
@@ -286,11 +294,29 @@ static ssize_t conn_handshake(struct conn *c, const char *p, size_t len)
         conn_close(c, (uint16_t)code);
         return n;
     }
-    conn_schedule(c);
+    /* open() may have closed it: close_timeout stays the deadline. */
+    if (c->state == CONN_OPEN)
+        conn_schedule(c);
     return n;
 }
 
 /* ---- frames from the client ---- */
+
+/* The close handshake is over on our side: our close frame (sent before,
+ * or the echo just queued) is the last frame. TCP is closed once it is
+ * written, at once when it already is; close_timeout (still armed) bounds
+ * a page that stops reading. Reading stops here. */
+static void conn_hang_up(struct conn *c)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    if (sendq_empty(&c->out)) {
+        conn_kill(c);
+        return;
+    }
+    c->flags |= CONN_CLOSE_AFTER_FLUSH;
+    ev_io_set(c->cs->loop, &c->watch, c->flags & CONN_WANT_WRITE ? EV_WRITE : 0);
+}
 
 /* Handles one complete frame. Returns 0 to go on, -1 when the connection
  * is closing or dead. */
@@ -315,7 +341,7 @@ static int conn_on_frame(struct conn *c, const struct frame *f)
             conn_kill(c);
         return 0;
     case FRAME_PONG:
-        c->flags &= (uint8_t)~CONN_AWAIT_PONG;
+        c->flags &= (uint16_t)~CONN_AWAIT_PONG;
         return 0;
     case FRAME_CLOSE: {
         frame_unmask(payload, f->payload, len, f->mask, 0);
@@ -327,12 +353,12 @@ static int conn_on_frame(struct conn *c, const struct frame *f)
             reply = 1007;
         else
             reply = code == 1005 ? 1000 : (uint16_t)code;
-        if (c->state == CONN_CLOSING) {
-            conn_kill(c);       /* the answer to our close: done */
-            return -1;
-        }
-        conn_close(c, reply);
-        c->flags |= CONN_CLOSE_AFTER_FLUSH;
+        /* Nothing the page sends after its close is read (RFC 6455
+         * 5.5.1). In CLOSING this is the answer to our close frame. */
+        c->flags |= CONN_PEER_CLOSED;
+        if (c->state == CONN_OPEN)
+            conn_close(c, reply);
+        conn_hang_up(c);
         return -1;
     }
     default:
@@ -343,30 +369,62 @@ static int conn_on_frame(struct conn *c, const struct frame *f)
     }
 }
 
-/* Parses every complete frame in [p, p+len); returns the bytes used. */
+/* Parses every complete frame in [p, p+len); returns the bytes used (the
+ * rest, the start of a frame, is kept for the next read).
+ *
+ * A frame is refused as soon as its first two bytes decide it: a data
+ * frame (push-only: 1008, whatever its length) or a protocol error (1002);
+ * one over max_frame_bytes (1009) once its length is in. A refused frame is
+ * then skipped by its length, never buffered, so the page's close that
+ * follows is still read and ends the connection at once. Only a length
+ * that cannot be skipped (64-bit with the top bit set) leaves the input
+ * out of step: it is dropped until EOF or close_timeout. */
 static size_t conn_parse_frames(struct conn *c, const unsigned char *p, size_t len)
 {
     size_t used = 0;
-    if (c->flags & CONN_DISCARD)
-        return len;
-    while (used < len && (c->state == CONN_OPEN || c->state == CONN_CLOSING)) {
-        struct frame f;
-        ssize_t n = frame_parse(p + used, len - used, (uint64_t)conn_cfg(c)->max_frame_bytes, 0, &f);
-        if (n == FRAME_NEED_MORE)
+    while (used < len) {
+        if ((c->state != CONN_OPEN && c->state != CONN_CLOSING) ||
+            (c->flags & (CONN_DISCARD | CONN_PEER_CLOSED)))
+            return len;
+        if (c->skip) {
+            size_t k = len - used < c->skip ? len - used : (size_t)c->skip;
+            used += k;
+            c->skip -= k;
+            continue;
+        }
+        const unsigned char *q = p + used;
+        size_t n = len - used;
+        uint16_t code;
+        int op = frame_peek_opcode(q, n, 0);
+        if (op == FRAME_NEED_MORE)
             break;
-        if (n < 0) {
-            /* Past a bad header nothing lines up any more: later bytes
-             * are dropped (never parsed as frames, never a reason to drop
-             * the close frame we queued) until the peer closes or
-             * close_timeout. */
+        if (op == FRAME_TEXT || op == FRAME_BINARY) {
+            code = 1008;
+        } else if (op < 0) {
+            code = 1002;
+        } else {
+            struct frame f;
+            ssize_t r = frame_parse(q, n, (uint64_t)conn_cfg(c)->max_frame_bytes, 0, &f);
+            if (r == FRAME_NEED_MORE)
+                break;
+            if (r >= 0) {
+                used += (size_t)r;
+                conn_on_frame(c, &f);
+                continue;
+            }
+            code = r == FRAME_E_TOO_BIG ? 1009 : 1002;
+        }
+        if (c->state == CONN_OPEN)
+            conn_close(c, code);
+        uint64_t size;
+        int rc = frame_size(q, n, &size);
+        if (rc == FRAME_NEED_MORE)
+            break;          /* refused again, without a second close, when the length is in */
+        if (rc < 0) {
             c->flags |= CONN_DISCARD;
-            if (c->state == CONN_OPEN)
-                conn_close(c, n == FRAME_E_TOO_BIG ? 1009 : 1002);
             return len;
         }
-        used += (size_t)n;
-        if (conn_on_frame(c, &f) < 0 && c->state != CONN_CLOSING)
-            return len;
+        c->skip = size;
     }
     return used;
 }
@@ -444,7 +502,7 @@ static void conn_flush(struct conn *c)
             return;
         }
         if (c->flags & CONN_WANT_WRITE) {
-            c->flags &= (uint8_t)~CONN_WANT_WRITE;
+            c->flags &= (uint16_t)~CONN_WANT_WRITE;
             ev_io_set(c->cs->loop, &c->watch, EV_READ);
         }
     } else if (!(c->flags & CONN_WANT_WRITE)) {
@@ -464,7 +522,7 @@ static void conns_flush_dirty(conns_t *cs)
         unsigned k = 0;
         while (c) {
             struct conn *next = c->dirty_next;
-            c->flags &= (uint8_t)~CONN_DIRTY;
+            c->flags &= (uint16_t)~CONN_DIRTY;
             if (c->state != CONN_DEAD)
                 conn_flush(c);
             c = next;
@@ -565,11 +623,28 @@ static void conns_reap(conns_t *cs)
         conn_free(list_entry(n, struct conn, node));
 }
 
+/* Connections killed after they were listed (a write error in this
+ * pass) leave the dirty list before the reap frees them. */
+static void conns_unlist_dead(conns_t *cs)
+{
+    struct conn **pp = &cs->dirty;
+    while (*pp) {
+        struct conn *c = *pp;
+        if (c->state == CONN_DEAD) {
+            c->flags &= (uint16_t)~CONN_DIRTY;
+            *pp = c->dirty_next;
+        } else {
+            pp = &c->dirty_next;
+        }
+    }
+}
+
 static void conns_after(ev_loop_t *loop, void *data)
 {
     (void)loop;
     conns_t *cs = data;
     conns_flush_dirty(cs);
+    conns_unlist_dead(cs);
     conns_reap(cs);
 }
 

@@ -81,6 +81,38 @@ ssize_t frame_parse(const unsigned char *buf, size_t len, uint64_t max_payload,
     return (ssize_t)(hlen + 4 + plen);
 }
 
+int frame_peek_opcode(const unsigned char *buf, size_t len, int in_fragment)
+{
+    if (len < 2)
+        return FRAME_NEED_MORE;
+    int rc = frame_check_start(buf[0], buf[1], in_fragment);
+    return rc < 0 ? rc : buf[0] & 0x0F;
+}
+
+int frame_size(const unsigned char *buf, size_t len, uint64_t *size)
+{
+    if (len < 2)
+        return FRAME_NEED_MORE;
+    uint64_t hlen = 2, plen = buf[1] & 0x7F;
+    if (plen == 126) {
+        if (len < 4)
+            return FRAME_NEED_MORE;
+        plen = (uint64_t)buf[2] << 8 | buf[3];
+        hlen = 4;
+    } else if (plen == 127) {
+        if (len < 10)
+            return FRAME_NEED_MORE;
+        if (buf[2] & 0x80)
+            return FRAME_E_PROTOCOL;
+        plen = 0;
+        for (int i = 2; i < 10; i++)
+            plen = plen << 8 | buf[i];
+        hlen = 10;
+    }
+    *size = hlen + (buf[1] & 0x80 ? 4 : 0) + plen;
+    return 0;
+}
+
 void frame_unmask(unsigned char *dst, const unsigned char *src, size_t n,
                   const unsigned char mask[4], size_t offset)
 {

@@ -42,6 +42,21 @@ struct frame {
 ssize_t frame_parse(const unsigned char *buf, size_t len, uint64_t max_payload,
                     int in_fragment, struct frame *f);
 
+/* The opcode of the frame starting at buf, as soon as its first two bytes
+ * are in and pass the rules decidable on them (those frame_parse checks
+ * first): the opcode (>= 0), FRAME_NEED_MORE or FRAME_E_PROTOCOL. Lets the
+ * caller refuse a frame by its opcode before its length or payload matter
+ * (a push-only server refuses every data frame, whatever its size). */
+int     frame_peek_opcode(const unsigned char *buf, size_t len, int in_fragment);
+
+/* The whole size (header, mask key when the mask bit is set, payload) of
+ * the frame starting at buf, valid or not, so a refused frame can be
+ * skipped and what follows it (the peer's close) still read. Returns 0
+ * with *size set, FRAME_NEED_MORE until the length field is complete, or
+ * FRAME_E_PROTOCOL when the 64-bit length has its top bit set: then no
+ * later byte can be trusted to start a frame. */
+int     frame_size(const unsigned char *buf, size_t len, uint64_t *size);
+
 /* Unmasks n payload bytes from src into dst (may be the same); offset is
  * the payload position of src[0], so a payload can be unmasked in pieces. */
 void frame_unmask(unsigned char *dst, const unsigned char *src, size_t n,

@@ -260,17 +260,18 @@ CASES = [
       for c in (1000, 3000, 4999)],
     *[(f"7.9-close-code-{c}", close_frame(c), [CLOSE(1002)]) for c in INVALID_CLOSE_CODES],
 
-    # 9 limits (max_frame_bytes = 125): the size is judged from the length
-    # field, before the payload arrives; a broken length is a protocol error.
-    ("9.1-text-126", f(OP_TEXT, b"x" * 126), [CLOSE(1009)]),
-    ("9.2-binary-64k", f(OP_BINARY, b"x" * 65536), [CLOSE(1009)]),
+    # 9 limits (max_frame_bytes = 125): a data frame is refused by its
+    # opcode (1008) whatever its length, before the payload arrives.
+    ("9.1-text-126", f(OP_TEXT, b"x" * 126), [CLOSE(1008)]),
+    ("9.2-binary-64k", f(OP_BINARY, b"x" * 65536), [CLOSE(1008)]),
     ("9.3-announced-16-bit-no-payload", raw_header(0x82, 0x80 | 126, struct.pack(">H", 65535), b""),
-     [CLOSE(1009)]),
+     [CLOSE(1008)]),
     ("9.4-announced-2^62-no-payload", raw_header(0x82, 0x80 | 127, struct.pack(">Q", 1 << 62), b""),
-     [CLOSE(1009)]),
+     [CLOSE(1008)]),
+    # A data frame with a broken length: its opcode is read first.
     ("9.5-len64-top-bit", raw_header(0x82, 0x80 | 127, struct.pack(">Q", 1 << 63), b""),
-     [CLOSE(1002)]),
-    ("9.6-len64-all-ones", raw_header(0x82, 0x80 | 127, b"\xff" * 8, b""), [CLOSE(1002)]),
+     [CLOSE(1008)]),
+    ("9.6-len64-all-ones", raw_header(0x82, 0x80 | 127, b"\xff" * 8, b""), [CLOSE(1008)]),
 ]
 
 
@@ -431,13 +432,13 @@ def test_nothing_after_the_close_handshake(ws):
 
 
 def test_larger_max_frame_bytes_still_refuses_data(env):
-    """With max_frame_bytes raised, a data frame under it is still a policy
-    violation (1008), one over it still 1009, a ping is still <= 125."""
+    """With max_frame_bytes raised, a data frame under it or over it is
+    still a policy violation (1008), a ping is still <= 125."""
     env.sections["ws-server"]["max_frame_bytes"] = "4096"
     env.write_ini()
     env.start_ws()
     for data, events in ((f(OP_TEXT, b"t" * 1000), [CLOSE(1008)]),
-                         (f(OP_BINARY, b"b" * 4097), [CLOSE(1009)]),
+                         (f(OP_BINARY, b"b" * 4097), [CLOSE(1008)]),
                          (f(OP_PING, b"p" * 126), [CLOSE(1002)]),
                          (f(OP_PING, b"p" * 125), [PONG(b"p" * 125), OPEN])):
         r = open_session(env)

@@ -293,11 +293,12 @@ def test_client_text_frame_closes_1008(ws):
     run(go())
 
 
-def test_oversized_frame_closes_1009(ws):
+def test_oversized_data_frame_closes_1008(ws):
+    """A data frame over max_frame_bytes: the opcode decides (1008)."""
     r = RawWs(ws.ws_port)
     assert r.recv_frame()[0] == 0x1     # the greeting
     r.send(encode_frame(0x2, b"x" * 1000))
-    assert r.recv_close() == 1009
+    assert r.recv_close() == 1008
     r.close()
 
 

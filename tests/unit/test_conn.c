@@ -15,8 +15,7 @@
  *
  * Every case asserts the exact bytes on the wire, which handler ran with
  * what, and that closed() ran once per connection, right before its fd
- * was closed, with the session open() returned. Cases marked FAILS are
- * bugs in conn.c left failing on purpose (see each comment).
+ * was closed, with the session open() returned.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -883,11 +882,14 @@ static void test_client_close(void **state)
     assert_int_equal(conns_count(tc->cs), 0);
 }
 
-/* Push-only: a data frame is a policy violation (1008); a frame breaking
- * RFC 6455 is a protocol error (1002) and one over max_frame_bytes 1009.
- * After a protocol error the input is out of step and dropped, a close
- * frame included: the connection ends on EOF (or close_timeout). After
- * 1008 the page's close is the answer to ours and ends it at once. */
+/* Push-only: a data frame is a policy violation (1008), decided by its
+ * opcode whatever its length; a frame breaking RFC 6455 is a protocol
+ * error (1002) and a control frame over max_frame_bytes 1009. Every
+ * refused frame is skipped by its length, so the page's close that
+ * follows is read and ends the connection at once (it used to be dropped
+ * after a 1002/1009, and the connection lingered until close_timeout).
+ * Only a 64-bit length with its top bit set cannot be skipped: then the
+ * input is dropped until EOF. */
 static void test_bad_frames(void **state)
 {
     struct tc *tc = *state;
@@ -898,22 +900,27 @@ static void test_bad_frames(void **state)
         const char *payload;
         int unmasked;
         unsigned code;
+        int max;            /* max_frame_bytes for the row, 0 = default */
     } rows[] = {
-        { 0x81, "hi", 1, 1002 },    /* unmasked */
-        { 0x81, "hi", 0, 1008 },    /* text */
-        { 0x82, "hi", 0, 1008 },    /* binary */
-        { 0x01, "hi", 0, 1008 },    /* first fragment of a text message */
-        { 0xC1, "hi", 0, 1002 },    /* RSV1 without an extension */
-        { 0x83, "", 0, 1002 },      /* reserved opcode */
-        { 0x80, "hi", 0, 1002 },    /* continuation of nothing */
-        { 0x09, "", 0, 1002 },      /* fragmented ping */
-        { 0x8A, NULL, 1, 1002 },    /* unmasked pong */
-        { 0x89, NULL, 0, 1002 },    /* ping of 126 bytes */
-        { 0x81, NULL, 0, 1009 },    /* text of 200 bytes > max_frame_bytes */
+        { 0x81, "hi", 1, 1002, 0 },    /* unmasked */
+        { 0x81, "hi", 0, 1008, 0 },    /* text */
+        { 0x82, "hi", 0, 1008, 0 },    /* binary */
+        { 0x01, "hi", 0, 1008, 0 },    /* first fragment of a text message */
+        { 0xC1, "hi", 0, 1002, 0 },    /* RSV1 without an extension */
+        { 0x83, "", 0, 1002, 0 },      /* reserved opcode */
+        { 0x80, "hi", 0, 1002, 0 },    /* continuation of nothing */
+        { 0x09, "", 0, 1002, 0 },      /* fragmented ping */
+        { 0x8A, NULL, 1, 1002, 0 },    /* unmasked pong */
+        { 0x89, NULL, 0, 1002, 0 },    /* ping of 126 bytes */
+        { 0x81, NULL, 0, 1008, 0 },    /* text of 200 bytes > max_frame_bytes: the opcode decides */
+        { 0x82, NULL, 0, 1008, 0 },    /* binary of 200 bytes */
+        { 0x89, "0123456789", 0, 1009, 5 },  /* ping over a (test-only) max of 5 */
     };
     for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
         for (size_t c = 0; c < TC_NCHUNKS; c++) {
             struct tio *t = tc_open_conn(tc);
+            if (rows[r].max)
+                tc->cfg.max_frame_bytes = rows[r].max;
             unsigned char in[512];
             size_t n;
             if (rows[r].payload)
@@ -927,22 +934,83 @@ static void test_bad_frames(void **state)
             tc_ex_close(want, rows[r].code);
             tio_expect_buf(t, want);
             tio_assert_live(t);
-            /* The page's close, then a ping. */
+            /* The page's close, then a ping nobody reads. */
             n = tc_cclose(in, 1000, "");
             n += tc_cframe(in + n, 0x89, "x", 1, 0);
             tio_feed_chunked(tc, t, in, n, tc_chunks[c]);
             tio_expect(t, "", 0);
-            if (rows[r].code == 1008) {
-                tio_assert_freed(t, t);
-            } else {
-                tio_assert_live(t);
-                tio_end(t, 0);
+            tio_assert_freed(t, t);
+            tc->cfg.max_frame_bytes = 125;
+        }
+    assert_int_equal(conns_count(tc->cs), 0);
+
+    /* A length that cannot be skipped (binary, so 1008): the input is
+     * dropped, a close included. */
+    struct tio *t = tc_open_conn(tc);
+    static const unsigned char top[] = { 0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4 };
+    tio_feed(t, top, sizeof(top));
+    tc_settle(tc);
+    struct buf *want = tc_want(tc);
+    tc_ex_close(want, 1008);
+    tio_expect_buf(t, want);
+    unsigned char in[16];
+    tio_feed(t, in, tc_cclose(in, 1000, ""));
+    tc_settle(tc);
+    tio_assert_live(t);
+    tio_end(t, 0);
+    tc_settle(tc);
+    tio_assert_freed(t, t);
+}
+
+/* A data frame is refused from its first two bytes: a page announcing
+ * 64 KiB (or 2^62 bytes) of text gets its 1008 before sending any of it;
+ * what it sends next is skipped without being kept (bytes_read shows it
+ * was read), and its close still ends the connection. Byte by byte too. */
+static void test_data_frame_refused_at_its_header(void **state)
+{
+    struct tc *tc = *state;
+    static const unsigned char heads[][10] = {
+        { 0x81, 0x80 | 126, 0xFF, 0xFF },
+        { 0x82, 0x80 | 127, 0x40, 0, 0, 0, 0, 0, 0, 0 },
+    };
+    static const size_t hlen[] = { 4, 10 };
+    for (size_t h = 0; h < 2; h++)
+        for (size_t chunk = 0; chunk <= 1; chunk++) {
+            struct tio *t = tc_open_conn(tc);
+            t->read_max = chunk;
+            tio_feed(t, heads[h], 2);
+            tc_settle(tc);
+            struct buf *want = tc_want(tc);
+            tc_ex_close(want, 1008);
+            tio_expect_buf(t, want);
+            tio_feed(t, heads[h] + 2, hlen[h] - 2);
+            tc_settle(tc);
+            if (h == 0) {
+                /* The mask key and the whole payload: skipped. */
+                unsigned char *pay = calloc(1, 65535 + 4);
+                assert_non_null(pay);
+                size_t before = t->bytes_read;
+                tio_feed(t, pay, 65535 + 4);
+                t->read_max = 0;
+                tc_settle(tc);
+                assert_int_equal(t->bytes_read - before, 65535 + 4);
+                free(pay);
+                unsigned char in[16];
+                tio_feed(t, in, tc_cclose(in, 1000, ""));
                 tc_settle(tc);
                 tio_expect(t, "", 0);
                 tio_assert_freed(t, t);
+            } else {
+                /* 2^62 bytes announced: whatever follows is its payload. */
+                unsigned char in[16];
+                tio_feed(t, in, tc_cclose(in, 1000, ""));
+                tc_settle(tc);
+                tio_assert_live(t);
+                tio_end(t, 0);
+                tc_settle(tc);
+                tio_assert_freed(t, t);
             }
         }
-    assert_int_equal(conns_count(tc->cs), 0);
 }
 
 /* ---- sending ---- */
@@ -1035,15 +1103,8 @@ static void test_send_on_closing(void **state)
     tio_assert_freed(t, t);
 }
 
-/* RFC 6455 5.5.1: no data frame after our close frame. send_json is the
- * one transport call that does not check the state.
- *
- * FAILS (bug in ws-server/conn.c, conn_t_send_json, line ~198): it queues
- * the text frame on a CLOSING (or DEAD) connection, so it goes out after
- * the close frame. Not reachable from session.c today (it calls send_json
- * only inside open()), but the transport contract does not forbid it, and
- * on a DEAD connection re-marked dirty by a pump in the last flush round
- * it leaves a freed connection on cs->dirty (see the report). */
+/* RFC 6455 5.5.1: no data frame after our close frame, send_json's
+ * included (it used to queue one behind the close). */
 static void test_send_json_after_close(void **state)
 {
     struct tc *tc = *state;
@@ -1402,13 +1463,8 @@ static void test_timers(void **state)
 
 /* open() may close the connection it is handed and still return a
  * session (conn.h does not forbid it): close_timeout must still bound
- * the wait for the page's answer.
- *
- * FAILS (bug in ws-server/conn.c, conn_handshake, line ~289): after open()
- * returns a session, conn_schedule() runs even when the connection is
- * already CLOSING; with ping_interval_ms = 0 and no idle_timeout it stops
- * the close timer (with pings on, it moves it to the ping deadline), so
- * the connection waits for the page forever. tc_wait's 2 s guard fails. */
+ * the wait for the page's answer (the ping/idle schedule used to replace
+ * the close timer). */
 static void test_close_in_open_keeps_close_timeout(void **state)
 {
     struct tc *tc = *state;
@@ -1431,15 +1487,8 @@ static void test_close_in_open_keeps_close_timeout(void **state)
 /* The page's close arrives while our own close frame is still queued
  * (sent in the same read as the frame that made us close, or stuck behind
  * a full socket): RFC 6455 5.5.1 wants a close frame back, and ours is
- * the answer, so it must still go out whole before the connection ends.
- *
- * FAILS (bug in ws-server/conn.c, conn_on_frame, FRAME_CLOSE case, line
- * ~330): in CLOSING the page's close is taken as "the answer to our
- * close" and conn_kill() runs at once; conns_flush_dirty() skips DEAD
- * connections, so our queued close (1008 / 1013 here) is dropped, or cut
- * mid-frame, and the page sees an abnormal closure (1006). Setting
- * CONN_CLOSE_AFTER_FLUSH instead (close_timeout still bounds it) would
- * keep the frame. */
+ * the answer, so it must still go out whole before TCP is closed (it used
+ * to be dropped: a bare FIN, Autobahn 7.1.5). */
 static void test_page_close_while_ours_unsent(void **state)
 {
     struct tc *tc = *state;
@@ -1486,21 +1535,14 @@ static void tc_pump_json_all(struct tc *tc)
 }
 
 /* A connection killed during a flush and queued to again by a pump
- * (send_json does not check the state) stays on the dirty list when the
- * flush runs out of rounds (CONN_FLUSH_ROUNDS); the reap then frees it
- * while still listed, and the next flush walks freed memory.
- *
- * BUG (ws-server/conn.c: conns_reap, line ~559, frees DEAD connections
- * that conns_flush_dirty, line ~478, left on cs->dirty; root cause with
- * conn_t_send_json, line ~198). ASan: heap-use-after-free in
- * conns_flush_dirty (conn.c:466). Opt-in (WSPUSH_TEST_UAF=1): it corrupts
- * the heap of a plain build and aborts ASan and valgrind runs, hiding
- * every other result; test_send_json_after_close fails in its place. */
+ * stays on the dirty list when the flush runs out of rounds
+ * (CONN_FLUSH_ROUNDS); the reap must not free it while still listed (it
+ * did: ASan saw a heap-use-after-free in conns_flush_dirty). Nothing is
+ * queued on a dead connection now, and dead ones leave the list before
+ * the reap. */
 static void test_dead_conn_left_on_dirty_list(void **state)
 {
     struct tc *tc = *state;
-    if (!getenv("WSPUSH_TEST_UAF"))
-        skip();
     while (tc->ntio < 600)
         tc_open_conn(tc);
     struct msg *m = tc_msg("1", "c", "1");
@@ -1603,6 +1645,7 @@ int main(void)
         T(test_ping_pong),
         T(test_client_close),
         T(test_bad_frames),
+        T(test_data_frame_refused_at_its_header),
         T(test_send_msg_shared_encoding),
         T(test_send_on_closing),
         T(test_send_json_after_close),

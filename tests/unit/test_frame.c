@@ -199,6 +199,56 @@ static void test_64bit_lengths(void **state)
     guard_free(&g);
 }
 
+/* frame_peek_opcode answers on the first two bytes with the verdict of
+ * frame_parse's early rules (or the opcode); frame_size measures a frame,
+ * valid or not, as soon as its length field is in. Every row of the
+ * parse table, every prefix, against the guard page. */
+static void test_peek_and_size(void **state)
+{
+    (void)state;
+    unsigned char *frame = malloc(70000);
+    assert_non_null(frame);
+    struct guard g = guard_new(GUARD_DATA);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct parse_case *c = &cases[i];
+        size_t n = build(frame, c->b0, c->plen, c->form, c->masked);
+        size_t lenbytes = n - c->plen - (c->masked ? 4 : 0);
+        /* Every protocol error of the table is one of the first two bytes
+         * (test_table checks that); anything else peeks as its opcode. */
+        int early = c->want == FRAME_E_PROTOCOL ? FRAME_E_PROTOCOL : c->b0 & 0x0F;
+        for (size_t k = 0; k < 2; k++)
+            assert_int_equal(frame_peek_opcode(guard_put(&g, frame, k), k, c->in_fragment),
+                             FRAME_NEED_MORE);
+        for (size_t k = 2; k <= 12 && k <= n; k++) {
+            int got = frame_peek_opcode(guard_put(&g, frame, k), k, c->in_fragment);
+            if (got != early)
+                fail_msg("%s: peek on %zu bytes got %d want %d", c->name, k, got, early);
+        }
+        uint64_t size = 0;
+        for (size_t k = 0; k < lenbytes; k++)
+            assert_int_equal(frame_size(guard_put(&g, frame, k), k, &size), FRAME_NEED_MORE);
+        for (size_t k = lenbytes; k <= lenbytes + 4 && k <= n; k++) {
+            size = 0;
+            assert_int_equal(frame_size(guard_put(&g, frame, k), k, &size), 0);
+            if (size != n)
+                fail_msg("%s: size %llu want %zu", c->name, (unsigned long long)size, n);
+        }
+    }
+    /* Lengths no frame can have, and the largest one it can. */
+    uint64_t size;
+    unsigned char top[10] = { 0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1 };
+    assert_int_equal(frame_size(guard_put(&g, top, 10), 10, &size), FRAME_E_PROTOCOL);
+    assert_int_equal(frame_peek_opcode(guard_put(&g, top, 10), 10, 0), FRAME_BINARY);
+    unsigned char max63[10] = { 0x81, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF };
+    assert_int_equal(frame_size(guard_put(&g, max63, 10), 10, &size), 0);
+    assert_true(size == 14 + 0x7FFFFFFFFFFFFFFFull);
+    unsigned char unmasked[4] = { 0x82, 0x7E, 0x01, 0x00 };
+    assert_int_equal(frame_size(guard_put(&g, unmasked, 4), 4, &size), 0);
+    assert_true(size == 4 + 256);
+    guard_free(&g);
+    free(frame);
+}
+
 static void test_unmask_pieces(void **state)
 {
     (void)state;
@@ -289,6 +339,7 @@ int main(void)
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_rfc_example),
         cmocka_unit_test(test_64bit_lengths),
+        cmocka_unit_test(test_peek_and_size),
         cmocka_unit_test(test_unmask_pieces),
         cmocka_unit_test(test_frame_header),
         cmocka_unit_test(test_close_codes),
