@@ -216,10 +216,11 @@ static void resp_origin_req(const struct resp_rq *rq, struct origin_req *o)
 }
 
 /* Strict CONTENT_LENGTH: decimal digits only. Returns the length, -1 when
- * absent or empty, -2 when malformed. */
+ * absent, empty or "-1", -2 when malformed. "-1" is Caddy's (Go's
+ * http.Request.ContentLength) way of saying unknown: a chunked body. */
 static long resp_content_length(const char *s)
 {
-    if (!s || !*s)
+    if (!s || !*s || strcmp(s, "-1") == 0)
         return -1;
     if (*s < '0' || *s > '9')
         return -2;
@@ -309,7 +310,7 @@ static void resp_publish(struct resp_rq *rq)
     }
     long clen = resp_content_length(resp_param(rq, "CONTENT_LENGTH"));
     if (clen == -1) {
-        resp_fail(rq, 411, "Content-Length required");
+        resp_fail(rq, 411, "Content-Length required (a chunked body has none)");
         goto out;
     }
     if (clen < 0) {

@@ -9,7 +9,7 @@
  * sent (REMOTE_USER, the credential, origin and host headers,
  * CONTENT_LENGTH, CONTENT_TYPE) given twice (400) → path (404) → method
  * (405) → authentication (401) → origin/CSRF for ambient credentials
- * (403) → Content-Length (411, 400, 413) → Content-Type
+ * (403) → Content-Length (411 when absent or -1, 400, 413) → Content-Type
  * (415) → body (400) → channel permissions (403) → ws-server (200, 400,
  * 403, 413, 503, 504).
  *

@@ -252,3 +252,18 @@ def test_cli_data_that_is_json_is_sent_byte_for_byte(ws, env):
     assert published_data(sub.recv()) == '"1e400"'
     sub.close()
 
+
+# ---- 14: Caddy's CONTENT_LENGTH=-1 (a chunked body)
+
+
+def test_content_length_minus_one_is_411_in_json(pub):
+    body = json.dumps({"channel": "news", "data": 1}).encode()
+    c = Conn(pub.port)
+    pairs = [kv for kv in head(body=body) if kv[0] != "CONTENT_LENGTH"]
+    msg = error(send(c, 1, pairs + [("CONTENT_LENGTH", "-1")], body), 411, "length_required")
+    assert "Content-Length required" in msg, msg
+    # Only -1 means "unknown"; another negative number is malformed.
+    error(send(c, 2, pairs + [("CONTENT_LENGTH", "-2")], body), 400, "bad_request")
+    # The connection still serves.
+    assert send(c, 3, head(body=body), body)[0] == 200
+    c.close()
