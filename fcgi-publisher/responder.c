@@ -578,12 +578,13 @@ void resp_handle(void *resp, struct front_req *req)
     if (front_req_truncated(req)) {
         resp_fail(rq, 431, "request head over max_params");
     } else if (twice) {
-        log_warn("%s %.*s refused: FastCGI param %s sent twice; fix the web server's config "
-                 "(replace the line, do not add a second)", rq->method, (int)rq->path_len,
-                 rq->path, twice);
-        char msg[160];
-        snprintf(msg, sizeof msg, "FastCGI param %s sent twice: the web server's config is "
-                                  "ambiguous", twice);
+        /* nginx passes a header the client repeats as two params too. */
+        log_warn("%s %.*s refused: FastCGI param %s sent twice; if every request gets this, "
+                 "fix the web server's config (replace the line, do not add a second)",
+                 rq->method, (int)rq->path_len, rq->path, twice);
+        char msg[200];
+        snprintf(msg, sizeof msg, "FastCGI param %s sent twice (two lines of the web server's "
+                                  "config set it, or the client repeated the header)", twice);
         resp_fail(rq, 400, msg);
     } else if (!is_publish && !is_token) {
         resp_fail(rq, 404, "no such endpoint (publish, token)");
