@@ -330,6 +330,10 @@ async function main() {
       }
       const noauth = await fetch(demo.origin + '/push/publish', { method: 'POST', headers: { Origin: demo.origin, 'Content-Type': 'application/json' }, body: json });
       assert(noauth.status === 401, `no login: HTTP ${noauth.status}, want 401`);
+      // nginx's own refusals are JSON too, the login challenge kept.
+      assert(/^application\/json/.test(noauth.headers.get('content-type') || ''), `no login: ${noauth.headers.get('content-type')}`);
+      assert((await noauth.json()).error === 'unauthenticated', 'no login: not the JSON error');
+      assert(/^Basic /.test(noauth.headers.get('www-authenticate') || ''), 'no login: WWW-Authenticate missing');
     });
 
     await step('revoked tokens: pages reconnect with a fresh token and resume from last_id', async () => {

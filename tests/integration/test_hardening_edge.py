@@ -5,13 +5,20 @@ answer on their own.
 Log injection: every control byte a client sends (Origin, Referer, Host, a
 user name) reaches the log escaped (\\xNN), never raw, so a terminal or a
 log viewer shows it and cannot be driven by it."""
+import base64
+import json
+import os
 import re
+import socket
+import subprocess
+import threading
+import time
 
 import pytest
 
-from harness import IpcError, ws_handshake
+from harness import BIN, ROOT, IpcError, free_port, stop_process, ws_handshake
 from test_fastcgi import Conn, publish_params, request
-from webservers import Site
+from webservers import SERVERS as SERVERS_BY_NAME, USERS, Site
 
 ESC_RED = "\x1b[31m"
 
@@ -79,3 +86,242 @@ def test_fcgi_publisher_log_escapes_control_bytes(pub):
                     b"127.0.0.1\\x1b[2J", b"ali\\x1bce\\x7f"):
         assert escaped in log, (escaped, log[-2000:])
     assert_no_raw_controls(log)
+
+
+# ---- the web servers' own answers under /push/ are JSON (item 15)
+
+SERVERS = ["nginx", "apache"]
+LIMIT = 1048576     # client_max_body_size 1m / the Apache Content-Length bound
+
+
+def http(port, head, body=b"", timeout=10):
+    """One raw request (head: the request line and headers, without the
+    blank line); returns (status, headers with lower-case names, body).
+    Reads by Content-Length or chunks, not until EOF: after a refused body
+    the server may linger for the rest of it."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(head.encode() + b"\r\n\r\n" + body)
+        data = b""
+        while True:
+            head_b, sep, rest = data.partition(b"\r\n\r\n")
+            if sep:
+                lines = head_b.decode("latin-1").split("\r\n")
+                hdrs = {}
+                for line in lines[1:]:
+                    k, _, v = line.partition(":")
+                    hdrs[k.strip().lower()] = v.strip()
+                status = int(lines[0].split()[1])
+                n = hdrs.get("content-length")
+                if n is not None and len(rest) >= int(n):
+                    return status, hdrs, rest[:int(n)]
+                if hdrs.get("transfer-encoding") == "chunked" and rest.endswith(b"0\r\n\r\n"):
+                    out = b""
+                    while True:
+                        size, _, rest = rest.partition(b"\r\n")
+                        size = int(size.split(b";")[0], 16)
+                        if size == 0:
+                            return status, hdrs, out
+                        out, rest = out + rest[:size], rest[size + 2:]
+            chunk = s.recv(65536)
+            if not chunk:
+                raise AssertionError("connection closed mid-answer: %r" % data[:500])
+            data += chunk
+    finally:
+        s.close()
+
+
+def assert_json_error(answer, status, code):
+    st, hdrs, body = answer
+    assert st == status, answer
+    assert hdrs.get("content-type", "").split(";")[0].strip() == "application/json", answer
+    doc = json.loads(body)
+    assert doc["error"] == code, answer
+    assert isinstance(doc["message"], str) and doc["message"], answer
+    return hdrs
+
+
+def basic(user="alice"):
+    cred = base64.b64encode(f"{user}:{USERS[user]}".encode()).decode()
+    return "Authorization: Basic " + cred
+
+
+def publish_head(port, length, auth=True):
+    return "\r\n".join([
+        "POST /push/publish HTTP/1.1", f"Host: 127.0.0.1:{port}",
+        f"Origin: http://127.0.0.1:{port}", "Content-Type: application/json",
+        f"Content-Length: {length}"] + ([basic()] if auth else []))
+
+
+@pytest.fixture(params=SERVERS)
+def site(request, env):
+    s = Site(env, request.param)
+    try:
+        s.start()
+    except BaseException:
+        s.stop()
+        raise
+    yield s
+    rc = s.stop()
+    assert rc in (0, None), "fcgi-publisher exited %r:\n%s" % (rc, s.publisher.log_text()[-4000:])
+
+
+def test_web_server_401_is_json(site):
+    for head in (publish_head(site.web.port, 2, auth=False), "GET /push/token?channels=user/alice/x HTTP/1.1\r\n"
+                 f"Host: 127.0.0.1:{site.web.port}"):
+        hdrs = assert_json_error(http(site.web.port, head, b"{}"), 401, "unauthenticated")
+        assert hdrs.get("www-authenticate", "").startswith("Basic realm="), hdrs
+    # A wrong password too.
+    head = publish_head(site.web.port, 2, auth=False) + "\r\nAuthorization: Basic " + \
+        base64.b64encode(b"alice:wrong").decode()
+    assert_json_error(http(site.web.port, head, b"{}"), 401, "unauthenticated")
+
+
+def test_web_server_413_is_json(site):
+    # Over the web server's limit: its own 413, before reading the body.
+    assert_json_error(http(site.web.port, publish_head(site.web.port, LIMIT + 1), b"{}"),
+                      413, "too_large")
+    # Under it but over max_body (1k here): fcgi-publisher's own JSON 413
+    # passes through.
+    body = b'{"channel":"news","data":"' + b"x" * 2000 + b'"}'
+    assert_json_error(http(site.web.port, publish_head(site.web.port, len(body)), body),
+                      413, "too_large")
+    # And an ordinary publish still works.
+    body = b'{"channel":"news","data":1}'
+    st, hdrs, got = http(site.web.port, publish_head(site.web.port, len(body)), body)
+    assert st == 200, got
+
+
+def test_web_server_502_is_json_when_publisher_is_down(site):
+    assert site.publisher.stop() == 0
+    body = b'{"channel":"news","data":1}'
+    # nginx: connection refused is 502; Apache's mod_proxy answers 503
+    # (the worker is in error), which it also gives in JSON.
+    want = {"nginx": (502, "bad_gateway"), "apache": (503, "unavailable")}[site.web.name]
+    assert_json_error(http(site.web.port, publish_head(site.web.port, len(body)), body), *want)
+
+
+class SilentBackend:
+    """A FastCGI 'backend' on a loopback port that accepts and reads but
+    never answers (mode "silent") or hangs up at once (mode "hangup")."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.conns = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stopping:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            if self.mode == "hangup":
+                # Wait for the request's first bytes, then close: an answer
+                # that never starts.
+                c.settimeout(5)
+                try:
+                    c.recv(8)
+                except OSError:
+                    pass
+                c.close()
+            else:
+                self.conns.append(c)
+
+    def stop(self):
+        self.stopping = True
+        # shutdown wakes the thread blocked in accept(); close alone would not.
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.lsock.close()
+        for c in self.conns:
+            c.close()
+        self.thread.join(5)
+
+
+SHORT_TIMEOUT = {"nginx": {"fastcgi_read_timeout 30s;": "fastcgi_read_timeout 1s;"},
+                 "apache": {"timeout=30 enablereuse=on": "timeout=1 enablereuse=on"}}
+
+
+# What each server answers for a backend that does not answer in time and
+# for one that hangs up: Apache's mod_proxy_fcgi says 503 where nginx says
+# 502 (it gives 503 for a refused connection too).
+BACKEND_FAILURES = {
+    ("nginx", "silent"): (504, "timeout"),
+    ("apache", "silent"): (504, "timeout"),
+    ("nginx", "hangup"): (502, "bad_gateway"),
+    ("apache", "hangup"): (503, "unavailable"),
+}
+
+
+@pytest.mark.parametrize("server,mode", sorted(BACKEND_FAILURES))
+def test_web_server_502_504_are_json(env, server, mode):
+    """A backend that never answers (504 after a test-only 1 s timeout) or
+    hangs up, behind the shipped config."""
+    backend = SilentBackend(mode)
+    web = SERVERS_BY_NAME[server](env.ws_port, backend.port, overrides=SHORT_TIMEOUT[server])
+    try:
+        web.start()
+        body = b'{"channel":"news","data":1}'
+        t0 = time.monotonic()
+        assert_json_error(http(web.port, publish_head(web.port, len(body)), body),
+                          *BACKEND_FAILURES[server, mode])
+        assert time.monotonic() - t0 < 5
+    finally:
+        web.stop()
+        backend.stop()
+
+
+@pytest.fixture
+def demo():
+    """`make run`'s demo (conf/demo/run.sh) on free ports."""
+    port, ws_port = free_port(), free_port()
+    env = dict(os.environ, WSPUSH_DEMO_PORT=str(port), WSPUSH_DEMO_WS_PORT=str(ws_port))
+    p = subprocess.Popen(["bash", str(ROOT / "conf" / "demo" / "run.sh"), str(BIN)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = []
+    try:
+        for line in p.stdout:   # run.sh prints the banner once all three listen
+            out.append(line)
+            if "wspush demo running" in line:
+                break
+        else:
+            raise AssertionError("demo did not start:\n" + "".join(out))
+        yield port
+    finally:
+        rc = stop_process(p, timeout=15)
+        rest = p.stdout.read()
+        p.stdout.close()
+        assert rc == 0, "demo exited %r:\n%s%s" % (rc, "".join(out), rest)
+
+
+def test_demo_push_answers_are_json(demo):
+    port = demo
+
+    def head(n, auth):
+        lines = publish_head(port, n, auth=False).split("\r\n")
+        if auth:
+            lines.append("Authorization: Basic " + base64.b64encode(b"demo:demo").decode())
+        return "\r\n".join(lines)
+
+    body = b'{"channel":"public/demo","data":1}'
+    hdrs = assert_json_error(http(port, head(len(body), False), body), 401, "unauthenticated")
+    assert hdrs.get("www-authenticate", "").startswith("Basic realm="), hdrs
+    # 70 KB: over fcgi-publisher's max_body (64k), under nginx's limit, so
+    # fcgi-publisher answers.
+    big = b'{"channel":"public/demo","data":"' + b"x" * 70000 + b'"}'
+    st, hdrs, got = http(port, head(len(big), True), big)
+    assert_json_error((st, hdrs, got), 413, "too_large")
+    assert "max_body" in json.loads(got)["message"], got
+    # Over nginx's own limit: its 413, in JSON.
+    assert_json_error(http(port, head(2 * LIMIT, True), b"{}"), 413, "too_large")
+    st, _, got = http(port, head(len(body), True), body)
+    assert st == 200, got

@@ -107,8 +107,11 @@ class WebServer:
     run as another user), the htpasswd file, the rendered site config."""
     name = "?"
 
-    def __init__(self, ws_port, pub_port, web_auth=True):
+    def __init__(self, ws_port, pub_port, web_auth=True, overrides=None):
         self.web_auth = web_auth
+        # Test-only changes to the rendered site config: more documented
+        # values replaced (e.g. a short FastCGI timeout).
+        self.overrides = overrides or {}
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix=f"wspush-{self.name}-"))
         os.chmod(self.dir, 0o755)
         (self.dir / "www").mkdir()
@@ -166,6 +169,7 @@ class Nginx(WebServer):
             "/etc/wspush/htpasswd": str(self.htpasswd),
             "unix:/run/wspush/fcgi.sock": f"127.0.0.1:{self.pub_port}",
             "http://127.0.0.1:8081": f"http://127.0.0.1:{self.ws_port}",
+            **self.overrides,
         })
         (d / "wspush.conf").write_text(site)
         (d / "nginx.conf").write_text(f"""
@@ -193,7 +197,7 @@ http {{
 
 APACHE_MODS = ["mpm_event", "authn_core", "authn_file", "authz_core", "authz_user",
                "auth_basic", "proxy", "proxy_fcgi", "proxy_http", "proxy_wstunnel",
-               "headers"]
+               "headers", "alias"]
 
 
 class Apache(WebServer):
@@ -213,6 +217,7 @@ class Apache(WebServer):
             "/etc/wspush/htpasswd": str(self.htpasswd),
             "unix:/run/wspush/fcgi.sock|fcgi://localhost/": f"fcgi://127.0.0.1:{self.pub_port}/",
             "ws://127.0.0.1:8081/ws": f"ws://127.0.0.1:{self.ws_port}/ws",
+            **self.overrides,
         })
         (d / "wspush.conf").write_text(site)
         loads = "\n".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in APACHE_MODS)
