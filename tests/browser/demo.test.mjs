@@ -332,7 +332,7 @@ async function main() {
       assert(noauth.status === 401, `no login: HTTP ${noauth.status}, want 401`);
       // nginx's own refusals are JSON too, the login challenge kept.
       assert(/^application\/json/.test(noauth.headers.get('content-type') || ''), `no login: ${noauth.headers.get('content-type')}`);
-      assert((await noauth.json()).error === 'unauthenticated', 'no login: not the JSON error');
+      assert((await noauth.json()).error === 'unauthorized', 'no login: not the JSON error');
       assert(/^Basic /.test(noauth.headers.get('www-authenticate') || ''), 'no login: WWW-Authenticate missing');
     });
 

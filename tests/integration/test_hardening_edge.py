@@ -169,12 +169,12 @@ def site(request, env):
 def test_web_server_401_is_json(site):
     for head in (publish_head(site.web.port, 2, auth=False), "GET /push/token?channels=user/alice/x HTTP/1.1\r\n"
                  f"Host: 127.0.0.1:{site.web.port}"):
-        hdrs = assert_json_error(http(site.web.port, head, b"{}"), 401, "unauthenticated")
+        hdrs = assert_json_error(http(site.web.port, head, b"{}"), 401, "unauthorized")
         assert hdrs.get("www-authenticate", "").startswith("Basic realm="), hdrs
     # A wrong password too.
     head = publish_head(site.web.port, 2, auth=False) + "\r\nAuthorization: Basic " + \
         base64.b64encode(b"alice:wrong").decode()
-    assert_json_error(http(site.web.port, head, b"{}"), 401, "unauthenticated")
+    assert_json_error(http(site.web.port, head, b"{}"), 401, "unauthorized")
 
 
 def test_web_server_413_is_json(site):
@@ -313,7 +313,7 @@ def test_demo_push_answers_are_json(demo):
         return "\r\n".join(lines)
 
     body = b'{"channel":"public/demo","data":1}'
-    hdrs = assert_json_error(http(port, head(len(body), False), body), 401, "unauthenticated")
+    hdrs = assert_json_error(http(port, head(len(body), False), body), 401, "unauthorized")
     assert hdrs.get("www-authenticate", "").startswith("Basic realm="), hdrs
     # 70 KB: over fcgi-publisher's max_body (64k), under nginx's limit, so
     # fcgi-publisher answers.
