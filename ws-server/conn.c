@@ -32,6 +32,7 @@ enum conn_flag {
     CONN_WANT_WRITE = 1 << 3,    /* EPOLLOUT armed */
     CONN_DISCARD = 1 << 4,       /* input out of step (a length that cannot be skipped): drop it */
     CONN_PEER_CLOSED = 1 << 5,   /* the page's close arrived: nothing after it is read */
+    CONN_WANT_DRAINED = 1 << 6,  /* call h.drained once the queue is empty */
 };
 
 struct conns {
@@ -157,9 +158,10 @@ static rbuf_t *conn_encode(const struct msg *m, int chan)
     return r;
 }
 
-static int conn_t_send_msg(void *t, struct msg *m, int chan)
+/* Queues channel chan of m under the send budget; a replayed message also
+ * goes into an empty queue whatever its size (transport.h). */
+static int conn_queue_msg(struct conn *c, struct msg *m, int chan, int replay)
 {
-    struct conn *c = t;
     if (c->state != CONN_OPEN)
         return 0;
     rbuf_t *frame = msg_encoding(m, MSG_SLOT_WS, chan, conn_encode);
@@ -167,7 +169,8 @@ static int conn_t_send_msg(void *t, struct msg *m, int chan)
         conn_close(c, 1011);
         return 0;
     }
-    if (c->out.bytes + rbuf_len(frame) > (size_t)conn_cfg(c)->send_buffer_bytes) {
+    if (c->out.bytes + rbuf_len(frame) > (size_t)conn_cfg(c)->send_buffer_bytes &&
+        !(replay && sendq_empty(&c->out))) {
         /* A slow consumer must not grow memory: drop what it has not
          * started receiving and tell it why. It reconnects with last_id. */
         log_info("fd %d: slow consumer, %zu bytes queued: closing 1013", c->io.fd, c->out.bytes);
@@ -184,20 +187,30 @@ static int conn_t_send_msg(void *t, struct msg *m, int chan)
     return 1;
 }
 
-static int conn_t_replay_msg(void *t, struct msg *m, int chan)
+static int conn_t_send_msg(void *t, struct msg *m, int chan) { return conn_queue_msg(t, m, chan, 0); }
+static int conn_t_replay_msg(void *t, struct msg *m, int chan) { return conn_queue_msg(t, m, chan, 1); }
+
+static size_t conn_t_room(void *t)
+{
+    struct conn *c = t;
+    size_t budget = (size_t)conn_cfg(c)->send_buffer_bytes;
+    if (c->state != CONN_OPEN || c->out.bytes >= budget)
+        return 0;
+    return budget - c->out.bytes;
+}
+
+/* Reported by conn_flush(), which a dirty connection meets after the pass
+ * even with nothing queued. */
+static void conn_t_want_drained(void *t)
 {
     struct conn *c = t;
     if (c->state != CONN_OPEN)
-        return 0;
-    /* Replayed frames are shared with the history, so queuing them costs a
-     * pointer each; they are not held to send_buffer_bytes, or a page far
-     * behind could never catch up. */
-    rbuf_t *frame = msg_encoding(m, MSG_SLOT_WS, chan, conn_encode);
-    if (!frame || sendq_push(&c->out, frame) < 0)
-        return 0;
+        return;
+    c->flags |= CONN_WANT_DRAINED;
     conn_mark_dirty(c);
-    return 1;
 }
+
+static int conn_t_is_open(void *t) { return ((struct conn *)t)->state == CONN_OPEN; }
 
 static int conn_t_send_json(void *t, const char *json, size_t len)
 {
@@ -213,6 +226,9 @@ static void conn_t_close(void *t, int code) { conn_close(t, (uint16_t)code); }
 const struct transport_ops conn_transport = {
     .send_msg = conn_t_send_msg,
     .replay_msg = conn_t_replay_msg,
+    .room = conn_t_room,
+    .want_drained = conn_t_want_drained,
+    .is_open = conn_t_is_open,
     .send_json = conn_t_send_json,
     .close = conn_t_close,
 };
@@ -504,6 +520,13 @@ static void conn_flush(struct conn *c)
         if (c->flags & CONN_WANT_WRITE) {
             c->flags &= (uint16_t)~CONN_WANT_WRITE;
             ev_io_set(c->cs->loop, &c->watch, EV_READ);
+        }
+        /* What the handler queues now marks the connection dirty again:
+         * it is written in the next flush round of this pass. */
+        if ((c->flags & CONN_WANT_DRAINED) && c->state == CONN_OPEN) {
+            c->flags &= (uint16_t)~CONN_WANT_DRAINED;
+            if (c->cs->h.drained)
+                c->cs->h.drained(c->cs->ctx, c->session);
         }
     } else if (!(c->flags & CONN_WANT_WRITE)) {
         c->flags |= CONN_WANT_WRITE;

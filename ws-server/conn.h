@@ -40,6 +40,12 @@ struct conn_handlers {
     /* Optional: called every few hundred connections flushed in one pass,
      * so publishers are read during a long fan-out (pubsock_pump). */
     void  (*pump)(void *ctx);
+    /* Optional: the queue of an open connection is empty, after its
+     * session asked with conn_transport.want_drained (once per ask).
+     * Called from the flush (after the pass's dispatch, or when the socket
+     * became writable), never from inside a conn_transport call; it may
+     * queue and close. session is what open() returned. */
+    void  (*drained)(void *ctx, void *session);
 };
 
 /* The set of every WebSocket connection of the process. cfg points at the

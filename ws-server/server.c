@@ -103,6 +103,12 @@ static void server_session_closed(void *ctx, void *session)
     session_close(session);
 }
 
+static void server_session_drained(void *ctx, void *session)
+{
+    (void)ctx;
+    session_drained(session);
+}
+
 static void server_pump(void *ctx)
 {
     struct server *srv = ctx;
@@ -315,7 +321,8 @@ static int server_build(struct server *srv, char *err, size_t errlen)
     srv->hub = srv->revoked ? hub_new(session_deliver) : NULL;
     srv->engine = srv->hub ? engine_memory_new(srv->loop, &lim, server_fan_out, srv) : NULL;
     srv->sessions = srv->engine ? sessions_new(srv->hub, srv->engine, srv->revoked, cfg) : NULL;
-    const struct conn_handlers ch = { server_session_open, server_session_closed, server_pump };
+    const struct conn_handlers ch = { server_session_open, server_session_closed, server_pump,
+                                      server_session_drained };
     srv->conns = srv->sessions ? conns_new(srv->loop, cfg, &ch, srv) : NULL;
     if (!srv->conns) {
         snprintf(err, errlen, "out of memory");

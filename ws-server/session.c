@@ -25,15 +25,27 @@ struct sessions {
     char              *decoded;    /* SESSION_DECODE_MAX, reused by every open */
 };
 
+/* A resume streams: while replaying is not 0, the history after
+ * resume_after is queued a slice at a time (at most the transport's room),
+ * the next slice when the transport has written the last. Live messages of
+ * the channels still replaying are not queued meanwhile: the replay
+ * reaches them in the history, in id order, or the channel gets a reset
+ * when the history lost one. A message is never sent twice nor skipped,
+ * and a page that never reads pins at most one slice. */
 struct session {
     struct list_node            node;      /* sessions.all */
     sessions_t                 *ss;
     void                       *transport;
     const struct transport_ops *ops;
     char                       *user;      /* token sub, NULL without one */
+    char                       *resume_after; /* MSG_ID_MAX bytes while a resume streams */
+    size_t                      resume_len;
+    uint32_t                    replaying; /* bit i: subs[i] still being replayed */
     int                         nsubs;
     struct chan_member          subs[];    /* fixed after the open */
 };
+
+_Static_assert(WSPUSH_MAX_CHANNELS <= 32, "session.replaying has a bit per channel");
 
 sessions_t *sessions_new(hub_t *hub, engine_t *engine, revoke_t *revoked, struct cfg *const *cfg)
 {
@@ -124,26 +136,37 @@ static int session_greet(struct session *s, const struct str *names, int n)
     return rc;
 }
 
-struct session_resume {
-    struct session   *s;
-    const struct str *names;
-    int               n;
-    int               rc;
+/* One slice's question and where its answer goes. */
+struct session_slice {
+    struct session *s;
+    struct str      names[WSPUSH_MAX_CHANNELS];  /* the channels still replaying */
+    int             sub[WSPUSH_MAX_CHANNELS];    /* names[k] is subs[sub[k]] */
+    int             n;
 };
 
-/* The engine's answer: a reset for the channels whose gap cannot be
- * filled, then every missed message of the others. */
-static void session_on_history(void *arg, const struct engine_answer *a)
+static void session_resume_end(struct session *s)
 {
-    struct session_resume *r = arg;
+    s->replaying = 0;
+    free(s->resume_after);
+    s->resume_after = NULL;
+}
+
+/* The engine's answer: a reset for the channels whose gap cannot be
+ * filled (they leave the replay and get live messages from now on), then
+ * the slice's messages of the others; with more, the next slice is asked
+ * for once the transport has written this one. */
+static void session_on_slice(void *arg, const struct engine_answer *a)
+{
+    struct session_slice *r = arg;
     struct session *s = r->s;
     struct buf msg = { 0 };
     int rc = 0, nreset = 0;
-    for (int i = 0; i < r->n; i++) {
-        if (!a->reset[i])
+    for (int k = 0; k < r->n; k++) {
+        if (!a->reset[k] && !a->failed)
             continue;
+        s->replaying &= ~(1u << r->sub[k]);
         rc |= buf_printf(&msg, "%s\"%.*s\"", nreset++ ? "," : "{\"type\":\"reset\",\"channels\":[",
-                         (int)r->names[i].len, r->names[i].p);
+                         (int)r->names[k].len, r->names[k].p);
     }
     if (nreset) {
         rc |= buf_printf(&msg, "]}");
@@ -151,26 +174,78 @@ static void session_on_history(void *arg, const struct engine_answer *a)
             rc = s->ops->send_json(s->transport, buf_head(&msg), buf_used(&msg));
     }
     buf_free(&msg);
-    for (size_t i = 0; i < a->nitems && rc == 0; i++)
-        s->ops->replay_msg(s->transport, a->items[i].m, a->items[i].chan);
-    log_debug("subscribe: resumed: %zu replayed, %d channel(s) reset", a->nitems, nreset);
-    r->rc = rc;
+    if (rc < 0) {
+        session_resume_end(s);
+        s->ops->close(s->transport, 1011);
+        return;
+    }
+    size_t sent = 0;
+    for (; sent < a->nitems; sent++)
+        if (!s->ops->replay_msg(s->transport, a->items[sent].m, a->items[sent].chan))
+            break;
+    log_debug("subscribe: resume slice: %zu replayed, %d channel(s) reset%s", sent, nreset,
+              a->more && s->replaying ? ", more to come" : "");
+    if (sent < a->nitems || !a->more || !s->replaying || !s->ops->is_open(s->transport)) {
+        session_resume_end(s);      /* done, or closing */
+        return;
+    }
+    size_t len = strlen(a->next);
+    memcpy(s->resume_after, a->next, len);
+    s->resume_len = len;
+    s->ops->want_drained(s->transport);
 }
 
-/* last_id: what the page missed, before any live message. The memory
- * engine answers at once; an engine that answers later must have the
- * session hold live messages back until then (not needed yet). */
-static int session_resume(struct session *s, const struct str *names, int n, const char *raw,
-                          size_t rawlen)
+void session_drained(struct session *s)
 {
-    char id[MSG_ID_MAX];
-    ssize_t idlen = rawlen < sizeof(id) ? url_decode(raw, rawlen, id, 0) : -1;
+    if (!s->replaying)
+        return;
+    size_t room = s->ops->room(s->transport);
+    if (room == 0) {
+        /* Not writable yet after all (or closing: then never again). */
+        s->ops->want_drained(s->transport);
+        return;
+    }
+    struct session_slice r = { .s = s };
+    for (int i = 0; i < s->nsubs; i++) {
+        if (!(s->replaying & (1u << i)))
+            continue;
+        const struct channel *ch = s->subs[i].ch;
+        r.names[r.n] = (struct str){ chan_name(ch), chan_name_len(ch) };
+        r.sub[r.n++] = i;
+    }
+    /* The memory engine answers at once, so r and names may live on the
+     * stack; an engine answering later must copy the query. */
+    struct engine_query q = { r.names, r.n, { s->resume_after, s->resume_len }, room };
+    engine_history(s->ss->engine, &q, session_on_slice, &r);
+}
+
+/* last_id: the resume starts once the greeting is written (the first
+ * slice then has the whole send budget). */
+static int session_resume(struct session *s, const char *raw, size_t rawlen)
+{
+    s->resume_after = malloc(MSG_ID_MAX);
+    if (!s->resume_after)
+        return -1;
+    ssize_t idlen = rawlen < MSG_ID_MAX ? url_decode(raw, rawlen, s->resume_after, 0) : -1;
     if (idlen < 0)
         idlen = 0;      /* unparsable: the engine resets every channel */
-    struct engine_query q = { names, n, { id, (size_t)idlen }, 0 };
-    struct session_resume r = { s, names, n, -1 };
-    engine_history(s->ss->engine, &q, session_on_history, &r);
-    return r.rc;
+    s->resume_len = (size_t)idlen;
+    s->replaying = s->nsubs == 32 ? UINT32_MAX : (1u << s->nsubs) - 1;
+    s->ops->want_drained(s->transport);
+    return 0;
+}
+
+/* 1 when the channel called name is still being replayed to s. */
+static int session_replays(const struct session *s, struct str name)
+{
+    for (int i = 0; i < s->nsubs; i++) {
+        if (!(s->replaying & (1u << i)))
+            continue;
+        const struct channel *ch = s->subs[i].ch;
+        if (chan_name_len(ch) == name.len && memcmp(chan_name(ch), name.p, name.len) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 static struct session *session_new(sessions_t *ss, int n, void *transport,
@@ -232,7 +307,7 @@ struct session *session_open(sessions_t *ss, struct str query, void *transport,
     if (session_greet(s, names, n) < 0)
         goto nomem;
     if (url_query_get(query.p, query.len, "last_id", &raw, &rawlen) == 1 &&
-        session_resume(s, names, n, raw, rawlen) < 0)
+        session_resume(s, raw, rawlen) < 0)
         goto nomem;
     *close_code = 0;
     return s;
@@ -249,6 +324,7 @@ void session_close(struct session *s)
     for (int i = 0; i < s->nsubs; i++)
         hub_unsubscribe(s->ss->hub, &s->subs[i]);
     list_remove(&s->ss->all, &s->node);
+    free(s->resume_after);
     free(s->user);
     free(s);
 }
@@ -256,6 +332,10 @@ void session_close(struct session *s)
 int session_deliver(void *owner, struct msg *m, int chan)
 {
     struct session *s = owner;
+    /* Counted as queued while the page can still get it: the replay
+     * brings it, after the older messages, in id order. */
+    if (s->replaying && session_replays(s, msg_channel(m, chan)))
+        return s->ops->is_open(s->transport);
     return s->ops->send_msg(s->transport, m, chan);
 }
 

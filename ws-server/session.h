@@ -33,18 +33,27 @@ sessions_t *sessions_new(hub_t *hub, engine_t *engine, revoke_t *revoked, struct
 void        sessions_free(sessions_t *ss);
 
 /* Opens a session for the raw query string of an accepted handshake:
- * checks it, subscribes, queues the greeting and, with last_id, the reset
- * and replayed messages, all before any live message. Returns the session,
- * or NULL with *close_code set: 4400 bad channel list, 4401 token missing,
- * invalid, expired or revoked, 4403 a channel the token does not open, 1011 out of
- * memory. */
+ * checks it, subscribes, queues the greeting and, with last_id, starts the
+ * resume: once the greeting is written, a reset for the channels whose
+ * gap cannot be filled, then the missed messages of the others in slices
+ * of at most the transport's room, each once the previous one is written
+ * (session_drained). Until a channel has caught up, its live messages wait
+ * in the history and come in id order after the replayed ones. Returns
+ * the session, or NULL with *close_code set: 4400 bad channel list, 4401
+ * token missing, invalid, expired or revoked, 4403 a channel the token
+ * does not open, 1011 out of memory. */
 struct session *session_open(sessions_t *ss, struct str query, void *transport,
                              const struct transport_ops *ops, int *close_code);
 /* Leaves every channel and frees the session. */
 void        session_close(struct session *s);
 
-/* The hub's deliver function (hub_deliver_fn): owner is a session. */
+/* The hub's deliver function (hub_deliver_fn): owner is a session.
+ * Returns 1 when the message was queued, or will be by the resume in
+ * progress; 0 when the connection is closing or over its budget. */
 int         session_deliver(void *owner, struct msg *m, int chan);
+/* The transport's queue is empty, as asked by want_drained: the next
+ * slice of a resume is queued (wired to the transport's drained handler). */
+void        session_drained(struct session *s);
 
 /* Closes (4401) every session whose token's sub equals user. Returns how
  * many. */

@@ -3,6 +3,14 @@
  * Server-Sent Events will fill next. A session never knows which.
  *
  * Every function takes the transport handle the session was opened with.
+ *
+ * The send budget (send_buffer_bytes for WebSocket) bounds what one
+ * connection may hold queued, live and replayed messages alike. A resume
+ * streams through it: the session asks the engine for a slice of at most
+ * room() bytes, queues it with replay_msg(), calls want_drained() and asks
+ * for the next slice when the transport reports, through the drained
+ * handler it was given by whoever created it (conn_handlers for
+ * WebSocket), that everything queued has been written.
  */
 #ifndef WSPUSH_TRANSPORT_H
 #define WSPUSH_TRANSPORT_H
@@ -16,15 +24,29 @@ struct transport_ops {
      * not: the connection is closing, or the message would take its queue
      * past send_buffer_bytes (the transport then closes it with "try
      * again later", 1013, and the page resumes with last_id). */
-    int  (*send_msg)(void *t, struct msg *m, int chan);
-    /* Queues a replayed message without the send budget check (history
-     * bounds what a resume can queue). Returns 1 or 0 as send_msg. */
-    int  (*replay_msg)(void *t, struct msg *m, int chan);
+    int    (*send_msg)(void *t, struct msg *m, int chan);
+    /* Queues a message of a resume slice, held to the same budget as
+     * send_msg with one exception: a message always fits an empty queue
+     * (a resume moves on one message at a time however small the budget).
+     * A slice sized by room() (msg_bytes() of a message is never less
+     * than its encoding) always fits. Returns 1 or 0 as send_msg. */
+    int    (*replay_msg)(void *t, struct msg *m, int chan);
+    /* Bytes that may still be queued within the send budget (0 when the
+     * queue is at or over it, or the connection is closing). */
+    size_t (*room)(void *t);
+    /* Asks for one call of the transport's drained handler once its queue
+     * is empty (at the next flush when it already is). Only while the
+     * connection is open: a closing one never reports. */
+    void   (*want_drained)(void *t);
+    /* 1 while the connection can still take messages, 0 once it is
+     * closing (its close frame queued) or gone. */
+    int    (*is_open)(void *t);
     /* Queues a control message, one JSON object ("subscribed", "reset").
-     * Returns 0 or -ENOMEM. */
-    int  (*send_json)(void *t, const char *json, size_t len);
+     * Returns 0 (also when the connection is closing: nothing is queued
+     * then) or -ENOMEM. */
+    int    (*send_json)(void *t, const char *json, size_t len);
     /* Ends the connection with a close code (4401: token revoked...). */
-    void (*close)(void *t, int code);
+    void   (*close)(void *t, int code);
 };
 
 #endif

@@ -134,3 +134,175 @@ def test_data_frame_over_max_frame_bytes_is_1008_not_1009(env):
         r.send(frame)
         assert close_code(r.recv_frame()) == 1008
         r.close()
+
+
+# ---- item 3: a resume streams within the send budget
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def measures_memory(env):
+    """RSS means something only for the plain binary (not under ASan,
+    whose allocator pads and quarantines, nor under valgrind)."""
+    with open("/proc/%d/comm" % env.ws_proc.pid) as f:
+        plain = f.read().strip() == "ws-server"
+    return plain and not os.environ.get("WSPUSH_SANITIZED")
+
+
+def non_reading_client(env, query):
+    """A page that reads the 101 of its upgrade and then nothing more, with
+    a 4 KiB receive buffer: what the kernel does not take of its replay
+    stays in the server's queue."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", env.ws_port))
+    s.sendall(("GET /ws?%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+               % query).encode())
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        c = s.recv(1)
+        assert c, "EOF during the upgrade"
+        head += c
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def publish_many(pub, channel, datas):
+    """Pipelined publishes; returns the ids in order."""
+    frames = [pub.publish_frame(channel, d) for d in datas]
+    pub.sock.sendall(b"".join(f for _, f in frames))
+    ids = []
+    for rid, _ in frames:
+        t, got, body = pub.read_answer()
+        assert got == rid
+        ids.append(pub.decode(t, body)["id"])
+    return ids
+
+
+def test_non_reading_resumes_hold_one_slice_each(env):
+    """Twelve pages resume, each on its own channel from before an 8 MiB
+    burst (the whole history) that the next burst evicts, and never read.
+    Each may pin one slice (at most send_buffer_bytes, 64 KiB here) instead
+    of its whole replay: the old server queued every replayed frame and
+    kept them after the history let go of them (84 MB for 12 pages, less
+    what the kernel's socket buffers took). A reading page resuming after
+    them still gets everything."""
+    env.sections["ws-server"].update(history_bytes="8M", history_size="100000",
+                                     send_buffer_bytes="64k", close_timeout="20000")
+    env.write_ini()
+    env.start_ws()
+    pid = env.ws_proc.pid
+    measure = measures_memory(env)
+    rounds = 12 if measure else 2         # under valgrind: the behaviour only
+    pub = env.client()
+    payload = "x" * 16000
+    burst = [payload] * 512               # 8 MiB of history
+    publish_many(pub, "public/warm", burst)
+    base = rss_kib(pid)
+    pages = []
+    for k in range(rounds):
+        chan = "public/r%d" % k
+        mark = pub.publish(chan, "mark")["id"]
+        publish_many(pub, chan, burst)
+        # Nothing is published to the page's channel after it: a live
+        # message would find its queue full and close it (1013), which
+        # frees the queue. The next publish-socket answer comes after the
+        # pass that queued its replay.
+        pages.append(non_reading_client(env, "channels=%s&last_id=%s" % (chan, mark)))
+    pub.publish("public/sync", 0)
+    grown = rss_kib(pid) - base
+    print("%d non-reading resuming pages: RSS +%d KiB" % (rounds, grown))
+    if measure:
+        assert grown < 12 * 1024, "RSS grew by %d KiB for 12 non-reading pages" % grown
+    # The server still serves: a reading page resumes from a mark.
+    mark = pub.publish("public/last", "mark")["id"]
+    ids = publish_many(pub, "public/last", list(range(20)))
+    r = open_raw(env, "public/last", "&last_id=" + mark)
+    assert [json.loads(r.recv_frame()[1])["id"] for _ in ids] == ids
+    r.close()
+    for s in pages:
+        s.close()
+    pub.close()
+
+
+def test_slow_reader_resume_gets_every_message_once_in_order(env):
+    """A page that reads slowly resumes across 300 messages on two channels
+    (some on both) with a 1 KiB send budget, so the replay comes in many
+    slices, while 60 live messages are published during it: every missed
+    and live message arrives once per channel, in id order, no gap, no
+    duplicate."""
+    env.sections["ws-server"].update(send_buffer_bytes="1k", history_size="5000",
+                                     history_bytes="16M")
+    env.write_ini()
+    env.start_ws()
+    pub = env.client()
+    mark = pub.publish("public/r", "mark")["id"]
+    want = []           # (id, channel) in delivery order
+
+    def publish(i):
+        chans = ["public/r", "public/s"] if i % 7 == 0 else ["public/r" if i % 2 else "public/s"]
+        if i % 11 == 0:
+            chans = ["public/elsewhere"]          # not subscribed
+        ack = pub.publish(chans, {"i": i, "pad": "p" * 300})
+        want.extend((ack["id"], c) for c in chans if c != "public/elsewhere")
+
+    for i in range(300):
+        publish(i)
+    r = open_raw(env, "public/r,public/s", "&last_id=" + mark)
+    got = []
+    live = 300
+    while len(got) < len(want) or live < 360:
+        f = r.recv_frame()
+        assert f is not None and f[0] == OP_TEXT, f
+        m = json.loads(f[1])
+        assert m["type"] == "message", m
+        got.append((m["id"], m["channel"]))
+        if live < 360 and len(got) % 4 == 0:
+            publish(live)
+            live += 1
+    seq = [int(i.split("-")[1]) for i, _ in got]
+    assert seq == sorted(seq), "out of id order"
+    assert len(got) == len(set(got)), "a duplicate"
+    assert sorted(got) == sorted(want)
+    r.close()
+    pub.close()
+
+
+def test_history_lost_during_a_slow_resume_gives_a_reset(env):
+    """While a page's replay streams (9.6 MB, more than the kernel's socket
+    buffers take, so most of it waits in the history), the history evicts
+    what the page has not reached: the page gets what was replayed, a
+    contiguous run from its last_id, then a reset for the channel (never a
+    silent gap), then the messages published after the reset."""
+    env.sections["ws-server"].update(send_buffer_bytes="64k", history_size="600",
+                                     history_bytes="64M")
+    env.write_ini()
+    env.start_ws()
+    pub = env.client()
+    mark = pub.publish("public/x", "mark")["id"]
+    missed = publish_many(pub, "public/x", ["m" * 16000] * 600)
+    r = RawWs.__new__(RawWs)
+    r.sock, r.buf = non_reading_client(env, "channels=public/x&last_id=" + mark), b""
+    assert json.loads(r.recv_frame()[1])["type"] == "subscribed"
+    assert json.loads(r.recv_frame()[1])["id"] == missed[0]
+    publish_many(pub, "public/x", ["e" * 16000] * 600)     # evicts every missed one
+    got = [missed[0]]
+    while True:
+        m = json.loads(r.recv_frame()[1])
+        if m["type"] == "reset":
+            assert m == {"type": "reset", "channels": ["public/x"]}
+            break
+        got.append(m["id"])
+    assert len(got) < len(missed), "the whole replay went out before the eviction"
+    assert got == missed[:len(got)], "a gap before the reset"
+    after = publish_many(pub, "public/x", list(range(3)))
+    assert [json.loads(r.recv_frame()[1])["id"] for _ in after] == after
+    r.close()
+    pub.close()

@@ -91,6 +91,10 @@ struct tio {
     int           close_in_open;  /* open() calls conn_transport.close with it */
     int           closed_calls;   /* closed() ran for this connection */
     void         *closed_session; /* with this session */
+    int           drained_calls;  /* drained() ran for this session */
+    size_t        drained_out;    /* bytes of output when it last ran */
+    struct msg   *drained_send;   /* drained() replays it (and asks again) */
+    int           drained_more;   /* ... this many times more */
 };
 
 struct tc {
@@ -253,7 +257,23 @@ static void tc_pump(void *ctx)
         tc->on_pump(tc);
 }
 
-static const struct conn_handlers tc_handlers = { tc_open, tc_closed, tc_pump };
+/* The session is the tio: counts the call and, when asked, replays one
+ * more message and asks again (what a streaming resume does). */
+static void tc_drained(void *ctx, void *session)
+{
+    struct tc *tc = ctx;
+    struct tio *t = session;
+    t->drained_calls++;
+    t->drained_out = buf_used(&t->out);
+    tc->activity++;
+    if (t->drained_send && t->drained_more > 0) {
+        t->drained_more--;
+        assert_int_equal(conn_transport.replay_msg(t->conn, t->drained_send, 0), 1);
+        conn_transport.want_drained(t->conn);
+    }
+}
+
+static const struct conn_handlers tc_handlers = { tc_open, tc_closed, tc_pump, tc_drained };
 
 /* ---- the loop ---- */
 
@@ -1120,7 +1140,8 @@ static void test_send_json_after_close(void **state)
 /* The send budget: a message that would take the queue past
  * send_buffer_bytes is refused (0), everything not yet started is dropped
  * and the connection is closed with 1013. A frame already started is
- * finished first so the stream stays well-formed. replay_msg is exempt. */
+ * finished first so the stream stays well-formed. replay_msg is held to
+ * the same budget, except that a message always fits an empty queue. */
 static void test_send_budget(void **state)
 {
     struct tc *tc = *state;
@@ -1170,14 +1191,35 @@ static void test_send_budget(void **state)
         tc_settle(tc);
         tc_ex_msg(want, "7", "c", "\"v\"");
     }
-    /* Replays are not held to the budget. */
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(conn_transport.replay_msg(t->conn, m, 0), 1);
-        tc_ex_msg(want, "7", "c", "\"v\"");
-    }
+    /* Replays are held to it too, but always fit an empty queue. */
+    assert_int_equal(conn_transport.room(t->conn), F);
+    tc->cfg.send_buffer_bytes = (int)F - 1;
+    assert_int_equal(conn_transport.room(t->conn), F - 1);
+    assert_int_equal(conn_transport.replay_msg(t->conn, m, 0), 1);
+    assert_int_equal(conn_transport.room(t->conn), 0);
+    tc_ex_msg(want, "7", "c", "\"v\"");
     tc_settle(tc);
     tio_expect_buf(t, want);
     tio_assert_live(t);
+    tc->cfg.send_buffer_bytes = (int)(2 * F);
+    assert_int_equal(conn_transport.replay_msg(t->conn, m, 0), 1);
+    assert_int_equal(conn_transport.room(t->conn), F);
+    assert_int_equal(conn_transport.replay_msg(t->conn, m, 0), 1);
+    assert_int_equal(conn_transport.room(t->conn), 0);
+    assert_int_equal(conn_transport.replay_msg(t->conn, m, 0), 0);     /* over: 1013 */
+    assert_int_equal(conn_transport.room(t->conn), 0);
+    assert_false(conn_transport.is_open(t->conn));
+    tc_settle(tc);
+    want = tc_want(tc);
+    tc_ex_close(want, 1013);
+    tio_expect_buf(t, want);
+    unsigned char cl[16];
+    tio_feed(t, cl, tc_cclose(cl, 1013, ""));
+    tc_settle(tc);
+    tio_assert_freed(t, t);
+    t = tc_open_conn(tc);
+    want = tc_want(tc);
+    tc->cfg.send_buffer_bytes = (int)F;
 
     /* A frame started on the wire is finished before the 1013. */
     tc->cfg.send_buffer_bytes = (int)(2 * F - 6);
@@ -1558,6 +1600,69 @@ static void test_dead_conn_left_on_dirty_list(void **state)
     tc_pass(tc);                /* walks the freed connections */
 }
 
+/* want_drained: one drained() call once the queue is empty, after the
+ * bytes were written (at the next flush when it already is); none on a
+ * closing connection. A handler that queues a message and asks again
+ * streams one message per drain, each written before the next is queued,
+ * also through a socket that takes a few bytes at a time. */
+static void test_drained(void **state)
+{
+    struct tc *tc = *state;
+    struct tio *t = tc_open_conn(tc);
+    assert_true(conn_transport.is_open(t->conn));
+    conn_transport.want_drained(t->conn);
+    tc_settle(tc);
+    assert_int_equal(t->drained_calls, 1);
+    tc_settle(tc);
+    assert_int_equal(t->drained_calls, 1);      /* once per ask */
+
+    struct msg *m = tc_msg("9", "c", "9");
+    struct buf one = { 0 };
+    tc_ex_msg(&one, "9", "c", "9");
+    const size_t F = buf_used(&one);
+    buf_free(&one);
+    for (size_t wmax = 0; wmax <= 3; wmax += 3) {
+        t->write_max = wmax;
+        t->drained_calls = 0;
+        t->drained_send = m;
+        t->drained_more = 5;
+        buf_reset(&t->out);
+        conn_transport.want_drained(t->conn);
+        tc_settle(tc);
+        assert_int_equal(t->drained_calls, 6);
+        assert_int_equal(t->drained_out, 5 * F);   /* all written before the last call */
+        struct buf *want = tc_want(tc);
+        for (int i = 0; i < 5; i++)
+            tc_ex_msg(want, "9", "c", "9");
+        tio_expect_buf(t, want);
+    }
+    t->write_max = 0;
+    t->drained_send = NULL;
+
+    /* A blocked socket: no call until it takes the bytes. */
+    t->drained_calls = 0;
+    t->write_block = 1;
+    assert_int_equal(conn_transport.send_msg(t->conn, m, 0), 1);
+    conn_transport.want_drained(t->conn);
+    tc_settle(tc);
+    assert_int_equal(t->drained_calls, 0);
+    t->write_block = 0;
+    tc_settle(tc);
+    assert_int_equal(t->drained_calls, 1);
+    struct buf *want = tc_want(tc);
+    tc_ex_msg(want, "9", "c", "9");
+    tio_expect_buf(t, want);
+
+    /* Closing: no call, no room, not open. */
+    conn_transport.close(t->conn, 4401);
+    conn_transport.want_drained(t->conn);
+    tc_settle(tc);
+    assert_int_equal(t->drained_calls, 1);
+    assert_int_equal(conn_transport.room(t->conn), 0);
+    assert_false(conn_transport.is_open(t->conn));
+    msg_unref(m);
+}
+
 /* ---- fan-out across many connections ---- */
 
 static void tc_pump_send(struct tc *tc)
@@ -1660,6 +1765,7 @@ int main(void)
         T(test_close_in_open_keeps_close_timeout),
         T(test_page_close_while_ours_unsent),
         T(test_page_close_while_ours_blocked),
+        T(test_drained),
         T(test_pump),
         T(test_conns_free_frees_all),
         T(test_dead_conn_left_on_dirty_list),
