@@ -306,3 +306,45 @@ def test_history_lost_during_a_slow_resume_gives_a_reset(env):
     assert [json.loads(r.recv_frame()[1])["id"] for _ in after] == after
     r.close()
     pub.close()
+
+
+# ---- item 9: the ACK does not count connections that are closing
+
+def test_ack_counts_deliveries_minus_closing_connections(env):
+    """subscribers in an ACK counts deliveries queued (a page on two of the
+    message's channels counts twice) and leaves out pages whose close is
+    in progress: one revoked (4401) and one cut as a slow consumer (1013),
+    both still waiting for the page's close reply. The old server counted
+    them too."""
+    from harness import make_token
+    env.sections["ws-server"].update(send_buffer_bytes="64k", close_timeout="20000")
+    env.write_ini()
+    env.start_ws()
+    both = open_raw(env, "public/c,public/d")
+    one = open_raw(env, "public/c")
+    revoked = open_raw(env, "public/c", "&token=" + make_token(sub="alice"))
+    slow = non_reading_client(env, "channels=public/c,public/flood")
+    pub = env.client()
+    assert pub.publish(["public/c", "public/d"], 0)["subscribers"] == 5
+    for r in (both, both, one, revoked):
+        assert json.loads(r.recv_frame()[1])["data"] == 0
+
+    assert env.disconnect("alice") == 1
+    assert close_code(revoked.recv_frame()) == 4401        # closing: no reply from us
+    # The slow page never reads: its queue passes 64 KiB and it is closed.
+    for _ in range(2000):
+        pub.publish("public/flood", "f" * 16000)
+        if "closing 1013" in env.log_text():
+            break
+    else:
+        raise AssertionError("the slow page was never closed")
+
+    assert pub.publish("public/flood", 1)["subscribers"] == 0
+    assert pub.publish(["public/c", "public/d"], 1)["subscribers"] == 3
+    assert pub.publish("public/c", 2)["subscribers"] == 2
+    for r in (both, both, one):
+        assert json.loads(r.recv_frame()[1])["data"] == 1
+    for r in (both, one, revoked):
+        r.close()
+    slow.close()
+    pub.close()
