@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include <ini.h>
 
@@ -34,7 +35,8 @@ enum cfg_type {
     CFG_T_LIST,     /* space separated, repeatable; item checked by `check` */
 };
 
-enum cfg_check { CFG_C_NONE, CFG_C_ADDR, CFG_C_ORIGIN, CFG_C_ID, CFG_C_PATTERN, CFG_C_PUBLIC };
+enum cfg_check { CFG_C_NONE, CFG_C_ADDR, CFG_C_ORIGIN, CFG_C_ID, CFG_C_PATTERN, CFG_C_PUBLIC,
+                 CFG_C_NET };
 
 struct cfg_key {
     const char *section;
@@ -59,6 +61,8 @@ static const struct cfg_key cfg_keys[] = {
     { "ws-server", "unix_listen", CFG_T_STR, CFG_F(unix_listen), 0, 0, 0 },
     { "ws-server", "allowed_origins", CFG_T_LIST, CFG_F(allowed_origins), 0, 0, CFG_C_ORIGIN },
     { "ws-server", "max_connections", CFG_T_INT, CFG_F(max_connections), 1, 10000000, 0 },
+    { "ws-server", "max_connections_per_ip", CFG_T_INT, CFG_F(max_connections_per_ip), 0, 10000000, 0 },
+    { "ws-server", "trusted_proxies", CFG_T_LIST, CFG_F(trusted_proxies), 0, 0, CFG_C_NET },
     { "ws-server", "max_header_bytes", CFG_T_SIZE, CFG_F(max_header_bytes), 1024, 32768, 0 },
     { "ws-server", "handshake_timeout", CFG_T_MS, CFG_F(handshake_timeout_ms), 1, INT_MAX, 0 },
     { "ws-server", "idle_timeout", CFG_T_MS, CFG_F(idle_timeout_ms), 0, INT_MAX, 0 },
@@ -124,6 +128,7 @@ void cfg_defaults(struct cfg *c)
     c->listen.items[0] = (char *)cfg_default_listen;
     c->listen.n = 1;
     c->max_connections = 10000;
+    c->max_connections_per_ip = 0;
     c->max_header_bytes = 8192;
     c->handshake_timeout_ms = 5000;
     c->idle_timeout_ms = 0;
@@ -288,6 +293,24 @@ static const char *cfg_check_item(enum cfg_check check, const char *s)
                 return "is not a numeric id";
         if (strtoul(s, NULL, 10) >= 0xffffffffUL)
             return "is out of range";
+        return NULL;
+    }
+    case CFG_C_NET: {
+        /* An IPv4 or IPv6 address, optionally /PREFIX (0..32, 0..128). */
+        char addr[64];
+        unsigned char bin[16];
+        const char *slash = strchr(s, '/');
+        size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+        if (alen == 0 || alen >= sizeof(addr))
+            return "is not an IP address or ADDR/PREFIX";
+        memcpy(addr, s, alen);
+        addr[alen] = '\0';
+        int max = inet_pton(AF_INET, addr, bin) == 1 ? 32 : inet_pton(AF_INET6, addr, bin) == 1 ? 128 : -1;
+        if (max < 0)
+            return "is not an IP address or ADDR/PREFIX";
+        if (slash && (!slash[1] || strlen(slash + 1) > 3 ||
+                      strspn(slash + 1, "0123456789") != strlen(slash + 1) || atoi(slash + 1) > max))
+            return "has a bad prefix length";
         return NULL;
     }
     case CFG_C_PATTERN:

@@ -67,6 +67,8 @@ struct cfg {
     char   unix_listen[CFG_PATH_MAX]; /* optional Unix socket for a reverse proxy */
     struct cfg_list allowed_origins;  /* empty = any Origin accepted */
     int    max_connections;           /* 10000; past it: HTTP 503 */
+    int    max_connections_per_ip;    /* 0 = off; per client address (IPv6: per /64) */
+    struct cfg_list trusted_proxies;  /* addresses / CIDR prefixes never counted per address */
     int    max_header_bytes;          /* 8192: handshake request size */
     int    handshake_timeout_ms;      /* 5000 (ini key handshake_timeout, ms) */
     int    idle_timeout_ms;           /* 0 = off; closes a connection with no traffic */

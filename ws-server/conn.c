@@ -33,6 +33,7 @@ enum conn_flag {
     CONN_DISCARD = 1 << 4,       /* input out of step (a length that cannot be skipped): drop it */
     CONN_PEER_CLOSED = 1 << 5,   /* the page's close arrived: nothing after it is read */
     CONN_WANT_DRAINED = 1 << 6,  /* call h.drained once the queue is empty */
+    CONN_LIMITED = 1 << 7,       /* a reserve slot: /healthz 200, anything else 503 */
 };
 
 struct conns {
@@ -45,6 +46,7 @@ struct conns {
     struct list          dead;      /* killed this pass, freed by the hook */
     struct conn         *dirty;     /* singly linked: queued frames to flush */
     unsigned char       *scratch;   /* CONN_READ_CHUNK */
+    size_t               nlimited;  /* CONN_LIMITED connections not yet freed */
 };
 
 struct conn {
@@ -55,6 +57,7 @@ struct conn {
     conns_t           *cs;
     struct conn       *dirty_next;
     void              *session;
+    void              *peer;        /* given to conn_accept, handed to h.released */
     uint8_t            state;
     uint16_t           flags;
     uint64_t           skip;        /* bytes of a refused frame still to drop */
@@ -235,7 +238,7 @@ const struct transport_ops conn_transport = {
 
 /* ---- accepting ---- */
 
-int conn_accept(conns_t *cs, int fd, const struct io_ops *ops)
+int conn_accept(conns_t *cs, int fd, const struct io_ops *ops, unsigned flags, void *peer)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (!c) {
@@ -250,6 +253,11 @@ int conn_accept(conns_t *cs, int fd, const struct io_ops *ops)
         io_close(&c->io);
         free(c);
         return rc;
+    }
+    c->peer = peer;
+    if (flags & CONN_ACCEPT_LIMITED) {
+        c->flags |= CONN_LIMITED;
+        cs->nlimited++;
     }
     list_push(&cs->live, &c->node);
     ev_timer_start(cs->loop, &c->timer, (uint64_t)(*cs->cfg)->handshake_timeout_ms, conn_on_timer);
@@ -291,6 +299,8 @@ static ssize_t conn_handshake(struct conn *c, const char *p, size_t len)
         return (ssize_t)len;
     }
     enum hs_verdict v = hs_check(&req, &cfg->allowed_origins);
+    if (v == HS_UPGRADE && (c->flags & CONN_LIMITED))
+        v = HS_SERVICE_UNAVAILABLE;
     if (v != HS_UPGRADE) {
         conn_http_error(c, v, &req);
         return (ssize_t)len;
@@ -630,6 +640,10 @@ static void conn_free(struct conn *c)
     conns_t *cs = c->cs;
     if (cs->h.closed)
         cs->h.closed(cs->ctx, c->session);
+    if (c->peer && cs->h.released)
+        cs->h.released(cs->ctx, c->peer);
+    if (c->flags & CONN_LIMITED)
+        cs->nlimited--;
     buf_free(&c->in);
     sendq_clear(&c->out);
     list_remove(&cs->dead, &c->node);
@@ -699,6 +713,7 @@ void conns_close_all(conns_t *cs, uint16_t code)
 }
 
 size_t conns_count(const conns_t *cs) { return cs->live.n + cs->dead.n; }
+size_t conns_limited(const conns_t *cs) { return cs->nlimited; }
 
 void conns_free(conns_t *cs)
 {

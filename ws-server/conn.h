@@ -46,6 +46,9 @@ struct conn_handlers {
      * became writable), never from inside a conn_transport call; it may
      * queue and close. session is what open() returned. */
     void  (*drained)(void *ctx, void *session);
+    /* Optional: c is being freed (right after closed()); peer is what
+     * conn_accept() was given, called only when it was not NULL. */
+    void  (*released)(void *ctx, void *peer);
 };
 
 /* The set of every WebSocket connection of the process. cfg points at the
@@ -55,15 +58,25 @@ conns_t *conns_new(ev_loop_t *loop, struct cfg *const *cfg, const struct conn_ha
 /* Frees every connection at once (process exit) and the set. */
 void     conns_free(conns_t *cs);
 
+/* conn_accept() flags. LIMITED: a slot of the reserve past the connection
+ * limits: the request head is read as usual, GET /healthz is answered 200
+ * and every other request (an upgrade included) gets its error page or
+ * 503; such a connection never opens a session. */
+#define CONN_ACCEPT_LIMITED 1u
+
 /* Takes ownership of an accepted, non-blocking fd, to be read and written
- * through ops (io_plain_ops for a plain socket). Returns 0, or -ENOMEM /
- * -errno (fd closed). */
-int      conn_accept(conns_t *cs, int fd, const struct io_ops *ops);
+ * through ops (io_plain_ops for a plain socket). peer (may be NULL) is
+ * handed to the handlers' released() when the connection is freed.
+ * Returns 0, or -ENOMEM / -errno (fd closed; released() is not called,
+ * the caller still owns peer). */
+int      conn_accept(conns_t *cs, int fd, const struct io_ops *ops, unsigned flags, void *peer);
 
 /* Starts the close handshake on every connection (shutdown: 1001). */
 void     conns_close_all(conns_t *cs, uint16_t code);
-/* Connections open or closing (not yet freed). */
+/* Connections open or closing (not yet freed), LIMITED ones included. */
 size_t   conns_count(const conns_t *cs);
+/* LIMITED connections not yet freed. */
+size_t   conns_limited(const conns_t *cs);
 
 /* The table a session uses to send over a connection (the handle is the
  * struct conn * given to open()). */

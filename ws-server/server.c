@@ -18,6 +18,7 @@
 #include "hub.h"
 #include "listener.h"
 #include "log.h"
+#include "peers.h"
 #include "pubsock.h"
 #include "revoke.h"
 #include "session.h"
@@ -29,6 +30,14 @@
 /* Accepts per wake-up of one listener, so a connection flood cannot
  * starve the publish socket and timers. */
 #define SERVER_ACCEPT_PER_PASS 256
+/* Slots past the connection limits that only answer a request head
+ * (/healthz 200, anything else 503), so a monitor still gets its answer
+ * when max_connections or an address's max_connections_per_ip is reached.
+ * Each holds at most max_header_bytes for handshake_timeout; an address
+ * over its own limit may take only a few of them. Past the reserve the
+ * 503 is written at once, unread. */
+#define SERVER_RESERVE 32
+#define SERVER_RESERVE_PER_IP 4
 
 struct server_listener {
     struct listener l;
@@ -50,6 +59,9 @@ struct server {
     revoke_t        *revoked;
     sessions_t      *sessions;
     conns_t         *conns;
+    peers_t         *peers;        /* connections per client address */
+    uint64_t         refused_log_ms;  /* last "503" log line (ev_now), 0 = none */
+    unsigned long    refused;      /* 503s since that line */
     struct pubsock  *pubsock;
     int              shutting_down;
     struct ev_timer  shutdown_timer;
@@ -109,6 +121,12 @@ static void server_session_drained(void *ctx, void *session)
     session_drained(session);
 }
 
+static void server_peer_released(void *ctx, void *peer)
+{
+    struct server *srv = ctx;
+    peers_release(srv->peers, peer);
+}
+
 static void server_pump(void *ctx)
 {
     struct server *srv = ctx;
@@ -142,15 +160,52 @@ static void server_refuse(int fd)
     close(fd);
 }
 
+/* At most one line a second under a flood, with the count since the last. */
+static void server_log_refusal(struct server *srv, const char *why)
+{
+    uint64_t now = ev_now(srv->loop);
+    srv->refused++;
+    if (srv->refused_log_ms && now - srv->refused_log_ms < 1000)
+        return;
+    log_info("%s: new connections get 503 (%lu since the last report)", why, srv->refused);
+    srv->refused_log_ms = now;
+    srv->refused = 0;
+}
+
+/* Counted per address (peers.h) unless it comes through unix_listen or a
+ * trusted proxy. Past max_connections (slots of the reserve not counted)
+ * or the address's max_connections_per_ip, the connection takes a reserve
+ * slot; past the reserve, or an address's share of it, it gets 503 now. */
 static void server_on_accept(struct listener *l, int fd, void *data)
 {
     (void)l;
     struct server_listener *sl = data;
     struct server *srv = sl->srv;
-    if (conns_count(srv->conns) >= (size_t)srv->cfg->max_connections) {
-        log_info("max_connections (%d) reached: 503", srv->cfg->max_connections);
-        server_refuse(fd);
-        return;
+    const struct cfg *cfg = srv->cfg;
+    struct peer *peer = NULL;
+    uint32_t n = 0;
+    if (!sl->is_unix) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+            peer = peers_hold(srv->peers, (struct sockaddr *)&ss, len, &n);
+    }
+    size_t limited = conns_limited(srv->conns);
+    int full = conns_count(srv->conns) - limited >= (size_t)cfg->max_connections;
+    uint32_t per_ip = (uint32_t)cfg->max_connections_per_ip;
+    int over_ip = per_ip > 0 && n > per_ip;
+    unsigned flags = 0;
+    if (full || over_ip) {
+        const char *why = full ? "max_connections reached" : "max_connections_per_ip reached";
+        if (limited >= SERVER_RESERVE || (over_ip && n > per_ip + SERVER_RESERVE_PER_IP)) {
+            server_log_refusal(srv, why);
+            if (peer)
+                peers_release(srv->peers, peer);
+            server_refuse(fd);
+            return;
+        }
+        server_log_refusal(srv, why);
+        flags = CONN_ACCEPT_LIMITED;
     }
     /* Frames are complete messages, written once per pass: waiting for
      * more (Nagle) would only add latency. */
@@ -158,7 +213,8 @@ static void server_on_accept(struct listener *l, int fd, void *data)
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    conn_accept(srv->conns, fd, &io_plain_ops);
+    if (conn_accept(srv->conns, fd, &io_plain_ops, flags, peer) < 0 && peer)
+        peers_release(srv->peers, peer);
 }
 
 static int server_listen(struct server *srv, const char *spec, char *err, size_t errlen)
@@ -255,6 +311,8 @@ static void server_reload(struct server *srv)
     revoke_set_limits(srv->revoked, &rl, (long)time(NULL));
     log_set_level((enum log_level)next->log_level);
     server_fd_limit(next);
+    if (peers_set_trusted(srv->peers, &next->trusted_proxies) < 0)
+        log_warn("trusted_proxies: an entry does not parse and is left out");
     log_info("configuration reloaded from %s", srv->cfg_path);
 }
 
@@ -322,12 +380,15 @@ static int server_build(struct server *srv, char *err, size_t errlen)
     srv->engine = srv->hub ? engine_memory_new(srv->loop, &lim, server_fan_out, srv) : NULL;
     srv->sessions = srv->engine ? sessions_new(srv->hub, srv->engine, srv->revoked, cfg) : NULL;
     const struct conn_handlers ch = { server_session_open, server_session_closed, server_pump,
-                                      server_session_drained };
-    srv->conns = srv->sessions ? conns_new(srv->loop, cfg, &ch, srv) : NULL;
+                                      server_session_drained, server_peer_released };
+    srv->peers = srv->sessions ? peers_new() : NULL;
+    srv->conns = srv->peers ? conns_new(srv->loop, cfg, &ch, srv) : NULL;
     if (!srv->conns) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (peers_set_trusted(srv->peers, &srv->cfg->trusted_proxies) < 0)
+        log_warn("trusted_proxies: an entry does not parse and is left out");
     server_restore_history(srv);
     server_restore_revocations(srv);
     for (int i = 0; i < srv->cfg->listen.n; i++)
@@ -380,7 +441,8 @@ void server_free(server_t *srv)
     if (!srv)
         return;
     ev_after_remove(srv->loop, &srv->after);
-    conns_free(srv->conns);         /* closes sessions, which leave the hub */
+    conns_free(srv->conns);         /* closes sessions, which leave the hub; releases peers */
+    peers_free(srv->peers);
     server_stop_listening(srv);
     pubsock_free(srv->pubsock);
     sessions_free(srv->sessions);

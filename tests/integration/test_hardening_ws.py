@@ -348,3 +348,155 @@ def test_ack_counts_deliveries_minus_closing_connections(env):
         r.close()
     slow.close()
     pub.close()
+
+
+# ---- item 8: connections per client address, /healthz past every limit
+
+UPGRADE = ("GET /ws?channels=public/a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def connect_from(env, src):
+    """A TCP connection to ws-server from source address src (any
+    127.0.0.0/8 address reaches the loopback listener)."""
+    return socket.create_connection(("127.0.0.1", env.ws_port), timeout=5, source_address=(src, 0))
+
+
+def read_head(s):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def status_of(head):
+    return int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.1 ") else 0
+
+
+def request_from(env, src, req):
+    """Sends req from src and returns (socket, status)."""
+    s = connect_from(env, src)
+    s.sendall(req)
+    return s, status_of(read_head(s))
+
+
+def upgraded_from(env, src):
+    """An upgraded connection from src (the harness's start-up probe may
+    hold a slot for a moment: wait for it to go)."""
+    def attempt():
+        s, st = request_from(env, src, UPGRADE)
+        if st == 101:
+            return s
+        s.close()
+        return None
+    return wait_for(attempt, what="an upgrade from " + src)
+
+
+def test_max_connections_per_ip(env):
+    """Past max_connections_per_ip an address gets 503, other addresses are
+    not affected, an address in trusted_proxies is never counted, and a
+    connection that leaves frees its address's slot."""
+    env.sections["ws-server"].update(max_connections_per_ip="3", trusted_proxies="127.0.0.3 10.0.0.0/8")
+    env.write_ini()
+    env.start_ws()
+    held = [upgraded_from(env, "127.0.0.2") for _ in range(3)]
+    s, st = request_from(env, "127.0.0.2", UPGRADE)
+    assert st == 503
+    s.close()
+    other = upgraded_from(env, "127.0.0.4")
+    proxy = [upgraded_from(env, "127.0.0.3") for _ in range(6)]
+    assert env.publish("public/a", 1)["subscribers"] == 10
+    held.pop().close()
+    held.append(upgraded_from(env, "127.0.0.2"))
+    assert "max_connections_per_ip reached" in env.log_text()
+    for s in held + proxy + [other]:
+        s.close()
+
+
+def test_per_ip_counts_are_kept_while_off_and_apply_on_reload(env):
+    """The limit is off by default (behind a proxy every page has the
+    proxy's address), but connections are counted all along: a SIGHUP that
+    turns it on applies to the connections already open."""
+    import signal
+    env.start_ws()
+    held = [upgraded_from(env, "127.0.0.5") for _ in range(4)]
+    env.sections["ws-server"]["max_connections_per_ip"] = "4"
+    env.write_ini()
+    env.ws_proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in env.log_text(), what="the reload")
+    s, st = request_from(env, "127.0.0.5", UPGRADE)
+    assert st == 503
+    s.close()
+    for s in held:
+        s.close()
+
+
+def test_healthz_answers_past_max_connections(env):
+    """Every max_connections slot taken: /healthz still gets 200 (from a
+    reserve slot), an upgrade 503. The old server answered 503 to both."""
+    env.sections["ws-server"]["max_connections"] = "3"
+    env.write_ini()
+    env.start_ws()
+    held = [upgraded_from(env, "127.0.0.2") for _ in range(3)]
+    for src in ("127.0.0.2", "127.0.0.7"):
+        s, st = request_from(env, src, HEALTHZ)
+        assert st == 200
+        s.close()
+        s, st = request_from(env, src, UPGRADE)
+        assert st == 503
+        s.close()
+    for s in held:
+        s.close()
+
+
+def test_healthz_answers_past_the_per_ip_limit_and_the_reserve_is_bounded(env):
+    """An address at its limit gets /healthz 200 and 503 for the rest from
+    a reserve slot, but only a few of them: past its share it gets 503 at
+    once, unread, and a monitor elsewhere still gets its 200. Past the
+    whole reserve (32 slots) every new connection gets 503 at once."""
+    env.sections["ws-server"].update(max_connections_per_ip="1", max_connections="4")
+    env.write_ini()
+    env.start_ws()
+    held = [upgraded_from(env, "127.0.0.2")]
+    s, st = request_from(env, "127.0.0.2", HEALTHZ)
+    assert st == 200
+    s.close()
+    # Silent connections from the same address: four reserve slots (they
+    # wait for a request head), then an immediate 503.
+    silent = [connect_from(env, "127.0.0.2") for _ in range(4)]
+    s = connect_from(env, "127.0.0.2")
+    assert status_of(read_head(s)) == 503
+    s.close()
+    s, st = request_from(env, "127.0.0.9", HEALTHZ)
+    assert st == 200
+    s.close()
+    for t in silent:                # they were reserve slots: they answer
+        t.sendall(HEALTHZ)
+        assert status_of(read_head(t)) == 200
+        t.close()
+    # Fill max_connections from other addresses, then the reserve.
+    held += [upgraded_from(env, "127.0.1.%d" % i) for i in range(1, 4)]
+    silent = [connect_from(env, "127.0.2.%d" % i) for i in range(1, 33)]
+    s = connect_from(env, "127.0.3.1")
+    assert status_of(read_head(s)) == 503
+    s.close()
+    silent[0].sendall(HEALTHZ)
+    assert status_of(read_head(silent[0])) == 200
+    for t in silent + held:
+        t.close()
+
+
+def test_trusted_proxies_entries_are_checked(env):
+    env.ini_path.write_text(env.ini_path.read_text() +
+                            "\n[ws-server]\ntrusted_proxies = 10.0.0.0/33\n")
+    import subprocess
+    from harness import BIN
+    out = subprocess.run([str(BIN / "ws-server"), "-t", "-c", str(env.ini_path)],
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode != 0
+    assert "trusted_proxies" in out.stderr and "prefix" in out.stderr

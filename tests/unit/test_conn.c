@@ -95,6 +95,7 @@ struct tio {
     size_t        drained_out;    /* bytes of output when it last ran */
     struct msg   *drained_send;   /* drained() replays it (and asks again) */
     int           drained_more;   /* ... this many times more */
+    int           released;       /* released() ran with this tio as peer */
 };
 
 struct tc {
@@ -273,7 +274,18 @@ static void tc_drained(void *ctx, void *session)
     }
 }
 
-static const struct conn_handlers tc_handlers = { tc_open, tc_closed, tc_pump, tc_drained };
+/* conn_accept's peer is the tio too (when a case passes one). */
+static void tc_released(void *ctx, void *peer)
+{
+    struct tc *tc = ctx;
+    struct tio *t = peer;
+    assert_true(tc->closed_pending);     /* right after closed() */
+    t->released++;
+    tc->activity++;
+}
+
+static const struct conn_handlers tc_handlers = { tc_open, tc_closed, tc_pump, tc_drained,
+                                                  tc_released };
 
 /* ---- the loop ---- */
 
@@ -393,7 +405,7 @@ static struct buf *tc_want(struct tc *tc)
     return &tc->want;
 }
 
-static struct tio *tc_accept(struct tc *tc)
+static struct tio *tc_accept_as(struct tc *tc, unsigned flags, int with_peer)
 {
     assert_true(tc->ntio < TC_MAX_CONNS);
     struct tio *t = calloc(1, sizeof(*t));
@@ -403,9 +415,11 @@ static struct tio *tc_accept(struct tc *tc)
     t->fd = sv[0];
     t->peer = sv[1];
     tc->tios[tc->ntio++] = t;
-    assert_int_equal(conn_accept(tc->cs, t->fd, &tio_ops), 0);
+    assert_int_equal(conn_accept(tc->cs, t->fd, &tio_ops, flags, with_peer ? t : NULL), 0);
     return t;
 }
+
+static struct tio *tc_accept(struct tc *tc) { return tc_accept_as(tc, 0, 0); }
 
 static void tio_feed(struct tio *t, const void *p, size_t n)
 {
@@ -581,6 +595,53 @@ static void tc_ex_msg(struct buf *b, const char *id, const char *chan, const cha
 }
 
 /* ---- the opening handshake ---- */
+
+/* A reserve slot (CONN_ACCEPT_LIMITED): /healthz gets its 200 and an
+ * upgrade its 503, whole and byte by byte; other requests their usual
+ * page; open() never runs. released() gets the peer once, right after
+ * closed(); conns_limited() counts the slot until it is freed. */
+static void test_limited_slot(void **state)
+{
+    struct tc *tc = *state;
+    char up[512];
+    tc_request(up, sizeof(up), "/push?channels=c", "");
+    static const char health[] = "GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n";
+    const struct {
+        const char *req;
+        enum hs_verdict v;
+    } rows[] = {
+        { up, HS_SERVICE_UNAVAILABLE },
+        { health, HS_HEALTHZ },
+        { "GET /healthz HTTP/1.0\r\n\r\n", HS_HEALTHZ },
+        { "GARBAGE\r\n\r\n", HS_BAD_REQUEST },
+    };
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
+        for (size_t c = 0; c < 2; c++) {
+            char page[512];
+            int plen = hs_response(rows[r].v, NULL, page, sizeof(page));
+            assert_true(plen > 0);
+            struct tio *t = tc_accept_as(tc, CONN_ACCEPT_LIMITED, 1);
+            assert_int_equal(conns_limited(tc->cs), 1);
+            tio_feed_chunked(tc, t, rows[r].req, strlen(rows[r].req), c);
+            tio_expect(t, page, (size_t)plen);
+            assert_int_equal(t->opens, 0);
+            tio_assert_freed(t, NULL);
+            assert_int_equal(t->released, 1);
+            assert_int_equal(conns_limited(tc->cs), 0);
+        }
+    /* An ordinary connection with a peer: released once when freed. */
+    struct tio *t = tc_accept_as(tc, 0, 1);
+    tio_feed_str(t, up);
+    tc_settle(tc);
+    tio_expect(t, tc_101, strlen(tc_101));
+    assert_int_equal(t->opens, 1);
+    assert_int_equal(conns_limited(tc->cs), 0);
+    assert_int_equal(t->released, 0);
+    tio_end(t, 0);
+    tc_settle(tc);
+    tio_assert_freed(t, t);
+    assert_int_equal(t->released, 1);
+}
 
 static const size_t tc_chunks[] = { 0, 1, 2, 3, 7, 64 };
 #define TC_NCHUNKS (sizeof(tc_chunks) / sizeof(tc_chunks[0]))
@@ -1425,7 +1486,9 @@ static void test_accept_bad_fd(void **state)
     t->fd = -1;
     t->peer = -1;
     tc->tios[tc->ntio++] = t;
-    assert_int_equal(conn_accept(tc->cs, -1, &tio_ops), -EBADF);
+    assert_int_equal(conn_accept(tc->cs, -1, &tio_ops, CONN_ACCEPT_LIMITED, t), -EBADF);
+    assert_int_equal(t->released, 0);       /* the caller keeps its peer */
+    assert_int_equal(conns_limited(tc->cs), 0);
     assert_int_equal(t->io_closed, 1);      /* the fd is closed on failure */
     assert_int_equal(t->closed_calls, 0);   /* there was never a session */
     assert_int_equal(conns_count(tc->cs), 0);
@@ -1741,6 +1804,7 @@ int main(void)
     log_init("test_conn", LOG_ERROR);
     const struct CMUnitTest tests[] = {
         T(test_upgrade_whole_and_chunked),
+        T(test_limited_slot),
         T(test_upgrade_truncated),
         T(test_frames_behind_the_request),
         T(test_open_refused),
