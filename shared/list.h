@@ -4,7 +4,10 @@
  *
  * The object embeds a struct list_node and gets back to itself with
  * list_entry(). A node that is on no list has next == prev == itself
- * (list_node_init), so list_remove() on it is harmless.
+ * (list_node_init, list_node_linked() says 0); list_remove() takes only a
+ * node that is on the list given (the count would be wrong otherwise).
+ * list_push() adds at the front: the front is the newest, list_last()
+ * the oldest.
  *
  * The "live list + dead list + reap after the pass" pattern every server
  * object follows (connections, publish peers, FastCGI connections): killing
@@ -67,6 +70,12 @@ static inline void list_move(struct list *from, struct list *to, struct list_nod
 static inline struct list_node *list_first(const struct list *l)
 {
     return list_empty(l) ? NULL : l->head.next;
+}
+
+/* The last node (the first one pushed), or NULL when empty. */
+static inline struct list_node *list_last(const struct list *l)
+{
+    return list_empty(l) ? NULL : l->head.prev;
 }
 
 /* Iterates nodes; `tmp` holds the next one so the current may be moved. */

@@ -51,9 +51,10 @@ static void rv_drop(revoke_t *r, struct rv_rec *rec)
     free(rec);
 }
 
+/* list_push() puts the newest first, so the oldest is the last. */
 static struct rv_rec *rv_oldest(const revoke_t *r)
 {
-    struct list_node *n = list_first(&r->fifo);
+    struct list_node *n = list_last(&r->fifo);
     return n ? list_entry(n, struct rv_rec, node) : NULL;
 }
 
@@ -113,8 +114,7 @@ static int rv_add(revoke_t *r, struct str user, long s)
     if (list_node_linked(&rec->node))
         list_remove(&r->fifo, &rec->node);
     rec->s = s;
-    /* list_push puts it first; the FIFO is read from the other end. */
-    list_push(&r->fifo, &rec->node);
+    list_push(&r->fifo, &rec->node);      /* newest first */
     return 0;
 }
 

@@ -1,0 +1,148 @@
+/* revoke: the rules of revoke.h (iat against the user's record and the
+ * not-before time, undated tokens, the lifetime bound), expiry in age
+ * order, a full table dropping its oldest record and failing closed, and
+ * the file across two planned restarts in a row. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "revoke.h"
+
+#define S(x) ((struct str){ x, sizeof(x) - 1 })
+
+static const struct revoke_limits tr_lim = { 1000, 10 };
+
+static void test_rules(void **state)
+{
+    (void)state;
+    revoke_t *r = revoke_new(&tr_lim, 99);      /* started at 100 */
+    assert_non_null(r);
+    /* Before any disconnect: dated after the start, within the lifetime. */
+    assert_int_equal(revoke_check(r, S("alice"), 100, 200, 150), REVOKE_OK);
+    assert_int_equal(revoke_check(r, S("alice"), 99, 200, 150), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_check(r, S("alice"), 100, 1101, 150), REVOKE_E_LIFETIME);
+    assert_int_equal(revoke_check(r, S("alice"), 0, 1150, 150), REVOKE_OK);
+    assert_int_equal(revoke_check(r, S("alice"), 0, 1151, 150), REVOKE_E_LIFETIME);
+    /* disconnect alice at 200: hers up to 200 and undated ones refused. */
+    assert_int_equal(revoke_user(r, S("alice"), 200), 0);
+    assert_int_equal(revoke_check(r, S("alice"), 200, 300, 210), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_check(r, S("alice"), 0, 300, 210), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_check(r, S("alice"), 201, 300, 210), REVOKE_OK);
+    assert_int_equal(revoke_check(r, S("bob"), 150, 300, 210), REVOKE_OK);
+    assert_int_equal(revoke_check(r, S("bob"), 0, 300, 210), REVOKE_OK);
+    /* The record lives lifetime_s after S, then undated tokens pass. */
+    assert_int_equal(revoke_check(r, S("alice"), 0, 1300, 1200), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_check(r, S("alice"), 0, 1300, 1201), REVOKE_OK);
+    assert_int_equal(revoke_count(r), 0);
+    revoke_free(r);
+}
+
+static void test_expiry_in_age_order(void **state)
+{
+    (void)state;
+    revoke_t *r = revoke_new(&tr_lim, 0);
+    revoke_user(r, S("alice"), 100);
+    revoke_user(r, S("carol"), 600);
+    /* alice's record is past its lifetime although carol's is not. */
+    assert_int_equal(revoke_check(r, S("alice"), 0, 1300, 1200), REVOKE_OK);
+    assert_int_equal(revoke_check(r, S("carol"), 0, 1300, 1200), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_count(r), 1);
+    /* A second disconnect of the same user moves it to the newest. */
+    revoke_user(r, S("dave"), 1300);
+    revoke_user(r, S("carol"), 1400);
+    assert_int_equal(revoke_check(r, S("dave"), 0, 2300, 2299), REVOKE_E_REVOKED);
+    /* dave (1300) has expired, carol (1400, the newest) has not. */
+    assert_int_equal(revoke_check(r, S("carol"), 0, 2350, 2350), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_check(r, S("dave"), 0, 2350, 2350), REVOKE_OK);
+    assert_int_equal(revoke_count(r), 1);
+    revoke_free(r);
+}
+
+static void test_full_table_drops_the_oldest_and_fails_closed(void **state)
+{
+    (void)state;
+    struct revoke_limits lim = { 1000, 2 };
+    revoke_t *r = revoke_new(&lim, 0);
+    revoke_user(r, S("a"), 10);
+    revoke_user(r, S("b"), 20);
+    revoke_user(r, S("c"), 30);
+    assert_int_equal(revoke_count(r), 2);
+    /* a's record (the oldest) went: everything dated up to 10 is refused. */
+    assert_int_equal(revoke_not_before(r), 10);
+    assert_int_equal(revoke_check(r, S("a"), 10, 100, 40), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_check(r, S("x"), 10, 100, 40), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_check(r, S("a"), 15, 100, 40), REVOKE_OK);
+    assert_int_equal(revoke_check(r, S("b"), 15, 100, 40), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_check(r, S("c"), 25, 100, 40), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_check(r, S("c"), 31, 100, 40), REVOKE_OK);
+    /* A smaller limit on reload does the same. */
+    lim.max_users = 1;
+    revoke_set_limits(r, &lim, 40);
+    assert_int_equal(revoke_not_before(r), 20);
+    assert_int_equal(revoke_count(r), 1);
+    revoke_free(r);
+}
+
+static void test_file_across_two_restarts(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_revoke.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64], err[256];
+    snprintf(path, sizeof(path), "%s/r", dir);
+    revoke_t *r = revoke_new(&tr_lim, 50);
+    revoke_user(r, S("alice"), 100);
+    revoke_user(r, S("bob"), 200);
+    revoke_user(r, S("alice"), 300);       /* alice again: now the newest */
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(revoke_save(r, path, err, sizeof(err)), 0);
+        revoke_free(r);
+        r = revoke_new(&tr_lim, 900);
+        assert_int_equal(revoke_load(r, path, 400, err, sizeof(err)), 0);
+        assert_int_equal(revoke_count(r), 2);
+        assert_int_equal(revoke_not_before(r), 50);
+        assert_int_equal(revoke_check(r, S("alice"), 300, 1000, 400), REVOKE_E_REVOKED);
+        assert_int_equal(revoke_check(r, S("alice"), 301, 1000, 400), REVOKE_OK);
+        assert_int_equal(revoke_check(r, S("bob"), 200, 1000, 400), REVOKE_E_REVOKED);
+        assert_int_equal(revoke_check(r, S("carol"), 60, 1000, 400), REVOKE_OK);
+    }
+    /* Expired records are dropped on load; bob's goes first. */
+    assert_int_equal(revoke_save(r, path, err, sizeof(err)), 0);
+    revoke_t *later = revoke_new(&tr_lim, 0);
+    assert_int_equal(revoke_load(later, path, 1250, err, sizeof(err)), 0);
+    assert_int_equal(revoke_count(later), 1);
+    revoke_free(later);
+    /* A corrupt file changes nothing. */
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, 30, SEEK_SET);
+    fputc('X', f);
+    fclose(f);
+    later = revoke_new(&tr_lim, 77);
+    assert_int_equal(revoke_load(later, path, 400, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "checksum"));
+    assert_int_equal(revoke_not_before(later), 77);
+    assert_int_equal(revoke_count(later), 0);
+    revoke_free(later);
+    revoke_free(r);
+    unlink(path);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rules),
+        cmocka_unit_test(test_expiry_in_age_order),
+        cmocka_unit_test(test_full_table_drops_the_oldest_and_fails_closed),
+        cmocka_unit_test(test_file_across_two_restarts),
+    };
+    return cmocka_run_group_tests_name("revoke", tests, NULL, NULL);
+}
