@@ -60,12 +60,18 @@ static int em_publish(engine_t *e, const struct engine_publish *p, struct engine
     uint32_t epoch = m->epoch;
     uint64_t seq = m->seq + 1;
     char id[MSG_ID_MAX];
+    em_format_id(epoch, seq, id);
     if (p->id.len) {
-        if (em_parse_id(p->id, &epoch, &seq) < 0 || epoch < m->epoch ||
+        /* A relayed id must be the one this engine would write for it
+         * (no leading zeros, seq >= 1: "<epoch>-0" is the greeting's "no
+         * message yet"), so every node names the message alike. */
+        if (em_parse_id(p->id, &epoch, &seq) < 0 || seq == 0 || epoch < m->epoch ||
             (epoch == m->epoch && seq <= m->seq))
             return -EINVAL;
+        em_format_id(epoch, seq, id);
+        if (strlen(id) != p->id.len || memcmp(id, p->id.p, p->id.len) != 0)
+            return -EINVAL;
     }
-    em_format_id(epoch, seq, id);
     struct msg *msg = msg_new((struct str){ id, strlen(id) }, p->channels, p->nchannels, p->data);
     if (!msg)
         return -ENOMEM;

@@ -316,6 +316,10 @@ static void test_publish_with_id(void **state)
         { "trailing space",    0, 0, "ffffffff-5 ",                   -EINVAL, 0, 3, 2 },
         { "20-digit seq",      0, 0, "ffffffff-10000000000000000000", -EINVAL, 0, 3, 2 },
         { "letter epoch",      0, 0, "g-5",                           -EINVAL, 0, 3, 2 },
+        /* Not the engine's own spelling: a relayed id must stay the same. */
+        { "leading zero seq",  0, 0, "ffffffff-05",                   -EINVAL, 0, 3, 2 },
+        { "leading zero epoch", 0, 0, "0ffffffff-5",                  -EINVAL, 0, 3, 2 },
+        { "seq 0 newest epoch", 0, 0, "ffffffff-0",                   -EINVAL, 0, 3, 2 },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct te t;
