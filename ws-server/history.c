@@ -55,6 +55,13 @@ history_t *history_new(chan_registry_t *reg, const struct history_limits *lim)
     return h;
 }
 
+/* What history itself allocates to keep a message on n channels: counted
+ * in history_bytes with the message, so the limit bounds every byte. */
+static size_t hist_overhead(int n)
+{
+    return sizeof(struct hist_msg) + (size_t)n * sizeof(struct hist_node);
+}
+
 static struct hist_chan *history_chan(const struct channel *ch)
 {
     return *chan_userdata((struct channel *)ch);
@@ -67,7 +74,7 @@ static void history_evict_one(history_t *h)
     if (!h->head)
         h->tail = NULL;
     h->entries--;
-    h->bytes -= msg_bytes(hm->m);
+    h->bytes -= msg_bytes(hm->m) + hist_overhead(hm->n);
     if (hm->seq > h->evicted_max)
         h->evicted_max = hm->seq;
     for (int i = 0; i < hm->n; i++) {
@@ -142,7 +149,8 @@ static void history_lose(history_t *h, struct msg *m, uint64_t seq)
 
 int history_append(history_t *h, struct msg *m, uint64_t seq, uint64_t now_ms)
 {
-    if (h->lim.max_entries <= 0 || (long)msg_bytes(m) > h->lim.max_bytes) {
+    if (h->lim.max_entries <= 0 ||
+        (long)(msg_bytes(m) + hist_overhead(msg_nchannels(m))) > h->lim.max_bytes) {
         history_lose(h, m, seq);
         history_trim(h, now_ms);
         return 0;
@@ -204,7 +212,7 @@ int history_append(history_t *h, struct msg *m, uint64_t seq, uint64_t now_ms)
         h->head = hm;
     h->tail = hm;
     h->entries++;
-    h->bytes += msg_bytes(m);
+    h->bytes += msg_bytes(m) + hist_overhead(n);
     msg_account(m, &h->bytes);
     history_trim(h, now_ms);
     return 0;
@@ -260,6 +268,11 @@ int history_replay(const history_t *h, const struct str *names, int n, uint64_t 
         *next_since = hm->seq;
         cur[best] = cur[best]->next;
     }
+}
+
+size_t history_kept_bytes(const struct msg *m)
+{
+    return msg_bytes(m) + hist_overhead(msg_nchannels(m));
 }
 
 size_t history_entries(const history_t *h) { return h->entries; }

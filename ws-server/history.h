@@ -5,8 +5,9 @@
  * Each message is kept once (a reference to the msg, shared with whatever
  * is still sending it) and sits in one global FIFO (oldest first) and in
  * the list of each of its channels. Messages are evicted oldest-first by
- * history_size (messages), history_bytes (msg_bytes of every kept message,
- * cached encodings included: encodings made after the append are counted
+ * history_size (messages), history_bytes (history_kept_bytes of every kept
+ * message: the message, its cached encodings and history's own records;
+ * encodings made after the append are counted
  * when made and trimmed at the next append or expiry) and history_ttl;
  * eviction is O(channels of the message) because the globally oldest
  * message is also the oldest of each of its channels.
@@ -80,6 +81,10 @@ int  history_save(const history_t *h, const char *path, uint32_t epoch, uint64_t
 typedef void history_id_fn(uint32_t epoch, uint64_t seq, char out[MSG_ID_MAX]);
 int  history_load(history_t *h, const char *path, history_id_fn *make_id, uint32_t *epoch,
                   uint64_t *seq, uint64_t now_ms, char *err, size_t errlen);
+
+/* What keeping m costs history_bytes: msg_bytes(m) plus history's own
+ * records for it (so history_bytes bounds every byte history holds). */
+size_t history_kept_bytes(const struct msg *m);
 
 size_t history_entries(const history_t *h);
 size_t history_bytes(const history_t *h);

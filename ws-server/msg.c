@@ -19,9 +19,10 @@ struct msg {
     size_t          bytes;          /* msg_bytes() */
     size_t         *account;        /* msg_account() */
     rbuf_t        **enc;            /* MSG_SLOTS x nchannels, NULL until the first encoding */
-    struct msg_chan chans[WSPUSH_MAX_CHANNELS];
-    char            text[];         /* id, then channel names, then data */
+    struct msg_chan chans[];        /* nchannels, then the text: id, channel names, data */
 };
+
+static char *msg_text(const struct msg *m) { return (char *)&m->chans[m->nchannels]; }
 
 struct msg *msg_new(struct str id, const struct str *channels, int nchannels, struct str data)
 {
@@ -34,7 +35,8 @@ struct msg *msg_new(struct str id, const struct str *channels, int nchannels, st
             return NULL;
         names += channels[i].len;
     }
-    size_t size = sizeof(struct msg) + id.len + names + data.len;
+    size_t size = sizeof(struct msg) + (size_t)nchannels * sizeof(struct msg_chan) + id.len +
+                  names + data.len;
     struct msg *m = malloc(size);
     if (!m)
         return NULL;
@@ -45,16 +47,16 @@ struct msg *msg_new(struct str id, const struct str *channels, int nchannels, st
     m->bytes = size;
     m->account = NULL;
     m->enc = NULL;
-    char *w = m->text;
+    char *text = msg_text(m), *w = text;
     memcpy(w, id.p, id.len);
     w += id.len;
     for (int i = 0; i < nchannels; i++) {
-        m->chans[i].off = (uint16_t)(w - m->text);
+        m->chans[i].off = (uint16_t)(w - text);
         m->chans[i].len = (uint8_t)channels[i].len;
         memcpy(w, channels[i].p, channels[i].len);
         w += channels[i].len;
     }
-    m->dataoff = (uint32_t)(w - m->text);
+    m->dataoff = (uint32_t)(w - text);
     memcpy(w, data.p, data.len);
     return m;
 }
@@ -77,17 +79,17 @@ void msg_unref(struct msg *m)
     free(m);
 }
 
-struct str msg_id(const struct msg *m) { return (struct str){ m->text, m->idlen }; }
+struct str msg_id(const struct msg *m) { return (struct str){ msg_text(m), m->idlen }; }
 int msg_nchannels(const struct msg *m) { return m->nchannels; }
 
 struct str msg_channel(const struct msg *m, int i)
 {
-    return (struct str){ m->text + m->chans[i].off, m->chans[i].len };
+    return (struct str){ msg_text(m) + m->chans[i].off, m->chans[i].len };
 }
 
 struct str msg_data(const struct msg *m)
 {
-    return (struct str){ m->text + m->dataoff, m->datalen };
+    return (struct str){ msg_text(m) + m->dataoff, m->datalen };
 }
 
 static void msg_grow(struct msg *m, size_t n)
@@ -133,7 +135,7 @@ void msg_envelope(const struct msg *m, int chan, unsigned char *w)
     memcpy(w, msg_p1, sizeof(msg_p1) - 1); w += sizeof(msg_p1) - 1;
     memcpy(w, ch.p, ch.len); w += ch.len;
     memcpy(w, msg_p2, sizeof(msg_p2) - 1); w += sizeof(msg_p2) - 1;
-    memcpy(w, m->text, m->idlen); w += m->idlen;
+    memcpy(w, msg_text(m), m->idlen); w += m->idlen;
     memcpy(w, msg_p3, sizeof(msg_p3) - 1); w += sizeof(msg_p3) - 1;
     memcpy(w, data.p, data.len); w += data.len;
     *w = '}';

@@ -779,17 +779,17 @@ static void test_bytes_count_cached_encodings(void **state)
     te_pub(t, "a,b", "{\"k\":1}");
     struct msg *m = t->keep;
     size_t b0 = engine_memory_bytes(t->e);
-    assert_int_equal(b0, msg_bytes(m));
+    assert_int_equal(b0, history_kept_bytes(m));
     /* Encoded after it was kept (a session sending from history). */
     rbuf_t *frame = msg_encoding(m, MSG_SLOT_WS, 1, te_encode);
     assert_non_null(frame);
     assert_true(engine_memory_bytes(t->e) >= b0 + rbuf_len(frame));
-    assert_int_equal(engine_memory_bytes(t->e), msg_bytes(m));
+    assert_int_equal(engine_memory_bytes(t->e), history_kept_bytes(m));
     /* Encoded during delivery (a transport's fan-out), before it was kept. */
     t->encode_in_deliver = 1;
     size_t before = engine_memory_bytes(t->e);
     te_pub(t, "c", "2");
-    assert_int_equal(engine_memory_bytes(t->e), before + msg_bytes(t->keep));
+    assert_int_equal(engine_memory_bytes(t->e), before + history_kept_bytes(t->keep));
     /* All of it goes with the messages. */
     struct history_limits none = { 0, TE_BIG, 0 };
     engine_memory_set_limits(t->e, &none);
