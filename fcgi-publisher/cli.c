@@ -11,6 +11,7 @@
 #include "ev.h"
 #include "log.h"
 #include "pattern.h"
+#include "payload.h"
 #include "pubclient.h"
 
 #define CLI_EXIT_OK          0
@@ -99,8 +100,8 @@ static char *cli_read_stdin(size_t *len)
 
 /* Turns the DATA argument into one JSON value text (malloc'ed): DATA
  * itself, less surrounding whitespace, when it is one JSON value as
- * ws-server reads it (pubsock.c's jansson flags: big integers and \u0000
- * are fine), else DATA as a JSON string. Valid JSON that ws-server would
+ * ws-server reads it (payload.h: big integers and \u0000 are fine), else
+ * DATA as a JSON string. Valid JSON that ws-server would
  * refuse, a number beyond a double's range, is neither: turning 1e400 into
  * the string "1e400" would publish something else than what was written,
  * so it is refused (NULL, *err = CLI_E_RANGE). NULL with *err = 0: out of
@@ -115,16 +116,13 @@ static char *cli_data_json(const char *s, size_t len, size_t *outlen, int *err)
     while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n' ||
                        s[len - 1] == '\r'))
         len--;
-    json_error_t jerr;
-    json_t *v = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
-                           &jerr);
-    if (!v && json_error_code(&jerr) == json_error_numeric_overflow) {
+    int rc = payload_check_data(s, len);
+    if (rc == PAYLOAD_E_RANGE) {
         *err = CLI_E_RANGE;
         return NULL;
     }
-    if (v) {
+    if (rc == PAYLOAD_OK) {
         /* Passed on as written, so numbers keep every digit. */
-        json_decref(v);
         char *p = malloc(len + 1);
         if (p) {
             memcpy(p, s, len);
@@ -133,7 +131,7 @@ static char *cli_data_json(const char *s, size_t len, size_t *outlen, int *err)
         }
         return p;
     }
-    v = json_stringn(s, len);
+    json_t *v = json_stringn(s, len);
     if (!v)
         return NULL;
     char *p = json_dumps(v, JSON_ENCODE_ANY);

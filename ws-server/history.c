@@ -1,14 +1,13 @@
 #include "history.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "file.h"
-#include "pattern.h"
-#include "utf8.h"
+#include "payload.h"
+#include "wspush.h"
 
 struct hist_msg;
 
@@ -338,18 +337,6 @@ int history_save(const history_t *h, const char *path, uint32_t epoch, uint64_t 
     return rc;
 }
 
-/* One JSON value in valid UTF-8, as the publish socket requires. Returns
- * NULL or why not. */
-static const char *hist_data_invalid(const char *p, size_t len)
-{
-    if (!utf8_valid((const unsigned char *)p, len))
-        return "payload is not valid UTF-8";
-    json_error_t jerr;
-    json_t *v = json_loadb(p, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
-    json_decref(v);
-    return v ? NULL : "payload is not one JSON value";
-}
-
 /* Parses and appends one entry at p[*off..end). Returns NULL or why not. */
 static const char *hist_load_entry(history_t *h, const unsigned char *p, size_t *off, size_t end,
                                    uint32_t epoch, uint64_t last, uint64_t *prev,
@@ -372,12 +359,11 @@ static const char *hist_load_entry(history_t *h, const unsigned char *p, size_t 
             return "truncated entry";
         names[i] = (struct str){ (const char *)p + o + 1, p[o] };
         o += 1 + (size_t)p[o];
-        if (!pat_channel_valid(names[i].p, names[i].len))
-            return "invalid channel name";
-        for (int k = 0; k < i; k++)
-            if (str_eq(names[k], names[i]))
-                return "channel listed twice";
     }
+    /* The rules of the publish socket: what it took, a restart gives back. */
+    int bad = payload_check_channels(names, n);
+    if (bad < 0)
+        return payload_strerror(bad);
     if (end - o < 4)
         return "truncated entry";
     size_t dl = buf_get_u32(p + o);
@@ -385,9 +371,10 @@ static const char *hist_load_entry(history_t *h, const unsigned char *p, size_t 
     if (dl == 0 || end - o < dl)
         return "truncated payload";
     struct str data = { (const char *)p + o, dl };
-    const char *bad = hist_data_invalid(data.p, data.len);
-    if (bad)
-        return bad;
+    bad = payload_check_data(data.p, data.len);
+    if (bad < 0)
+        return bad == PAYLOAD_E_JSON ? "payload is not one JSON value"
+             : bad == PAYLOAD_E_UTF8 ? "payload is not valid UTF-8" : payload_strerror(bad);
     o += dl;
     char id[MSG_ID_MAX];
     make_id(epoch, s, id);

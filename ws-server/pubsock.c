@@ -1,7 +1,6 @@
 #include "pubsock.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include "listener.h"
 #include "log.h"
 #include "pattern.h"
+#include "payload.h"
 
 /* Answers waiting past this make us stop reading the peer's requests until
  * it reads: a peer that pipelines without reading cannot grow our memory. */
@@ -81,37 +81,22 @@ static void pubsock_error(struct pubpeer *p, uint32_t req_id, uint16_t code, con
 static void pubsock_publish(struct pubpeer *p, const struct ipc_msg *m)
 {
     const struct cfg *cfg = *p->ps->cfg;
-    for (int i = 0; i < m->nchannels; i++) {
-        if (!pat_channel_valid(m->channels[i].p, m->channels[i].len)) {
-            pubsock_error(p, m->req_id, IPC_ERR_BAD_CHANNEL, "invalid channel name");
-            return;
-        }
-        for (int j = 0; j < i; j++)
-            if (m->channels[j].len == m->channels[i].len &&
-                memcmp(m->channels[j].p, m->channels[i].p, m->channels[i].len) == 0) {
-                pubsock_error(p, m->req_id, IPC_ERR_BAD_CHANNEL, "channel listed twice");
-                return;
-            }
+    int rc = payload_check_channels(m->channels, m->nchannels);
+    if (rc < 0) {
+        pubsock_error(p, m->req_id, IPC_ERR_BAD_CHANNEL, payload_strerror(rc));
+        return;
     }
     if (m->data.len > (size_t)cfg->max_message_bytes) {
         pubsock_error(p, m->req_id, IPC_ERR_TOO_BIG, "message over max_message_bytes");
         return;
     }
-    /* The envelope embeds data verbatim: it must be exactly one JSON value.
-     * jansson checks it; its one limit below the JSON grammar is a number
-     * beyond a double's range (1e400), refused with its own message here
-     * and by fcgi-publisher and the CLI alike (docs/protocol.md). */
-    json_error_t jerr;
-    json_t *v = json_loadb(m->data.p, m->data.len,
-                           JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
-    if (!v) {
+    /* The envelope embeds data verbatim: it must be exactly one JSON value. */
+    rc = payload_check_data(m->data.p, m->data.len);
+    if (rc < 0) {
         pubsock_error(p, m->req_id, IPC_ERR_BAD_DATA,
-                      json_error_code(&jerr) == json_error_numeric_overflow
-                          ? "data holds a number beyond a double's range (quote it)"
-                          : "data is not one JSON value");
+                      rc == PAYLOAD_E_UTF8 ? payload_strerror(PAYLOAD_E_JSON) : payload_strerror(rc));
         return;
     }
-    json_decref(v);
     struct engine_publish pub = { m->channels, m->nchannels, m->data, { NULL, 0 } };
     struct engine_result res;
     if (engine_publish(p->ps->engine, &pub, &res) < 0) {
