@@ -11,9 +11,8 @@
 
 struct hist_msg;
 
-/* A message's place in one of its channels' lists. */
+/* A message's place in one of its channels. */
 struct hist_node {
-    struct hist_node *next;      /* same channel, oldest first */
     struct hist_msg  *hm;
     struct channel   *ch;
 };
@@ -27,11 +26,58 @@ struct hist_msg {
     struct hist_node nodes[];    /* one per channel of m, same order */
 };
 
-/* Kept in the channel's userdata slot while the channel has history. */
+/* Kept in the channel's userdata slot while the channel has history: its
+ * messages, oldest first, in a ring of node pointers, so that a resume
+ * finds where to start by binary search (a slow page resuming in many
+ * slices must not walk the channel's history from its start each time). */
 struct hist_chan {
-    struct hist_node *head, *tail;
-    uint64_t          evicted_max;  /* highest seq of this channel evicted */
+    struct hist_node **ring;        /* cap slots, a power of two */
+    uint32_t           first, count, cap;
+    uint64_t           evicted_max; /* highest seq of this channel evicted */
 };
+
+static struct hist_node *hc_at(const struct hist_chan *hc, uint32_t i)
+{
+    return hc->ring[(hc->first + i) & (hc->cap - 1)];
+}
+
+/* Room for one more node. Returns 0 or -ENOMEM (nothing changed). */
+static int hc_reserve(struct hist_chan *hc)
+{
+    if (hc->count < hc->cap)
+        return 0;
+    uint32_t cap = hc->cap ? hc->cap * 2 : 8;
+    struct hist_node **ring = malloc((size_t)cap * sizeof(*ring));
+    if (!ring)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < hc->count; i++)
+        ring[i] = hc_at(hc, i);
+    free(hc->ring);
+    hc->ring = ring;
+    hc->cap = cap;
+    hc->first = 0;
+    return 0;
+}
+
+/* Index of the first message with seq > since (count when none). */
+static uint32_t hc_after(const struct hist_chan *hc, uint64_t since)
+{
+    uint32_t lo = 0, hi = hc->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (hc_at(hc, mid)->hm->seq <= since)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void hc_free(struct hist_chan *hc)
+{
+    free(hc->ring);
+    free(hc);
+}
 
 static void history_clear(history_t *h);
 
@@ -58,7 +104,7 @@ history_t *history_new(chan_registry_t *reg, const struct history_limits *lim)
  * in history_bytes with the message, so the limit bounds every byte. */
 static size_t hist_overhead(int n)
 {
-    return sizeof(struct hist_msg) + (size_t)n * sizeof(struct hist_node);
+    return sizeof(struct hist_msg) + (size_t)n * (sizeof(struct hist_node) + sizeof(void *));
 }
 
 static struct hist_chan *history_chan(const struct channel *ch)
@@ -79,12 +125,13 @@ static void history_evict_one(history_t *h)
     for (int i = 0; i < hm->n; i++) {
         struct hist_node *node = &hm->nodes[i];
         struct hist_chan *hc = history_chan(node->ch);
-        hc->head = node->next;
+        hc->first = (hc->first + 1) & (hc->cap - 1);
+        hc->count--;
         hc->evicted_max = hm->seq;
-        if (!hc->head) {
+        if (hc->count == 0) {
             /* The channel no longer holds history: forget it (the global
              * evicted_max keeps the gap rule safe) and let it go. */
-            free(hc);
+            hc_free(hc);
             *chan_userdata(node->ch) = NULL;
             chan_pin(node->ch, 0);
             chan_release(h->reg, node->ch);
@@ -173,19 +220,20 @@ int history_append(history_t *h, struct msg *m, uint64_t seq, uint64_t now_ms)
             *chan_userdata(ch) = hc;
             chan_pin(ch, 1);
         }
-        if (!hc) {
+        if (!hc || hc_reserve(hc) < 0) {
             /* Undo the records made above for channels that had none. */
-            for (int k = 0; k < i; k++) {
-                struct hist_chan *pc = history_chan(hm->nodes[k].ch);
-                if (!pc->head) {
-                    free(pc);
-                    *chan_userdata(hm->nodes[k].ch) = NULL;
-                    chan_pin(hm->nodes[k].ch, 0);
-                    chan_release(h->reg, hm->nodes[k].ch);
+            for (int k = 0; k <= i; k++) {
+                struct channel *kch = k < i ? hm->nodes[k].ch : ch;
+                struct hist_chan *pc = kch ? history_chan(kch) : NULL;
+                if (pc && pc->count == 0) {
+                    hc_free(pc);
+                    *chan_userdata(kch) = NULL;
+                    chan_pin(kch, 0);
+                    chan_release(h->reg, kch);
+                } else if (kch && kch == ch && !pc) {
+                    chan_release(h->reg, ch);
                 }
             }
-            if (ch)
-                chan_release(h->reg, ch);
             free(hm);
             history_lose(h, m, seq);
             return -ENOMEM;
@@ -199,11 +247,8 @@ int history_append(history_t *h, struct msg *m, uint64_t seq, uint64_t now_ms)
     hm->n = n;
     for (int i = 0; i < n; i++) {
         struct hist_chan *hc = history_chan(hm->nodes[i].ch);
-        if (hc->tail)
-            hc->tail->next = &hm->nodes[i];
-        else
-            hc->head = &hm->nodes[i];
-        hc->tail = &hm->nodes[i];
+        hc->ring[(hc->first + hc->count) & (hc->cap - 1)] = &hm->nodes[i];
+        hc->count++;
     }
     if (h->tail)
         h->tail->next = hm;
@@ -228,16 +273,17 @@ int history_can_resume(const history_t *h, struct str name, uint64_t since)
 int history_replay(const history_t *h, const struct str *names, int n, uint64_t since,
                    size_t max_bytes, history_visit_fn *visit, void *arg, uint64_t *next_since)
 {
+    /* One cursor per channel: its ring and the index of its next node. */
+    const struct hist_chan *chs[WSPUSH_MAX_CHANNELS];
+    uint32_t pos[WSPUSH_MAX_CHANNELS];
     const struct hist_node *cur[WSPUSH_MAX_CHANNELS];
     if (n > WSPUSH_MAX_CHANNELS)
         n = WSPUSH_MAX_CHANNELS;
     for (int i = 0; i < n; i++) {
         struct channel *ch = chan_lookup(h->reg, names[i].p, names[i].len, 0);
-        const struct hist_chan *hc = ch ? history_chan(ch) : NULL;
-        const struct hist_node *e = hc ? hc->head : NULL;
-        while (e && e->hm->seq <= since)
-            e = e->next;
-        cur[i] = e;
+        chs[i] = ch ? history_chan(ch) : NULL;
+        pos[i] = chs[i] ? hc_after(chs[i], since) : 0;
+        cur[i] = chs[i] && pos[i] < chs[i]->count ? hc_at(chs[i], pos[i]) : NULL;
     }
     /* k-way merge by seq; k <= WSPUSH_MAX_CHANNELS. */
     size_t sent = 0;
@@ -265,7 +311,8 @@ int history_replay(const history_t *h, const struct str *names, int n, uint64_t 
         sent += msg_bytes(hm->m);
         visited = 1;
         *next_since = hm->seq;
-        cur[best] = cur[best]->next;
+        pos[best]++;
+        cur[best] = pos[best] < chs[best]->count ? hc_at(chs[best], pos[best]) : NULL;
     }
 }
 
