@@ -4,13 +4,13 @@
  *
  * Each message is kept once (a reference to the msg, shared with whatever
  * is still sending it) and sits in one global FIFO (oldest first) and in
- * the list of each of its channels. Messages are evicted oldest-first by
- * history_size (messages), history_bytes (history_kept_bytes of every kept
- * message: the message, its cached encodings and history's own records;
- * encodings made after the append are counted
- * when made and trimmed at the next append or expiry) and history_ttl;
- * eviction is O(channels of the message) because the globally oldest
- * message is also the oldest of each of its channels.
+ * the ring of each of its channels (binary-searched by seq on resume).
+ * Messages are evicted oldest-first by history_size (messages),
+ * history_bytes (history_kept_bytes of every kept message: the message,
+ * its cached encodings and history's own records; encodings made after
+ * the append are counted when made and trimmed at the next append or
+ * expiry) and history_ttl. Eviction is O(channels of the message) because
+ * the globally oldest message is also the oldest of each of its channels.
  *
  * Channels are looked up in the engine's own registry (channel.h), pinned
  * while they hold history.
