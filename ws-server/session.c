@@ -213,8 +213,8 @@ void session_drained(struct session *s)
         r.names[r.n] = (struct str){ chan_name(ch), chan_name_len(ch) };
         r.sub[r.n++] = i;
     }
-    /* The memory engine answers at once, so r and names may live on the
-     * stack; an engine answering later must copy the query. */
+    /* The memory engine answers at once, so the question may live on the
+     * stack; for an engine answering later it must be kept until then. */
     struct engine_query q = { r.names, r.n, { s->resume_after, s->resume_len }, room };
     engine_history(s->ss->engine, &q, session_on_slice, &r);
 }
