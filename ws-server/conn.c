@@ -13,6 +13,7 @@
 #include "log.h"
 #include "sendq.h"
 #include "utf8.h"
+#include "wspush.h"
 
 /* One read buffer for every socket: a connection only keeps bytes of a
  * frame that arrived in pieces, so idle connections hold no buffer. */
@@ -161,10 +162,9 @@ static rbuf_t *conn_encode(const struct msg *m, int chan)
     return r;
 }
 
-/* Queues channel chan of m under the send budget; a replayed message also
- * goes into an empty queue whatever its size (transport.h). */
-static int conn_queue_msg(struct conn *c, struct msg *m, int chan, int replay)
+static int conn_t_send_msg(void *t, struct msg *m, int chan)
 {
+    struct conn *c = t;
     if (c->state != CONN_OPEN)
         return 0;
     rbuf_t *frame = msg_encoding(m, MSG_SLOT_WS, chan, conn_encode);
@@ -172,8 +172,7 @@ static int conn_queue_msg(struct conn *c, struct msg *m, int chan, int replay)
         conn_close(c, 1011);
         return 0;
     }
-    if (c->out.bytes + rbuf_len(frame) > (size_t)conn_cfg(c)->send_buffer_bytes &&
-        !(replay && sendq_empty(&c->out))) {
+    if (c->out.bytes + rbuf_len(frame) > (size_t)conn_cfg(c)->send_buffer_bytes) {
         /* A slow consumer must not grow memory: drop what it has not
          * started receiving and tell it why. It reconnects with last_id. */
         log_info("fd %d: slow consumer, %zu bytes queued: closing 1013", c->io.fd, c->out.bytes);
@@ -190,8 +189,36 @@ static int conn_queue_msg(struct conn *c, struct msg *m, int chan, int replay)
     return 1;
 }
 
-static int conn_t_send_msg(void *t, struct msg *m, int chan) { return conn_queue_msg(t, m, chan, 0); }
-static int conn_t_replay_msg(void *t, struct msg *m, int chan) { return conn_queue_msg(t, m, chan, 1); }
+/* A message's frames for the page's channels, all or none (transport.h):
+ * a resume then never splits a message between two slices. */
+static int conn_t_replay_msg(void *t, struct msg *m, const int *chans, int n)
+{
+    struct conn *c = t;
+    if (c->state != CONN_OPEN)
+        return -EPIPE;
+    rbuf_t *frames[WSPUSH_MAX_CHANNELS];
+    size_t total = 0;
+    if (n < 1 || n > WSPUSH_MAX_CHANNELS)
+        return -EINVAL;
+    for (int i = 0; i < n; i++) {
+        frames[i] = msg_encoding(m, MSG_SLOT_WS, chans[i], conn_encode);
+        if (!frames[i]) {
+            conn_close(c, 1011);
+            return -ENOMEM;
+        }
+        total += rbuf_len(frames[i]);
+    }
+    if (!sendq_empty(&c->out) && c->out.bytes + total > (size_t)conn_cfg(c)->send_buffer_bytes)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (sendq_push(&c->out, frames[i]) < 0) {
+            conn_close(c, 1011);
+            return -ENOMEM;
+        }
+    c->last_msg = ev_now(c->cs->loop);
+    conn_mark_dirty(c);
+    return 1;
+}
 
 static size_t conn_t_room(void *t)
 {

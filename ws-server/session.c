@@ -179,19 +179,41 @@ static void session_on_slice(void *arg, const struct engine_answer *a)
         s->ops->close(s->transport, 1011);
         return;
     }
-    size_t sent = 0;
-    for (; sent < a->nitems; sent++)
-        if (!s->ops->replay_msg(s->transport, a->items[sent].m, a->items[sent].chan))
+    /* The visits of one message (one per replayed channel it is on) are
+     * consecutive, the items being in id order; they are queued together. */
+    size_t k = 0;
+    int rc2 = 1;
+    while (k < a->nitems) {
+        int chans[WSPUSH_MAX_CHANNELS], n = 0;
+        size_t j = k;
+        while (j < a->nitems && a->items[j].m == a->items[k].m && n < WSPUSH_MAX_CHANNELS)
+            chans[n++] = a->items[j++].chan;
+        rc2 = s->ops->replay_msg(s->transport, a->items[k].m, chans, n);
+        if (rc2 <= 0)
             break;
-    log_debug("subscribe: resume slice: %zu replayed, %d channel(s) reset%s", sent, nreset,
-              a->more && s->replaying ? ", more to come" : "");
-    if (sent < a->nitems || !a->more || !s->replaying || !s->ops->is_open(s->transport)) {
-        session_resume_end(s);      /* done, or closing */
+        k = j;
+    }
+    log_debug("subscribe: resume slice: %zu of %zu replayed, %d channel(s) reset", k, a->nitems,
+              nreset);
+    if (rc2 < 0 || !s->replaying || !s->ops->is_open(s->transport)) {
+        session_resume_end(s);      /* closing, or every channel reset */
         return;
     }
-    size_t len = strlen(a->next);
-    memcpy(s->resume_after, a->next, len);
-    s->resume_len = len;
+    struct str next = { a->next, strlen(a->next) };
+    if (k < a->nitems) {
+        if (k == 0) {
+            /* Not even one message fits yet (the queue holds live
+             * messages of a reset channel): the same slice again later. */
+            s->ops->want_drained(s->transport);
+            return;
+        }
+        next = msg_id(a->items[k - 1].m);   /* no room: go on after the last one queued */
+    } else if (!a->more) {
+        session_resume_end(s);      /* caught up */
+        return;
+    }
+    memcpy(s->resume_after, next.p, next.len);
+    s->resume_len = next.len;
     s->ops->want_drained(s->transport);
 }
 

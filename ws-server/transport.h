@@ -6,11 +6,11 @@
  *
  * The send budget (send_buffer_bytes for WebSocket) bounds what one
  * connection may hold queued, live and replayed messages alike. A resume
- * streams through it: the session asks the engine for a slice of at most
- * room() bytes, queues it with replay_msg(), calls want_drained() and asks
- * for the next slice when the transport reports, through the drained
- * handler it was given by whoever created it (conn_handlers for
- * WebSocket), that everything queued has been written.
+ * streams through it: the session asks the engine for a slice of about
+ * room() bytes, queues it with replay_msg() until a message does not fit,
+ * calls want_drained() and goes on when the transport reports, through
+ * the drained handler it was given by whoever created it (conn_handlers
+ * for WebSocket), that everything queued has been written.
  */
 #ifndef WSPUSH_TRANSPORT_H
 #define WSPUSH_TRANSPORT_H
@@ -25,12 +25,15 @@ struct transport_ops {
      * past send_buffer_bytes (the transport then closes it with "try
      * again later", 1013, and the page resumes with last_id). */
     int    (*send_msg)(void *t, struct msg *m, int chan);
-    /* Queues a message of a resume slice, held to the same budget as
-     * send_msg with one exception: a message always fits an empty queue
-     * (a resume moves on one message at a time however small the budget).
-     * A slice sized by room() (msg_bytes() of a message is never less
-     * than its encoding) always fits. Returns 1 or 0 as send_msg. */
-    int    (*replay_msg)(void *t, struct msg *m, int chan);
+    /* Queues message m of a resume for its channels chans[0..n) (the
+     * visits of one message on the page's channels, 1..WSPUSH_MAX_CHANNELS),
+     * all or none, held to the send budget: returns 1 when queued; 0 when
+     * they do not fit now (nothing queued, the connection unchanged: the
+     * session asks for drained and goes on from this message); -EPIPE when
+     * the connection is closing; -ENOMEM (then it is closed with 1011). A
+     * message always fits an empty queue, so a resume moves on whatever
+     * the budget. */
+    int    (*replay_msg)(void *t, struct msg *m, const int *chans, int n);
     /* Bytes that may still be queued within the send budget (0 when the
      * queue is at or over it, or the connection is closing). */
     size_t (*room)(void *t);
