@@ -31,7 +31,17 @@ struct sessions {
  * the channels still replaying are not queued meanwhile: the replay
  * reaches them in the history, in id order, or the channel gets a reset
  * when the history lost one. A message is never sent twice nor skipped,
- * and a page that never reads pins at most one slice. */
+ * and a page that never reads pins at most one slice.
+ *
+ * A channel reset mid-resume leaves the replay, but its live messages are
+ * held (session_hold) until the resume ends: sent at once they would carry
+ * ids past messages still to be replayed on the other channels, and a
+ * page that reconnects from the last id it saw would skip those. */
+struct session_hold {
+    size_t n, cap, bytes;
+    struct session_held { struct msg *m; int chan; } *items;
+};
+
 struct session {
     struct list_node            node;      /* sessions.all */
     sessions_t                 *ss;
@@ -39,6 +49,7 @@ struct session {
     const struct transport_ops *ops;
     char                       *user;      /* token sub, NULL without one */
     char                       *resume_after; /* MSG_ID_MAX bytes while a resume streams */
+    struct session_hold        *hold;      /* while a resume streams */
     size_t                      resume_len;
     uint32_t                    replaying; /* bit i: subs[i] still being replayed */
     int                         nsubs;
@@ -144,11 +155,57 @@ struct session_slice {
     int             n;
 };
 
+/* Drops the held messages, or sends them (the resume has caught up). */
+static void session_hold_release(struct session *s, int send)
+{
+    struct session_hold *h = s->hold;
+    if (!h)
+        return;
+    s->hold = NULL;
+    for (size_t i = 0; i < h->n; i++) {
+        if (send)
+            s->ops->send_msg(s->transport, h->items[i].m, h->items[i].chan);
+        msg_unref(h->items[i].m);
+    }
+    free(h->items);
+    free(h);
+}
+
+/* Holds a live message of a channel reset mid-resume. Returns 1 (it will
+ * be sent when the resume ends) or 0: closing, out of memory, or more held
+ * than send_buffer_bytes (then the page is closed with 1013 and resumes
+ * later from what it has). */
+static int session_hold(struct session *s, struct msg *m, int chan)
+{
+    struct session_hold *h = s->hold;
+    if (!h || !s->ops->is_open(s->transport))
+        return 0;
+    if (h->bytes + msg_bytes(m) > (size_t)(*s->ss->cfg)->send_buffer_bytes) {
+        log_info("subscribe: live messages held behind a resume past send_buffer_bytes: 1013");
+        s->ops->close(s->transport, 1013);
+        return 0;
+    }
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 8;
+        struct session_held *items = realloc(h->items, cap * sizeof(*items));
+        if (!items) {
+            s->ops->close(s->transport, 1011);
+            return 0;
+        }
+        h->items = items;
+        h->cap = cap;
+    }
+    h->items[h->n++] = (struct session_held){ msg_ref(m), chan };
+    h->bytes += msg_bytes(m);
+    return 1;
+}
+
 static void session_resume_end(struct session *s)
 {
     s->replaying = 0;
     free(s->resume_after);
     s->resume_after = NULL;
+    session_hold_release(s, 1);
 }
 
 /* The engine's answer: a reset for the channels whose gap cannot be
@@ -246,7 +303,8 @@ void session_drained(struct session *s)
 static int session_resume(struct session *s, const char *raw, size_t rawlen)
 {
     s->resume_after = malloc(MSG_ID_MAX);
-    if (!s->resume_after)
+    s->hold = calloc(1, sizeof(*s->hold));
+    if (!s->resume_after || !s->hold)
         return -1;
     ssize_t idlen = rawlen < MSG_ID_MAX ? url_decode(raw, rawlen, s->resume_after, 0) : -1;
     if (idlen < 0)
@@ -346,6 +404,7 @@ void session_close(struct session *s)
     for (int i = 0; i < s->nsubs; i++)
         hub_unsubscribe(s->ss->hub, &s->subs[i]);
     list_remove(&s->ss->all, &s->node);
+    session_hold_release(s, 0);
     free(s->resume_after);
     free(s->user);
     free(s);
@@ -358,6 +417,8 @@ int session_deliver(void *owner, struct msg *m, int chan)
      * brings it, after the older messages, in id order. */
     if (s->replaying && session_replays(s, msg_channel(m, chan)))
         return s->ops->is_open(s->transport);
+    if (s->replaying)
+        return session_hold(s, m, chan);    /* reset mid-resume: after the replay */
     return s->ops->send_msg(s->transport, m, chan);
 }
 

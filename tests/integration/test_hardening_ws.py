@@ -313,6 +313,36 @@ def test_history_lost_during_a_slow_resume_gives_a_reset(env):
     pub.close()
 
 
+def test_live_message_of_a_reset_channel_waits_for_the_replay(env):
+    """A page resumes channels a and b; b's gap cannot be filled (reset),
+    a's replay streams slowly. A live message on b published meanwhile is
+    held until a's replay is done: sent at once, its id would pass the a
+    messages still to come, and a page reconnecting from the last id it
+    saw (what wspush.js does) would never get them."""
+    env.sections["ws-server"].update(send_buffer_bytes="64k", history_size="600",
+                                     history_bytes="64M")
+    env.write_ini()
+    env.start_ws()
+    pub = env.client()
+    mark = pub.publish("public/a", "mark")["id"]
+    pub.publish("public/b", "lost")                        # evicted below: b resets
+    missed = publish_many(pub, "public/a", ["m" * 16000] * 600)
+    r = RawWs.__new__(RawWs)
+    r.sock, r.buf = non_reading_client(env, "channels=public/a,public/b&last_id=" + mark), b""
+    assert json.loads(r.recv_frame()[1])["type"] == "subscribed"
+    assert json.loads(r.recv_frame()[1]) == {"type": "reset", "channels": ["public/b"]}
+    live = pub.publish("public/b", "live")["id"]          # while a's replay streams
+    order = []
+    while True:
+        m = json.loads(r.recv_frame()[1])
+        order.append(m["id"])
+        if m["id"] == live:
+            break
+    assert order[:-1] == missed, "the live b message overtook a's replay"
+    r.close()
+    pub.close()
+
+
 # ---- item 9: the ACK does not count connections that are closing
 
 def test_ack_counts_deliveries_minus_closing_connections(env):
