@@ -53,9 +53,10 @@ enum hs_verdict {
     HS_UPGRADE_REQUIRED,   /* 426: plain GET or wrong/missing version;
                               answer carries Sec-WebSocket-Version: 13 */
     HS_FORBIDDEN,          /* 403: Origin not in allowed_origins */
-    HS_SERVICE_UNAVAILABLE,/* 503: max_connections reached; never returned by
-                              hs_check: the server answers it before parsing
-                              (hs_response accepts req == NULL for it) */
+    HS_SERVICE_UNAVAILABLE,/* 503: a connection limit reached; never returned
+                              by hs_check: the server answers it (before
+                              parsing, or from a reserve slot after it, to
+                              let /healthz through); req may be NULL */
     HS_HEADERS_TOO_LARGE,  /* 431: request head over max_header_bytes; never
                               returned by hs_check (the connection code
                               counts the bytes; req may be NULL) */

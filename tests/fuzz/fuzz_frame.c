@@ -124,6 +124,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ffr_stream(buf, len, max, 0);
     ffr_stream(buf, len, max, 1);
 
+    /* The header peeks agree with the full parser: a frame it accepts has
+     * the opcode frame_peek_opcode saw and the size frame_size computes. */
+    for (int frag = 0; frag < 2; frag++) {
+        struct frame f;
+        ssize_t n = frame_parse(buf, len, max, frag, &f);
+        int op = frame_peek_opcode(buf, len, frag);
+        uint64_t whole = 0;
+        int sz = frame_size(buf, len, &whole);
+        FUZZ_CHECK(op == FRAME_NEED_MORE || op == FRAME_E_PROTOCOL || (op >= 0 && op <= 0xF));
+        FUZZ_CHECK(sz == 0 || sz == FRAME_NEED_MORE || sz == FRAME_E_PROTOCOL);
+        if (n > 0) {
+            FUZZ_CHECK(op == f.opcode);
+            FUZZ_CHECK(sz == 0 && whole == (uint64_t)n);
+        }
+        if (len < 2)
+            FUZZ_CHECK(op == FRAME_NEED_MORE && sz == FRAME_NEED_MORE);
+    }
+
     /* The close-code validator on raw bytes as well. */
     int code = frame_close_code(buf, len);
     FUZZ_CHECK(code == -1 || code == 1005 || (code >= 1000 && code <= 4999));
