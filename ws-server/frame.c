@@ -36,6 +36,32 @@ static int frame_check_start(unsigned char b0, unsigned char b1, int in_fragment
     return 0;
 }
 
+/* The header length (without the mask key) and the payload length of the
+ * frame starting at buf (len >= 2): 0, FRAME_NEED_MORE until the length
+ * field is complete, or FRAME_E_PROTOCOL for a 64-bit length with its top
+ * bit set (RFC 6455 5.2: the MSB must be 0). */
+static int frame_lengths(const unsigned char *buf, size_t len, size_t *hlen, uint64_t *plen)
+{
+    *hlen = 2;
+    *plen = buf[1] & 0x7F;
+    if (*plen == 126) {
+        if (len < 4)
+            return FRAME_NEED_MORE;
+        *plen = (uint64_t)buf[2] << 8 | buf[3];
+        *hlen = 4;
+    } else if (*plen == 127) {
+        if (len < 10)
+            return FRAME_NEED_MORE;
+        if (buf[2] & 0x80)
+            return FRAME_E_PROTOCOL;
+        *plen = 0;
+        for (int i = 2; i < 10; i++)
+            *plen = *plen << 8 | buf[i];
+        *hlen = 10;
+    }
+    return 0;
+}
+
 ssize_t frame_parse(const unsigned char *buf, size_t len, uint64_t max_payload,
                     int in_fragment, struct frame *f)
 {
@@ -44,24 +70,11 @@ ssize_t frame_parse(const unsigned char *buf, size_t len, uint64_t max_payload,
     int rc = frame_check_start(buf[0], buf[1], in_fragment);
     if (rc < 0)
         return rc;
-
-    size_t hlen = 2;
-    uint64_t plen = buf[1] & 0x7F;
-    if (plen == 126) {
-        if (len < 4)
-            return FRAME_NEED_MORE;
-        plen = (uint64_t)buf[2] << 8 | buf[3];
-        hlen = 4;
-    } else if (plen == 127) {
-        if (len < 10)
-            return FRAME_NEED_MORE;
-        if (buf[2] & 0x80)
-            return FRAME_E_PROTOCOL;   /* RFC 6455 5.2: MSB must be 0 */
-        plen = 0;
-        for (int i = 2; i < 10; i++)
-            plen = plen << 8 | buf[i];
-        hlen = 10;
-    }
+    size_t hlen;
+    uint64_t plen;
+    rc = frame_lengths(buf, len, &hlen, &plen);
+    if (rc < 0)
+        return rc;
     /* Decided from the length alone: a client announcing a huge frame is
      * refused without buffering any of it. The SSIZE_MAX bound keeps the
      * return value representable. */
@@ -93,22 +106,11 @@ int frame_size(const unsigned char *buf, size_t len, uint64_t *size)
 {
     if (len < 2)
         return FRAME_NEED_MORE;
-    uint64_t hlen = 2, plen = buf[1] & 0x7F;
-    if (plen == 126) {
-        if (len < 4)
-            return FRAME_NEED_MORE;
-        plen = (uint64_t)buf[2] << 8 | buf[3];
-        hlen = 4;
-    } else if (plen == 127) {
-        if (len < 10)
-            return FRAME_NEED_MORE;
-        if (buf[2] & 0x80)
-            return FRAME_E_PROTOCOL;
-        plen = 0;
-        for (int i = 2; i < 10; i++)
-            plen = plen << 8 | buf[i];
-        hlen = 10;
-    }
+    size_t hlen;
+    uint64_t plen;
+    int rc = frame_lengths(buf, len, &hlen, &plen);
+    if (rc < 0)
+        return rc;
     *size = hlen + (buf[1] & 0x80 ? 4 : 0) + plen;
     return 0;
 }
