@@ -91,6 +91,7 @@ TEST_EXTRA_sendq   := ws-server/io_plain.c
 TEST_EXTRA_engine  := ws-server/engine_memory.c ws-server/history.c ws-server/channel.c ws-server/msg.c
 TEST_EXTRA_conn    := ws-server/frame.c ws-server/handshake.c ws-server/sendq.c ws-server/msg.c
 TEST_EXTRA_revoke  := ws-server/channel.c
+TEST_EXTRA_peers   := ws-server/channel.c
 define unit_rule
 $(BUILD)/tests/test_$(1): tests/unit/test_$(1).c $(SHARED_OBJ) \
     $(call obj,$(wildcard ws-server/$(1).c fcgi-publisher/$(1).c) $(TEST_EXTRA_$(1)))

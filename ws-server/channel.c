@@ -179,3 +179,10 @@ void *chan_owner(const struct channel *ch, uint32_t i) { return ch->members[i]->
 void **chan_userdata(struct channel *ch) { return &ch->userdata; }
 void chan_pin(struct channel *ch, int pinned) { ch->pinned = pinned; }
 size_t chan_registry_size(const chan_registry_t *reg) { return reg->size; }
+
+void chan_registry_each(chan_registry_t *reg, void (*fn)(struct channel *ch, void *arg), void *arg)
+{
+    for (size_t i = 0; i < reg->nbuckets; i++)
+        for (struct channel *ch = reg->buckets[i]; ch; ch = ch->next)
+            fn(ch, arg);
+}

@@ -9,6 +9,10 @@
  *
  * A channel with no subscribers and nothing pinning it (history) is freed
  * by chan_release(), so client-chosen names cannot accumulate.
+ *
+ * The table holds any byte string as a name; two other modules use it as
+ * their seeded hash map rather than write a second one: revoke.c (user
+ * names) and peers.c (addresses), through the pin and the userdata slot.
  */
 #ifndef WSPUSH_CHANNEL_H
 #define WSPUSH_CHANNEL_H
@@ -53,5 +57,8 @@ void        chan_pin(struct channel *ch, int pinned);
 void        chan_release(chan_registry_t *reg, struct channel *ch);
 
 size_t      chan_registry_size(const chan_registry_t *reg);
+/* Calls fn for every entry (teardown: freeing what userdata points to). */
+void        chan_registry_each(chan_registry_t *reg, void (*fn)(struct channel *ch, void *arg),
+                               void *arg);
 
 #endif

@@ -5,21 +5,16 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
-#define PEERS_MIN_BUCKETS 64
+#include "channel.h"
 
-/* A key: family 4 with the address in the low 32 bits of bits, or family
- * 6 with the /64 prefix. */
-struct peer_key {
-    uint64_t bits;
-    uint8_t  family;
-};
+/* Counted addresses live in channel.c's seeded table (it holds any byte
+ * string), keyed by a family byte (4 or 6) and 8 bytes: the IPv4 address,
+ * or the IPv6 /64 prefix. The entry's userdata is the struct peer. */
+#define PEERS_KEY_LEN 9
 
 struct peer {
-    struct peer    *next;      /* hash chain */
-    uint64_t        hash;
-    struct peer_key key;
+    struct channel *key;
     uint32_t        count;
 };
 
@@ -31,13 +26,16 @@ struct peers_net {
 };
 
 struct peers {
-    struct peer    **buckets;
-    size_t           nbuckets;  /* power of two */
-    size_t           size;
-    uint64_t         seed;
+    chan_registry_t *table;
     struct peers_net trusted[CFG_MAX_LIST];
     int              ntrusted;
 };
+
+static void peers_free_one(struct channel *ch, void *arg)
+{
+    (void)arg;
+    free(*chan_userdata(ch));
+}
 
 static const unsigned char peers_v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
@@ -46,14 +44,11 @@ peers_t *peers_new(void)
     peers_t *ps = calloc(1, sizeof(*ps));
     if (!ps)
         return NULL;
-    ps->nbuckets = PEERS_MIN_BUCKETS;
-    ps->buckets = calloc(ps->nbuckets, sizeof(*ps->buckets));
-    if (!ps->buckets) {
+    ps->table = chan_registry_new();
+    if (!ps->table) {
         free(ps);
         return NULL;
     }
-    if (getrandom(&ps->seed, sizeof(ps->seed), 0) != sizeof(ps->seed))
-        ps->seed = (uint64_t)(uintptr_t)ps ^ 0x9e3779b97f4a7c15ull;
     return ps;
 }
 
@@ -61,15 +56,8 @@ void peers_free(peers_t *ps)
 {
     if (!ps)
         return;
-    for (size_t i = 0; i < ps->nbuckets; i++) {
-        struct peer *p = ps->buckets[i];
-        while (p) {
-            struct peer *next = p->next;
-            free(p);
-            p = next;
-        }
-    }
-    free(ps->buckets);
+    chan_registry_each(ps->table, peers_free_one, NULL);
+    chan_registry_free(ps->table);
     free(ps);
 }
 
@@ -148,39 +136,6 @@ static int peers_addr16(const struct sockaddr *sa, socklen_t len, unsigned char 
     return -1;
 }
 
-static uint64_t peers_hash(uint64_t seed, const struct peer_key *k)
-{
-    uint64_t h = (k->bits ^ seed) + k->family * 0x9e3779b97f4a7c15ull;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
-}
-
-/* Doubles the table once it holds more entries than buckets. */
-static void peers_grow(peers_t *ps)
-{
-    size_t n = ps->nbuckets * 2;
-    struct peer **b = calloc(n, sizeof(*b));
-    if (!b)
-        return;     /* longer chains, still correct */
-    for (size_t i = 0; i < ps->nbuckets; i++) {
-        struct peer *p = ps->buckets[i];
-        while (p) {
-            struct peer *next = p->next;
-            size_t k = p->hash & (n - 1);
-            p->next = b[k];
-            b[k] = p;
-            p = next;
-        }
-    }
-    free(ps->buckets);
-    ps->buckets = b;
-    ps->nbuckets = n;
-}
-
 struct peer *peers_hold(peers_t *ps, const struct sockaddr *sa, socklen_t len, uint32_t *count)
 {
     unsigned char a[16];
@@ -190,32 +145,28 @@ struct peer *peers_hold(peers_t *ps, const struct sockaddr *sa, socklen_t len, u
     for (int i = 0; i < ps->ntrusted; i++)
         if (peers_in_net(a, &ps->trusted[i]))
             return NULL;
-    struct peer_key key = { 0, 6 };
+    char key[PEERS_KEY_LEN] = { 6 };
     if (memcmp(a, peers_v4mapped, 12) == 0) {
-        key.family = 4;
-        key.bits = (uint64_t)a[12] << 24 | (uint64_t)a[13] << 16 | (uint64_t)a[14] << 8 | a[15];
+        key[0] = 4;
+        memcpy(key + 5, a + 12, 4);
     } else {
-        for (int i = 0; i < 8; i++)
-            key.bits = key.bits << 8 | a[i];
+        memcpy(key + 1, a, 8);              /* the /64 */
     }
-    uint64_t h = peers_hash(ps->seed, &key);
-    struct peer **slot = &ps->buckets[h & (ps->nbuckets - 1)];
-    for (struct peer *p = *slot; p; p = p->next)
-        if (p->hash == h && p->key.bits == key.bits && p->key.family == key.family) {
-            *count = ++p->count;
-            return p;
-        }
-    struct peer *p = calloc(1, sizeof(*p));
-    if (!p)
+    struct channel *ch = chan_lookup(ps->table, key, sizeof(key), 1);
+    if (!ch)
         return NULL;
-    p->hash = h;
-    p->key = key;
-    p->count = 1;
-    p->next = *slot;
-    *slot = p;
-    *count = 1;
-    if (++ps->size > ps->nbuckets)
-        peers_grow(ps);
+    struct peer *p = *chan_userdata(ch);
+    if (!p) {
+        p = calloc(1, sizeof(*p));
+        if (!p) {
+            chan_release(ps->table, ch);
+            return NULL;
+        }
+        p->key = ch;
+        *chan_userdata(ch) = p;
+        chan_pin(ch, 1);
+    }
+    *count = ++p->count;
     return p;
 }
 
@@ -223,12 +174,11 @@ void peers_release(peers_t *ps, struct peer *p)
 {
     if (--p->count > 0)
         return;
-    struct peer **pp = &ps->buckets[p->hash & (ps->nbuckets - 1)];
-    while (*pp != p)
-        pp = &(*pp)->next;
-    *pp = p->next;
-    ps->size--;
+    struct channel *ch = p->key;
+    *chan_userdata(ch) = NULL;
+    chan_pin(ch, 0);
+    chan_release(ps->table, ch);
     free(p);
 }
 
-size_t peers_size(const peers_t *ps) { return ps->size; }
+size_t peers_size(const peers_t *ps) { return chan_registry_size(ps->table); }
