@@ -8,8 +8,8 @@
 # this stage points WSPUSH_BIN at a directory of wrapper scripts that exec
 # valgrind on the real, unsanitized binaries (valgrind and ASan do not mix).
 #
-# Selection: the ws-server and history suites, the conformance suite and
-# the publisher suite when present. test_faults.py is left out: it measures
+# Selection: the ws-server and history suites, the conformance suite, the
+# publisher suite, revocation and the files read back at start. test_faults.py is left out: it measures
 # RSS and holds thousands of sockets, which under valgrind measure valgrind.
 #   VALGRIND_TESTS="test_ws_server.py"   another selection
 #   VALGRIND_PYTEST_ARGS="-x -k 'ping or close'"   extra pytest arguments
@@ -44,7 +44,8 @@ if [ -n "${VALGRIND_TESTS:-}" ]; then
   tests=($VALGRIND_TESTS)
 else
   tests=()
-  for t in test_ws_server.py test_history.py test_conformance.py test_publisher.py; do
+  for t in test_ws_server.py test_history.py test_conformance.py test_publisher.py \
+           test_revocation.py test_config_files.py; do
     [ -f "tests/integration/$t" ] && tests+=("$t")
   done
 fi
