@@ -38,7 +38,7 @@ struct sessions {
  * ids past messages still to be replayed on the other channels, and a
  * page that reconnects from the last id it saw would skip those. */
 struct session_hold {
-    size_t n, cap, bytes;
+    size_t first, n, cap, bytes;          /* items[first..n) still held */
     struct session_held { struct msg *m; int chan; } *items;
 };
 
@@ -155,20 +155,40 @@ struct session_slice {
     int             n;
 };
 
-/* Drops the held messages, or sends them (the resume has caught up). */
-static void session_hold_release(struct session *s, int send)
+/* Drops what is still held (the session closes). */
+static void session_hold_drop(struct session *s)
 {
     struct session_hold *h = s->hold;
     if (!h)
         return;
     s->hold = NULL;
-    for (size_t i = 0; i < h->n; i++) {
-        if (send)
-            s->ops->send_msg(s->transport, h->items[i].m, h->items[i].chan);
+    for (size_t i = h->first; i < h->n; i++)
         msg_unref(h->items[i].m);
-    }
     free(h->items);
     free(h);
+}
+
+/* After the replay: sends the held messages as the queue takes them (the
+ * resume's last slice may still fill it: sent at once they could pass the
+ * send budget and close the page with 1013), the rest when it drains. Live
+ * messages keep joining the hold until it is empty, so order holds. */
+static void session_hold_flush(struct session *s)
+{
+    struct session_hold *h = s->hold;
+    while (h && h->first < h->n) {
+        struct session_held *it = &h->items[h->first];
+        int rc = s->ops->replay_msg(s->transport, it->m, &it->chan, 1);
+        if (rc == 0) {
+            s->ops->want_drained(s->transport);
+            return;
+        }
+        if (rc < 0)
+            break;                          /* closing: the rest is moot */
+        h->bytes -= msg_bytes(it->m);
+        msg_unref(it->m);
+        h->first++;
+    }
+    session_hold_drop(s);
 }
 
 /* Holds a live message of a channel reset mid-resume. Returns 1 (it will
@@ -205,7 +225,7 @@ static void session_resume_end(struct session *s)
     s->replaying = 0;
     free(s->resume_after);
     s->resume_after = NULL;
-    session_hold_release(s, 1);
+    session_hold_flush(s);
 }
 
 /* The engine's answer: a reset for the channels whose gap cannot be
@@ -276,8 +296,10 @@ static void session_on_slice(void *arg, const struct engine_answer *a)
 
 void session_drained(struct session *s)
 {
-    if (!s->replaying)
+    if (!s->replaying) {
+        session_hold_flush(s);
         return;
+    }
     size_t room = s->ops->room(s->transport);
     if (room == 0) {
         /* Not writable yet after all (or closing: then never again). */
@@ -404,7 +426,7 @@ void session_close(struct session *s)
     for (int i = 0; i < s->nsubs; i++)
         hub_unsubscribe(s->ss->hub, &s->subs[i]);
     list_remove(&s->ss->all, &s->node);
-    session_hold_release(s, 0);
+    session_hold_drop(s);
     free(s->resume_after);
     free(s->user);
     free(s);
@@ -417,8 +439,8 @@ int session_deliver(void *owner, struct msg *m, int chan)
      * brings it, after the older messages, in id order. */
     if (s->replaying && session_replays(s, msg_channel(m, chan)))
         return s->ops->is_open(s->transport);
-    if (s->replaying)
-        return session_hold(s, m, chan);    /* reset mid-resume: after the replay */
+    if (s->hold)
+        return session_hold(s, m, chan);    /* after the replay and what is held */
     return s->ops->send_msg(s->transport, m, chan);
 }
 

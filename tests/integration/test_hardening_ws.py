@@ -343,6 +343,33 @@ def test_live_message_of_a_reset_channel_waits_for_the_replay(env):
     pub.close()
 
 
+def test_held_messages_released_within_the_send_budget(env):
+    """The live messages held behind a resume go out as the queue takes
+    them: released all at once on top of the replay's last slice they
+    passed send_buffer_bytes and the page, reading everything, got 1013."""
+    env.sections["ws-server"].update(send_buffer_bytes="64k", history_size="603",
+                                     history_bytes="64M")
+    env.write_ini()
+    env.start_ws()
+    for attempt in range(4):                  # how slices line up varies
+        pub = env.client()
+        mark = pub.publish("public/a", "mark")["id"]
+        pub.publish("public/b", "lost")
+        missed = publish_many(pub, "public/a", ["m" * 16000] * 603)
+        r = RawWs(env.ws_port, path="/ws?channels=public/a,public/b&last_id=" + mark)
+        assert json.loads(r.recv_frame()[1])["type"] == "subscribed"
+        assert json.loads(r.recv_frame()[1]) == {"type": "reset", "channels": ["public/b"]}
+        lives = publish_many(pub, "public/b", ["l" * 15000] * 3)
+        got = []
+        while len(got) < len(missed) + len(lives):
+            f = r.recv_frame()
+            assert f is not None and f[0] == 0x1, "closed: %r" % (f,)
+            got.append(json.loads(f[1])["id"])
+        assert got == missed + lives
+        r.close()
+        pub.close()
+
+
 # ---- item 9: the ACK does not count connections that are closing
 
 def test_ack_counts_deliveries_minus_closing_connections(env):
