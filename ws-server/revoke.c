@@ -89,6 +89,8 @@ void revoke_free(revoke_t *r)
 
 void revoke_set_limits(revoke_t *r, const struct revoke_limits *lim, long now_s)
 {
+    if (lim->lifetime_s > r->lim.lifetime_s && now_s > r->not_before)
+        r->not_before = now_s;
     r->lim = *lim;
     rv_trim(r, now_s);
 }
@@ -141,6 +143,8 @@ int revoke_check(revoke_t *r, struct str user, long iat, long exp, long now_s)
             return REVOKE_E_LIFETIME;
         return rec ? REVOKE_E_REVOKED : REVOKE_OK;
     }
+    if (iat > now_s + REVOKE_SKEW_S)
+        return REVOKE_E_FUTURE;
     if (exp - iat > r->lim.lifetime_s)
         return REVOKE_E_LIFETIME;
     if (iat <= r->not_before || (rec && iat <= rec->s))
@@ -156,6 +160,7 @@ const char *revoke_strerror(int code)
     switch (code) {
     case REVOKE_E_REVOKED:  return "token revoked (user disconnected after it was issued)";
     case REVOKE_E_LIFETIME: return "token lifetime over max_token_lifetime";
+    case REVOKE_E_FUTURE:   return "token issued in the future (are the clocks in sync?)";
     default:                return "ok";
     }
 }

@@ -10,6 +10,7 @@
  *     records), or the S of records dropped because the table was full
  *     (fail closed: everyone refetches rather than U's token coming back);
  *   - a token of U with iat <= S is refused while (U, S) is kept;
+ *   - a token with iat more than REVOKE_SKEW_S in the future is refused;
  *   - a token without iat cannot be dated: it is refused while U has a
  *     record, and when exp - now exceeds lifetime_s. It is not subject to
  *     not_before, so revocation across an unplanned restart or a full
@@ -26,6 +27,13 @@
 #define REVOKE_OK        0
 #define REVOKE_E_REVOKED (-1)   /* disconnected after the token was issued */
 #define REVOKE_E_LIFETIME (-2)  /* exp - iat (or exp - now) over lifetime_s */
+#define REVOKE_E_FUTURE  (-3)   /* iat more than REVOKE_SKEW_S ahead of this clock */
+
+/* How far ahead of ws-server's clock a token's iat may be: the site's
+ * clock may run a little fast, but a token dated further ahead would
+ * outlive a disconnect it was issued before. Keep the hosts' clocks in
+ * sync (NTP). */
+#define REVOKE_SKEW_S 60
 
 typedef struct revoke revoke_t;
 
@@ -38,7 +46,9 @@ struct revoke_limits {
 revoke_t *revoke_new(const struct revoke_limits *lim, long start_s);
 void      revoke_free(revoke_t *r);
 /* New limits (reload); a smaller max_users drops the oldest records,
- * raising not_before to their S. */
+ * raising not_before to their S. A longer lifetime_s raises not_before to
+ * now: records already forgotten under the shorter one may concern tokens
+ * the longer one lets live. */
 void      revoke_set_limits(revoke_t *r, const struct revoke_limits *lim, long now_s);
 
 /* Records (user, now). Out of memory fails closed too (not_before = now).

@@ -30,6 +30,9 @@ static void test_rules(void **state)
     assert_int_equal(revoke_check(r, S("alice"), 100, 1101, 150), REVOKE_E_LIFETIME);
     assert_int_equal(revoke_check(r, S("alice"), 0, 1150, 150), REVOKE_OK);
     assert_int_equal(revoke_check(r, S("alice"), 0, 1151, 150), REVOKE_E_LIFETIME);
+    /* Dated ahead of this clock: a little is skew, more is refused. */
+    assert_int_equal(revoke_check(r, S("alice"), 150 + REVOKE_SKEW_S, 400, 150), REVOKE_OK);
+    assert_int_equal(revoke_check(r, S("alice"), 151 + REVOKE_SKEW_S, 400, 150), REVOKE_E_FUTURE);
     /* disconnect alice at 200: hers up to 200 and undated ones refused. */
     assert_int_equal(revoke_user(r, S("alice"), 200), 0);
     assert_int_equal(revoke_check(r, S("alice"), 200, 300, 210), REVOKE_E_REVOKED);
@@ -87,6 +90,11 @@ static void test_full_table_drops_the_oldest_and_fails_closed(void **state)
     revoke_set_limits(r, &lim, 40);
     assert_int_equal(revoke_not_before(r), 20);
     assert_int_equal(revoke_count(r), 1);
+    /* A longer lifetime: what was forgotten under the shorter one could
+     * concern tokens it now lets live, so everything dated before now. */
+    lim.lifetime_s = 5000;
+    revoke_set_limits(r, &lim, 50);
+    assert_int_equal(revoke_not_before(r), 50);
     revoke_free(r);
 }
 
