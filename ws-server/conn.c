@@ -18,6 +18,8 @@
 /* One read buffer for every socket: a connection only keeps bytes of a
  * frame that arrived in pieces, so idle connections hold no buffer. */
 #define CONN_READ_CHUNK 65536
+/* How long a reserve slot waits for its request head. */
+#define CONN_LIMITED_HEAD_MS 1000
 /* Publish-socket peers are pumped every this many flushed connections. */
 #define CONN_PUMP_EVERY 256
 /* Bound on flush rounds per pass, so a relentless publisher cannot starve
@@ -287,7 +289,12 @@ int conn_accept(conns_t *cs, int fd, const struct io_ops *ops, unsigned flags, v
         cs->nlimited++;
     }
     list_push(&cs->live, &c->node);
-    ev_timer_start(cs->loop, &c->timer, (uint64_t)(*cs->cfg)->handshake_timeout_ms, conn_on_timer);
+    /* A reserve slot only answers /healthz or 503: a client that sends
+     * nothing must not hold one for the whole handshake_timeout. */
+    uint64_t deadline = (uint64_t)(*cs->cfg)->handshake_timeout_ms;
+    if ((c->flags & CONN_LIMITED) && deadline > CONN_LIMITED_HEAD_MS)
+        deadline = CONN_LIMITED_HEAD_MS;
+    ev_timer_start(cs->loop, &c->timer, deadline, conn_on_timer);
     return 0;
 }
 
@@ -668,7 +675,7 @@ static void conn_free(struct conn *c)
     if (cs->h.closed)
         cs->h.closed(cs->ctx, c->session);
     if (c->peer && cs->h.released)
-        cs->h.released(cs->ctx, c->peer);
+        cs->h.released(cs->ctx, c->peer, (c->flags & CONN_LIMITED) != 0);
     if (c->flags & CONN_LIMITED)
         cs->nlimited--;
     buf_free(&c->in);

@@ -47,8 +47,9 @@ struct conn_handlers {
      * queue and close. session is what open() returned. */
     void  (*drained)(void *ctx, void *session);
     /* Optional: c is being freed (right after closed()); peer is what
-     * conn_accept() was given, called only when it was not NULL. */
-    void  (*released)(void *ctx, void *peer);
+     * conn_accept() was given, called only when it was not NULL; limited
+     * says whether it held a reserve slot (CONN_ACCEPT_LIMITED). */
+    void  (*released)(void *ctx, void *peer, int limited);
 };
 
 /* The set of every WebSocket connection of the process. cfg points at the

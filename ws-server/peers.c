@@ -16,6 +16,7 @@
 struct peer {
     struct channel *key;
     uint32_t        count;
+    uint32_t        reserved;   /* of count, connections in reserve slots */
 };
 
 /* One trusted_proxies item: an IPv4 address is kept as ::ffff:a.b.c.d,
@@ -182,3 +183,9 @@ void peers_release(peers_t *ps, struct peer *p)
 }
 
 size_t peers_size(const peers_t *ps) { return chan_registry_size(ps->table); }
+
+uint32_t peers_reserved(struct peer *p, int delta)
+{
+    p->reserved = (uint32_t)((int64_t)p->reserved + delta);
+    return p->reserved;
+}

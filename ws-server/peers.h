@@ -46,6 +46,9 @@ int         peers_set_trusted(peers_t *ps, const struct cfg_list *list);
 struct peer *peers_hold(peers_t *ps, const struct sockaddr *sa, socklen_t len, uint32_t *count);
 /* Counts one connection of p less; frees p with its last one. */
 void        peers_release(peers_t *ps, struct peer *p);
+/* Adds delta to the address's count of reserve slots (server.c's /healthz
+ * reserve) and returns it; delta 0 only reads it. */
+uint32_t    peers_reserved(struct peer *p, int delta);
 
 /* Addresses holding connections (entries in the table). */
 size_t      peers_size(const peers_t *ps);

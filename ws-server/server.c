@@ -121,9 +121,11 @@ static void server_session_drained(void *ctx, void *session)
     session_drained(session);
 }
 
-static void server_peer_released(void *ctx, void *peer)
+static void server_peer_released(void *ctx, void *peer, int limited)
 {
     struct server *srv = ctx;
+    if (limited)
+        peers_reserved(peer, -1);
     peers_release(srv->peers, peer);
 }
 
@@ -197,7 +199,11 @@ static void server_on_accept(struct listener *l, int fd, void *data)
     unsigned flags = 0;
     if (full || over_ip) {
         const char *why = full ? "max_connections reached" : "max_connections_per_ip reached";
-        if (limited >= SERVER_RESERVE || (over_ip && n > per_ip + SERVER_RESERVE_PER_IP)) {
+        /* One address holds at most SERVER_RESERVE_PER_IP reserve slots,
+         * with or without a per-address limit: a single client must not
+         * be able to take /healthz away. */
+        if (limited >= SERVER_RESERVE ||
+            (peer && peers_reserved(peer, 0) >= SERVER_RESERVE_PER_IP)) {
             server_log_refusal(srv, why);
             if (peer)
                 peers_release(srv->peers, peer);
@@ -206,6 +212,8 @@ static void server_on_accept(struct listener *l, int fd, void *data)
         }
         server_log_refusal(srv, why);
         flags = CONN_ACCEPT_LIMITED;
+        if (peer)
+            peers_reserved(peer, 1);
     }
     /* Frames are complete messages, written once per pass: waiting for
      * more (Nagle) would only add latency. */
@@ -213,8 +221,11 @@ static void server_on_accept(struct listener *l, int fd, void *data)
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    if (conn_accept(srv->conns, fd, &io_plain_ops, flags, peer) < 0 && peer)
+    if (conn_accept(srv->conns, fd, &io_plain_ops, flags, peer) < 0 && peer) {
+        if (flags & CONN_ACCEPT_LIMITED)
+            peers_reserved(peer, -1);
         peers_release(srv->peers, peer);
+    }
 }
 
 static int server_listen(struct server *srv, const char *spec, char *err, size_t errlen)

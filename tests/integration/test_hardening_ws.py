@@ -553,6 +553,30 @@ def test_healthz_answers_past_the_per_ip_limit_and_the_reserve_is_bounded(env):
         t.close()
 
 
+def test_one_address_cannot_take_the_healthz_reserve(env):
+    """Without a per-address limit (the default), a server at
+    max_connections keeps /healthz answerable: one address gets at most a
+    few reserve slots, then 503 at once, and a slot whose client sends
+    nothing is dropped after a second, not handshake_timeout."""
+    env.sections["ws-server"].update(max_connections="2", handshake_timeout="30s")
+    env.write_ini()
+    env.start_ws()
+    held = [upgraded_from(env, "127.0.1.%d" % i) for i in (1, 2)]
+    silent = [connect_from(env, "127.0.0.7") for _ in range(4)]
+    s = connect_from(env, "127.0.0.7")
+    assert status_of(read_head(s)) == 503        # past its share of the reserve
+    s.close()
+    s, st = request_from(env, "127.0.0.9", HEALTHZ)
+    assert st == 200                            # a monitor still gets through
+    s.close()
+    t0 = time.monotonic()
+    silent[0].settimeout(5)
+    assert silent[0].recv(1) == b""             # dropped: it sent nothing
+    assert time.monotonic() - t0 < 2.5
+    for t in silent + held:
+        t.close()
+
+
 def test_trusted_proxies_entries_are_checked(env):
     env.ini_path.write_text(env.ini_path.read_text() +
                             "\n[ws-server]\ntrusted_proxies = 10.0.0.0/33\n")

@@ -276,10 +276,11 @@ static void tc_drained(void *ctx, void *session)
 }
 
 /* conn_accept's peer is the tio too (when a case passes one). */
-static void tc_released(void *ctx, void *peer)
+static void tc_released(void *ctx, void *peer, int limited)
 {
     struct tc *tc = ctx;
     struct tio *t = peer;
+    (void)limited;
     assert_true(tc->closed_pending);     /* right after closed() */
     t->released++;
     tc->activity++;
