@@ -15,7 +15,7 @@
 
 int addr_is_unix(const char *spec) { return spec[0] == '/' || spec[0] == '.'; }
 
-/* 1 when a process accepts on the socket at path. A stale file answers
+/* 1 when a process may accept on the socket at path. A stale file answers
  * ECONNREFUSED; a live one accepts, or says EAGAIN with a full backlog. */
 static int addr_unix_answers(const char *path)
 {
@@ -27,7 +27,10 @@ static int addr_unix_answers(const char *path)
     if (fd < 0)
         return 0;
     int rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
-    int live = rc == 0 || errno == EAGAIN || errno == EINPROGRESS;
+    /* Only "nobody listens" (ECONNREFUSED) or "no such file" make a file
+     * stale; any other answer (EACCES on another user's socket...) may be
+     * a live one, which is not ours to replace. */
+    int live = rc == 0 || (errno != ECONNREFUSED && errno != ENOENT);
     close(fd);
     return live;
 }

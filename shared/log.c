@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "utf8.h"
+
 static const char *log_program = "wspush";
 static enum log_level log_threshold = LOG_INFO;
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
@@ -30,28 +32,50 @@ int log_level_parse(const char *s)
 
 int log_enabled(enum log_level level) { return level <= log_threshold; }
 
+/* Bytes of the well-formed UTF-8 sequence at p (2..4), or 0 when p[0]
+ * starts none (a stray continuation, an overlong form, a surrogate...). */
+static size_t log_utf8_len(const unsigned char *p, size_t avail)
+{
+    size_t n = p[0] >= 0xC2 && p[0] <= 0xDF ? 2 : p[0] >= 0xE0 && p[0] <= 0xEF ? 3
+             : p[0] >= 0xF0 && p[0] <= 0xF4 ? 4 : 0;
+    return n && n <= avail && utf8_valid(p, n) ? n : 0;
+}
+
 size_t log_escape(const char *in, size_t len, char *out, size_t cap, size_t *used)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t o = 0, i;
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)in[i];
-        if (c < 0x20 || c == 0x7f) {
-            if (cap - o < 4)
+    const unsigned char *p = (const unsigned char *)in;
+    size_t o = 0, i = 0;
+    while (i < len) {
+        unsigned char c = p[i];
+        size_t n = c >= 0x80 ? log_utf8_len(p + i, len - i) : 1;
+        /* C1 controls (U+0080..U+009F, e.g. the 8-bit CSI) act on a
+         * terminal like ESC does: escaped, as is any byte that is not
+         * well-formed UTF-8. */
+        int c1 = n == 2 && c == 0xC2 && p[i + 1] <= 0x9F;
+        if (c < 0x20 || c == 0x7f || n == 0 || c1) {
+            size_t k = c1 ? 2 : 1;
+            if (cap - o < 4 * k)
                 break;
-            out[o++] = '\\';
-            out[o++] = 'x';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
+            for (size_t j = 0; j < k; j++) {
+                out[o++] = '\\';
+                out[o++] = 'x';
+                out[o++] = hex[p[i + j] >> 4];
+                out[o++] = hex[p[i + j] & 15];
+            }
+            i += k;
         } else if (c == '\\') {
             if (cap - o < 2)
                 break;
             out[o++] = '\\';
             out[o++] = '\\';
+            i++;
         } else {
-            if (cap - o < 1)
+            if (cap - o < n)
                 break;
-            out[o++] = (char)c;
+            memcpy(out + o, p + i, n);
+            o += n;
+            i += n;
         }
     }
     if (used)

@@ -6,8 +6,10 @@
  * names, channel names), so log_msg escapes it before writing: every byte
  * below 0x20 and 0x7f becomes \xNN (newline included, so one event is one
  * line), a backslash becomes \\ (so "\x1b" in the log always means the
- * byte, never the four characters), and bytes >= 0x80 pass unchanged (UTF-8
- * stays readable). A line is at most LOG_LINE_MAX bytes with its newline;
+ * byte, never the four characters). Well-formed UTF-8 passes unchanged
+ * (names stay readable) except the C1 controls U+0080..U+009F (a terminal
+ * obeys the 8-bit CSI as it does ESC), which are escaped byte by byte like
+ * every byte that is not well-formed UTF-8. A line is at most LOG_LINE_MAX bytes with its newline;
  * a longer text is cut, never in the middle of an escape. */
 #ifndef WSPUSH_LOG_H
 #define WSPUSH_LOG_H

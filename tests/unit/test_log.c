@@ -30,7 +30,16 @@ static void test_escape_table(void **state)
         { "back\\slash", 10, "back\\\\slash" },
         { "\\x1b", 4, "\\\\x1b" },
         { "caf\xc3\xa9 \xe2\x82\xac", 9, "caf\xc3\xa9 \xe2\x82\xac" },
-        { "\x80\xff", 2, "\x80\xff" },
+        /* Not UTF-8 (a stray continuation, 0xff, an overlong '/', a
+         * surrogate, a cut sequence) and C1 controls (U+009B, the 8-bit
+         * CSI) are escaped byte by byte; other UTF-8 passes. */
+        { "\x80\xff", 2, "\\x80\\xff" },
+        { "\xc0\xaf", 2, "\\xc0\\xaf" },
+        { "\xed\xa0\x80", 3, "\\xed\\xa0\\x80" },
+        { "\xe2\x82", 2, "\\xe2\\x82" },
+        { "\xc2\x9b" "31m", 5, "\\xc2\\x9b31m" },
+        { "\xc2\xa0\xc2\x85", 4, "\xc2\xa0\\xc2\\x85" },
+        { "\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80" },
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         char out[64];
@@ -42,15 +51,16 @@ static void test_escape_table(void **state)
     }
 }
 
-/* Every byte value: controls and DEL as \xNN, backslash doubled, the rest
- * (printable ASCII and every byte >= 0x80) unchanged. */
+/* Every byte value alone: controls, DEL and every byte >= 0x80 (alone it
+ * is never well-formed UTF-8) as \xNN, backslash doubled, the rest
+ * unchanged. */
 static void test_escape_every_byte(void **state)
 {
     (void)state;
     for (int c = 0; c < 256; c++) {
         char in = (char)c, out[8], want[8];
         size_t n = log_escape(&in, 1, out, sizeof out, NULL);
-        if (c < 0x20 || c == 0x7f)
+        if (c < 0x20 || c >= 0x7f)
             snprintf(want, sizeof want, "\\x%02x", c);
         else if (c == '\\')
             strcpy(want, "\\\\");
