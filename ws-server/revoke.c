@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 #include "channel.h"
@@ -24,6 +25,13 @@ struct revoke {
                                       userdata = struct rv_rec */
     struct list          fifo;
 };
+
+long revoke_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long)ts.tv_sec;
+}
 
 revoke_t *revoke_new(const struct revoke_limits *lim, long start_s)
 {

@@ -37,6 +37,13 @@
 
 typedef struct revoke revoke_t;
 
+/* The wall clock in seconds, for every time given to this module and to
+ * token checks. Not time(2): glibc reads a coarse clock that may still
+ * say second T while another process (the site signing a token, a test)
+ * already reads T+1, and a disconnect at T would then miss a token dated
+ * T+1 that was issued before it. */
+long      revoke_clock(void);
+
 struct revoke_limits {
     long   lifetime_s;    /* max_token_lifetime */
     size_t max_users;     /* max_revocations */

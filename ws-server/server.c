@@ -141,7 +141,7 @@ static uint32_t server_disconnect_user(void *ctx, struct str user)
     struct server *srv = ctx;
     /* Remembered first: a page reconnecting at once with its old token
      * must already meet the record. */
-    if (revoke_user(srv->revoked, user, (long)time(NULL)) < 0)
+    if (revoke_user(srv->revoked, user, revoke_clock()) < 0)
         log_error("disconnect user '%.*s': out of memory: every token issued until now is "
                   "refused instead", (int)user.len, user.p);
     uint32_t n = sessions_disconnect_user(srv->sessions, user);
@@ -319,7 +319,7 @@ static void server_reload(struct server *srv)
     server_history_limits(next, &lim);
     engine_memory_set_limits(srv->engine, &lim);
     struct revoke_limits rl = server_revoke_limits(next);
-    revoke_set_limits(srv->revoked, &rl, (long)time(NULL));
+    revoke_set_limits(srv->revoked, &rl, revoke_clock());
     log_set_level((enum log_level)next->log_level);
     server_fd_limit(next);
     if (peers_set_trusted(srv->peers, &next->trusted_proxies) < 0)
@@ -371,7 +371,7 @@ static void server_restore_revocations(struct server *srv)
     char path[CFG_PATH_MAX + 16], why[512];
     if (server_revoke_path(srv->cfg, path, sizeof(path)) < 0 || access(path, F_OK) != 0)
         return;
-    if (revoke_load(srv->revoked, path, (long)time(NULL), why, sizeof(why)) < 0)
+    if (revoke_load(srv->revoked, path, revoke_clock(), why, sizeof(why)) < 0)
         log_error("revocations not restored, tokens issued before this start are refused: %s", why);
     else
         log_info("revocations restored from %s: %zu user(s)", path, revoke_count(srv->revoked));
@@ -386,7 +386,7 @@ static int server_build(struct server *srv, char *err, size_t errlen)
     struct revoke_limits rl = server_revoke_limits(srv->cfg);
     /* Tokens dated before the second this run started are refused until a
      * planned stop's records say otherwise (see revoke.h). */
-    srv->revoked = revoke_new(&rl, (long)time(NULL) - 1);
+    srv->revoked = revoke_new(&rl, revoke_clock() - 1);
     srv->hub = srv->revoked ? hub_new(session_deliver) : NULL;
     srv->engine = srv->hub ? engine_memory_new(srv->loop, &lim, server_fan_out, srv) : NULL;
     srv->sessions = srv->engine ? sessions_new(srv->hub, srv->engine, srv->revoked, cfg) : NULL;

@@ -107,7 +107,7 @@ static int session_check_token(sessions_t *ss, struct str query, const struct st
         ssize_t tl = url_decode(raw, rawlen, tok, 0);
         if (tl <= 0)
             return 4401;
-        long now = (long)time(NULL);
+        long now = revoke_clock();
         int rc = tok_verify(tok, (size_t)tl, &cfg->secret, &cfg->previous_secret, now, claims);
         if (rc < 0) {
             log_info("subscribe: token refused: %s", tok_strerror(rc));
