@@ -145,6 +145,7 @@ struct mhttp_conn {
     struct ev_timer timer;
     mhttp_t        *m;
     int             fd;
+    int             draining;     /* answered: reading to EOF before close */
     size_t          in_len;
     char            in[MHTTP_MAX_REQUEST];
     struct buf      out;          /* the answer; its memory is kept for the next */
@@ -171,6 +172,7 @@ static void mhttp_conn_close(struct mhttp_conn *c)
     ev_timer_stop(c->m->loop, &c->timer);
     close(c->fd);
     c->fd = -1;
+    c->draining = 0;
     c->in_len = 0;
     buf_reset(&c->out);
 }
@@ -191,7 +193,30 @@ static void mhttp_conn_write(struct mhttp_conn *c)
         }
         buf_consume(&c->out, (size_t)n);
     }
-    mhttp_conn_close(c);
+    /* Closing with unread input (a refused head, bytes after it) would
+     * send a reset that may destroy the answer in flight: end our side,
+     * read to the client's EOF (the timer still bounds it), then close. */
+    if (shutdown(c->fd, SHUT_WR) < 0) {
+        mhttp_conn_close(c);
+        return;
+    }
+    c->draining = 1;
+    ev_io_set(c->m->loop, &c->io, EV_READ);
+}
+
+static void mhttp_conn_drain(struct mhttp_conn *c)
+{
+    for (;;) {
+        ssize_t n = recv(c->fd, c->in, sizeof(c->in), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            mhttp_conn_close(c);
+            return;
+        }
+    }
 }
 
 static void mhttp_answer(struct mhttp_conn *c, int status, const char *reason, const char *type,
@@ -306,7 +331,9 @@ static void mhttp_on_io(ev_loop_t *loop, struct ev_io *io, unsigned events)
     struct mhttp_conn *c = ev_container_of(io, struct mhttp_conn, io);
     if (c->fd < 0)
         return;
-    if ((events & EV_WRITE) && buf_used(&c->out) > 0)
+    if (c->draining)
+        mhttp_conn_drain(c);
+    else if ((events & EV_WRITE) && buf_used(&c->out) > 0)
         mhttp_conn_write(c);
     else if (events & EV_READ)
         mhttp_conn_read(c);

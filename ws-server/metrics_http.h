@@ -7,7 +7,9 @@
  * a probe), so it is bounded rather than fast: at most MHTTP_MAX_CONNS
  * connections (more are closed at accept), a request head of at most
  * MHTTP_MAX_REQUEST bytes (past it: 431), MHTTP_TIMEOUT_MS for a
- * connection from accept to the last byte of the answer. Connection slots
+ * connection from accept to the client's EOF (after the answer the
+ * responder shuts its side down and reads to EOF, so unread input never
+ * turns into a reset that destroys the answer). Connection slots
  * and their request buffers are allocated once at open; a scrape allocates
  * at most its slot's output buffer, which is kept for the next one.
  *
