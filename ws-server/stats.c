@@ -10,11 +10,12 @@
 
 #include "buf.h"
 
-/* 100 us .. 2.5 s: a fan-out to a few connections takes microseconds,
+/* 10 us .. 2.5 s: a fan-out to a few connections takes microseconds,
  * one to a hundred thousand tens of milliseconds. */
 const uint64_t stats_hist_bounds_ns[STATS_HIST_BUCKETS - 1] = {
-    100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 25000000,
-    50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000ull,
+    10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
+    10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000,
+    2500000000ull,
 };
 
 static const int stats_close_codes[STATS_CLOSE_OTHER] = { STATS_CLOSE_CODES_LIST };

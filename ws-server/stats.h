@@ -52,7 +52,7 @@ int stats_close_slot(int code);
 /* A latency histogram: fixed bucket bounds (stats_hist_bounds_ns), counts
  * per bucket (not cumulative; the writer sums them), the last bucket is
  * +Inf. */
-#define STATS_HIST_BUCKETS 15
+#define STATS_HIST_BUCKETS 18
 struct stats_hist {
     uint64_t bucket[STATS_HIST_BUCKETS];
     uint64_t count;
