@@ -3,6 +3,7 @@ check metrics, python3-prometheus-client's parser), counters move by
 exactly what known traffic should add, and /healthz, /readyz and the
 responder's refusals answer as documented (docs/observability.md)."""
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -10,7 +11,7 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import RawWs, free_port, make_token, wait_for
+from harness import ROOT, RawWs, free_port, make_token, wait_for
 
 # Every family issue 14 names for ws-server, with its type and label keys.
 FAMILIES = {
@@ -268,3 +269,14 @@ def test_metrics_on_a_unix_socket(env, tmp_path):
     assert scrape(env)("wspush_connections", transport="ws") == 0
     env.stop_ws()
     assert not (tmp_path / "metrics.sock").exists()
+
+
+def test_alert_rules_check_and_use_only_exported_names(menv):
+    rules = ROOT / "conf" / "prometheus" / "wspush-alerts.yml"
+    for args in (["check", "rules", str(rules)],
+                 ["test", "rules", str(rules.with_name("wspush-alerts.test.yml"))]):
+        p = subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stdout + p.stderr
+    exported = {name for name, _ in scrape(menv).samples}
+    used = set(re.findall(r"\b(wspush_[a-z_]+)", rules.read_text()))
+    assert used and used <= exported, used - exported
