@@ -53,7 +53,7 @@ BIN     := $(BUILD)/bin
 
 SHARED_SRC := $(wildcard shared/*.c)
 WS_SRC     := $(filter-out ws-server/main.c,$(wildcard ws-server/*.c))
-PUB_SRC    := $(filter-out fcgi-publisher/main.c fcgi-publisher/cli.c,$(wildcard fcgi-publisher/*.c))
+PUB_SRC    := $(filter-out fcgi-publisher/main.c fcgi-publisher/cli.c fcgi-publisher/cli_stats.c,$(wildcard fcgi-publisher/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -79,7 +79,7 @@ $(BIN)/fcgi-publisher: $(call obj,fcgi-publisher/main.c) $(PUB_OBJ) $(SHARED_OBJ
 	@mkdir -p $(dir $@)
 	$(LINK) -o $@ $^ $(WSPUSH_LDLIBS) $(LDLIBS)
 
-$(BIN)/wspush: $(call obj,fcgi-publisher/cli.c) $(call obj,fcgi-publisher/pubclient.c) $(SHARED_OBJ)
+$(BIN)/wspush: $(call obj,fcgi-publisher/cli.c fcgi-publisher/cli_stats.c fcgi-publisher/pubclient.c) $(SHARED_OBJ)
 	@mkdir -p $(dir $@)
 	$(LINK) -o $@ $^ $(WSPUSH_LDLIBS) $(LDLIBS)
 

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import ROOT, RawWs, free_port, make_token, wait_for
+from harness import BIN, ROOT, RawWs, free_port, make_token, wait_for
 
 # Every family issue 14 names for ws-server, with its type and label keys.
 FAMILIES = {
@@ -280,3 +280,103 @@ def test_alert_rules_check_and_use_only_exported_names(menv):
     exported = {name for name, _ in scrape(menv).samples}
     used = set(re.findall(r"\b(wspush_[a-z_]+)", rules.read_text()))
     assert used and used <= exported, used - exported
+
+
+def raw_http(spec, request):
+    """The whole answer of the metrics listener to request, as bytes."""
+    host, port = spec.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+def test_wspush_stats_summary_over_the_interval(menv):
+    """`wspush stats` scrapes twice; what happens between the scrapes shows
+    as the interval's counts. It scrapes through a proxy here, which lets
+    the traffic start once the first scrape is answered and holds the
+    second until the traffic is done, whatever the timing (valgrind)."""
+    import threading
+    subs = [subscriber(menv, "channels=public/s") for _ in range(2)]
+    first_done, traffic_done = threading.Event(), threading.Event()
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    lsock.settimeout(20)
+    proxy_addr = "127.0.0.1:%d" % lsock.getsockname()[1]
+
+    def proxy():
+        for n in range(2):
+            c, _ = lsock.accept()
+            with c:
+                req = b""
+                while b"\r\n\r\n" not in req:
+                    req += c.recv(4096)
+                if n == 1:
+                    traffic_done.wait(20)
+                c.sendall(raw_http(menv.metrics, req))
+            if n == 0:
+                first_done.set()
+
+    def traffic():
+        first_done.wait(20)
+        for i in range(5):
+            menv.publish(["public/s"], i)
+        r = RawWs(menv.ws_port, "/ws?channels=public/s", origin="http://evil.example")
+        r.close()
+        traffic_done.set()
+    threads = [threading.Thread(target=proxy), threading.Thread(target=traffic)]
+    for t in threads:
+        t.start()
+    p = subprocess.run([str(BIN / "wspush"), "-m", proxy_addr, "-i", "0.2", "-T", "20000", "stats",
+                        "--json"], capture_output=True, text=True, timeout=30)
+    for t in threads:
+        t.join()
+    lsock.close()
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["addr"] == proxy_addr
+    assert out["connections"] == {"ws": 2}
+    assert out["channels"] == 1 and out["subscriptions"] == 2
+    assert out["messages"]["interval"] == 5 and out["messages"]["total"] == 5
+    assert out["deliveries"]["interval"] == 10 and out["deliveries"]["total"] == 10
+    assert abs(out["deliveries"]["per_s"] - 10 / out["interval_s"]) < 0.01
+    assert out["refused"]["origin"] == {"total": 1, "interval": 1}
+    assert set(out["refused"]) == REASONS
+    assert out["closed"]["1013"] == {"total": 0, "interval": 0}
+
+    # The human summary, with the address from the config.
+    p = subprocess.run([str(BIN / "wspush"), "-c", str(menv.ini_path), "-i", "0.1", "stats"],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith(f"ws-server metrics at {menv.metrics}, over ")
+    assert "  connections   ws 2" in lines
+    assert "  refused       origin 1 (+0)" in lines
+    assert any(l.startswith("  deliveries/s  0.0  (0 in the interval, 10 since start)") for l in lines)
+    for r in subs:
+        r.close()
+
+
+def test_wspush_stats_errors(menv):
+    wspush = str(BIN / "wspush")
+    p = subprocess.run([wspush, "-m", f"127.0.0.1:{free_port()}", "stats"], capture_output=True,
+                       text=True, timeout=20)
+    assert p.returncode == 3 and "wspush: stats: " in p.stderr
+    # The WebSocket listener answers, but not with an exposition.
+    p = subprocess.run([wspush, "-m", f"127.0.0.1:{menv.ws_port}", "stats"], capture_output=True,
+                       text=True, timeout=20)
+    assert p.returncode == 3 and "not a 200 answer" in p.stderr
+    p = subprocess.run([wspush, "-i", "0", "-m", menv.metrics, "stats"], capture_output=True,
+                       text=True, timeout=20)
+    assert p.returncode == 2
+    p = subprocess.run([wspush, "-m", menv.metrics, "stats", "--yaml"], capture_output=True,
+                       text=True, timeout=20)
+    assert p.returncode == 2
+    del menv.sections["ws-server"]["metrics_listen"]
+    menv.write_ini()
+    p = subprocess.run([wspush, "-c", str(menv.ini_path), "stats"], capture_output=True, text=True,
+                       timeout=20)
+    assert p.returncode == 2 and "metrics_listen" in p.stderr
