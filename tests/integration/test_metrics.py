@@ -380,3 +380,25 @@ def test_wspush_stats_errors(menv):
     p = subprocess.run([wspush, "-c", str(menv.ini_path), "stats"], capture_output=True, text=True,
                        timeout=20)
     assert p.returncode == 2 and "metrics_listen" in p.stderr
+
+
+def test_grafana_dashboard_queries_parse_and_use_exported_names(menv, tmp_path):
+    """Every panel query of conf/grafana/wspush-ws-server.json, with the
+    dashboard's variables filled in, passes promtool (as a recording rule)
+    and names only series ws-server exports (or up)."""
+    dash = json.loads((ROOT / "conf" / "grafana" / "wspush-ws-server.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert len(exprs) >= 15
+    filled = [e.replace("$__rate_interval", "5m").replace("$job", "wspush").replace("$instance", ".*")
+              for e in exprs]
+    rules = tmp_path / "dashboard-rules.yml"
+    rules.write_text("groups:\n  - name: dashboard\n    rules:\n" + "".join(
+        f"      - record: dashboard:q{i}\n        expr: {json.dumps(e)}\n" for i, e in enumerate(filled)))
+    p = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stdout + p.stderr
+    exported = {name for name, _ in scrape(menv).samples} | {"up"}
+    used = {n for e in exprs for n in re.findall(r"\b((?:wspush|process)_[a-z_]+|up)\{", e)}
+    assert used <= exported, used - exported
+    assert {n for n in exported if n.startswith("wspush_")} - {
+        n for n in used} <= {f"wspush_fanout_seconds_{s}" for s in ("sum", "count")}
