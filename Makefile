@@ -53,7 +53,7 @@ BIN     := $(BUILD)/bin
 
 SHARED_SRC := $(wildcard shared/*.c)
 WS_SRC     := $(filter-out ws-server/main.c,$(wildcard ws-server/*.c))
-PUB_SRC    := $(filter-out fcgi-publisher/main.c fcgi-publisher/cli.c,$(wildcard fcgi-publisher/*.c))
+PUB_SRC    := $(filter-out fcgi-publisher/main.c fcgi-publisher/cli.c fcgi-publisher/cli_stats.c,$(wildcard fcgi-publisher/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -79,7 +79,7 @@ $(BIN)/fcgi-publisher: $(call obj,fcgi-publisher/main.c) $(PUB_OBJ) $(SHARED_OBJ
 	@mkdir -p $(dir $@)
 	$(LINK) -o $@ $^ $(WSPUSH_LDLIBS) $(LDLIBS)
 
-$(BIN)/wspush: $(call obj,fcgi-publisher/cli.c) $(call obj,fcgi-publisher/pubclient.c) $(SHARED_OBJ)
+$(BIN)/wspush: $(call obj,fcgi-publisher/cli.c fcgi-publisher/cli_stats.c fcgi-publisher/pubclient.c) $(SHARED_OBJ)
 	@mkdir -p $(dir $@)
 	$(LINK) -o $@ $^ $(WSPUSH_LDLIBS) $(LDLIBS)
 
@@ -89,7 +89,8 @@ $(BIN)/wspush: $(call obj,fcgi-publisher/cli.c) $(call obj,fcgi-publisher/pubcli
 TEST_EXTRA_history := ws-server/channel.c ws-server/msg.c
 TEST_EXTRA_sendq   := ws-server/io_plain.c
 TEST_EXTRA_engine  := ws-server/engine_memory.c ws-server/history.c ws-server/channel.c ws-server/msg.c
-TEST_EXTRA_conn    := ws-server/frame.c ws-server/handshake.c ws-server/sendq.c ws-server/msg.c
+TEST_EXTRA_conn    := ws-server/frame.c ws-server/handshake.c ws-server/sendq.c ws-server/msg.c ws-server/stats.c
+TEST_EXTRA_pubsock := ws-server/stats.c
 TEST_EXTRA_revoke  := ws-server/channel.c
 TEST_EXTRA_peers   := ws-server/channel.c
 define unit_rule
@@ -175,6 +176,8 @@ install: $(PROGRAMS)
 	test -f $(DESTDIR)/etc/wspush/wspush.ini || install -m 0640 conf/wspush.ini $(DESTDIR)/etc/wspush/wspush.ini
 	install -d $(DESTDIR)$(PREFIX)/share/wspush/js
 	install -m 0644 conf/demo/www/wspush.js $(DESTDIR)$(PREFIX)/share/wspush/js/
+	install -m 0644 conf/prometheus/wspush-alerts.yml conf/grafana/wspush-ws-server.json \
+	    $(DESTDIR)$(PREFIX)/share/wspush/
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/lib/sysusers.d
 	for u in conf/systemd/*.service; do \
 	  sed 's#@PREFIX@#$(PREFIX)#g' $$u > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u); done

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cfg.h"
+#include "cli_stats.h"
 #include "ev.h"
 #include "log.h"
 #include "pattern.h"
@@ -31,6 +32,7 @@ static void cli_usage(FILE *f)
     fprintf(f,
         "usage: wspush [-c FILE] [-s SOCKET] [-T MS] publish CHANNEL[,CHANNEL...] DATA\n"
         "       wspush [-c FILE] [-s SOCKET] [-T MS] disconnect USER\n"
+        "       wspush [-c FILE] [-m ADDR] [-i SECONDS] [-T MS] stats [--json]\n"
         "\n"
         "Talks to ws-server's publish socket directly (no web server involved;\n"
         "the socket's file permissions decide who may use it).\n"
@@ -38,6 +40,9 @@ static void cli_usage(FILE *f)
         "             /etc/wspush/wspush.ini; unused when -s is given)\n"
         "  -s SOCKET  the publish socket path\n"
         "  -T MS      answer timeout in milliseconds (default 5000)\n"
+        "  -m ADDR    ws-server's metrics_listen (host:port or Unix path; default:\n"
+        "             metrics_listen of the config)\n"
+        "  -i SECONDS stats: time between the two scrapes (default 3)\n"
         "publish     sends DATA to every channel listed; DATA is sent as JSON, byte\n"
         "            for byte, when it is one JSON value (big integers and \\u0000\n"
         "            included), else as a JSON string; '-' reads stdin. A number\n"
@@ -45,6 +50,9 @@ static void cli_usage(FILE *f)
         "            Prints: id=<message id> subscribers=<n>\n"
         "disconnect  closes every WebSocket whose token sub is USER (logout).\n"
         "            Prints: disconnected=<n>\n"
+        "stats       scrapes ws-server's metrics twice and prints connections,\n"
+        "            channels, subscriptions, messages/s and deliveries/s over the\n"
+        "            interval, refusals and closes by reason; --json: one object\n"
         "exit status: 0 done, 1 refused by ws-server, 2 usage or bad argument,\n"
         "             3 ws-server unreachable, 4 no answer in time, 5 other error\n");
 }
@@ -241,19 +249,58 @@ static int cli_disconnect(struct cli_run *run, int timeout_ms, const char *user)
     return CLI_EXIT_OK;
 }
 
+/* `stats`: the address from -m, else metrics_listen of the config. */
+static int cli_stats_main(const char *cfg_path, const char *addr, double interval_s, int timeout_ms,
+                          int json)
+{
+    char from_cfg[CFG_PATH_MAX];
+    if (!addr) {
+        struct cfg *c = malloc(sizeof *c);
+        char err[512];
+        if (!c || cfg_load(c, cfg_path, err, sizeof err) < 0) {
+            fprintf(stderr, "wspush: %s (or give the address with -m)\n", c ? err : "out of memory");
+            if (c)
+                cfg_free(c);
+            free(c);
+            return CLI_EXIT_USAGE;
+        }
+        snprintf(from_cfg, sizeof from_cfg, "%s", c->metrics_listen);
+        cfg_free(c);
+        free(c);
+        if (!from_cfg[0]) {
+            fprintf(stderr, "wspush: %s sets no metrics_listen in [ws-server] (or give -m ADDR)\n",
+                    cfg_path);
+            return CLI_EXIT_USAGE;
+        }
+        addr = from_cfg;
+    }
+    return cli_stats(addr, interval_s, timeout_ms, json);
+}
+
 int main(int argc, char **argv)
 {
-    const char *cfg_path = "/etc/wspush/wspush.ini", *sock = NULL;
+    const char *cfg_path = "/etc/wspush/wspush.ini", *sock = NULL, *metrics = NULL;
     int timeout_ms = 5000, opt, rc = CLI_EXIT_USAGE;
+    double interval_s = 3;
     char path[CFG_PATH_MAX];
     if (argc > 1 && strcmp(argv[1], "--help") == 0) {
         cli_usage(stdout);
         return 0;
     }
-    while ((opt = getopt(argc, argv, "+c:s:T:h")) != -1) {
+    while ((opt = getopt(argc, argv, "+c:s:T:m:i:h")) != -1) {
         switch (opt) {
         case 'c': cfg_path = optarg; break;
         case 's': sock = optarg; break;
+        case 'm': metrics = optarg; break;
+        case 'i': {
+            char *end;
+            interval_s = strtod(optarg, &end);
+            if (*end || !(interval_s >= 0.1 && interval_s <= 3600)) {
+                fprintf(stderr, "wspush: bad -i value '%s' (0.1 to 3600 seconds)\n", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        }
         case 'T': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -270,12 +317,16 @@ int main(int argc, char **argv)
     }
     int nargs = argc - optind;
     const char *cmd = nargs > 0 ? argv[optind] : "";
+    int stats = strcmp(cmd, "stats") == 0 &&
+                (nargs == 1 || (nargs == 2 && strcmp(argv[optind + 1], "--json") == 0));
     if (!((strcmp(cmd, "publish") == 0 && nargs == 3) ||
-          (strcmp(cmd, "disconnect") == 0 && nargs == 2))) {
+          (strcmp(cmd, "disconnect") == 0 && nargs == 2) || stats)) {
         cli_usage(stderr);
         return CLI_EXIT_USAGE;
     }
     log_init("wspush", LOG_WARN);
+    if (stats)
+        return cli_stats_main(cfg_path, metrics, interval_s, timeout_ms, nargs == 2);
     if (!sock) {
         struct cfg *c = malloc(sizeof *c);
         char err[512];

@@ -59,6 +59,7 @@ static const struct cfg_key cfg_keys[] = {
 
     { "ws-server", "listen", CFG_T_LIST, CFG_F(listen), 0, 0, CFG_C_ADDR },
     { "ws-server", "unix_listen", CFG_T_STR, CFG_F(unix_listen), 0, 0, 0 },
+    { "ws-server", "metrics_listen", CFG_T_STR, CFG_F(metrics_listen), 0, 0, 0 },
     { "ws-server", "allowed_origins", CFG_T_LIST, CFG_F(allowed_origins), 0, 0, CFG_C_ORIGIN },
     { "ws-server", "max_connections", CFG_T_INT, CFG_F(max_connections), 1, 10000000, 0 },
     { "ws-server", "max_connections_per_ip", CFG_T_INT, CFG_F(max_connections_per_ip), 0, 10000000, 0 },

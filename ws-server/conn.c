@@ -37,6 +37,8 @@ enum conn_flag {
     CONN_PEER_CLOSED = 1 << 5,   /* the page's close arrived: nothing after it is read */
     CONN_WANT_DRAINED = 1 << 6,  /* call h.drained once the queue is empty */
     CONN_LIMITED = 1 << 7,       /* a reserve slot: /healthz 200, anything else 503 */
+    CONN_PER_IP = 1 << 8,        /* the reserve slot is for max_connections_per_ip */
+    CONN_UPGRADED = 1 << 9,      /* counted in stats.open until freed */
 };
 
 struct conns {
@@ -50,6 +52,7 @@ struct conns {
     struct conn         *dirty;     /* singly linked: queued frames to flush */
     unsigned char       *scratch;   /* CONN_READ_CHUNK */
     size_t               nlimited;  /* CONN_LIMITED connections not yet freed */
+    struct stats_conn    stats;
 };
 
 struct conn {
@@ -80,6 +83,8 @@ static void conn_kill(struct conn *c)
 {
     if (c->state == CONN_DEAD)
         return;
+    if (c->state == CONN_OPEN)      /* gone without a close frame */
+        c->cs->stats.closed[stats_close_slot(1006)]++;
     c->state = CONN_DEAD;
     ev_io_stop(c->cs->loop, &c->watch);
     ev_timer_stop(c->cs->loop, &c->timer);
@@ -138,11 +143,12 @@ static void conn_close(struct conn *c, uint16_t code)
         return;
     unsigned char payload[2];
     buf_put_u16(payload, code);
+    c->cs->stats.closed[stats_close_slot(code)]++;
+    c->state = CONN_CLOSING;
     if (conn_queue_frame(c, FRAME_CLOSE, payload, 2) < 0) {
         conn_kill(c);
         return;
     }
-    c->state = CONN_CLOSING;
     log_debug("fd %d: close %u sent", c->io.fd, code);
     ev_timer_start(c->cs->loop, &c->timer, (uint64_t)conn_cfg(c)->close_timeout_ms, conn_on_timer);
 }
@@ -286,6 +292,8 @@ int conn_accept(conns_t *cs, int fd, const struct io_ops *ops, unsigned flags, v
     c->peer = peer;
     if (flags & CONN_ACCEPT_LIMITED) {
         c->flags |= CONN_LIMITED;
+        if (flags & CONN_ACCEPT_PER_IP)
+            c->flags |= CONN_PER_IP;
         cs->nlimited++;
     }
     list_push(&cs->live, &c->node);
@@ -300,8 +308,33 @@ int conn_accept(conns_t *cs, int fd, const struct io_ops *ops, unsigned flags, v
 
 /* ---- handshake ---- */
 
+/* Every error page is a refusal before the upgrade (stats.h reasons). */
+static void conn_count_refusal(struct conn *c, enum hs_verdict v)
+{
+    enum stats_refusal r;
+    switch (v) {
+    case HS_FORBIDDEN:
+        r = STATS_REFUSED_ORIGIN;
+        break;
+    case HS_UPGRADE_REQUIRED:
+        r = STATS_REFUSED_VERSION;
+        break;
+    case HS_SERVICE_UNAVAILABLE:
+        r = c->flags & CONN_PER_IP ? STATS_REFUSED_PER_IP : STATS_REFUSED_LIMIT;
+        break;
+    case HS_UPGRADE:
+    case HS_HEALTHZ:
+        return;
+    default:
+        r = STATS_REFUSED_BAD_REQUEST;
+        break;
+    }
+    c->cs->stats.refused.n[r]++;
+}
+
 static void conn_http_error(struct conn *c, enum hs_verdict v, const struct hs_request *req)
 {
+    conn_count_refusal(c, v);
     char resp[512];
     int n = hs_response(v, req, resp, sizeof(resp));
     buf_free(&c->in);
@@ -346,6 +379,9 @@ static ssize_t conn_handshake(struct conn *c, const char *p, size_t len)
         return (ssize_t)len;
     }
     c->state = CONN_OPEN;
+    c->flags |= CONN_UPGRADED;
+    c->cs->stats.accepted++;
+    c->cs->stats.open++;
     c->last_ping = c->last_msg = ev_now(c->cs->loop);
     int code = 0;
     c->session = c->cs->h.open(c->cs->ctx, req.query, c, &code);
@@ -678,6 +714,8 @@ static void conn_free(struct conn *c)
         cs->h.released(cs->ctx, c->peer, (c->flags & CONN_LIMITED) != 0);
     if (c->flags & CONN_LIMITED)
         cs->nlimited--;
+    if (c->flags & CONN_UPGRADED)
+        cs->stats.open--;
     buf_free(&c->in);
     sendq_clear(&c->out);
     list_remove(&cs->dead, &c->node);
@@ -748,6 +786,7 @@ void conns_close_all(conns_t *cs, uint16_t code)
 
 size_t conns_count(const conns_t *cs) { return cs->live.n + cs->dead.n; }
 size_t conns_limited(const conns_t *cs) { return cs->nlimited; }
+const struct stats_conn *conns_stats(const conns_t *cs) { return &cs->stats; }
 
 void conns_free(conns_t *cs)
 {

@@ -24,6 +24,7 @@
 #include "cfg.h"
 #include "ev.h"
 #include "io.h"
+#include "stats.h"
 #include "str.h"
 #include "transport.h"
 
@@ -64,6 +65,9 @@ void     conns_free(conns_t *cs);
  * and every other request (an upgrade included) gets its error page or
  * 503; such a connection never opens a session. */
 #define CONN_ACCEPT_LIMITED 1u
+/* With LIMITED: the slot was taken for max_connections_per_ip (not
+ * max_connections), which is what the refusal is counted as. */
+#define CONN_ACCEPT_PER_IP  2u
 
 /* Takes ownership of an accepted, non-blocking fd, to be read and written
  * through ops (io_plain_ops for a plain socket). peer (may be NULL) is
@@ -78,6 +82,9 @@ void     conns_close_all(conns_t *cs, uint16_t code);
 size_t   conns_count(const conns_t *cs);
 /* LIMITED connections not yet freed. */
 size_t   conns_limited(const conns_t *cs);
+/* The transport's counters (stats.h): upgrades, open connections, closes
+ * by code, refusals before the upgrade. Valid while cs lives. */
+const struct stats_conn *conns_stats(const conns_t *cs);
 
 /* The table a session uses to send over a connection (the handle is the
  * struct conn * given to open()). */

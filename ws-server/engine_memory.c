@@ -16,6 +16,7 @@ struct engine_memory {
     uint32_t         epoch;
     uint64_t         seq;
     char             last_id[MSG_ID_MAX];
+    uint64_t         published;  /* messages accepted since the start */
 };
 
 static struct engine_memory *em(engine_t *e) { return (struct engine_memory *)e; }
@@ -90,6 +91,7 @@ static int em_publish(engine_t *e, const struct engine_publish *p, struct engine
     r->deliveries = e->deliver(e->deliver_ctx, msg);
     history_append(m->history, msg, seq, now);
     msg_unref(msg);
+    m->published++;
     memcpy(r->id, id, sizeof(id));
     return 0;
 }
@@ -225,3 +227,4 @@ int engine_memory_restore(engine_t *e, const char *path, char *err, size_t errle
 
 size_t engine_memory_entries(const engine_t *e) { return history_entries(cem(e)->history); }
 size_t engine_memory_bytes(const engine_t *e) { return history_bytes(cem(e)->history); }
+uint64_t engine_memory_published(const engine_t *e) { return cem(e)->published; }

@@ -31,5 +31,7 @@ int  engine_memory_restore(engine_t *e, const char *path, char *err, size_t errl
 /* Messages and bytes history holds now (tests, metrics). */
 size_t engine_memory_entries(const engine_t *e);
 size_t engine_memory_bytes(const engine_t *e);
+/* Messages accepted since the start (metrics: one per publish). */
+uint64_t engine_memory_published(const engine_t *e);
 
 #endif

@@ -6,6 +6,7 @@
 struct hub {
     chan_registry_t *reg;
     hub_deliver_fn  *deliver;
+    struct stats_hub stats;
 };
 
 hub_t *hub_new(hub_deliver_fn *deliver)
@@ -39,10 +40,16 @@ int hub_subscribe(hub_t *hub, struct str name, struct chan_member *m)
         chan_release(hub->reg, ch);
         return -ENOMEM;
     }
+    hub->stats.subscriptions++;
     return 0;
 }
 
-void hub_unsubscribe(hub_t *hub, struct chan_member *m) { chan_unsubscribe(hub->reg, m); }
+void hub_unsubscribe(hub_t *hub, struct chan_member *m)
+{
+    if (m->ch)
+        hub->stats.subscriptions--;
+    chan_unsubscribe(hub->reg, m);
+}
 
 uint32_t hub_publish(hub_t *hub, struct msg *m)
 {
@@ -54,11 +61,18 @@ uint32_t hub_publish(hub_t *hub, struct msg *m)
             continue;
         /* Delivering never unsubscribes (a closing subscriber leaves at
          * the reap, after dispatch), so the member array is stable. */
-        uint32_t n = chan_count(ch);
+        uint32_t n = chan_count(ch), queued = 0;
         for (uint32_t k = 0; k < n; k++)
-            total += (uint32_t)hub->deliver(chan_owner(ch, k), m, i);
+            queued += (uint32_t)hub->deliver(chan_owner(ch, k), m, i);
+        /* Every delivery on one channel carries the same envelope. */
+        if (queued) {
+            hub->stats.deliveries += queued;
+            hub->stats.delivery_bytes += (uint64_t)queued * msg_envelope_len(m, i);
+        }
+        total += queued;
     }
     return total;
 }
 
 size_t hub_channels(const hub_t *hub) { return chan_registry_size(hub->reg); }
+const struct stats_hub *hub_stats(const hub_t *hub) { return &hub->stats; }

@@ -16,6 +16,7 @@
 
 #include "channel.h"
 #include "msg.h"
+#include "stats.h"
 #include "str.h"
 
 typedef struct hub hub_t;
@@ -38,5 +39,8 @@ void   hub_unsubscribe(hub_t *hub, struct chan_member *m);
 uint32_t hub_publish(hub_t *hub, struct msg *m);
 
 size_t hub_channels(const hub_t *hub);
+/* Deliveries, their bytes and the subscriptions gauge (stats.h). Valid
+ * while hub lives. */
+const struct stats_hub *hub_stats(const hub_t *hub);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -45,6 +46,7 @@ struct pubsock {
     struct addr_unix_id     path_id;      /* the socket file we made */
     struct list             peers;
     struct list             dead;
+    struct stats_pubsock    stats;
 };
 
 static void pubsock_peer_kill(struct pubpeer *p)
@@ -74,6 +76,10 @@ static int pubsock_peer_allowed(const struct cfg *cfg, uid_t uid, gid_t gid)
 static void pubsock_error(struct pubpeer *p, uint32_t req_id, uint16_t code, const char *text)
 {
     log_info("publish socket: request %u refused: %s", req_id, text);
+    if (code == IPC_ERR_INTERNAL)
+        p->ps->stats.error++;
+    else
+        p->ps->stats.refused++;
     if (ipc_encode_error(&p->out, req_id, code, text) < 0)
         pubsock_peer_kill(p);
 }
@@ -99,10 +105,17 @@ static void pubsock_publish(struct pubpeer *p, const struct ipc_msg *m)
     }
     struct engine_publish pub = { m->channels, m->nchannels, m->data, { NULL, 0 } };
     struct engine_result res;
+    /* The monotonic clock is read through the vDSO: no system call. */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (engine_publish(p->ps->engine, &pub, &res) < 0) {
         pubsock_error(p, m->req_id, IPC_ERR_INTERNAL, "out of memory");
         return;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+    stats_hist_observe(&p->ps->stats.fanout, ns > 0 ? (uint64_t)ns : 0);
+    p->ps->stats.ok++;
     log_debug("published %s to %d channel(s), %u subscriber(s)", res.id, m->nchannels, res.deliveries);
     if (ipc_encode_ack(&p->out, m->req_id, res.deliveries, res.id, strlen(res.id)) < 0)
         pubsock_peer_kill(p);
@@ -120,6 +133,7 @@ static void pubsock_handle(struct pubpeer *p, const struct ipc_msg *m)
         break;
     case IPC_DISCONNECT: {
         uint32_t n = p->ps->h.disconnect_user(p->ps->ctx, m->user);
+        p->ps->stats.ok++;
         log_info("disconnect user '%.*s': %u connection(s)", (int)m->user.len, m->user.p, n);
         if (ipc_encode_disconnected(&p->out, m->req_id, n) < 0)
             pubsock_peer_kill(p);
@@ -337,6 +351,9 @@ void pubsock_stop(struct pubsock *ps)
         addr_unlink_owned(ps->path, &ps->path_id);
     }
 }
+
+int pubsock_listening(const struct pubsock *ps) { return ps->listening; }
+const struct stats_pubsock *pubsock_stats(const struct pubsock *ps) { return &ps->stats; }
 
 void pubsock_free(struct pubsock *ps)
 {

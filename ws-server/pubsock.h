@@ -17,6 +17,7 @@
 #include "cfg.h"
 #include "engine.h"
 #include "ev.h"
+#include "stats.h"
 #include "str.h"
 
 struct pubsock;
@@ -40,5 +41,11 @@ void pubsock_pump(struct pubsock *ps);
 /* Stops accepting and removes the socket file; peers stay until closed. */
 void pubsock_stop(struct pubsock *ps);
 void pubsock_free(struct pubsock *ps);
+
+/* 1 while the socket accepts (readiness). */
+int  pubsock_listening(const struct pubsock *ps);
+/* Requests by answer and the fan-out histogram (stats.h). Valid while ps
+ * lives. */
+const struct stats_pubsock *pubsock_stats(const struct pubsock *ps);
 
 #endif

@@ -18,10 +18,12 @@
 #include "hub.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "peers.h"
 #include "pubsock.h"
 #include "revoke.h"
 #include "session.h"
+#include "stats.h"
 
 /* Upper bound on the graceful part of shutdown: SIGTERM must exit within
  * a second even if clients never answer our close. */
@@ -63,6 +65,8 @@ struct server {
     uint64_t         refused_log_ms;  /* last "503" log line (ev_now), 0 = none */
     unsigned long    refused;      /* 503s since that line */
     struct pubsock  *pubsock;
+    mhttp_t         *metrics;      /* metrics_listen, NULL when off */
+    struct stats_server stats;     /* refusals at accept */
     int              shutting_down;
     struct ev_timer  shutdown_timer;
 };
@@ -150,6 +154,34 @@ static uint32_t server_disconnect_user(void *ctx, struct str user)
     return n;
 }
 
+/* ---- metrics: the exporter reads every module's counters ---- */
+
+static int server_metrics(void *ctx, struct buf *out)
+{
+    struct server *srv = ctx;
+    struct stats_view v = {
+        .conn = conns_stats(srv->conns),
+        .server = &srv->stats,
+        .session = sessions_stats(srv->sessions),
+        .hub = hub_stats(srv->hub),
+        .pubsock = pubsock_stats(srv->pubsock),
+        .published = engine_memory_published(srv->engine),
+        .channels = hub_channels(srv->hub),
+        .history_messages = engine_memory_entries(srv->engine),
+        .history_bytes = engine_memory_bytes(srv->engine),
+    };
+    if (stats_process_read(&v.process) < 0)
+        log_debug("metrics: /proc/self not fully read");
+    return stats_write(out, &v);
+}
+
+/* Ready while the publish socket accepts (and not shutting down). */
+static int server_ready(void *ctx)
+{
+    struct server *srv = ctx;
+    return !srv->shutting_down && srv->pubsock && pubsock_listening(srv->pubsock);
+}
+
 /* ---- listeners ---- */
 
 static void server_refuse(int fd)
@@ -205,13 +237,14 @@ static void server_on_accept(struct listener *l, int fd, void *data)
         if (limited >= SERVER_RESERVE ||
             (peer && peers_reserved(peer, 0) >= SERVER_RESERVE_PER_IP)) {
             server_log_refusal(srv, why);
+            srv->stats.refused.n[full ? STATS_REFUSED_LIMIT : STATS_REFUSED_PER_IP]++;
             if (peer)
                 peers_release(srv->peers, peer);
             server_refuse(fd);
             return;
         }
         server_log_refusal(srv, why);
-        flags = CONN_ACCEPT_LIMITED;
+        flags = CONN_ACCEPT_LIMITED | (full ? 0 : CONN_ACCEPT_PER_IP);
         if (peer)
             peers_reserved(peer, 1);
     }
@@ -412,6 +445,16 @@ static int server_build(struct server *srv, char *err, size_t errlen)
     if (!srv->pubsock)
         return -1;
     log_info("publish socket %s", srv->cfg->publish_socket);
+    if (srv->cfg->metrics_listen[0]) {
+        const struct mhttp_handlers mh = { server_metrics, server_ready };
+        char why[256];
+        srv->metrics = mhttp_open(srv->loop, srv->cfg->metrics_listen, &mh, srv, why, sizeof(why));
+        if (!srv->metrics) {
+            snprintf(err, errlen, "metrics_listen: %s", why);
+            return -1;
+        }
+        log_info("metrics on %s", srv->cfg->metrics_listen);
+    }
     return 0;
 }
 
@@ -455,6 +498,7 @@ void server_free(server_t *srv)
     conns_free(srv->conns);         /* closes sessions, which leave the hub; releases peers */
     peers_free(srv->peers);
     server_stop_listening(srv);
+    mhttp_free(srv->metrics);
     pubsock_free(srv->pubsock);
     sessions_free(srv->sessions);
     engine_free(srv->engine);

@@ -23,6 +23,7 @@ struct sessions {
     struct cfg *const *cfg;
     struct list        all;
     char              *decoded;    /* SESSION_DECODE_MAX, reused by every open */
+    struct stats_session stats;
 };
 
 /* A resume streams: while replaying is not 0, the history after
@@ -52,6 +53,7 @@ struct session {
     struct session_hold        *hold;      /* while a resume streams */
     size_t                      resume_len;
     uint32_t                    replaying; /* bit i: subs[i] still being replayed */
+    int                         resume_reset; /* a channel of this resume was reset */
     int                         nsubs;
     struct chan_member          subs[];    /* fixed after the open */
 };
@@ -85,6 +87,7 @@ void sessions_free(sessions_t *ss)
 }
 
 size_t sessions_count(const sessions_t *ss) { return ss->all.n; }
+const struct stats_session *sessions_stats(const sessions_t *ss) { return &ss->stats; }
 
 /* The token's claims decide the channels that are not public. Returns 0
  * (claims filled when has_claims) or a close code. */
@@ -222,6 +225,10 @@ static int session_hold(struct session *s, struct msg *m, int chan)
 
 static void session_resume_end(struct session *s)
 {
+    if (s->resume_reset)
+        s->ss->stats.resumes_reset++;
+    else
+        s->ss->stats.resumes_exact++;
     s->replaying = 0;
     free(s->resume_after);
     s->resume_after = NULL;
@@ -246,6 +253,7 @@ static void session_on_slice(void *arg, const struct engine_answer *a)
                          (int)r->names[k].len, r->names[k].p);
     }
     if (nreset) {
+        s->resume_reset = 1;
         rc |= buf_printf(&msg, "]}");
         if (rc == 0)
             rc = s->ops->send_json(s->transport, buf_head(&msg), buf_used(&msg));
@@ -268,6 +276,7 @@ static void session_on_slice(void *arg, const struct engine_answer *a)
         rc2 = s->ops->replay_msg(s->transport, a->items[k].m, chans, n);
         if (rc2 <= 0)
             break;
+        s->ss->stats.replayed += (uint64_t)n;
         k = j;
     }
     log_debug("subscribe: resume slice: %zu of %zu replayed, %d channel(s) reset", k, a->nitems,
@@ -363,8 +372,8 @@ static struct session *session_new(sessions_t *ss, int n, void *transport,
     return s;
 }
 
-struct session *session_open(sessions_t *ss, struct str query, void *transport,
-                             const struct transport_ops *ops, int *close_code)
+static struct session *session_open_checked(sessions_t *ss, struct str query, void *transport,
+                                            const struct transport_ops *ops, int *close_code)
 {
     const struct cfg *cfg = *ss->cfg;
     const char *raw;
@@ -417,6 +426,22 @@ nomem:
     session_close(s);
     *close_code = 1011;
     return NULL;
+}
+
+struct session *session_open(sessions_t *ss, struct str query, void *transport,
+                             const struct transport_ops *ops, int *close_code)
+{
+    struct session *s = session_open_checked(ss, query, transport, ops, close_code);
+    if (!s) {
+        /* 1011 (out of memory) is no refusal: the close count shows it. */
+        if (*close_code == 4400)
+            ss->stats.refused.n[STATS_REFUSED_CHANNELS]++;
+        else if (*close_code == 4401)
+            ss->stats.refused.n[STATS_REFUSED_TOKEN]++;
+        else if (*close_code == 4403)
+            ss->stats.refused.n[STATS_REFUSED_NOT_COVERED]++;
+    }
+    return s;
 }
 
 void session_close(struct session *s)

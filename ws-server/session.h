@@ -20,6 +20,7 @@
 #include "engine.h"
 #include "hub.h"
 #include "revoke.h"
+#include "stats.h"
 #include "str.h"
 #include "transport.h"
 
@@ -59,5 +60,8 @@ void        session_drained(struct session *s);
  * many. */
 uint32_t    sessions_disconnect_user(sessions_t *ss, struct str user);
 size_t      sessions_count(const sessions_t *ss);
+/* Refusals at subscribe, replayed messages and resumes (stats.h). Valid
+ * while ss lives. */
+const struct stats_session *sessions_stats(const sessions_t *ss);
 
 #endif

@@ -65,9 +65,10 @@ function run(file, args) {
 const liveDemos = new Set();   // stopped at exit whatever happened
 
 class Demo {
-  constructor(port, wsPort) {
+  constructor(port, wsPort, metricsPort) {
     this.port = port;
     this.wsPort = wsPort;
+    this.metricsPort = metricsPort;
     this.origin = `http://127.0.0.1:${port}`;
     this.dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wspush-browser-')), 'run');
   }
@@ -75,7 +76,8 @@ class Demo {
   async start() {
     this.proc = spawn('bash', [path.join(ROOT, 'conf/demo/run.sh'), BIN], {
       env: { ...process.env, WSPUSH_DEMO_PORT: String(this.port),
-             WSPUSH_DEMO_WS_PORT: String(this.wsPort), WSPUSH_DEMO_DIR: this.dir },
+             WSPUSH_DEMO_WS_PORT: String(this.wsPort),
+             WSPUSH_DEMO_METRICS_PORT: String(this.metricsPort), WSPUSH_DEMO_DIR: this.dir },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     liveDemos.add(this);
@@ -209,8 +211,9 @@ async function deliveredWithin(page, text, t0, timeout) {
 async function main() {
   for (const p of ['ws-server', 'fcgi-publisher', 'wspush'])
     assert(fs.existsSync(path.join(BIN, p)), `${BIN}/${p} missing: build first (make all)`);
-  const [port, wsPort, evilPort] = [await freePort(), await freePort(), await freePort()];
-  const demo = new Demo(port, wsPort);
+  const [port, wsPort, evilPort, metricsPort] =
+    [await freePort(), await freePort(), await freePort(), await freePort()];
+  const demo = new Demo(port, wsPort, metricsPort);
   await demo.start();
   console.log(`demo on ${demo.origin} (ws-server ${wsPort}), runtime ${demo.dir}`);
 
@@ -380,7 +383,7 @@ async function main() {
   await step('SIGTERM stops the demo and leaves nothing behind', () => demo.stop('SIGTERM'));
 
   await step('a second run on the same ports starts and stops cleanly (SIGINT)', async () => {
-    const again = new Demo(port, wsPort);
+    const again = new Demo(port, wsPort, metricsPort);
     await again.start();
     const r = await fetch(again.origin + '/');
     assert(r.status === 200, `GET / after restart: ${r.status}`);

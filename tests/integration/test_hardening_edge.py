@@ -283,8 +283,9 @@ def test_web_server_502_504_are_json(env, server, mode):
 @pytest.fixture
 def demo():
     """`make run`'s demo (conf/demo/run.sh) on free ports."""
-    port, ws_port = free_port(), free_port()
-    env = dict(os.environ, WSPUSH_DEMO_PORT=str(port), WSPUSH_DEMO_WS_PORT=str(ws_port))
+    port, ws_port, metrics_port = free_port(), free_port(), free_port()
+    env = dict(os.environ, WSPUSH_DEMO_PORT=str(port), WSPUSH_DEMO_WS_PORT=str(ws_port),
+               WSPUSH_DEMO_METRICS_PORT=str(metrics_port))
     p = subprocess.Popen(["bash", str(ROOT / "conf" / "demo" / "run.sh"), str(BIN)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = []
@@ -295,6 +296,10 @@ def demo():
                 break
         else:
             raise AssertionError("demo did not start:\n" + "".join(out))
+        assert f"metrics on 127.0.0.1:{metrics_port}" in "".join(out)
+        with socket.create_connection(("127.0.0.1", metrics_port), timeout=5) as s:
+            s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(64).startswith(b"HTTP/1.1 200 "), "demo's metrics_listen not ready"
         yield port
     finally:
         rc = stop_process(p, timeout=15)

@@ -45,7 +45,7 @@ if [ -n "${VALGRIND_TESTS:-}" ]; then
 else
   tests=()
   for t in test_ws_server.py test_history.py test_conformance.py test_publisher.py \
-           test_revocation.py test_config_files.py; do
+           test_revocation.py test_config_files.py test_metrics.py; do
     [ -f "tests/integration/$t" ] && tests+=("$t")
   done
 fi

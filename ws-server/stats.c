@@ -1,0 +1,296 @@
+#include "stats.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "buf.h"
+
+/* 10 us .. 2.5 s: a fan-out to a few connections takes microseconds,
+ * one to a hundred thousand tens of milliseconds. */
+const uint64_t stats_hist_bounds_ns[STATS_HIST_BUCKETS - 1] = {
+    10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
+    10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000,
+    2500000000ull,
+};
+
+static const int stats_close_codes[STATS_CLOSE_OTHER] = { STATS_CLOSE_CODES_LIST };
+
+_Static_assert(sizeof(stats_close_codes) / sizeof(stats_close_codes[0]) == STATS_CLOSE_OTHER,
+               "STATS_CLOSE_OTHER is the number of listed close codes");
+
+static const char *const stats_refusal_names[STATS_REFUSALS] = {
+    [STATS_REFUSED_ORIGIN] = "origin",
+    [STATS_REFUSED_TOKEN] = "token",
+    [STATS_REFUSED_CHANNELS] = "channels",
+    [STATS_REFUSED_NOT_COVERED] = "not_covered",
+    [STATS_REFUSED_LIMIT] = "limit",
+    [STATS_REFUSED_PER_IP] = "per_ip",
+    [STATS_REFUSED_VERSION] = "version",
+    [STATS_REFUSED_BAD_REQUEST] = "bad_request",
+};
+
+int stats_close_slot(int code)
+{
+    for (int i = 0; i < STATS_CLOSE_OTHER; i++)
+        if (stats_close_codes[i] == code)
+            return i;
+    return STATS_CLOSE_OTHER;
+}
+
+/* ---- the exposition ---- */
+
+static int stats_family(struct buf *out, const char *name, const char *type, const char *help)
+{
+    return buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static int stats_u64(struct buf *out, const char *name, const char *labels, uint64_t v)
+{
+    return buf_printf(out, "%s%s %llu\n", name, labels, (unsigned long long)v);
+}
+
+/* Seconds of CPU time or since the epoch: clock ticks are 1/100 s, and
+ * %g would round a start time to 10 s. */
+static int stats_seconds(struct buf *out, const char *name, const char *labels, double v)
+{
+    return buf_printf(out, "%s%s %.3f\n", name, labels, v);
+}
+
+static int stats_counter(struct buf *out, const char *name, const char *help, uint64_t v)
+{
+    return stats_family(out, name, "counter", help) | stats_u64(out, name, "", v);
+}
+
+static int stats_gauge(struct buf *out, const char *name, const char *help, uint64_t v)
+{
+    return stats_family(out, name, "gauge", help) | stats_u64(out, name, "", v);
+}
+
+static int stats_hist_write(struct buf *out, const char *name, const char *help,
+                            const struct stats_hist *h)
+{
+    int rc = stats_family(out, name, "histogram", help);
+    uint64_t cum = 0;
+    for (int i = 0; i < STATS_HIST_BUCKETS; i++) {
+        cum += h->bucket[i];
+        if (i < STATS_HIST_BUCKETS - 1)
+            rc |= buf_printf(out, "%s_bucket{le=\"%.9g\"} %llu\n", name,
+                             (double)stats_hist_bounds_ns[i] / 1e9, (unsigned long long)cum);
+        else
+            rc |= buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    }
+    rc |= buf_printf(out, "%s_sum %.9g\n", name, (double)h->sum_ns / 1e9);
+    rc |= buf_printf(out, "%s_count %llu\n", name, (unsigned long long)h->count);
+    return rc;
+}
+
+int stats_write(struct buf *out, const struct stats_view *v)
+{
+    char lab[64];
+    int rc = 0;
+
+    rc |= stats_family(out, "wspush_connections", "gauge", "Open subscriber connections.");
+    rc |= stats_u64(out, "wspush_connections", "{transport=\"ws\"}", v->conn->open);
+    rc |= stats_family(out, "wspush_connections_accepted_total", "counter",
+                       "Subscriber connections accepted (WebSocket upgrades answered 101).");
+    rc |= stats_u64(out, "wspush_connections_accepted_total", "{transport=\"ws\"}", v->conn->accepted);
+
+    rc |= stats_family(out, "wspush_handshakes_refused_total", "counter",
+                       "Subscribers refused before the upgrade or at subscribe, by reason.");
+    for (int i = 0; i < STATS_REFUSALS; i++) {
+        uint64_t n = v->conn->refused.n[i] + v->server->refused.n[i] + v->session->refused.n[i];
+        snprintf(lab, sizeof(lab), "{reason=\"%s\"}", stats_refusal_names[i]);
+        rc |= stats_u64(out, "wspush_handshakes_refused_total", lab, n);
+    }
+
+    rc |= stats_family(out, "wspush_connections_closed_total", "counter",
+                       "Subscriber connections closed, by close code (1006: no close frame).");
+    for (int i = 0; i < STATS_CLOSE_SLOTS; i++) {
+        if (i < STATS_CLOSE_OTHER)
+            snprintf(lab, sizeof(lab), "{code=\"%d\"}", stats_close_codes[i]);
+        else
+            snprintf(lab, sizeof(lab), "{code=\"other\"}");
+        rc |= stats_u64(out, "wspush_connections_closed_total", lab, v->conn->closed[i]);
+    }
+
+    rc |= stats_gauge(out, "wspush_channels", "Channels with at least one subscriber.", v->channels);
+    rc |= stats_gauge(out, "wspush_subscriptions", "Subscriptions: (connection, channel) pairs.",
+                      v->hub->subscriptions);
+    rc |= stats_counter(out, "wspush_messages_published_total",
+                        "Messages accepted (one per publish, whatever the channel count).", v->published);
+    rc |= stats_counter(out, "wspush_deliveries_total",
+                        "Message x channel x connection queued live (the ack's count); replay not included.",
+                        v->hub->deliveries);
+    rc |= stats_counter(out, "wspush_delivery_bytes_total",
+                        "Envelope bytes of those deliveries (WebSocket framing not included).",
+                        v->hub->delivery_bytes);
+    rc |= stats_counter(out, "wspush_replayed_messages_total",
+                        "Message x channel queued on resume (last_id).", v->session->replayed);
+
+    rc |= stats_family(out, "wspush_resumes_total", "counter",
+                       "Resumes with last_id, by outcome: exact (every channel replayed) or reset.");
+    rc |= stats_u64(out, "wspush_resumes_total", "{outcome=\"exact\"}", v->session->resumes_exact);
+    rc |= stats_u64(out, "wspush_resumes_total", "{outcome=\"reset\"}", v->session->resumes_reset);
+
+    rc |= stats_gauge(out, "wspush_history_messages", "Messages held in history by the engine on this node.",
+                      v->history_messages);
+    rc |= stats_gauge(out, "wspush_history_bytes", "Bytes held in history by the engine on this node.",
+                      v->history_bytes);
+
+    rc |= stats_family(out, "wspush_publish_socket_requests_total", "counter",
+                       "Requests on the publish socket, by answer.");
+    rc |= stats_u64(out, "wspush_publish_socket_requests_total", "{result=\"ok\"}", v->pubsock->ok);
+    rc |= stats_u64(out, "wspush_publish_socket_requests_total", "{result=\"refused\"}", v->pubsock->refused);
+    rc |= stats_u64(out, "wspush_publish_socket_requests_total", "{result=\"error\"}", v->pubsock->error);
+
+    rc |= stats_hist_write(out, "wspush_fanout_seconds",
+                           "From a publish handed to the engine to its frame queued to the last local subscriber.",
+                           &v->pubsock->fanout);
+
+    const struct stats_process *p = &v->process;
+    rc |= stats_gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", p->rss_bytes);
+    rc |= stats_family(out, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+    rc |= stats_seconds(out, "process_cpu_seconds_total", "", p->cpu_seconds);
+    rc |= stats_gauge(out, "process_open_fds", "Number of open file descriptors.", p->open_fds);
+    rc |= stats_family(out, "process_start_time_seconds", "gauge",
+                       "Start time of the process since unix epoch in seconds.");
+    rc |= stats_seconds(out, "process_start_time_seconds", "", p->start_time);
+    return rc ? -ENOMEM : 0;
+}
+
+/* ---- /proc/self ---- */
+
+/* Reads path into out (NUL-terminated, truncated to fit). Returns the
+ * length or -errno. */
+static ssize_t stats_read_file(const char *path, char *out, size_t outlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, out + len, outlen - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        if (n == 0 || (len += (size_t)n) == outlen - 1)
+            break;
+    }
+    close(fd);
+    out[len] = '\0';
+    return (ssize_t)len;
+}
+
+/* Entries of /proc/self/fd, counted with getdents64 into a stack buffer
+ * (opendir would allocate). The descriptor used to count is left out. */
+static int stats_count_fds(uint64_t *n)
+{
+    int fd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    char dbuf[4096];
+    uint64_t count = 0;
+    for (;;) {
+        long r = syscall(SYS_getdents64, fd, dbuf, sizeof(dbuf));
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        if (r == 0)
+            break;
+        for (long off = 0; off < r;) {
+            unsigned short reclen;
+            memcpy(&reclen, dbuf + off + 16, sizeof(reclen));
+            const char *name = dbuf + off + 19;
+            if (name[0] != '.')
+                count++;
+            off += reclen;
+        }
+    }
+    close(fd);
+    *n = count ? count - 1 : 0;
+    return 0;
+}
+
+/* The "btime" line of /proc/stat (boot time, seconds since the epoch).
+ * The file grows with the CPU count (the intr line alone may be kilobytes),
+ * so it is scanned in chunks of buf, the tail of each carried over.
+ * Returns the time or -errno. */
+static long long stats_boot_time(char *buf, size_t buflen)
+{
+    int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t keep = 0;
+    long long btime = -ENOENT;
+    for (;;) {
+        ssize_t n = read(fd, buf + keep, buflen - 1 - keep);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        size_t len = keep + (size_t)n;
+        buf[len] = '\0';
+        const char *bt = strstr(buf, "\nbtime ");
+        if (bt && strchr(bt + 7, '\n')) {
+            btime = strtoll(bt + 7, NULL, 10);
+            break;
+        }
+        /* A line cut at the chunk's end is looked at again with the next. */
+        keep = len < 64 ? len : 64;
+        memmove(buf, buf + len - keep, keep);
+    }
+    close(fd);
+    return btime;
+}
+
+int stats_process_read(struct stats_process *p)
+{
+    memset(p, 0, sizeof(*p));
+    char text[4096];
+    long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    if (ticks <= 0)
+        ticks = 100;
+    if (page <= 0)
+        page = 4096;
+    int rc = stats_count_fds(&p->open_fds);
+    ssize_t n = stats_read_file("/proc/self/stat", text, sizeof(text));
+    if (n < 0)
+        return (int)n;
+    /* Fields after the command name, which is in parentheses and may hold
+     * spaces: field 3 (state) starts two bytes after the last ')'. */
+    char *q = strrchr(text, ')');
+    if (!q)
+        return -EINVAL;
+    unsigned long long utime = 0, stime = 0, start = 0, rss = 0;
+    int field = 3;
+    for (char *s = q + 2; *s && field <= 24; field++) {
+        char *end;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (field == 14) utime = v;
+        else if (field == 15) stime = v;
+        else if (field == 22) start = v;
+        else if (field == 24) rss = v;
+        s = strchr(s, ' ');
+        if (!s)
+            break;
+        s++;
+    }
+    p->cpu_seconds = (double)(utime + stime) / (double)ticks;
+    p->rss_bytes = (uint64_t)rss * (uint64_t)page;
+    long long btime = stats_boot_time(text, sizeof(text));
+    if (btime < 0)
+        return (int)btime;
+    p->start_time = (double)btime + (double)start / (double)ticks;
+    return rc;
+}
