@@ -133,7 +133,9 @@ static int conn_queue_frame(struct conn *c, int opcode, const void *payload, siz
     return conn_queue_rbuf(c, r);
 }
 
-static void conn_close(struct conn *c, uint16_t code)
+/* Sends close code; counted is the code wspush_connections_closed_total
+ * counts (the page's own close, echoed, must not pass for ours). */
+static void conn_close_as(struct conn *c, uint16_t code, uint16_t counted)
 {
     if (c->state == CONN_HANDSHAKE) {
         conn_kill(c);
@@ -143,7 +145,7 @@ static void conn_close(struct conn *c, uint16_t code)
         return;
     unsigned char payload[2];
     buf_put_u16(payload, code);
-    c->cs->stats.closed[stats_close_slot(code)]++;
+    c->cs->stats.closed[stats_close_slot(counted)]++;
     c->state = CONN_CLOSING;
     if (conn_queue_frame(c, FRAME_CLOSE, payload, 2) < 0) {
         conn_kill(c);
@@ -152,6 +154,8 @@ static void conn_close(struct conn *c, uint16_t code)
     log_debug("fd %d: close %u sent", c->io.fd, code);
     ev_timer_start(c->cs->loop, &c->timer, (uint64_t)conn_cfg(c)->close_timeout_ms, conn_on_timer);
 }
+
+static void conn_close(struct conn *c, uint16_t code) { conn_close_as(c, code, code); }
 
 /* ---- the transport table (what a session calls) ---- */
 
@@ -453,7 +457,8 @@ static int conn_on_frame(struct conn *c, const struct frame *f)
          * 5.5.1). In CLOSING this is the answer to our close frame. */
         c->flags |= CONN_PEER_CLOSED;
         if (c->state == CONN_OPEN)
-            conn_close(c, reply);
+            conn_close_as(c, reply, code < 0 || reply == 1007 || reply == 1000 || reply == 1001
+                                        ? reply : 0);   /* 0: "other" */
         conn_hang_up(c);
         return -1;
     }

@@ -141,11 +141,14 @@ enum mhttp_route mhttp_route(const struct mhttp_request *req)
 /* ---- the responder ---- */
 
 struct mhttp_conn {
-    struct ev_io    io;           /* io.events == 0 and fd -1: the slot is free */
+    struct ev_io    io;           /* fd -1: the slot is free */
     struct ev_timer timer;
     mhttp_t        *m;
     int             fd;
     int             draining;     /* answered: reading to EOF before close */
+    int             answered;     /* an answer is queued or sent */
+    size_t          drained;      /* bytes read and dropped while draining */
+    uint64_t        since;        /* ms: accepted */
     size_t          in_len;
     char            in[MHTTP_MAX_REQUEST];
     struct buf      out;          /* the answer; its memory is kept for the next */
@@ -164,6 +167,8 @@ struct mhttp {
 
 /* Closes the connection and frees its slot (the slot's memory stays: it
  * is part of struct mhttp, so closing inside a callback is safe). */
+static void mhttp_on_timeout(ev_loop_t *loop, struct ev_timer *t);
+
 static void mhttp_conn_close(struct mhttp_conn *c)
 {
     if (c->fd < 0)
@@ -212,7 +217,9 @@ static void mhttp_conn_drain(struct mhttp_conn *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        if (n <= 0) {
+        /* A client that keeps sending after its answer gets a bounded
+         * amount of our reading, then the close. */
+        if (n <= 0 || (c->drained += (size_t)n) > MHTTP_DRAIN_MAX) {
             mhttp_conn_close(c);
             return;
         }
@@ -222,10 +229,14 @@ static void mhttp_conn_drain(struct mhttp_conn *c)
 static void mhttp_answer(struct mhttp_conn *c, int status, const char *reason, const char *type,
                          const char *body, size_t body_len, int head)
 {
+    /* The head arrived within MHTTP_HEAD_MS: the answer gets the rest. */
+    c->answered = 1;
+    ev_timer_start(c->m->loop, &c->timer, MHTTP_TIMEOUT_MS, mhttp_on_timeout);
     buf_reset(&c->out);
     int rc = buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                        "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                        status, reason, type, body_len);
+                        "%sCache-Control: no-store\r\nConnection: close\r\n\r\n",
+                        status, reason, type, body_len,
+                        status == 405 ? "Allow: GET, HEAD\r\n" : "");
     if (rc == 0 && !head && body_len)
         rc = buf_append(&c->out, body, body_len);
     if (rc < 0) {
@@ -349,12 +360,22 @@ static void mhttp_on_accept(struct listener *l, int fd, void *data)
 {
     (void)l;
     mhttp_t *m = data;
-    struct mhttp_conn *c = NULL;
-    for (int i = 0; i < MHTTP_MAX_CONNS && !c; i++)
-        if (m->conns[i].fd < 0)
-            c = &m->conns[i];
+    struct mhttp_conn *c = NULL, *oldest_waiting = NULL;
+    for (int i = 0; i < MHTTP_MAX_CONNS && !c; i++) {
+        struct mhttp_conn *x = &m->conns[i];
+        if (x->fd < 0)
+            c = x;
+        else if (!x->answered && (!oldest_waiting || x->since < oldest_waiting->since))
+            oldest_waiting = x;
+    }
+    if (!c && oldest_waiting) {
+        /* Full of connections still waiting for their request: the
+         * oldest gives way, so idle sockets cannot lock scrapes out. */
+        mhttp_conn_close(oldest_waiting);
+        c = oldest_waiting;
+    }
     if (!c) {
-        log_debug("metrics: %d connections open: one more closed", MHTTP_MAX_CONNS);
+        log_debug("metrics: %d connections answering: one more closed", MHTTP_MAX_CONNS);
         close(fd);
         return;
     }
@@ -364,7 +385,10 @@ static void mhttp_on_accept(struct listener *l, int fd, void *data)
     }
     c->fd = fd;
     c->in_len = 0;
-    ev_timer_start(m->loop, &c->timer, MHTTP_TIMEOUT_MS, mhttp_on_timeout);
+    c->answered = 0;
+    c->drained = 0;
+    c->since = ev_now(m->loop);
+    ev_timer_start(m->loop, &c->timer, MHTTP_HEAD_MS, mhttp_on_timeout);
 }
 
 mhttp_t *mhttp_open(ev_loop_t *loop, const char *spec, const struct mhttp_handlers *h, void *ctx,

@@ -30,6 +30,9 @@ struct buf;
 #define MHTTP_MAX_CONNS   16
 #define MHTTP_MAX_REQUEST 4096
 #define MHTTP_TIMEOUT_MS  5000
+#define MHTTP_HEAD_MS     1000    /* for the request head; the oldest waiting
+                                     connection gives way when all are taken */
+#define MHTTP_DRAIN_MAX   65536   /* bytes read after the answer before closing */
 
 #define MHTTP_NEED_MORE   (-2)
 #define MHTTP_E_MALFORMED (-1)

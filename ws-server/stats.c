@@ -84,7 +84,11 @@ static int stats_hist_write(struct buf *out, const char *name, const char *help,
         else
             rc |= buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
     }
-    rc |= buf_printf(out, "%s_sum %.9g\n", name, (double)h->sum_ns / 1e9);
+    /* Exact to the nanosecond however large the sum grows (a double
+     * printed short would lose the resolution rate() needs). */
+    rc |= buf_printf(out, "%s_sum %llu.%09llu\n", name,
+                     (unsigned long long)(h->sum_ns / 1000000000u),
+                     (unsigned long long)(h->sum_ns % 1000000000u));
     rc |= buf_printf(out, "%s_count %llu\n", name, (unsigned long long)h->count);
     return rc;
 }

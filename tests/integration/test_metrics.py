@@ -402,3 +402,37 @@ def test_grafana_dashboard_queries_parse_and_use_exported_names(menv, tmp_path):
     assert used <= exported, used - exported
     assert {n for n in exported if n.startswith("wspush_")} - {
         n for n in used} <= {f"wspush_fanout_seconds_{s}" for s in ("sum", "count")}
+
+
+def test_idle_connections_do_not_lock_out_scrapes(menv):
+    """Sockets that connect to the metrics listener and send nothing: once
+    every slot is taken, the oldest waiting one gives way, so a scrape and
+    /readyz still get their answer."""
+    host, port = menv.metrics.rsplit(":", 1)
+    idle = [socket.create_connection((host, int(port))) for _ in range(20)]
+    try:
+        status, head, _ = get(menv.metrics, "/readyz")
+        assert status == 200, head
+        assert scrape(menv)("wspush_messages_published_total") >= 0
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_a_page_close_code_is_not_counted_as_ours(menv):
+    """A page that closes with 4401 gets its code echoed, but the counter
+    of closes ws-server decided (4401: revoked) must not move: the page's
+    own codes count as "other"."""
+    import struct as st
+    from harness import encode_frame
+    r = subscriber(menv, "channels=public/a")
+    before = scrape(menv)
+    r.send(encode_frame(0x8, st.pack(">H", 4401)))
+    assert r.recv_close() == 4401
+    r.close()
+    wait_for(lambda: scrape(menv)("wspush_connections", transport="ws") == 0, what="close")
+    after = scrape(menv)
+    delta = lambda code: (after("wspush_connections_closed_total", code=code)
+                          - before("wspush_connections_closed_total", code=code))
+    assert delta("4401") == 0
+    assert delta("other") == 1

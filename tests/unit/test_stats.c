@@ -106,7 +106,7 @@ static const char *const want_lines[] = {
     "wspush_fanout_seconds_bucket{le=\"0.005\"} 3\n",
     "wspush_fanout_seconds_bucket{le=\"2.5\"} 3\n",
     "wspush_fanout_seconds_bucket{le=\"+Inf\"} 4\n",
-    "wspush_fanout_seconds_sum 9.00315\n",
+    "wspush_fanout_seconds_sum 9.003150000\n",
     "wspush_fanout_seconds_count 4\n",
     "process_resident_memory_bytes 4096\n",
     "process_cpu_seconds_total 1.250\n",
