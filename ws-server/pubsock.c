@@ -86,6 +86,11 @@ static void pubsock_error(struct pubpeer *p, uint32_t req_id, uint16_t code, con
 
 static void pubsock_publish(struct pubpeer *p, const struct ipc_msg *m)
 {
+    /* wspush_fanout_seconds: from the decoded request (its checks
+     * included) to its frame queued to the last local subscriber. The
+     * monotonic clock is read through the vDSO: no system call. */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     const struct cfg *cfg = *p->ps->cfg;
     int rc = payload_check_channels(m->channels, m->nchannels);
     if (rc < 0) {
@@ -105,9 +110,7 @@ static void pubsock_publish(struct pubpeer *p, const struct ipc_msg *m)
     }
     struct engine_publish pub = { m->channels, m->nchannels, m->data, { NULL, 0 } };
     struct engine_result res;
-    /* The monotonic clock is read through the vDSO: no system call. */
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct timespec t1;
     if (engine_publish(p->ps->engine, &pub, &res) < 0) {
         pubsock_error(p, m->req_id, IPC_ERR_INTERNAL, "out of memory");
         return;

@@ -153,7 +153,7 @@ int stats_write(struct buf *out, const struct stats_view *v)
     rc |= stats_u64(out, "wspush_publish_socket_requests_total", "{result=\"error\"}", v->pubsock->error);
 
     rc |= stats_hist_write(out, "wspush_fanout_seconds",
-                           "From a publish handed to the engine to its frame queued to the last local subscriber.",
+                           "From a publish read off the publish socket to its frame queued to the last local subscriber.",
                            &v->pubsock->fanout);
 
     const struct stats_process *p = &v->process;
