@@ -101,7 +101,7 @@ struct stats_hub {
 /* pubsock.c */
 struct stats_pubsock {
     uint64_t ok, refused, error;  /* requests by answer: ack, a refusal, internal error */
-    struct stats_hist fanout;     /* publish handed to the engine -> queued to the last subscriber */
+    struct stats_hist fanout;     /* publish read off the socket -> queued to the last subscriber */
 };
 
 /* The process, read from /proc/self at scrape time. */
