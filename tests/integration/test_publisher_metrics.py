@@ -1,0 +1,147 @@
+"""fcgi-publisher's metrics_listen, behind a real nginx with three worker
+processes: the exposition is valid (promtool check metrics,
+python3-prometheus-client's parser), one scrape sums every worker's
+counters (whichever worker answers it), counters move by exactly what known
+traffic adds, a worker killed with SIGKILL takes none of them along, and
+/readyz follows the link to ws-server (docs/observability.md)."""
+import os
+import signal
+import subprocess
+
+import pytest
+
+from harness import free_port, wait_for
+from test_metrics import Scrape, get
+from webservers import Site
+
+FAMILIES = {
+    "wspush_publisher_requests": ("counter", {"endpoint", "code"}),
+    "wspush_publisher_request_duration_seconds": ("histogram", {"endpoint"}),
+    "wspush_publisher_ack_wait_seconds": ("histogram", set()),
+    "wspush_publisher_link_up": ("gauge", set()),
+    "wspush_publisher_link_reconnects": ("counter", set()),
+    "wspush_publisher_tokens_issued": ("counter", set()),
+    "process_resident_memory_bytes": ("gauge", set()),
+    "process_cpu_seconds": ("counter", set()),
+    "process_open_fds": ("gauge", set()),
+    "process_start_time_seconds": ("gauge", set()),
+}
+WORKERS = 3
+
+
+@pytest.fixture
+def msite(env):
+    s = Site(env, "nginx")
+    s.metrics = f"127.0.0.1:{free_port()}"
+    env.sections["publisher"].update(metrics_listen=s.metrics, workers=str(WORKERS))
+    env.write_ini()
+    try:
+        s.start()
+        wait_for(lambda: get(s.metrics, "/readyz")[0] == 200, what="a worker's link to ws-server")
+    except BaseException:
+        s.stop()
+        raise
+    yield s
+    rc = s.stop()
+    assert rc == 0, "fcgi-publisher exited %r:\n%s" % (rc, s.publisher.log_text()[-4000:])
+
+
+def scrape(site):
+    status, head, body = get(site.metrics, "/metrics")
+    assert status == 200, head
+    assert "Content-Type: text/plain; version=0.0.4" in head
+    return Scrape(body.decode())
+
+
+def workers(site):
+    pid = site.publisher.proc.pid
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def monotonic_samples(s):
+    """Every sample that must never go down: those of counters and
+    histograms."""
+    return {(smp.name, tuple(sorted(smp.labels.items()))): smp.value
+            for f in s.families.values() if f.type in ("counter", "histogram")
+            for smp in f.samples}
+
+
+def test_exposition_is_valid_and_complete(msite):
+    s = scrape(msite)
+    p = subprocess.run(["promtool", "check", "metrics"], input=s.text, capture_output=True,
+                       text=True, timeout=10)
+    assert p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(), p.stdout + p.stderr
+    for name, (type_, keys) in FAMILIES.items():
+        assert name in s.families, name
+        f = s.families[name]
+        assert f.type == type_, (name, f.type)
+        assert f.documentation, name
+        for smp in f.samples:
+            assert set(smp.labels) - {"le"} == keys, (name, smp.labels)
+    endpoints = {smp.labels["endpoint"] for smp in s.families["wspush_publisher_requests"].samples}
+    assert endpoints == {"publish", "token", "other"}
+    # Summed over the supervisor and its three workers; the start time is
+    # the supervisor's.
+    assert s("wspush_publisher_link_up") == WORKERS
+    assert s("process_open_fds") > 4 * 3
+    assert s("process_resident_memory_bytes") > 4 << 20
+    ticks = os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{msite.publisher.proc.pid}/stat") as f:
+        start = int(f.read().rsplit(")", 1)[1].split()[19]) / ticks
+    with open("/proc/stat") as f:
+        btime = next(int(l.split()[1]) for l in f if l.startswith("btime "))
+    assert abs(s("process_start_time_seconds") - (btime + start)) < 0.02
+    assert get(msite.metrics, "/healthz")[0] == 200
+    assert get(msite.metrics, "/nothing")[0] == 404
+
+
+def test_counters_sum_over_workers_and_survive_a_killed_worker(msite):
+    before = scrape(msite)
+    for i in range(5):
+        r = msite.publish("news", f"m{i}")
+        assert r.status == 200, r
+    r = msite.publish("news", "csrf", origin=False, headers={"Origin": "http://evil.example"})
+    assert r.status == 403, r
+    r = msite.request("GET", "/push/token?channels=user/alice/inbox")
+    assert r.status == 200, r
+    after = scrape(msite)
+
+    def delta(name, **labels):
+        return after(name, **labels) - before(name, **labels)
+
+    assert delta("wspush_publisher_requests_total", endpoint="publish", code="200") == 5
+    assert delta("wspush_publisher_requests_total", endpoint="publish", code="403") == 1
+    assert delta("wspush_publisher_requests_total", endpoint="token", code="200") == 1
+    assert delta("wspush_publisher_request_duration_seconds_count", endpoint="publish") == 6
+    assert delta("wspush_publisher_request_duration_seconds_count", endpoint="token") == 1
+    assert delta("wspush_publisher_ack_wait_seconds_count") == 5
+    assert delta("wspush_publisher_tokens_issued_total") == 1
+    assert after("wspush_publisher_link_up") >= 1
+
+    # SIGKILL one worker: the supervisor starts another in its slot, which
+    # goes on counting from where the dead one stopped.
+    old = workers(msite)
+    assert len(old) == WORKERS
+    os.kill(old[0], signal.SIGKILL)
+    wait_for(lambda: len(workers(msite)) == WORKERS and old[0] not in workers(msite),
+             what="a new worker in place of the killed one")
+    wait_for(lambda: scrape(msite)("wspush_publisher_link_up") == WORKERS,
+             what="the new worker's link")
+    later = scrape(msite)
+    base = monotonic_samples(after)
+    assert base
+    for key, v in base.items():
+        assert later.samples[key] >= v, (key, v, later.samples[key])
+    assert later("wspush_publisher_requests_total", endpoint="publish", code="200") == \
+        after("wspush_publisher_requests_total", endpoint="publish", code="200")
+    # The new worker's first connection is a reconnect of its slot.
+    assert later("wspush_publisher_link_reconnects_total") >= 1
+
+
+def test_readyz_follows_the_link_to_ws_server(msite):
+    assert get(msite.metrics, "/readyz")[0] == 200
+    rc = msite.env.stop_ws()
+    assert rc == 0
+    wait_for(lambda: get(msite.metrics, "/readyz")[0] == 503, what="/readyz 503 without ws-server")
+    assert scrape(msite)("wspush_publisher_link_up") == 0
