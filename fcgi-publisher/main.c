@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -329,7 +330,8 @@ static int main_reap_workers(int n, pid_t *pids, int *alive, int stopping, int *
 {
     int st, restart = 0;
     pid_t pid;
-    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+    struct rusage ru;
+    while ((pid = wait4(-1, &st, WNOHANG, &ru)) > 0) {
         for (int i = 0; i < n; i++) {
             if (pids[i] != pid)
                 continue;
@@ -340,6 +342,9 @@ static int main_reap_workers(int n, pid_t *pids, int *alive, int stopping, int *
             struct pubstats_slot *sl = pubstats_slot(stats, i);
             sl->pid = 0;
             pubstats_set(&sl->link_up, 0);
+            pubstats_add(&sl->gone_cpu_us,
+                         (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+                         (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec));
             if (stopping) {
                 if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
                     *status = 1;

@@ -158,6 +158,7 @@ static void pubstats_processes(const pubstats_t *s, struct procstat *total)
     if (s->supervisor <= 0)
         return;
     for (int i = 0; i < s->nslots; i++) {
+        total->cpu_seconds += (double)pubstats_load(&s->slot[i].gone_cpu_us) / 1e6;
         pid_t pid = __atomic_load_n(&s->slot[i].pid, __ATOMIC_RELAXED);
         if (pid <= 0 || pid == s->supervisor)
             continue;

@@ -65,6 +65,10 @@ struct pubstats_slot {
     uint64_t link_up;                 /* gauge: 1 while connected to ws-server */
     uint64_t link_connects;           /* connections made to ws-server */
     uint64_t tokens_issued;
+    /* Written by the supervisor when it reaps the slot's worker: the CPU
+     * time of the workers that ran in the slot and are gone, so
+     * process_cpu_seconds_total never goes backwards either. */
+    uint64_t gone_cpu_us;
 };
 
 /* Single writer: a load and a store, never a locked instruction. */

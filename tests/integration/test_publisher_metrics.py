@@ -145,3 +145,32 @@ def test_readyz_follows_the_link_to_ws_server(msite):
     assert rc == 0
     wait_for(lambda: get(msite.metrics, "/readyz")[0] == 503, what="/readyz 503 without ws-server")
     assert scrape(msite)("wspush_publisher_link_up") == 0
+
+
+def test_fd0_mode_shows_the_one_process(env):
+    """Started on fd 0 (spawn-fcgi, mod_fcgid) there is no supervisor: the
+    process counts and serves on its own, and a scrape shows it only."""
+    s = Site(env, "nginx")
+    s.metrics = f"127.0.0.1:{free_port()}"
+    env.sections["publisher"]["metrics_listen"] = s.metrics
+    env.write_ini()
+    try:
+        s.start(on_fd0=True)
+        wait_for(lambda: get(s.metrics, "/readyz")[0] == 200, what="the link to ws-server")
+        before = scrape(s)
+        r = s.publish("news", "one")
+        assert r.status == 200, r
+        after = scrape(s)
+        assert after("wspush_publisher_requests_total", endpoint="publish", code="200") - \
+            before("wspush_publisher_requests_total", endpoint="publish", code="200") == 1
+        assert after("wspush_publisher_link_up") == 1
+        assert workers(s) == []
+        ticks = os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{s.publisher.proc.pid}/stat") as f:
+            start = int(f.read().rsplit(")", 1)[1].split()[19]) / ticks
+        with open("/proc/stat") as f:
+            btime = next(int(l.split()[1]) for l in f if l.startswith("btime "))
+        assert abs(after("process_start_time_seconds") - (btime + start)) < 0.02
+    finally:
+        rc = s.stop()
+    assert rc == 0, "fcgi-publisher exited %r:\n%s" % (rc, s.publisher.log_text()[-4000:])
