@@ -5,12 +5,13 @@ counters (whichever worker answers it), counters move by exactly what known
 traffic adds, a worker killed with SIGKILL takes none of them along, and
 /readyz follows the link to ws-server (docs/observability.md)."""
 import os
+import re
 import signal
 import subprocess
 
 import pytest
 
-from harness import free_port, wait_for
+from harness import ROOT, free_port, wait_for
 from test_metrics import Scrape, get
 from webservers import Site
 
@@ -94,6 +95,10 @@ def test_exposition_is_valid_and_complete(msite):
     assert abs(s("process_start_time_seconds") - (btime + start)) < 0.02
     assert get(msite.metrics, "/healthz")[0] == 200
     assert get(msite.metrics, "/nothing")[0] == 404
+    # The alert rules name only series fcgi-publisher exports.
+    rules = (ROOT / "conf" / "prometheus" / "wspush-alerts.yml").read_text()
+    used = set(re.findall(r"\b(wspush_publisher_[a-z_]+)", rules))
+    assert used and used <= {name for name, _ in s.samples}, used
 
 
 def test_counters_sum_over_workers_and_survive_a_killed_worker(msite):
