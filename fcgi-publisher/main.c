@@ -142,8 +142,9 @@ static void main_reload(struct main_worker *w)
         main_cfg_free(c);
         return;
     }
-    if (strcmp(w->cfg->pub_listen, c->pub_listen) != 0 || w->cfg->pub_workers != c->pub_workers)
-        log_warn("reload: [publisher] listen and workers change only on restart");
+    if (strcmp(w->cfg->pub_listen, c->pub_listen) != 0 || w->cfg->pub_workers != c->pub_workers ||
+        strcmp(w->cfg->pub_metrics_listen, c->pub_metrics_listen) != 0)
+        log_warn("reload: [publisher] listen, workers and metrics_listen change only on restart");
     struct front_limits lim = main_front_limits(c);
     front_set_limits(w->front, &lim);
     log_set_level((enum log_level)c->log_level);
