@@ -4,6 +4,7 @@ python3-prometheus-client's parser), one scrape sums every worker's
 counters (whichever worker answers it), counters move by exactly what known
 traffic adds, a worker killed with SIGKILL takes none of them along, and
 /readyz follows the link to ws-server (docs/observability.md)."""
+import json
 import os
 import re
 import signal
@@ -150,6 +151,29 @@ def test_readyz_follows_the_link_to_ws_server(msite):
     assert rc == 0
     wait_for(lambda: get(msite.metrics, "/readyz")[0] == 503, what="/readyz 503 without ws-server")
     assert scrape(msite)("wspush_publisher_link_up") == 0
+
+
+def test_grafana_dashboard_queries_parse_and_use_exported_names(msite, tmp_path):
+    """Every panel query of conf/grafana/wspush-publisher.json, with the
+    dashboard's variables filled in, passes promtool (as a recording rule)
+    and names only series fcgi-publisher exports (or up); every
+    wspush_publisher_* family is on a panel."""
+    dash = json.loads((ROOT / "conf" / "grafana" / "wspush-publisher.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    filled = [e.replace("$__rate_interval", "5m").replace("$job", "wspush-publisher")
+              .replace("$instance", ".*") for e in exprs]
+    rules = tmp_path / "dashboard-rules.yml"
+    rules.write_text("groups:\n  - name: dashboard\n    rules:\n" + "".join(
+        f"      - record: dashboard:q{i}\n        expr: {json.dumps(e)}\n" for i, e in enumerate(filled)))
+    p = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stdout + p.stderr
+    exported = {name for name, _ in scrape(msite).samples} | {"up"}
+    used = {n for e in exprs for n in re.findall(r"\b((?:wspush|process)_[a-z_]+|up)\{", e)}
+    assert used <= exported, used - exported
+    families = {n.removesuffix("_total").removesuffix("_bucket") for n in used}
+    ours = {f for f in FAMILIES if f.startswith("wspush_")}
+    assert ours <= families, ours - families
 
 
 def test_fd0_mode_shows_the_one_process(env):
