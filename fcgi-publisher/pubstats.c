@@ -67,7 +67,7 @@ void pubstats_link(void *ctx, int up)
 
 pubstats_t *pubstats_map(int nslots, pid_t supervisor)
 {
-    if (nslots < 1 || nslots > 1024) {
+    if (nslots < 1 || nslots > PUBSTATS_SLOTS_MAX) {
         errno = EINVAL;
         return NULL;
     }
@@ -201,7 +201,7 @@ int pubstats_write(struct buf *out, const pubstats_t *s)
         }
     }
 
-    const struct pubstats_hist *hists[1024];
+    const struct pubstats_hist *hists[PUBSTATS_SLOTS_MAX];
     rc |= pubstats_family(out, "wspush_publisher_request_duration_seconds", "histogram",
                           "FastCGI request in (complete) to answer out, by endpoint.");
     for (int e = 0; e < PUBSTATS_ENDPOINTS; e++) {

@@ -93,7 +93,10 @@ void pubstats_link(void *ctx, int up);
 
 typedef struct pubstats pubstats_t;
 
-/* Maps a zeroed shared region of nslots slots (1..1024); supervisor is
+/* [publisher] workers is at most this (cfg.c). */
+#define PUBSTATS_SLOTS_MAX 1024
+
+/* Maps a zeroed shared region of nslots slots (1..PUBSTATS_SLOTS_MAX); supervisor is
  * the pid whose start time and /proc the scrape shows besides the slots'
  * (0: none, the fd-0 mode). Returns NULL with errno set. */
 pubstats_t *pubstats_map(int nslots, pid_t supervisor);
