@@ -177,7 +177,7 @@ install: $(PROGRAMS)
 	install -d $(DESTDIR)$(PREFIX)/share/wspush/js
 	install -m 0644 conf/demo/www/wspush.js $(DESTDIR)$(PREFIX)/share/wspush/js/
 	install -m 0644 conf/prometheus/wspush-alerts.yml conf/grafana/wspush-ws-server.json \
-	    $(DESTDIR)$(PREFIX)/share/wspush/
+	    conf/grafana/wspush-publisher.json $(DESTDIR)$(PREFIX)/share/wspush/
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/lib/sysusers.d
 	for u in conf/systemd/*.service; do \
 	  sed 's#@PREFIX@#$(PREFIX)#g' $$u > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u); done

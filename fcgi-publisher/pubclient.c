@@ -64,6 +64,8 @@ struct pubc {
     struct buf       in;          /* answers read, not yet decoded */
     struct pubc_ring reqs;
     size_t           ndone;       /* failed, callback not yet run */
+    pubc_link_cb    *on_link;     /* optional: the connection opened / closed */
+    void            *link_ctx;
 };
 
 static const struct pubc_result pubc_no_result;
@@ -134,6 +136,8 @@ static void pubc_hangup(pubc_t *c)
     c->conn_gen++;
     c->path_changed = 0;
     buf_reset(&c->in);
+    if (c->on_link)
+        c->on_link(c->link_ctx, 0);
 }
 
 /* Forgets the unsent bytes (their requests are failing). */
@@ -186,7 +190,20 @@ static int pubc_connect(pubc_t *c)
     }
     c->fd = fd;
     c->conn_gen++;
+    if (c->on_link)
+        c->on_link(c->link_ctx, 1);
     return 0;
+}
+
+int pubc_open(pubc_t *c)
+{
+    return c->fd >= 0 ? 0 : pubc_connect(c);
+}
+
+void pubc_on_link(pubc_t *c, pubc_link_cb *cb, void *ctx)
+{
+    c->on_link = cb;
+    c->link_ctx = ctx;
 }
 
 /* Keeps the timer on the oldest waiting request's deadline. Fails only

@@ -72,6 +72,17 @@ int pubc_disconnect(pubc_t *c, const char *user, int timeout_ms, pubc_done_cb *c
  * still completes at ws-server). */
 void pubc_cancel(pubc_t *c, uint64_t ticket);
 
+/* Connects now if not connected (a link kept up ahead of the first
+ * request, and watched for readiness). Returns 0 or PUBC_E_UNAVAILABLE. */
+int pubc_open(pubc_t *c);
+
+/* Told when the connection to ws-server opens (up 1) and closes (up 0),
+ * from inside pubclient: it must only take note (fcgi-publisher's metrics
+ * count links and reconnects), never call back into c. */
+typedef void pubc_link_cb(void *ctx, int up);
+/* Sets or clears (cb NULL) the link callback. */
+void pubc_on_link(pubc_t *c, pubc_link_cb *cb, void *ctx);
+
 /* Sends what was queued; call once per loop pass, after dispatch. */
 void pubc_flush(pubc_t *c);
 /* Requests waiting for an answer. */

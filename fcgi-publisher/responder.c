@@ -14,6 +14,7 @@
 #include "origin.h"
 #include "pattern.h"
 #include "pubclient.h"
+#include "pubstats.h"
 #include "token.h"
 #include "urlenc.h"
 
@@ -25,6 +26,7 @@ struct resp {
     pubc_t           *pub;        /* this worker's pipelined publish connection */
     const struct cfg *c;          /* the config new requests start with */
     struct buf        scratch;    /* body_parse's scratch */
+    struct pubstats_slot *stats;  /* this worker's counters (shared memory) */
 };
 
 /* One request being answered. The strings point into the request's params,
@@ -38,7 +40,10 @@ struct resp_rq {
     size_t            path_len;
     const char       *cors_origin;/* echoed in CORS headers when listed, else NULL */
     char              user[TOK_SUB_MAX + 1];
-    int               status;     /* answered status, for the log line */
+    int               status;     /* answered status, for the log line and metrics */
+    enum pubstats_endpoint endpoint;
+    uint64_t          start_ns;   /* CLOCK_MONOTONIC when the request was handed in */
+    uint64_t          queued_ns;  /* ... when its publish was queued to ws-server */
     int               answered;
     struct buf        out;        /* the CGI answer */
     /* A publish waiting for ws-server. */
@@ -50,6 +55,14 @@ struct resp_rq {
 };
 
 static void resp_finish(struct resp_rq *rq);
+
+/* CLOCK_MONOTONIC in ns: read through the vDSO, no system call. */
+static uint64_t resp_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* The params an answer depends on for who is asking and from where. Sent
  * twice (a site's included fastcgi_params plus its own line, such as
@@ -271,6 +284,7 @@ static void resp_published(void *ctx, int rc, const struct pubc_result *res)
 {
     struct resp_rq *rq = ctx;
     rq->pending = 0;
+    pubstats_observe(&rq->r->stats->ack_wait, resp_now_ns() - rq->queued_ns);
     if (rc < 0) {
         log_warn("publish by %s to %s: %s%s%s", rq->user, rq->summary, pubc_strerror(rc),
                  res->text[0] ? ": " : "", res->text);
@@ -370,6 +384,7 @@ static void resp_publish(struct resp_rq *rq)
     }
     snprintf(rq->summary, sizeof rq->summary, "%.*s%s", (int)m.channels[0].len, m.channels[0].p,
              m.nchannels > 1 ? ",..." : "");
+    rq->queued_ns = resp_now_ns();
     rc = pubc_publish(r->pub, m.channels, m.nchannels, m.data, m.data_len, c->ack_timeout_ms,
                       resp_published, rq, &rq->ticket);
     if (rc < 0) {
@@ -452,6 +467,8 @@ static void resp_token(struct resp_rq *rq)
         json_array_append_new(arr, json_string(chans[i]));
     resp_json(rq, 200, NULL, json_pack("{s:s,s:I,s:o}", "token", tok, "expires", (json_int_t)exp,
                                        "channels", arr));
+    if (rq->status == 200)
+        pubstats_add(&rq->r->stats->tokens_issued, 1);
 out:
     auth_user_free(&u);
 }
@@ -476,17 +493,19 @@ static int resp_path_is(const struct resp_rq *rq, const char *mount, const char 
            memcmp(rq->path + mlen, leaf, llen) == 0;
 }
 
-resp_t *resp_new(ev_loop_t *loop, const struct cfg *c)
+resp_t *resp_new(ev_loop_t *loop, const struct cfg *c, struct pubstats_slot *stats)
 {
     resp_t *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     r->c = c;
+    r->stats = stats;
     r->pub = pubc_new(loop, c->publish_socket);
     if (!r->pub) {
         free(r);
         return NULL;
     }
+    pubc_on_link(r->pub, pubstats_link, stats);
     return r;
 }
 
@@ -509,6 +528,8 @@ int resp_set_cfg(resp_t *r, const struct cfg *c)
 
 void resp_flush(resp_t *r) { pubc_flush(r->pub); }
 
+int resp_link(resp_t *r) { return pubc_open(r->pub) < 0 ? -1 : 0; }
+
 static void resp_rq_free(struct resp_rq *rq)
 {
     json_decref(rq->channels);
@@ -523,6 +544,7 @@ static void resp_finish(struct resp_rq *rq)
         resp_fail(rq, 500, "no answer");
     log_info("%s %.*s -> %d%s%s", rq->method, (int)rq->path_len, rq->path, rq->status,
              rq->user[0] ? " user=" : "", rq->user);
+    pubstats_request(rq->r->stats, rq->endpoint, rq->status, resp_now_ns() - rq->start_ns);
     front_req_set_data(rq->req, NULL);
     front_reply(rq->req, rq->out.data, rq->out.len);
     resp_rq_free(rq);
@@ -554,6 +576,7 @@ void resp_handle(void *resp, struct front_req *req)
     rq->r = r;
     rq->req = req;
     rq->c = c;
+    rq->start_ns = resp_now_ns();
     rq->method = resp_param(rq, "REQUEST_METHOD");
     if (!rq->method)
         rq->method = "";
@@ -575,6 +598,7 @@ void resp_handle(void *resp, struct front_req *req)
 
     int is_publish = resp_path_is(rq, c->mount, "/publish");
     int is_token = resp_path_is(rq, c->mount, "/token");
+    rq->endpoint = is_publish ? PUBSTATS_PUBLISH : is_token ? PUBSTATS_TOKEN : PUBSTATS_OTHER;
     if (front_req_truncated(req)) {
         resp_fail(rq, 431, "request head over max_params");
     } else if (twice) {

@@ -33,10 +33,14 @@
 #include "front.h"
 
 typedef struct resp resp_t;
+struct pubstats_slot;
 
-/* A responder publishing to c's publish_socket; NULL when the path does
- * not fit a Unix socket address or memory runs out. */
-resp_t *resp_new(ev_loop_t *loop, const struct cfg *c);
+/* A responder publishing to c's publish_socket, counting its answers,
+ * latencies, tokens and link state in stats (pubstats.h; must outlive
+ * it). A request the web server gives up on before its answer is not
+ * counted. NULL when the path does not fit a Unix socket address or
+ * memory runs out. */
+resp_t *resp_new(ev_loop_t *loop, const struct cfg *c, struct pubstats_slot *stats);
 /* Pending publishes are dropped without an answer (their connections are
  * closed by front_free). */
 void    resp_free(resp_t *r);
@@ -48,6 +52,10 @@ int     resp_set_cfg(resp_t *r, const struct cfg *c);
 void    resp_handle(void *resp, struct front_req *req);
 /* front_handlers: req is gone before its answer. */
 void    resp_cancel(void *resp, struct front_req *req);
+/* Opens the link to ws-server if it is down (a worker keeps it up, so
+ * /readyz tells whether publishes can go through). Returns 0, or -1 when
+ * ws-server cannot be reached now. */
+int     resp_link(resp_t *r);
 /* Sends the publishes queued this loop pass (call from the after hook). */
 void    resp_flush(resp_t *r);
 

@@ -88,6 +88,7 @@ static const struct cfg_key cfg_keys[] = {
 
     { "publisher", "listen", CFG_T_STR, CFG_F(pub_listen), 0, 0, 0 },
     { "publisher", "workers", CFG_T_INT, CFG_F(pub_workers), 1, 1024, 0 },
+    { "publisher", "metrics_listen", CFG_T_STR, CFG_F(pub_metrics_listen), 0, 0, 0 },
     { "publisher", "mount", CFG_T_MOUNT, CFG_F(mount), 0, 0, 0 },
     { "publisher", "auth", CFG_T_AUTH, CFG_F(auth), 0, 0, 0 },
     { "publisher", "jwt_cookie", CFG_T_STR, CFG_F(jwt_cookie), 0, 0, 0 },

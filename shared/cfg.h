@@ -95,6 +95,7 @@ struct cfg {
     /* [publisher] */
     char   pub_listen[CFG_PATH_MAX];  /* Unix path or host:port; empty = fd 0 */
     int    pub_workers;               /* 2 event-loop processes */
+    char   pub_metrics_listen[CFG_PATH_MAX]; /* host:port or Unix path of /metrics; "" = off */
     char   mount[64];                 /* "/push" */
     int    auth;                      /* enum cfg_auth */
     char   jwt_cookie[64];            /* cookie carrying the site's JWT (auth=jwt) */

@@ -6,6 +6,7 @@
 #   WSPUSH_DEMO_PORT     nginx port, the demo page          (default 8080)
 #   WSPUSH_DEMO_WS_PORT  ws-server's own port               (default 8081)
 #   WSPUSH_DEMO_METRICS_PORT  ws-server's metrics_listen    (default 8082)
+#   WSPUSH_DEMO_PUB_METRICS_PORT  fcgi-publisher's metrics_listen (default 8083)
 #   WSPUSH_DEMO_DIR      runtime directory to create; it must not exist yet
 #                        (default: a fresh mktemp directory)
 #
@@ -21,6 +22,7 @@ bin=${1:-$root/build/bin}
 port=${WSPUSH_DEMO_PORT:-8080}
 ws_port=${WSPUSH_DEMO_WS_PORT:-8081}
 metrics_port=${WSPUSH_DEMO_METRICS_PORT:-8082}
+pub_metrics_port=${WSPUSH_DEMO_PUB_METRICS_PORT:-8083}
 host=127.0.0.1
 
 say() { printf 'demo: %s\n' "$*" >&2; }
@@ -33,8 +35,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || die "nginx is not 
 nginx_bin=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 
 port_busy() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
-for p in "$port" "$ws_port" "$metrics_port"; do
-  port_busy "$p" && die "port $p is in use (another demo running?); set WSPUSH_DEMO_PORT / WSPUSH_DEMO_WS_PORT / WSPUSH_DEMO_METRICS_PORT"
+for p in "$port" "$ws_port" "$metrics_port" "$pub_metrics_port"; do
+  port_busy "$p" && die "port $p is in use (another demo running?); set WSPUSH_DEMO_PORT / WSPUSH_DEMO_WS_PORT / WSPUSH_DEMO_METRICS_PORT / WSPUSH_DEMO_PUB_METRICS_PORT"
 done
 
 if [ -n "${WSPUSH_DEMO_DIR:-}" ]; then
@@ -124,6 +126,7 @@ publish_socket_mode = 0600
 [publisher]
 listen = $run/fcgi.sock
 workers = 2
+metrics_listen = $host:$pub_metrics_port
 mount = /push
 auth = remote_user
 allowed_origins = $origins
@@ -162,6 +165,7 @@ cat <<EOF
     WebSocket   ws://$host:$port/ws  (proxied)  ws://$host:$ws_port/ws  (direct)
     publish     $bin/wspush -s $run/publish.sock publish public/demo '"hello"'
     metrics     http://$host:$metrics_port/metrics  (ws-server; also /healthz, /readyz)
+                http://$host:$pub_metrics_port/metrics  (fcgi-publisher; also /healthz, /readyz)
     runtime     $run  (removed on exit)
   Ctrl-C stops everything.
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from harness import BIN, ROOT, IpcError, free_port, stop_process, ws_handshake
+from harness import BIN, ROOT, IpcError, free_port, stop_process, wait_for, ws_handshake
 from test_fastcgi import Conn, publish_params, request
 from webservers import SERVERS as SERVERS_BY_NAME, USERS, Site
 
@@ -283,9 +283,10 @@ def test_web_server_502_504_are_json(env, server, mode):
 @pytest.fixture
 def demo():
     """`make run`'s demo (conf/demo/run.sh) on free ports."""
-    port, ws_port, metrics_port = free_port(), free_port(), free_port()
+    port, ws_port, metrics_port, pub_metrics_port = free_port(), free_port(), free_port(), free_port()
     env = dict(os.environ, WSPUSH_DEMO_PORT=str(port), WSPUSH_DEMO_WS_PORT=str(ws_port),
-               WSPUSH_DEMO_METRICS_PORT=str(metrics_port))
+               WSPUSH_DEMO_METRICS_PORT=str(metrics_port),
+               WSPUSH_DEMO_PUB_METRICS_PORT=str(pub_metrics_port))
     p = subprocess.Popen(["bash", str(ROOT / "conf" / "demo" / "run.sh"), str(BIN)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = []
@@ -297,9 +298,15 @@ def demo():
         else:
             raise AssertionError("demo did not start:\n" + "".join(out))
         assert f"metrics on 127.0.0.1:{metrics_port}" in "".join(out)
-        with socket.create_connection(("127.0.0.1", metrics_port), timeout=5) as s:
-            s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert s.recv(64).startswith(b"HTTP/1.1 200 "), "demo's metrics_listen not ready"
+        assert f"fcgi-publisher: metrics on 127.0.0.1:{pub_metrics_port}" in "".join(out)
+
+        def ready(mport):
+            with socket.create_connection(("127.0.0.1", mport), timeout=5) as s:
+                s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+                return s.recv(64).startswith(b"HTTP/1.1 200 ")
+        assert ready(metrics_port), "demo's ws-server metrics_listen not ready"
+        # fcgi-publisher is ready once a worker's link to ws-server is up.
+        wait_for(lambda: ready(pub_metrics_port), what="demo's fcgi-publisher /readyz")
         yield port
     finally:
         rc = stop_process(p, timeout=15)

@@ -9,7 +9,7 @@
 # valgrind on the real, unsanitized binaries (valgrind and ASan do not mix).
 #
 # Selection: the ws-server and history suites, the conformance suite, the
-# publisher suite, revocation and the files read back at start. test_faults.py is left out: it measures
+# publisher suite and its metrics, revocation and the files read back at start. test_faults.py is left out: it measures
 # RSS and holds thousands of sockets, which under valgrind measure valgrind.
 #   VALGRIND_TESTS="test_ws_server.py"   another selection
 #   VALGRIND_PYTEST_ARGS="-x -k 'ping or close'"   extra pytest arguments
@@ -45,7 +45,7 @@ if [ -n "${VALGRIND_TESTS:-}" ]; then
 else
   tests=()
   for t in test_ws_server.py test_history.py test_conformance.py test_publisher.py \
-           test_revocation.py test_config_files.py test_metrics.py; do
+           test_revocation.py test_config_files.py test_metrics.py test_publisher_metrics.py; do
     [ -f "tests/integration/$t" ] && tests+=("$t")
   done
 fi

@@ -76,6 +76,13 @@ typedef struct mhttp mhttp_t;
  * on loop. Returns the responder, or NULL with err filled. */
 mhttp_t *mhttp_open(ev_loop_t *loop, const char *spec, const struct mhttp_handlers *h, void *ctx,
                     char *err, size_t errlen);
+/* Answers on fd, a listening socket the caller made (spec only names it
+ * in logs): several processes sharing one socket each open their own
+ * responder on it. From success on m owns fd (closed by mhttp_free, which
+ * removes no socket file: the caller made it); on failure fd is left
+ * open. Returns the responder, or NULL with err filled. */
+mhttp_t *mhttp_open_fd(ev_loop_t *loop, int fd, const char *spec, const struct mhttp_handlers *h,
+                       void *ctx, char *err, size_t errlen);
 /* Closes the listener and every connection, removes a Unix socket file
  * it made. NULL is ignored. Not from inside one of its own callbacks. */
 void     mhttp_free(mhttp_t *m);

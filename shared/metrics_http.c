@@ -391,14 +391,11 @@ static void mhttp_on_accept(struct listener *l, int fd, void *data)
     ev_timer_start(m->loop, &c->timer, MHTTP_HEAD_MS, mhttp_on_timeout);
 }
 
-mhttp_t *mhttp_open(ev_loop_t *loop, const char *spec, const struct mhttp_handlers *h, void *ctx,
-                    char *err, size_t errlen)
+static mhttp_t *mhttp_new(ev_loop_t *loop, const char *spec, const struct mhttp_handlers *h, void *ctx)
 {
     mhttp_t *m = calloc(1, sizeof(*m));
-    if (!m) {
-        snprintf(err, errlen, "out of memory");
+    if (!m)
         return NULL;
-    }
     m->loop = loop;
     m->h = *h;
     m->ctx = ctx;
@@ -407,6 +404,17 @@ mhttp_t *mhttp_open(ev_loop_t *loop, const char *spec, const struct mhttp_handle
         m->conns[i].m = m;
     }
     snprintf(m->spec, sizeof(m->spec), "%s", spec);
+    return m;
+}
+
+mhttp_t *mhttp_open(ev_loop_t *loop, const char *spec, const struct mhttp_handlers *h, void *ctx,
+                    char *err, size_t errlen)
+{
+    mhttp_t *m = mhttp_new(loop, spec, h, ctx);
+    if (!m) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     int fd = addr_listen(spec, 64, 0, 0660, NULL, err, errlen);
     if (fd < 0) {
         free(m);
@@ -419,6 +427,22 @@ mhttp_t *mhttp_open(ev_loop_t *loop, const char *spec, const struct mhttp_handle
         close(fd);
         if (m->is_unix)
             addr_unlink_owned(spec, &m->id);
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+mhttp_t *mhttp_open_fd(ev_loop_t *loop, int fd, const char *spec, const struct mhttp_handlers *h,
+                       void *ctx, char *err, size_t errlen)
+{
+    mhttp_t *m = mhttp_new(loop, spec, h, ctx);
+    if (!m) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (listener_start(&m->l, loop, fd, "metrics", 16, mhttp_on_accept, m) < 0) {
+        snprintf(err, errlen, "%s: cannot watch", spec);
         free(m);
         return NULL;
     }
