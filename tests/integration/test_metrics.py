@@ -115,18 +115,24 @@ def subscriber(env, query, origin=None):
     return r
 
 
-def test_exposition_is_valid_and_complete(menv):
-    s = scrape(menv)
+def check_exposition(s, families):
+    """promtool finds nothing to say, and every family of families
+    (name -> (type, label keys)) is there with its type, help and keys."""
     p = subprocess.run(["promtool", "check", "metrics"], input=s.text, capture_output=True,
                        text=True, timeout=10)
     assert p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(), p.stdout + p.stderr
-    for name, (type_, keys) in FAMILIES.items():
+    for name, (type_, keys) in families.items():
         assert name in s.families, name
         f = s.families[name]
         assert f.type == type_, (name, f.type)
         assert f.documentation, name
         for smp in f.samples:
             assert set(smp.labels) - {"le"} == keys, (name, smp.labels)
+
+
+def test_exposition_is_valid_and_complete(menv):
+    s = scrape(menv)
+    check_exposition(s, FAMILIES)
     assert {l["reason"] for l in (smp.labels for smp in s.families["wspush_handshakes_refused"].samples)} == REASONS
     assert s("process_open_fds") > 3
     assert s("process_resident_memory_bytes") > 1 << 20

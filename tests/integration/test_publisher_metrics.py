@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from harness import ROOT, free_port, wait_for
-from test_metrics import Scrape, get
+from test_metrics import Scrape, check_exposition, get
 from webservers import Site
 
 FAMILIES = {
@@ -71,16 +71,7 @@ def monotonic_samples(s):
 
 def test_exposition_is_valid_and_complete(msite):
     s = scrape(msite)
-    p = subprocess.run(["promtool", "check", "metrics"], input=s.text, capture_output=True,
-                       text=True, timeout=10)
-    assert p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(), p.stdout + p.stderr
-    for name, (type_, keys) in FAMILIES.items():
-        assert name in s.families, name
-        f = s.families[name]
-        assert f.type == type_, (name, f.type)
-        assert f.documentation, name
-        for smp in f.samples:
-            assert set(smp.labels) - {"le"} == keys, (name, smp.labels)
+    check_exposition(s, FAMILIES)
     endpoints = {smp.labels["endpoint"] for smp in s.families["wspush_publisher_requests"].samples}
     assert endpoints == {"publish", "token", "other"}
     # Summed over the supervisor and its three workers; the start time is
