@@ -95,13 +95,13 @@ static void test_drop_unsent_keeps_started_frame(void **state)
     assert_int_equal(sendq_push(&q, small), 0);
     ssize_t w = sendq_flush(&q, &(struct io){ &io_plain_ops, fds[0], NULL });
     assert_true(w > 0 && (size_t)w < (1u << 20));     /* head started, not done */
-    sendq_drop_unsent(&q);
+    sendq_drop_unsent(&q, 0);
     assert_int_equal(q.count, 1);
     assert_int_equal(q.bytes, (1u << 20) - (size_t)w);
     /* Without a started frame everything goes. */
     sendq_clear(&q);
     assert_int_equal(sendq_push(&q, small), 0);
-    sendq_drop_unsent(&q);
+    sendq_drop_unsent(&q, 0);
     assert_true(sendq_empty(&q));
     assert_int_equal(q.bytes, 0);
     rbuf_unref(big);
