@@ -158,7 +158,8 @@ static int tls_load_key(SSL_CTX *ctx, const char *path, char *err, size_t errlen
     int used = SSL_CTX_use_PrivateKey(ctx, pk);
     EVP_PKEY_free(pk);
     if (used != 1) {
-        snprintf(err, errlen, "key 'tls_certificate_key': %s: %s", path, tls_ssl_reason("refused"));
+        snprintf(err, errlen, "key 'tls_certificate_key': %s: does not match the certificate in "
+                 "tls_certificate (%s)", path, tls_ssl_reason("refused"));
         goto out;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
