@@ -167,7 +167,7 @@ static void test_help_and_type_first(void **state)
         }
         p = eol + 1;
     }
-    assert_int_equal(nfamilies, 19);
+    assert_int_equal(nfamilies, 20);
 }
 
 static void test_close_slots(void **state)
