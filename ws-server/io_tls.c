@@ -97,19 +97,6 @@ static ssize_t io_tls_read(struct io *io, void *buf, size_t len)
     return io_tls_result(io, 0, 1);
 }
 
-/* kTLS: the socket takes plaintext and the kernel makes the records. */
-static ssize_t io_tls_writev_kernel(struct io *io, const struct iovec *iov, int iovcnt)
-{
-    for (;;) {
-        ssize_t n = writev(io->fd, iov, iovcnt);
-        if (n >= 0)
-            return n;
-        if (errno == EINTR)
-            continue;
-        return errno == EAGAIN || errno == EWOULDBLOCK ? IO_AGAIN : -errno;
-    }
-}
-
 /* Whole records: each SSL_write gets up to IO_TLS_RECORD bytes, gathered
  * from as many iovecs as they span (small frames of one flush share a
  * record) or, for a frame with a record's worth left, taken from it in
@@ -118,8 +105,9 @@ static ssize_t io_tls_writev_kernel(struct io *io, const struct iovec *iov, int 
  * first next time (io.held), from wherever they are then (moving buffer). */
 static ssize_t io_tls_writev(struct io *io, const struct iovec *iov, int iovcnt)
 {
+    /* kTLS: the socket takes plaintext and the kernel makes the records. */
     if (io->flags & IO_TLS_KTLS)
-        return io_tls_writev_kernel(io, iov, iovcnt);
+        return io_plain_ops.writev(io, iov, iovcnt);
     if (io->flags & IO_TLS_FAILED)
         return -EPIPE;
     unsigned char stage[IO_TLS_RECORD];

@@ -6,11 +6,13 @@ SIGHUP with a connection held across it, and the memory of an idle TLS
 connection. Certificates are made here with python3-cryptography."""
 import asyncio
 import datetime
+import ipaddress
 import json
 import os
 import signal
 import socket
 import ssl
+import warnings
 import struct
 import subprocess
 import time
@@ -23,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from harness import BIN, PublishClient, RawWs, free_port, wait_for
+from test_faults import raise_fd_limit, rss_kib
+from test_hardening_ws import publish_many as pipelined
 
 DAY = datetime.timedelta(days=1)
 
@@ -33,7 +37,6 @@ def make_pair(dirpath, name, cn="localhost", not_before=-DAY, not_after=30 * DAY
     key = key or ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    import ipaddress
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now + not_before).not_valid_after(now + not_after)
@@ -91,14 +94,7 @@ def publish_many(env, channel, payloads):
     ws-server in as few reads as the socket allows."""
     c = PublishClient(env.publish_socket, timeout=20)
     try:
-        frames = [c.publish_frame(channel, p) for p in payloads]
-        c.sock.sendall(b"".join(f for _, f in frames))
-        ids = []
-        for rid, _ in frames:
-            t, got, body = c.read_answer()
-            assert got == rid
-            ids.append(c.decode(t, body)["id"])
-        return ids
+        return pipelined(c, channel, payloads)
     finally:
         c.close()
 
@@ -130,7 +126,6 @@ def test_old_versions_weak_ciphers_and_foreign_alpn_are_refused(tenv):
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     old.check_hostname, old.verify_mode = False, ssl.CERT_NONE
     old.set_ciphers("DEFAULT:@SECLEVEL=0")
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         old.minimum_version, old.maximum_version = ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1
@@ -372,23 +367,12 @@ def test_sighup_swaps_the_certificate_without_dropping_connections(tenv):
 
 # ---- memory
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def test_idle_tls_connection_memory(tenv):
     """Idle TLS subscribers give their record buffers back
     (SSL_MODE_RELEASE_BUFFERS): the bytes per idle TLS connection are the
     RSS slope over WSPUSH_TLS_IDLE_CONNS of them (printed)."""
-    import resource
     n = int(os.environ.get("WSPUSH_TLS_IDLE_CONNS", "1000"))
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < n + 256:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(n + 256, hard), hard))
+    raise_fd_limit(n + 256)
     tenv.sections["ws-server"].update(max_connections=str(n + 100), ping_interval="600s")
     tenv.write_ini()
     tenv.start_ws()
