@@ -30,6 +30,8 @@ web_group=""
 if [ "$web" = apache ] && [ "$(id -u)" = 0 ]; then
   web_group=www-data
   chmod 0711 "$run"
+  command -v runuser >/dev/null 2>&1 && ! runuser -u "$web_group" -- test -x "$run" -a -r "$here/www/wspush.js" \
+    && die "Apache's user $web_group cannot reach $run or $here/www: a parent directory is private"
 fi
 
 # php-fpm, one pool, in the foreground. Started as root it must be told

@@ -71,7 +71,9 @@ export class Demo {
     this.env = env;
     this.log = log;
     this.origin = `http://127.0.0.1:${this.port}`;
-    this.dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wspush-browser-')), 'run');
+    const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'wspush-browser-'));
+    fs.chmodSync(parent, 0o711);   // Apache's workers (www-data) pass through to the sockets
+    this.dir = path.join(parent, 'run');
   }
 
   async start() {

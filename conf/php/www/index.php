@@ -36,6 +36,7 @@ header('Cache-Control: no-store');
   #state[data-state="open"] { background: #c9f0cf; }
   .error { color: #a00; }
   td { padding: .2rem .5rem; border-bottom: 1px solid #eee; font-family: ui-monospace, monospace; }
+  td:nth-child(-n+2) { white-space: nowrap; color: #555; }
 </style>
 </head>
 <body>
