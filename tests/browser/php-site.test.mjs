@@ -75,7 +75,7 @@ async function variant(browser, web) {
   const json = (body) => JSON.stringify(body);
   let ctxA, ctxB, A1, A2, B;
   try {
-    await step(P + 'logged out: GET / is the login form, a wrong password is refused, /push/ answers 401 in JSON', async () => {
+    await step(P + 'logged out: GET / is the login form, a wrong password is refused, /push/ answers 401 (and 413) in JSON', async () => {
       const ctx = await browser.newContext();
       const page = watch(await ctx.newPage(), 'anon');
       await page.goto(demo.origin + '/');
@@ -90,6 +90,10 @@ async function variant(browser, web) {
       await isJson401(await fetch(`${demo.origin}/push/publish`, { method: 'POST',
         headers: { Origin: demo.origin, 'Content-Type': 'application/json' }, body: json({ channel: PUBLIC, data: 1 }) }),
         'publish without a session');
+      const big = await fetch(`${demo.origin}/push/publish`, { method: 'POST',
+        headers: { Origin: demo.origin, 'Content-Type': 'application/json' }, body: 'x'.repeat(2 << 20) });
+      assert(big.status === 413 && /^application\/json/.test(big.headers.get('content-type') || ''),
+             `a 2 MB publish: HTTP ${big.status} ${big.headers.get('content-type')}`);
     });
 
     await step(P + 'two sessions of demo log in through the form and subscribe (public + inbox)', async () => {
