@@ -334,6 +334,38 @@ final class WsPushTest extends TestCase
         }
     }
 
+    public function testAForkedChildOpensItsOwnConnection(): void
+    {
+        $ws = new WsServer();
+        $this->cleanup[] = $ws;
+        $ws->start();
+        $before = self::openSockets();
+        (new WsPush($ws->socket))->publish('public/a', 'parent');
+        $parentLink = array_values(array_diff(self::openSockets(), $before));
+        $this->assertCount(1, $parentLink);
+        $out = "$ws->dir/child";
+        $pid = pcntl_fork();
+        if ($pid === 0) {
+            /* The child: publish, report the sockets it holds, and vanish
+             * without running phpunit's shutdown. */
+            try {
+                (new WsPush($ws->socket))->publish('public/a', 'child');
+                file_put_contents($out, implode(' ', self::openSockets()));
+            } finally {
+                posix_kill(posix_getpid(), SIGKILL);
+            }
+        }
+        pcntl_waitpid($pid, $status);
+        $childHeld = explode(' ', (string)@file_get_contents($out));
+        $this->assertNotContains($parentLink[0], $childHeld, 'the child used the connection it inherited');
+        $this->assertCount(count($before) + 1, $childHeld, 'the child did not hold exactly one new connection');
+        /* The parent's connection is still its own and still works. */
+        (new WsPush($ws->socket))->publish('public/a', 'parent again');
+        $expect = array_merge($before, $parentLink);
+        sort($expect);
+        $this->assertSame($expect, self::openSockets());
+    }
+
     // ---- disconnect and subscribe tokens
 
     public function testDisconnectClosesTheUsersPagesWith4401(): void
