@@ -131,9 +131,9 @@ final class WsPush
 
     /**
      * Publishes a PHP value, JSON-encoded (unicode, U+2028/U+2029 and
-     * slashes unescaped, 1.0 stays 1.0). $channels is one channel name or a list of 1..32.
-     * Returns once ws-server holds the message: its id and how many
-     * deliveries were queued.
+     * slashes unescaped, 1.0 stays 1.0). $channels is one channel name or
+     * a list of 1..32. Returns once ws-server holds the message: its id
+     * and how many deliveries were queued.
      *
      * @return array{id: string, subscribers: int}
      * @throws JsonException for a value JSON cannot encode (nothing sent)
