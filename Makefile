@@ -182,6 +182,8 @@ install: $(PROGRAMS)
 	test -f $(DESTDIR)/etc/wspush/wspush.ini || install -m 0640 conf/wspush.ini $(DESTDIR)/etc/wspush/wspush.ini
 	install -d $(DESTDIR)$(PREFIX)/share/wspush/js
 	install -m 0644 conf/demo/www/wspush.js $(DESTDIR)$(PREFIX)/share/wspush/js/
+	install -d $(DESTDIR)$(PREFIX)/share/wspush/php
+	install -m 0644 php/WsPush.php $(DESTDIR)$(PREFIX)/share/wspush/php/
 	install -m 0644 conf/prometheus/wspush-alerts.yml conf/grafana/wspush-ws-server.json \
 	    conf/grafana/wspush-publisher.json $(DESTDIR)$(PREFIX)/share/wspush/
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/lib/sysusers.d

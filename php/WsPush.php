@@ -68,8 +68,10 @@ final class WsPush
     private const SUN_PATH_MAX = 107;       // sun_path, less its NUL
     private const SECRET_MIN = 32;          // what ws-server accepts (shared/cfg.c)
     private const SECRET_MAX = 256;
-    private const JSON_FLAGS = JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES |
-                               JSON_PRESERVE_ZERO_FRACTION | JSON_THROW_ON_ERROR;
+    /* Unicode as it is: U+2028 and U+2029 too, which PHP escapes by
+     * default for JavaScript source (JSON is not). */
+    private const JSON_FLAGS = JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_LINE_TERMINATORS |
+                               JSON_UNESCAPED_SLASHES | JSON_PRESERVE_ZERO_FRACTION | JSON_THROW_ON_ERROR;
 
     /** @var array<string, array{0: resource, 1: int}> socket path => [stream, owner pid] */
     private static array $links = [];
@@ -128,10 +130,10 @@ final class WsPush
     }
 
     /**
-     * Publishes a PHP value, JSON-encoded (unicode and slashes unescaped,
-     * 1.0 stays 1.0). $channels is one channel name or a list of 1..32.
-     * Returns once ws-server holds the message: its id and how many
-     * deliveries were queued.
+     * Publishes a PHP value, JSON-encoded (unicode, U+2028/U+2029 and
+     * slashes unescaped, 1.0 stays 1.0). $channels is one channel name or
+     * a list of 1..32. Returns once ws-server holds the message: its id
+     * and how many deliveries were queued.
      *
      * @return array{id: string, subscribers: int}
      * @throws JsonException for a value JSON cannot encode (nothing sent)
