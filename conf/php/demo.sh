@@ -110,6 +110,10 @@ else
       "ErrorLog $run/apache-error.log" "LogLevel warn" \
       "Listen $host:$port" "ServerName $host" \
       "TypesConfig /etc/mime.types" \
+      "# One child process, started once: a child forked while the demo" \
+      "# stops could outlive Apache's own shutdown. Each WebSocket holds a thread." \
+      "StartServers 1" "ServerLimit 1" "ThreadsPerChild 64" "MaxRequestWorkers 64" \
+      "MinSpareThreads 1" "MaxSpareThreads 64" \
       "LogFormat \"%a %u \\\"%r\\\" %>s origin=\\\"%{Origin}i\\\" fetch_site=\\\"%{Sec-Fetch-Site}i\\\"\" wspush_demo" \
       "CustomLog $run/access.log wspush_demo"
     [ -n "$web_group" ] && printf '%s\n' "User $web_group" "Group $web_group"
