@@ -3,6 +3,7 @@
 #   make test       install missing packages, build, run every test (twice:
 #                   plain and with ASan+UBSan), print a summary line
 #   make run        the demo: nginx + fcgi-publisher + ws-server on :8080
+#   make run-php    the PHP example site (conf/php/): php-fpm + nginx + the two on :8080
 #   make SANITIZE=address,undefined   sanitizer build (in build/san/)
 #   make fuzz-build     the libFuzzer targets (clang) in build/fuzz/
 #   make clean
@@ -64,7 +65,7 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 PROGRAMS := $(BIN)/ws-server $(BIN)/fcgi-publisher $(BIN)/wspush
 
-.PHONY: all deps test unit integration run bench fuzz fuzz-build install clean
+.PHONY: all deps test unit integration run run-php bench fuzz fuzz-build install clean
 all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -119,6 +120,11 @@ run:
 	@bash tests/deps.sh run
 	@$(MAKE) --no-print-directory all
 	@exec bash conf/demo/run.sh $(abspath $(BIN))
+
+run-php:
+	@bash tests/deps.sh run-php
+	@$(MAKE) --no-print-directory all
+	@WSPUSH_DEMO_SITE=php exec bash conf/demo/run.sh $(abspath $(BIN))
 
 bench:
 	@bash tests/deps.sh bench
