@@ -199,9 +199,7 @@ final class WsPush
      */
     public function subscribeToken(string $user, array $channels, int $ttl): string
     {
-        if ($user === '' || strlen($user) > self::MAX_NAME || str_contains($user, "\0")) {
-            throw new InvalidArgumentException('user must be 1..' . self::MAX_NAME . ' bytes without NUL');
-        }
+        self::checkUser($user);
         $channels = array_values($channels);
         if (count($channels) < 1 || count($channels) > self::MAX_CHANNELS) {
             throw new InvalidArgumentException('a token needs 1..' . self::MAX_CHANNELS . ' channels');
@@ -215,24 +213,47 @@ final class WsPush
             throw new InvalidArgumentException('ttl must be at least one second');
         }
         $iat = time();
-        return self::sign($this->secret(), $user, $channels, $iat, $iat + $ttl);
+        return self::sign($this->secret(),
+            ['channels' => $channels, 'exp' => $iat + $ttl, 'iat' => $iat, 'scope' => 'subscribe', 'sub' => $user]);
+    }
+
+    /**
+     * A login token for fcgi-publisher's [publisher] auth = jwt (the
+     * cookie named by jwt_cookie): HS256 with claims exp, iat and sub, no
+     * channels and no scope, so it names the user and nothing else. The
+     * site sets it as a cookie at login (docs/php.md, under Apache).
+     */
+    public function loginToken(string $user, int $ttl): string
+    {
+        self::checkUser($user);
+        if ($ttl < 1) {
+            throw new InvalidArgumentException('ttl must be at least one second');
+        }
+        $iat = time();
+        return self::sign($this->secret(), ['exp' => $iat + $ttl, 'iat' => $iat, 'sub' => $user]);
     }
 
     /**
      * The token's bytes are those of shared/token.c's tok_issue (libjwt):
-     * header {"alg":"HS256","typ":"JWT"}, claims with sorted keys, compact.
+     * header {"alg":"HS256","typ":"JWT"}, claims with sorted keys (the
+     * callers list them sorted), compact.
      *
-     * @param list<string> $channels
+     * @param array<string, mixed> $claims
      */
-    private static function sign(string $key, string $user, array $channels, int $iat, int $exp): string
+    private static function sign(string $key, array $claims): string
     {
         $header = self::base64url('{"alg":"HS256","typ":"JWT"}');
-        $claims = self::base64url(json_encode(
-            ['channels' => $channels, 'exp' => $exp, 'iat' => $iat, 'scope' => 'subscribe', 'sub' => $user],
-            self::JSON_FLAGS
-        ));
-        $mac = hash_hmac('sha256', "$header.$claims", $key, true);
-        return "$header.$claims." . self::base64url($mac);
+        $body = self::base64url(json_encode($claims, self::JSON_FLAGS));
+        $mac = hash_hmac('sha256', "$header.$body", $key, true);
+        return "$header.$body." . self::base64url($mac);
+    }
+
+    /** A token's sub: what ws-server and fcgi-publisher accept as a user. */
+    private static function checkUser(string $user): void
+    {
+        if ($user === '' || strlen($user) > self::MAX_NAME || str_contains($user, "\0")) {
+            throw new InvalidArgumentException('user must be 1..' . self::MAX_NAME . ' bytes without NUL');
+        }
     }
 
     private static function base64url(string $bytes): string

@@ -411,8 +411,27 @@ final class WsPushTest extends TestCase
                  'cwMDAwMzYwMCwiaWF0IjoxNzAwMDAwMDAwLCJzY29wZSI6InN1YnNjcmliZSIsInN1YiI6ImFsaWNlIn0.7mIm8P_Z79oc0q' .
                  'GOTtSSibaeOpQ92QH5OEGxvDLOL8o';
         $sign = new ReflectionMethod(WsPush::class, 'sign');
-        $this->assertSame($fromC, $sign->invoke(null, 'integration-test-secret-0123456789', 'alice',
-                                                ['user/alice/*', 'news'], 1700000000, 1700003600));
+        $this->assertSame($fromC, $sign->invoke(null, 'integration-test-secret-0123456789',
+            ['channels' => ['user/alice/*', 'news'], 'exp' => 1700003600, 'iat' => 1700000000,
+             'scope' => 'subscribe', 'sub' => 'alice']));
+    }
+
+    /** A login token names the user and nothing else, signed like the subscribe token. */
+    public function testLoginTokenHasOnlySubExpIat(): void
+    {
+        $before = time();
+        $token = (new WsPush('/x', 1.0, WsServer::SECRET))->loginToken('alice', 600);
+        [$h, $p, $s] = explode('.', $token);
+        $this->assertSame('{"alg":"HS256","typ":"JWT"}', base64_decode(strtr($h, '-_', '+/')));
+        $claims = json_decode(base64_decode(strtr($p, '-_', '+/')), true, 4, JSON_THROW_ON_ERROR);
+        $this->assertSame(['exp', 'iat', 'sub'], array_keys($claims));
+        $this->assertSame('alice', $claims['sub']);
+        $this->assertGreaterThanOrEqual($before, $claims['iat']);
+        $this->assertSame($claims['iat'] + 600, $claims['exp']);
+        $mac = rtrim(strtr(base64_encode(hash_hmac('sha256', "$h.$p", WsServer::SECRET, true)), '+/', '-_'), '=');
+        $this->assertSame($mac, $s);
+        $this->expectException(InvalidArgumentException::class);
+        (new WsPush('/x', 1.0, WsServer::SECRET))->loginToken('', 600);
     }
 
     public static function refusedTokens(): array
@@ -425,7 +444,8 @@ final class WsPushTest extends TestCase
             }, 'user/gina/inbox', 4401],
             'expired' => [function (WsPush $c): string {
                 $sign = new ReflectionMethod(WsPush::class, 'sign');
-                return $sign->invoke(null, WsServer::SECRET, 'gina', ['user/gina/*'], time() - 120, time() - 60);
+                return $sign->invoke(null, WsServer::SECRET, ['channels' => ['user/gina/*'], 'exp' => time() - 60,
+                                     'iat' => time() - 120, 'scope' => 'subscribe', 'sub' => 'gina']);
             }, 'user/gina/inbox', 4401],
             'another secret' => [fn (WsPush $c) => (new WsPush('/x', 1.0, str_repeat('k', 40)))
                 ->subscribeToken('gina', ['user/gina/*'], 60), 'user/gina/inbox', 4401],

@@ -66,7 +66,7 @@ function log_out(): ?string
     setcookie(session_name(), '', ['expires' => 1] + array_intersect_key($p,
               array_flip(['path', 'domain', 'secure', 'httponly', 'samesite'])));
     session_destroy();
-    if (jwt_secret() !== null) {
+    if (jwt_secret_file() !== null) {
         setcookie(JWT_COOKIE, '', ['expires' => 1, 'path' => '/push/', 'httponly' => true,
                                    'samesite' => 'Strict', 'secure' => session_options()['cookie_secure']]);
     }
@@ -101,32 +101,24 @@ function push(): WsPush
 
 // ---- Apache only: the login cookie for [publisher] auth = jwt
 
-function jwt_secret(): ?string
+// Set only under Apache: the secret file fcgi-publisher and ws-server share.
+function jwt_secret_file(): ?string
 {
-    $file = getenv('WSPUSH_JWT_SECRET_FILE');
-    if (!$file) return null;
-    $secret = file_get_contents($file);
-    if ($secret === false) throw new RuntimeException("cannot read $file");
-    return preg_replace('/\r?\n$/', '', $secret);
-}
-
-function b64url(string $s): string
-{
-    return rtrim(strtr(base64_encode($s), '+/', '-_'), '=');
+    return getenv('WSPUSH_JWT_SECRET_FILE') ?: null;
 }
 
 // Sets (or renews) the HS256 login JWT that fcgi-publisher reads from the
-// cookie under auth = jwt. Under nginx (auth_request) it does nothing.
+// cookie under auth = jwt, signed by the PHP client. Under nginx
+// (auth_request) it does nothing.
 function set_login_jwt(string $user): void
 {
-    $secret = jwt_secret();
-    if ($secret === null) return;
-    $now = time();
-    $head = b64url(json_encode(['alg' => 'HS256', 'typ' => 'JWT']));
-    $body = b64url(json_encode(['sub' => $user, 'iat' => $now, 'exp' => $now + JWT_TTL]));
-    $sig = b64url(hash_hmac('sha256', "$head.$body", $secret, true));
-    setcookie(JWT_COOKIE, "$head.$body.$sig", [
-        'expires' => $now + JWT_TTL, 'path' => '/push/', 'httponly' => true,
+    $file = jwt_secret_file();
+    if ($file === null) return;
+    $secret = file_get_contents($file);
+    if ($secret === false) throw new RuntimeException("cannot read $file");
+    $signer = new WsPush(getenv('WSPUSH_PUBLISH_SOCKET') ?: '/run/wspush/publish.sock', 5.0, $secret);
+    setcookie(JWT_COOKIE, $signer->loginToken($user, JWT_TTL), [
+        'expires' => time() + JWT_TTL, 'path' => '/push/', 'httponly' => true,
         'samesite' => 'Strict', 'secure' => session_options()['cookie_secure'],
     ]);
 }
