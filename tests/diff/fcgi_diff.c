@@ -62,6 +62,7 @@ static const char *const fdiff_names[FDIFF_VERDICTS] = {
     [FDIFF_SKIP_MAX_PARAMS] = "skip-max-params",
     [FDIFF_SKIP_GET_VALUES] = "skip-get-values",
     [FDIFF_SKIP_GET_VALUES_4] = "skip-get-values-4",
+    [FDIFF_SKIP_LIB_HUGE] = "skip-lib-huge",
     [FDIFF_SKIP_LIB_PADDING] = "skip-lib-padding",
     [FDIFF_SKIP_LIB_MGMT_DATA] = "skip-lib-mgmt-data",
     [FDIFF_SKIP_PADDING_CUT] = "skip-padding-cut",
@@ -82,6 +83,8 @@ struct fdiff_pairs {
     size_t count;
     size_t known;             /* names GET_VALUES answers (cut as libfcgi cuts them) */
     int    empty_name;
+    int    huge;              /* a pair's two lengths, once read, add up past
+                                 FDIFF_MAX_INPUT, the pair cut or not */
     int    whole;             /* ends exactly after a pair */
 };
 
@@ -107,8 +110,11 @@ static void fdiff_pairs(const uint8_t *p, size_t n, struct fdiff_pairs *out)
     memset(out, 0, sizeof *out);
     while (off < n) {
         size_t nl, vl;
-        if (!fdiff_length(p, n, &off, &nl) || !fdiff_length(p, n, &off, &vl) ||
-            n - off < nl || n - off - nl < vl)
+        if (!fdiff_length(p, n, &off, &nl) || !fdiff_length(p, n, &off, &vl))
+            return;
+        /* libfcgi allocates for the pair as soon as it has both lengths. */
+        out->huge |= nl + vl > FDIFF_MAX_INPUT;
+        if (n - off < nl || n - off - nl < vl)
             return;
         const uint8_t *name = p + off;
         /* libfcgi keeps "name=value" as a C string and finds the name
@@ -216,28 +222,55 @@ static void fdiff_scan(const uint8_t *p, size_t n, struct fdiff_scan *s)
     buf_free(&params);
 }
 
-/* Whether a GET_VALUES anywhere in the stream names 4 or more of the
- * variables libfcgi answers: its answer is built in a 64-byte array on
- * the stack, which that overruns (libfcgi 2.4.2 to 2.4.6). */
-static int fdiff_get_values_4(const uint8_t *p, size_t n)
+/* Whether libfcgi must not be given the stream, and why:
+ *  - FDIFF_SKIP_GET_VALUES_4: a GET_VALUES names 4 or more of the
+ *    variables libfcgi answers, and its answer, built in a 64-byte array
+ *    on the stack, overruns it (libfcgi 2.4.2 to 2.4.7);
+ *  - FDIFF_SKIP_LIB_HUGE: a pair of a GET_VALUES or of the first request's
+ *    params whose lengths add up past FDIFF_MAX_INPUT: libfcgi allocates
+ *    their sum before reading the bytes (up to 4 GiB), and where the int
+ *    sum overflows it aborts (Debian's 2.4.2-2+deb12u1; fixed in 2.4.7).
+ *    No stream here can hold such a pair: front must refuse it.
+ * Records are read as libfcgi does, a cut one as far as it goes; 0 when
+ * the stream is safe to give. */
+static enum fdiff_verdict fdiff_lib_unsafe(const uint8_t *p, size_t n)
 {
+    struct buf params = { 0 };
+    struct fdiff_pairs pv;
+    enum fdiff_verdict why = 0;
+    unsigned id = 0;
+    int params_open = 0;
     size_t off = 0;
-    while (n - off >= 8 && p[off] == 1) {
+    while (!why && n - off >= 8 && p[off] == 1) {
         const uint8_t *h = p + off;
+        unsigned type = h[1], rid = buf_get_u16(h + 2);
         size_t clen = buf_get_u16(h + 4), rest = n - off - 8;
-        if (rest < clen)
-            break;
-        if (h[1] == FD_GET_VALUES && buf_get_u16(h + 2) == 0) {
-            struct fdiff_pairs pv;
-            fdiff_pairs(h + 8, clen, &pv);
-            if (pv.whole && pv.known >= 4)
-                return 1;
+        size_t have = rest < clen ? rest : clen;
+        if (type == FD_GET_VALUES && rid == 0) {
+            fdiff_pairs(h + 8, have, &pv);
+            if (pv.huge)
+                why = FDIFF_SKIP_LIB_HUGE;
+            else if (pv.whole && have == clen && pv.known >= 4)
+                why = FDIFF_SKIP_GET_VALUES_4;
+        } else if (type == FD_BEGIN && rid != 0 && !id) {
+            id = rid;
+            params_open = 1;
+        } else if (type == FD_PARAMS && rid == id && params_open) {
+            params_open = clen > 0;
+            if (buf_append(&params, h + 8, have) < 0)
+                why = FDIFF_SKIP_LIB_HUGE;  /* cannot tell: do not risk it */
         }
         if (rest < clen + h[6])
             break;
         off += 8 + clen + h[6];
     }
-    return 0;
+    if (!why) {
+        fdiff_pairs((const uint8_t *)fdiff_bytes(&params), buf_used(&params), &pv);
+        if (pv.huge)
+            why = FDIFF_SKIP_LIB_HUGE;
+    }
+    buf_free(&params);
+    return why;
 }
 
 /* ---- sockets ----------------------------------------------------------- */
@@ -418,6 +451,8 @@ static int fdiff_lib_result(const struct buf *res, struct fdiff_side *s)
     return off == buf_used(res) ? 0 : -1;
 }
 
+/* Runs libfcgi on the stream into s. Returns 0, -2 when the child died,
+ * -1 on another failure (r->why says). */
 static int fdiff_libfcgi(fdiff_t *d, const void *buf, size_t len, struct fdiff_side *s,
                          struct fdiff_report *r)
 {
@@ -474,6 +509,7 @@ static int fdiff_libfcgi(fdiff_t *d, const void *buf, size_t len, struct fdiff_s
         snprintf(r->why, sizeof r->why, "the libfcgi child died (%s %d)",
                  WIFSIGNALED(status) ? "signal" : "status",
                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        rc = -2;
         goto out;
     }
     if (fdiff_lib_result(&res, s) < 0) {
@@ -690,11 +726,21 @@ enum fdiff_verdict fdiff_run(fdiff_t *d, const void *buf, size_t len, size_t par
         return r->verdict;
     }
     fdiff_scan(buf, len, &sc);
-    int skip_lib = fdiff_get_values_4(buf, len);
+    enum fdiff_verdict unsafe = fdiff_lib_unsafe(buf, len);
     /* libfcgi first: its child must not inherit front's loop and sockets. */
-    if ((skip_lib || fdiff_libfcgi(d, buf, len, &lib, r) == 0) &&
-        fdiff_front(d, buf, len, params_limit, &fr, r) == 0)
-        r->verdict = skip_lib ? FDIFF_SKIP_GET_VALUES_4 : fdiff_judge(&sc, params_limit, &fr, &lib, r);
+    int lib_rc = unsafe ? 0 : fdiff_libfcgi(d, buf, len, &lib, r);
+    if (lib_rc == -2 && (sc.cause == FDIFF_SKIP_LIB_PADDING || sc.cause == FDIFF_SKIP_LIB_MGMT_DATA)) {
+        /* libfcgi read bytes as headers or pairs that are not: whatever it
+         * then did, even dying, is that fault's. */
+        unsafe = sc.cause;
+        lib_rc = 0;
+    }
+    if (lib_rc == 0 && fdiff_front(d, buf, len, params_limit, &fr, r) == 0) {
+        if (unsafe)
+            r->verdict = unsafe;
+        else
+            r->verdict = fdiff_judge(&sc, params_limit, &fr, &lib, r);
+    }
     fdiff_side_free(&fr);
     fdiff_side_free(&lib);
     return r->verdict;

@@ -48,9 +48,11 @@ enum fdiff_verdict {
     FDIFF_SKIP_EMPTY_NAME,      /* a param with an empty name */
     FDIFF_SKIP_MAX_PARAMS,      /* params over the limit in bytes or FRONT_PARAMS_COUNT_MAX */
     FDIFF_SKIP_GET_VALUES,      /* a GET_VALUES that is not a whole list of pairs */
+    /* libfcgi's own faults (2.4.2; most still in 2.4.7): */
     FDIFF_SKIP_GET_VALUES_4,    /* a GET_VALUES asking for 4 or more known names:
                                    libfcgi's 64-byte answer overflows; not run */
-    /* libfcgi's own faults (2.4.2 to 2.4.6), against the protocol: */
+    FDIFF_SKIP_LIB_HUGE,        /* a pair whose lengths add up past FDIFF_MAX_INPUT:
+                                   libfcgi allocates that, or aborts; not run */
     FDIFF_SKIP_LIB_PADDING,     /* padding after the BEGIN_REQUEST or the empty PARAMS
                                    record: libfcgi reads it as the next header */
     FDIFF_SKIP_LIB_MGMT_DATA,   /* a management record other than GET_VALUES with

@@ -10,12 +10,16 @@
  * head over the limit. Inputs over FDIFF_MAX_INPUT are ignored (the
  * stream is written whole into the socket before either side reads).
  *
- * libfcgi allocates what a pair's 4-byte lengths say (up to 4 GiB) before
- * it finds the stream too short; its allocations go through the
- * sanitizer's malloc, which libFuzzer caps at -malloc_limit_mb (by
- * default -rss_limit_mb, 2048). LLVMFuzzerInitialize raises that cap to
- * 5 GiB: the memory is only reserved, never touched, and -rss_limit_mb
- * still bounds what is used. FUZZ_VERBOSE=1 prints each verdict.
+ * libfcgi runs in a forked child of this process, and its allocations go
+ * through the sanitizer's malloc, which libFuzzer caps at -malloc_limit_mb
+ * (by default -rss_limit_mb, 2048): past it, the child would report an
+ * out-of-memory of its own and write an artifact. The harness keeps
+ * libfcgi from pairs longer than a stream can hold, but after one of its
+ * faults (tests/diff/fcgi_diff.h: it reads padding as a header...) it can
+ * read any length and allocate it (up to 4 GiB) before finding the
+ * stream too short. LLVMFuzzerInitialize raises the cap to 5 GiB: that
+ * memory is only reserved, never touched, and -rss_limit_mb still bounds
+ * what is used. FUZZ_VERBOSE=1 prints each verdict.
  *
  * The input is the record stream itself, no selector byte. */
 #include <stdlib.h>

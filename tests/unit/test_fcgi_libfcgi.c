@@ -335,11 +335,11 @@ static void test_both_refuse(void **state)
     rec(&b, BEGIN, 1, "\x00\x01\x01", 3, 0);
     expect(&b, FDIFF_SAME_REFUSED);
 
-    /* Pairs that do not fit their stream: a length past its end, the huge
-     * 4-byte lengths, a stream ending inside a pair. */
-    static const char *const bad[] = { "\x05\x01" "abc", "\xff\xff\xff\xff\x01" "ab",
-                                       "\x7f\xff\xff\xfe\x7f\xff\xff\xfe" "ab", "\x03" };
-    static const size_t bad_len[] = { 5, 7, 10, 1 };
+    /* Pairs that do not fit their stream: a length past its end, 4-byte
+     * lengths past it, a stream ending inside a pair. */
+    static const char *const bad[] = { "\x05\x01" "abc", "\x80\x00\x80\x00\x01" "ab",
+                                       "\x01\x80\x00\x40\x00" "ab", "\x03" };
+    static const size_t bad_len[] = { 5, 7, 7, 1 };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         buf_reset(&b);
         begin(&b, 1, RESPONDER, 1);
@@ -456,6 +456,23 @@ static void test_intended_differences(void **state)
     expect(&b, FDIFF_SKIP_GET_VALUES_4);
     buf_reset(&b);
     buf_free(&e);
+
+    /* Pairs whose lengths say more than any stream here holds: libfcgi
+     * would allocate it all first (and its int sum of two lengths near
+     * 2^31 overflows: it aborts); it is not given them, front refuses. */
+    static const char *const huge[] = { "\xff\xff\xff\xff\x01" "ab",
+                                        "\x7f\xff\xff\xfe\x7f\xff\xff\xfe" "ab",
+                                        "\x80\x01\x00\x01\x00" };
+    static const size_t huge_len[] = { 7, 10, 5 };
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        rec(&b, GET_VALUES, 0, huge[i], huge_len[i], 0);
+        expect(&b, FDIFF_SKIP_LIB_HUGE);
+        buf_reset(&b);
+        begin(&b, 1, RESPONDER, 1);
+        rec(&b, PARAMS, 1, huge[i], huge_len[i], 0);
+        expect(&b, FDIFF_SKIP_LIB_HUGE);
+        buf_reset(&b);
+    }
 
     /* libfcgi's faults: padding after the BEGIN_REQUEST or after the
      * empty PARAMS record read as a header; a management record's content
