@@ -138,7 +138,7 @@ struct fdiff_scan {
     enum fdiff_verdict cause;  /* the first skip reason met, FDIFF_SAME_SERVED if none */
     int    empty_name;         /* in the first request's params */
     size_t params_bytes;       /* the first request's PARAMS content */
-    size_t params_count;
+    size_t params_count;       /* and the pairs in it, once it has ended */
 };
 
 static void fdiff_scan(const uint8_t *p, size_t n, struct fdiff_scan *s)
@@ -201,8 +201,10 @@ static void fdiff_scan(const uint8_t *p, size_t n, struct fdiff_scan *s)
             s->cause = FDIFF_SKIP_OUT_OF_ORDER;
             break;
         }
-        if (clen == 0 && state == IN_STDIN)
+        if (state == IN_STDIN && clen == 0)
             break;                           /* the request is complete */
+        if (state == IN_STDIN)
+            continue;
         if (clen == 0 && h[6] > 0) {
             s->cause = FDIFF_SKIP_LIB_PADDING;
             break;
@@ -705,7 +707,7 @@ static enum fdiff_verdict fdiff_judge(const struct fdiff_scan *sc, size_t params
     }
     /* They differ: by design only when the stream holds the cause. */
     if (fr->truncated && lib->served &&
-        (sc->params_bytes > params_limit || lib->nparams > FRONT_PARAMS_COUNT_MAX))
+        (sc->params_bytes > params_limit || sc->params_count > FRONT_PARAMS_COUNT_MAX))
         return FDIFF_SKIP_MAX_PARAMS;
     if (sc->cause != FDIFF_SAME_SERVED)
         return sc->cause;
