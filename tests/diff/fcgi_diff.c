@@ -232,7 +232,7 @@ static void fdiff_scan(const uint8_t *p, size_t n, struct fdiff_scan *s)
  *    params whose lengths add up past FDIFF_MAX_INPUT: libfcgi allocates
  *    their sum before reading the bytes (up to 4 GiB), and where the int
  *    sum overflows it aborts (Debian's 2.4.2-2+deb12u1; fixed in 2.4.7).
- *    No stream here can hold such a pair: front must refuse it.
+ *    No stream here can hold such a pair.
  * Records are read as libfcgi does, a cut one as far as it goes; 0 when
  * the stream is safe to give. */
 static enum fdiff_verdict fdiff_lib_unsafe(const uint8_t *p, size_t n)

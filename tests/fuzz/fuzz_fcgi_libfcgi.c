@@ -4,7 +4,8 @@
  * FCGX_Accept_r (in a forked child) read it from Unix sockets, and must
  * serve the same params and body or both refuse, but for the intended
  * differences docs/design.md lists (skips). A difference, a harness
- * failure, libfcgi dying or either side hanging is a crash.
+ * failure, libfcgi dying (but after one of its listed faults) or either
+ * side hanging is a crash.
  *
  * max_params is 2048 here, so short inputs reach the 431 of a request
  * head over the limit. Inputs over FDIFF_MAX_INPUT are ignored (the

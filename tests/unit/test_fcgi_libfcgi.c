@@ -7,7 +7,9 @@
  * id), then generated ones (valid requests cut into records at random,
  * and those with one byte changed). Each intended difference is made to
  * happen by a stream of its own, and counted: a skip that happened where
- * it should not, or not where it should, fails the test. */
+ * it should not, or not where it should, fails the test.
+ * FDIFF_DUMP=<file> keeps the last stream that differed, to replay with
+ * build/fuzz/fuzz_fcgi_libfcgi <file>. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
