@@ -11,11 +11,15 @@
  *    array and the body read with FCGX_GetStr to its end; "refused" when
  *    FCGX_Accept_r gives up (it closes a bad connection and finds no
  *    other) or the body ends in an error.
- * Both sockets live in a private temporary directory. libfcgi runs in a
- * forked child per stream: it blocks on its reads (the stream is written
- * whole and the write side shut down first, so it sees the end), it
- * allocates whatever a 4-byte pair length says, and it can abort; the
- * child sends its result back through a pipe.
+ * Both sockets live in a private temporary directory, made by the
+ * harness (FCGX_OpenSocket would exit() on a failed bind); libfcgi's is
+ * non-blocking, so once it has closed the one connection it finds no
+ * other instead of waiting. libfcgi runs in a forked child per stream:
+ * it blocks on its reads (the stream is written whole and the write side
+ * shut down first, so it sees the end), it allocates whatever a 4-byte
+ * pair length says, and it can abort; the child sends its result back
+ * through a pipe while the parent drains what libfcgi writes to the web
+ * server (its writes block too).
  *
  * "The same" is: both served, with the same params in the same order
  * (each as libfcgi keeps it, "name=value" cut at its first NUL byte;
