@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stage "browser" of `make test`: wspush.js unit tests in node
 # (tests/browser/wspush.unit.test.mjs), then the demo page in Debian's
-# chromium driven by playwright-core (tests/browser/demo.test.mjs). Builds when needed,
+# chromium driven by playwright-core (tests/browser/demo.test.mjs), then the
+# PHP example site under nginx and Apache (tests/browser/php-site.test.mjs). Builds when needed,
 # installs playwright-core from package-lock.json the first time (no browser
 # download), starts its own demo on free ports.
 # WSPUSH_BIN=DIR uses binaries from DIR instead of building build/bin.
@@ -31,4 +32,8 @@ if [ ! -f node_modules/playwright-core/package.json ]; then
 fi
 # wspush.js on its own first (node, fake WebSocket), then the real thing.
 node wspush.unit.test.mjs || exit 1
-WSPUSH_BIN=$bin exec node demo.test.mjs
+export WSPUSH_BIN=$bin
+rc=0
+node demo.test.mjs || rc=1
+node php-site.test.mjs || rc=1
+exit $rc
