@@ -361,14 +361,19 @@ static void server_reload(struct server *srv)
     /* A certificate pair that cannot be used fails the reload like a bad
      * key would: the running config and pair stay, and the log says why. */
     if (cfg_load(next, srv->cfg_path, err, sizeof(err)) < 0 ||
-        (srv->tls && tls_reload(srv->tls, next, err, sizeof(err)) < 0)) {
+        (srv->tls && next->tls_certificate[0] && tls_reload(srv->tls, next, err, sizeof(err)) < 0)) {
         log_error("reload failed, keeping the running config: %s", err);
         cfg_free(next);
         free(next);
         return;
     }
-    if (srv->tls)
+    /* tls_listen is bound at start: without a pair in the new file the
+     * one in force serves until a restart. */
+    if (srv->tls && next->tls_certificate[0])
         log_info("TLS certificate %s loaded for new connections", next->tls_certificate);
+    else if (srv->tls)
+        log_warn("reload: no tls_certificate any more: the TLS listeners keep the pair in force "
+                 "until a restart");
     /* Listeners and the publish socket stay as bound at start; everything
      * else (limits, origins, channel patterns, secrets) applies from now:
      * every layer reads the config through &srv->cfg. */

@@ -363,6 +363,17 @@ def test_sighup_swaps_the_certificate_without_dropping_connections(tenv):
     for r in (held, fresh, again):
         assert json.loads(r.recv_frame()[1])["id"] == ack["id"]
         r.close()
+    # A file without TLS keys reloads the rest; the listener (bound at
+    # start) keeps the pair in force until a restart.
+    for k in ("tls_listen", "tls_certificate", "tls_certificate_key"):
+        del tenv.sections["ws-server"][k]
+    tenv.sections["ws-server"]["max_connections"] = "5000"
+    tenv.write_ini()
+    tenv.ws_proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "no tls_certificate any more" in tenv.log_text(), what="the reload without TLS keys")
+    last = tls_sub(tenv, "public/hup")
+    assert last.sock.getpeercert(binary_form=True) == new_der
+    last.close()
 
 
 # ---- memory
