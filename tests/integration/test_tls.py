@@ -192,6 +192,76 @@ def test_burst_of_small_and_large_frames_arrives_intact(tenv):
         r.close()
 
 
+class RecordCounter:
+    """A TLS client socket through memory BIOs that counts the
+    application-data records it receives (sendall/recv/settimeout/close,
+    enough for RawWs)."""
+
+    def __init__(self, sock, ctx):
+        self.sock, self.inc, self.out = sock, ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname="127.0.0.1")
+        self.raw, self.records = b"", 0
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._feed()
+        self._flush()
+
+    def _flush(self):
+        data = self.out.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _feed(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed")
+        self.raw += chunk
+        while len(self.raw) >= 5 and len(self.raw) >= 5 + struct.unpack(">H", self.raw[3:5])[0]:
+            n = 5 + struct.unpack(">H", self.raw[3:5])[0]
+            self.records += self.raw[0] == 23
+            self.raw = self.raw[n:]
+        self.inc.write(chunk)
+
+    def sendall(self, data):
+        self.obj.write(data)
+        self._flush()
+
+    def recv(self, n):
+        while True:
+            try:
+                return self.obj.read(n)
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._feed()
+
+    def settimeout(self, t):
+        self.sock.settimeout(t)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_frames_of_one_pass_share_records(tenv):
+    """200 small messages published in one burst reach a TLS page in a
+    handful of records (a flush gathers its frames into full records),
+    not one record per frame."""
+    tenv.start_ws()
+    r = RawWs(tenv.tls_port, "/ws?channels=public/rec", wrap=lambda s: RecordCounter(s, tenv.ctx()))
+    assert r.status == 101
+    r.recv_frame()
+    r.sock.records = 0
+    ids = publish_many(tenv, "public/rec", ["m%03d" % i for i in range(200)])
+    got = [json.loads(p)["id"] for op, p in frames_until(r, len(ids))]
+    assert got == ids
+    print("200 frames in %d TLS records" % r.sock.records)
+    assert r.sock.records <= 20, r.sock.records
+    r.close()
+
+
 def test_reader_that_stops_gets_everything_after_blocked_records(tenv):
     """A page stops reading while 12 MB are published: ws-server's TLS
     writes meet a full socket (a record held, retried later from the
