@@ -307,6 +307,27 @@ def test_slow_consumer_cut_1013_keeps_the_tls_stream_well_formed(tenv):
     r.close()
 
 
+def test_ktls_refused_by_the_kernel_falls_back_to_userland(tenv):
+    """When tcp_available_ulp offers "tls" ws-server asks for kTLS; a
+    kernel that then refuses it (this one has no tls module: the test
+    names a file that says it has) leaves the connection on the userland
+    path, logged once, and delivery is the same."""
+    ulp = tenv.dir / "tcp_available_ulp"
+    ulp.write_text("mptcp tls\n")
+    os.environ["WSPUSH_TEST_TCP_ULP_FILE"] = str(ulp)
+    try:
+        tenv.start_ws()
+    finally:
+        del os.environ["WSPUSH_TEST_TCP_ULP_FILE"]
+    assert "the kernel offers kTLS" in tenv.log_text()
+    subs = [tls_sub(tenv, "public/k") for _ in range(3)]
+    ids = publish_many(tenv, "public/k", ["k%d" % i + "x" * (i * 9000) for i in range(8)])
+    for r in subs:
+        assert [json.loads(p)["id"] for op, p in frames_until(r, len(ids))] == ids
+        r.close()
+    assert tenv.log_text().count("kTLS not taken") == 1, tenv.log_text()
+
+
 # ---- limits
 
 def test_tls_slowloris_is_cut_at_the_handshake_timeout(tenv):
