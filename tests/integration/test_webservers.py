@@ -12,6 +12,7 @@ as the contract's JSON; a body between the server's default limit and
 max_body passes; pings keep /ws open across twice the proxy's idle timeout
 (short in these tests), and without pings the proxy does close it."""
 import os
+import pwd
 import shutil
 import signal
 import tempfile
@@ -196,3 +197,63 @@ def test_pings_keep_ws_open_past_the_proxy_idle_timeout(site):
             site.env.ws_proc.send_signal(signal.SIGCONT)
     finally:
         ws.close()
+
+
+def fastcgi_peers(port):
+    """The client ports of the established TCP connections to port."""
+    peers = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            local, remote, state = line.split()[1:4]
+            if state == "01" and int(local.split(":")[1], 16) == port:
+                peers.add(int(remote.split(":")[1], 16))
+    return peers
+
+
+def test_h2o_keeps_fastcgi_connections(site):
+    """fastcgi.timeout.keepalive: without it H2O closes the FastCGI
+    connection after every request."""
+    if site.web.name != "h2o":
+        pytest.skip("only H2O's config keeps FastCGI connections")
+    assert site.publish("news", 1).status == 200
+    first = fastcgi_peers(site.pub_port)
+    assert len(first) == 1, first
+    assert site.publish("news", 2).status == 200
+    assert fastcgi_peers(site.pub_port) == first
+
+
+def test_fcgid_starts_publisher_as_apache_user(site):
+    """mod_fcgid starts fcgi-publisher as Apache's user (www-data), which
+    therefore needs the ini, the secret and the publish socket."""
+    if not site.web.spawns_publisher:
+        pytest.skip("the publisher runs on its own")
+    assert site.publish("news", 1).status == 200
+    uids = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            status = open(f"/proc/{pid}/status").read()
+        except OSError:
+            continue
+        if str(site.env.ini_path).encode() in cmdline and cmdline[0].endswith(b"fcgi-publisher"):
+            uids.add(int(status.split("\nUid:")[1].split()[0]))
+    assert uids == {pwd.getpwnam("www-data").pw_uid}, uids
+
+
+# What each server answers when fcgi-publisher does not accept
+# connections (mod_fcgid starts it itself: not applicable).
+PUBLISHER_DOWN = {"lighttpd": (503, "unavailable"), "caddy": (502, "bad_gateway"),
+                  "h2o": (503, "unavailable")}
+
+
+def test_publisher_down_is_json(site):
+    """Last in the file: lighttpd keeps a backend it found down out of use
+    for a few seconds, so no test of the same site may follow it."""
+    if site.web.spawns_publisher:
+        pytest.skip("mod_fcgid starts fcgi-publisher on demand")
+    assert site.publisher.stop() == 0
+    try:
+        body = b'{"channel":"news","data":1}'
+        assert_json_error(publish_raw(site, body), *PUBLISHER_DOWN[site.web.name])
+    finally:
+        site.publisher.start()
