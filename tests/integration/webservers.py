@@ -1,8 +1,8 @@
 """Real web servers in front of fcgi-publisher and ws-server, for the
-integration tests: fcgi-publisher on a loopback port, nginx or Apache
-rendered from conf/nginx/wspush.conf or conf/apache/wspush.conf (the
-shipped files, with their documented default values replaced by loopback
-ports and temporary paths), an HTTP helper and a small synchronous
+integration tests: fcgi-publisher on a loopback port (or started by
+Apache's mod_fcgid), nginx, Apache, lighttpd, Caddy or H2O rendered from
+their files in conf/ (the shipped files, with their documented default
+values replaced by loopback ports and temporary paths), an HTTP helper and a small synchronous
 WebSocket client over python3-websockets' asyncio API.
 
 Every server binds to 127.0.0.1 on a free port; every wait is bounded."""
@@ -141,6 +141,20 @@ class WebServer:
     def origin(self):
         return f"http://127.0.0.1:{self.port}"
 
+    def render_site(self, src, replacements):
+        """The shipped src rendered (the test's overrides last) into the
+        scratch directory as wspush.conf; returns the text."""
+        text = render(src, {**replacements, **self.overrides})
+        (self.dir / "wspush.conf").write_text(text)
+        return text
+
+    def launch(self, argv, env=None):
+        """Runs the server in the foreground, its stderr to the log."""
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, env=env)
+        self.wait_up()
+        return self
+
     def wait_up(self):
         def up():
             if self.proc.poll() is not None:
@@ -172,16 +186,14 @@ class Nginx(WebServer):
             'auth_basic "site.example";': "",
             "auth_basic_user_file /etc/wspush/htpasswd;": "",
         }
-        site = render(ROOT / "conf" / "nginx" / "wspush.conf", {
+        self.render_site(ROOT / "conf" / "nginx" / "wspush.conf", {
             **no_auth,
             "listen 80;": f"listen 127.0.0.1:{self.port};",
             "/var/www/site": str(d / "www"),
             "/etc/wspush/htpasswd": str(self.htpasswd),
             "unix:/run/wspush/fcgi.sock": f"127.0.0.1:{self.pub_port}",
             "http://127.0.0.1:8081": f"http://127.0.0.1:{self.ws_port}",
-            **self.overrides,
         })
-        (d / "wspush.conf").write_text(site)
         (d / "nginx.conf").write_text(f"""
 user root;
 worker_processes 1;
@@ -198,11 +210,8 @@ http {{
     include {d}/wspush.conf;
 }}
 """)
-        self.proc = subprocess.Popen([NGINX, "-p", str(d), "-c", str(d / "nginx.conf"),
-                                      "-e", str(self.log), "-g", "daemon off;"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.wait_up()
-        return self
+        return self.launch([NGINX, "-p", str(d), "-c", str(d / "nginx.conf"),
+                            "-e", str(self.log), "-g", "daemon off;"])
 
 
 APACHE_MODS = ["mpm_event", "authn_core", "authn_file", "authz_core", "authz_user",
@@ -237,8 +246,7 @@ class Apache(WebServer):
 
     def start(self):
         d = self.dir
-        site = render(self.site_file, {**self.replacements(), **self.overrides})
-        (d / "wspush.conf").write_text(site)
+        self.render_site(self.site_file, self.replacements())
         loads = "\n".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in self.modules)
         levels = " ".join(f"{m}:info" for m in ("proxy", "proxy_fcgi") if m in self.modules)
         (d / "httpd.conf").write_text(f"""
@@ -261,11 +269,8 @@ MaxRequestWorkers 16
 {self.server_config()}
 Include {d}/wspush.conf
 """)
-        self.proc = subprocess.Popen([APACHE, "-f", str(d / "httpd.conf"), "-DFOREGROUND"],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"),
-                                     env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"})
-        self.wait_up()
-        return self
+        return self.launch([APACHE, "-f", str(d / "httpd.conf"), "-DFOREGROUND"],
+                           env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"})
 
 
 class ApacheFcgid(Apache):
@@ -306,14 +311,12 @@ class Lighttpd(WebServer):
 
     def start(self):
         d = self.dir
-        site = render(ROOT / "conf" / "lighttpd" / "wspush.conf", {
+        self.render_site(ROOT / "conf" / "lighttpd" / "wspush.conf", {
             "/etc/wspush/htpasswd": str(self.htpasswd),
             '"socket" => "/run/wspush/fcgi.sock"': f'"host" => "127.0.0.1", "port" => {self.pub_port}',
             '"host" => "127.0.0.1", "port" => 8081': f'"host" => "127.0.0.1", "port" => {self.ws_port}',
             "/etc/wspush/errors/": str(ROOT / "conf" / "errors") + "/",
-            **self.overrides,
         })
-        (d / "wspush.conf").write_text(site)
         (d / "lighttpd.conf").write_text(f"""
 server.modules = ( "mod_access" )
 server.document-root = "{d}/www"
@@ -325,10 +328,7 @@ server.upload-dirs = ( "{d}" )
 mimetype.assign = ( ".html" => "text/html" )
 include "{d}/wspush.conf"
 """)
-        self.proc = subprocess.Popen(["/usr/sbin/lighttpd", "-D", "-f", str(d / "lighttpd.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
-        self.wait_up()
-        return self
+        return self.launch(["/usr/sbin/lighttpd", "-D", "-f", str(d / "lighttpd.conf")])
 
 
 class Caddy(WebServer):
@@ -348,24 +348,20 @@ class Caddy(WebServer):
 
     def start(self):
         d = self.dir
-        site = render(ROOT / "conf" / "caddy" / "Caddyfile", {
+        site = self.render_site(ROOT / "conf" / "caddy" / "Caddyfile", {
             "http://site.example": f"http://127.0.0.1:{self.port}",
             "/var/www/site": str(d / "www"),
             "/etc/wspush/caddy-users": str(self.htpasswd),
             "unix//run/wspush/fcgi.sock": f"127.0.0.1:{self.pub_port}",
             "127.0.0.1:8081": f"127.0.0.1:{self.ws_port}",
-            **self.overrides,
         })
         # Global options first: no admin endpoint, state under the scratch
         # directory.
         (d / "Caddyfile").write_text("{\n\tadmin off\n}\n" + site)
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(d),
                "XDG_DATA_HOME": str(d), "XDG_CONFIG_HOME": str(d)}
-        self.proc = subprocess.Popen(["/usr/bin/caddy", "run", "--config", str(d / "Caddyfile"),
-                                      "--adapter", "caddyfile"],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"), env=env)
-        self.wait_up()
-        return self
+        return self.launch(["/usr/bin/caddy", "run", "--config", str(d / "Caddyfile"),
+                            "--adapter", "caddyfile"], env=env)
 
 
 class H2o(WebServer):
@@ -375,7 +371,7 @@ class H2o(WebServer):
 
     def start(self):
         d = self.dir
-        site = render(ROOT / "conf" / "h2o" / "wspush.conf", {
+        site = self.render_site(ROOT / "conf" / "h2o" / "wspush.conf", {
             "site.example:80": f"127.0.0.1:{self.port}",
             "port: 80": f"port: {self.port}\n      host: 127.0.0.1",
             "/var/www/site": str(d / "www"),
@@ -384,15 +380,11 @@ class H2o(WebServer):
             "port: /run/wspush/fcgi.sock\n          type: unix":
                 f"host: 127.0.0.1\n          port: {self.pub_port}\n          type: tcp",
             "http://127.0.0.1:8081/ws": f"http://127.0.0.1:{self.ws_port}/ws",
-            **self.overrides,
         })
         (d / "h2o.conf").write_text(f"""user: www-data
 error-log: {self.log}
 {site}""")
-        self.proc = subprocess.Popen(["/usr/bin/h2o", "-c", str(d / "h2o.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
-        self.wait_up()
-        return self
+        return self.launch(["/usr/bin/h2o", "-c", str(d / "h2o.conf")])
 
 
 SERVERS = {"nginx": Nginx, "apache": Apache, "apache-fcgid": ApacheFcgid,
