@@ -252,17 +252,26 @@ class SilentBackend:
 
 
 SHORT_TIMEOUT = {"nginx": {"fastcgi_read_timeout 30s;": "fastcgi_read_timeout 1s;"},
-                 "apache": {"timeout=30 enablereuse=on": "timeout=1 enablereuse=on"}}
+                 "apache": {"timeout=30 enablereuse=on": "timeout=1 enablereuse=on"},
+                 "lighttpd": {},
+                 "caddy": {"read_timeout 30s": "read_timeout 1s"},
+                 "h2o": {"fastcgi.timeout.io: 30000": "fastcgi.timeout.io: 1000"}}
 
 
 # What each server answers for a backend that does not answer in time and
 # for one that hangs up: Apache's mod_proxy_fcgi says 503 where nginx says
-# 502 (it gives 503 for a refused connection too).
+# 502 (it gives 503 for a refused connection too); lighttpd says 500 for a
+# hang-up and has no FastCGI read timeout; H2O says 503 for both.
 BACKEND_FAILURES = {
     ("nginx", "silent"): (504, "timeout"),
     ("apache", "silent"): (504, "timeout"),
+    ("caddy", "silent"): (504, "timeout"),
+    ("h2o", "silent"): (503, "unavailable"),
     ("nginx", "hangup"): (502, "bad_gateway"),
     ("apache", "hangup"): (503, "unavailable"),
+    ("lighttpd", "hangup"): (500, "internal"),
+    ("caddy", "hangup"): (502, "bad_gateway"),
+    ("h2o", "hangup"): (503, "unavailable"),
 }
 
 
