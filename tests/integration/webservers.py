@@ -151,7 +151,10 @@ class WebServer:
     def launch(self, argv, env=None):
         """Runs the server in the foreground, its stderr to the log."""
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, env=env)
+            # Its own process group: stop() then also ends any child the
+            # server leaves behind (an Apache child stopped mid-start).
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, env=env,
+                                         start_new_session=True)
         self.wait_up()
         return self
 
@@ -167,6 +170,11 @@ class WebServer:
         try:
             stop_process(p)
         finally:
+            if p is not None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_text(self):
