@@ -195,6 +195,11 @@ install: $(PROGRAMS)
 	install -m 0644 php/WsPush.php $(DESTDIR)$(PREFIX)/share/wspush/php/
 	install -m 0644 conf/prometheus/wspush-alerts.yml conf/grafana/wspush-ws-server.json \
 	    conf/grafana/wspush-publisher.json $(DESTDIR)$(PREFIX)/share/wspush/
+	# The web-server configs (docs/webservers.md) and the JSON error
+	# documents lighttpd and H2O serve.
+	for d in nginx apache lighttpd caddy h2o errors; do \
+	  install -d $(DESTDIR)$(PREFIX)/share/wspush/$$d && \
+	  install -m 0644 conf/$$d/* $(DESTDIR)$(PREFIX)/share/wspush/$$d/ || exit 1; done
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/lib/sysusers.d
 	for u in conf/systemd/*.service; do \
 	  sed 's#@PREFIX@#$(PREFIX)#g' $$u > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u); done

@@ -6,7 +6,7 @@ set -euo pipefail
 want="build-essential pkg-config libssl-dev libjansson-dev libjwt-dev libinih-dev"
 case "${1:-build}" in
   build) ;;
-  test)  want="$want libcmocka-dev clang libclang-rt-14-dev nginx apache2 apache2-utils python3-pytest python3-websockets valgrind chromium procps prometheus python3-prometheus-client"
+  test)  want="$want libcmocka-dev clang libclang-rt-14-dev nginx apache2 apache2-utils libapache2-mod-fcgid lighttpd caddy h2o python3-pytest python3-websockets valgrind chromium procps prometheus python3-prometheus-client"
          want="$want php-cli phpunit php-fpm"           # the PHP client and site
          want="$want libfcgi-dev libfcgi-bin"           # libfcgi, the FastCGI oracle
          want="$want python3-cryptography" ;;           # certificates for the TLS tests

@@ -441,7 +441,12 @@ static int conn_on_frame(struct conn *c, const struct frame *f)
             conn_kill(c);
         return 0;
     case FRAME_PONG:
-        c->flags &= (uint16_t)~CONN_AWAIT_PONG;
+        /* The timer waits for the pong deadline: move it to the next
+         * ping, which may come sooner (ping_interval < pong_timeout). */
+        if (c->flags & CONN_AWAIT_PONG) {
+            c->flags &= (uint16_t)~CONN_AWAIT_PONG;
+            conn_schedule(c);
+        }
         return 0;
     case FRAME_CLOSE: {
         frame_unmask(payload, f->payload, len, f->mask, 0);
