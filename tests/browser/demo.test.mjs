@@ -18,12 +18,12 @@ fs.mkdirSync(OUT, { recursive: true });
 const demoLog = fs.createWriteStream(path.join(OUT, 'demo.log'));
 const consoleLog = fs.createWriteStream(path.join(OUT, 'console.log'));
 
-async function openDemoPage(browser, demo, creds, label) {
+async function openDemoPage(browser, demo, creds, label, query = '') {
   const ctx = await browser.newContext(creds ? { httpCredentials: creds } : {});
   const page = await ctx.newPage();
   page.on('console', (m) => consoleLog.write(`[${label}] ${m.type()}: ${m.text()}\n`));
   page.on('pageerror', (e) => consoleLog.write(`[${label}] pageerror: ${e.message}\n`));
-  await page.goto(demo.origin + '/');
+  await page.goto(demo.origin + '/' + query);
   await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
   return { ctx, page };
 }
@@ -57,7 +57,9 @@ async function main() {
   await demo.start();
   console.log(`demo on ${demo.origin} (ws-server ${ports.wsPort}), runtime ${demo.dir}`);
 
-  const browser = await launchChromium();
+  // Trusts the demo's self-signed certificate (by its key), and nothing
+  // else: every other certificate is still checked.
+  const browser = await launchChromium([`--ignore-certificate-errors-spki-list=${demo.spki()}`]);
   let A, B, anon;
   try {
     await step('two logged-in pages connect (public + private channel)', async () => {
@@ -206,6 +208,32 @@ async function main() {
       const again = uniq('after-reconnect');
       await publishViaForm(A.page, 'user/demo/inbox', again);
       await B.page.waitForSelector(rowWith(again), { timeout: DELIVERY_MS });
+    });
+
+    await step('a page over wss:// (Chromium trusting the demo certificate) gets messages', async () => {
+      const wsUrls = [];
+      const ctx = await browser.newContext({ httpCredentials: CREDS });
+      const page = await ctx.newPage();
+      page.on('websocket', (ws) => wsUrls.push(ws.url()));
+      page.on('console', (m) => consoleLog.write(`[tls] ${m.type()}: ${m.text()}\n`));
+      await page.goto(demo.origin + '/?ws=tls');
+      await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
+      assert(wsUrls.length > 0 && wsUrls.every((u) => u.startsWith(`wss://127.0.0.1:${demo.tlsPort}/ws?`)),
+             `not over TLS: ${wsUrls.join(' ')}`);
+      assert((await page.inputValue('#via')) === 'tls', 'selector does not show tls');
+      for (const [channel, what] of [['public/demo', 'public'], ['user/demo/inbox', 'private']]) {
+        const text = uniq(`over-tls-${what}`);
+        const t0 = await publishViaForm(A.page, channel, text);
+        const ms = await deliveredWithin(page, text, t0, DELIVERY_MS + 2000);
+        assert(ms <= DELIVERY_MS, `${what}: delivered after ${ms} ms`);
+        console.log(`     ${what} over wss:// in ${ms} ms`);
+      }
+      // The selector switches back to the proxied connection.
+      await Promise.all([page.waitForNavigation(), page.selectOption('#via', 'proxied')]);
+      await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
+      assert(wsUrls[wsUrls.length - 1].startsWith(`ws://127.0.0.1:${demo.port}/ws?`),
+             `not proxied after the switch: ${wsUrls[wsUrls.length - 1]}`);
+      await ctx.close();
     });
 
     await step('screenshot of the demo page', async () => {

@@ -2,6 +2,7 @@
 // on free ports), Debian's chromium, the steps and their summary, and a
 // page on another loopback origin that tries to publish.
 import { spawn, execFile } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -60,7 +61,7 @@ const liveDemos = new Set();   // stopped at exit whatever happened
 
 export async function freePorts() {
   return { port: await freePort(), wsPort: await freePort(),
-           metricsPort: await freePort(), pubMetricsPort: await freePort() };
+           metricsPort: await freePort(), pubMetricsPort: await freePort(), tlsPort: await freePort() };
 }
 
 // conf/demo/run.sh on the given ports; env selects the site
@@ -81,7 +82,8 @@ export class Demo {
       env: { ...process.env, ...this.env, WSPUSH_DEMO_PORT: String(this.port),
              WSPUSH_DEMO_WS_PORT: String(this.wsPort),
              WSPUSH_DEMO_METRICS_PORT: String(this.metricsPort),
-             WSPUSH_DEMO_PUB_METRICS_PORT: String(this.pubMetricsPort), WSPUSH_DEMO_DIR: this.dir },
+             WSPUSH_DEMO_PUB_METRICS_PORT: String(this.pubMetricsPort),
+             WSPUSH_DEMO_TLS_PORT: String(this.tlsPort), WSPUSH_DEMO_DIR: this.dir },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     liveDemos.add(this);
@@ -112,7 +114,7 @@ export class Demo {
     assert(res.code === 0, `run.sh exited with ${res.code ?? res.sig} after ${signal}`);
     assert(!fs.existsSync(this.dir), `runtime directory ${this.dir} left behind`);
     fs.rmSync(path.dirname(this.dir), { recursive: true, force: true });
-    for (const p of [this.port, this.wsPort])
+    for (const p of [this.port, this.wsPort, this.tlsPort])
       assert(!(await portOpen(p)), `port ${p} still open after ${signal}`);
   }
 
@@ -122,6 +124,14 @@ export class Demo {
 
   accessLog() {
     return this.file('access.log');
+  }
+
+  // The base64 SHA-256 of the demo certificate's public key: what
+  // Chromium's --ignore-certificate-errors-spki-list trusts.
+  spki() {
+    const cert = new crypto.X509Certificate(fs.readFileSync(path.join(this.dir, 'cert.pem')));
+    const der = cert.publicKey.export({ type: 'spki', format: 'der' });
+    return crypto.createHash('sha256').update(der).digest('base64');
   }
 
   cli(...args) {
@@ -138,11 +148,12 @@ export async function stopAllDemos() {
 
 // ---- chromium
 
-export function launchChromium() {
+export function launchChromium(extraArgs = []) {
   return chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+           '--disable-background-networking', '--disable-component-update', '--disable-sync',
+           ...extraArgs],
   });
 }
 
