@@ -86,6 +86,7 @@ struct tio {
     /* handlers */
     int           opens;
     char          query[512];
+    char          resume[64];     /* the Last-Event-ID open() was given */
     const char   *greet;          /* open() sends it with send_json */
     int           refuse;         /* open() returns NULL with this code */
     int           close_in_open;  /* open() calls conn_transport.close with it */
@@ -215,7 +216,7 @@ static const struct io_ops tio_ops = { tio_read, tio_writev, tio_close };
 
 /* ---- the handler table ---- */
 
-static void *tc_open(void *ctx, struct str query, struct conn *c, int *close_code)
+static void *tc_open(void *ctx, struct str query, struct str resume, struct conn *c, int *close_code)
 {
     struct tc *tc = ctx;
     struct tio *t = tc->reading;
@@ -227,6 +228,10 @@ static void *tc_open(void *ctx, struct str query, struct conn *c, int *close_cod
     if (query.len)      /* an absent query may come as { NULL, 0 } */
         memcpy(t->query, query.p, query.len);
     t->query[query.len] = '\0';
+    assert_true(resume.len < sizeof(t->resume));
+    if (resume.len)
+        memcpy(t->resume, resume.p, resume.len);
+    t->resume[resume.len] = '\0';
     tc->activity++;
     if (t->greet)
         assert_int_equal(conn_transport.send_json(c, t->greet, strlen(t->greet)), 0);
