@@ -356,7 +356,7 @@ def test_wspush_stats_summary_over_the_interval(menv):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["addr"] == proxy_addr
-    assert out["connections"] == {"ws": 2}
+    assert out["connections"] == {"ws": 2, "sse": 0}
     assert out["channels"] == 1 and out["subscriptions"] == 2
     assert out["messages"]["interval"] == 5 and out["messages"]["total"] == 5
     assert out["deliveries"]["interval"] == 10 and out["deliveries"]["total"] == 10
@@ -371,7 +371,7 @@ def test_wspush_stats_summary_over_the_interval(menv):
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[0].startswith(f"ws-server metrics at {menv.metrics}, over ")
-    assert "  connections   ws 2" in lines
+    assert "  connections   ws 2, sse 0" in lines
     assert "  refused       origin 1 (+0)" in lines
     assert any(l.startswith("  deliveries/s  0.0  (0 in the interval, 10 since start)") for l in lines)
     for r in subs:
