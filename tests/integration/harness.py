@@ -346,6 +346,16 @@ class RawWs:
         self.sock.close()
 
 
+def slow_reader(port, request):
+    """A socket that sends request and then reads nothing, its receive
+    buffer small: a slow consumer for the send budget tests."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(request)
+    return s
+
+
 # ---- a raw Server-Sent Events client
 
 class SseClient:
