@@ -199,14 +199,17 @@ public = public/*
     return run(path.join(BIN, 'wspush'), ['-s', this.sock, 'publish', channel, JSON.stringify(data)]);
   }
 
+  // SIGTERM; a non-zero exit (a sanitizer report) fails the step.
   async stop() {
-    if (this.proc.exitCode === null) {
-      const exited = new Promise((r) => this.proc.once('exit', r));
+    let code = this.proc.exitCode;
+    if (code === null) {
+      const exited = new Promise((r) => this.proc.once('exit', (c) => r(c)));
       this.proc.kill('SIGTERM');
-      await Promise.race([exited, sleep(5000)]);
+      code = await Promise.race([exited, sleep(5000).then(() => 'timeout')]);
     }
     fs.closeSync(this.log);
     fs.rmSync(this.dir, { recursive: true, force: true });
+    assert(code === 0, `second ws-server exited with ${code}; see output/sse-ws-server.log`);
   }
 }
 
