@@ -214,12 +214,14 @@ enum hs_verdict hs_check(const struct hs_request *req, const struct cfg_list *al
     /* Health probes are often HTTP/1.0 without Host: answer them anyway. */
     if (hs_str_eq(req->path, "/healthz"))
         return HS_HEALTHZ;
+    /* A stream needs nothing of HTTP/1.1 (it is close-delimited), and a
+     * proxy may speak 1.0 upstream (nginx's default). */
+    if (req->sse)
+        return hs_origin_ok(req, allowed_origins) ? HS_SSE : HS_FORBIDDEN;
     if (req->minor_version != 1 || req->host.len == 0)
         return HS_BAD_REQUEST;
     if (req->target.len == 0 || req->target.p[0] != '/')
         return HS_NOT_FOUND;
-    if (req->sse)
-        return hs_origin_ok(req, allowed_origins) ? HS_SSE : HS_FORBIDDEN;
     if (!req->upgrade_websocket)
         return HS_UPGRADE_REQUIRED;
     if (!req->connection_upgrade)

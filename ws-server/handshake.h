@@ -75,10 +75,10 @@ enum hs_verdict {
  * WebSocket endpoint except /healthz and /sse (a reverse proxy may mount us
  * anywhere). Checks in order: method GET (else 400), no duplicate header
  * (400), path /healthz -> HS_HEALTHZ (any HTTP/1.x, Host optional: probes
- * are often HTTP/1.0), HTTP/1.1 and Host (400), origin-form target (404),
- * path /sse -> Origin (403), HS_SSE; Upgrade lists websocket (426),
- * Connection lists upgrade (400), version 13 (426), key (400), Origin
- * (403). */
+ * are often HTTP/1.0), path /sse -> Origin (403), HS_SSE (any HTTP/1.x,
+ * Host optional: a proxy may speak 1.0 upstream); HTTP/1.1 and Host (400),
+ * origin-form target (404), Upgrade lists websocket (426), Connection
+ * lists upgrade (400), version 13 (426), key (400), Origin (403). */
 enum hs_verdict hs_check(const struct hs_request *req, const struct cfg_list *allowed_origins);
 
 /* Writes Sec-WebSocket-Accept for key (base64 of SHA-1(key + GUID), 28

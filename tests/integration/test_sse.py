@@ -277,6 +277,16 @@ def test_only_exactly_sse_is_a_stream(ws):
     c = SseClient(ws.ws_port, "/events?channels=public/a")
     assert c.status == 426
     c.close()
+    # HTTP/1.0 without Host (nginx's default upstream): a stream all the same.
+    s = socket.create_connection(("127.0.0.1", ws.ws_port))
+    s.sendall(b"GET /sse?channels=public/a HTTP/1.0\r\n\r\n")
+    data = b""
+    while b"event: subscribed\n" not in data:
+        chunk = s.recv(4096)
+        assert chunk, data
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
+    s.close()
     # Not GET: 400 as for any path.
     s = socket.create_connection(("127.0.0.1", ws.ws_port))
     s.sendall(b"POST /sse?channels=public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")

@@ -148,8 +148,9 @@ static const struct hs_case cases[] = {
       HS_SSE, ANY_ORIGIN },
     { "sse Last-Event-ID twice", "GET /sse HTTP/1.1\r\n" H "Last-Event-ID: 1-2\r\n"
       "last-event-id: 1-3\r\n" END, PARSED, HS_BAD_REQUEST, ANY_ORIGIN },
-    { "sse HTTP/1.0", "GET /sse HTTP/1.0\r\n" H END, PARSED, HS_BAD_REQUEST, ANY_ORIGIN },
-    { "sse no Host", "GET /sse HTTP/1.1\r\n" END, PARSED, HS_BAD_REQUEST, ANY_ORIGIN },
+    { "sse HTTP/1.0 (a proxy's default)", "GET /sse HTTP/1.0\r\n" H END, PARSED, HS_SSE,
+      ANY_ORIGIN },
+    { "sse no Host", "GET /sse HTTP/1.0\r\n" END, PARSED, HS_SSE, ANY_ORIGIN },
     { "POST sse", "POST /sse HTTP/1.1\r\n" H END, PARSED, HS_BAD_REQUEST, ANY_ORIGIN },
     { "sse is case-sensitive", "GET /SSE HTTP/1.1\r\n" H END, PARSED, HS_UPGRADE_REQUIRED,
       ANY_ORIGIN },
