@@ -310,7 +310,7 @@ const tests = {
   async 'sse: statuses as WebSocket close codes (401 fresh token at once, 403 origin and 400 final, 503 backoff)'() {
     const { streams, fetches, WsPush } = makeWindow();
     const push = new WsPush({ channels: ['user/u/x'], tokenUrl: '/push/token', transport: 'sse',
-                              minDelay: 1000 });
+                              minDelay: 200 });
     const ev = record(push);
     push.connect();
     await waitFor(() => streams.length === 1, 'stream');
@@ -320,10 +320,14 @@ const tests = {
     assert(fetches.length === 2 && streams[1].url.includes('&token=tok2'), streams[1].url);
     const st = ev.state.filter((s) => s.state === 'reconnecting');
     assert(st.length === 1 && st[0].code === 4401 && st[0].delay === 0, JSON.stringify(st));
-    streams[1].respond(503, { json: { error: 'unavailable', message: 'too many' } });
-    await waitFor(() => ev.state.filter((s) => s.state === 'reconnecting').length === 2, 'backoff');
+    streams[1].respond(200, { type: 'text/html' });     // a proxy's page, not a stream
+    await waitFor(() => ev.state.filter((s) => s.state === 'reconnecting').length === 2, 'a 200 that is no stream');
+    assert(ev.state[ev.state.length - 1].code === 1006, JSON.stringify(ev.state[ev.state.length - 1]));
+    await waitFor(() => streams.length === 3, 'retry after backoff', 4000);
+    streams[2].respond(503, { json: { error: 'unavailable', message: 'too many' } });
+    await waitFor(() => ev.state.filter((s) => s.state === 'reconnecting').length === 3, 'backoff');
     const last = ev.state[ev.state.length - 1];
-    assert(last.code === 1006 && last.delay >= 500, JSON.stringify(last));
+    assert(last.code === 1006 && last.delay >= 400, JSON.stringify(last));   // the third try: [400, 800]
     push.close();
 
     for (const [status, json, code] of [[403, { error: 'origin' }, 403], [400, { error: 'bad_channels' }, 4400]]) {

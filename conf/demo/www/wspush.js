@@ -337,7 +337,8 @@
     }
     this._fetchSse(q, ctrl).then(function (r) {
       if (self._sse !== conn) { conn.abort(); return; }
-      if (!r.ok || !r.body) {
+      /* A 200 that is not a stream (a proxy's page) is no answer either. */
+      if (!r.ok || !r.body || !/^text\/event-stream/i.test(r.headers.get("content-type") || "")) {
         return r.json().catch(function () { return null; }).then(function (body) {
           ended(sseStatusCode(r.status, body), "HTTP " + r.status + (body && body.message ? ": " + body.message : ""));
         });
