@@ -26,7 +26,7 @@
 /* One encoding cache slot per way of putting a message on the wire. */
 enum msg_slot {
     MSG_SLOT_WS = 0,     /* WebSocket text frame */
-    MSG_SLOT_SSE,        /* Server-Sent Events record (to come) */
+    MSG_SLOT_SSE,        /* Server-Sent Events event (sse.c) */
     MSG_SLOT_WS_DEFLATE, /* permessage-deflate frame (to come) */
     MSG_SLOTS
 };

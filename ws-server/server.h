@@ -3,7 +3,7 @@
  * reload, SIGTERM/SIGINT graceful stop) and the live config. Nothing else
  * includes this header but main.c; the arrows all leave from here.
  *
- *   listeners -> conn (WebSocket transport) -> session -> hub
+ *   listeners -> conn (WebSocket and SSE transports) -> session -> hub
  *   publish socket -> engine -> hub -> session -> conn -> io
  */
 #ifndef WSPUSH_SERVER_H

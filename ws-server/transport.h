@@ -1,6 +1,6 @@
 /* transport — what a session needs from the connection it runs on: a
- * table of functions that the WebSocket transport (conn.c) fills today and
- * Server-Sent Events will fill next. A session never knows which.
+ * table of functions that conn.c fills for both of its kinds, WebSocket
+ * and Server-Sent Events. A session never knows which.
  *
  * Every function takes the transport handle the session was opened with.
  *
@@ -10,7 +10,10 @@
  * room() bytes, queues it with replay_msg() until a message does not fit,
  * calls want_drained() and goes on when the transport reports, through
  * the drained handler it was given by whoever created it (conn_handlers
- * for WebSocket), that everything queued has been written.
+ * for conn.c), that everything queued has been written.
+ *
+ * send_json()'s object starts with its "type" member ({"type":"reset",...}):
+ * SSE names the event after it.
  */
 #ifndef WSPUSH_TRANSPORT_H
 #define WSPUSH_TRANSPORT_H

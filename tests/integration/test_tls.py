@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from harness import BIN, PublishClient, RawWs, free_port, wait_for
+from harness import BIN, PublishClient, RawWs, SseClient, free_port, wait_for
 from test_faults import raise_fd_limit, rss_kib
 from test_hardening_ws import publish_many as pipelined
 
@@ -164,6 +164,32 @@ def test_websockets_client_over_wss(tenv):
 
 
 # ---- delivery: records, partial writes
+
+def test_server_sent_events_over_tls(tenv):
+    """GET /sse on the TLS listener: the same stream, byte for byte, with
+    Last-Event-ID, refusals and the close event."""
+    tenv.start_ws()
+    sse = lambda q, **kw: SseClient(tenv.tls_port, "/sse?" + q, wrap=tenv.wrap, **kw)
+    c = sse("channels=public/t")
+    assert c.status == 200 and c.headers["content-type"] == "text/event-stream"
+    assert c.json_event()[0] == "subscribed"
+    before = len(c.raw)
+    ids = [tenv.publish("public/t", {"n": i})["id"] for i in range(3)]
+    assert [c.json_event()[2] for _ in range(3)] == ids
+    assert c.raw[before:].startswith(b'id: %s\ndata: {"type":"message","channel":"public/t","id":"%s",'
+                                     b'"data":{"n": 0}}\n\n' % (ids[0].encode(), ids[0].encode()))
+    again = sse("channels=public/t", headers={"Last-Event-ID": ids[0]})
+    assert again.json_event()[0] == "subscribed"
+    assert [again.json_event()[2] for _ in range(2)] == ids[1:]
+    again.close()
+    refused = sse("channels=user/x/y")
+    assert refused.status == 401 and json.loads(refused.body())["error"] == "token"
+    refused.close()
+    tenv.stop_ws()
+    event, data, _ = c.json_event()
+    assert (event, data) == ("close", {"type": "close", "code": 1001})
+    assert c.event() is None
+
 
 def frames_until(r, n, timeout=20):
     out = []

@@ -246,6 +246,7 @@ class Apache(WebServer):
             "/etc/wspush/htpasswd": str(self.htpasswd),
             "unix:/run/wspush/fcgi.sock|fcgi://localhost/": f"fcgi://127.0.0.1:{self.pub_port}/",
             "ws://127.0.0.1:8081/ws": f"ws://127.0.0.1:{self.ws_port}/ws",
+            "http://127.0.0.1:8081/sse": f"http://127.0.0.1:{self.ws_port}/sse",
         }
 
     def server_config(self):
