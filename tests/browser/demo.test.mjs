@@ -6,6 +6,7 @@
 //                                            directory, default build/bin)
 // Output (screenshot, demo log, page console) goes to tests/browser/output/.
 import fs from 'node:fs';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
