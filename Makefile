@@ -3,6 +3,7 @@
 #   make test       install missing packages, build, run every test (twice:
 #                   plain and with ASan+UBSan), print a summary line
 #   make run        the demo: nginx + fcgi-publisher + ws-server on :8080
+#   make run-php    the PHP example site (conf/php/): php-fpm + nginx + the two on :8080
 #   make SANITIZE=address,undefined   sanitizer build (in build/san/)
 #   make fuzz-build     the libFuzzer targets (clang) in build/fuzz/
 #   make clean
@@ -27,7 +28,8 @@ LINK    = $(CC) $(WSPUSH_LDFLAGS) $(LDFLAGS)
 # `make clean` and `make test` (which installs them first) work on a bare
 # machine; a missing one stops make with its name instead of a missing-header
 # error. `make PKGS='libcrypto nosuchpkg'` shows the message.
-PKGS    := libcrypto libjwt jansson inih zlib
+PKGS    := libssl libcrypto libjwt jansson inih zlib
+deb_libssl    := libssl-dev
 deb_libcrypto := libssl-dev
 deb_libjwt    := libjwt-dev
 deb_jansson   := libjansson-dev
@@ -65,7 +67,7 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 PROGRAMS := $(BIN)/ws-server $(BIN)/fcgi-publisher $(BIN)/wspush
 
-.PHONY: all deps test unit integration run bench fuzz fuzz-build install clean
+.PHONY: all deps test unit integration run run-php bench fuzz fuzz-build install clean
 all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -95,12 +97,17 @@ TEST_EXTRA_conn    := ws-server/frame.c ws-server/handshake.c ws-server/sendq.c 
 TEST_EXTRA_pubsock := ws-server/stats.c
 TEST_EXTRA_revoke  := ws-server/channel.c
 TEST_EXTRA_peers   := ws-server/channel.c
+# A test linking a library beyond the programs' names it in TEST_LIBS_<name>.
+TEST_EXTRA_fcgi_libfcgi := fcgi-publisher/fcgi.c fcgi-publisher/front.c tests/diff/fcgi_diff.c
+TEST_LIBS_fcgi_libfcgi  := -lfcgi
+# tests/diff/: harnesses shared by a unit test and a fuzz target.
+$(BUILD)/obj/tests/diff/%.o: WSPUSH_CFLAGS += -Ifcgi-publisher
 define unit_rule
 $(BUILD)/tests/test_$(1): tests/unit/test_$(1).c $(SHARED_OBJ) \
     $(call obj,$(wildcard ws-server/$(1).c fcgi-publisher/$(1).c) $(TEST_EXTRA_$(1)))
 	@mkdir -p $$(dir $$@)
 	$$(COMPILE) -Iws-server -Ifcgi-publisher $$(WSPUSH_LDFLAGS) $$(LDFLAGS) -o $$@ $$(filter %.c %.o,$$^) \
-	    $$(WSPUSH_LDLIBS) -lcmocka $$(LDLIBS)
+	    $$(WSPUSH_LDLIBS) $$(TEST_LIBS_$(1)) -lcmocka $$(LDLIBS)
 endef
 $(foreach t,$(patsubst tests/unit/test_%.c,%,$(UNIT_SRC)),$(eval $(call unit_rule,$(t))))
 
@@ -122,6 +129,11 @@ run:
 	@$(MAKE) --no-print-directory all
 	@exec bash conf/demo/run.sh $(abspath $(BIN))
 
+run-php:
+	@bash tests/deps.sh run-php
+	@$(MAKE) --no-print-directory all
+	@WSPUSH_DEMO_SITE=php exec bash conf/demo/run.sh $(abspath $(BIN))
+
 bench:
 	@bash tests/deps.sh bench
 	@$(MAKE) --no-print-directory all
@@ -142,6 +154,9 @@ FUZZ_CC      ?= clang
 FUZZ_CFLAGS  ?= -g -O1
 FUZZ_OUT     ?= build/fuzz
 FUZZ_EXTRA_history := ws-server/channel.c ws-server/msg.c ws-server/revoke.c
+FUZZ_EXTRA_fcgi_libfcgi := fcgi-publisher/fcgi.c fcgi-publisher/front.c tests/diff/fcgi_diff.c
+# A target linking a library beyond the programs' names it in FUZZ_LIBS_<name>.
+FUZZ_LIBS_fcgi_libfcgi  := -lfcgi
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
 FUZZ_BIN      = $(patsubst %,$(FUZZ_OUT)/fuzz_%,$(FUZZ_TARGETS))
@@ -159,7 +174,7 @@ define fuzz_rule
 $(FUZZ_OUT)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(FUZZ_SHARED_OBJ) \
     $(call fuzz_obj,$(wildcard ws-server/$(1).c fcgi-publisher/$(1).c) $(FUZZ_EXTRA_$(1)))
 	@mkdir -p $$(dir $$@)
-	$$(FUZZ_COMPILE) -Werror -fsanitize=fuzzer -o $$@ $$(filter %.c %.o,$$^) $$(PKG_LIBS)
+	$$(FUZZ_COMPILE) -Werror -fsanitize=fuzzer -o $$@ $$(filter %.c %.o,$$^) $$(PKG_LIBS) $$(FUZZ_LIBS_$(1))
 endef
 $(foreach t,$(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC)),$(eval $(call fuzz_rule,$(t))))
 
@@ -178,8 +193,15 @@ install: $(PROGRAMS)
 	test -f $(DESTDIR)/etc/wspush/wspush.ini || install -m 0640 conf/wspush.ini $(DESTDIR)/etc/wspush/wspush.ini
 	install -d $(DESTDIR)$(PREFIX)/share/wspush/js
 	install -m 0644 conf/demo/www/wspush.js $(DESTDIR)$(PREFIX)/share/wspush/js/
+	install -d $(DESTDIR)$(PREFIX)/share/wspush/php
+	install -m 0644 php/WsPush.php $(DESTDIR)$(PREFIX)/share/wspush/php/
 	install -m 0644 conf/prometheus/wspush-alerts.yml conf/grafana/wspush-ws-server.json \
 	    conf/grafana/wspush-publisher.json $(DESTDIR)$(PREFIX)/share/wspush/
+	# The web-server configs (docs/webservers.md) and the JSON error
+	# documents lighttpd and H2O serve.
+	for d in nginx apache lighttpd caddy h2o errors; do \
+	  install -d $(DESTDIR)$(PREFIX)/share/wspush/$$d && \
+	  install -m 0644 conf/$$d/* $(DESTDIR)$(PREFIX)/share/wspush/$$d/ || exit 1; done
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/lib/sysusers.d
 	for u in conf/systemd/*.service; do \
 	  sed 's#@PREFIX@#$(PREFIX)#g' $$u > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u); done

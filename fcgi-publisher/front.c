@@ -145,7 +145,8 @@ static int front_add_pair(struct front_req *r, const struct fcgi_pair *p)
 static int front_parse_params(struct front_req *r)
 {
     size_t off = 0, len = buf_used(&r->raw);
-    const char *p = buf_head(&r->raw);
+    /* No params at all: the buffer may hold no memory (data is NULL). */
+    const char *p = len ? buf_head(&r->raw) : NULL;
     while (off < len) {
         struct fcgi_pair pair;
         ssize_t n = fcgi_pair_parse(p + off, len - off, len, &pair);
@@ -186,6 +187,21 @@ const char *front_param_repeated(const struct front_req *req, const char *const 
         }
     }
     return NULL;
+}
+
+int front_param_count(const struct front_req *req) { return req->npairs; }
+
+void front_param_at(const struct front_req *req, int i, const char **name, size_t *name_len,
+                    const char **value, size_t *value_len)
+{
+    const struct front_pair *p = &req->pairs[i];
+    /* Each string is followed by its NUL: a value ends where the next
+     * name (or the table) begins. */
+    size_t end = i + 1 < req->npairs ? req->pairs[i + 1].name : req->strs.len;
+    *name = req->strs.data + p->name;
+    *name_len = p->value - p->name - 1;
+    *value = req->strs.data + p->value;
+    *value_len = end - p->value - 1;
 }
 
 const char *front_body(const struct front_req *req, size_t *kept, size_t *sent)

@@ -85,6 +85,13 @@ const char *front_param(const struct front_req *req, const char *name);
  * (the one whose second copy comes first), as names[k]; NULL when each
  * appears at most once. */
 const char *front_param_repeated(const struct front_req *req, const char *const *names, size_t n);
+/* The params kept, in the order the web server sent them: count, and the
+ * i-th (0 <= i < count) with its exact lengths (the web server's bytes,
+ * each also NUL-terminated; a NUL byte of their own is kept, and cuts
+ * what front_param() compares). For tests that compare every param. */
+int         front_param_count(const struct front_req *req);
+void        front_param_at(const struct front_req *req, int i, const char **name, size_t *name_len,
+                           const char **value, size_t *value_len);
 /* The body kept (NUL-terminated, at most limits.body bytes) and the length
  * the web server actually sent. */
 const char *front_body(const struct front_req *req, size_t *kept, size_t *sent);

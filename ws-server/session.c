@@ -475,10 +475,12 @@ uint32_t sessions_disconnect_user(sessions_t *ss, struct str user)
     struct list_node *pos, *tmp;
     /* A scan of every session: revocation is rare, and an index by user
      * would cost every connection memory. Closing does not free (the
-     * transport frees after the pass), so the walk is safe. */
+     * transport frees after the pass), so the walk is safe. A page still
+     * closing from an earlier disconnect is not counted again. */
     list_for_each_safe(pos, tmp, &ss->all) {
         struct session *s = list_entry(pos, struct session, node);
-        if (s->user && strlen(s->user) == user.len && memcmp(s->user, user.p, user.len) == 0) {
+        if (s->user && strlen(s->user) == user.len && memcmp(s->user, user.p, user.len) == 0 &&
+            s->ops->is_open(s->transport)) {
             s->ops->close(s->transport, 4401);
             n++;
         }

@@ -5,20 +5,11 @@
 //   node tests/browser/demo.test.mjs        (WSPUSH_BIN = the binaries'
 //                                            directory, default build/bin)
 // Output (screenshot, demo log, page console) goes to tests/browser/output/.
-import { spawn, execFile } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { OUT, Demo, assert, checkBinaries, evilServer, freePort, freePorts, launchChromium,
+         runTest, sleep, step, uniq } from './lib.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '../..');
-const BIN = path.resolve(process.env.WSPUSH_BIN || path.join(ROOT, 'build/bin'));
-const OUT = path.join(HERE, 'output');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const CREDS = { username: 'demo', password: 'demo' };
 const DELIVERY_MS = 1000;   // "the other shows the message within a second"
 
@@ -27,162 +18,12 @@ fs.mkdirSync(OUT, { recursive: true });
 const demoLog = fs.createWriteStream(path.join(OUT, 'demo.log'));
 const consoleLog = fs.createWriteStream(path.join(OUT, 'console.log'));
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const uniq = (what) => `${what}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-function freePort(host = '127.0.0.1') {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function portOpen(port, host = '127.0.0.1') {
-  return new Promise((resolve) => {
-    const s = net.connect(port, host);
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
-}
-
-function run(file, args) {
-  return new Promise((resolve) => {
-    execFile(file, args, { timeout: 10000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? (err.code ?? 1) : 0, stdout, stderr }));
-  });
-}
-
-// ---- the demo processes
-
-const liveDemos = new Set();   // stopped at exit whatever happened
-
-class Demo {
-  constructor(port, wsPort, metricsPort) {
-    this.port = port;
-    this.wsPort = wsPort;
-    this.metricsPort = metricsPort;
-    this.origin = `http://127.0.0.1:${port}`;
-    this.dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wspush-browser-')), 'run');
-  }
-
-  async start() {
-    this.proc = spawn('bash', [path.join(ROOT, 'conf/demo/run.sh'), BIN], {
-      env: { ...process.env, WSPUSH_DEMO_PORT: String(this.port),
-             WSPUSH_DEMO_WS_PORT: String(this.wsPort),
-             WSPUSH_DEMO_METRICS_PORT: String(this.metricsPort), WSPUSH_DEMO_DIR: this.dir },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    liveDemos.add(this);
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code, sig) => {
-      liveDemos.delete(this);
-      resolve({ code, sig });
-    }));
-    let out = '';
-    this.proc.stderr.on('data', (d) => demoLog.write(d));
-    const ready = new Promise((resolve, reject) => {
-      this.proc.stdout.on('data', (d) => {
-        demoLog.write(d);
-        out += d;
-        if (out.includes('wspush demo running')) resolve();
-      });
-      this.exited.then(({ code }) => reject(new Error(`run.sh exited early (status ${code}); see output/demo.log`)));
-      setTimeout(() => reject(new Error('demo not ready in 20s; see output/demo.log')), 20000);
-    });
-    await ready;
-  }
-
-  // Stops run.sh the way Ctrl-C or `kill` of make would, and checks that
-  // nothing is left behind: exit 0, runtime directory gone, ports free.
-  async stop(signal = 'SIGTERM') {
-    this.proc.kill(signal);
-    const res = await Promise.race([this.exited, sleep(15000).then(() => null)]);
-    assert(res, `run.sh did not exit within 15s of ${signal}`);
-    assert(res.code === 0, `run.sh exited with ${res.code ?? res.sig} after ${signal}`);
-    assert(!fs.existsSync(this.dir), `runtime directory ${this.dir} left behind`);
-    fs.rmSync(path.dirname(this.dir), { recursive: true, force: true });
-    for (const p of [this.port, this.wsPort])
-      assert(!(await portOpen(p)), `port ${p} still open after ${signal}`);
-  }
-
-  accessLog() {
-    try { return fs.readFileSync(path.join(this.dir, 'access.log'), 'utf8'); } catch { return ''; }
-  }
-
-  cli(...args) {
-    return run(path.join(BIN, 'wspush'), ['-s', path.join(this.dir, 'publish.sock'), ...args]);
-  }
-}
-
-// ---- a page from another loopback origin that tries to publish
-
-function evilServer(target, mark) {
-  const page = `<!doctype html><meta charset="utf-8"><title>elsewhere</title>
-<iframe name="sink" style="display:none"></iframe>
-<form id="f" method="POST" action="${target}/push/publish" target="sink">
-  <input name="channel" value="public/demo"><input name="data" value="${mark}-form">
-</form>
-<form id="top" method="POST" action="${target}/push/publish">
-  <input name="channel" value="public/demo"><input name="data" value="${mark}-top">
-</form>
-<script>
-window.results = [];
-async function attempt(name, init) {
-  try {
-    const r = await fetch(${JSON.stringify(target)} + '/push/publish',
-                          Object.assign({ method: 'POST', credentials: 'include' }, init));
-    results.push(name + ':' + (r.type === 'opaque' ? 'opaque' : r.status));
-  } catch (e) { results.push(name + ':blocked'); }
-}
-(async () => {
-  await attempt('simple', { headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-                            body: 'channel=public/demo&data=${mark}-simple' });
-  await attempt('json', { headers: { 'Content-Type': 'application/json', 'X-Requested-With': 'x' },
-                          body: JSON.stringify({ channel: 'public/demo', data: '${mark}-json' }) });
-  await attempt('nocors', { mode: 'no-cors', headers: { 'Content-Type': 'text/plain' },
-                            body: 'channel=public/demo&data=${mark}-nocors' });
-  const sink = document.querySelector('iframe');
-  await new Promise((resolve) => { sink.onload = resolve; document.getElementById('f').submit();
-                                   setTimeout(resolve, 3000); });
-  results.push('form:submitted');
-  window.done = true;
-})();
-</script>`;
-  const srv = http.createServer((req, res) => {
-    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
-    res.end(page);
-  });
-  return srv;
-}
-
-// ---- the test steps
-
-const results = [];
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push({ name, ok: true });
-    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    results.push({ name, ok: false });
-    console.log(`FAIL ${name}: ${e.message}`);
-  }
-}
-
-async function openDemoPage(browser, demo, creds, label) {
+async function openDemoPage(browser, demo, creds, label, query = '') {
   const ctx = await browser.newContext(creds ? { httpCredentials: creds } : {});
   const page = await ctx.newPage();
   page.on('console', (m) => consoleLog.write(`[${label}] ${m.type()}: ${m.text()}\n`));
   page.on('pageerror', (e) => consoleLog.write(`[${label}] pageerror: ${e.message}\n`));
-  await page.goto(demo.origin + '/');
+  await page.goto(demo.origin + '/' + query);
   await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
   return { ctx, page };
 }
@@ -209,19 +50,16 @@ async function deliveredWithin(page, text, t0, timeout) {
 }
 
 async function main() {
-  for (const p of ['ws-server', 'fcgi-publisher', 'wspush'])
-    assert(fs.existsSync(path.join(BIN, p)), `${BIN}/${p} missing: build first (make all)`);
-  const [port, wsPort, evilPort, metricsPort] =
-    [await freePort(), await freePort(), await freePort(), await freePort()];
-  const demo = new Demo(port, wsPort, metricsPort);
+  checkBinaries();
+  const ports = await freePorts();
+  const evilPort = await freePort();
+  const demo = new Demo(ports, { log: demoLog });
   await demo.start();
-  console.log(`demo on ${demo.origin} (ws-server ${wsPort}), runtime ${demo.dir}`);
+  console.log(`demo on ${demo.origin} (ws-server ${ports.wsPort}), runtime ${demo.dir}`);
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  // Trusts the demo's self-signed certificate (by its key), and nothing
+  // else: every other certificate is still checked.
+  const browser = await launchChromium([`--ignore-certificate-errors-spki-list=${demo.spki()}`]);
   let A, B, anon;
   try {
     await step('two logged-in pages connect (public + private channel)', async () => {
@@ -391,6 +229,32 @@ async function main() {
       await page.close();
     });
 
+    await step('a page over wss:// (Chromium trusting the demo certificate) gets messages', async () => {
+      const wsUrls = [];
+      const ctx = await browser.newContext({ httpCredentials: CREDS });
+      const page = await ctx.newPage();
+      page.on('websocket', (ws) => wsUrls.push(ws.url()));
+      page.on('console', (m) => consoleLog.write(`[tls] ${m.type()}: ${m.text()}\n`));
+      await page.goto(demo.origin + '/?ws=tls');
+      await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
+      assert(wsUrls.length > 0 && wsUrls.every((u) => u.startsWith(`wss://127.0.0.1:${demo.tlsPort}/ws?`)),
+             `not over TLS: ${wsUrls.join(' ')}`);
+      assert((await page.inputValue('#via')) === 'tls', 'selector does not show tls');
+      for (const [channel, what] of [['public/demo', 'public'], ['user/demo/inbox', 'private']]) {
+        const text = uniq(`over-tls-${what}`);
+        const t0 = await publishViaForm(A.page, channel, text);
+        const ms = await deliveredWithin(page, text, t0, DELIVERY_MS + 2000);
+        assert(ms <= DELIVERY_MS, `${what}: delivered after ${ms} ms`);
+        console.log(`     ${what} over wss:// in ${ms} ms`);
+      }
+      // The selector switches back to the proxied connection.
+      await Promise.all([page.waitForNavigation(), page.selectOption('#via', 'proxied')]);
+      await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
+      assert(wsUrls[wsUrls.length - 1].startsWith(`ws://127.0.0.1:${demo.port}/ws?`),
+             `not proxied after the switch: ${wsUrls[wsUrls.length - 1]}`);
+      await ctx.close();
+    });
+
     await step('screenshot of the demo page', async () => {
       await B.page.screenshot({ path: path.join(OUT, 'demo.png'), fullPage: true });
       assert(fs.statSync(path.join(OUT, 'demo.png')).size > 1000, 'empty screenshot');
@@ -402,7 +266,7 @@ async function main() {
   await step('SIGTERM stops the demo and leaves nothing behind', () => demo.stop('SIGTERM'));
 
   await step('a second run on the same ports starts and stops cleanly (SIGINT)', async () => {
-    const again = new Demo(port, wsPort, metricsPort);
+    const again = new Demo(ports, { log: demoLog });
     await again.start();
     const r = await fetch(again.origin + '/');
     assert(r.status === 200, `GET / after restart: ${r.status}`);
@@ -410,25 +274,4 @@ async function main() {
   });
 }
 
-const watchdog = setTimeout(() => {
-  console.log('FAIL browser test: overall timeout (180 s)');
-  for (const d of liveDemos) d.proc.kill('SIGTERM');
-  setTimeout(() => process.exit(1), 3000);
-}, 180000);
-
-try {
-  await main();
-} catch (e) {
-  results.push({ name: 'setup', ok: false });
-  console.log(`FAIL setup: ${e.message}`);
-}
-for (const d of liveDemos) {
-  d.proc.kill('SIGTERM');
-  await Promise.race([d.exited, sleep(10000)]);
-}
-clearTimeout(watchdog);
-demoLog.end();
-consoleLog.end();
-const failed = results.filter((r) => !r.ok).length;
-console.log(`browser: ${results.length - failed} passed, ${failed} failed; output in ${path.relative(ROOT, OUT)}/`);
-process.exit(failed ? 1 : 0);
+await runTest('browser', main, { logs: [demoLog, consoleLog] });

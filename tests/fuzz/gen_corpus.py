@@ -181,18 +181,25 @@ subscribe = user/{user}/*
     put("cfg", "previous-secret", "previous_secret_file = /nonexistent/old\n")
 
 
+def rec(t, rid, content=b"", pad=0):
+    """A FastCGI record."""
+    return struct.pack(">BBHHBB", 1, t, rid, len(content), pad, 0) + content + b"\0" * pad
+
+
+def nv_len(n):
+    return bytes([n]) if n < 128 else struct.pack(">I", n | 0x80000000)
+
+
+def pair(name, value):
+    """A FastCGI name-value pair."""
+    return nv_len(len(name)) + nv_len(len(value)) + name + value
+
+
+BEGIN, ABORT, PARAMS, STDIN, DATA, GET_VALUES = 1, 2, 4, 5, 8, 9
+
+
 def fcgi():
     # The input is the record stream itself (see fuzz_fcgi.c).
-    def rec(t, rid, content=b"", pad=0):
-        return struct.pack(">BBHHBB", 1, t, rid, len(content), pad, 0) + content + b"\0" * pad
-
-    def nv_len(n):
-        return bytes([n]) if n < 128 else struct.pack(">I", n | 0x80000000)
-
-    def pair(name, value):
-        return nv_len(len(name)) + nv_len(len(value)) + name + value
-
-    BEGIN, ABORT, PARAMS, STDIN, GET_VALUES = 1, 2, 4, 5, 9
     begin_keep = rec(BEGIN, 1, struct.pack(">HB5x", 1, 1))
     params = (pair(b"SCRIPT_NAME", b"/push") + pair(b"REQUEST_METHOD", b"POST")
               + pair(b"CONTENT_TYPE", b"application/json") + pair(b"CONTENT_LENGTH", b"24")
@@ -222,5 +229,53 @@ def fcgi():
     put("fcgi", "truncated", request[:-13])
 
 
-for gen in (handshake, frame, ipc, body, token, cfg, fcgi):
+def fcgi_libfcgi():
+    # A stream on one connection (see fuzz_fcgi_libfcgi.c): whole requests
+    # both sides serve, and one stream for each intended difference.
+    def begin(rid, role=1, keep=1, pad=0):
+        return rec(BEGIN, rid, struct.pack(">HB5x", role, keep), pad)
+
+    params = (pair(b"REQUEST_METHOD", b"POST") + pair(b"REQUEST_URI", b"/push/publish")
+              + pair(b"CONTENT_TYPE", b"application/json") + pair(b"CONTENT_LENGTH", b"24")
+              + pair(b"REMOTE_USER", b"alice") + pair(b"HTTP_COOKIE", b"s=" + b"c" * 150))
+    body = b'{"channel":"n","data":1}'
+
+    def request(rid=1, p=params, b=body):
+        return (begin(rid) + (rec(PARAMS, rid, p) if p else b"") + rec(PARAMS, rid)
+                + (rec(STDIN, rid, b) if b else b"") + rec(STDIN, rid))
+    put("fcgi_libfcgi", "publish", request())
+    put("fcgi_libfcgi", "no-params-no-body", request(7, b"", b""))
+    split = b"".join(rec(PARAMS, 1, params[i:i + 5], 3) for i in range(0, len(params), 5))
+    put("fcgi_libfcgi", "split-padded", begin(1) + split + rec(PARAMS, 1)
+        + rec(STDIN, 1, body[:9], 7) + rec(STDIN, 1, body[9:]) + rec(STDIN, 1, b"", 5))
+    put("fcgi_libfcgi", "long-lengths", request(2, pair(b"N" * 200, b"v" * 1500)
+                                                + b"\x80\x00\x00\x01\x80\x00\x00\x01xy"))
+    put("fcgi_libfcgi", "management-around", rec(GET_VALUES, 0, pair(b"FCGI_MPXS_CONNS", b""), 4)
+        + begin(3) + rec(11, 0) + rec(PARAMS, 3, params) + rec(PARAMS, 3)
+        + rec(STDIN, 3, body) + rec(STDIN, 3))
+    put("fcgi_libfcgi", "second-id", begin(1) + begin(2) + rec(PARAMS, 2, b"\x01\x01ab")
+        + rec(PARAMS, 1, params) + rec(PARAMS, 1) + rec(STDIN, 2, b"x") + rec(STDIN, 1, body)
+        + rec(STDIN, 1))
+    put("fcgi_libfcgi", "two-requests", request(1) + request(2))
+    put("fcgi_libfcgi", "truncated", request()[:-3])
+    put("fcgi_libfcgi", "bad-version", b"\x02" + request()[1:])
+    # The intended differences (docs/design.md).
+    put("fcgi_libfcgi", "role-authorizer", begin(1, role=2) + request()[16:])
+    put("fcgi_libfcgi", "begin-id0", begin(0) + request())
+    put("fcgi_libfcgi", "begin-again", begin(1) + request())
+    put("fcgi_libfcgi", "data-in-body", begin(1) + rec(PARAMS, 1, params) + rec(PARAMS, 1)
+        + rec(DATA, 1, b"d") + rec(STDIN, 1, body) + rec(STDIN, 1))
+    put("fcgi_libfcgi", "abort-then-next", begin(1) + rec(ABORT, 1) + request(2))
+    put("fcgi_libfcgi", "empty-name", request(1, params + pair(b"", b"v")))
+    put("fcgi_libfcgi", "over-max-params", request(1, pair(b"X", b"v" * 2100)))
+    put("fcgi_libfcgi", "get-values-cut", rec(GET_VALUES, 0, b"\x0e\x00FCGI") + request())
+    put("fcgi_libfcgi", "get-values-4", rec(GET_VALUES, 0, pair(b"FCGI_MAX_CONNS", b"") * 4)
+        + request())
+    put("fcgi_libfcgi", "huge-pair", begin(1) + rec(PARAMS, 1, b"\x7f\xff\xff\xfe\x7f\xff\xff\xfe"))
+    put("fcgi_libfcgi", "padded-begin", begin(1, pad=8) + request()[16:])
+    put("fcgi_libfcgi", "management-content", rec(99, 0, b"12345678") + request())
+    put("fcgi_libfcgi", "padding-cut", request()[:-8] + rec(STDIN, 1, b"", 4)[:-2])
+
+
+for gen in (handshake, frame, ipc, body, token, cfg, fcgi, fcgi_libfcgi):
     gen()

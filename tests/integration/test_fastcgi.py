@@ -2,8 +2,10 @@
 it and the way they never do: management records, a second request on a
 busy connection, another role, ABORT_REQUEST, a corrupt stream, params and
 bodies over the limits. The real binary and the real ws-server; the web
-server is replaced by this file's few lines of FastCGI client."""
+server is replaced by this file's few lines of FastCGI client, and by
+cgi-fcgi (libfcgi-bin), libfcgi's own client, written by others."""
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -363,4 +365,51 @@ def test_many_connections_publish_at_once(pub, env):
         c.close()
     got = sorted(ws.recv_json()["data"] for _ in range(50))
     assert got == list(range(50))
+    ws.close()
+
+
+def cgi_fcgi(pub, env, body=b""):
+    """Runs cgi-fcgi (libfcgi's client) against the publisher: its
+    environment becomes the request's params, its stdin the body, and the
+    CGI answer is its stdout. Returns (exit status, HTTP status, headers,
+    body)."""
+    environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+    r = subprocess.run(["cgi-fcgi", "-bind", "-connect", f"127.0.0.1:{pub.port}"],
+                       input=body, env=environ, capture_output=True, timeout=10)
+    head, _, out = r.stdout.partition(b"\r\n\r\n")
+    headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n") if line)
+    return r.returncode, int(headers["Status"].split()[0]), headers, out
+
+
+def test_cgi_fcgi_publishes_and_the_subscriber_gets_it(pub, env):
+    ws = WsClient(env.ws_url("channels=news"))
+    assert ws.recv_json()["type"] == "subscribed"
+    body = json.dumps({"channel": "news", "data": {"via": "cgi-fcgi"}}).encode()
+    rc, status, headers, out = cgi_fcgi(pub, publish_params(body), body)
+    assert (rc, status) == (0, 200), out
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(out)["subscribers"] == 1
+    assert ws.recv_json()["data"] == {"via": "cgi-fcgi"}
+    # And a subscribe token, a GET with a query string.
+    rc, status, _, out = cgi_fcgi(pub, params())
+    assert (rc, status) == (0, 200), out
+    assert json.loads(out)["channels"] == ["private/alice"]
+    ws.close()
+
+
+def test_cgi_fcgi_publishes_that_are_refused_reach_nobody(pub, env):
+    ws = WsClient(env.ws_url("channels=news"))
+    assert ws.recv_json()["type"] == "subscribed"
+    body = json.dumps({"channel": "news", "data": "refused"}).encode()
+    # Another site's page (CSRF), no login, a body shorter than announced.
+    for env_vars, want in ((dict(publish_params(body), HTTP_ORIGIN="http://evil.example"), 403),
+                           ({k: v for k, v in publish_params(body).items() if k != "REMOTE_USER"}, 401),
+                           (publish_params(body + b"  "), 400)):
+        rc, status, _, out = cgi_fcgi(pub, env_vars, body)
+        assert (rc, status) == (0, want), out
+        assert "error" in json.loads(out)
+    ok = json.dumps({"channel": "news", "data": "accepted"}).encode()
+    assert cgi_fcgi(pub, publish_params(ok), ok)[1] == 200
+    # The first message the subscriber sees is the accepted one.
+    assert ws.recv_json()["data"] == "accepted"
     ws.close()

@@ -98,7 +98,8 @@ def http(port, head, body=b"", timeout=10):
     """One raw request (head: the request line and headers, without the
     blank line); returns (status, headers with lower-case names, body).
     Reads by Content-Length or chunks, not until EOF: after a refused body
-    the server may linger for the rest of it."""
+    the server may linger for the rest of it; until EOF only when the
+    answer has neither (HTTP/1.1 allows it, H2O does it)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         s.sendall(head.encode() + b"\r\n\r\n" + body)
@@ -124,6 +125,9 @@ def http(port, head, body=b"", timeout=10):
                             return status, hdrs, out
                         out, rest = out + rest[:size], rest[size + 2:]
             chunk = s.recv(65536)
+            if not chunk and sep and "content-length" not in hdrs and \
+                    "transfer-encoding" not in hdrs:
+                return status, hdrs, rest      # a body ended by the close (H2O)
             if not chunk:
                 raise AssertionError("connection closed mid-answer: %r" % data[:500])
             data += chunk
@@ -248,17 +252,26 @@ class SilentBackend:
 
 
 SHORT_TIMEOUT = {"nginx": {"fastcgi_read_timeout 30s;": "fastcgi_read_timeout 1s;"},
-                 "apache": {"timeout=30 enablereuse=on": "timeout=1 enablereuse=on"}}
+                 "apache": {"timeout=30 enablereuse=on": "timeout=1 enablereuse=on"},
+                 "lighttpd": {},
+                 "caddy": {"read_timeout 30s": "read_timeout 1s"},
+                 "h2o": {"fastcgi.timeout.io: 30000": "fastcgi.timeout.io: 1000"}}
 
 
 # What each server answers for a backend that does not answer in time and
 # for one that hangs up: Apache's mod_proxy_fcgi says 503 where nginx says
-# 502 (it gives 503 for a refused connection too).
+# 502 (it gives 503 for a refused connection too); lighttpd says 500 for a
+# hang-up and has no FastCGI read timeout; H2O says 503 for both.
 BACKEND_FAILURES = {
     ("nginx", "silent"): (504, "timeout"),
     ("apache", "silent"): (504, "timeout"),
+    ("caddy", "silent"): (504, "timeout"),
+    ("h2o", "silent"): (503, "unavailable"),
     ("nginx", "hangup"): (502, "bad_gateway"),
     ("apache", "hangup"): (503, "unavailable"),
+    ("lighttpd", "hangup"): (500, "internal"),
+    ("caddy", "hangup"): (502, "bad_gateway"),
+    ("h2o", "hangup"): (503, "unavailable"),
 }
 
 

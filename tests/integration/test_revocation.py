@@ -134,3 +134,16 @@ def test_full_table_fails_closed(env):
         assert await opens(env, token("carol", iat=later), "carol") == "open"
         assert await opens(env, token("u3", iat=later), "u3") == "open"
     run(go())
+
+
+def test_a_second_disconnect_does_not_count_pages_already_closing(ws):
+    """A page that has not answered the first disconnect's close frame is
+    closing, not open: a second disconnect (a double-clicked logout) closes
+    nothing more and says so, instead of counting it again."""
+    from test_hardening_ws import open_raw
+    page = open_raw(ws, channels="user/alice/x", query="&token=" + token(iat=int(time.time())))
+    try:
+        assert ws.disconnect("alice") == 1
+        assert ws.disconnect("alice") == 0
+    finally:
+        page.sock.close()

@@ -333,6 +333,24 @@ def test_server_pings_and_drops_a_silent_peer(env):
     run(answers_pings())
 
 
+def test_pings_every_interval_when_answered(env):
+    """A pong puts the next ping at ping_interval, also when pong_timeout
+    is longer (the timer used to stay on the pong deadline, so pings came
+    every pong_timeout and a proxy's shorter idle timeout cut the
+    connection)."""
+    env.sections["ws-server"].update(ping_interval="200", pong_timeout="5000")
+    env.write_ini()
+    env.start_ws()
+    r = RawWs(env.ws_port)
+    r.recv_frame()
+    for _ in range(3):
+        t0 = time.monotonic()
+        assert r.recv_frame(timeout=3) == (0x9, b"")
+        assert time.monotonic() - t0 < 1.0
+        r.send(encode_frame(0xA))
+    r.close()
+
+
 def test_close_handshake_echoes_code(ws):
     r = RawWs(ws.ws_port)
     r.recv_frame()

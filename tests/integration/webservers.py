@@ -1,8 +1,8 @@
 """Real web servers in front of fcgi-publisher and ws-server, for the
-integration tests: fcgi-publisher on a loopback port, nginx or Apache
-rendered from conf/nginx/wspush.conf or conf/apache/wspush.conf (the
-shipped files, with their documented default values replaced by loopback
-ports and temporary paths), an HTTP helper and a small synchronous
+integration tests: fcgi-publisher on a loopback port (or started by
+Apache's mod_fcgid), nginx, Apache, lighttpd, Caddy or H2O rendered from
+their files in conf/ (the shipped files, with their documented default
+values replaced by loopback ports and temporary paths), an HTTP helper and a small synchronous
 WebSocket client over python3-websockets' asyncio API.
 
 Every server binds to 127.0.0.1 on a free port; every wait is bounded."""
@@ -106,6 +106,10 @@ class WebServer:
     """Base: a world-readable scratch directory (the servers' workers may
     run as another user), the htpasswd file, the rendered site config."""
     name = "?"
+    # True: the server starts fcgi-publisher itself (mod_fcgid), with the
+    # ini at self.ini (Site sets it).
+    spawns_publisher = False
+    ini = None
 
     def __init__(self, ws_port, pub_port, web_auth=True, overrides=None):
         self.web_auth = web_auth
@@ -119,17 +123,40 @@ class WebServer:
         self.port = free_port()
         self.ws_port, self.pub_port = ws_port, pub_port
         self.htpasswd = self.dir / "htpasswd"
-        for i, (user, pw) in enumerate(USERS.items()):
-            subprocess.run(["htpasswd", "-b", "-m"] + (["-c"] if i == 0 else [])
-                           + [str(self.htpasswd), user, pw],
-                           check=True, capture_output=True, timeout=10)
+        self.write_users()
         os.chmod(self.htpasswd, 0o644)
         self.proc = None
         self.log = self.dir / "error.log"
 
+    # The htpasswd hash: $apr1$ (MD5), which every server but H2O checks.
+    htpasswd_scheme = "-m"
+
+    def write_users(self):
+        for i, (user, pw) in enumerate(USERS.items()):
+            subprocess.run(["htpasswd", "-b", self.htpasswd_scheme] + (["-c"] if i == 0 else [])
+                           + [str(self.htpasswd), user, pw],
+                           check=True, capture_output=True, timeout=10)
+
     @property
     def origin(self):
         return f"http://127.0.0.1:{self.port}"
+
+    def render_site(self, src, replacements):
+        """The shipped src rendered (the test's overrides last) into the
+        scratch directory as wspush.conf; returns the text."""
+        text = render(src, {**replacements, **self.overrides})
+        (self.dir / "wspush.conf").write_text(text)
+        return text
+
+    def launch(self, argv, env=None):
+        """Runs the server in the foreground, its stderr to the log."""
+        with open(self.log, "ab") as log:
+            # Its own process group: stop() then also ends any child the
+            # server leaves behind (an Apache child stopped mid-start).
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, env=env,
+                                         start_new_session=True)
+        self.wait_up()
+        return self
 
     def wait_up(self):
         def up():
@@ -143,6 +170,11 @@ class WebServer:
         try:
             stop_process(p)
         finally:
+            if p is not None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_text(self):
@@ -162,16 +194,14 @@ class Nginx(WebServer):
             'auth_basic "site.example";': "",
             "auth_basic_user_file /etc/wspush/htpasswd;": "",
         }
-        site = render(ROOT / "conf" / "nginx" / "wspush.conf", {
+        self.render_site(ROOT / "conf" / "nginx" / "wspush.conf", {
             **no_auth,
             "listen 80;": f"listen 127.0.0.1:{self.port};",
             "/var/www/site": str(d / "www"),
             "/etc/wspush/htpasswd": str(self.htpasswd),
             "unix:/run/wspush/fcgi.sock": f"127.0.0.1:{self.pub_port}",
             "http://127.0.0.1:8081": f"http://127.0.0.1:{self.ws_port}",
-            **self.overrides,
         })
-        (d / "wspush.conf").write_text(site)
         (d / "nginx.conf").write_text(f"""
 user root;
 worker_processes 1;
@@ -188,11 +218,8 @@ http {{
     include {d}/wspush.conf;
 }}
 """)
-        self.proc = subprocess.Popen([NGINX, "-p", str(d), "-c", str(d / "nginx.conf"),
-                                      "-e", str(self.log), "-g", "daemon off;"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.wait_up()
-        return self
+        return self.launch([NGINX, "-p", str(d), "-c", str(d / "nginx.conf"),
+                            "-e", str(self.log), "-g", "daemon off;"])
 
 
 APACHE_MODS = ["mpm_event", "authn_core", "authn_file", "authz_core", "authz_user",
@@ -202,31 +229,40 @@ APACHE_MODS = ["mpm_event", "authn_core", "authn_file", "authz_core", "authz_use
 
 class Apache(WebServer):
     name = "apache"
+    site_file = ROOT / "conf" / "apache" / "wspush.conf"
+    modules = APACHE_MODS
 
-    def start(self):
+    def replacements(self):
         d = self.dir
         no_auth = {} if self.web_auth else {
             # auth = jwt, as the file's comment says: no Basic auth, and the
             # Authorization header (Bearer) passed on.
             "Require valid-user": "Require all granted\n        CGIPassAuth On",
         }
-        site = render(ROOT / "conf" / "apache" / "wspush.conf", {
+        return {
             **no_auth,
             "<VirtualHost *:80>": f"<VirtualHost 127.0.0.1:{self.port}>",
             "/var/www/site": str(d / "www"),
             "/etc/wspush/htpasswd": str(self.htpasswd),
             "unix:/run/wspush/fcgi.sock|fcgi://localhost/": f"fcgi://127.0.0.1:{self.pub_port}/",
             "ws://127.0.0.1:8081/ws": f"ws://127.0.0.1:{self.ws_port}/ws",
-            **self.overrides,
-        })
-        (d / "wspush.conf").write_text(site)
-        loads = "\n".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in APACHE_MODS)
+        }
+
+    def server_config(self):
+        """httpd.conf lines beside the site (module settings)."""
+        return ""
+
+    def start(self):
+        d = self.dir
+        self.render_site(self.site_file, self.replacements())
+        loads = "\n".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in self.modules)
+        levels = " ".join(f"{m}:info" for m in ("proxy", "proxy_fcgi") if m in self.modules)
         (d / "httpd.conf").write_text(f"""
 ServerRoot {d}
 DefaultRuntimeDir {d}
 PidFile {d}/httpd.pid
 ErrorLog {self.log}
-LogLevel warn proxy:info proxy_fcgi:info
+LogLevel warn {levels}
 Listen 127.0.0.1:{self.port}
 ServerName 127.0.0.1
 User www-data
@@ -238,16 +274,129 @@ ThreadsPerChild 16
 MinSpareThreads 1
 MaxSpareThreads 16
 MaxRequestWorkers 16
+{self.server_config()}
 Include {d}/wspush.conf
 """)
-        self.proc = subprocess.Popen([APACHE, "-f", str(d / "httpd.conf"), "-DFOREGROUND"],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"),
-                                     env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"})
-        self.wait_up()
-        return self
+        return self.launch([APACHE, "-f", str(d / "httpd.conf"), "-DFOREGROUND"],
+                           env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"})
 
 
-SERVERS = {"nginx": Nginx, "apache": Apache}
+class ApacheFcgid(Apache):
+    """Apache with mod_fcgid (conf/apache/wspush-fcgid.conf): Apache starts
+    fcgi-publisher itself, on fd 0, as its own user (www-data), so the
+    ini, the secret and the publish socket must be open to that user."""
+    name = "apache-fcgid"
+    site_file = ROOT / "conf" / "apache" / "wspush-fcgid.conf"
+    modules = [m for m in APACHE_MODS if m != "proxy_fcgi"] + ["fcgid"]
+    spawns_publisher = True
+
+    def replacements(self):
+        d = self.dir
+        return {
+            "<VirtualHost *:80>": f"<VirtualHost 127.0.0.1:{self.port}>",
+            "/var/www/site": str(d / "www"),
+            "/etc/wspush/htpasswd": str(self.htpasswd),
+            "/usr/local/bin/fcgi-publisher": str(BIN / "fcgi-publisher"),
+            "/etc/wspush/wspush.ini": str(self.ini),
+            "ws://127.0.0.1:8081/ws": f"ws://127.0.0.1:{self.ws_port}/ws",
+        }
+
+    def server_config(self):
+        (self.dir / "fcgid").mkdir()
+        shutil.chown(self.dir / "fcgid", "www-data", "www-data")
+        # A sanitized fcgi-publisher gets the sanitizer options the tests
+        # run with (mod_fcgid starts it with an empty environment).
+        env = "\n".join(f"FcgidInitialEnv {k} {v}" for k, v in os.environ.items()
+                        if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"))
+        return f"""FcgidIPCDir {self.dir}/fcgid
+FcgidProcessTableFile {self.dir}/fcgid/shm
+{env}
+"""
+
+
+class Lighttpd(WebServer):
+    name = "lighttpd"
+
+    def start(self):
+        d = self.dir
+        self.render_site(ROOT / "conf" / "lighttpd" / "wspush.conf", {
+            "/etc/wspush/htpasswd": str(self.htpasswd),
+            '"socket" => "/run/wspush/fcgi.sock"': f'"host" => "127.0.0.1", "port" => {self.pub_port}',
+            '"host" => "127.0.0.1", "port" => 8081': f'"host" => "127.0.0.1", "port" => {self.ws_port}',
+            "/etc/wspush/errors/": str(ROOT / "conf" / "errors") + "/",
+        })
+        (d / "lighttpd.conf").write_text(f"""
+server.modules = ( "mod_access" )
+server.document-root = "{d}/www"
+server.bind = "127.0.0.1"
+server.port = {self.port}
+server.pid-file = "{d}/lighttpd.pid"
+server.errorlog = "{self.log}"
+server.upload-dirs = ( "{d}" )
+mimetype.assign = ( ".html" => "text/html" )
+include "{d}/wspush.conf"
+""")
+        return self.launch(["/usr/sbin/lighttpd", "-D", "-f", str(d / "lighttpd.conf")])
+
+
+class Caddy(WebServer):
+    """Caddy reads no htpasswd file: its users file holds `user hash` lines,
+    the bcrypt hash base64-encoded (what `caddy hash-password` prints); a
+    low bcrypt cost keeps the tests quick."""
+    name = "caddy"
+
+    def write_users(self):
+        lines = []
+        for user, pw in USERS.items():
+            out = subprocess.run(["htpasswd", "-n", "-b", "-B", "-C", "4", user, pw],
+                                 check=True, capture_output=True, text=True, timeout=10).stdout
+            h = out.strip().split(":", 1)[1]
+            lines.append(f"{user} {base64.b64encode(h.encode()).decode()}\n")
+        self.htpasswd.write_text("".join(lines))
+
+    def start(self):
+        d = self.dir
+        site = self.render_site(ROOT / "conf" / "caddy" / "Caddyfile", {
+            "http://site.example": f"http://127.0.0.1:{self.port}",
+            "/var/www/site": str(d / "www"),
+            "/etc/wspush/caddy-users": str(self.htpasswd),
+            "unix//run/wspush/fcgi.sock": f"127.0.0.1:{self.pub_port}",
+            "127.0.0.1:8081": f"127.0.0.1:{self.ws_port}",
+        })
+        # Global options first: no admin endpoint, state under the scratch
+        # directory.
+        (d / "Caddyfile").write_text("{\n\tadmin off\n}\n" + site)
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(d),
+               "XDG_DATA_HOME": str(d), "XDG_CONFIG_HOME": str(d)}
+        return self.launch(["/usr/bin/caddy", "run", "--config", str(d / "Caddyfile"),
+                            "--adapter", "caddyfile"], env=env)
+
+
+class H2o(WebServer):
+    name = "h2o"
+    # H2O 2.2.5's htpasswd.rb computes wrong $apr1$ hashes: {SHA} it checks.
+    htpasswd_scheme = "-s"
+
+    def start(self):
+        d = self.dir
+        site = self.render_site(ROOT / "conf" / "h2o" / "wspush.conf", {
+            "site.example:80": f"127.0.0.1:{self.port}",
+            "port: 80": f"port: {self.port}\n      host: 127.0.0.1",
+            "/var/www/site": str(d / "www"),
+            "/etc/wspush/htpasswd": str(self.htpasswd),
+            "/etc/wspush/errors/": str(ROOT / "conf" / "errors") + "/",
+            "port: /run/wspush/fcgi.sock\n          type: unix":
+                f"host: 127.0.0.1\n          port: {self.pub_port}\n          type: tcp",
+            "http://127.0.0.1:8081/ws": f"http://127.0.0.1:{self.ws_port}/ws",
+        })
+        (d / "h2o.conf").write_text(f"""user: www-data
+error-log: {self.log}
+{site}""")
+        return self.launch(["/usr/bin/h2o", "-c", str(d / "h2o.conf")])
+
+
+SERVERS = {"nginx": Nginx, "apache": Apache, "apache-fcgid": ApacheFcgid,
+           "lighttpd": Lighttpd, "caddy": Caddy, "h2o": H2o}
 
 
 class Response:
@@ -282,13 +431,15 @@ class Site:
         env.write_ini()
         self.publisher = Publisher(env, self.pub_port)
         self.web = SERVERS[server_name](env.ws_port, self.pub_port, web_auth)
+        self.web.ini = env.ini_path
 
     def start(self, on_fd0=False):
-        if on_fd0:
+        if on_fd0 or self.web.spawns_publisher:
             del self.env.sections["publisher"]["listen"]
             self.env.write_ini()
         self.env.start_ws()
-        self.publisher.start(on_fd0)
+        if not self.web.spawns_publisher:
+            self.publisher.start(on_fd0)
         self.web.start()
         return self
 

@@ -2,7 +2,8 @@
 # Stage "browser" of `make test`: wspush.js unit tests in node
 # (tests/browser/wspush.unit.test.mjs), permessage-deflate with Node's ws
 # and chromium (tests/browser/deflate.test.mjs), then the demo page in Debian's
-# chromium driven by playwright-core (tests/browser/demo.test.mjs). Builds when needed,
+# chromium driven by playwright-core (tests/browser/demo.test.mjs), then the
+# PHP example site under nginx and Apache (tests/browser/php-site.test.mjs). Builds when needed,
 # installs playwright-core and ws from package-lock.json the first time (no browser
 # download), starts its own servers on free ports.
 # WSPUSH_BIN=DIR uses binaries from DIR instead of building build/bin.
@@ -32,5 +33,9 @@ if [ ! -f node_modules/playwright-core/package.json ] || [ ! -f node_modules/ws/
 fi
 # wspush.js on its own first (node, fake WebSocket), then the real thing.
 node wspush.unit.test.mjs || exit 1
-WSPUSH_BIN=$bin node deflate.test.mjs || exit 1
-WSPUSH_BIN=$bin exec node demo.test.mjs
+export WSPUSH_BIN=$bin
+rc=0
+node deflate.test.mjs || rc=1
+node demo.test.mjs || rc=1
+node php-site.test.mjs || rc=1
+exit $rc

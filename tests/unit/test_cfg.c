@@ -157,6 +157,9 @@ static void test_full(void **state)
         "listen = 0.0.0.0:80 [::]:443\n"
         "listen = localhost:9000 ; inline comment\n"
         "unix_listen = /run/ws.sock\n"
+        "tls_listen = 0.0.0.0:8443\n"
+        "tls_certificate = tls/fullchain.pem\n"
+        "tls_certificate_key = /etc/k.pem\n"
         "allowed_origins = https://a.example http://b.example:8080\n"
         "allowed_origins = https://c.example\n"
         "max_connections = 50\n"
@@ -218,6 +221,11 @@ static void test_full(void **state)
     assert_string_equal(c.listen.items[1], "[::]:443");
     assert_string_equal(c.listen.items[2], "localhost:9000");
     assert_string_equal(c.unix_listen, "/run/ws.sock");
+    assert_int_equal(c.tls_listen.n, 1);
+    assert_string_equal(c.tls_listen.items[0], "0.0.0.0:8443");
+    snprintf(want, sizeof(want), "%s/tls/fullchain.pem", tdir);
+    assert_string_equal(c.tls_certificate, want);
+    assert_string_equal(c.tls_certificate_key, "/etc/k.pem");
     assert_int_equal(c.allowed_origins.n, 3);
     assert_string_equal(c.allowed_origins.items[2], "https://c.example");
     assert_int_equal(c.max_connections, 50);
@@ -442,6 +450,12 @@ static void test_errors(void **state)
         { "[channels]\npublish = a/{usr}\n", 2, "publish", "'{' not starting {user}" },
         { "[channels]\nsubscribe = a,b\n", 2, "subscribe", "byte not allowed" },
         { "[ws-server]\nlisten =\n", 2, "listen", "empty and no unix_listen" },
+        { "[ws-server]\ntls_listen = 8443\n", 2, "tls_listen", "is not host:port" },
+        { "[ws-server]\ntls_listen = 127.0.0.1:8443\n", 2, "tls_certificate", "not set, but tls_listen is" },
+        { "[ws-server]\ntls_listen = 127.0.0.1:8443\ntls_certificate = c.pem\n", 2, "tls_certificate_key",
+          "not set, but tls_listen is" },
+        { "[ws-server]\n\ntls_certificate_key = k.pem\n", 3, "tls_certificate",
+          "not set, but tls_certificate_key is" },
         { "[wspush]\n[ws-server]\nhandshake_timeout\n", 3, NULL,
           "syntax error: expected [section] or key = value" },
         /* A syntax error before a bad value is the one reported. */

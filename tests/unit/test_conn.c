@@ -73,6 +73,7 @@ struct tio {
     /* input script */
     struct buf    in;
     size_t        read_max;       /* bytes per read(); 0 = as many as asked */
+    int           read_needs_write; /* reads that first wait for writability (TLS) */
     int           end;            /* once `in` is used up, read() returns end_rc */
     ssize_t       end_rc;
     /* output */
@@ -155,6 +156,15 @@ static ssize_t tio_read(struct io *io, void *dst, size_t len)
     struct tio *t = tio_of(io);
     tc_cur->reading = t;
     assert_true(len > 0);
+    io->flags &= ~IO_READ_NEEDS_WRITE;
+    if (t->read_needs_write > 0) {
+        /* A TLS record to write before the read can go on: nothing
+         * readable is left to wake the connection, only writability. */
+        t->read_needs_write--;
+        io->flags |= IO_READ_NEEDS_WRITE;
+        tio_drain(t);
+        return IO_AGAIN;
+    }
     size_t have = buf_used(&t->in);
     if (have > 0) {
         size_t n = have < len ? have : len;
@@ -418,7 +428,7 @@ static struct tio *tc_accept_as(struct tc *tc, unsigned flags, int with_peer)
     t->fd = sv[0];
     t->peer = sv[1];
     tc->tios[tc->ntio++] = t;
-    assert_int_equal(conn_accept(tc->cs, t->fd, &tio_ops, flags, with_peer ? t : NULL), 0);
+    assert_int_equal(conn_accept(tc->cs, t->fd, &tio_ops, NULL, flags, with_peer ? t : NULL), 0);
     return t;
 }
 
@@ -1608,7 +1618,7 @@ static void test_accept_bad_fd(void **state)
     t->fd = -1;
     t->peer = -1;
     tc->tios[tc->ntio++] = t;
-    assert_int_equal(conn_accept(tc->cs, -1, &tio_ops, CONN_ACCEPT_LIMITED, t), -EBADF);
+    assert_int_equal(conn_accept(tc->cs, -1, &tio_ops, NULL, CONN_ACCEPT_LIMITED, t), -EBADF);
     assert_int_equal(t->released, 0);       /* the caller keeps its peer */
     assert_int_equal(conns_limited(tc->cs), 0);
     assert_int_equal(t->io_closed, 1);      /* the fd is closed on failure */
@@ -1629,6 +1639,30 @@ static int tc_has_output(struct tc *tc, struct tio *t)
 {
     (void)tc;
     return buf_used(&t->out) > 0;
+}
+
+static int tc_opened(struct tc *tc, struct tio *t)
+{
+    (void)tc;
+    return t->opens > 0;
+}
+
+/* A read that waits for writability (io.h IO_READ_NEEDS_WRITE, a TLS
+ * handshake message that did not fit) is retried once the socket is
+ * writable, not when more input comes; then the connection stops
+ * watching writability again. */
+static void test_read_needing_write(void **state)
+{
+    struct tc *tc = *state;
+    char req[512];
+    struct tio *t = tc_accept(tc);
+    t->read_needs_write = 2;
+    tc_request(req, sizeof(req), "/push?channels=c", "");
+    tio_feed_str(t, req);
+    tc_wait(tc, tc_opened, t);
+    assert_int_equal(t->read_needs_write, 0);
+    tio_expect(t, tc_101, strlen(tc_101));
+    tc_assert_quiet(tc);
 }
 
 /* Deadlines armed inside a pass (from dispatch or a timer) are computed
@@ -1948,6 +1982,7 @@ int main(void)
         T(test_write_error_frees),
         T(test_close_all),
         T(test_accept_bad_fd),
+        T(test_read_needing_write),
         T(test_timers),
         T(test_close_in_open_keeps_close_timeout),
         T(test_page_close_while_ours_unsent),

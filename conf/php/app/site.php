@@ -1,0 +1,135 @@
+<?php
+// The example site's shared code: its users, the PHP session, the CSRF
+// token, and the wspush PHP client. Lives outside the document root; the
+// pages in www/ and the session check require it.
+//
+// Settings come from the environment (php-fpm's pool: env[NAME] = value),
+// with the defaults of an installed system:
+//   WSPUSH_PHP_CLIENT      the PHP client       /usr/share/wspush/php/WsPush.php
+//   WSPUSH_PUBLISH_SOCKET  ws-server's socket   /run/wspush/publish.sock
+//   WSPUSH_JWT_SECRET_FILE set only under Apache ([publisher] auth = jwt):
+//                          the wspush secret that signs the login cookie
+declare(strict_types=1);
+
+require_once getenv('WSPUSH_PHP_CLIENT') ?: '/usr/share/wspush/php/WsPush.php';
+
+// The site's users: name => password_hash(). A real site has its database.
+const USERS = ['demo' => '$2y$10$ANnmITVdfZG0wNiVyyzDHOyq7dg7Wf/uIMVT5/q4nNjmtA9qW7KIa'];
+const PUBLIC_CHANNEL = 'public/demo';
+const JWT_COOKIE = 'jwt';          // [publisher] jwt_cookie
+const JWT_TTL = 8 * 3600;          // the login cookie's lifetime (renewed on each page)
+
+function session_options(): array
+{
+    $https = ($_SERVER['HTTPS'] ?? '') !== '' && $_SERVER['HTTPS'] !== 'off';
+    return [
+        'use_strict_mode' => true,     // never adopt a session id the client made up
+        'use_only_cookies' => true,
+        'cookie_httponly' => true,     // page scripts never see the session id
+        'cookie_samesite' => 'Lax',    // not sent on other sites' POSTs
+        'cookie_secure' => $https,
+    ];
+}
+
+// The logged-in user, or null. Reads the session and releases its lock at
+// once (read_and_close): a page never makes the next request wait behind it.
+// Without a session cookie no session is started at all.
+function session_user(): ?string
+{
+    if (!isset($_COOKIE[session_name()])) return null;
+    session_start(['read_and_close' => true] + session_options());
+    return $_SESSION['user'] ?? null;
+}
+
+// Opens the session for writing (login, logout); the caller ends it.
+function session_open(): void
+{
+    session_start(session_options());
+}
+
+function log_in(string $user): void
+{
+    session_open();
+    session_regenerate_id(true);               // a fresh id after login (fixation)
+    $_SESSION['user'] = $user;
+    $_SESSION['csrf'] = bin2hex(random_bytes(16));
+    session_write_close();
+    set_login_jwt($user);
+}
+
+// Ends the session of this browser; returns the user it belonged to.
+function log_out(): ?string
+{
+    $user = $_SESSION['user'] ?? null;
+    $_SESSION = [];
+    $p = session_get_cookie_params();
+    setcookie(session_name(), '', ['expires' => 1] + array_intersect_key($p,
+              array_flip(['path', 'domain', 'secure', 'httponly', 'samesite'])));
+    session_destroy();
+    if (jwt_secret_file() !== null) {
+        setcookie(JWT_COOKIE, '', ['expires' => 1, 'path' => '/push/', 'httponly' => true,
+                                   'samesite' => 'Strict', 'secure' => session_options()['cookie_secure']]);
+    }
+    return $user;
+}
+
+function check_password(string $user, string $password): bool
+{
+    return isset(USERS[$user]) && password_verify($password, USERS[$user]);
+}
+
+// The session's CSRF token, for forms and the logout link.
+function csrf_token(): string
+{
+    return $_SESSION['csrf'] ?? '';
+}
+
+function csrf_ok(?string $given): bool
+{
+    return is_string($given) && csrf_token() !== '' && hash_equals(csrf_token(), $given);
+}
+
+function inbox(string $user): string
+{
+    return "user/$user/inbox";
+}
+
+function push(): WsPush
+{
+    return new WsPush(getenv('WSPUSH_PUBLISH_SOCKET') ?: '/run/wspush/publish.sock');
+}
+
+// ---- Apache only: the login cookie for [publisher] auth = jwt
+
+// Set only under Apache: the secret file fcgi-publisher and ws-server share.
+function jwt_secret_file(): ?string
+{
+    return getenv('WSPUSH_JWT_SECRET_FILE') ?: null;
+}
+
+// Sets (or renews) the HS256 login JWT that fcgi-publisher reads from the
+// cookie under auth = jwt, signed by the PHP client. Under nginx
+// (auth_request) it does nothing.
+function set_login_jwt(string $user): void
+{
+    $file = jwt_secret_file();
+    if ($file === null) return;
+    $secret = file_get_contents($file);
+    if ($secret === false) throw new RuntimeException("cannot read $file");
+    $signer = new WsPush(getenv('WSPUSH_PUBLISH_SOCKET') ?: '/run/wspush/publish.sock', 5.0, $secret);
+    setcookie(JWT_COOKIE, $signer->loginToken($user, JWT_TTL), [
+        'expires' => time() + JWT_TTL, 'path' => '/push/', 'httponly' => true,
+        'samesite' => 'Strict', 'secure' => session_options()['cookie_secure'],
+    ]);
+}
+
+function h(string $s): string
+{
+    return htmlspecialchars($s, ENT_QUOTES, 'UTF-8');
+}
+
+function redirect(string $to): never
+{
+    header('Location: ' . $to, true, 303);
+    exit;
+}
