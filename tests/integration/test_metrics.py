@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harness import BIN, ROOT, RawWs, free_port, make_token, wait_for
 
-# Every family of ws-server (issue 14's, then permessage-deflate's), with its type and label keys.
+# Every family of ws-server (issue 14's, then permessage-deflate's and TLS's), with its type and label keys.
 FAMILIES = {
     "wspush_connections": ("gauge", {"transport"}),
     "wspush_connections_accepted": ("counter", {"transport"}),
