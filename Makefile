@@ -28,12 +28,13 @@ LINK    = $(CC) $(WSPUSH_LDFLAGS) $(LDFLAGS)
 # `make clean` and `make test` (which installs them first) work on a bare
 # machine; a missing one stops make with its name instead of a missing-header
 # error. `make PKGS='libcrypto nosuchpkg'` shows the message.
-PKGS    := libssl libcrypto libjwt jansson inih
+PKGS    := libssl libcrypto libjwt jansson inih zlib
 deb_libssl    := libssl-dev
 deb_libcrypto := libssl-dev
 deb_libjwt    := libjwt-dev
 deb_jansson   := libjansson-dev
 deb_inih      := libinih-dev
+deb_zlib      := zlib1g-dev
 deb_pkg-config := pkg-config
 pkg_missing = $(strip $(if $(shell pkg-config --version 2>/dev/null),$(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p))),pkg-config))
 pkg_what    = $(if $(filter pkg-config,$(pkg_missing)),the pkg-config program,pkg-config package(s) $(pkg_missing))
@@ -91,7 +92,8 @@ $(BIN)/wspush: $(call obj,fcgi-publisher/cli.c fcgi-publisher/cli_stats.c fcgi-p
 TEST_EXTRA_history := ws-server/channel.c ws-server/msg.c
 TEST_EXTRA_sendq   := ws-server/io_plain.c
 TEST_EXTRA_engine  := ws-server/engine_memory.c ws-server/history.c ws-server/channel.c ws-server/msg.c
-TEST_EXTRA_conn    := ws-server/frame.c ws-server/handshake.c ws-server/sendq.c ws-server/msg.c ws-server/stats.c ws-server/sse.c
+TEST_EXTRA_conn    := ws-server/frame.c ws-server/handshake.c ws-server/sendq.c ws-server/msg.c ws-server/stats.c \
+                      ws-server/sse.c ws-server/pmdeflate.c
 TEST_EXTRA_sse     := ws-server/msg.c
 TEST_EXTRA_pubsock := ws-server/stats.c
 TEST_EXTRA_revoke  := ws-server/channel.c

@@ -106,6 +106,13 @@ unsigned char *rbuf_wdata(rbuf_t *r) { return r->data; }
 const unsigned char *rbuf_data(const rbuf_t *r) { return r->data; }
 size_t rbuf_len(const rbuf_t *r) { return r->len; }
 
+rbuf_t *rbuf_shrink(rbuf_t *r, size_t len)
+{
+    r->len = len;
+    rbuf_t *moved = realloc(r, sizeof(*r) + len);
+    return moved ? moved : r;
+}
+
 rbuf_t *rbuf_ref(rbuf_t *r)
 {
     r->refs++;

@@ -70,6 +70,11 @@ unsigned char *rbuf_wdata(rbuf_t *r);
 const unsigned char *rbuf_data(const rbuf_t *r);
 size_t  rbuf_len(const rbuf_t *r);
 rbuf_t *rbuf_ref(rbuf_t *r);
+/* Cuts a blob not yet shared (one reference) to its first len bytes
+ * (len <= rbuf_len) and gives the rest of its memory back. Returns the
+ * blob, which may have moved; never fails (when the allocator cannot
+ * shrink it, the block stays as it was with the shorter length). */
+rbuf_t *rbuf_shrink(rbuf_t *r, size_t len);
 /* Drops one reference; frees on the last. NULL is ignored. */
 void    rbuf_unref(rbuf_t *r);
 

@@ -31,6 +31,7 @@ enum cfg_type {
     CFG_T_MODE,     /* octal file mode */
     CFG_T_LEVEL,    /* log level name */
     CFG_T_AUTH,     /* remote_user | jwt */
+    CFG_T_BOOL,     /* on | off */
     CFG_T_MOUNT,    /* URL path prefix, starts with '/' */
     CFG_T_LIST,     /* space separated, repeatable; item checked by `check` */
 };
@@ -88,6 +89,9 @@ static const struct cfg_key cfg_keys[] = {
     { "ws-server", "workers", CFG_T_INT, CFG_F(ws_workers), 1, 1, 0 },
     { "ws-server", "max_token_lifetime", CFG_T_SEC, CFG_F(max_token_lifetime_s), 1, INT_MAX, 0 },
     { "ws-server", "max_revocations", CFG_T_INT, CFG_F(max_revocations), 1, 10000000, 0 },
+    { "ws-server", "deflate", CFG_T_BOOL, CFG_F(deflate), 0, 0, 0 },
+    { "ws-server", "deflate_min_bytes", CFG_T_SIZE, CFG_F(deflate_min_bytes), 0, 64 * CFG_MIB, 0 },
+    { "ws-server", "deflate_level", CFG_T_INT, CFG_F(deflate_level), 1, 9, 0 },
 
     { "publisher", "listen", CFG_T_STR, CFG_F(pub_listen), 0, 0, 0 },
     { "publisher", "workers", CFG_T_INT, CFG_F(pub_workers), 1, 1024, 0 },
@@ -151,6 +155,9 @@ void cfg_defaults(struct cfg *c)
     c->ws_workers = 1;
     c->max_token_lifetime_s = 24 * 3600;
     c->max_revocations = 100000;
+    c->deflate = 1;
+    c->deflate_min_bytes = 512;
+    c->deflate_level = 6;
 
     c->pub_workers = 2;
     snprintf(c->mount, sizeof(c->mount), "%s", "/push");
@@ -424,6 +431,14 @@ static int cfg_set_value(struct cfg_ctx *x, const struct cfg_key *k, const char 
             *(int *)field = CFG_AUTH_JWT;
         else
             return cfg_fail(x, name, "'%s' is not remote_user or jwt", value);
+        return 1;
+    case CFG_T_BOOL:
+        if (strcmp(value, "on") == 0)
+            *(int *)field = 1;
+        else if (strcmp(value, "off") == 0)
+            *(int *)field = 0;
+        else
+            return cfg_fail(x, name, "'%s' is not on or off", value);
         return 1;
     case CFG_T_LIST:
         /* The file's first line for a list replaces the default. */

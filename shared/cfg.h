@@ -94,6 +94,9 @@ struct cfg {
     int    ws_workers;                /* 1 */
     int    max_token_lifetime_s;      /* 24 h: longest exp - iat of a subscribe token */
     int    max_revocations;           /* 100000 users remembered by disconnect */
+    int    deflate;                   /* 1: accept permessage-deflate offers (on|off) */
+    int    deflate_min_bytes;         /* 512: smaller messages go uncompressed */
+    int    deflate_level;             /* 6: zlib level 1..9 */
 
     /* [publisher] */
     char   pub_listen[CFG_PATH_MAX];  /* Unix path or host:port; empty = fd 0 */

@@ -3,7 +3,7 @@
 # are missing: `apt-get update` once, then one `apt-get install -y`.
 # Usage: tests/deps.sh build|test|run|run-php|bench
 set -euo pipefail
-want="build-essential pkg-config libssl-dev libjansson-dev libjwt-dev libinih-dev"
+want="build-essential pkg-config libssl-dev libjansson-dev libjwt-dev libinih-dev zlib1g-dev"
 case "${1:-build}" in
   build) ;;
   test)  want="$want libcmocka-dev clang libclang-rt-14-dev nginx apache2 apache2-utils libapache2-mod-fcgid lighttpd caddy h2o python3-pytest python3-websockets valgrind chromium procps prometheus python3-prometheus-client"

@@ -11,6 +11,7 @@
 #include "handshake.h"
 #include "list.h"
 #include "log.h"
+#include "pmdeflate.h"
 #include "sendq.h"
 #include "sse.h"
 #include "utf8.h"
@@ -40,6 +41,7 @@ enum conn_flag {
     CONN_LIMITED = 1 << 7,       /* a reserve slot: /healthz 200, anything else 503 */
     CONN_PER_IP = 1 << 8,        /* the reserve slot is for max_connections_per_ip */
     CONN_UPGRADED = 1 << 9,      /* counted in stats.open (sse_open) until freed */
+    CONN_DEFLATE = 1 << 10,      /* permessage-deflate negotiated */
 };
 
 /* What differs between the two transports once the request head is
@@ -68,6 +70,7 @@ struct conns {
     struct conn         *dirty;     /* singly linked: queued frames to flush */
     unsigned char       *scratch;   /* CONN_READ_CHUNK */
     size_t               nlimited;  /* CONN_LIMITED connections not yet freed */
+    pmd_t               *pmd;       /* the one compressor, made on first use */
     struct stats_conn    stats;
 };
 
@@ -199,12 +202,71 @@ static rbuf_t *conn_encode(const struct msg *m, int chan)
     return r;
 }
 
+struct conn_deflate_job {
+    conns_t *cs;
+    rbuf_t  *plain;      /* the message's MSG_SLOT_WS frame */
+    int      level;
+};
+
+/* The permessage-deflate encoding of a message: the payload of its plain
+ * frame compressed into a text frame with RSV1, made once per message and
+ * channel and shared by every connection that negotiated the extension.
+ * When compressing does not make it smaller (or cannot be done: sending a
+ * message plain is always allowed) it is the plain frame itself, so that
+ * choice too is made once. */
+static rbuf_t *conn_encode_deflate(void *ctx, const struct msg *m, int chan)
+{
+    struct conn_deflate_job *j = ctx;
+    conns_t *cs = j->cs;
+    size_t len = msg_envelope_len(m, chan);
+    size_t hl = rbuf_len(j->plain) - len;
+    if (!cs->pmd)
+        cs->pmd = pmd_new(j->level);
+    /* Compressed straight behind room for the plain frame's header,
+     * which is at least as long as the compressed frame's. */
+    rbuf_t *r = cs->pmd ? rbuf_new(hl + len + PMD_TAIL) : NULL;
+    ssize_t n = r ? pmd_compress(cs->pmd, j->level, rbuf_data(j->plain) + hl, len,
+                                 rbuf_wdata(r) + hl, len)
+                  : PMD_E_ZLIB;
+    if (n < 0) {
+        rbuf_unref(r);
+        cs->stats.deflate_plain++;
+        return rbuf_ref(j->plain);
+    }
+    unsigned char hdr[10];
+    size_t zhl = frame_header(hdr, FRAME_TEXT | FRAME_RSV1, (uint64_t)n);
+    if (zhl != hl)
+        memmove(rbuf_wdata(r) + zhl, rbuf_wdata(r) + hl, (size_t)n);
+    memcpy(rbuf_wdata(r), hdr, zhl);
+    cs->stats.deflate_compressed++;
+    cs->stats.deflate_in_bytes += len;
+    cs->stats.deflate_out_bytes += (uint64_t)n;
+    return rbuf_shrink(r, zhl + (size_t)n);
+}
+
+/* The encoding of channel chan of m for c (its kind's: a WebSocket frame or an
+ * SSE event): a compressed frame when c negotiated
+ * permessage-deflate and the message is at least deflate_min_bytes
+ * (small ones gain little and cost a compression each). NULL when out of
+ * memory. */
+static rbuf_t *conn_frame(struct conn *c, struct msg *m, int chan)
+{
+    const struct cfg *cfg = conn_cfg(c);
+    rbuf_t *plain = msg_encoding(m, c->kind->slot, chan, c->kind->encode);
+    if (!plain || !(c->flags & CONN_DEFLATE) ||
+        msg_envelope_len(m, chan) < (size_t)cfg->deflate_min_bytes)
+        return plain;
+    struct conn_deflate_job j = { c->cs, plain, cfg->deflate_level };
+    rbuf_t *z = msg_encoding_with(m, MSG_SLOT_WS_DEFLATE, chan, conn_encode_deflate, &j);
+    return z ? z : plain;
+}
+
 static int conn_t_send_msg(void *t, struct msg *m, int chan)
 {
     struct conn *c = t;
     if (c->state != CONN_OPEN)
         return 0;
-    rbuf_t *frame = msg_encoding(m, c->kind->slot, chan, c->kind->encode);
+    rbuf_t *frame = conn_frame(c, m, chan);
     if (!frame) {
         conn_close(c, 1011);
         return 0;
@@ -238,7 +300,7 @@ static int conn_t_replay_msg(void *t, struct msg *m, const int *chans, int n)
     if (n < 1 || n > WSPUSH_MAX_CHANNELS)
         return -EINVAL;
     for (int i = 0; i < n; i++) {
-        frames[i] = msg_encoding(m, c->kind->slot, chans[i], c->kind->encode);
+        frames[i] = conn_frame(c, m, chans[i]);
         if (!frames[i]) {
             conn_close(c, 1011);
             return -ENOMEM;
@@ -472,14 +534,21 @@ static ssize_t conn_handshake(struct conn *c, const char *p, size_t len)
         conn_http_error(c, v, &req, (struct str){ 0 });
         return (ssize_t)len;
     }
+    /* Decided at the upgrade: a reload that turns deflate off leaves the
+     * connections that have it as they are. */
+    int deflate = cfg->deflate && req.deflate == HS_DEFLATE_OFFERED;
     char resp[512];
-    int rl = hs_response(HS_UPGRADE, &req, resp, sizeof(resp));
+    int rl = hs_upgrade_response(&req, deflate, resp, sizeof(resp));
     if (rl < 0 || conn_queue_copy(c, resp, (size_t)rl) < 0) {
         conn_kill(c);
         return (ssize_t)len;
     }
     c->state = CONN_OPEN;
     c->flags |= CONN_UPGRADED;
+    if (deflate) {
+        c->flags |= CONN_DEFLATE;
+        c->cs->stats.deflate_upgrades++;
+    }
     c->cs->stats.accepted++;
     c->cs->stats.open++;
     c->last_ping = c->last_msg = ev_now(c->cs->loop);
@@ -597,7 +666,9 @@ static size_t conn_parse_frames(struct conn *c, const unsigned char *p, size_t l
         const unsigned char *q = p + used;
         size_t n = len - used;
         uint16_t code;
-        int op = frame_peek_opcode(q, n, 0);
+        /* With permessage-deflate a data frame may carry RSV1: it is
+         * still a data frame, refused with 1008 like any other. */
+        int op = frame_peek_opcode(q, n, 0, c->flags & CONN_DEFLATE ? FRAME_EXT_DEFLATE : 0);
         if (op == FRAME_NEED_MORE)
             break;
         if (op == FRAME_TEXT || op == FRAME_BINARY) {
@@ -924,6 +995,7 @@ void conns_free(conns_t *cs)
     cs->dirty = NULL;
     conns_reap(cs);
     ev_after_remove(cs->loop, &cs->after);
+    pmd_free(cs->pmd);
     free(cs->scratch);
     free(cs);
 }

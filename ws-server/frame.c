@@ -13,11 +13,16 @@ static int frame_opcode_known(int op)
 /* Rules decidable from the first two bytes are checked there, so a bad
  * frame is refused before its (possibly huge, possibly never sent) length
  * and payload arrive. */
-static int frame_check_start(unsigned char b0, unsigned char b1, int in_fragment)
+static int frame_check_start(unsigned char b0, unsigned char b1, int in_fragment, unsigned ext)
 {
     int opcode = b0 & 0x0F;
-    if (b0 & 0x70)
-        return FRAME_E_PROTOCOL;       /* no extension negotiated */
+    unsigned rsv = b0 & 0x70;
+    /* RFC 7692 6: RSV1 marks a compressed message, so it may be set on
+     * the first frame of a data message only. */
+    if ((ext & FRAME_EXT_DEFLATE) && (opcode == FRAME_TEXT || opcode == FRAME_BINARY))
+        rsv &= (unsigned)~FRAME_RSV1;
+    if (rsv)
+        return FRAME_E_PROTOCOL;       /* no extension negotiated for it */
     if (!frame_opcode_known(opcode))
         return FRAME_E_PROTOCOL;
     if (!(b1 & 0x80))
@@ -67,7 +72,7 @@ ssize_t frame_parse(const unsigned char *buf, size_t len, uint64_t max_payload,
 {
     if (len < 2)
         return FRAME_NEED_MORE;
-    int rc = frame_check_start(buf[0], buf[1], in_fragment);
+    int rc = frame_check_start(buf[0], buf[1], in_fragment, 0);
     if (rc < 0)
         return rc;
     size_t hlen;
@@ -94,11 +99,11 @@ ssize_t frame_parse(const unsigned char *buf, size_t len, uint64_t max_payload,
     return (ssize_t)(hlen + 4 + plen);
 }
 
-int frame_peek_opcode(const unsigned char *buf, size_t len, int in_fragment)
+int frame_peek_opcode(const unsigned char *buf, size_t len, int in_fragment, unsigned ext)
 {
     if (len < 2)
         return FRAME_NEED_MORE;
-    int rc = frame_check_start(buf[0], buf[1], in_fragment);
+    int rc = frame_check_start(buf[0], buf[1], in_fragment, ext);
     return rc < 0 ? rc : buf[0] & 0x0F;
 }
 
@@ -124,7 +129,7 @@ void frame_unmask(unsigned char *dst, const unsigned char *src, size_t n,
 
 size_t frame_header(unsigned char hdr[10], int opcode, uint64_t len)
 {
-    hdr[0] = (unsigned char)(0x80 | (opcode & 0x0F));
+    hdr[0] = (unsigned char)(0x80 | (opcode & (FRAME_RSV1 | 0x0F)));
     if (len < 126) {
         hdr[1] = (unsigned char)len;
         return 2;

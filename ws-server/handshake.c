@@ -8,6 +8,7 @@
 #include <openssl/sha.h>
 
 #include "origin.h"
+#include "pmdeflate.h"
 
 #define HS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define HS_KEY_LEN 24   /* base64 of 16 bytes */
@@ -116,6 +117,158 @@ static int hs_list_has(struct str s, const char *tok)
     return 0;
 }
 
+/* ---- Sec-WebSocket-Extensions ---- */
+
+struct hs_cur {
+    const char *p, *end;
+};
+
+static void hs_skip_ows(struct hs_cur *c)
+{
+    while (c->p < c->end && hs_is_ows(*c->p))
+        c->p++;
+}
+
+static struct str hs_take_token(struct hs_cur *c)
+{
+    const char *s = c->p;
+    while (c->p < c->end && hs_is_tchar((unsigned char)*c->p))
+        c->p++;
+    return (struct str){ s, (size_t)(c->p - s) };
+}
+
+/* Longest parameter value we look at: every value RFC 7692 defines is a
+ * number of at most two digits. */
+#define HS_VALUE_MAX 8
+
+/* A parameter value, token or quoted-string (RFC 9110 5.6.4), unescaped
+ * into val[HS_VALUE_MAX]; *vlen is its unescaped length even when longer
+ * (only the first HS_VALUE_MAX bytes are kept). -1 when malformed. */
+static int hs_take_value(struct hs_cur *c, char *val, size_t *vlen)
+{
+    size_t n = 0;
+    if (c->p < c->end && *c->p == '"') {
+        c->p++;
+        for (;;) {
+            if (c->p == c->end)
+                return -1;
+            unsigned char ch = (unsigned char)*c->p++;
+            if (ch == '"')
+                break;
+            if (ch == '\\') {
+                if (c->p == c->end)
+                    return -1;
+                ch = (unsigned char)*c->p++;
+            }
+            /* The field's bytes are already vchar (hs_parse_header). */
+            if (n < HS_VALUE_MAX)
+                val[n] = (char)ch;
+            n++;
+        }
+    } else {
+        struct str t = hs_take_token(c);
+        if (t.len == 0)
+            return -1;
+        n = t.len;
+        memcpy(val, t.p, n < HS_VALUE_MAX ? n : HS_VALUE_MAX);
+    }
+    *vlen = n;
+    return 0;
+}
+
+/* 8..15 without leading zeros (RFC 7692 7.1.2); -1 otherwise. */
+static int hs_window_bits(const char *v, size_t n)
+{
+    if (n == 1 && (v[0] == '8' || v[0] == '9'))
+        return v[0] - '0';
+    if (n == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5')
+        return 10 + v[1] - '0';
+    return -1;
+}
+
+enum { HS_PMD_SNCT = 1, HS_PMD_CNCT = 2, HS_PMD_SMWB = 4, HS_PMD_CMWB = 8 };
+
+/* One parameter of a permessage-deflate offer: 1 if the offer can still
+ * be accepted, 0 if it must be declined. has_value: "=" was given. */
+static int hs_deflate_param(struct str name, int has_value, const char *v, size_t vlen,
+                            unsigned *seen)
+{
+    unsigned bit;
+    if (hs_str_eq(name, "server_no_context_takeover"))
+        bit = HS_PMD_SNCT;
+    else if (hs_str_eq(name, "client_no_context_takeover"))
+        bit = HS_PMD_CNCT;
+    else if (hs_str_eq(name, "server_max_window_bits"))
+        bit = HS_PMD_SMWB;
+    else if (hs_str_eq(name, "client_max_window_bits"))
+        bit = HS_PMD_CMWB;
+    else
+        return 0;                       /* unknown parameter */
+    if (*seen & bit)
+        return 0;                       /* twice */
+    *seen |= bit;
+    switch (bit) {
+    case HS_PMD_SNCT:
+    case HS_PMD_CNCT:
+        return !has_value;
+    case HS_PMD_SMWB:
+        /* Our one shared encoding uses the whole 15-bit window. */
+        return has_value && hs_window_bits(v, vlen) == PMD_WINDOW_BITS;
+    default:                            /* client_max_window_bits[=8..15] */
+        return !has_value || hs_window_bits(v, vlen) > 0;
+    }
+}
+
+/* One Sec-WebSocket-Extensions field: the best of its permessage-deflate
+ * offers (enum hs_deflate), or -1 when it breaks the grammar. Empty list
+ * elements are allowed (RFC 9110 5.6.1). */
+static int hs_parse_extensions(struct str v)
+{
+    struct hs_cur c = { v.p, v.p + v.len };
+    int best = HS_DEFLATE_NONE;
+    for (;;) {
+        hs_skip_ows(&c);
+        if (c.p == c.end)
+            return best;
+        if (*c.p == ',') {
+            c.p++;
+            continue;
+        }
+        struct str ext = hs_take_token(&c);
+        if (ext.len == 0)
+            return -1;
+        int pmd = hs_str_eq(ext, "permessage-deflate"), ok = 1;
+        unsigned seen = 0;
+        hs_skip_ows(&c);
+        while (c.p < c.end && *c.p == ';') {
+            c.p++;
+            hs_skip_ows(&c);
+            struct str name = hs_take_token(&c);
+            if (name.len == 0)
+                return -1;
+            hs_skip_ows(&c);
+            char val[HS_VALUE_MAX];
+            size_t vlen = 0;
+            int has_value = c.p < c.end && *c.p == '=';
+            if (has_value) {
+                c.p++;
+                hs_skip_ows(&c);
+                if (hs_take_value(&c, val, &vlen) < 0)
+                    return -1;
+                hs_skip_ows(&c);
+            }
+            if (pmd && ok)
+                ok = hs_deflate_param(name, has_value, val, vlen, &seen);
+        }
+        if (c.p < c.end && *c.p != ',')
+            return -1;
+        if (pmd && ok)
+            best = HS_DEFLATE_OFFERED;
+        else if (pmd && best == HS_DEFLATE_NONE)
+            best = HS_DEFLATE_DECLINED;
+    }
+}
+
 /* Stores a single-instance field; a second one marks the request. */
 static void hs_set_once(struct hs_request *req, unsigned *seen, unsigned bit,
                         struct str *dst, struct str v)
@@ -161,6 +314,11 @@ static int hs_parse_header(struct str line, struct hs_request *req, unsigned *se
             req->upgrade_websocket = 1;
     } else if (hs_str_ieq(name, "last-event-id")) {
         hs_set_once(req, seen, HS_SEEN_LAST_EVENT_ID, &req->last_event_id, v);
+    } else if (hs_str_ieq(name, "sec-websocket-extensions")) {
+        /* Fields combine into one list; a broken field offers nothing. */
+        int d = hs_parse_extensions(v);
+        if (d > req->deflate)
+            req->deflate = d;
     } else if (hs_str_ieq(name, "connection")) {
         /* Connection may legitimately repeat: the lists combine. */
         if (hs_list_has(v, "upgrade"))
@@ -279,23 +437,31 @@ static int hs_error_page(char *out, size_t outlen, const char *status, const cha
     return n < 0 || (size_t)n >= outlen ? -1 : n;
 }
 
-int hs_response(enum hs_verdict v, const struct hs_request *req, char *out, size_t outlen)
+int hs_upgrade_response(const struct hs_request *req, int deflate, char *out, size_t outlen)
 {
     char accept[29];
-    int n;
-
-    switch (v) {
-    case HS_UPGRADE:
-        if (!req || hs_accept_key(req->key.p, req->key.len, accept) < 0)
-            return -1;
-        n = snprintf(out, outlen,
+    if (!req || hs_accept_key(req->key.p, req->key.len, accept) < 0)
+        return -1;
+    /* client_no_context_takeover too: a push-only client never sends a
+     * data message, so it need not keep a compressor between them. */
+    int n = snprintf(out, outlen,
                      "HTTP/1.1 101 Switching Protocols\r\n"
                      "Upgrade: websocket\r\n"
                      "Connection: Upgrade\r\n"
                      "Sec-WebSocket-Accept: %s\r\n"
+                     "%s"
                      "\r\n",
-                     accept);
-        return n < 0 || (size_t)n >= outlen ? -1 : n;
+                     accept, deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                       "server_no_context_takeover; client_no_context_takeover\r\n"
+                                     : "");
+    return n < 0 || (size_t)n >= outlen ? -1 : n;
+}
+
+int hs_response(enum hs_verdict v, const struct hs_request *req, char *out, size_t outlen)
+{
+    switch (v) {
+    case HS_UPGRADE:
+        return hs_upgrade_response(req, 0, out, outlen);
     case HS_SSE:
         return -1;
     case HS_HEALTHZ:

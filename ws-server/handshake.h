@@ -20,6 +20,14 @@
 #define HS_E_MALFORMED  (-1)   /* not HTTP: answer 400 and close */
 
 
+/* What a request offers of permessage-deflate (RFC 7692), in
+ * Sec-WebSocket-Extensions. */
+enum hs_deflate {
+    HS_DEFLATE_NONE = 0,    /* not offered */
+    HS_DEFLATE_DECLINED,    /* offered, but no offer can be accepted */
+    HS_DEFLATE_OFFERED,     /* at least one offer can be accepted */
+};
+
 struct hs_request {
     struct str method;
     struct str target;        /* path plus query, raw */
@@ -36,12 +44,26 @@ struct hs_request {
     int           connection_upgrade;  /* Connection lists the token "upgrade" */
     int           nheaders;
     int           duplicate;     /* Host, Key, Version, Origin, Upgrade or Last-Event-ID appear twice */
+    int           deflate;       /* enum hs_deflate, from every Sec-WebSocket-Extensions */
 };
 
 /* Parses the request head in [buf, buf+len). Header names are matched
  * case-insensitively; tokens in Upgrade/Connection are comma lists matched
  * case-insensitively. Lines end in CRLF (a bare LF is accepted, as browsers
- * never send one but curl-like tools might). Returns bytes consumed (> 0). */
+ * never send one but curl-like tools might). Returns bytes consumed (> 0).
+ *
+ * Sec-WebSocket-Extensions (any number of fields, read in order) is parsed
+ * by RFC 6455 9.1 (a list of extension; param[=token|quoted-string]) and
+ * each permessage-deflate offer checked by RFC 7692 7.1; an offer is
+ * acceptable when every parameter is known, none appears twice, values are
+ * as the RFC says (client_max_window_bits with or without 8..15,
+ * server_max_window_bits=8..15 without leading zeros, the two
+ * *_no_context_takeover without a value) and server_max_window_bits, when
+ * given, is 15: every message is compressed once with a 15-bit window
+ * and shared, so a client asking for a smaller one is declined (its
+ * connection opens without compression). A field that breaks the grammar
+ * offers nothing (never an error: the upgrade goes on uncompressed).
+ * Extension and parameter names are matched exactly (lower case). */
 ssize_t hs_parse(const char *buf, size_t len, struct hs_request *req);
 
 /* What to do with a parsed request. */
@@ -85,6 +107,15 @@ enum hs_verdict hs_check(const struct hs_request *req, const struct cfg_list *al
  * chars + NUL) into out[29]. Returns 0, or -1 if key is not 24 base64
  * chars decoding to 16 bytes. */
 int hs_accept_key(const char *key, size_t len, char out[29]);
+
+/* The 101 answer to an accepted upgrade, like hs_response(HS_UPGRADE),
+ * with, when deflate is set, the permessage-deflate answer
+ *   Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover;
+ *                             client_no_context_takeover
+ * (only for a request whose deflate is HS_DEFLATE_OFFERED: the caller
+ * decides, by its config). Returns its length, or -1 (bad key, or outlen
+ * too small; 512 bytes always suffice). */
+int hs_upgrade_response(const struct hs_request *req, int deflate, char *out, size_t outlen);
 
 /* Writes the complete response for a verdict (101 with the accept key, or
  * an error page with Connection: close) into out. req is only read for

@@ -99,7 +99,8 @@ static void msg_grow(struct msg *m, size_t n)
         *m->account += n;
 }
 
-rbuf_t *msg_encoding(struct msg *m, enum msg_slot slot, int chan, msg_encode_fn *enc)
+/* The cache cell of (slot, chan), the cache allocated on first use. */
+static rbuf_t **msg_cell(struct msg *m, enum msg_slot slot, int chan)
 {
     if (!m->enc) {
         m->enc = calloc((size_t)MSG_SLOTS * m->nchannels, sizeof(*m->enc));
@@ -107,13 +108,46 @@ rbuf_t *msg_encoding(struct msg *m, enum msg_slot slot, int chan, msg_encode_fn 
             return NULL;
         msg_grow(m, (size_t)MSG_SLOTS * m->nchannels * sizeof(*m->enc));
     }
-    rbuf_t **slotp = &m->enc[(size_t)slot * m->nchannels + (size_t)chan];
-    if (!*slotp) {
-        *slotp = enc(m, chan);
-        if (*slotp)
-            msg_grow(m, rbuf_len(*slotp));
+    return &m->enc[(size_t)slot * m->nchannels + (size_t)chan];
+}
+
+/* Counts a new encoding, unless another slot of the channel holds the
+ * same rbuf. */
+static void msg_store(struct msg *m, enum msg_slot slot, int chan, rbuf_t *r)
+{
+    for (int s = 0; s < MSG_SLOTS; s++)
+        if (s != (int)slot && m->enc[(size_t)s * m->nchannels + (size_t)chan] == r)
+            return;
+    msg_grow(m, rbuf_len(r));
+}
+
+rbuf_t *msg_encoding_with(struct msg *m, enum msg_slot slot, int chan,
+                          msg_encode_with_fn *enc, void *ctx)
+{
+    rbuf_t **cell = msg_cell(m, slot, chan);
+    if (!cell)
+        return NULL;
+    if (!*cell) {
+        *cell = enc(ctx, m, chan);
+        if (*cell)
+            msg_store(m, slot, chan, *cell);
     }
-    return *slotp;
+    return *cell;
+}
+
+struct msg_plain_enc {
+    msg_encode_fn *enc;
+};
+
+static rbuf_t *msg_call_plain(void *ctx, const struct msg *m, int chan)
+{
+    return ((struct msg_plain_enc *)ctx)->enc(m, chan);
+}
+
+rbuf_t *msg_encoding(struct msg *m, enum msg_slot slot, int chan, msg_encode_fn *enc)
+{
+    struct msg_plain_enc p = { enc };
+    return msg_encoding_with(m, slot, chan, msg_call_plain, &p);
 }
 
 /* Channel names and ids hold no character that needs JSON escaping (see

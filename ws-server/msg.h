@@ -27,7 +27,8 @@
 enum msg_slot {
     MSG_SLOT_WS = 0,     /* WebSocket text frame */
     MSG_SLOT_SSE,        /* Server-Sent Events event (sse.c) */
-    MSG_SLOT_WS_DEFLATE, /* permessage-deflate frame (to come) */
+    MSG_SLOT_WS_DEFLATE, /* permessage-deflate frame (RSV1), or the WS one when
+                            compressing did not make it smaller */
     MSG_SLOTS
 };
 
@@ -55,6 +56,14 @@ struct str  msg_data(const struct msg *m);
 /* The cached encoding of channel chan for slot, made by enc on first use.
  * Borrowed: take a reference to keep it. NULL when out of memory. */
 rbuf_t     *msg_encoding(struct msg *m, enum msg_slot slot, int chan, msg_encode_fn *enc);
+
+/* The same with an encoder that needs a context (the permessage-deflate
+ * compressor). An encoder may return a new reference to another slot's
+ * encoding of the same channel (a compressed frame that would not be
+ * smaller is the plain one): msg_bytes() counts a shared rbuf once. */
+typedef rbuf_t *msg_encode_with_fn(void *ctx, const struct msg *m, int chan);
+rbuf_t     *msg_encoding_with(struct msg *m, enum msg_slot slot, int chan,
+                              msg_encode_with_fn *enc, void *ctx);
 
 /* The JSON envelope every transport carries for channel chan:
  *   {"type":"message","channel":"<name>","id":"<id>","data":<data>}

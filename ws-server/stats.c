@@ -125,6 +125,20 @@ int stats_write(struct buf *out, const struct stats_view *v)
         rc |= stats_u64(out, "wspush_connections_closed_total", lab, v->conn->closed[i]);
     }
 
+    rc |= stats_counter(out, "wspush_deflate_connections_total",
+                        "WebSocket upgrades that negotiated permessage-deflate.", v->conn->deflate_upgrades);
+    rc |= stats_family(out, "wspush_deflate_messages_total", "counter",
+                       "Message x channel encodings made for permessage-deflate (once each, shared), "
+                       "by result: compressed, or plain when compressing did not make it smaller.");
+    rc |= stats_u64(out, "wspush_deflate_messages_total", "{result=\"compressed\"}", v->conn->deflate_compressed);
+    rc |= stats_u64(out, "wspush_deflate_messages_total", "{result=\"plain\"}", v->conn->deflate_plain);
+    rc |= stats_counter(out, "wspush_deflate_input_bytes_total",
+                        "Payload bytes of the compressed encodings before compression.",
+                        v->conn->deflate_in_bytes);
+    rc |= stats_counter(out, "wspush_deflate_output_bytes_total",
+                        "Payload bytes of the compressed encodings after compression.",
+                        v->conn->deflate_out_bytes);
+
     rc |= stats_gauge(out, "wspush_channels", "Channels with at least one subscriber.", v->channels);
     rc |= stats_gauge(out, "wspush_subscriptions", "Subscriptions: (connection, channel) pairs.",
                       v->hub->subscriptions);

@@ -78,6 +78,15 @@ struct stats_conn {
     uint64_t sse_open;            /* gauge: streams not yet freed */
     uint64_t closed[STATS_CLOSE_SLOTS];
     struct stats_refusals refused; /* origin, version, bad_request, limit, per_ip */
+    /* permessage-deflate: upgrades that negotiated it; message x channel
+     * encodings made for it (once each, shared), compressed or left plain
+     * (not smaller, or zlib failed); the payload bytes of the compressed
+     * ones before and after. */
+    uint64_t deflate_upgrades;
+    uint64_t deflate_compressed;
+    uint64_t deflate_plain;
+    uint64_t deflate_in_bytes;
+    uint64_t deflate_out_bytes;
 };
 
 /* server.c: connections refused at accept (503 past the reserve). */

@@ -11,7 +11,7 @@ ssize_t lcp_frame_header(const unsigned char *buf, size_t len, struct lcp_frame 
 {
     if (len < 2)
         return LCP_NEED_MORE;
-    if (buf[0] & 0x70)
+    if (buf[0] & 0x30)
         return LCP_E_BAD;
     size_t need = 2;
     uint64_t plen = buf[1] & 0x7f;
@@ -39,6 +39,7 @@ ssize_t lcp_frame_header(const unsigned char *buf, size_t len, struct lcp_frame 
     f->fin = (buf[0] & 0x80) != 0;
     f->opcode = buf[0] & 0x0f;
     f->masked = masked;
+    f->rsv1 = (buf[0] & 0x40) != 0;
     if (masked)
         memcpy(f->mask, buf + at, 4);
     f->payload_len = plen;

@@ -18,14 +18,15 @@ struct lcp_frame {
     int      fin;
     int      opcode;
     int      masked;              /* servers must not mask; tolerated */
+    int      rsv1;                /* compressed (permessage-deflate): the caller decides */
     unsigned char mask[4];
     uint64_t payload_len;
     size_t   header_len;          /* payload starts at buf + header_len */
 };
 
 /* Parses a frame header (2..14 bytes: 7-, 16- and 64-bit lengths). Returns
- * the header length, LCP_NEED_MORE, or LCP_E_BAD (reserved bits, 64-bit
- * length with the top bit set). The payload may not have arrived yet: the
+ * the header length, LCP_NEED_MORE, or LCP_E_BAD (RSV2/RSV3, 64-bit
+ * length with the top bit set). RSV1 is reported in rsv1. The payload may not have arrived yet: the
  * caller checks header_len + payload_len against what it holds. */
 ssize_t lcp_frame_header(const unsigned char *buf, size_t len, struct lcp_frame *f);
 

@@ -10,6 +10,13 @@
  *   loadclient httppub  --publishers P --duration S [--subs N]
  *   loadclient idle     --subs N [--hold S]     (prints READY, waits for SIGTERM)
  *   loadclient selftest
+ *   --deflate: subscribers offer permessage-deflate and inflate what comes
+ *   compressed (one zlib stream, reset per message, as a browser does);
+ *   --no-inflate (with --deflate): a compressed frame counts as a delivery
+ *   unread, so the client's inflating (a browser's own CPU) does not slow
+ *   the run; deliver mode only (no timestamps to read);
+ *   --pad-words: the padding is words of text instead of "xxx...", so a
+ *   compressor has something like real JSON to work on.
  *
  * Output: progress on stderr, one "RESULT key=value ..." line on stdout
  * (idle: a "READY subs=N" line first). Exit 0 on a completed run, 1 on a
@@ -39,6 +46,8 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <zlib.h>
 
 #include "lcproto.h"
 
@@ -97,6 +106,9 @@ struct lc_opts {
     double        timeout;
     double        hold;
     double        settle;
+    int           deflate;             /* offer permessage-deflate */
+    int           no_inflate;          /* count compressed frames unread */
+    int           pad_words;           /* pad with words, not x's */
 };
 
 struct lc_ctx {
@@ -107,6 +119,8 @@ struct lc_ctx {
     struct lc_conn  sig;
     int       stop;                  /* a signal arrived */
     unsigned char *rbuf;             /* carry + one read, shared by every socket */
+    z_stream  inf;                   /* --deflate: the one inflater, reset per message */
+    unsigned char *zbuf;             /* its output */
     char      pad[LC_PAYLOAD_MAX];
     /* subscriber counters */
     int       subs_started, subs_open, subs_ready, subs_failed, subs_closed;
@@ -340,6 +354,25 @@ static void lc_on_delivery(struct lc_ctx *x, const unsigned char *p, size_t n, u
     x->samples[x->nsamples++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 }
 
+/* RFC 7692 7.2.2: the payload, then 00 00 ff ff, through a raw inflate
+ * reset first (the server takes no context over either). */
+static ssize_t lc_inflate(struct lc_ctx *x, const unsigned char *p, size_t n)
+{
+    static const unsigned char tail[4] = { 0x00, 0x00, 0xff, 0xff };
+    if (inflateReset(&x->inf) != Z_OK)
+        return -1;
+    x->inf.next_out = x->zbuf;
+    x->inf.avail_out = LC_CARRY_MAX;
+    for (int part = 0; part < 2; part++) {
+        x->inf.next_in = (Bytef *)(uintptr_t)(part ? tail : p);
+        x->inf.avail_in = (uInt)(part ? 4 : n);
+        int rc = inflate(&x->inf, Z_SYNC_FLUSH);
+        if ((rc != Z_OK && rc != Z_BUF_ERROR) || x->inf.avail_in)
+            return -1;
+    }
+    return (ssize_t)(LC_CARRY_MAX - x->inf.avail_out);
+}
+
 static void lc_on_message(struct lc_ctx *x, struct lc_conn *c, const unsigned char *p, size_t n,
                           uint64_t now)
 {
@@ -399,6 +432,26 @@ static ssize_t lc_sub_parse(struct lc_ctx *x, struct lc_conn *c, unsigned char *
             for (size_t i = 0; i < n; i++)
                 p[i] ^= f.mask[i & 3];
         pos += f.header_len + n;
+        if (f.rsv1 && (!x->o.deflate || f.opcode == 0x0 || f.opcode >= 0x8)) {
+            lc_sub_fail(x, c, "RSV1 not negotiated");
+            return -1;
+        }
+        if (f.rsv1 && x->o.no_inflate && f.opcode != 0x0 && f.opcode < 0x8) {
+            x->delivered++;
+            if (!x->first_rx_ns)
+                x->first_rx_ns = now;
+            x->last_rx_ns = now;
+            continue;
+        }
+        if (f.rsv1) {
+            ssize_t z = lc_inflate(x, p, n);
+            if (z < 0) {
+                lc_sub_fail(x, c, "bad compressed frame");
+                return -1;
+            }
+            p = x->zbuf;
+            n = (size_t)z;
+        }
         switch (f.opcode) {
         case 0x0: case 0x1: case 0x2:
             lc_on_message(x, c, p, n, now);
@@ -430,8 +483,9 @@ static void lc_sub_connected(struct lc_ctx *x, struct lc_conn *c)
     int n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     x->o.path, x->o.host, x->o.port);
+                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                     x->o.path, x->o.host, x->o.port,
+                     x->o.deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "");
     c->state = LC_HANDSHAKE;
     x->subs_open++;
     lc_ep_set(x, c, EPOLL_CTL_MOD, EPOLLIN);
@@ -973,7 +1027,8 @@ static int lc_selftest(void)
         { "\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00", 10, 10, 65536, 2 },
         { "\x89\x80\x01\x02\x03\x04", 6, 6, 0, 9 },
         { "\x81\x7f\x80\x00\x00\x00\x00\x00\x00\x00", 10, LCP_E_BAD, 0, 0 },
-        { "\xc1\x05", 2, LCP_E_BAD, 0, 0 },
+        { "\xc1\x05", 2, 2, 5, 1 },                 /* RSV1: reported, not refused */
+        { "\xa1\x05", 2, LCP_E_BAD, 0, 0 },
     };
     for (size_t i = 0; i < sizeof(fr) / sizeof(fr[0]); i++) {
         struct lcp_frame f;
@@ -1044,7 +1099,8 @@ static void lc_usage(void)
             "  --pub ipc:SOCKET | http:HOST:PORT  --pub-path P --pub-ctype T\n"
             "  --pub-header 'H: v' (repeat) --pub-prefix S --pub-suffix S --channel C\n"
             "  --publishers P --window W --msgs M --burst B --burst-gap-ms G\n"
-            "  --rate R --duration S --payload BYTES --timeout S --hold S --settle S\n");
+            "  --rate R --duration S --payload BYTES --timeout S --hold S --settle S\n"
+            "  --deflate --no-inflate --pad-words\n");
 }
 
 static int lc_parse_args(int argc, char **argv, struct lc_opts *o)
@@ -1058,7 +1114,9 @@ static int lc_parse_args(int argc, char **argv, struct lc_opts *o)
         { "window", 1, 0, 'w' }, { "msgs", 1, 0, 'm' }, { "burst", 1, 0, 'b' },
         { "burst-gap-ms", 1, 0, 'g' }, { "rate", 1, 0, 'r' }, { "duration", 1, 0, 'd' },
         { "payload", 1, 0, 'l' }, { "timeout", 1, 0, 't' }, { "hold", 1, 0, 'o' },
-        { "settle", 1, 0, 's' }, { 0, 0, 0, 0 },
+        { "settle", 1, 0, 's' }, { "deflate", 0, 0, 'D' }, { "pad-words", 0, 0, 'W' },
+        { "no-inflate", 0, 0, 'I' },
+        { 0, 0, 0, 0 },
     };
     *o = (struct lc_opts){
         .proto = LC_P_WS, .host = "127.0.0.1", .port = 8081, .path = "/ws?channels=bench/x",
@@ -1126,6 +1184,9 @@ static int lc_parse_args(int argc, char **argv, struct lc_opts *o)
         case 't': o->timeout = atof(optarg); break;
         case 'o': o->hold = atof(optarg); break;
         case 's': o->settle = atof(optarg); break;
+        case 'D': o->deflate = 1; break;
+        case 'W': o->pad_words = 1; break;
+        case 'I': o->no_inflate = 1; break;
         default: return -1;
         }
     }
@@ -1134,6 +1195,8 @@ static int lc_parse_args(int argc, char **argv, struct lc_opts *o)
         o->payload < 0 || o->payload > LC_PAYLOAD_MAX - 100 || strlen(o->channel) > 200)
         return -1;
     if (o->mode != LC_M_IDLE && !o->pub_target[0])
+        return -1;
+    if (o->no_inflate && (!o->deflate || o->mode != LC_M_DELIVER))
         return -1;
     return 0;
 }
@@ -1154,6 +1217,27 @@ int main(int argc, char **argv)
         goto out;
     }
     memset(x->pad, 'x', sizeof(x->pad));
+    if (x->o.pad_words) {
+        static const char *const words[] = { "price", "name", "item", "status", "open", "closed",
+            "the", "quick", "brown", "fox", "user", "alice", "bob", "order", "id", "total",
+            "2026-12-03", "true", "false", "null", "EUR", "shipping", "address", "street" };
+        uint32_t r = 12345;
+        for (size_t at = 0; at < sizeof(x->pad);) {
+            r = r * 1103515245u + 12345u;
+            const char *w = words[(r >> 16) % (sizeof(words) / sizeof(words[0]))];
+            for (size_t i = 0; w[i] && at < sizeof(x->pad); i++)
+                x->pad[at++] = w[i];
+            if (at < sizeof(x->pad))
+                x->pad[at++] = (r >> 8) % 5 ? ' ' : (char)('0' + (r >> 4) % 10);
+        }
+    }
+    if (x->o.deflate) {
+        x->zbuf = malloc(LC_CARRY_MAX);
+        if (!x->zbuf || inflateInit2(&x->inf, -15) != Z_OK) {
+            fprintf(stderr, "loadclient: inflater: out of memory\n");
+            return 1;
+        }
+    }
     setvbuf(stdout, NULL, _IOLBF, 0);
     x->ep = epoll_create1(EPOLL_CLOEXEC);
     x->rbuf = malloc(LC_CARRY_MAX + LC_READ_CHUNK);

@@ -76,7 +76,7 @@ fi
 # ---- build the client, fetch the Node peers --------------------------------
 LC=$OUT/loadclient
 cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-   -Wformat=2 -Wvla -o "$LC" "$HERE/loadclient.c" "$HERE/lcproto.c" || exit 1
+   -Wformat=2 -Wvla -o "$LC" "$HERE/loadclient.c" "$HERE/lcproto.c" -lz || exit 1
 "$LC" selftest || exit 1
 
 if [[ " $SERVERS " == *" nodews "* || " $SERVERS " == *" socketio "* ]]; then

@@ -466,6 +466,25 @@ async function main() {
              JSON.stringify(events[1]));
     });
 
+    await step('permessage-deflate through nginx: negotiated, a large message arrives intact', async () => {
+      const page = await A.ctx.newPage();
+      const cdp = await A.ctx.newCDPSession(page);
+      await cdp.send('Network.enable');
+      const answer = new Promise((resolve) => cdp.on('Network.webSocketHandshakeResponseReceived',
+        (e) => resolve(Object.entries(e.response.headers)
+          .find(([k]) => k.toLowerCase() === 'sec-websocket-extensions')?.[1])));
+      await page.goto(demo.origin + '/');
+      await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
+      const ext = await Promise.race([answer, sleep(5000).then(() => 'no handshake event')]);
+      assert(ext === 'permessage-deflate; server_no_context_takeover; client_no_context_takeover',
+             `Sec-WebSocket-Extensions: ${ext}`);
+      const text = uniq('big') + ' ' + 'the quick brown fox jumps over the lazy dog '.repeat(80);
+      const p = await demo.cli('publish', 'public/demo', JSON.stringify(text));
+      assert(p.code === 0, `wspush publish failed: ${p.stderr}`);
+      await page.waitForSelector(rowWith(text), { timeout: 5000 });
+      await page.close();
+    });
+
     await step('a page over wss:// (Chromium trusting the demo certificate) gets messages', async () => {
       const wsUrls = [];
       const ctx = await browser.newContext({ httpCredentials: CREDS });

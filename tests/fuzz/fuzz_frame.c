@@ -129,7 +129,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int frag = 0; frag < 2; frag++) {
         struct frame f;
         ssize_t n = frame_parse(buf, len, max, frag, &f);
-        int op = frame_peek_opcode(buf, len, frag);
+        int op = frame_peek_opcode(buf, len, frag, 0);
+        int opz = frame_peek_opcode(buf, len, frag, FRAME_EXT_DEFLATE);
         uint64_t whole = 0;
         int sz = frame_size(buf, len, &whole);
         FUZZ_CHECK(op == FRAME_NEED_MORE || op == FRAME_E_PROTOCOL || (op >= 0 && op <= 0xF));
@@ -140,6 +141,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (len < 2)
             FUZZ_CHECK(op == FRAME_NEED_MORE && sz == FRAME_NEED_MORE);
+        /* permessage-deflate only lets RSV1 through on a text or binary
+         * frame: it never refuses what the plain rules accept. */
+        if (op >= 0)
+            FUZZ_CHECK(opz == op);
+        else if (opz != op)
+            FUZZ_CHECK(op == FRAME_E_PROTOCOL && (buf[0] & 0x70) == 0x40 &&
+                       (opz == FRAME_TEXT || opz == FRAME_BINARY));
     }
 
     /* The close-code validator on raw bytes as well. */

@@ -4,7 +4,9 @@
  * input, every field points inside it, one byte less is "need more", every
  * verdict has an answer that fits the documented 512 bytes, and an answer
  * into a too-small buffer is refused rather than overflowed (the buffer is
- * heap-allocated to its exact size so ASan sees a one-byte overrun). */
+ * heap-allocated to its exact size so ASan sees a one-byte overrun).
+ * Sec-WebSocket-Extensions: the offer found is one of the three answers,
+ * never turns a verdict, and the permessage-deflate 101 fits too. */
 #include <string.h>
 
 #include "fuzz.h"
@@ -79,6 +81,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (hs_accept_key(req.key.p, req.key.len, accept) == 0)
         FUZZ_CHECK(strlen(accept) == 28);
 
+    FUZZ_CHECK(req.deflate == HS_DEFLATE_NONE || req.deflate == HS_DEFLATE_DECLINED ||
+               req.deflate == HS_DEFLATE_OFFERED);
+
     enum hs_verdict v1 = hs_check(&req, &none);
     enum hs_verdict v2 = hs_check(&req, &some);
     FUZZ_CHECK(v1 != HS_SERVICE_UNAVAILABLE && v1 != HS_HEADERS_TOO_LARGE);
@@ -88,5 +93,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(hs_accept_key(req.key.p, req.key.len, accept) == 0);
     fhs_answer(v1, &req);
     fhs_answer(v2, &req);
+    if (v1 == HS_UPGRADE) {
+        char out[FHS_OUT];
+        int plain = hs_upgrade_response(&req, 0, out, sizeof(out));
+        int full = hs_upgrade_response(&req, 1, out, sizeof(out));
+        FUZZ_CHECK(plain > 0 && full > plain && full < FHS_OUT);
+        FUZZ_CHECK(memcmp(out + full - 4, "\r\n\r\n", 4) == 0);
+        char *tight = malloc((size_t)full);
+        FUZZ_CHECK(tight != NULL);
+        FUZZ_CHECK(hs_upgrade_response(&req, 1, tight, (size_t)full) == -1);
+        free(tight);
+    }
     return 0;
 }

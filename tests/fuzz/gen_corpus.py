@@ -53,6 +53,13 @@ def handshake():
     put("handshake", "dup-host", up + "Host: other\r\n\r\n")
     put("handshake", "absolute-target", up.replace("GET /ws", "GET http://a/ws") + "\r\n")
     put("handshake", "folded-header", up + "X-Long: a\r\n  continued\r\n\r\n")
+    ext = "Sec-WebSocket-Extensions: "
+    put("handshake", "deflate-chromium", up + ext + "permessage-deflate; client_max_window_bits\r\n\r\n")
+    put("handshake", "deflate-params", up + ext + "permessage-deflate; server_no_context_takeover; "
+        "client_no_context_takeover; server_max_window_bits=15; client_max_window_bits=9\r\n\r\n")
+    put("handshake", "deflate-declined-then-ok", up + ext + "permessage-deflate; server_max_window_bits=10, "
+        "permessage-deflate; x=\"a,\\\"b\"\r\n" + ext + "permessage-deflate\r\n\r\n")
+    put("handshake", "deflate-broken", up + ext + "foo; a=\"x, permessage-deflate;\r\n\r\n")
 
 
 def frame():

@@ -305,8 +305,10 @@ def encode_frame(opcode, payload=b"", fin=True, rsv=0, mask=True, length=None):
 class RawWs:
     """A socket after a successful upgrade; reads server frames."""
 
-    def __init__(self, port, path="/ws?channels=public/a", origin=None, wrap=None):
-        self.sock, self.status, self.head, self.buf = ws_handshake(port, path, origin, wrap=wrap)
+    def __init__(self, port, path="/ws?channels=public/a", origin=None, wrap=None, extra=b""):
+        self.sock, self.status, self.head, self.buf = ws_handshake(port, path, origin, extra,
+                                                                   wrap=wrap)
+        self.last_b0 = None     # first byte of the last frame read (FIN, RSV, opcode)
 
     def send(self, data):
         self.sock.sendall(data)
@@ -329,6 +331,7 @@ class RawWs:
                     else:
                         n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
                 if n is not None and len(self.buf) >= off + n:
+                    self.last_b0 = self.buf[0]
                     op, payload = self.buf[0] & 0x0F, self.buf[off:off + n]
                     self.buf = self.buf[off + n:]
                     return op, payload

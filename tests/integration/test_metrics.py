@@ -13,12 +13,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harness import BIN, ROOT, RawWs, SseClient, free_port, make_token, wait_for
 
-# Every family issue 14 names for ws-server, with its type and label keys.
+# Every family of ws-server (issue 14's, then permessage-deflate's and TLS's), with its type and label keys.
 FAMILIES = {
     "wspush_connections": ("gauge", {"transport"}),
     "wspush_connections_accepted": ("counter", {"transport"}),
     "wspush_handshakes_refused": ("counter", {"reason"}),
     "wspush_connections_closed": ("counter", {"code"}),
+    "wspush_deflate_connections": ("counter", set()),
+    "wspush_deflate_messages": ("counter", {"result"}),
+    "wspush_deflate_input_bytes": ("counter", set()),
+    "wspush_deflate_output_bytes": ("counter", set()),
     "wspush_channels": ("gauge", set()),
     "wspush_subscriptions": ("gauge", set()),
     "wspush_messages_published": ("counter", set()),

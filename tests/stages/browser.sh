@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Stage "browser" of `make test`: wspush.js unit tests in node
-# (tests/browser/wspush.unit.test.mjs), then the demo page in Debian's
+# (tests/browser/wspush.unit.test.mjs), permessage-deflate with Node's ws
+# and chromium (tests/browser/deflate.test.mjs), then the demo page in Debian's
 # chromium driven by playwright-core (tests/browser/demo.test.mjs), then the
 # PHP example site under nginx and Apache (tests/browser/php-site.test.mjs). Builds when needed,
-# installs playwright-core from package-lock.json the first time (no browser
-# download), starts its own demo on free ports.
+# installs playwright-core and ws from package-lock.json the first time (no browser
+# download), starts its own servers on free ports.
 # WSPUSH_BIN=DIR uses binaries from DIR instead of building build/bin.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -22,7 +23,7 @@ done
 [ -x /usr/bin/chromium ] || [ -n "${CHROMIUM:-}" ] || { echo "browser: /usr/bin/chromium missing (apt-get install chromium)" >&2; exit 1; }
 
 cd tests/browser || exit 1
-if [ ! -f node_modules/playwright-core/package.json ]; then
+if [ ! -f node_modules/playwright-core/package.json ] || [ ! -f node_modules/ws/package.json ]; then
   export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
   if [ -f package-lock.json ]; then
     npm ci --no-audit --no-fund --loglevel=error || exit 1
@@ -34,6 +35,7 @@ fi
 node wspush.unit.test.mjs || exit 1
 export WSPUSH_BIN=$bin
 rc=0
+node deflate.test.mjs || rc=1
 node demo.test.mjs || rc=1
 node php-site.test.mjs || rc=1
 exit $rc

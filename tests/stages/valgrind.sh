@@ -45,7 +45,8 @@ if [ -n "${VALGRIND_TESTS:-}" ]; then
 else
   tests=()
   for t in test_ws_server.py test_history.py test_conformance.py test_publisher.py \
-           test_revocation.py test_config_files.py test_metrics.py test_publisher_metrics.py; do
+           test_revocation.py test_config_files.py test_metrics.py test_publisher_metrics.py \
+           test_deflate.py; do
     [ -f "tests/integration/$t" ] && tests+=("$t")
   done
 fi

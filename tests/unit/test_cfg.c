@@ -94,6 +94,9 @@ static void test_defaults(void **state)
     assert_int_equal(c.history_ttl_s, 300);
     assert_string_equal(c.history_file, "");
     assert_int_equal(c.ws_workers, 1);
+    assert_int_equal(c.deflate, 1);
+    assert_int_equal(c.deflate_min_bytes, 512);
+    assert_int_equal(c.deflate_level, 6);
     assert_string_equal(c.pub_listen, "");
     assert_int_equal(c.pub_workers, 2);
     assert_string_equal(c.mount, "/push");
@@ -358,6 +361,12 @@ static void test_units(void **state)
         { "wspush", "log_level = error", offsetof(struct cfg, log_level), LOG_ERROR, 0 },
         { "wspush", "log_level = warn", offsetof(struct cfg, log_level), LOG_WARN, 0 },
         { "publisher", "auth = remote_user", offsetof(struct cfg, auth), CFG_AUTH_REMOTE_USER, 0 },
+        { "ws-server", "deflate = off", offsetof(struct cfg, deflate), 0, 0 },
+        { "ws-server", "deflate = on", offsetof(struct cfg, deflate), 1, 0 },
+        { "ws-server", "deflate_min_bytes = 0", offsetof(struct cfg, deflate_min_bytes), 0, 0 },
+        { "ws-server", "deflate_min_bytes = 2k", offsetof(struct cfg, deflate_min_bytes), 2048, 0 },
+        { "ws-server", "deflate_level = 1", offsetof(struct cfg, deflate_level), 1, 0 },
+        { "ws-server", "deflate_level = 9", offsetof(struct cfg, deflate_level), 9, 0 },
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         char text[512], err[512];
@@ -413,6 +422,11 @@ static void test_errors(void **state)
         { "[ws-server]\npublish_socket_mode = rw\n", 2, "publish_socket_mode", "not an octal mode" },
         { "[ws-server]\npublish_socket_mode = -1\n", 2, "publish_socket_mode", "not an octal mode" },
         { "[publisher]\nauth = basic\n", 2, "auth", "'basic' is not remote_user or jwt" },
+        { "[ws-server]\ndeflate = yes\n", 2, "deflate", "'yes' is not on or off" },
+        { "[ws-server]\ndeflate = On\n", 2, "deflate", "'On' is not on or off" },
+        { "[ws-server]\ndeflate_level = 0\n", 2, "deflate_level", "out of range (min 1)" },
+        { "[ws-server]\ndeflate_level = 10\n", 2, "deflate_level", "out of range (max 9)" },
+        { "[ws-server]\ndeflate_min_bytes = -1\n", 2, "deflate_min_bytes", "must not be negative" },
         { "[wspush]\nlog_level = verbose\n", 2, "log_level", "'verbose' is not one of" },
         { "[publisher]\nmount = push\n", 2, "mount", "must start with '/'" },
         { "[ws-server]\npublish_socket_group = "

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "buf.h"
 #include "cfg.h"
@@ -1177,6 +1178,119 @@ static void test_send_msg_shared_encoding(void **state)
     tio_assert_live(b);
 }
 
+/* permessage-deflate: an offer gets the extension in the 101 (deflate
+ * on) or not (off). A message from deflate_min_bytes up reaches every
+ * deflate connection as one shared RSV1 frame, compressed once (slot
+ * MSG_SLOT_WS_DEFLATE) and inflating to the plain frame's payload; a
+ * smaller one, and every plain connection, get the plain frame. A data
+ * frame with RSV1 from a deflate connection is still a data frame: 1008. */
+static void test_deflate_shared_frame(void **state)
+{
+    struct tc *tc = *state;
+    static const char ext[] = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    char want101[512];
+    snprintf(want101, sizeof(want101), "%.*sSec-WebSocket-Extensions: permessage-deflate; "
+             "server_no_context_takeover; client_no_context_takeover\r\n\r\n",
+             (int)(strlen(tc_101) - 2), tc_101);
+    struct tio *z[2], *plain = tc_open_conn(tc);
+    for (int i = 0; i < 2; i++) {
+        char req[512];
+        z[i] = tc_accept(tc);
+        tc_request(req, sizeof(req), "/push?channels=c", ext);
+        tio_feed_str(z[i], req);
+        tc_settle(tc);
+        tio_expect(z[i], want101, strlen(want101));
+    }
+    /* deflate = off: the same offer is declined. */
+    tc->cfg.deflate = 0;
+    char req[512];
+    struct tio *off = tc_accept(tc);
+    tc_request(req, sizeof(req), "/push?channels=c", ext);
+    tio_feed_str(off, req);
+    tc_settle(tc);
+    tio_expect(off, tc_101, strlen(tc_101));
+    tc->cfg.deflate = 1;
+    assert_int_equal(conns_stats(tc->cs)->deflate_upgrades, 2);
+
+    char big[700];
+    big[0] = '"';
+    for (int i = 1; i < 600; i++)
+        big[i] = "the quick brown fox "[i % 20];
+    big[600] = '"';
+    big[601] = '\0';
+    const char *datas[] = { big, "{\"x\":1}" };
+    for (int d = 0; d < 2; d++) {
+        struct msg *m = tc_msg("42-1", "c", datas[d]);
+        z[0]->niov_seen = z[1]->niov_seen = plain->niov_seen = 0;
+        struct tio *all[] = { z[0], z[1], plain, off };
+        for (int i = 0; i < 4; i++)
+            assert_int_equal(conn_transport.send_msg(all[i]->conn, m, 0), 1);
+        tc_enc_calls = 0;
+        rbuf_t *p = msg_encoding(m, MSG_SLOT_WS, 0, tc_enc_never);
+        assert_non_null(p);
+        rbuf_t *c = d == 0 ? msg_encoding(m, MSG_SLOT_WS_DEFLATE, 0, tc_enc_never) : p;
+        assert_int_equal(tc_enc_calls, 0);
+        assert_non_null(c);
+        tc_settle(tc);
+        assert_true(tio_saw_iov(z[0], rbuf_data(c)));
+        assert_true(tio_saw_iov(z[1], rbuf_data(c)));
+        assert_true(tio_saw_iov(plain, rbuf_data(p)));
+        struct buf *want = tc_want(tc);
+        tc_ex_msg(want, "42-1", "c", datas[d]);
+        tio_expect_buf(plain, want);
+        want = tc_want(tc);
+        tc_ex_msg(want, "42-1", "c", datas[d]);
+        tio_expect_buf(off, want);
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(buf_used(&z[i]->out), rbuf_len(c));
+            assert_memory_equal(buf_head(&z[i]->out), rbuf_data(c), rbuf_len(c));
+            buf_reset(&z[i]->out);
+        }
+        if (d == 0) {
+            /* RSV1, FIN, text; a 7-bit length where the plain frame
+             * needs 16 bits (the compressed bytes were moved up). */
+            const unsigned char *f = rbuf_data(c);
+            assert_int_equal(f[0], 0xC1);
+            assert_int_equal(rbuf_data(p)[1], 126);
+            size_t n = f[1];
+            assert_true(n < 126);
+            assert_int_equal(rbuf_len(c), 2 + n);
+            unsigned char in[1024], out[1024];
+            memcpy(in, f + 2, n);
+            memcpy(in + n, "\x00\x00\xff\xff", 4);
+            z_stream s;
+            memset(&s, 0, sizeof(s));
+            assert_int_equal(inflateInit2(&s, -15), Z_OK);
+            s.next_in = in;
+            s.avail_in = (uInt)(n + 4);
+            s.next_out = out;
+            s.avail_out = sizeof(out);
+            assert_int_equal(inflate(&s, Z_SYNC_FLUSH), Z_OK);
+            size_t got = sizeof(out) - s.avail_out;
+            inflateEnd(&s);
+            assert_int_equal(got, rbuf_len(p) - 4);
+            assert_memory_equal(out, rbuf_data(p) + 4, got);
+        }
+        msg_unref(m);
+    }
+    assert_int_equal(conns_stats(tc->cs)->deflate_compressed, 1);
+    assert_int_equal(conns_stats(tc->cs)->deflate_plain, 0);
+
+    /* A compressed-looking data frame from the page: 1008, not 1002. */
+    unsigned char in[64];
+    size_t n = tc_cframe(in, 0xC1, "hi", 2, 0);
+    tio_feed_chunked(tc, z[0], in, n, 1);
+    struct buf *want = tc_want(tc);
+    tc_ex_close(want, 1008);
+    tio_expect_buf(z[0], want);
+    /* RSV1 on a control frame stays a protocol error. */
+    n = tc_cframe(in, 0xC9, "p", 1, 0);
+    tio_feed_chunked(tc, z[1], in, n, 1);
+    want = tc_want(tc);
+    tc_ex_close(want, 1002);
+    tio_expect_buf(z[1], want);
+}
+
 /* Once our close is queued nothing more is: send_msg returns 0,
  * replay_msg -EPIPE, and a second close adds no frame. */
 static void test_send_on_closing(void **state)
@@ -2001,6 +2115,7 @@ int main(void)
         T(test_bad_frames),
         T(test_data_frame_refused_at_its_header),
         T(test_send_msg_shared_encoding),
+        T(test_deflate_shared_frame),
         T(test_send_on_closing),
         T(test_send_json_after_close),
         T(test_send_budget),

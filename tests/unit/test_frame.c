@@ -217,10 +217,10 @@ static void test_peek_and_size(void **state)
          * (test_table checks that); anything else peeks as its opcode. */
         int early = c->want == FRAME_E_PROTOCOL ? FRAME_E_PROTOCOL : c->b0 & 0x0F;
         for (size_t k = 0; k < 2; k++)
-            assert_int_equal(frame_peek_opcode(guard_put(&g, frame, k), k, c->in_fragment),
+            assert_int_equal(frame_peek_opcode(guard_put(&g, frame, k), k, c->in_fragment, 0),
                              FRAME_NEED_MORE);
         for (size_t k = 2; k <= 12 && k <= n; k++) {
-            int got = frame_peek_opcode(guard_put(&g, frame, k), k, c->in_fragment);
+            int got = frame_peek_opcode(guard_put(&g, frame, k), k, c->in_fragment, 0);
             if (got != early)
                 fail_msg("%s: peek on %zu bytes got %d want %d", c->name, k, got, early);
         }
@@ -238,7 +238,7 @@ static void test_peek_and_size(void **state)
     uint64_t size;
     unsigned char top[10] = { 0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1 };
     assert_int_equal(frame_size(guard_put(&g, top, 10), 10, &size), FRAME_E_PROTOCOL);
-    assert_int_equal(frame_peek_opcode(guard_put(&g, top, 10), 10, 0), FRAME_BINARY);
+    assert_int_equal(frame_peek_opcode(guard_put(&g, top, 10), 10, 0, 0), FRAME_BINARY);
     unsigned char max63[10] = { 0x81, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF };
     assert_int_equal(frame_size(guard_put(&g, max63, 10), 10, &size), 0);
     assert_true(size == 14 + 0x7FFFFFFFFFFFFFFFull);
@@ -247,6 +247,38 @@ static void test_peek_and_size(void **state)
     assert_true(size == 4 + 256);
     guard_free(&g);
     free(frame);
+}
+
+/* With permessage-deflate negotiated, RSV1 marks the first frame of a
+ * compressed data message (the push-only server refuses it as data, 1008,
+ * not as a protocol error); it stays an error elsewhere, and RSV2/RSV3
+ * always are. frame_parse, which only control frames reach, is unchanged. */
+static void test_peek_rsv1_with_deflate(void **state)
+{
+    (void)state;
+    static const struct { unsigned char b0; int in_fragment; int plain, deflate; } rows[] = {
+        { 0xC1, 0, FRAME_E_PROTOCOL, FRAME_TEXT },      /* text, RSV1 */
+        { 0xC2, 0, FRAME_E_PROTOCOL, FRAME_BINARY },    /* binary, RSV1 */
+        { 0x41, 0, FRAME_E_PROTOCOL, FRAME_TEXT },      /* first of a fragmented message */
+        { 0xC0, 1, FRAME_E_PROTOCOL, FRAME_E_PROTOCOL },/* continuation, RSV1 */
+        { 0xC9, 0, FRAME_E_PROTOCOL, FRAME_E_PROTOCOL },/* ping, RSV1 */
+        { 0xC8, 0, FRAME_E_PROTOCOL, FRAME_E_PROTOCOL },/* close, RSV1 */
+        { 0xA1, 0, FRAME_E_PROTOCOL, FRAME_E_PROTOCOL },/* text, RSV2 */
+        { 0xE1, 0, FRAME_E_PROTOCOL, FRAME_E_PROTOCOL },/* text, RSV1+RSV2 */
+        { 0x81, 0, FRAME_TEXT, FRAME_TEXT },            /* text, no RSV */
+        { 0x89, 0, FRAME_PING, FRAME_PING },
+    };
+    struct guard g = guard_new(GUARD_DATA);
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        unsigned char f[2] = { rows[i].b0, 0x80 };
+        assert_int_equal(frame_peek_opcode(guard_put(&g, f, 2), 2, rows[i].in_fragment, 0),
+                         rows[i].plain);
+        assert_int_equal(frame_peek_opcode(guard_put(&g, f, 2), 2, rows[i].in_fragment,
+                                           FRAME_EXT_DEFLATE), rows[i].deflate);
+        assert_int_equal(frame_peek_opcode(guard_put(&g, f, 1), 1, rows[i].in_fragment,
+                                           FRAME_EXT_DEFLATE), FRAME_NEED_MORE);
+    }
+    guard_free(&g);
 }
 
 static void test_unmask_pieces(void **state)
@@ -301,6 +333,13 @@ static void test_frame_header(void **state)
     assert_int_equal(h[0], 0x88);
     assert_int_equal(frame_header(h, FRAME_PING, 0), 2);
     assert_int_equal(h[0], 0x89);
+    /* A compressed message: RSV1 with FIN, the length unchanged. */
+    assert_int_equal(frame_header(h, FRAME_TEXT | FRAME_RSV1, 300), 4);
+    assert_int_equal(h[0], 0xC1);
+    assert_int_equal(h[1], 126);
+    /* Nothing but RSV1 and the opcode gets through. */
+    assert_int_equal(frame_header(h, 0x30 | FRAME_TEXT, 5), 2);
+    assert_int_equal(h[0], 0x81);
 }
 
 static void test_close_codes(void **state)
@@ -340,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_rfc_example),
         cmocka_unit_test(test_64bit_lengths),
         cmocka_unit_test(test_peek_and_size),
+        cmocka_unit_test(test_peek_rsv1_with_deflate),
         cmocka_unit_test(test_unmask_pieces),
         cmocka_unit_test(test_frame_header),
         cmocka_unit_test(test_close_codes),

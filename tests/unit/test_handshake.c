@@ -345,6 +345,106 @@ static void test_responses(void **state)
     assert_int_equal(hs_response(HS_UPGRADE, NULL, out, sizeof(out)), -1);
 }
 
+/* Sec-WebSocket-Extensions: each case is the field values (one header
+ * line each, "|" between lines) and the offer found. The upgrade itself
+ * is accepted whatever the field says. */
+static const struct { const char *fields; int want; } ext_cases[] = {
+    { "", HS_DEFLATE_NONE },
+    /* What browsers send. */
+    { "permessage-deflate; client_max_window_bits", HS_DEFLATE_OFFERED },      /* Chromium */
+    { "permessage-deflate", HS_DEFLATE_OFFERED },                              /* Firefox, Safari */
+    /* Python websockets, Node ws. */
+    { "permessage-deflate; server_max_window_bits=15; client_max_window_bits", HS_DEFLATE_OFFERED },
+    { "permessage-deflate; client_max_window_bits=15; server_no_context_takeover", HS_DEFLATE_OFFERED },
+    { "permessage-deflate;client_no_context_takeover;server_no_context_takeover", HS_DEFLATE_OFFERED },
+    { "permessage-deflate ; client_max_window_bits = 8", HS_DEFLATE_OFFERED },
+    { "permessage-deflate; server_max_window_bits=\"15\"", HS_DEFLATE_OFFERED },
+    { "permessage-deflate; server_max_window_bits=\"1\\5\"", HS_DEFLATE_OFFERED },
+    /* Declined offers: the next acceptable one wins. */
+    { "permessage-deflate; server_max_window_bits=10", HS_DEFLATE_DECLINED },
+    { "permessage-deflate; server_max_window_bits=10, permessage-deflate", HS_DEFLATE_OFFERED },
+    { "permessage-deflate; server_max_window_bits=10|permessage-deflate", HS_DEFLATE_OFFERED },
+    { "permessage-deflate; server_max_window_bits", HS_DEFLATE_DECLINED },
+    { "permessage-deflate; server_max_window_bits=015", HS_DEFLATE_DECLINED },
+    { "permessage-deflate; server_max_window_bits=16", HS_DEFLATE_DECLINED },
+    { "permessage-deflate; client_max_window_bits=7", HS_DEFLATE_DECLINED },
+    { "permessage-deflate; client_max_window_bits=\"\"", HS_DEFLATE_DECLINED },
+    { "permessage-deflate; server_no_context_takeover=1", HS_DEFLATE_DECLINED },
+    { "permessage-deflate; client_no_context_takeover=\"\"", HS_DEFLATE_DECLINED },
+    { "permessage-deflate; x-unknown", HS_DEFLATE_DECLINED },
+    { "permessage-deflate; server_no_context_takeover; server_no_context_takeover", HS_DEFLATE_DECLINED },
+    { "permessage-deflate; client_max_window_bits; client_max_window_bits=9", HS_DEFLATE_DECLINED },
+    { "permessage-deflate; Server_No_Context_Takeover", HS_DEFLATE_DECLINED },
+    /* Other extensions are passed over. */
+    { "x-webkit-deflate-frame", HS_DEFLATE_NONE },
+    { "Permessage-Deflate", HS_DEFLATE_NONE },
+    { "foo; a=\"x,y;z\", permessage-deflate", HS_DEFLATE_OFFERED },
+    { "foo, , permessage-deflate,", HS_DEFLATE_OFFERED },
+    /* A broken field offers nothing, even what came before the break. */
+    { "permessage-deflate; ", HS_DEFLATE_NONE },
+    { "permessage-deflate, foo bar", HS_DEFLATE_NONE },
+    { "permessage-deflate; a=\"unterminated", HS_DEFLATE_NONE },
+    { "permessage-deflate; a=\"x\\", HS_DEFLATE_NONE },
+    { "permessage-deflate; =15", HS_DEFLATE_NONE },
+    { "permessage-deflate; a=", HS_DEFLATE_NONE },
+    { "permessage-deflate; a=b=c", HS_DEFLATE_NONE },
+    { "permessage-deflate; a=b c", HS_DEFLATE_NONE },
+    { "permessage-deflate \"x\"", HS_DEFLATE_NONE },
+    { "; permessage-deflate", HS_DEFLATE_NONE },
+    /* ...but another field still may. */
+    { "permessage-deflate; |permessage-deflate", HS_DEFLATE_OFFERED },
+    { "permessage-deflate; x|permessage-deflate; ", HS_DEFLATE_DECLINED },
+};
+
+static void test_extensions(void **state)
+{
+    (void)state;
+    struct guard g = guard_new(GUARD_DATA);
+    for (size_t i = 0; i < sizeof(ext_cases) / sizeof(ext_cases[0]); i++) {
+        char req[1024];
+        size_t n = (size_t)snprintf(req, sizeof(req), "%s", RL WS_HDRS);
+        const char *f = ext_cases[i].fields;
+        while (*f) {
+            size_t k = strcspn(f, "|");
+            n += (size_t)snprintf(req + n, sizeof(req) - n, "Sec-WebSocket-Extensions: %.*s\r\n",
+                                  (int)k, f);
+            f += k + (f[k] == '|');
+        }
+        n += (size_t)snprintf(req + n, sizeof(req) - n, "\r\n");
+        struct hs_request r;
+        assert_int_equal(hs_parse(guard_put(&g, req, n), n, &r), (ssize_t)n);
+        if (r.deflate != ext_cases[i].want)
+            fail_msg("\"%s\": deflate %d want %d", ext_cases[i].fields, r.deflate, ext_cases[i].want);
+        assert_int_equal(hs_check(&r, NULL), HS_UPGRADE);
+        for (size_t k = 0; k < n; k++)
+            assert_int_equal(hs_parse(guard_put(&g, req, k), k, &r), HS_NEED_MORE);
+    }
+    guard_free(&g);
+}
+
+static void test_upgrade_response_deflate(void **state)
+{
+    (void)state;
+    char out[512];
+    struct hs_request req;
+    const char *r = RL WS_HDRS "Sec-WebSocket-Extensions: permessage-deflate\r\n" END;
+    assert_true(hs_parse(r, strlen(r), &req) > 0);
+    const char *want = "HTTP/1.1 101 Switching Protocols\r\n"
+                       "Upgrade: websocket\r\n"
+                       "Connection: Upgrade\r\n"
+                       "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                       "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
+                       "client_no_context_takeover\r\n"
+                       "\r\n";
+    int n = hs_upgrade_response(&req, 1, out, sizeof(out));
+    assert_int_equal(n, (int)strlen(want));
+    assert_string_equal(out, want);
+    assert_int_equal(hs_upgrade_response(&req, 1, out, (size_t)n), -1);
+    n = hs_upgrade_response(&req, 0, out, sizeof(out));
+    assert_int_equal(n, hs_response(HS_UPGRADE, &req, out, sizeof(out)));
+    assert_null(strstr(out, "Extensions"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +452,8 @@ int main(void)
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_accept_key),
         cmocka_unit_test(test_responses),
+        cmocka_unit_test(test_extensions),
+        cmocka_unit_test(test_upgrade_response_deflate),
     };
     return cmocka_run_group_tests_name("handshake", tests, NULL, NULL);
 }

@@ -222,6 +222,56 @@ static void test_encoding_cached_and_counted(void **state)
     rbuf_unref(kept);
 }
 
+/* An encoder with a context; "plain" hands back another slot's rbuf (a
+ * compressed frame that would not be smaller), "own" a new one. */
+struct tm_with {
+    rbuf_t *plain;
+    int     calls;
+    int     own;
+};
+
+static rbuf_t *tm_encode_with(void *ctx, const struct msg *m, int chan)
+{
+    (void)m;
+    (void)chan;
+    struct tm_with *w = ctx;
+    w->calls++;
+    return w->own ? rbuf_from("zz", 2) : rbuf_ref(w->plain);
+}
+
+static void test_encoding_with_context_and_shared(void **state)
+{
+    (void)state;
+    memset(&tm_enc, 0, sizeof(tm_enc));
+    struct str chans[] = { { "a", 1 }, { "b", 1 } };
+    struct msg *m = msg_new((struct str){ "e-2", 3 }, chans, 2, (struct str){ "[1,2,3]", 7 });
+    assert_non_null(m);
+    size_t counter = 0;
+    msg_account(m, &counter);
+    rbuf_t *plain = msg_encoding(m, MSG_SLOT_WS, 0, tm_encode);
+    assert_non_null(plain);
+    size_t b0 = msg_bytes(m), c0 = counter;
+
+    /* The same rbuf in a second slot is counted once, made once. */
+    struct tm_with w = { plain, 0, 0 };
+    assert_ptr_equal(msg_encoding_with(m, MSG_SLOT_WS_DEFLATE, 0, tm_encode_with, &w), plain);
+    assert_ptr_equal(msg_encoding_with(m, MSG_SLOT_WS_DEFLATE, 0, tm_encode_with, &w), plain);
+    assert_int_equal(w.calls, 1);
+    assert_int_equal(msg_bytes(m), b0);
+    assert_int_equal(counter, c0);
+
+    /* A buffer of its own is counted, once. */
+    w.own = 1;
+    rbuf_t *z = msg_encoding_with(m, MSG_SLOT_WS_DEFLATE, 1, tm_encode_with, &w);
+    assert_non_null(z);
+    assert_ptr_equal(msg_encoding_with(m, MSG_SLOT_WS_DEFLATE, 1, tm_encode_with, &w), z);
+    assert_int_equal(w.calls, 2);
+    assert_int_equal(msg_bytes(m), b0 + 2);
+    assert_int_equal(counter, c0 + 2);
+    /* Freeing drops both references of the shared one (ASan checks). */
+    msg_unref(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +279,7 @@ int main(void)
         cmocka_unit_test(test_new_bounds),
         cmocka_unit_test(test_envelope),
         cmocka_unit_test(test_encoding_cached_and_counted),
+        cmocka_unit_test(test_encoding_with_context_and_shared),
     };
     return cmocka_run_group_tests_name("msg", tests, NULL, NULL);
 }

@@ -36,6 +36,11 @@ static int st_setup(void **state)
     f->conn.closed[stats_close_slot(3000)] = 5;
     f->conn.refused.n[STATS_REFUSED_ORIGIN] = 1;
     f->conn.refused.n[STATS_REFUSED_LIMIT] = 4;
+    f->conn.deflate_upgrades = 21;
+    f->conn.deflate_compressed = 22;
+    f->conn.deflate_plain = 23;
+    f->conn.deflate_in_bytes = 24000;
+    f->conn.deflate_out_bytes = 2500;
     f->server.refused.n[STATS_REFUSED_LIMIT] = 6;
     f->session.refused.n[STATS_REFUSED_TOKEN] = 9;
     f->session.replayed = 11;
@@ -95,6 +100,11 @@ static const char *const want_lines[] = {
     "wspush_connections_closed_total{code=\"1013\"} 2\n",
     "wspush_connections_closed_total{code=\"4403\"} 0\n",
     "wspush_connections_closed_total{code=\"other\"} 5\n",
+    "wspush_deflate_connections_total 21\n",
+    "wspush_deflate_messages_total{result=\"compressed\"} 22\n",
+    "wspush_deflate_messages_total{result=\"plain\"} 23\n",
+    "wspush_deflate_input_bytes_total 24000\n",
+    "wspush_deflate_output_bytes_total 2500\n",
     "wspush_channels 15\n",
     "wspush_subscriptions 14\n",
     "wspush_messages_published_total 99\n",
@@ -171,7 +181,7 @@ static void test_help_and_type_first(void **state)
         }
         p = eol + 1;
     }
-    assert_int_equal(nfamilies, 20);
+    assert_int_equal(nfamilies, 24);
 }
 
 static void test_close_slots(void **state)
