@@ -208,13 +208,16 @@ wait_ready "$web" bash -c "(exec 3<>/dev/tcp/$host/$port) 2>/dev/null"
 
 page_what="page      "
 tls_page="; page: http://$host:$port/?ws=tls"
-[ "$site" = php ] && page_what="PHP site  " && tls_page=""
+sse_page="     page: http://$host:$port/?transport=sse"
+[ "$site" = php ] && page_what="PHP site  " && tls_page="" && sse_page=""
 cat <<EOF
 
   wspush demo running
     $page_what  http://$host:$port/          login: demo / demo
     WebSocket   ws://$host:$port/ws  (proxied)  ws://$host:$ws_port/ws  (direct)
                 wss://$host:$tls_port/ws  (TLS, direct$tls_page)
+    SSE         http://$host:$port/sse?channels=public/demo  (proxied; also on $ws_port and https on $tls_port)
+                curl -N http://$host:$ws_port/sse?channels=public/demo$sse_page
     TLS         self-signed certificate $run/cert.pem
                 curl --cacert $run/cert.pem https://$host:$tls_port/healthz
                 browser: open https://$host:$tls_port/healthz once and accept the certificate,
