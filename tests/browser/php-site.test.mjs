@@ -75,7 +75,7 @@ async function variant(browser, web) {
   const json = (body) => JSON.stringify(body);
   let ctxA, ctxB, A1, A2, B;
   try {
-    await step(P + 'logged out: GET / is the login form, a wrong password is refused, /push/ answers 401 (and 413) in JSON', async () => {
+    await step(P + 'logged out: GET / is the login form, a wrong password is refused, /push/ answers 401 (and 413) in JSON, user headers change nothing', async () => {
       const ctx = await browser.newContext();
       const page = watch(await ctx.newPage(), 'anon');
       await page.goto(demo.origin + '/');
@@ -90,6 +90,20 @@ async function variant(browser, web) {
       await isJson401(await fetch(`${demo.origin}/push/publish`, { method: 'POST',
         headers: { Origin: demo.origin, 'Content-Type': 'application/json' }, body: json({ channel: PUBLIC, data: 1 }) }),
         'publish without a session');
+      // A client cannot name the user: the headers a server might trust
+      // are ignored without a session.
+      const inject = { 'X-Wspush-User': 'demo', 'Remote-User': 'demo', 'X-Remote-User': 'demo' };
+      await isJson401(await fetch(`${demo.origin}/push/token?channels=${INBOX}`, { headers: inject }),
+        'token with user headers and no session');
+      await isJson401(await fetch(`${demo.origin}/push/publish`, { method: 'POST',
+        headers: { ...inject, Origin: demo.origin, 'Content-Type': 'application/json' },
+        body: json({ channel: INBOX, data: 1 }) }), 'publish with user headers and no session');
+      // Everything under /push/ is fcgi-publisher's, a .php name too (not
+      // the site's PHP location and its HTML 404).
+      const php = await fetch(`${demo.origin}/push/x.php`);
+      assert(/^application\/json/.test(php.headers.get('content-type') || ''),
+             `/push/x.php: HTTP ${php.status} ${php.headers.get('content-type')}`);
+      await php.json();
       const big = await fetch(`${demo.origin}/push/publish`, { method: 'POST',
         headers: { Origin: demo.origin, 'Content-Type': 'application/json' }, body: 'x'.repeat(2 << 20) });
       assert(big.status === 413 && /^application\/json/.test(big.headers.get('content-type') || ''),
