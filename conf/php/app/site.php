@@ -123,6 +123,14 @@ function set_login_jwt(string $user): void
     ]);
 }
 
+// A value as a JavaScript literal inside <script>: with < > & ' " escaped
+// as \u00XX, a string holding "</script>" or "<!--" cannot end the script.
+function js(mixed $v): string
+{
+    return json_encode($v, JSON_HEX_TAG | JSON_HEX_AMP | JSON_HEX_APOS | JSON_HEX_QUOT
+                           | JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
+}
+
 function h(string $s): string
 {
     return htmlspecialchars($s, ENT_QUOTES, 'UTF-8');

@@ -84,7 +84,7 @@ header('Cache-Control: no-store');
 <script src="/js/wspush.js"></script>
 <script>
 "use strict";
-const channels = <?= json_encode([PUBLIC_CHANNEL, inbox($user)]) ?>;
+const channels = <?= js([PUBLIC_CHANNEL, inbox($user)]) ?>;
 const $ = (id) => document.getElementById(id);
 const push = new WsPush({
   url: "/ws",
