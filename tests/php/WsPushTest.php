@@ -268,19 +268,43 @@ final class WsPushTest extends TestCase
         fclose($server);
     }
 
-    public function testAfterATimeoutTheLateAnswerIsNeverRead(): void
+    /**
+     * Starts silent_server.php (with $mode) on a socket in a new directory.
+     * @return array{0: string, 1: resource, 2: array<int, resource>} socket path, process, pipes
+     */
+    private function silentServer(string $mode = ''): array
     {
         $dir = WsServer::tempDir('wspush-php-late-');
         $this->cleanup[] = $dir;
         $path = "$dir/publish.sock";
-        $proc = proc_open([PHP_BINARY, __DIR__ . '/silent_server.php', $path],
+        $proc = proc_open([PHP_BINARY, __DIR__ . '/silent_server.php', $path, $mode],
                           [1 => ['pipe', 'w'], 2 => ['file', "$dir/stderr", 'w']], $pipes);
-        try {
-            $r = [$pipes[1]];
-            $w = $e = null;
-            $this->assertSame(1, stream_select($r, $w, $e, 5), 'silent_server did not start');
-            $this->assertSame("ready\n", fgets($pipes[1]));
+        $r = [$pipes[1]];
+        $w = $e = null;
+        $this->assertSame(1, stream_select($r, $w, $e, 5), 'silent_server did not start');
+        $this->assertSame("ready\n", fgets($pipes[1]));
+        return [$path, $proc, $pipes];
+    }
 
+    public function testAnAnswerToAnotherRequestIsSkipped(): void
+    {
+        [$path, $proc, $pipes] = $this->silentServer('stale');
+        try {
+            $c = new WsPush($path, 2.0);
+            $this->assertSame('fresh', $c->publish('public/a', 1)['id']);
+            $this->assertSame('fresh', $c->publish('public/a', 2)['id']);
+        } finally {
+            proc_terminate($proc);
+            $log = stream_get_contents($pipes[1]);
+            proc_close($proc);
+        }
+        $this->assertSame(1, substr_count($log, 'accept '), $log);
+    }
+
+    public function testAfterATimeoutTheLateAnswerIsNeverRead(): void
+    {
+        [$path, $proc, $pipes] = $this->silentServer();
+        try {
             $c = new WsPush($path, 0.3);
             try {
                 $c->publish('public/a', 1);
