@@ -8,6 +8,7 @@
 // Output (screenshots php-<web>.png, the site's log, the pages' console)
 // goes to tests/browser/output/.
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { OUT, Demo, assert, checkBinaries, evilServer, freePort, freePorts, launchChromium,
          runTest, step, uniq } from './lib.mjs';
@@ -108,6 +109,35 @@ async function variant(browser, web) {
         headers: { Origin: demo.origin, 'Content-Type': 'application/json' }, body: 'x'.repeat(2 << 20) });
       assert(big.status === 413 && /^application\/json/.test(big.headers.get('content-type') || ''),
              `a 2 MB publish: HTTP ${big.status} ${big.headers.get('content-type')}`);
+    });
+
+    await step(P + 'a login form posted from another origin (127.0.0.2) does not log the browser in', async () => {
+      // Login CSRF: the other site's form carries right credentials (its
+      // own account), the browser posts it top-level to the site.
+      const evilPort = await freePort('127.0.0.2');
+      const srv = http.createServer((req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+        res.end(`<!doctype html><form id="f" method="POST" action="${demo.origin}/">
+          <input name="user" value="demo"><input name="password" value="demo"><input name="csrf" value="guess">
+          </form>`);
+      });
+      await new Promise((r) => srv.listen(evilPort, '127.0.0.2', r));
+      const ctx = await browser.newContext();
+      try {
+        const page = watch(await ctx.newPage(), 'login-csrf');
+        await page.goto(demo.origin + '/');          // the site's own login cookie is set: still refused
+        await page.goto(`http://127.0.0.2:${evilPort}/`);
+        const answer = page.waitForResponse((r) => r.url() === `${demo.origin}/` && r.request().method() === 'POST');
+        await page.evaluate(() => document.getElementById('f').submit());
+        assert((await answer).status() === 403, `cross-site login post: HTTP ${(await answer).status()}`);
+        await page.waitForSelector('#login-error', { timeout: WAIT });
+        assert(!(await ctx.cookies(demo.origin)).some((c) => c.name === 'PHPSESSID'), 'a session was made');
+        await page.goto(demo.origin + '/');
+        await page.waitForSelector('input[name=password]', { timeout: WAIT });
+      } finally {
+        await ctx.close();
+        srv.close();
+      }
     });
 
     await step(P + 'two sessions of demo log in through the form and subscribe (public + inbox)', async () => {

@@ -78,6 +78,29 @@ function check_password(string $user, string $password): bool
     return isset(USERS[$user]) && password_verify($password, USERS[$user]);
 }
 
+// The login form's CSRF token, before there is a session: a random value
+// in a SameSite=Strict cookie that the form repeats (a double submit), so
+// no session file is made for a visitor. Another site's post carries no
+// such cookie and cannot log the browser into an account of its choosing.
+const LOGIN_CSRF_COOKIE = 'login_csrf';
+
+function login_csrf_token(): string
+{
+    $t = $_COOKIE[LOGIN_CSRF_COOKIE] ?? null;
+    if (!is_string($t) || !preg_match('/^[0-9a-f]{32}$/D', $t)) {
+        $t = bin2hex(random_bytes(16));
+        setcookie(LOGIN_CSRF_COOKIE, $t, ['path' => '/', 'httponly' => true, 'samesite' => 'Strict',
+                                          'secure' => session_options()['cookie_secure']]);
+    }
+    return $t;
+}
+
+function login_csrf_ok(mixed $given): bool
+{
+    $t = $_COOKIE[LOGIN_CSRF_COOKIE] ?? null;
+    return is_string($t) && is_string($given) && $t !== '' && hash_equals($t, $given);
+}
+
 // The session's CSRF token, for forms and the logout link.
 function csrf_token(): string
 {
