@@ -87,6 +87,12 @@ async function variant(browser, web) {
       await page.click('button[type=submit]');
       await page.waitForSelector('#login-error', { timeout: WAIT });
       await ctx.close();
+      // A made-up session cookie makes no session file.
+      const sessions = () => fs.readdirSync(path.join(demo.dir, 'sessions')).length;
+      const before = sessions();
+      const bogus = await fetch(`${demo.origin}/`, { headers: { Cookie: `PHPSESSID=${uniq('bogus')}` } });
+      assert(bogus.status === 200 && /name="password"/.test(await bogus.text()), `GET / with a bogus session: HTTP ${bogus.status}`);
+      assert(sessions() === before, `a bogus session cookie made ${sessions() - before} session file(s)`);
       await isJson401(await fetch(`${demo.origin}/push/token?channels=${INBOX}`), 'token without a session');
       await isJson401(await fetch(`${demo.origin}/push/publish`, { method: 'POST',
         headers: { Origin: demo.origin, 'Content-Type': 'application/json' }, body: json({ channel: PUBLIC, data: 1 }) }),

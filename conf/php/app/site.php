@@ -33,12 +33,26 @@ function session_options(): array
 
 // The logged-in user, or null. Reads the session and releases its lock at
 // once (read_and_close): a page never makes the next request wait behind it.
-// Without a session cookie no session is started at all.
+// Without a session cookie, or with one naming no session, no session is
+// started at all.
 function session_user(): ?string
 {
-    if (!isset($_COOKIE[session_name()])) return null;
+    $id = $_COOKIE[session_name()] ?? null;
+    if (!is_string($id) || !session_file_exists($id)) return null;
     session_start(['read_and_close' => true] + session_options());
     return $_SESSION['user'] ?? null;
+}
+
+// Whether the files save handler holds a session of this id. Started with
+// an unknown id, strict mode makes a new id and reading it creates an
+// empty file: a stale or made-up cookie would leave one per request.
+// Other handlers (and the files handler's N;/path layout) are left to PHP.
+function session_file_exists(string $id): bool
+{
+    $dir = session_save_path();
+    if (ini_get('session.save_handler') !== 'files' || str_contains($dir, ';')) return true;
+    return preg_match('/^[a-zA-Z0-9,-]{1,256}$/D', $id) === 1
+        && is_file(($dir !== '' ? $dir : sys_get_temp_dir()) . "/sess_$id");
 }
 
 // Opens the session for writing (login, logout); the caller ends it.
