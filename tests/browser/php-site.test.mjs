@@ -181,6 +181,15 @@ async function variant(browser, web) {
       const data = await B.locator(rowWith(text)).locator('td').nth(2).textContent();
       assert(JSON.parse(data).from === 'server', `data: ${data}`);
       await A1.waitForSelector('#state[data-state="open"]', { timeout: WAIT });
+      // A publish ws-server refuses (over max_message_bytes): a plain
+      // message on the page and in the URL, the details in the log.
+      await A1.fill('#notify input[name=text]', 'x'.repeat(70000));
+      await A1.click('#notify button');
+      await A1.waitForSelector('#notify-failed', { timeout: WAIT });
+      assert(!/refused|sock/i.test(A1.url() + await A1.textContent('#notified')), `details shown: ${A1.url()}`);
+      assert(/notify\.php: publish to user\/demo\/inbox failed: WsPushRefusedException/.test(demo.file('php-fpm.log')),
+             'the failure is not in the log');
+      await A1.waitForSelector('#state[data-state="open"]', { timeout: WAIT });
       // The action refuses a post without the session's CSRF token.
       const cookie = (await ctxB.cookies(demo.origin)).map((c) => `${c.name}=${c.value}`).join('; ');
       const forged = await fetch(`${demo.origin}/notify.php`, { method: 'POST', redirect: 'manual',

@@ -81,7 +81,7 @@ header('Cache-Control: no-store');
   <p id="notified"><?php
     if (isset($_GET['sent'])) echo 'PHP published ' . h((string)$_GET['sent']) . ' to '
         . h((string)($_GET['subscribers'] ?? '?')) . ' subscriber(s)';
-    elseif (isset($_GET['failed'])) echo '<span class="error">PHP publish failed: ' . h((string)$_GET['failed']) . '</span>';
+    elseif (isset($_GET['failed'])) echo '<span class="error" id="notify-failed">PHP publish failed (the server log has why).</span>';
     else echo 'From PHP: <code>notify.php</code> publishes to your inbox through the publish socket.';
   ?></p>
 </div>
