@@ -37,7 +37,7 @@ async function logIn(ctx, demo, label) {
   await page.goto(demo.origin + '/');
   await page.fill('input[name=user]', 'demo');
   await page.fill('input[name=password]', 'demo');
-  await page.click('button[type=submit]');
+  await page.press('input[name=password]', 'Enter');
   await page.waitForSelector('#state[data-state="open"]', { timeout: WAIT });
   return page;
 }
@@ -56,7 +56,9 @@ async function publishViaForm(page, channel, text) {
   await page.selectOption('#channel', channel);
   await page.fill('#text', text);
   await page.evaluate(() => { document.getElementById('result').textContent = ''; });
-  await page.click('#send');
+  // Enter submits as a user would; a click waited a second or two for
+  // the button to count as stable while rows were being added.
+  await page.press('#text', 'Enter');
   await page.waitForSelector('#result:text-matches("^published ")', { timeout: WAIT });
 }
 
@@ -175,7 +177,7 @@ async function variant(browser, web) {
     await step(P + 'the server-side action publishes to the inbox through the PHP client', async () => {
       const text = uniq('from-php');
       await A1.fill('#notify input[name=text]', text);
-      await A1.click('#notify button');
+      await A1.press('#notify input[name=text]', 'Enter');
       await A1.waitForSelector('#notified:text-matches("^PHP published \\\\S+ to [1-9]")', { timeout: WAIT });
       for (const p of [B, A2]) await p.waitForSelector(rowWith(text), { timeout: WAIT });
       const data = await B.locator(rowWith(text)).locator('td').nth(2).textContent();
@@ -184,7 +186,7 @@ async function variant(browser, web) {
       // A publish ws-server refuses (over max_message_bytes): a plain
       // message on the page and in the URL, the details in the log.
       await A1.fill('#notify input[name=text]', 'x'.repeat(70000));
-      await A1.click('#notify button');
+      await A1.press('#notify input[name=text]', 'Enter');
       await A1.waitForSelector('#notify-failed', { timeout: WAIT });
       assert(!/refused|sock/i.test(A1.url() + await A1.textContent('#notified')), `details shown: ${A1.url()}`);
       assert(/notify\.php: publish to user\/demo\/inbox failed: WsPushRefusedException/.test(demo.file('php-fpm.log')),
