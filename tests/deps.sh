@@ -10,10 +10,12 @@ case "${1:-build}" in
          want="$want php-cli phpunit php-fpm"           # the PHP client and site
          want="$want libfcgi-dev libfcgi-bin" ;;        # libfcgi, the FastCGI oracle
   run)   want="$want nginx apache2-utils" ;;
-  run-php) want="$want nginx apache2-utils apache2 php-fpm php-cli" ;;
+  run-php) want="$want nginx apache2-utils php-fpm php-cli" ;;
   bench) want="$want nginx libnginx-mod-nchan linux-perf" ;;
   *) echo "usage: $0 build|test|run|run-php|bench" >&2; exit 2 ;;
 esac
+# run-php: Apache too, for WSPUSH_DEMO_WEB=apache (small next to the rest).
+[ "${1:-build}" = run-php ] && want="$want apache2"
 missing=""
 # The machine may already carry Node from another source whose package
 # conflicts with Debian's npm: only ask for Node when there is none.
