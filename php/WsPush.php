@@ -359,19 +359,21 @@ final class WsPush
         $id = self::nextId();
         try {
             self::writeAll($s, pack('NCN', 5 + strlen($body), $type, $id) . $body, $deadline);
-            $len = unpack('N', self::readExact($s, 4, $deadline))[1];
-            if ($len < 5 || $len > self::MAX_ANSWER) {
-                throw new WsPushException("ws-server sent an answer of length $len");
-            }
-            $frame = self::readExact($s, $len, $deadline);
+            /* An answer to another id belongs to a request that wrote on
+             * this (persistent) connection and never read: a php-fpm
+             * request that died in between. Its answer came after the
+             * idle check of link(); skip it and read on, to the deadline. */
+            do {
+                $len = unpack('N', self::readExact($s, 4, $deadline))[1];
+                if ($len < 5 || $len > self::MAX_ANSWER) {
+                    throw new WsPushException("ws-server sent an answer of length $len");
+                }
+                $frame = self::readExact($s, $len, $deadline);
+                ['t' => $t, 'id' => $got] = unpack('Ct/Nid', $frame);
+            } while ($got !== $id);
         } catch (WsPushException $e) {
             $this->drop();
             throw $e;
-        }
-        ['t' => $t, 'id' => $got] = unpack('Ct/Nid', $frame);
-        if ($got !== $id) {
-            $this->drop();
-            throw new WsPushException("ws-server answered request $got, expected $id");
         }
         $answer = substr($frame, 5);
         if ($t === self::ERROR) {

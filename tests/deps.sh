@@ -15,6 +15,8 @@ case "${1:-build}" in
   bench) want="$want nginx libnginx-mod-nchan linux-perf" ;;
   *) echo "usage: $0 build|test|run|run-php|bench" >&2; exit 2 ;;
 esac
+# run-php: Apache too, for WSPUSH_DEMO_WEB=apache (small next to the rest).
+[ "${1:-build}" = run-php ] && want="$want apache2"
 missing=""
 # The machine may already carry Node from another source whose package
 # conflicts with Debian's npm: only ask for Node when there is none.

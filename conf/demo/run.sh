@@ -89,11 +89,14 @@ cleanup() {
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
     pid=${pids[i]}
     for ((t = 0; t < 80; t++)); do
-      kill -0 "$pid" 2>/dev/null || break
+      kill -0 -- "-$pid" 2>/dev/null || break
       sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
-      say "${names[i]} (pid $pid) did not stop in 8s: killing it"
+    # Its process group: a child that outlives its parent (an Apache
+    # child whose parent was killed) goes with it.
+    if kill -0 "$pid" 2>/dev/null || kill -0 -- "-$pid" 2>/dev/null; then
+      say "${names[i]} (pid $pid) did not stop in 8s: killing its process group"
+      kill -KILL -- "-$pid" 2>/dev/null
       kill -KILL "$pid" 2>/dev/null
     fi
     wait "$pid" 2>/dev/null
@@ -103,9 +106,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'say "stopping"; exit 0' INT TERM
 
+# Each process in its own process group (setsid: in this non-interactive
+# shell a background job is no group leader, so setsid execs in place and
+# $! is the process itself), which the clean-up waits for and, at the
+# timeout, kills whole. A signal from the terminal reaches only run.sh,
+# whose trap stops them all.
 start() {
   local name=$1; shift
-  "$@" &
+  setsid "$@" &
   pids+=("$!")
   names+=("$name")
 }
@@ -238,7 +246,7 @@ while :; do
   [ "$stopping" = 1 ] && break
   for i in "${!pids[@]}"; do
     if ! kill -0 "${pids[i]}" 2>/dev/null; then
-      # Status 0: it was told to stop (e.g. Ctrl-C reached it first).
+      # Status 0: it was told to stop (a signal from elsewhere).
       say "${names[i]} exited (status $rc): stopping the demo"
       [ "$rc" = 0 ] && exit 0
       exit 1

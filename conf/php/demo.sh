@@ -117,7 +117,11 @@ else
       "LogFormat \"%a %u \\\"%r\\\" %>s origin=\\\"%{Origin}i\\\" fetch_site=\\\"%{Sec-Fetch-Site}i\\\"\" wspush_demo" \
       "CustomLog $run/access.log wspush_demo"
     [ -n "$web_group" ] && printf '%s\n' "User $web_group" "Group $web_group"
-    for m in mpm_event authz_core dir mime alias headers proxy proxy_fcgi proxy_http proxy_wstunnel; do
+    # mpm_worker, not Debian's default mpm_event: on SIGTERM an event
+    # child kept its listener thread, with the WebSocket tunnels the
+    # browser had closed (CLOSE-WAIT), for ~8 s, past run.sh's patience, in
+    # about one stop of three; worker's child exits at once.
+    for m in mpm_worker authz_core dir mime alias headers proxy proxy_fcgi proxy_http proxy_wstunnel; do
       echo "LoadModule ${m}_module /usr/lib/apache2/modules/mod_$m.so"
     done
     echo "Include $run/site.conf"

@@ -116,6 +116,8 @@ export class Demo {
     fs.rmSync(path.dirname(this.dir), { recursive: true, force: true });
     for (const p of [this.port, this.wsPort, this.tlsPort])
       assert(!(await portOpen(p)), `port ${p} still open after ${signal}`);
+    const left = processesUsing(this.dir);
+    assert(left.length === 0, `processes left behind after ${signal}: ${left.join('; ')}`);
   }
 
   file(name) {
@@ -137,6 +139,28 @@ export class Demo {
   cli(...args) {
     return run(path.join(BIN, 'wspush'), ['-s', path.join(this.dir, 'publish.sock'), ...args]);
   }
+}
+
+// The processes that still refer to dir: in their command line or
+// environment (run.sh passes WSPUSH_DEMO_DIR down), their working
+// directory or an open file. nginx and php-fpm rewrite their workers'
+// titles, hence more than the command line.
+export function processesUsing(dir) {
+  const found = [];
+  const read = (f) => { try { return fs.readFileSync(f, 'latin1'); } catch { return ''; } };
+  const link = (f) => { try { return fs.readlinkSync(f); } catch { return ''; } };
+  const under = (p) => p === dir || p.startsWith(dir + '/');
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    const cmd = read(`/proc/${pid}/cmdline`);
+    let hit = cmd.includes(dir) || read(`/proc/${pid}/environ`).includes(dir) || under(link(`/proc/${pid}/cwd`));
+    if (!hit) {
+      let fds = [];
+      try { fds = fs.readdirSync(`/proc/${pid}/fd`); } catch {}
+      hit = fds.some((fd) => under(link(`/proc/${pid}/fd/${fd}`).replace(/ \(deleted\)$/, '')));
+    }
+    if (hit && Number(pid) !== process.pid) found.push(`${pid} ${cmd.replace(/\0/g, ' ').trim()}`);
+  }
+  return found;
 }
 
 export async function stopAllDemos() {

@@ -8,6 +8,7 @@
 // Output (screenshots php-<web>.png, the site's log, the pages' console)
 // goes to tests/browser/output/.
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { OUT, Demo, assert, checkBinaries, evilServer, freePort, freePorts, launchChromium,
          runTest, step, uniq } from './lib.mjs';
@@ -36,7 +37,7 @@ async function logIn(ctx, demo, label) {
   await page.goto(demo.origin + '/');
   await page.fill('input[name=user]', 'demo');
   await page.fill('input[name=password]', 'demo');
-  await page.click('button[type=submit]');
+  await page.press('input[name=password]', 'Enter');
   await page.waitForSelector('#state[data-state="open"]', { timeout: WAIT });
   return page;
 }
@@ -55,7 +56,9 @@ async function publishViaForm(page, channel, text) {
   await page.selectOption('#channel', channel);
   await page.fill('#text', text);
   await page.evaluate(() => { document.getElementById('result').textContent = ''; });
-  await page.click('#send');
+  // Enter submits as a user would; a click waited a second or two for
+  // the button to count as stable while rows were being added.
+  await page.press('#text', 'Enter');
   await page.waitForSelector('#result:text-matches("^published ")', { timeout: WAIT });
 }
 
@@ -75,7 +78,7 @@ async function variant(browser, web) {
   const json = (body) => JSON.stringify(body);
   let ctxA, ctxB, A1, A2, B;
   try {
-    await step(P + 'logged out: GET / is the login form, a wrong password is refused, /push/ answers 401 (and 413) in JSON', async () => {
+    await step(P + 'logged out: GET / is the login form, a wrong password is refused, /push/ answers 401 (and 413) in JSON, user headers change nothing', async () => {
       const ctx = await browser.newContext();
       const page = watch(await ctx.newPage(), 'anon');
       await page.goto(demo.origin + '/');
@@ -86,14 +89,63 @@ async function variant(browser, web) {
       await page.click('button[type=submit]');
       await page.waitForSelector('#login-error', { timeout: WAIT });
       await ctx.close();
+      // A made-up session cookie makes no session file.
+      const sessions = () => fs.readdirSync(path.join(demo.dir, 'sessions')).length;
+      const before = sessions();
+      const bogus = await fetch(`${demo.origin}/`, { headers: { Cookie: `PHPSESSID=${uniq('bogus')}` } });
+      assert(bogus.status === 200 && /name="password"/.test(await bogus.text()), `GET / with a bogus session: HTTP ${bogus.status}`);
+      assert(sessions() === before, `a bogus session cookie made ${sessions() - before} session file(s)`);
       await isJson401(await fetch(`${demo.origin}/push/token?channels=${INBOX}`), 'token without a session');
       await isJson401(await fetch(`${demo.origin}/push/publish`, { method: 'POST',
         headers: { Origin: demo.origin, 'Content-Type': 'application/json' }, body: json({ channel: PUBLIC, data: 1 }) }),
         'publish without a session');
+      // A client cannot name the user: the headers a server might trust
+      // are ignored without a session.
+      const inject = { 'X-Wspush-User': 'demo', 'Remote-User': 'demo', 'X-Remote-User': 'demo' };
+      await isJson401(await fetch(`${demo.origin}/push/token?channels=${INBOX}`, { headers: inject }),
+        'token with user headers and no session');
+      await isJson401(await fetch(`${demo.origin}/push/publish`, { method: 'POST',
+        headers: { ...inject, Origin: demo.origin, 'Content-Type': 'application/json' },
+        body: json({ channel: INBOX, data: 1 }) }), 'publish with user headers and no session');
+      // Everything under /push/ is fcgi-publisher's, a .php name too (not
+      // the site's PHP location and its HTML 404).
+      const php = await fetch(`${demo.origin}/push/x.php`);
+      assert(/^application\/json/.test(php.headers.get('content-type') || ''),
+             `/push/x.php: HTTP ${php.status} ${php.headers.get('content-type')}`);
+      await php.json();
       const big = await fetch(`${demo.origin}/push/publish`, { method: 'POST',
         headers: { Origin: demo.origin, 'Content-Type': 'application/json' }, body: 'x'.repeat(2 << 20) });
       assert(big.status === 413 && /^application\/json/.test(big.headers.get('content-type') || ''),
              `a 2 MB publish: HTTP ${big.status} ${big.headers.get('content-type')}`);
+    });
+
+    await step(P + 'a login form posted from another origin (127.0.0.2) does not log the browser in', async () => {
+      // Login CSRF: the other site's form carries right credentials (its
+      // own account), the browser posts it top-level to the site.
+      const evilPort = await freePort('127.0.0.2');
+      const srv = http.createServer((req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+        res.end(`<!doctype html><form id="f" method="POST" action="${demo.origin}/">
+          <input name="user" value="demo"><input name="password" value="demo"><input name="csrf" value="guess">
+          </form>`);
+      });
+      await new Promise((r) => srv.listen(evilPort, '127.0.0.2', r));
+      const ctx = await browser.newContext();
+      try {
+        const page = watch(await ctx.newPage(), 'login-csrf');
+        await page.goto(demo.origin + '/');          // the site's own login cookie is set: still refused
+        await page.goto(`http://127.0.0.2:${evilPort}/`);
+        const answer = page.waitForResponse((r) => r.url() === `${demo.origin}/` && r.request().method() === 'POST');
+        await page.evaluate(() => document.getElementById('f').submit());
+        assert((await answer).status() === 403, `cross-site login post: HTTP ${(await answer).status()}`);
+        await page.waitForSelector('#login-error', { timeout: WAIT });
+        assert(!(await ctx.cookies(demo.origin)).some((c) => c.name === 'PHPSESSID'), 'a session was made');
+        await page.goto(demo.origin + '/');
+        await page.waitForSelector('input[name=password]', { timeout: WAIT });
+      } finally {
+        await ctx.close();
+        srv.close();
+      }
     });
 
     await step(P + 'two sessions of demo log in through the form and subscribe (public + inbox)', async () => {
@@ -125,11 +177,20 @@ async function variant(browser, web) {
     await step(P + 'the server-side action publishes to the inbox through the PHP client', async () => {
       const text = uniq('from-php');
       await A1.fill('#notify input[name=text]', text);
-      await A1.click('#notify button');
+      await A1.press('#notify input[name=text]', 'Enter');
       await A1.waitForSelector('#notified:text-matches("^PHP published \\\\S+ to [1-9]")', { timeout: WAIT });
       for (const p of [B, A2]) await p.waitForSelector(rowWith(text), { timeout: WAIT });
       const data = await B.locator(rowWith(text)).locator('td').nth(2).textContent();
       assert(JSON.parse(data).from === 'server', `data: ${data}`);
+      await A1.waitForSelector('#state[data-state="open"]', { timeout: WAIT });
+      // A publish ws-server refuses (over max_message_bytes): a plain
+      // message on the page and in the URL, the details in the log.
+      await A1.fill('#notify input[name=text]', 'x'.repeat(70000));
+      await A1.press('#notify input[name=text]', 'Enter');
+      await A1.waitForSelector('#notify-failed', { timeout: WAIT });
+      assert(!/refused|sock/i.test(A1.url() + await A1.textContent('#notified')), `details shown: ${A1.url()}`);
+      assert(/notify\.php: publish to user\/demo\/inbox failed: WsPushRefusedException/.test(demo.file('php-fpm.log')),
+             'the failure is not in the log');
       await A1.waitForSelector('#state[data-state="open"]', { timeout: WAIT });
       // The action refuses a post without the session's CSRF token.
       const cookie = (await ctxB.cookies(demo.origin)).map((c) => `${c.name}=${c.value}`).join('; ');

@@ -200,6 +200,7 @@ class Env:
                 self.sections[name].update(extra)
         self.ws_proc = None
         self.ws_log = self.dir / "ws-server.log"
+        self.ws_user = None      # (uid, gid) to run ws-server as, no other groups
         self.write_ini()
 
     def write_ini(self):
@@ -217,8 +218,11 @@ class Env:
 
     def start_ws(self, args=()):
         log = open(self.ws_log, "ab")
+        as_user = {}
+        if self.ws_user:
+            as_user = {"user": self.ws_user[0], "group": self.ws_user[1], "extra_groups": []}
         self.ws_proc = subprocess.Popen([str(BIN / "ws-server"), "-c", str(self.ini_path), *args],
-                                        stdout=log, stderr=log)
+                                        stdout=log, stderr=log, **as_user)
         log.close()
 
         def up():

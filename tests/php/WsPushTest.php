@@ -268,19 +268,44 @@ final class WsPushTest extends TestCase
         fclose($server);
     }
 
-    public function testAfterATimeoutTheLateAnswerIsNeverRead(): void
+    /**
+     * Runs $test(socket path) against silent_server.php (with $mode) on a
+     * socket in a new directory; returns the server's event log.
+     */
+    private function withSilentServer(string $mode, callable $test): string
     {
         $dir = WsServer::tempDir('wspush-php-late-');
         $this->cleanup[] = $dir;
         $path = "$dir/publish.sock";
-        $proc = proc_open([PHP_BINARY, __DIR__ . '/silent_server.php', $path],
+        $proc = proc_open([PHP_BINARY, __DIR__ . '/silent_server.php', $path, $mode],
                           [1 => ['pipe', 'w'], 2 => ['file', "$dir/stderr", 'w']], $pipes);
         try {
             $r = [$pipes[1]];
             $w = $e = null;
             $this->assertSame(1, stream_select($r, $w, $e, 5), 'silent_server did not start');
             $this->assertSame("ready\n", fgets($pipes[1]));
+            $test($path);
+        } finally {
+            proc_terminate($proc);
+            $log = stream_get_contents($pipes[1]);
+            proc_close($proc);
+        }
+        return $log;
+    }
 
+    public function testAnAnswerToAnotherRequestIsSkipped(): void
+    {
+        $log = $this->withSilentServer('stale', function (string $path): void {
+            $c = new WsPush($path, 2.0);
+            $this->assertSame('fresh', $c->publish('public/a', 1)['id']);
+            $this->assertSame('fresh', $c->publish('public/a', 2)['id']);
+        });
+        $this->assertSame(1, substr_count($log, 'accept '), $log);
+    }
+
+    public function testAfterATimeoutTheLateAnswerIsNeverRead(): void
+    {
+        $log = $this->withSilentServer('', function (string $path): void {
             $c = new WsPush($path, 0.3);
             try {
                 $c->publish('public/a', 1);
@@ -291,11 +316,7 @@ final class WsPushTest extends TestCase
             /* The server now answers the first request late, on the first
              * connection, just before it answers this one. */
             $this->assertSame('fresh', $c->publish('public/a', 2)['id']);
-        } finally {
-            proc_terminate($proc);
-            $log = stream_get_contents($pipes[1]);
-            proc_close($proc);
-        }
+        });
         $this->assertSame(2, substr_count($log, 'accept '), $log);
         $this->assertStringContainsString("eof 1\n", $log);
     }

@@ -2,18 +2,22 @@
 /*
  * A stand-in for ws-server's publish socket that leaves the first request
  * unanswered, for the PHP client's timeout test. Usage:
- *   php silent_server.php SOCKET
+ *   php silent_server.php SOCKET [stale]
  * Prints "ready" once listening, then one line per event ("accept N",
  * "request N ID", "eof N"). Every later request is answered, on whatever
  * connection it came, by an ACK with message id "fresh"; just before that
  * a "late" answer to the same request id goes out on the first connection,
  * the one the client should have closed at its timeout: a client that
  * reused it reads "late". Exits on SIGTERM, at the latest after 30 s.
+ * With "stale", every request is answered at once, but right after an
+ * answer to the id before it (message id "stale"), as a request that wrote
+ * and died leaves one on a persistent connection.
  */
 
 declare(strict_types=1);
 
 $path = $argv[1];
+$stale = ($argv[2] ?? '') === 'stale';
 $server = stream_socket_server("unix://$path", $errno, $errstr);
 if ($server === false) {
     fwrite(STDERR, "listen $path: $errstr\n");
@@ -61,6 +65,10 @@ while (microtime(true) < $deadline) {
             $id = unpack('N', $bufs[$n], 5)[1];
             $bufs[$n] = substr($bufs[$n], 4 + $len);
             echo "request $n $id\n";
+            if ($stale) {
+                fwrite($conns[$n], ack(($id + 0xFFFFFFFD) % 0xFFFFFFFF + 1, 'stale') . ack($id, 'fresh'));
+                continue;
+            }
             if (++$requests === 1) {
                 $first = $n;
                 continue;

@@ -33,12 +33,26 @@ function session_options(): array
 
 // The logged-in user, or null. Reads the session and releases its lock at
 // once (read_and_close): a page never makes the next request wait behind it.
-// Without a session cookie no session is started at all.
+// Without a session cookie, or with one naming no session, no session is
+// started at all.
 function session_user(): ?string
 {
-    if (!isset($_COOKIE[session_name()])) return null;
+    $id = $_COOKIE[session_name()] ?? null;
+    if (!is_string($id) || !session_file_exists($id)) return null;
     session_start(['read_and_close' => true] + session_options());
     return $_SESSION['user'] ?? null;
+}
+
+// Whether the files save handler holds a session of this id. Started with
+// an unknown id, strict mode makes a new id and reading it creates an
+// empty file: a stale or made-up cookie would leave one per request.
+// Other handlers (and the files handler's N;/path layout) are left to PHP.
+function session_file_exists(string $id): bool
+{
+    $dir = session_save_path();
+    if (ini_get('session.save_handler') !== 'files' || str_contains($dir, ';')) return true;
+    return preg_match('/^[a-zA-Z0-9,-]{1,256}$/D', $id) === 1
+        && is_file(($dir !== '' ? $dir : sys_get_temp_dir()) . "/sess_$id");
 }
 
 // Opens the session for writing (login, logout); the caller ends it.
@@ -76,6 +90,29 @@ function log_out(): ?string
 function check_password(string $user, string $password): bool
 {
     return isset(USERS[$user]) && password_verify($password, USERS[$user]);
+}
+
+// The login form's CSRF token, before there is a session: a random value
+// in a SameSite=Strict cookie that the form repeats (a double submit), so
+// no session file is made for a visitor. Another site's post carries no
+// such cookie and cannot log the browser into an account of its choosing.
+const LOGIN_CSRF_COOKIE = 'login_csrf';
+
+function login_csrf_token(): string
+{
+    $t = $_COOKIE[LOGIN_CSRF_COOKIE] ?? null;
+    if (!is_string($t) || !preg_match('/^[0-9a-f]{32}$/D', $t)) {
+        $t = bin2hex(random_bytes(16));
+        setcookie(LOGIN_CSRF_COOKIE, $t, ['path' => '/', 'httponly' => true, 'samesite' => 'Strict',
+                                          'secure' => session_options()['cookie_secure']]);
+    }
+    return $t;
+}
+
+function login_csrf_ok(mixed $given): bool
+{
+    $t = $_COOKIE[LOGIN_CSRF_COOKIE] ?? null;
+    return is_string($t) && is_string($given) && $t !== '' && hash_equals($t, $given);
 }
 
 // The session's CSRF token, for forms and the logout link.
@@ -121,6 +158,14 @@ function set_login_jwt(string $user): void
         'expires' => time() + JWT_TTL, 'path' => '/push/', 'httponly' => true,
         'samesite' => 'Strict', 'secure' => session_options()['cookie_secure'],
     ]);
+}
+
+// A value as a JavaScript literal inside <script>: with < > & ' " escaped
+// as \u00XX, a string holding "</script>" or "<!--" cannot end the script.
+function js(mixed $v): string
+{
+    return json_encode($v, JSON_HEX_TAG | JSON_HEX_AMP | JSON_HEX_APOS | JSON_HEX_QUOT
+                           | JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
 }
 
 function h(string $s): string

@@ -7,17 +7,23 @@ require __DIR__ . '/../app/site.php';
 $error = null;
 if ($_SERVER['REQUEST_METHOD'] === 'POST') {
     $name = (string)($_POST['user'] ?? '');
-    if (check_password($name, (string)($_POST['password'] ?? ''))) {
+    if (!login_csrf_ok($_POST['csrf'] ?? null)) {
+        http_response_code(403);           // another site's post, or an old form
+        $error = 'The login form was not this site\'s: please log in again.';
+    } elseif (check_password($name, (string)($_POST['password'] ?? ''))) {
         log_in($name);
         redirect('/');
+    } else {
+        $error = 'Wrong user name or password.';
     }
-    $error = 'Wrong user name or password.';
 }
 
 $user = session_user();
 if ($user !== null) {
     set_login_jwt($user);                  // Apache: renew the login cookie
     $csrf = csrf_token();
+} else {
+    $loginCsrf = login_csrf_token();
 }
 header('Cache-Control: no-store');
 ?>
@@ -44,6 +50,7 @@ header('Cache-Control: no-store');
 <h1>Log in</h1>
 <?php if ($error): ?><p class="error" id="login-error"><?= h($error) ?></p><?php endif ?>
 <form method="post" action="/" class="card">
+  <input name="csrf" type="hidden" value="<?= h($loginCsrf) ?>">
   <input name="user" type="text" placeholder="user (demo)" autocomplete="username" required>
   <input name="password" type="password" placeholder="password (demo)" autocomplete="current-password" required>
   <button type="submit">Log in</button>
@@ -74,7 +81,7 @@ header('Cache-Control: no-store');
   <p id="notified"><?php
     if (isset($_GET['sent'])) echo 'PHP published ' . h((string)$_GET['sent']) . ' to '
         . h((string)($_GET['subscribers'] ?? '?')) . ' subscriber(s)';
-    elseif (isset($_GET['failed'])) echo '<span class="error">PHP publish failed: ' . h((string)$_GET['failed']) . '</span>';
+    elseif (isset($_GET['failed'])) echo '<span class="error" id="notify-failed">PHP publish failed (the server log has why).</span>';
     else echo 'From PHP: <code>notify.php</code> publishes to your inbox through the publish socket.';
   ?></p>
 </div>
@@ -84,7 +91,7 @@ header('Cache-Control: no-store');
 <script src="/js/wspush.js"></script>
 <script>
 "use strict";
-const channels = <?= json_encode([PUBLIC_CHANNEL, inbox($user)]) ?>;
+const channels = <?= js([PUBLIC_CHANNEL, inbox($user)]) ?>;
 const $ = (id) => document.getElementById(id);
 const push = new WsPush({
   url: "/ws",

@@ -17,5 +17,8 @@ try {
     $ans = push()->publish(inbox($user), ['from' => 'server', 'text' => $text]);
     redirect('/?' . http_build_query(['sent' => $ans['id'], 'subscribers' => $ans['subscribers']]));
 } catch (Throwable $e) {
-    redirect('/?' . http_build_query(['failed' => $e->getMessage()]));
+    // The details (a socket path, ws-server's words) go to the log, not
+    // into the URL and the page.
+    error_log('notify.php: publish to ' . inbox($user) . ' failed: ' . get_class($e) . ': ' . $e->getMessage());
+    redirect('/?failed=1');
 }
