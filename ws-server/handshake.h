@@ -45,6 +45,7 @@ struct hs_request {
     int           nheaders;
     int           duplicate;     /* Host, Key, Version, Origin, Upgrade or Last-Event-ID appear twice */
     int           deflate;       /* enum hs_deflate, from every Sec-WebSocket-Extensions */
+    int           deflate_smwb;  /* the first acceptable offer has server_max_window_bits */
 };
 
 /* Parses the request head in [buf, buf+len). Header names are matched
@@ -61,7 +62,8 @@ struct hs_request {
  * *_no_context_takeover without a value) and server_max_window_bits, when
  * given, is 15: every message is compressed once with a 15-bit window
  * and shared, so a client asking for a smaller one is declined (its
- * connection opens without compression). A field that breaks the grammar
+ * connection opens without compression). The first acceptable offer, in
+ * field order, is the one answered. A field that breaks the grammar
  * offers nothing (never an error: the upgrade goes on uncompressed).
  * Extension and parameter names are matched exactly (lower case). */
 ssize_t hs_parse(const char *buf, size_t len, struct hs_request *req);
@@ -112,6 +114,8 @@ int hs_accept_key(const char *key, size_t len, char out[29]);
  * with, when deflate is set, the permessage-deflate answer
  *   Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover;
  *                             client_no_context_takeover
+ * followed by "; server_max_window_bits=15" when the answered offer named
+ * server_max_window_bits (RFC 7692 7.1.2.1: accepted by naming it back)
  * (only for a request whose deflate is HS_DEFLATE_OFFERED: the caller
  * decides, by its config). Returns its length, or -1 (bad key, or outlen
  * too small; 512 bytes always suffice). */

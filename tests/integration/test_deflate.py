@@ -207,10 +207,29 @@ def test_declined_offer_opens_uncompressed(ws, offer):
 
 
 def test_declined_offer_then_acceptable_one(ws):
+    """The acceptable offer names server_max_window_bits=15: the answer
+    names it back (RFC 7692 7.1.2.1)."""
     r = raw(ws, extra=b"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10, "
                       b"permessage-deflate; server_max_window_bits=15\r\n")
-    assert ANSWER in r.head
+    assert ANSWER + b"; server_max_window_bits=15" in r.head.split(b"\r\n")
     r.close()
+
+
+def test_python_websockets_server_max_window_bits_15(denv):
+    """A client that asks for server_max_window_bits=15 negotiates and
+    decodes a compressed message (it refuses an answer without it)."""
+    async def main():
+        f = ClientPerMessageDeflateFactory(server_max_window_bits=15)
+        async with websockets.connect(denv.ws_url("channels=public/a"), extensions=[f],
+                                      compression=None) as c:
+            assert c.response_headers["Sec-WebSocket-Extensions"].endswith(
+                "; server_max_window_bits=15")
+            assert [type(e).__name__ for e in c.extensions] == ["PerMessageDeflate"]
+            await c.recv()
+            denv.publish(["public/a"], json.dumps(big_data()).encode())
+            return json.loads(await asyncio.wait_for(c.recv(), 5))
+    assert asyncio.run(main())["data"] == big_data()
+    assert scrape(denv)("wspush_deflate_messages_total", result="compressed") == 1
 
 
 def test_python_websockets_small_window_declined(ws):
