@@ -322,8 +322,10 @@ static int hs_parse_header(struct str line, struct hs_request *req, unsigned *se
          * The first acceptable offer of the list is the one answered. */
         unsigned params;
         int d = hs_parse_extensions(v, &params);
-        if (d == HS_DEFLATE_OFFERED && req->deflate != HS_DEFLATE_OFFERED)
+        if (d == HS_DEFLATE_OFFERED && req->deflate != HS_DEFLATE_OFFERED) {
             req->deflate_smwb = (params & HS_PMD_SMWB) != 0;
+            req->deflate_cnct = (params & HS_PMD_CNCT) != 0;
+        }
         if (d > req->deflate)
             req->deflate = d;
     } else if (hs_str_ieq(name, "connection")) {
@@ -449,19 +451,19 @@ int hs_upgrade_response(const struct hs_request *req, int deflate, char *out, si
     char accept[29];
     if (!req || hs_accept_key(req->key.p, req->key.len, accept) < 0)
         return -1;
-    /* client_no_context_takeover too: a push-only client never sends a
-     * data message, so it need not keep a compressor between them.
-     * server_max_window_bits only when offered (RFC 7692 7.1.2.1: the
-     * answer accepts it by naming it; unasked, some clients refuse it). */
+    /* The other parameters only when offered: server_max_window_bits
+     * because RFC 7692 7.1.2.1 accepts it by naming it back,
+     * client_no_context_takeover because a client that did not offer it
+     * may refuse it (Node ws with clientNoContextTakeover: false); a
+     * push-only client never sends a data message anyway. */
     char smwb[32] = "";
     if (req->deflate_smwb)
         snprintf(smwb, sizeof(smwb), "; server_max_window_bits=%d", PMD_WINDOW_BITS);
     char ext[160] = "";
     if (deflate)
         snprintf(ext, sizeof(ext),
-                 "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
-                 "client_no_context_takeover%s\r\n",
-                 smwb);
+                 "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover%s%s\r\n",
+                 req->deflate_cnct ? "; client_no_context_takeover" : "", smwb);
     int n = snprintf(out, outlen,
                      "HTTP/1.1 101 Switching Protocols\r\n"
                      "Upgrade: websocket\r\n"

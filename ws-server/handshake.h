@@ -46,6 +46,7 @@ struct hs_request {
     int           duplicate;     /* Host, Key, Version, Origin, Upgrade or Last-Event-ID appear twice */
     int           deflate;       /* enum hs_deflate, from every Sec-WebSocket-Extensions */
     int           deflate_smwb;  /* the first acceptable offer has server_max_window_bits */
+    int           deflate_cnct;  /* ...has client_no_context_takeover */
 };
 
 /* Parses the request head in [buf, buf+len). Header names are matched
@@ -112,10 +113,11 @@ int hs_accept_key(const char *key, size_t len, char out[29]);
 
 /* The 101 answer to an accepted upgrade, like hs_response(HS_UPGRADE),
  * with, when deflate is set, the permessage-deflate answer
- *   Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover;
- *                             client_no_context_takeover
- * followed by "; server_max_window_bits=15" when the answered offer named
- * server_max_window_bits (RFC 7692 7.1.2.1: accepted by naming it back)
+ *   Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover
+ * followed by "; client_no_context_takeover" and
+ * "; server_max_window_bits=15" when the answered offer named them (RFC
+ * 7692 7.1.2.1: server_max_window_bits is accepted by naming it back; a
+ * client may refuse a parameter it did not offer)
  * (only for a request whose deflate is HS_DEFLATE_OFFERED: the caller
  * decides, by its config). Returns its length, or -1 (bad key, or outlen
  * too small; 512 bytes always suffice). */

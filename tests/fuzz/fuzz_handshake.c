@@ -7,7 +7,8 @@
  * heap-allocated to its exact size so ASan sees a one-byte overrun).
  * Sec-WebSocket-Extensions: the offer found is one of the three answers,
  * never turns a verdict, the permessage-deflate 101 fits too and names
- * server_max_window_bits back exactly when the answered offer did. */
+ * server_max_window_bits and client_no_context_takeover exactly when the
+ * answered offer did. */
 #include <string.h>
 
 #include "fuzz.h"
@@ -85,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(req.deflate == HS_DEFLATE_NONE || req.deflate == HS_DEFLATE_DECLINED ||
                req.deflate == HS_DEFLATE_OFFERED);
     FUZZ_CHECK(req.deflate_smwb == 0 || (req.deflate_smwb == 1 && req.deflate == HS_DEFLATE_OFFERED));
+    FUZZ_CHECK(req.deflate_cnct == 0 || (req.deflate_cnct == 1 && req.deflate == HS_DEFLATE_OFFERED));
 
     enum hs_verdict v1 = hs_check(&req, &none);
     enum hs_verdict v2 = hs_check(&req, &some);
@@ -105,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * offer named it (RFC 7692 7.1.2.1), never for no offer. */
         out[full] = '\0';
         FUZZ_CHECK(!!strstr(out, "; server_max_window_bits=15\r\n") == req.deflate_smwb);
+        FUZZ_CHECK(!!strstr(out, "; client_no_context_takeover") == req.deflate_cnct);
         char *tight = malloc((size_t)full);
         FUZZ_CHECK(tight != NULL);
         FUZZ_CHECK(hs_upgrade_response(&req, 1, tight, (size_t)full) == -1);

@@ -18,8 +18,7 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 from harness import RawWs, encode_frame, free_port, wait_for
 from test_metrics import metrics_up, scrape
 
-ANSWER = b"Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; " \
-         b"client_no_context_takeover"
+ANSWER = b"Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover"
 OFFER = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
 OP_TEXT = 0x1
 RSV1 = 0x40
@@ -212,6 +211,18 @@ def test_declined_offer_then_acceptable_one(ws):
     r = raw(ws, extra=b"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10, "
                       b"permessage-deflate; server_max_window_bits=15\r\n")
     assert ANSWER + b"; server_max_window_bits=15" in r.head.split(b"\r\n")
+    r.close()
+
+
+@pytest.mark.parametrize("offer,params", [
+    (b"permessage-deflate; client_max_window_bits", b""),
+    (b"permessage-deflate; client_no_context_takeover", b"; client_no_context_takeover"),
+], ids=["not-offered", "offered"])
+def test_client_no_context_takeover_only_when_offered(ws, offer, params):
+    """Named in the answer only when offered: a client that did not offer
+    it may refuse it (Node ws with clientNoContextTakeover: false)."""
+    r = raw(ws, extra=b"Sec-WebSocket-Extensions: " + offer + b"\r\n")
+    assert ANSWER + params in r.head.split(b"\r\n")
     r.close()
 
 

@@ -441,8 +441,7 @@ static void test_upgrade_response_deflate(void **state)
                        "Upgrade: websocket\r\n"
                        "Connection: Upgrade\r\n"
                        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
-                       "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
-                       "client_no_context_takeover\r\n"
+                       "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n"
                        "\r\n";
     int n = hs_upgrade_response(&req, 1, out, sizeof(out));
     assert_int_equal(n, (int)strlen(want));
@@ -453,11 +452,21 @@ static void test_upgrade_response_deflate(void **state)
     assert_null(strstr(out, "Extensions"));
 }
 
-/* The permessage-deflate answer names the parameters its offer needs
- * named back: server_max_window_bits of the first acceptable offer. */
+/* The permessage-deflate answer names what the first acceptable offer
+ * named of server_max_window_bits (RFC 7692 7.1.2.1: accepted by naming
+ * it back) and client_no_context_takeover (unasked, a client may refuse
+ * it), and nothing else. */
 static const struct { const char *fields; const char *params; } answer_cases[] = {
     { "permessage-deflate", "" },
     { "permessage-deflate; client_max_window_bits", "" },
+    { "permessage-deflate; client_no_context_takeover", "; client_no_context_takeover" },
+    { "permessage-deflate; server_no_context_takeover", "" },
+    { "permessage-deflate; client_max_window_bits=9; server_max_window_bits=15; "
+      "client_no_context_takeover",
+      "; client_no_context_takeover; server_max_window_bits=15" },
+    { "permessage-deflate; x, permessage-deflate; client_no_context_takeover",
+      "; client_no_context_takeover" },
+    { "permessage-deflate, permessage-deflate; client_no_context_takeover", "" },
     { "permessage-deflate; server_max_window_bits=15", "; server_max_window_bits=15" },
     { "permessage-deflate; server_max_window_bits=\"15\"; client_max_window_bits",
       "; server_max_window_bits=15" },
@@ -484,8 +493,8 @@ static void test_extension_answer(void **state)
         assert_int_equal(r.deflate, HS_DEFLATE_OFFERED);
         assert_true(hs_upgrade_response(&r, 1, out, sizeof(out)) > 0);
         snprintf(want, sizeof(want),
-                 "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
-                 "client_no_context_takeover%s\r\n\r\n",
+                 "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover"
+                 "%s\r\n\r\n",
                  answer_cases[i].params);
         if (!strstr(out, want))
             fail_msg("\"%s\": answer\n%s\nwant the line%s", answer_cases[i].fields, out, want);
