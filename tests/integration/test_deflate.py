@@ -120,6 +120,33 @@ def test_wire_rsv1_threshold_and_exact_bytes(ws):
     p.close()
 
 
+def test_deflate_max_bytes(env):
+    """An envelope of deflate_max_bytes is compressed, one byte more goes
+    plain (compression runs in the event loop: a huge message would stall
+    it), and is not counted as a compression tried."""
+    env.sections["ws-server"].update(deflate_max_bytes="4k",
+                                     metrics_listen=f"127.0.0.1:{free_port()}")
+    env.metrics = env.sections["ws-server"]["metrics_listen"]
+    env.write_ini()
+    env.start_ws()
+    wait_for(lambda: metrics_up(env.metrics), what="metrics listener")
+    z = raw(env)
+    last = env.publish(["public/a"], b'""')["id"]
+    recv_message(z)
+    for size, want in ((4096, True), (4097, False), (20000, False)):
+        epoch, seq = last.rsplit("-", 1)
+        last = f"{epoch}-{int(seq) + 1}"
+        head = len('{"type":"message","channel":"public/a","id":"' + last + '","data":""}')
+        env.publish(["public/a"], json.dumps("a" * (size - head)).encode())
+        compressed, envelope, wire = recv_message(z)
+        assert envelope["id"] == last and compressed is want, size
+        assert len(inflate(wire) if compressed else wire) == size
+    s = scrape(env)
+    assert s("wspush_deflate_messages_total", result="compressed") == 1
+    assert s("wspush_deflate_messages_total", result="plain") == 0
+    z.close()
+
+
 def test_one_compression_shared_by_every_subscriber(denv):
     subs = [raw(denv) for _ in range(3)]
     other = raw(denv, "channels=public/b")
