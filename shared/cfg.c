@@ -91,6 +91,7 @@ static const struct cfg_key cfg_keys[] = {
     { "ws-server", "max_revocations", CFG_T_INT, CFG_F(max_revocations), 1, 10000000, 0 },
     { "ws-server", "deflate", CFG_T_BOOL, CFG_F(deflate), 0, 0, 0 },
     { "ws-server", "deflate_min_bytes", CFG_T_SIZE, CFG_F(deflate_min_bytes), 0, 64 * CFG_MIB, 0 },
+    { "ws-server", "deflate_max_bytes", CFG_T_SIZE, CFG_F(deflate_max_bytes), 0, 64 * CFG_MIB, 0 },
     { "ws-server", "deflate_level", CFG_T_INT, CFG_F(deflate_level), 1, 9, 0 },
 
     { "publisher", "listen", CFG_T_STR, CFG_F(pub_listen), 0, 0, 0 },
@@ -157,6 +158,7 @@ void cfg_defaults(struct cfg *c)
     c->max_revocations = 100000;
     c->deflate = 1;
     c->deflate_min_bytes = 512;
+    c->deflate_max_bytes = CFG_MIB;
     c->deflate_level = 6;
 
     c->pub_workers = 2;

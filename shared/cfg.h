@@ -96,6 +96,7 @@ struct cfg {
     int    max_revocations;           /* 100000 users remembered by disconnect */
     int    deflate;                   /* 1: accept permessage-deflate offers (on|off) */
     int    deflate_min_bytes;         /* 512: smaller messages go uncompressed */
+    int    deflate_max_bytes;         /* 1 MiB: larger messages go uncompressed */
     int    deflate_level;             /* 6: zlib level 1..9 */
 
     /* [publisher] */

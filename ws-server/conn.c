@@ -247,14 +247,16 @@ static rbuf_t *conn_encode_deflate(void *ctx, const struct msg *m, int chan)
 /* The encoding of channel chan of m for c (its kind's: a WebSocket frame or an
  * SSE event): a compressed frame when c negotiated
  * permessage-deflate and the message is at least deflate_min_bytes
- * (small ones gain little and cost a compression each). NULL when out of
- * memory. */
+ * (small ones gain little and cost a compression each) and at most
+ * deflate_max_bytes (compression runs inline in the event loop: a large
+ * one would stall every connection). NULL when out of memory. */
 static rbuf_t *conn_frame(struct conn *c, struct msg *m, int chan)
 {
     const struct cfg *cfg = conn_cfg(c);
     rbuf_t *plain = msg_encoding(m, c->kind->slot, chan, c->kind->encode);
-    if (!plain || !(c->flags & CONN_DEFLATE) ||
-        msg_envelope_len(m, chan) < (size_t)cfg->deflate_min_bytes)
+    size_t len = msg_envelope_len(m, chan);
+    if (!plain || !(c->flags & CONN_DEFLATE) || len < (size_t)cfg->deflate_min_bytes ||
+        len > (size_t)cfg->deflate_max_bytes)
         return plain;
     struct conn_deflate_job j = { c->cs, plain, cfg->deflate_level };
     rbuf_t *z = msg_encoding_with(m, MSG_SLOT_WS_DEFLATE, chan, conn_encode_deflate, &j);

@@ -2,9 +2,9 @@
  *
  * frame_parse() reads one client frame header and payload from
  * [buf, buf+len) and enforces every rule a server must: masking required,
- * RSV bits zero (only frame_peek_opcode knows of an extension), known opcodes, control frames
- * <= 125 bytes and FIN set, 64-bit lengths with the top bit clear, minimal
- * length encoding not required (RFC allows any). Continuation rules depend
+ * RSV bits zero (only frame_peek_opcode knows of an extension), known
+ * opcodes, control frames <= 125 bytes and FIN set, 64-bit lengths with
+ * the top bit clear, minimal length encoding not required (RFC allows any). Continuation rules depend
  * on the previous frame, so the caller passes whether a fragmented message
  * is in progress.
  */

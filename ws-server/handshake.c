@@ -221,11 +221,13 @@ static int hs_deflate_param(struct str name, int has_value, const char *v, size_
 
 /* One Sec-WebSocket-Extensions field: the best of its permessage-deflate
  * offers (enum hs_deflate), or -1 when it breaks the grammar. Empty list
- * elements are allowed (RFC 9110 5.6.1). */
-static int hs_parse_extensions(struct str v)
+ * elements are allowed (RFC 9110 5.6.1). *first gets the parameters
+ * (HS_PMD_* bits) of the field's first acceptable offer: the one answered. */
+static int hs_parse_extensions(struct str v, unsigned *first)
 {
     struct hs_cur c = { v.p, v.p + v.len };
     int best = HS_DEFLATE_NONE;
+    *first = 0;
     for (;;) {
         hs_skip_ows(&c);
         if (c.p == c.end)
@@ -262,9 +264,10 @@ static int hs_parse_extensions(struct str v)
         }
         if (c.p < c.end && *c.p != ',')
             return -1;
-        if (pmd && ok)
+        if (pmd && ok && best != HS_DEFLATE_OFFERED) {
             best = HS_DEFLATE_OFFERED;
-        else if (pmd && best == HS_DEFLATE_NONE)
+            *first = seen;
+        } else if (pmd && best == HS_DEFLATE_NONE)
             best = HS_DEFLATE_DECLINED;
     }
 }
@@ -315,8 +318,14 @@ static int hs_parse_header(struct str line, struct hs_request *req, unsigned *se
     } else if (hs_str_ieq(name, "last-event-id")) {
         hs_set_once(req, seen, HS_SEEN_LAST_EVENT_ID, &req->last_event_id, v);
     } else if (hs_str_ieq(name, "sec-websocket-extensions")) {
-        /* Fields combine into one list; a broken field offers nothing. */
-        int d = hs_parse_extensions(v);
+        /* Fields combine into one list; a broken field offers nothing.
+         * The first acceptable offer of the list is the one answered. */
+        unsigned params;
+        int d = hs_parse_extensions(v, &params);
+        if (d == HS_DEFLATE_OFFERED && req->deflate != HS_DEFLATE_OFFERED) {
+            req->deflate_smwb = (params & HS_PMD_SMWB) != 0;
+            req->deflate_cnct = (params & HS_PMD_CNCT) != 0;
+        }
         if (d > req->deflate)
             req->deflate = d;
     } else if (hs_str_ieq(name, "connection")) {
@@ -442,8 +451,19 @@ int hs_upgrade_response(const struct hs_request *req, int deflate, char *out, si
     char accept[29];
     if (!req || hs_accept_key(req->key.p, req->key.len, accept) < 0)
         return -1;
-    /* client_no_context_takeover too: a push-only client never sends a
-     * data message, so it need not keep a compressor between them. */
+    /* The other parameters only when offered: server_max_window_bits
+     * because RFC 7692 7.1.2.1 accepts it by naming it back,
+     * client_no_context_takeover because a client that did not offer it
+     * may refuse it (Node ws with clientNoContextTakeover: false); a
+     * push-only client never sends a data message anyway. */
+    char smwb[32] = "";
+    if (req->deflate_smwb)
+        snprintf(smwb, sizeof(smwb), "; server_max_window_bits=%d", PMD_WINDOW_BITS);
+    char ext[160] = "";
+    if (deflate)
+        snprintf(ext, sizeof(ext),
+                 "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover%s%s\r\n",
+                 req->deflate_cnct ? "; client_no_context_takeover" : "", smwb);
     int n = snprintf(out, outlen,
                      "HTTP/1.1 101 Switching Protocols\r\n"
                      "Upgrade: websocket\r\n"
@@ -451,9 +471,7 @@ int hs_upgrade_response(const struct hs_request *req, int deflate, char *out, si
                      "Sec-WebSocket-Accept: %s\r\n"
                      "%s"
                      "\r\n",
-                     accept, deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
-                                       "server_no_context_takeover; client_no_context_takeover\r\n"
-                                     : "");
+                     accept, ext);
     return n < 0 || (size_t)n >= outlen ? -1 : n;
 }
 

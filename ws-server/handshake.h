@@ -45,6 +45,8 @@ struct hs_request {
     int           nheaders;
     int           duplicate;     /* Host, Key, Version, Origin, Upgrade or Last-Event-ID appear twice */
     int           deflate;       /* enum hs_deflate, from every Sec-WebSocket-Extensions */
+    int           deflate_smwb;  /* the first acceptable offer has server_max_window_bits */
+    int           deflate_cnct;  /* ...has client_no_context_takeover */
 };
 
 /* Parses the request head in [buf, buf+len). Header names are matched
@@ -61,7 +63,8 @@ struct hs_request {
  * *_no_context_takeover without a value) and server_max_window_bits, when
  * given, is 15: every message is compressed once with a 15-bit window
  * and shared, so a client asking for a smaller one is declined (its
- * connection opens without compression). A field that breaks the grammar
+ * connection opens without compression). The first acceptable offer, in
+ * field order, is the one answered. A field that breaks the grammar
  * offers nothing (never an error: the upgrade goes on uncompressed).
  * Extension and parameter names are matched exactly (lower case). */
 ssize_t hs_parse(const char *buf, size_t len, struct hs_request *req);
@@ -110,8 +113,11 @@ int hs_accept_key(const char *key, size_t len, char out[29]);
 
 /* The 101 answer to an accepted upgrade, like hs_response(HS_UPGRADE),
  * with, when deflate is set, the permessage-deflate answer
- *   Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover;
- *                             client_no_context_takeover
+ *   Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover
+ * followed by "; client_no_context_takeover" and
+ * "; server_max_window_bits=15" when the answered offer named them (RFC
+ * 7692 7.1.2.1: server_max_window_bits is accepted by naming it back; a
+ * client may refuse a parameter it did not offer)
  * (only for a request whose deflate is HS_DEFLATE_OFFERED: the caller
  * decides, by its config). Returns its length, or -1 (bad key, or outlen
  * too small; 512 bytes always suffice). */

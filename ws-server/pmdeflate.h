@@ -13,7 +13,7 @@
  *
  * Not a codec over the caller's buffers only: the stream (about 270 KiB,
  * zlib's own allocations) lives from pmd_new() to pmd_free(); a call
- * allocates nothing.
+ * allocates nothing unless the level changed (a reload).
  */
 #ifndef WSPUSH_PMDEFLATE_H
 #define WSPUSH_PMDEFLATE_H
@@ -41,8 +41,9 @@ void    pmd_free(pmd_t *z);
  * cap + PMD_TAIL bytes (zlib writes the tail before it is cut off).
  * Returns the compressed length, always < cap, or PMD_E_NOT_SMALLER when
  * it would be cap bytes or more (out then holds garbage), or PMD_E_ZLIB.
- * level may differ from the last call's (a reload changed it): the stream
- * is set to it first, and on PMD_E_ZLIB z stays usable at its old level.
+ * level may differ from the last call's (a reload changed it): a new
+ * stream is made for it first (not deflateParams(), unsafe after a reset
+ * before zlib 1.2.12), and on PMD_E_ZLIB z stays usable at its old level.
  * A caller that wants only a smaller frame passes cap = len. */
 ssize_t pmd_compress(pmd_t *z, int level, const void *in, size_t len,
                      unsigned char *out, size_t cap);

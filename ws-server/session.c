@@ -40,7 +40,9 @@ struct sessions {
  * page that reconnects from the last id it saw would skip those. */
 struct session_hold {
     size_t first, n, cap, bytes;          /* items[first..n) still held */
-    struct session_held { struct msg *m; int chan; } *items;
+    /* bytes: msg_bytes() when held; sending may add encodings to the
+     * message, so that, not msg_bytes() then, comes off the total. */
+    struct session_held { struct msg *m; int chan; size_t bytes; } *items;
 };
 
 struct session {
@@ -187,7 +189,7 @@ static void session_hold_flush(struct session *s)
         }
         if (rc < 0)
             break;                          /* closing: the rest is moot */
-        h->bytes -= msg_bytes(it->m);
+        h->bytes -= it->bytes;
         msg_unref(it->m);
         h->first++;
     }
@@ -218,7 +220,7 @@ static int session_hold(struct session *s, struct msg *m, int chan)
         h->items = items;
         h->cap = cap;
     }
-    h->items[h->n++] = (struct session_held){ msg_ref(m), chan };
+    h->items[h->n++] = (struct session_held){ msg_ref(m), chan, msg_bytes(m) };
     h->bytes += msg_bytes(m);
     return 1;
 }

@@ -21,7 +21,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
 const BIN = path.resolve(process.env.WSPUSH_BIN || path.join(ROOT, 'build/bin'));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ANSWER = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
+const ANSWER = 'permessage-deflate; server_no_context_takeover';
 
 function assert(cond, msg) {
   if (!cond) throw new Error(msg);
@@ -155,6 +155,16 @@ try {
     assert(after - before === 1, `${after - before} compressions for one message to two clients`);
   });
 
+  await step('Node ws with clientNoContextTakeover: false accepts the answer and decodes', async () => {
+    // It offers no client_no_context_takeover and fails the connection
+    // on an answer that names it.
+    const c = await nodeClient({ perMessageDeflate: { clientNoContextTakeover: false } });
+    assert(c.answer === ANSWER && c.ws.extensions === 'permessage-deflate', `extensions: "${c.answer}"`);
+    await publish('public/a', BIG);
+    assert(JSON.stringify((await c.next()).data) === JSON.stringify(BIG), 'large message altered');
+    c.ws.close();
+  });
+
   await step('Node ws asking for server_max_window_bits=10 is declined and still served', async () => {
     const c = await nodeClient({ perMessageDeflate: { serverMaxWindowBits: 10 } });
     assert(c.answer === '' && c.ws.extensions === '', `extensions: "${c.answer}"`);
@@ -198,8 +208,8 @@ try {
     assert(framesIn.some((p) => p.includes('"item 59"')), 'CDP did not see the large frame');
     const after = await metric('wspush_deflate_messages_total', '{result="compressed"}');
     assert(after - before === 1, `${after - before} compressions, want 1`);
-    // Node's two, Chromium's; not the declined one.
-    assert(await metric('wspush_deflate_connections_total') === 3, 'upgrades with deflate miscounted');
+    // Node's three, Chromium's; not the declined one.
+    assert(await metric('wspush_deflate_connections_total') === 4, 'upgrades with deflate miscounted');
   });
 } catch (e) {
   results.push(false);

@@ -6,7 +6,9 @@
  * into a too-small buffer is refused rather than overflowed (the buffer is
  * heap-allocated to its exact size so ASan sees a one-byte overrun).
  * Sec-WebSocket-Extensions: the offer found is one of the three answers,
- * never turns a verdict, and the permessage-deflate 101 fits too. */
+ * never turns a verdict, the permessage-deflate 101 fits too and names
+ * server_max_window_bits and client_no_context_takeover exactly when the
+ * answered offer did. */
 #include <string.h>
 
 #include "fuzz.h"
@@ -83,6 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     FUZZ_CHECK(req.deflate == HS_DEFLATE_NONE || req.deflate == HS_DEFLATE_DECLINED ||
                req.deflate == HS_DEFLATE_OFFERED);
+    FUZZ_CHECK(req.deflate_smwb == 0 || (req.deflate_smwb == 1 && req.deflate == HS_DEFLATE_OFFERED));
+    FUZZ_CHECK(req.deflate_cnct == 0 || (req.deflate_cnct == 1 && req.deflate == HS_DEFLATE_OFFERED));
 
     enum hs_verdict v1 = hs_check(&req, &none);
     enum hs_verdict v2 = hs_check(&req, &some);
@@ -99,6 +103,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int full = hs_upgrade_response(&req, 1, out, sizeof(out));
         FUZZ_CHECK(plain > 0 && full > plain && full < FHS_OUT);
         FUZZ_CHECK(memcmp(out + full - 4, "\r\n\r\n", 4) == 0);
+        /* server_max_window_bits is named back exactly when the answered
+         * offer named it (RFC 7692 7.1.2.1), never for no offer. */
+        out[full] = '\0';
+        FUZZ_CHECK(!!strstr(out, "; server_max_window_bits=15\r\n") == req.deflate_smwb);
+        FUZZ_CHECK(!!strstr(out, "; client_no_context_takeover") == req.deflate_cnct);
         char *tight = malloc((size_t)full);
         FUZZ_CHECK(tight != NULL);
         FUZZ_CHECK(hs_upgrade_response(&req, 1, tight, (size_t)full) == -1);

@@ -18,8 +18,7 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 from harness import RawWs, encode_frame, free_port, wait_for
 from test_metrics import metrics_up, scrape
 
-ANSWER = b"Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; " \
-         b"client_no_context_takeover"
+ANSWER = b"Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover"
 OFFER = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
 OP_TEXT = 0x1
 RSV1 = 0x40
@@ -121,6 +120,33 @@ def test_wire_rsv1_threshold_and_exact_bytes(ws):
     p.close()
 
 
+def test_deflate_max_bytes(env):
+    """An envelope of deflate_max_bytes is compressed, one byte more goes
+    plain (compression runs in the event loop: a huge message would stall
+    it), and is not counted as a compression tried."""
+    env.sections["ws-server"].update(deflate_max_bytes="4k",
+                                     metrics_listen=f"127.0.0.1:{free_port()}")
+    env.metrics = env.sections["ws-server"]["metrics_listen"]
+    env.write_ini()
+    env.start_ws()
+    wait_for(lambda: metrics_up(env.metrics), what="metrics listener")
+    z = raw(env)
+    last = env.publish(["public/a"], b'""')["id"]
+    recv_message(z)
+    for size, want in ((4096, True), (4097, False), (20000, False)):
+        epoch, seq = last.rsplit("-", 1)
+        last = f"{epoch}-{int(seq) + 1}"
+        head = len('{"type":"message","channel":"public/a","id":"' + last + '","data":""}')
+        env.publish(["public/a"], json.dumps("a" * (size - head)).encode())
+        compressed, envelope, wire = recv_message(z)
+        assert envelope["id"] == last and compressed is want, size
+        assert len(inflate(wire) if compressed else wire) == size
+    s = scrape(env)
+    assert s("wspush_deflate_messages_total", result="compressed") == 1
+    assert s("wspush_deflate_messages_total", result="plain") == 0
+    z.close()
+
+
 def test_one_compression_shared_by_every_subscriber(denv):
     subs = [raw(denv) for _ in range(3)]
     other = raw(denv, "channels=public/b")
@@ -207,10 +233,41 @@ def test_declined_offer_opens_uncompressed(ws, offer):
 
 
 def test_declined_offer_then_acceptable_one(ws):
+    """The acceptable offer names server_max_window_bits=15: the answer
+    names it back (RFC 7692 7.1.2.1)."""
     r = raw(ws, extra=b"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10, "
                       b"permessage-deflate; server_max_window_bits=15\r\n")
-    assert ANSWER in r.head
+    assert ANSWER + b"; server_max_window_bits=15" in r.head.split(b"\r\n")
     r.close()
+
+
+@pytest.mark.parametrize("offer,params", [
+    (b"permessage-deflate; client_max_window_bits", b""),
+    (b"permessage-deflate; client_no_context_takeover", b"; client_no_context_takeover"),
+], ids=["not-offered", "offered"])
+def test_client_no_context_takeover_only_when_offered(ws, offer, params):
+    """Named in the answer only when offered: a client that did not offer
+    it may refuse it (Node ws with clientNoContextTakeover: false)."""
+    r = raw(ws, extra=b"Sec-WebSocket-Extensions: " + offer + b"\r\n")
+    assert ANSWER + params in r.head.split(b"\r\n")
+    r.close()
+
+
+def test_python_websockets_server_max_window_bits_15(denv):
+    """A client that asks for server_max_window_bits=15 negotiates and
+    decodes a compressed message (it refuses an answer without it)."""
+    async def main():
+        f = ClientPerMessageDeflateFactory(server_max_window_bits=15)
+        async with websockets.connect(denv.ws_url("channels=public/a"), extensions=[f],
+                                      compression=None) as c:
+            assert c.response_headers["Sec-WebSocket-Extensions"].endswith(
+                "; server_max_window_bits=15")
+            assert [type(e).__name__ for e in c.extensions] == ["PerMessageDeflate"]
+            await c.recv()
+            denv.publish(["public/a"], json.dumps(big_data()).encode())
+            return json.loads(await asyncio.wait_for(c.recv(), 5))
+    assert asyncio.run(main())["data"] == big_data()
+    assert scrape(denv)("wspush_deflate_messages_total", result="compressed") == 1
 
 
 def test_python_websockets_small_window_declined(ws):

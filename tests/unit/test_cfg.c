@@ -96,6 +96,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.ws_workers, 1);
     assert_int_equal(c.deflate, 1);
     assert_int_equal(c.deflate_min_bytes, 512);
+    assert_int_equal(c.deflate_max_bytes, 1024 * 1024);
     assert_int_equal(c.deflate_level, 6);
     assert_string_equal(c.pub_listen, "");
     assert_int_equal(c.pub_workers, 2);
@@ -365,6 +366,8 @@ static void test_units(void **state)
         { "ws-server", "deflate = on", offsetof(struct cfg, deflate), 1, 0 },
         { "ws-server", "deflate_min_bytes = 0", offsetof(struct cfg, deflate_min_bytes), 0, 0 },
         { "ws-server", "deflate_min_bytes = 2k", offsetof(struct cfg, deflate_min_bytes), 2048, 0 },
+        { "ws-server", "deflate_max_bytes = 0", offsetof(struct cfg, deflate_max_bytes), 0, 0 },
+        { "ws-server", "deflate_max_bytes = 64M", offsetof(struct cfg, deflate_max_bytes), 64 << 20, 0 },
         { "ws-server", "deflate_level = 1", offsetof(struct cfg, deflate_level), 1, 0 },
         { "ws-server", "deflate_level = 9", offsetof(struct cfg, deflate_level), 9, 0 },
     };
@@ -427,6 +430,7 @@ static void test_errors(void **state)
         { "[ws-server]\ndeflate_level = 0\n", 2, "deflate_level", "out of range (min 1)" },
         { "[ws-server]\ndeflate_level = 10\n", 2, "deflate_level", "out of range (max 9)" },
         { "[ws-server]\ndeflate_min_bytes = -1\n", 2, "deflate_min_bytes", "must not be negative" },
+        { "[ws-server]\ndeflate_max_bytes = 65M\n", 2, "deflate_max_bytes", "out of range (max" },
         { "[wspush]\nlog_level = verbose\n", 2, "log_level", "'verbose' is not one of" },
         { "[publisher]\nmount = push\n", 2, "mount", "must start with '/'" },
         { "[ws-server]\npublish_socket_group = "

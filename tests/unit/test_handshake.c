@@ -396,21 +396,29 @@ static const struct { const char *fields; int want; } ext_cases[] = {
     { "permessage-deflate; x|permessage-deflate; ", HS_DEFLATE_DECLINED },
 };
 
+/* An upgrade request with a Sec-WebSocket-Extensions line for each of
+ * fields' "|"-separated values. Returns its length. */
+static size_t ext_request(char *req, size_t cap, const char *fields)
+{
+    size_t n = (size_t)snprintf(req, cap, "%s", RL WS_HDRS);
+    while (*fields) {
+        size_t k = strcspn(fields, "|");
+        n += (size_t)snprintf(req + n, cap - n, "Sec-WebSocket-Extensions: %.*s\r\n", (int)k,
+                              fields);
+        fields += k + (fields[k] == '|');
+    }
+    n += (size_t)snprintf(req + n, cap - n, "\r\n");
+    assert_true(n < cap);
+    return n;
+}
+
 static void test_extensions(void **state)
 {
     (void)state;
     struct guard g = guard_new(GUARD_DATA);
     for (size_t i = 0; i < sizeof(ext_cases) / sizeof(ext_cases[0]); i++) {
         char req[1024];
-        size_t n = (size_t)snprintf(req, sizeof(req), "%s", RL WS_HDRS);
-        const char *f = ext_cases[i].fields;
-        while (*f) {
-            size_t k = strcspn(f, "|");
-            n += (size_t)snprintf(req + n, sizeof(req) - n, "Sec-WebSocket-Extensions: %.*s\r\n",
-                                  (int)k, f);
-            f += k + (f[k] == '|');
-        }
-        n += (size_t)snprintf(req + n, sizeof(req) - n, "\r\n");
+        size_t n = ext_request(req, sizeof(req), ext_cases[i].fields);
         struct hs_request r;
         assert_int_equal(hs_parse(guard_put(&g, req, n), n, &r), (ssize_t)n);
         if (r.deflate != ext_cases[i].want)
@@ -433,8 +441,7 @@ static void test_upgrade_response_deflate(void **state)
                        "Upgrade: websocket\r\n"
                        "Connection: Upgrade\r\n"
                        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
-                       "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
-                       "client_no_context_takeover\r\n"
+                       "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n"
                        "\r\n";
     int n = hs_upgrade_response(&req, 1, out, sizeof(out));
     assert_int_equal(n, (int)strlen(want));
@@ -443,6 +450,55 @@ static void test_upgrade_response_deflate(void **state)
     n = hs_upgrade_response(&req, 0, out, sizeof(out));
     assert_int_equal(n, hs_response(HS_UPGRADE, &req, out, sizeof(out)));
     assert_null(strstr(out, "Extensions"));
+}
+
+/* The permessage-deflate answer names what the first acceptable offer
+ * named of server_max_window_bits (RFC 7692 7.1.2.1: accepted by naming
+ * it back) and client_no_context_takeover (unasked, a client may refuse
+ * it), and nothing else. */
+static const struct { const char *fields; const char *params; } answer_cases[] = {
+    { "permessage-deflate", "" },
+    { "permessage-deflate; client_max_window_bits", "" },
+    { "permessage-deflate; client_no_context_takeover", "; client_no_context_takeover" },
+    { "permessage-deflate; server_no_context_takeover", "" },
+    { "permessage-deflate; client_max_window_bits=9; server_max_window_bits=15; "
+      "client_no_context_takeover",
+      "; client_no_context_takeover; server_max_window_bits=15" },
+    { "permessage-deflate; x, permessage-deflate; client_no_context_takeover",
+      "; client_no_context_takeover" },
+    { "permessage-deflate, permessage-deflate; client_no_context_takeover", "" },
+    { "permessage-deflate; server_max_window_bits=15", "; server_max_window_bits=15" },
+    { "permessage-deflate; server_max_window_bits=\"15\"; client_max_window_bits",
+      "; server_max_window_bits=15" },
+    /* Only the first acceptable offer counts, across fields too. */
+    { "permessage-deflate; server_max_window_bits=10, permessage-deflate; server_max_window_bits=15",
+      "; server_max_window_bits=15" },
+    { "permessage-deflate, permessage-deflate; server_max_window_bits=15", "" },
+    { "permessage-deflate|permessage-deflate; server_max_window_bits=15", "" },
+    { "permessage-deflate; server_max_window_bits=15|permessage-deflate", "; server_max_window_bits=15" },
+    { "permessage-deflate; x|permessage-deflate; server_max_window_bits=15",
+      "; server_max_window_bits=15" },
+    /* A broken field offers nothing: the next field's offer is answered. */
+    { "permessage-deflate; server_max_window_bits=15, foo bar|permessage-deflate", "" },
+};
+
+static void test_extension_answer(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(answer_cases) / sizeof(answer_cases[0]); i++) {
+        char req[1024], out[512], want[256];
+        size_t n = ext_request(req, sizeof(req), answer_cases[i].fields);
+        struct hs_request r;
+        assert_int_equal(hs_parse(req, n, &r), (ssize_t)n);
+        assert_int_equal(r.deflate, HS_DEFLATE_OFFERED);
+        assert_true(hs_upgrade_response(&r, 1, out, sizeof(out)) > 0);
+        snprintf(want, sizeof(want),
+                 "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover"
+                 "%s\r\n\r\n",
+                 answer_cases[i].params);
+        if (!strstr(out, want))
+            fail_msg("\"%s\": answer\n%s\nwant the line%s", answer_cases[i].fields, out, want);
+    }
 }
 
 int main(void)
@@ -454,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_responses),
         cmocka_unit_test(test_extensions),
         cmocka_unit_test(test_upgrade_response_deflate),
+        cmocka_unit_test(test_extension_answer),
     };
     return cmocka_run_group_tests_name("handshake", tests, NULL, NULL);
 }

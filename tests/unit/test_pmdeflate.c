@@ -164,12 +164,13 @@ static void test_incompressible(void **state)
 }
 
 /* A reload changes the level between messages; out-of-range levels are
- * clamped. */
+ * clamped. After a change the output is byte for byte a new compressor's
+ * at that level. */
 static void test_level_changes(void **state)
 {
     (void)state;
     static char msg[4096];
-    static unsigned char out[TP_BUF], back[TP_BUF];
+    static unsigned char out[TP_BUF], back[TP_BUF], fresh_out[TP_BUF];
     size_t len = tp_json(msg, sizeof(msg));
     pmd_t *z = pmd_new(0);
     assert_non_null(z);
@@ -180,6 +181,11 @@ static void test_level_changes(void **state)
         assert_true(sizes[i] > 0);
         assert_int_equal(tp_inflate(out, (size_t)sizes[i], back, sizeof(back)), len);
         assert_memory_equal(back, msg, len);
+        pmd_t *fresh = pmd_new(levels[i]);
+        assert_non_null(fresh);
+        assert_int_equal(pmd_compress(fresh, levels[i], msg, len, fresh_out, len), sizes[i]);
+        assert_memory_equal(out, fresh_out, (size_t)sizes[i]);
+        pmd_free(fresh);
     }
     assert_int_equal(sizes[0], sizes[2]);
     assert_int_equal(sizes[0], sizes[4]);    /* -5 -> 1 */
