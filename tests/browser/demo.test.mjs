@@ -338,7 +338,11 @@ async function main() {
         assert(m.type === 'message' && m.id === id && m.data.id === id && m.data.data === text &&
                m.data.channel === 'public/demo', `${name}: ${JSON.stringify(m)}`);
       }
-      assert(/"GET \/sse\?channels=public\/demo HTTP\/1.1" 200 /.test(demo.accessLog()), 'nginx did not log the stream');
+      // nginx logs a request when it ends, after the page closed it and
+      // ws-server's side is gone too: wait for the line (bounded).
+      const logged = () => /"GET \/sse\?channels=public\/demo HTTP\/1.1" 200 /.test(demo.accessLog());
+      for (const t0 = Date.now(); !logged() && Date.now() - t0 < 5000;) await sleep(50);
+      assert(logged(), 'nginx did not log the stream within 5 s of its end');
     });
 
     await step('native EventSource reconnects after a server-side close and resumes with Last-Event-ID exactly', async () => {
