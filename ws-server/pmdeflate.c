@@ -10,8 +10,12 @@
  * buys almost nothing on messages of a few KiB. */
 #define PMD_MEM_LEVEL 8
 
+/* Two stream slots: a level change builds the new stream in the idle one
+ * (zlib's state points back at its z_stream, so a stream cannot be moved
+ * by copying it). */
 struct pmd {
-    z_stream s;
+    z_stream slot[2];
+    int      cur;       /* slot[cur] is the live stream */
     int      level;
 };
 
@@ -36,7 +40,8 @@ pmd_t *pmd_new(int level)
     if (!z)
         return NULL;
     z->level = pmd_clamp(level);
-    if (pmd_init(&z->s, z->level) < 0) {
+    z->cur = 0;
+    if (pmd_init(&z->slot[0], z->level) < 0) {
         free(z);
         return NULL;
     }
@@ -47,19 +52,24 @@ void pmd_free(pmd_t *z)
 {
     if (!z)
         return;
-    deflateEnd(&z->s);
+    deflateEnd(&z->slot[z->cur]);
     free(z);
 }
 
-/* Called right after deflateReset(): nothing is buffered, so the new
- * level applies from the first byte of the message. */
+/* A new level (a reload changed it) gets a new stream rather than
+ * deflateParams(): that call right after deflateReset() is only safe from
+ * zlib 1.2.12 on, and this happens once per reload. The new stream is made
+ * first, so on failure z keeps the old one. */
 static int pmd_set_level(pmd_t *z, int level)
 {
     level = pmd_clamp(level);
     if (level == z->level)
         return 0;
-    if (deflateParams(&z->s, level, Z_DEFAULT_STRATEGY) != Z_OK)
+    int next = !z->cur;
+    if (pmd_init(&z->slot[next], level) < 0)
         return -1;
+    deflateEnd(&z->slot[z->cur]);
+    z->cur = next;
     z->level = level;
     return 0;
 }
@@ -67,25 +77,28 @@ static int pmd_set_level(pmd_t *z, int level)
 ssize_t pmd_compress(pmd_t *z, int level, const void *in, size_t len,
                      unsigned char *out, size_t cap)
 {
-    if (deflateReset(&z->s) != Z_OK || pmd_set_level(z, level) < 0)
+    if (pmd_set_level(z, level) < 0)
+        return PMD_E_ZLIB;
+    z_stream *zs = &z->slot[z->cur];
+    if (deflateReset(zs) != Z_OK)
         return PMD_E_ZLIB;
     /* uInt is 32 bits: messages are bounded by max_message_bytes (64 MiB
      * at most), far below. */
     if (len > UINT32_MAX - PMD_TAIL || cap > UINT32_MAX - PMD_TAIL)
         return PMD_E_NOT_SMALLER;
-    z->s.next_in = (Bytef *)(uintptr_t)in;
-    z->s.avail_in = (uInt)len;
-    z->s.next_out = out;
-    z->s.avail_out = (uInt)(cap + PMD_TAIL);
-    int rc = deflate(&z->s, Z_SYNC_FLUSH);
+    zs->next_in = (Bytef *)(uintptr_t)in;
+    zs->avail_in = (uInt)len;
+    zs->next_out = out;
+    zs->avail_out = (uInt)(cap + PMD_TAIL);
+    int rc = deflate(zs, Z_SYNC_FLUSH);
     /* With room left over the flush is complete (zlib's rule for
      * Z_SYNC_FLUSH); a full buffer means the output is cap + 4 bytes or
      * more, so the frame would not be smaller. */
-    if (rc == Z_BUF_ERROR || (rc == Z_OK && z->s.avail_out == 0))
+    if (rc == Z_BUF_ERROR || (rc == Z_OK && zs->avail_out == 0))
         return PMD_E_NOT_SMALLER;
-    if (rc != Z_OK || z->s.avail_in != 0)
+    if (rc != Z_OK || zs->avail_in != 0)
         return PMD_E_ZLIB;
-    size_t n = cap + PMD_TAIL - z->s.avail_out;
+    size_t n = cap + PMD_TAIL - zs->avail_out;
     /* A sync flush ends in an empty stored block, whose last bytes are
      * LEN 0000 and NLEN ffff. */
     if (n < PMD_TAIL || memcmp(out + n - PMD_TAIL, pmd_tail, PMD_TAIL) != 0)
