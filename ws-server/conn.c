@@ -53,7 +53,7 @@ enum conn_flag {
 struct conn_kind {
     enum msg_slot  slot;
     msg_encode_fn *encode;
-    rbuf_t      *(*control)(const char *json, size_t len);
+    rbuf_t      *(*control)(const char *json, size_t len, struct str id);
     rbuf_t      *(*keepalive)(void);
     rbuf_t      *(*last)(int code);
     int            two_way;
@@ -341,18 +341,22 @@ static void conn_t_want_drained(void *t)
 
 static int conn_t_is_open(void *t) { return ((struct conn *)t)->state == CONN_OPEN; }
 
-static int conn_t_send_json(void *t, const char *json, size_t len)
+static int conn_t_send_json(void *t, const char *json, size_t len, struct str id)
 {
     struct conn *c = t;
     /* No data frame follows our close frame (RFC 6455 5.5.1). */
     if (c->state != CONN_OPEN)
         return 0;
-    return conn_queue_rbuf(c, c->kind->control(json, len));
+    return conn_queue_rbuf(c, c->kind->control(json, len, id));
 }
 
 static void conn_t_close(void *t, int code) { conn_close(t, (uint16_t)code); }
 
-static rbuf_t *conn_ws_text(const char *json, size_t len) { return conn_ws_frame(FRAME_TEXT, json, len); }
+static rbuf_t *conn_ws_text(const char *json, size_t len, struct str id)
+{
+    (void)id;       /* a WebSocket page resumes with last_id, which it keeps itself */
+    return conn_ws_frame(FRAME_TEXT, json, len);
+}
 static rbuf_t *conn_ws_ping(void) { return conn_ws_frame(FRAME_PING, NULL, 0); }
 
 static rbuf_t *conn_ws_close(int code)

@@ -246,7 +246,7 @@ static void *tc_open(void *ctx, struct str query, struct str resume, struct conn
     t->resume[resume.len] = '\0';
     tc->activity++;
     if (t->greet)
-        assert_int_equal(conn_transport.send_json(c, t->greet, strlen(t->greet)), 0);
+        assert_int_equal(conn_transport.send_json(c, t->greet, strlen(t->greet), (struct str){ 0 }), 0);
     if (t->close_in_open)
         conn_transport.close(c, t->close_in_open);
     if (t->refuse) {
@@ -1325,7 +1325,7 @@ static void test_send_json_after_close(void **state)
     struct tc *tc = *state;
     struct tio *t = tc_open_conn(tc);
     conn_transport.close(t->conn, 4401);
-    conn_transport.send_json(t->conn, "{\"type\":\"reset\"}", 16);
+    conn_transport.send_json(t->conn, "{\"type\":\"reset\"}", 16, (struct str){ 0 });
     tc_settle(tc);
     struct buf *want = tc_want(tc);
     tc_ex_close(want, 4401);
@@ -1526,7 +1526,7 @@ static void test_read_end_frees(void **state)
             struct tio *t = tc_open_conn(tc);
             if (pending) {
                 t->write_block = 1;
-                assert_int_equal(conn_transport.send_json(t->conn, "{}", 2), 0);
+                assert_int_equal(conn_transport.send_json(t->conn, "{}", 2, (struct str){ 0 }), 0);
                 tc_settle(tc);
             }
             tio_end(t, ends[e]);
@@ -1798,7 +1798,7 @@ static void test_page_close_while_ours_blocked(void **state)
 static void tc_pump_json_all(struct tc *tc)
 {
     for (int i = 0; i < tc->ntio; i++)
-        conn_transport.send_json(tc->tios[i]->conn, "{}", 2);
+        conn_transport.send_json(tc->tios[i]->conn, "{}", 2, (struct str){ 0 });
 }
 
 /* A connection killed during a flush and queued to again by a pump
