@@ -52,6 +52,33 @@ def make_pair(dirpath, name, cn="localhost", not_before=-DAY, not_after=30 * DAY
     return cpath, kpath, cert.public_bytes(serialization.Encoding.DER)
 
 
+def make_chain(dirpath, name, ca_not_before=-DAY, ca_not_after=30 * DAY):
+    """A leaf for 127.0.0.1 signed by an intermediate CA with the given
+    validity: returns (chain path: leaf then intermediate, key path)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name + " intermediate")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now + ca_not_before).not_valid_after(now + ca_not_after)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - DAY).not_valid_after(now + 30 * DAY)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    cpath, kpath = dirpath / f"{name}.crt", dirpath / f"{name}.key"
+    cpath.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, ca)))
+    kpath.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()))
+    os.chmod(kpath, 0o600)
+    return cpath, kpath
+
+
 def client_ctx(cafile, version=None, alpn=("http/1.1",)):
     ctx = ssl.create_default_context(cafile=str(cafile))
     if version:
@@ -417,6 +444,9 @@ def test_t_refuses_bad_certificate_pairs(tenv):
     other_cert, other_key, _ = make_pair(d, "other")
     old_cert, old_key, _ = make_pair(d, "old", not_before=-30 * DAY, not_after=-DAY)
     future_cert, future_key, _ = make_pair(d, "future", not_before=DAY, not_after=30 * DAY)
+    old_ca_chain, old_ca_key = make_chain(d, "old-ca", ca_not_before=-30 * DAY, ca_not_after=-DAY)
+    future_ca_chain, future_ca_key = make_chain(d, "future-ca", ca_not_before=DAY)
+    good_chain, good_chain_key = make_chain(d, "good-ca")
     key = serialization.load_pem_private_key(tenv.key.read_bytes(), None)
     enc = d / "enc.key"
     enc.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -430,6 +460,9 @@ def test_t_refuses_bad_certificate_pairs(tenv):
         (tenv.cert, other_key, "tls_certificate_key", "does not match"),
         (old_cert, old_key, "tls_certificate", "expired on"),
         (future_cert, future_key, "tls_certificate", "not valid before"),
+        # A valid leaf sent with an expired (or not yet valid) intermediate.
+        (old_ca_chain, old_ca_key, "tls_certificate", "chain certificate 1 expired on"),
+        (future_ca_chain, future_ca_key, "tls_certificate", "chain certificate 1 is not valid before"),
         (tenv.cert, enc, "tls_certificate_key", "encrypted key"),
         (tenv.cert, junk, "tls_certificate_key", "no PEM private key"),
     ]
@@ -447,11 +480,12 @@ def test_t_refuses_bad_certificate_pairs(tenv):
     tenv.write_ini()
     rc, out = ws_check(tenv)
     assert rc == 1 and "key 'tls_certificate_key': not set, but tls_listen is" in out, out
-    # A good pair passes.
-    tenv.sections["ws-server"].update(tls_certificate=str(other_cert), tls_certificate_key=str(other_key))
-    tenv.write_ini()
-    rc, out = ws_check(tenv)
-    assert rc == 0 and f"ws-server: configuration {tenv.ini_path} is valid" in out, out
+    # A good pair passes, with or without a chain.
+    for cert, key_path in ((other_cert, other_key), (good_chain, good_chain_key)):
+        tenv.sections["ws-server"].update(tls_certificate=str(cert), tls_certificate_key=str(key_path))
+        tenv.write_ini()
+        rc, out = ws_check(tenv)
+        assert rc == 0 and f"ws-server: configuration {tenv.ini_path} is valid" in out, out
 
 
 def test_sighup_swaps_the_certificate_without_dropping_connections(tenv):
