@@ -202,7 +202,13 @@ static SSL_CTX *tls_ctx_new(const struct cfg *cfg, int ktls, char *err, size_t e
         snprintf(err, errlen, "TLS: %s", tls_ssl_reason("out of memory"));
         return NULL;
     }
-    uint64_t opts = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF;
+    /* No session tickets: their keys would live until the next SIGHUP,
+     * and a TLS 1.2 ticket stolen with them decrypts the whole session
+     * (no forward secrecy). A subscriber connects once and stays, so
+     * resumption saves little; no tickets also saves two ticket writes
+     * per TLS 1.3 handshake. */
+    uint64_t opts = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+                    SSL_OP_NO_TICKET;
 #ifndef OPENSSL_NO_KTLS
     if (ktls)
         opts |= SSL_OP_ENABLE_KTLS;
@@ -217,7 +223,8 @@ static SSL_CTX *tls_ctx_new(const struct cfg *cfg, int ktls, char *err, size_t e
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                           SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+    if (SSL_CTX_set_num_tickets(ctx, 0) != 1 ||
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
         SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
         SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS_12) != 1 ||
         SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1 ||
