@@ -460,7 +460,8 @@ static void conn_refuse(struct conn *c, const char *p, int n)
     conn_kill(c);
 }
 
-/* cors: the Origin to echo (an SSE request whose origin was admitted). */
+/* cors: the Origin to echo (an SSE request's: admitted, or refused with
+ * 403 "origin"). */
 static void conn_http_error(struct conn *c, enum hs_verdict v, const struct hs_request *req,
                             struct str cors)
 {
@@ -535,7 +536,11 @@ static ssize_t conn_handshake(struct conn *c, const char *p, size_t len)
         return (ssize_t)len;    /* a stream reads nothing after its head */
     }
     if (v != HS_UPGRADE) {
-        conn_http_error(c, v, &req, (struct str){ 0 });
+        /* The SSE 403 for an origin not allowed echoes that origin too:
+         * its body says only "origin not allowed", and a page that cannot
+         * read it (a fetch() without the header fails blind) would retry
+         * for ever instead of stopping. */
+        conn_http_error(c, v, &req, req.sse ? req.origin : (struct str){ 0 });
         return (ssize_t)len;
     }
     /* Decided at the upgrade: a reload that turns deflate off leaves the

@@ -75,7 +75,9 @@ enum sse_refusal sse_refusal_of(int close_code);
 int     sse_head(struct buf *out, struct str cors);
 /* Appends a complete refusal: status, a JSON body
  * {"error":"<code>","message":"<text>"}, Connection: close, and the CORS
- * header as sse_head() does (so a page's fetch() can read the status).
+ * header as sse_head() does (so a page's fetch() can read the status);
+ * for SSE_ORIGIN cors is the refused origin, whose page must read the
+ * 403 to stop retrying (the body grants nothing).
  * Returns 0 or -ENOMEM. */
 int     sse_refuse(struct buf *out, enum sse_refusal why, struct str cors);
 

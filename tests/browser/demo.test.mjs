@@ -386,6 +386,30 @@ async function main() {
       }
     });
 
+    await step('wspush.js over SSE from an origin ws-server does not allow: reads the 403 and stops', async () => {
+      const solo = new SoloServer(await freePort(), 'https://other.example');
+      await solo.start();
+      try {
+        const page = A.page;
+        await page.evaluate((port) => {
+          window.refused = { states: [] };
+          const p = new window.WsPush({ url: `ws://127.0.0.1:${port}/ws`, transport: 'sse',
+                                        channels: ['public/x'], minDelay: 50, maxDelay: 200 });
+          p.on('state', (s) => window.refused.states.push(s.state + (s.code ? ':' + s.code : '')));
+          p.connect();
+          window.refused.push = p;
+        }, solo.port);
+        await page.waitForFunction(() => window.refused.states.includes('failed:403'), null, { timeout: 5000 });
+        await sleep(500);    // several retry delays: none may follow
+        const states = await page.evaluate(() => { window.refused.push.close(); return window.refused.states; });
+        console.log(`     states: ${states.join(' ')}`);
+        assert(JSON.stringify(states) === JSON.stringify(['connecting', 'failed:403', 'closed:1000']),
+               `states ${states.join(' ')}`);
+      } finally {
+        await solo.stop();
+      }
+    });
+
     await step('wspush.js over SSE through nginx (?transport=sse): token, delivery, 4401 -> fresh token and resume', async () => {
       const ctx = await browser.newContext({ httpCredentials: CREDS });
       const page = await ctx.newPage();
