@@ -338,7 +338,11 @@ async function main() {
         assert(m.type === 'message' && m.id === id && m.data.id === id && m.data.data === text &&
                m.data.channel === 'public/demo', `${name}: ${JSON.stringify(m)}`);
       }
-      assert(/"GET \/sse\?channels=public\/demo HTTP\/1.1" 200 /.test(demo.accessLog()), 'nginx did not log the stream');
+      // nginx logs the stream once it sees the page hang up: a moment later.
+      const logged = () => /"GET \/sse\?channels=public\/demo HTTP\/1.1" 200 /.test(demo.accessLog());
+      for (const t0 = Date.now(); !logged() && Date.now() - t0 < 3000;)
+        await sleep(50);
+      assert(logged(), 'nginx did not log the stream');
     });
 
     await step('native EventSource reconnects after a server-side close and resumes with Last-Event-ID exactly', async () => {
