@@ -533,7 +533,9 @@ static ssize_t conn_handshake(struct conn *c, const char *p, size_t len)
     }
     if (v == HS_SSE) {
         conn_sse_start(c, &req);
-        return (ssize_t)len;    /* a stream reads nothing after its head */
+        /* A stream's client says nothing after its head: conn_feed ends
+         * the stream on any byte that follows it. */
+        return c->state == CONN_OPEN ? n : (ssize_t)len;
     }
     if (v != HS_UPGRADE) {
         /* The SSE 403 for an origin not allowed echoes that origin too:
@@ -733,11 +735,19 @@ static void conn_feed(struct conn *c, const unsigned char *p, size_t n)
         used = (size_t)h;
     }
     /* Frames may follow the head in the same read (sent before our 101).
-     * An SSE client has nothing to say after its head: it is dropped. */
-    if ((c->state == CONN_OPEN || c->state == CONN_CLOSING) && c->kind->two_way)
+     * An SSE client has nothing to say after its head: a byte from it
+     * ends the stream, which would otherwise read (over TLS, decrypt)
+     * whatever it sends for ever. */
+    int streaming = c->state == CONN_OPEN || c->state == CONN_CLOSING;
+    if (streaming && c->kind->two_way) {
         used += conn_parse_frames(c, p + used, n - used);
-    else
+    } else if (streaming && used < n) {
+        log_info("fd %d: event stream client sent bytes after its request: hung up", c->io.fd);
+        conn_kill(c);
+        return;
+    } else {
         used = n;
+    }
 keep:
     if (c->state == CONN_DEAD)
         return;

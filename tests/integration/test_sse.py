@@ -296,6 +296,29 @@ def test_connection_limits_count_streams_and_websockets(env, key):
     b.close()
 
 
+def test_bytes_after_the_request_head_end_the_stream(env):
+    """A stream reads nothing after its head: a client that sends more is
+    hung up on at once, not read (over TLS, decrypted) for ever."""
+    env.start_ws()
+    c = sse(env, "channels=public/a")
+    greeting(c)
+    c.sock.sendall(b"x" * 100)
+    assert c._fill(2) is False and c.eof
+    c.close()
+    # Sent with the head, in the same read.
+    s = socket.create_connection(("127.0.0.1", env.ws_port), timeout=2)
+    s.sendall(b"GET /sse?channels=public/a HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+    while s.recv(65536):
+        pass
+    s.close()
+    assert env.log_text().count("sent bytes after its request: hung up") == 2
+    # A client that only reads keeps its stream.
+    c = sse(env, "channels=public/a")
+    greeting(c)
+    assert env.publish("public/a", 1)["subscribers"] == 1
+    c.close()
+
+
 # ---- other paths unchanged
 
 def test_only_exactly_sse_is_a_stream(ws):
