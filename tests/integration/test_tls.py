@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from harness import BIN, PublishClient, RawWs, SseClient, free_port, wait_for
+from harness import BIN, ROOT, PublishClient, RawWs, SseClient, free_port, wait_for
 from test_faults import raise_fd_limit, rss_kib
 from test_hardening_ws import publish_many as pipelined
 
@@ -528,6 +528,60 @@ def test_sighup_swaps_the_certificate_without_dropping_connections(tenv):
     last = tls_sub(tenv, "public/hup")
     assert last.sock.getpeercert(binary_form=True) == new_der
     last.close()
+
+
+def deploy_hook(env, live):
+    """The certbot deploy hook of docs/deployment.md, run against env: its
+    /etc paths in env.dir, ws-server from BIN, the reload a SIGHUP."""
+    doc = (ROOT / "docs" / "deployment.md").read_text()
+    start = doc.index("cat > /etc/letsencrypt/renewal-hooks/deploy/wspush.sh <<'EOF'\n")
+    script = doc[doc.index("\n", start) + 1:doc.index("\nEOF\n", start) + 1]
+    for old, new in (("/etc/letsencrypt/live/push.site.example", str(live)),
+                     ("/etc/wspush/wspush.ini", str(env.ini_path)),
+                     ("/etc/wspush/tls", str(env.dir / "tls")),
+                     ("/usr/local/bin/ws-server", str(BIN / "ws-server")),
+                     ("-o root -g wspush ", ""),
+                     ("systemctl reload ws-server", "kill -HUP %d" % env.ws_proc.pid)):
+        assert old in script, old
+        script = script.replace(old, new)
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=20)
+
+
+def served_der(env):
+    """The certificate a new handshake gets (not verified)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", env.tls_port), timeout=5)) as s:
+        return s.getpeercert(binary_form=True)
+
+
+def test_deploy_hook_checks_the_new_pair_before_installing_it(tenv):
+    tls, live = tenv.dir / "tls", tenv.dir / "live"
+    tls.mkdir()
+    live.mkdir()
+    cert, key = tls / "fullchain.pem", tls / "privkey.pem"
+    cert.write_bytes(tenv.cert.read_bytes())
+    key.write_bytes(tenv.key.read_bytes())
+    tenv.sections["ws-server"].update(tls_certificate=str(cert), tls_certificate_key=str(key))
+    tenv.write_ini()
+    tenv.start_ws()
+    # A renewal whose key does not match: refused, the pair in force kept.
+    new_cert, new_key, new_der = make_pair(tenv.dir, "renewed", cn="renewed")
+    _, stray_key, _ = make_pair(tenv.dir, "stray")
+    (live / "fullchain.pem").write_bytes(new_cert.read_bytes())
+    (live / "privkey.pem").write_bytes(stray_key.read_bytes())
+    p = deploy_hook(tenv, live)
+    assert p.returncode != 0 and "does not match" in p.stderr, p.stdout + p.stderr
+    assert cert.read_bytes() == tenv.cert.read_bytes() and key.read_bytes() == tenv.key.read_bytes()
+    assert sorted(f.name for f in tls.iterdir()) == ["fullchain.pem", "privkey.pem"]
+    assert not any(f.name.endswith(".new-pair") for f in tenv.dir.iterdir())
+    assert served_der(tenv) == tenv.der
+    # A good one: installed, then loaded by the reload.
+    (live / "privkey.pem").write_bytes(new_key.read_bytes())
+    p = deploy_hook(tenv, live)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert cert.read_bytes() == new_cert.read_bytes()
+    wait_for(lambda: served_der(tenv) == new_der, what="the new certificate served")
 
 
 # ---- memory
