@@ -307,6 +307,15 @@ const tests = {
     assert(streams[1].aborted, 'close() did not abort the stream');
   },
 
+  async 'sse parser: an empty piece between a CR and its LF keeps them one line end'() {
+    const { WsPush } = makeWindow();
+    const got = [];
+    const p = new WsPush.SseParser((e) => got.push(e.data));
+    for (const piece of ['data: a\r', '', '\ndata: b\n', '', '\n'])
+      p.push(piece);
+    assert(JSON.stringify(got) === JSON.stringify(['a\nb']), JSON.stringify(got));
+  },
+
   async 'sse: statuses as WebSocket close codes (401 fresh token at once, 403 origin and 400 final, 503 backoff)'() {
     const { streams, fetches, WsPush } = makeWindow();
     const push = new WsPush({ channels: ['user/u/x'], tokenUrl: '/push/token', transport: 'sse',

@@ -87,6 +87,8 @@
   }
 
   SseParser.prototype.push = function (text) {
+    /* An empty piece (a decoder's flush) must keep skipLF for the next. */
+    if (text === "") return;
     if (this.skipLF && text.charAt(0) === "\n") text = text.slice(1);
     this.skipLF = false;
     var s = this.rest + text, start = 0;
