@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from harness import BIN, ROOT, PublishClient, RawWs, SseClient, free_port, wait_for
-from test_faults import raise_fd_limit, rss_kib
+from test_faults import idle_connection_bytes, raise_fd_limit
 from test_hardening_ws import publish_many as pipelined
 
 DAY = datetime.timedelta(days=1)
@@ -595,21 +595,14 @@ def test_idle_tls_connection_memory(tenv):
     tenv.sections["ws-server"].update(max_connections=str(n + 100), ping_interval="600s")
     tenv.write_ini()
     tenv.start_ws()
-    pid = tenv.ws_proc.pid
     ctx = tenv.ctx()
-    warm = [tls_sub(tenv, "public/warm") for _ in range(50)]
-    for r in warm:
-        r.close()
-    time.sleep(0.3)
-    base = rss_kib(pid)
-    conns = []
-    for i in range(n):
-        r = RawWs(tenv.tls_port, "/ws?channels=public/idle%d" % (i % 50),
+
+    def subscribe(channel):
+        r = RawWs(tenv.tls_port, "/ws?channels=" + channel,
                   wrap=lambda s: ctx.wrap_socket(s, server_hostname="127.0.0.1"))
         assert r.status == 101
-        conns.append(r)
-    time.sleep(0.5)
-    per_conn = (rss_kib(pid) - base) * 1024 / n
+        return r
+    per_conn, _, conns = idle_connection_bytes(tenv.ws_proc.pid, n, subscribe, 50, 50)
     print("idle TLS: %d connections, %.0f bytes each" % (n, per_conn))
     if not os.environ.get("WSPUSH_SANITIZED"):    # ASan pads every allocation
         assert per_conn < 18 * 1024, "%.0f bytes per idle TLS connection" % per_conn
