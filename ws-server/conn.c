@@ -53,7 +53,7 @@ enum conn_flag {
 struct conn_kind {
     enum msg_slot  slot;
     msg_encode_fn *encode;
-    rbuf_t      *(*control)(const char *json, size_t len);
+    rbuf_t      *(*control)(const char *json, size_t len, struct str id);
     rbuf_t      *(*keepalive)(void);
     rbuf_t      *(*last)(int code);
     int            two_way;
@@ -343,18 +343,22 @@ static void conn_t_want_drained(void *t)
 
 static int conn_t_is_open(void *t) { return ((struct conn *)t)->state == CONN_OPEN; }
 
-static int conn_t_send_json(void *t, const char *json, size_t len)
+static int conn_t_send_json(void *t, const char *json, size_t len, struct str id)
 {
     struct conn *c = t;
     /* No data frame follows our close frame (RFC 6455 5.5.1). */
     if (c->state != CONN_OPEN)
         return 0;
-    return conn_queue_rbuf(c, c->kind->control(json, len));
+    return conn_queue_rbuf(c, c->kind->control(json, len, id));
 }
 
 static void conn_t_close(void *t, int code) { conn_close(t, (uint16_t)code); }
 
-static rbuf_t *conn_ws_text(const char *json, size_t len) { return conn_ws_frame(FRAME_TEXT, json, len); }
+static rbuf_t *conn_ws_text(const char *json, size_t len, struct str id)
+{
+    (void)id;       /* a WebSocket page resumes with last_id, which it keeps itself */
+    return conn_ws_frame(FRAME_TEXT, json, len);
+}
 static rbuf_t *conn_ws_ping(void) { return conn_ws_frame(FRAME_PING, NULL, 0); }
 
 static rbuf_t *conn_ws_close(int code)
@@ -458,7 +462,8 @@ static void conn_refuse(struct conn *c, const char *p, int n)
     conn_kill(c);
 }
 
-/* cors: the Origin to echo (an SSE request whose origin was admitted). */
+/* cors: the Origin to echo (an SSE request's: admitted, or refused with
+ * 403 "origin"). */
 static void conn_http_error(struct conn *c, enum hs_verdict v, const struct hs_request *req,
                             struct str cors)
 {
@@ -530,10 +535,16 @@ static ssize_t conn_handshake(struct conn *c, const char *p, size_t len)
     }
     if (v == HS_SSE) {
         conn_sse_start(c, &req);
-        return (ssize_t)len;    /* a stream reads nothing after its head */
+        /* A stream's client says nothing after its head: conn_feed ends
+         * the stream on any byte that follows it. */
+        return c->state == CONN_OPEN ? n : (ssize_t)len;
     }
     if (v != HS_UPGRADE) {
-        conn_http_error(c, v, &req, (struct str){ 0 });
+        /* The SSE 403 for an origin not allowed echoes that origin too:
+         * its body says only "origin not allowed", and a page that cannot
+         * read it (a fetch() without the header fails blind) would retry
+         * for ever instead of stopping. */
+        conn_http_error(c, v, &req, req.sse ? req.origin : (struct str){ 0 });
         return (ssize_t)len;
     }
     /* Decided at the upgrade: a reload that turns deflate off leaves the
@@ -726,11 +737,19 @@ static void conn_feed(struct conn *c, const unsigned char *p, size_t n)
         used = (size_t)h;
     }
     /* Frames may follow the head in the same read (sent before our 101).
-     * An SSE client has nothing to say after its head: it is dropped. */
-    if ((c->state == CONN_OPEN || c->state == CONN_CLOSING) && c->kind->two_way)
+     * An SSE client has nothing to say after its head: a byte from it
+     * ends the stream, which would otherwise read (over TLS, decrypt)
+     * whatever it sends for ever. */
+    int streaming = c->state == CONN_OPEN || c->state == CONN_CLOSING;
+    if (streaming && c->kind->two_way) {
         used += conn_parse_frames(c, p + used, n - used);
-    else
+    } else if (streaming && used < n) {
+        log_info("fd %d: event stream client sent bytes after its request: hung up", c->io.fd);
+        conn_kill(c);
+        return;
+    } else {
         used = n;
+    }
 keep:
     if (c->state == CONN_DEAD)
         return;

@@ -138,7 +138,12 @@ static int session_check_token(sessions_t *ss, struct str query, const struct st
     return 0;
 }
 
-static int session_greet(struct session *s, const struct str *names, int n)
+/* resuming: the page gave an id to resume after. Without one, the
+ * greeting's last_id is also the id a reader that keeps one resumes after
+ * (SSE's lastEventId): an EventSource whose stream ends before its first
+ * message then reconnects from there, not from nothing. A resume keeps
+ * the id the reader has: the replay sets it, message by message. */
+static int session_greet(struct session *s, const struct str *names, int n, int resuming)
 {
     struct buf greet = { 0 };
     struct str last = engine_last_id(s->ss->engine);
@@ -147,7 +152,8 @@ static int session_greet(struct session *s, const struct str *names, int n)
         rc |= buf_printf(&greet, "%s\"%.*s\"", i ? "," : "", (int)names[i].len, names[i].p);
     rc |= buf_printf(&greet, "],\"last_id\":\"%.*s\"}", (int)last.len, last.p);
     if (rc == 0)
-        rc = s->ops->send_json(s->transport, buf_head(&greet), buf_used(&greet));
+        rc = s->ops->send_json(s->transport, buf_head(&greet), buf_used(&greet),
+                               resuming ? (struct str){ 0 } : last);
     buf_free(&greet);
     return rc;
 }
@@ -258,7 +264,7 @@ static void session_on_slice(void *arg, const struct engine_answer *a)
         s->resume_reset = 1;
         rc |= buf_printf(&msg, "]}");
         if (rc == 0)
-            rc = s->ops->send_json(s->transport, buf_head(&msg), buf_used(&msg));
+            rc = s->ops->send_json(s->transport, buf_head(&msg), buf_used(&msg), (struct str){ 0 });
     }
     buf_free(&msg);
     if (rc < 0) {
@@ -424,13 +430,13 @@ static struct session *session_open_checked(sessions_t *ss, struct str query, st
             goto nomem;
         s->nsubs = i + 1;
     }
-    if (session_greet(s, names, n) < 0)
+    int has_last_id = url_query_get(query.p, query.len, "last_id", &raw, &rawlen) == 1;
+    if (session_greet(s, names, n, resume.len > 0 || has_last_id) < 0)
         goto nomem;
     if (resume.len > 0) {
         if (session_resume(s, resume.p, resume.len, 0) < 0)
             goto nomem;
-    } else if (url_query_get(query.p, query.len, "last_id", &raw, &rawlen) == 1 &&
-               session_resume(s, raw, rawlen, 1) < 0) {
+    } else if (has_last_id && session_resume(s, raw, rawlen, 1) < 0) {
         goto nomem;
     }
     *close_code = 0;

@@ -84,18 +84,20 @@ rbuf_t *sse_encode(const struct msg *m, int chan)
     return r;
 }
 
-rbuf_t *sse_control(const char *json, size_t len)
+rbuf_t *sse_control(const char *json, size_t len, struct str id)
 {
     static const char lead[] = "{\"type\":\"";
-    char prefix[64];
+    char prefix[64 + MSG_ID_MAX];
     size_t plen = 0;
     size_t k = sizeof(lead) - 1;
+    if (id.len > 0 && id.len < MSG_ID_MAX)
+        plen = (size_t)snprintf(prefix, sizeof(prefix), "id: %.*s\n", (int)id.len, id.p);
     if (len > k && memcmp(json, lead, k) == 0) {
         size_t e = k;
         while (e < len && e - k < 32 && ((json[e] >= 'a' && json[e] <= 'z') || (json[e] >= 'A' && json[e] <= 'Z')))
             e++;
         if (e > k && e < len && json[e] == '"')
-            plen = (size_t)snprintf(prefix, sizeof(prefix), "event: %.*s\n", (int)(e - k), json + k);
+            plen += (size_t)snprintf(prefix + plen, sizeof(prefix) - plen, "event: %.*s\n", (int)(e - k), json + k);
     }
     return sse_event(prefix, plen, json, len);
 }
@@ -104,7 +106,7 @@ rbuf_t *sse_close_event(int code)
 {
     char json[48];
     int n = snprintf(json, sizeof(json), "{\"type\":\"close\",\"code\":%d}", code);
-    return sse_control(json, (size_t)n);
+    return sse_control(json, (size_t)n, (struct str){ 0 });
 }
 
 enum sse_refusal sse_refusal_of(int close_code)

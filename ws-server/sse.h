@@ -17,8 +17,11 @@
  * an LF, which JSON treats alike).
  *
  * Control messages (the session's JSON objects, "subscribed", "reset")
- * become "event: <type>\n" + data lines + "\n", without an id (the
- * reader's last event id stays the last message's). The end of a stream
+ * become "event: <type>\n" + data lines + "\n". They carry no id (the
+ * reader's last event id stays the last message's), except the greeting
+ * of a stream that does not resume: "id: <last_id>" there, so that an
+ * EventSource whose stream ends before its first message reconnects
+ * with Last-Event-ID and gets what was published meanwhile. The end of a stream
  * is "event: close" with data {"type":"close","code":<close code>}; the
  * keep-alive is a comment line.
  */
@@ -43,9 +46,10 @@ void    sse_data(const char *p, size_t len, unsigned char *out);
  * rbuf with one reference, NULL when out of memory. */
 rbuf_t *sse_encode(const struct msg *m, int chan);
 /* The event of a control object {"type":"<name>",...}: named by its type
- * (letters only, else no event line: a plain "message" event). NULL when
- * out of memory. */
-rbuf_t *sse_control(const char *json, size_t len);
+ * (letters only, else no event line: a plain "message" event), with an
+ * "id:" line when id is not empty (1..MSG_ID_MAX-1 bytes, else none).
+ * NULL when out of memory. */
+rbuf_t *sse_control(const char *json, size_t len, struct str id);
 /* The event that ends a stream where WebSocket would close with code. */
 rbuf_t *sse_close_event(int code);
 
@@ -71,7 +75,9 @@ enum sse_refusal sse_refusal_of(int close_code);
 int     sse_head(struct buf *out, struct str cors);
 /* Appends a complete refusal: status, a JSON body
  * {"error":"<code>","message":"<text>"}, Connection: close, and the CORS
- * header as sse_head() does (so a page's fetch() can read the status).
+ * header as sse_head() does (so a page's fetch() can read the status);
+ * for SSE_ORIGIN cors is the refused origin, whose page must read the
+ * 403 to stop retrying (the body grants nothing).
  * Returns 0 or -ENOMEM. */
 int     sse_refuse(struct buf *out, enum sse_refusal why, struct str cors);
 

@@ -75,7 +75,29 @@ static BIO *tls_read_pem(const char *key, const char *path, struct buf *b, char 
     return bio;
 }
 
-/* Installs the certificate chain of cfg->tls_certificate on ctx. */
+/* -1 with err when x (which, of path) is not valid now: expired, or not
+ * yet valid. */
+static int tls_check_dates(X509 *x, const char *path, const char *which, char *err, size_t errlen)
+{
+    int now_before = X509_cmp_current_time(X509_get0_notBefore(x));
+    int now_after = X509_cmp_current_time(X509_get0_notAfter(x));
+    if (now_after > 0 && now_before < 0)
+        return 0;
+    char date[64] = "";
+    BIO *mb = BIO_new(BIO_s_mem());
+    const ASN1_TIME *when = now_after <= 0 ? X509_get0_notAfter(x) : X509_get0_notBefore(x);
+    if (mb && ASN1_TIME_print(mb, when) == 1) {
+        int n = BIO_read(mb, date, (int)sizeof(date) - 1);
+        date[n > 0 ? n : 0] = '\0';
+    }
+    BIO_free(mb);
+    snprintf(err, errlen, "key 'tls_certificate': %s: %s %s %s", path, which,
+             now_after <= 0 ? "expired on" : "is not valid before", date[0] ? date : "(date unreadable)");
+    return -1;
+}
+
+/* Installs the certificate chain of cfg->tls_certificate on ctx: the leaf
+ * and every chain certificate must be valid now. */
 static int tls_load_chain(SSL_CTX *ctx, const char *path, char *err, size_t errlen)
 {
     struct buf b = { 0 };
@@ -94,26 +116,21 @@ static int tls_load_chain(SSL_CTX *ctx, const char *path, char *err, size_t errl
         X509_free(leaf);
         goto out;
     }
-    int now_before = X509_cmp_current_time(X509_get0_notBefore(leaf));
-    int now_after = X509_cmp_current_time(X509_get0_notAfter(leaf));
-    X509_free(leaf);
-    if (now_after <= 0 || now_before >= 0) {
-        char date[64] = "";
-        BIO *mb = BIO_new(BIO_s_mem());
-        const ASN1_TIME *when = now_after <= 0 ? X509_get0_notAfter(SSL_CTX_get0_certificate(ctx))
-                                               : X509_get0_notBefore(SSL_CTX_get0_certificate(ctx));
-        if (mb && ASN1_TIME_print(mb, when) == 1) {
-            int n = BIO_read(mb, date, (int)sizeof(date) - 1);
-            date[n > 0 ? n : 0] = '\0';
-        }
-        BIO_free(mb);
-        snprintf(err, errlen, "key 'tls_certificate': %s: %s %s", path,
-                 now_after <= 0 ? "the certificate expired on" : "the certificate is not valid before",
-                 date[0] ? date : "(date unreadable)");
+    if (tls_check_dates(leaf, path, "the certificate", err, errlen) < 0) {
+        X509_free(leaf);
         goto out;
     }
+    X509_free(leaf);
     X509 *ca;
-    while ((ca = PEM_read_bio_X509(bio, NULL, tls_no_passphrase, NULL)) != NULL) {
+    for (int k = 1; (ca = PEM_read_bio_X509(bio, NULL, tls_no_passphrase, NULL)) != NULL; k++) {
+        /* A client checks every certificate it is sent: an expired
+         * intermediate fails its handshakes as an expired leaf would. */
+        char which[48];
+        snprintf(which, sizeof(which), "chain certificate %d", k);
+        if (tls_check_dates(ca, path, which, err, errlen) < 0) {
+            X509_free(ca);
+            goto out;
+        }
         if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
             X509_free(ca);
             snprintf(err, errlen, "key 'tls_certificate': %s: chain: %s", path, tls_ssl_reason("refused"));
@@ -185,7 +202,13 @@ static SSL_CTX *tls_ctx_new(const struct cfg *cfg, int ktls, char *err, size_t e
         snprintf(err, errlen, "TLS: %s", tls_ssl_reason("out of memory"));
         return NULL;
     }
-    uint64_t opts = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF;
+    /* No session tickets: their keys would live until the next SIGHUP,
+     * and a TLS 1.2 ticket stolen with them decrypts the whole session
+     * (no forward secrecy). A subscriber connects once and stays, so
+     * resumption saves little; no tickets also saves two ticket writes
+     * per TLS 1.3 handshake. */
+    uint64_t opts = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+                    SSL_OP_NO_TICKET;
 #ifndef OPENSSL_NO_KTLS
     if (ktls)
         opts |= SSL_OP_ENABLE_KTLS;
@@ -200,7 +223,8 @@ static SSL_CTX *tls_ctx_new(const struct cfg *cfg, int ktls, char *err, size_t e
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                           SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+    if (SSL_CTX_set_num_tickets(ctx, 0) != 1 ||
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
         SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
         SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS_12) != 1 ||
         SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1 ||

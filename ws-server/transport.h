@@ -21,6 +21,7 @@
 #include <stddef.h>
 
 #include "msg.h"
+#include "str.h"
 
 struct transport_ops {
     /* Queues channel chan of a live message. Returns 1 when queued, 0 when
@@ -48,9 +49,11 @@ struct transport_ops {
      * closing (its close frame queued) or gone. */
     int    (*is_open)(void *t);
     /* Queues a control message, one JSON object ("subscribed", "reset").
-     * Returns 0 (also when the connection is closing: nothing is queued
-     * then) or -ENOMEM. */
-    int    (*send_json)(void *t, const char *json, size_t len);
+     * id, when not empty, is the message id a reader that keeps one (SSE's
+     * lastEventId, sent back as Last-Event-ID) resumes after from now on;
+     * WebSocket ignores it. Returns 0 (also when the connection is
+     * closing: nothing is queued then) or -ENOMEM. */
+    int    (*send_json)(void *t, const char *json, size_t len, struct str id);
     /* Ends the connection with a close code (4401: token revoked...). */
     void   (*close)(void *t, int code);
 };

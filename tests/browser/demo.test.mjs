@@ -359,27 +359,56 @@ async function main() {
           window.solo.source = s;
         }, solo.port);
         await page.waitForFunction(() => window.solo.opens === 1, null, { timeout: 5000 });
-        const first = await solo.publish('public/es', 'm1');
-        assert(first.code === 0, first.stderr);
-        await page.waitForFunction(() => window.solo.got.length === 1, null, { timeout: 3000 });
-        // idle_timeout ends the stream a second after m1 (close 1000); the
-        // browser waits its reconnection time: publish into that gap.
-        await page.waitForFunction(() => window.solo.closes.length === 1, null, { timeout: 5000 });
-        const ids = [];
-        for (const m of ['m2', 'm3', 'm4']) {
+        const publish = async (m) => {
           const r = await solo.publish('public/es', m);
           assert(r.code === 0, r.stderr);
-          ids.push(/id=(\S+)/.exec(r.stdout)[1]);
-        }
-        assert(await page.evaluate(() => window.solo.got.length) === 1, 'messages arrived while disconnected');
-        await page.waitForFunction(() => window.solo.got.length >= 4, null, { timeout: 10000 });
+          return /id=(\S+)/.exec(r.stdout)[1];
+        };
+        // idle_timeout ends the stream before any message (close 1000): the
+        // browser reconnects from the greeting's id; publish into the gap.
+        await page.waitForFunction(() => window.solo.closes.length === 1, null, { timeout: 5000 });
+        const ids = [await publish('m0')];
+        assert(await page.evaluate(() => window.solo.got.length) === 0, 'a message arrived while disconnected');
+        await page.waitForFunction(() => window.solo.got.length === 1, null, { timeout: 10000 });
+        ids.push(await publish('m1'));
+        await page.waitForFunction(() => window.solo.got.length === 2, null, { timeout: 3000 });
+        // idle_timeout ends the stream a second after m1; again a gap.
+        await page.waitForFunction(() => window.solo.closes.length === 2, null, { timeout: 5000 });
+        for (const m of ['m2', 'm3', 'm4'])
+          ids.push(await publish(m));
+        assert(await page.evaluate(() => window.solo.got.length) === 2, 'messages arrived while disconnected');
+        await page.waitForFunction(() => window.solo.got.length >= 5, null, { timeout: 10000 });
         await sleep(300);
         const got = await page.evaluate(() => { window.solo.source.close(); return window.solo; });
         console.log(`     closes ${got.closes.join(',')}, greetings ${got.opens}`);
-        assert(got.closes[0] === 1000 && got.opens >= 2, 'no server-side close and reconnect');
-        assert(JSON.stringify(got.got.map((g) => g[1])) === JSON.stringify(['m1', 'm2', 'm3', 'm4']),
+        assert(got.closes[0] === 1000 && got.closes[1] === 1000 && got.opens >= 3, 'no server-side close and reconnect');
+        assert(JSON.stringify(got.got.map((g) => g[1])) === JSON.stringify(['m0', 'm1', 'm2', 'm3', 'm4']),
                `messages ${JSON.stringify(got.got)}`);
-        assert(JSON.stringify(got.got.slice(1).map((g) => g[0])) === JSON.stringify(ids), 'ids out of order');
+        assert(JSON.stringify(got.got.map((g) => g[0])) === JSON.stringify(ids), 'ids out of order');
+      } finally {
+        await solo.stop();
+      }
+    });
+
+    await step('wspush.js over SSE from an origin ws-server does not allow: reads the 403 and stops', async () => {
+      const solo = new SoloServer(await freePort(), 'https://other.example');
+      await solo.start();
+      try {
+        const page = A.page;
+        await page.evaluate((port) => {
+          window.refused = { states: [] };
+          const p = new window.WsPush({ url: `ws://127.0.0.1:${port}/ws`, transport: 'sse',
+                                        channels: ['public/x'], minDelay: 50, maxDelay: 200 });
+          p.on('state', (s) => window.refused.states.push(s.state + (s.code ? ':' + s.code : '')));
+          p.connect();
+          window.refused.push = p;
+        }, solo.port);
+        await page.waitForFunction(() => window.refused.states.includes('failed:403'), null, { timeout: 5000 });
+        await sleep(500);    // several retry delays: none may follow
+        const states = await page.evaluate(() => { window.refused.push.close(); return window.refused.states; });
+        console.log(`     states: ${states.join(' ')}`);
+        assert(JSON.stringify(states) === JSON.stringify(['connecting', 'failed:403', 'closed:1000']),
+               `states ${states.join(' ')}`);
       } finally {
         await solo.stop();
       }

@@ -2,7 +2,8 @@
 // fetch: URL building, token fetch and renewal on 4401, last_id resume,
 // duplicate ids, reset, backoff bounds, final 4400, close(); the SSE
 // reader over scripted fetch() streams (event-stream parsing in pieces,
-// statuses, the close event) and the WebSocket-to-SSE fallback rule.
+// statuses, the close event, the keep-alive watchdog on a fake clock) and
+// the WebSocket-to-SSE fallback rule.
 //   node tests/browser/wspush.unit.test.mjs
 import fs from 'node:fs';
 import path from 'node:path';
@@ -62,8 +63,30 @@ function makeStream(url, init) {
   return st;
 }
 
-// A window with a scripted WebSocket and fetch.
-function makeWindow({ tokenStatus = 200 } = {}) {
+// A fake clock for the window's setTimeout, clearTimeout and Date.now:
+// advance(ms) runs the timers that fall due, in order.
+function fakeClock() {
+  const c = { now: 1_000_000, timers: new Map(), next: 1 };
+  c.setTimeout = (fn, ms = 0) => { c.timers.set(c.next, { at: c.now + ms, fn }); return c.next++; };
+  c.clearTimeout = (id) => c.timers.delete(id);
+  c.Date = class extends Date { static now() { return c.now; } };
+  c.advance = (ms) => {
+    const until = c.now + ms;
+    for (;;) {
+      let due = null;
+      for (const [id, t] of c.timers) if (t.at <= until && (!due || t.at < due[1].at)) due = [id, t];
+      if (!due) break;
+      c.timers.delete(due[0]);
+      c.now = due[1].at;
+      due[1].fn();
+    }
+    c.now = until;
+  };
+  return c;
+}
+
+// A window with a scripted WebSocket and fetch (and a fake clock when given).
+function makeWindow({ tokenStatus = 200, clock = null } = {}) {
   const sockets = [];
   const fetches = [];
   const streams = [];
@@ -102,6 +125,7 @@ function makeWindow({ tokenStatus = 200 } = {}) {
       return { ok: tokenStatus === 200, status: tokenStatus, json: async () => body };
     },
   };
+  if (clock) Object.assign(win, { setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout, Date: clock.Date });
   win.window = win;
   vm.runInNewContext(SRC, win, { filename: 'wspush.js' });
   return { win, sockets, fetches, streams, WsPush: win.WsPush };
@@ -305,6 +329,43 @@ const tests = {
     assert(streams[1].url.endsWith('channels=public%2Fa&last_id=e-3'), streams[1].url);
     push.close();
     assert(streams[1].aborted, 'close() did not abort the stream');
+  },
+
+  async 'sse parser: an empty piece between a CR and its LF keeps them one line end'() {
+    const { WsPush } = makeWindow();
+    const got = [];
+    const p = new WsPush.SseParser((e) => got.push(e.data));
+    for (const piece of ['data: a\r', '', '\ndata: b\n', '', '\n'])
+      p.push(piece);
+    assert(JSON.stringify(got) === JSON.stringify(['a\nb']), JSON.stringify(got));
+  },
+
+  async 'sse: a stream silent for 2.5 keepAliveInterval is aborted and reconnected'() {
+    const clock = fakeClock();
+    const { streams, WsPush } = makeWindow({ clock });
+    const push = new WsPush({ channels: ['public/a'], transport: 'sse', keepAliveInterval: 1000,
+                              minDelay: 20, maxDelay: 40 });
+    const ev = record(push);
+    push.connect();
+    await waitFor(() => streams.length === 1, 'stream');
+    streams[0].respond(200);
+    streams[0].feed('event: subscribed\ndata: {"type":"subscribed","channels":["public/a"],"last_id":"e-0"}\n\n');
+    await waitFor(() => push.state === 'open', 'open');
+    clock.advance(2000);
+    streams[0].feed(': keep-alive\n');      // a byte at 2 s: the stream lives on
+    await sleep(5);
+    clock.advance(2000);                      // 4 s: 2 s quiet, below 2.5
+    assert(push.state === 'open' && !streams[0].aborted, `cut after a keep-alive: ${push.state}`);
+    clock.advance(500);                       // 4.5 s: 2.5 s quiet
+    assert(streams[0].aborted && push.state === 'reconnecting', `state ${push.state}`);
+    const st = ev.state[ev.state.length - 1];
+    assert(st.code === 1006 && /no data/.test(st.reason), JSON.stringify(st));
+    clock.advance(40);
+    await waitFor(() => streams.length === 2, 'the reconnect');
+    assert(streams[1].url.endsWith('last_id=e-0'), streams[1].url);
+    // The default follows ws-server's default ping_interval (30 s).
+    assert(new WsPush({ channels: ['a'] }).keepAliveInterval === 30000, 'default keepAliveInterval');
+    push.close();
   },
 
   async 'sse: statuses as WebSocket close codes (401 fresh token at once, 403 origin and 400 final, 503 backoff)'() {

@@ -67,7 +67,7 @@ static void fsse_data(const uint8_t *data, size_t size)
 
 static void fsse_control(const uint8_t *data, size_t size)
 {
-    rbuf_t *r = sse_control((const char *)data, size);
+    rbuf_t *r = sse_control((const char *)data, size, (struct str){ 0 });
     FUZZ_CHECK(r != NULL);
     const unsigned char *p = rbuf_data(r);
     size_t n = rbuf_len(r);

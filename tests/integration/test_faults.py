@@ -30,6 +30,22 @@ def raise_fd_limit(n):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(n, hard), hard))
 
 
+def idle_connection_bytes(pid, n, subscribe, spread, warm):
+    """The RSS slope of n idle connections made by subscribe(channel), on
+    spread channels public/idle<i>, after warm of them on public/warm were
+    opened and closed (the first handshakes map code and tables, once per
+    process). Returns (bytes per connection, RSS KiB with them open, the
+    connections, still open)."""
+    for r in [subscribe("public/warm") for _ in range(warm)]:
+        r.close()
+    time.sleep(0.3)
+    base = rss_kib(pid)
+    conns = [subscribe("public/idle%d" % (i % spread)) for i in range(n)]
+    time.sleep(0.5)
+    loaded = rss_kib(pid)
+    return (loaded - base) * 1024 / n, loaded, conns
+
+
 def test_slowloris_half_open_handshakes_do_not_stop_real_clients(env):
     raise_fd_limit(4096)
     env.sections["ws-server"].update(handshake_timeout="3000", max_connections="2000")
@@ -90,26 +106,17 @@ def test_memory_flat_with_many_idle_connections(env):
     env.write_ini()
     env.start_ws()
     pid = env.ws_proc.pid
-    # Warm-up: the first handshakes map libcrypto's code and tables (about
-    # 2 MiB, once per process); per-connection cost is the slope after it.
-    warm = [RawWs(env.ws_port, "/ws?channels=public/warm") for _ in range(100)]
-    for r in warm:
-        r.close()
-    time.sleep(0.3)
-    base = rss_kib(pid)
-    socks = []
-    for i in range(n):
-        r = RawWs(env.ws_port, "/ws?channels=public/idle%d" % (i % 100))
+
+    def subscribe(channel):
+        r = RawWs(env.ws_port, "/ws?channels=" + channel)
         assert r.status == 101
-        socks.append(r)
-    time.sleep(0.5)
-    loaded = rss_kib(pid)
+        return r
+    per_conn, loaded, socks = idle_connection_bytes(pid, n, subscribe, 100, 100)
     samples = []
     t_end = time.monotonic() + hold
     while time.monotonic() < t_end:
         time.sleep(min(5, max(0.1, t_end - time.monotonic())))
         samples.append(rss_kib(pid))
-    per_conn = (loaded - base) * 1024 / n
     print("idle: %d connections, %.0f bytes each, RSS %d KiB -> %s" % (n, per_conn, loaded, samples))
     if not os.environ.get("WSPUSH_SANITIZED"):    # ASan pads every allocation
         assert per_conn < 1024, "%.0f bytes per idle connection" % per_conn

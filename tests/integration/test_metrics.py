@@ -190,6 +190,30 @@ def test_sse_streams_counted_by_transport(menv):
     wait_for(lambda: scrape(menv)("wspush_connections", transport="sse") == 0, what="the gauge to drop")
 
 
+def test_sse_refusals_count_by_reason_like_websocket(menv):
+    """Each refusal of /sse is one count under the reason its WebSocket
+    twin has, and nothing else moves (no close code, no acceptance)."""
+    before = scrape(menv)
+    for query, origin, status, reason in (
+            ("channels=user/alice/x", None, 401, "token"),
+            ("channels=user/bob/x&token=" + make_token(), None, 403, "not_covered"),
+            ("channels=bad%20name", None, 400, "channels"),
+            ("channels=public/a", "http://evil.example", 403, "origin")):
+        c = SseClient(menv.ws_port, "/sse?" + query, headers={"Origin": origin} if origin else None)
+        assert c.status == status, (query, c.status)
+        c.close()
+        after = scrape(menv)
+        for r in REASONS:
+            delta = (after("wspush_handshakes_refused_total", reason=r)
+                     - before("wspush_handshakes_refused_total", reason=r))
+            assert delta == (1 if r == reason else 0), (query, r, delta)
+        for name, labels in (("wspush_connections_accepted_total", {"transport": "sse"}),
+                             ("wspush_connections_closed_total", {"code": "1006"}),
+                             ("wspush_connections_closed_total", {"code": "4401"})):
+            assert after(name, **labels) == before(name, **labels), (query, name, labels)
+        before = after
+
+
 def test_bad_origin_counts_one_origin_refusal(menv):
     before = scrape(menv)
     r = RawWs(menv.ws_port, "/ws?channels=public/a", origin="http://evil.example")

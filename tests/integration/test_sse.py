@@ -27,9 +27,13 @@ def stream_in_slot(env):
     return wait_for(opened, what="a slot")
 
 
-def greeting(c):
+def greeting(c, resuming=False):
+    """The subscribed event: with id: <its last_id> when the stream does
+    not resume (where an EventSource reconnects from when its stream ends
+    before the first message), without an id when it does."""
     event, data, eid = c.json_event()
-    assert event == "subscribed" and eid is None, (event, eid)
+    assert event == "subscribed", event
+    assert eid == (None if resuming else data["last_id"]), (eid, data)
     return data
 
 
@@ -55,8 +59,8 @@ def test_head_greeting_and_message_events_byte_exact(ws):
         assert absent not in c.headers
     hello = greeting(c)
     assert hello == {"type": "subscribed", "channels": ["public/a", "news"], "last_id": hello["last_id"]}
-    assert c.raw == ('event: subscribed\ndata: {"type":"subscribed","channels":["public/a","news"],'
-                     '"last_id":"%s"}\n\n' % hello["last_id"]).encode()
+    assert c.raw == ('id: %s\nevent: subscribed\ndata: {"type":"subscribed","channels":["public/a","news"],'
+                     '"last_id":"%s"}\n\n' % (hello["last_id"], hello["last_id"])).encode()
 
     # Pretty-printed JSON: LF, CRLF and a lone CR between tokens, an
     # escaped newline inside a string. One data line per line.
@@ -109,7 +113,7 @@ def test_resume_with_last_id_last_event_id_wins_reset_where_websocket(ws):
     ids = [ws.publish("public/r", i)["id"] for i in range(4)]
 
     c = sse(ws, "channels=public/r&last_id=" + ids[0])
-    greeting(c)
+    greeting(c, resuming=True)
     got = [c.json_event() for _ in range(3)]
     assert [(e[2], e[1]["data"]) for e in got] == [(ids[1], 1), (ids[2], 2), (ids[3], 3)]
     c.close()
@@ -117,7 +121,7 @@ def test_resume_with_last_id_last_event_id_wins_reset_where_websocket(ws):
     # EventSource reconnects with its original URL and the id it saw last
     # in Last-Event-ID: the header wins.
     c = sse(ws, "channels=public/r&last_id=" + ids[2], headers={"Last-Event-ID": ids[0]})
-    greeting(c)
+    greeting(c, resuming=True)
     got = [c.json_event() for _ in range(3)]
     assert [e[2] for e in got] == ids[1:]
     c.close()
@@ -126,7 +130,7 @@ def test_resume_with_last_id_last_event_id_wins_reset_where_websocket(ws):
     # WebSocket; then live messages.
     for bad in ("ffffffff-1", "zz"):
         c = sse(ws, "channels=public/r", headers={"Last-Event-ID": bad})
-        greeting(c)
+        greeting(c, resuming=True)
         assert c.json_event()[:2] == ("reset", {"type": "reset", "channels": ["public/r"]})
         live = ws.publish("public/r", "live")["id"]
         assert c.json_event()[2] == live
@@ -135,6 +139,29 @@ def test_resume_with_last_id_last_event_id_wins_reset_where_websocket(ws):
     c = sse(ws, "channels=public/r", headers={"Last-Event-ID": ids[0], "last-event-id": ids[1]})
     assert c.status == 400
     c.close()
+
+
+def test_stream_ended_before_first_message_loses_nothing(env):
+    """EventSource's lastEventId is the greeting's id until a message comes:
+    a stream ended (here idle_timeout, 1000) before any message reconnects
+    from it and gets what was published in the gap, exactly once."""
+    env.sections["ws-server"]["idle_timeout"] = "300"
+    env.write_ini()
+    env.start_ws()
+    env.publish("public/g", "before")
+    c = sse(env, "channels=public/g")
+    hello = greeting(c)
+    assert c.raw.startswith(('id: %s\nevent: subscribed\n' % hello["last_id"]).encode())
+    expect_end(c, 1000)
+    gap = env.publish("public/g", "in the gap")["id"]
+    # EventSource's reconnect: the original URL, Last-Event-ID the id it saw.
+    c = sse(env, "channels=public/g", headers={"Last-Event-ID": hello["last_id"]})
+    again = greeting(c, resuming=True)
+    assert c.raw.startswith(('event: subscribed\ndata: {"type":"subscribed","channels":["public/g"],'
+                            '"last_id":"%s"}\n\n' % again["last_id"]).encode())
+    _, msg, eid = c.json_event()
+    assert (eid, msg["data"]) == (gap, "in the gap")
+    expect_end(c, 1000)      # nothing else: not twice, not "before"
 
 
 # ---- the end of a stream: a close event where WebSocket closes
@@ -236,10 +263,13 @@ def test_origin_rule_and_cors(env):
     c = sse(env, "channels=user/x/y", headers={"Origin": "https://site.example"})
     assert c.status == 401 and c.headers["access-control-allow-origin"] == "https://site.example"
     c.close()
+    # A refused origin reads its 403 too (else its page retries for ever);
+    # the body grants nothing.
     c = sse(env, "channels=public/a", headers={"Origin": "https://evil.example"})
     assert c.status == 403
-    assert "access-control-allow-origin" not in c.headers
-    assert json.loads(c.body())["error"] == "origin"
+    assert c.headers["access-control-allow-origin"] == "https://evil.example"
+    assert c.headers["vary"] == "Origin"
+    assert json.loads(c.body()) == {"error": "origin", "message": "origin not allowed"}
     c.close()
     # No Origin (not a browser): nothing to check, no CORS header.
     c = sse(env, "channels=public/a")
@@ -264,6 +294,29 @@ def test_connection_limits_count_streams_and_websockets(env, key):
     a.close()
     stream_in_slot(env).close()
     b.close()
+
+
+def test_bytes_after_the_request_head_end_the_stream(env):
+    """A stream reads nothing after its head: a client that sends more is
+    hung up on at once, not read (over TLS, decrypted) for ever."""
+    env.start_ws()
+    c = sse(env, "channels=public/a")
+    greeting(c)
+    c.sock.sendall(b"x" * 100)
+    assert c._fill(2) is False and c.eof
+    c.close()
+    # Sent with the head, in the same read.
+    s = socket.create_connection(("127.0.0.1", env.ws_port), timeout=2)
+    s.sendall(b"GET /sse?channels=public/a HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+    while s.recv(65536):
+        pass
+    s.close()
+    assert env.log_text().count("sent bytes after its request: hung up") == 2
+    # A client that only reads keeps its stream.
+    c = sse(env, "channels=public/a")
+    greeting(c)
+    assert env.publish("public/a", 1)["subscribers"] == 1
+    c.close()
 
 
 # ---- other paths unchanged
@@ -319,7 +372,7 @@ def test_through_the_shipped_proxy_configs_unbuffered(env, server):
         c.close()
         # Last-Event-ID reaches ws-server through the proxy.
         c = SseClient(port, "/sse?channels=public/p", headers={"Last-Event-ID": ids[0]})
-        greeting(c)
+        greeting(c, resuming=True)
         assert [c.json_event()[2] for _ in range(2)] == ids[1:]
         c.close()
         # Refusals pass through as they are.

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from harness import BIN, PublishClient, RawWs, SseClient, free_port, wait_for
-from test_faults import raise_fd_limit, rss_kib
+from harness import BIN, ROOT, PublishClient, RawWs, SseClient, free_port, wait_for
+from test_faults import idle_connection_bytes, raise_fd_limit
 from test_hardening_ws import publish_many as pipelined
 
 DAY = datetime.timedelta(days=1)
@@ -50,6 +50,33 @@ def make_pair(dirpath, name, cn="localhost", not_before=-DAY, not_after=30 * DAY
                                         serialization.NoEncryption()))
     os.chmod(kpath, 0o600)
     return cpath, kpath, cert.public_bytes(serialization.Encoding.DER)
+
+
+def make_chain(dirpath, name, ca_not_before=-DAY, ca_not_after=30 * DAY):
+    """A leaf for 127.0.0.1 signed by an intermediate CA with the given
+    validity: returns (chain path: leaf then intermediate, key path)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name + " intermediate")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now + ca_not_before).not_valid_after(now + ca_not_after)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - DAY).not_valid_after(now + 30 * DAY)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    cpath, kpath = dirpath / f"{name}.crt", dirpath / f"{name}.key"
+    cpath.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, ca)))
+    kpath.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()))
+    os.chmod(kpath, 0o600)
+    return cpath, kpath
 
 
 def client_ctx(cafile, version=None, alpn=("http/1.1",)):
@@ -108,7 +135,7 @@ def ws_check(env, *extra):
 # ---- handshakes
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
-def test_handshake_each_version_alpn_http11_and_delivery(tenv, version):
+def test_handshake_each_version_alpn_http11_delivery_no_ticket(tenv, version):
     tenv.start_ws()
     r = tls_sub(tenv, "public/v", version=version)
     assert r.sock.version() == {ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
@@ -117,6 +144,9 @@ def test_handshake_each_version_alpn_http11_and_delivery(tenv, version):
     ack = tenv.publish("public/v", {"over": "tls"})
     op, payload = r.recv_frame()
     assert json.loads(payload)["id"] == ack["id"] and json.loads(payload)["data"] == {"over": "tls"}
+    # No session ticket (TLS 1.3 sends them after the handshake, before
+    # the first data read here; TLS 1.2 within it): no resumption.
+    assert r.sock.session is not None and not r.sock.session.has_ticket
     r.close()
 
 
@@ -417,6 +447,9 @@ def test_t_refuses_bad_certificate_pairs(tenv):
     other_cert, other_key, _ = make_pair(d, "other")
     old_cert, old_key, _ = make_pair(d, "old", not_before=-30 * DAY, not_after=-DAY)
     future_cert, future_key, _ = make_pair(d, "future", not_before=DAY, not_after=30 * DAY)
+    old_ca_chain, old_ca_key = make_chain(d, "old-ca", ca_not_before=-30 * DAY, ca_not_after=-DAY)
+    future_ca_chain, future_ca_key = make_chain(d, "future-ca", ca_not_before=DAY)
+    good_chain, good_chain_key = make_chain(d, "good-ca")
     key = serialization.load_pem_private_key(tenv.key.read_bytes(), None)
     enc = d / "enc.key"
     enc.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -430,6 +463,9 @@ def test_t_refuses_bad_certificate_pairs(tenv):
         (tenv.cert, other_key, "tls_certificate_key", "does not match"),
         (old_cert, old_key, "tls_certificate", "expired on"),
         (future_cert, future_key, "tls_certificate", "not valid before"),
+        # A valid leaf sent with an expired (or not yet valid) intermediate.
+        (old_ca_chain, old_ca_key, "tls_certificate", "chain certificate 1 expired on"),
+        (future_ca_chain, future_ca_key, "tls_certificate", "chain certificate 1 is not valid before"),
         (tenv.cert, enc, "tls_certificate_key", "encrypted key"),
         (tenv.cert, junk, "tls_certificate_key", "no PEM private key"),
     ]
@@ -447,11 +483,12 @@ def test_t_refuses_bad_certificate_pairs(tenv):
     tenv.write_ini()
     rc, out = ws_check(tenv)
     assert rc == 1 and "key 'tls_certificate_key': not set, but tls_listen is" in out, out
-    # A good pair passes.
-    tenv.sections["ws-server"].update(tls_certificate=str(other_cert), tls_certificate_key=str(other_key))
-    tenv.write_ini()
-    rc, out = ws_check(tenv)
-    assert rc == 0 and f"ws-server: configuration {tenv.ini_path} is valid" in out, out
+    # A good pair passes, with or without a chain.
+    for cert, key_path in ((other_cert, other_key), (good_chain, good_chain_key)):
+        tenv.sections["ws-server"].update(tls_certificate=str(cert), tls_certificate_key=str(key_path))
+        tenv.write_ini()
+        rc, out = ws_check(tenv)
+        assert rc == 0 and f"ws-server: configuration {tenv.ini_path} is valid" in out, out
 
 
 def test_sighup_swaps_the_certificate_without_dropping_connections(tenv):
@@ -493,6 +530,60 @@ def test_sighup_swaps_the_certificate_without_dropping_connections(tenv):
     last.close()
 
 
+def deploy_hook(env, live):
+    """The certbot deploy hook of docs/deployment.md, run against env: its
+    /etc paths in env.dir, ws-server from BIN, the reload a SIGHUP."""
+    doc = (ROOT / "docs" / "deployment.md").read_text()
+    start = doc.index("cat > /etc/letsencrypt/renewal-hooks/deploy/wspush.sh <<'EOF'\n")
+    script = doc[doc.index("\n", start) + 1:doc.index("\nEOF\n", start) + 1]
+    for old, new in (("/etc/letsencrypt/live/push.site.example", str(live)),
+                     ("/etc/wspush/wspush.ini", str(env.ini_path)),
+                     ("/etc/wspush/tls", str(env.dir / "tls")),
+                     ("/usr/local/bin/ws-server", str(BIN / "ws-server")),
+                     ("-o root -g wspush ", ""),
+                     ("systemctl reload ws-server", "kill -HUP %d" % env.ws_proc.pid)):
+        assert old in script, old
+        script = script.replace(old, new)
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=20)
+
+
+def served_der(env):
+    """The certificate a new handshake gets (not verified)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", env.tls_port), timeout=5)) as s:
+        return s.getpeercert(binary_form=True)
+
+
+def test_deploy_hook_checks_the_new_pair_before_installing_it(tenv):
+    tls, live = tenv.dir / "tls", tenv.dir / "live"
+    tls.mkdir()
+    live.mkdir()
+    cert, key = tls / "fullchain.pem", tls / "privkey.pem"
+    cert.write_bytes(tenv.cert.read_bytes())
+    key.write_bytes(tenv.key.read_bytes())
+    tenv.sections["ws-server"].update(tls_certificate=str(cert), tls_certificate_key=str(key))
+    tenv.write_ini()
+    tenv.start_ws()
+    # A renewal whose key does not match: refused, the pair in force kept.
+    new_cert, new_key, new_der = make_pair(tenv.dir, "renewed", cn="renewed")
+    _, stray_key, _ = make_pair(tenv.dir, "stray")
+    (live / "fullchain.pem").write_bytes(new_cert.read_bytes())
+    (live / "privkey.pem").write_bytes(stray_key.read_bytes())
+    p = deploy_hook(tenv, live)
+    assert p.returncode != 0 and "does not match" in p.stderr, p.stdout + p.stderr
+    assert cert.read_bytes() == tenv.cert.read_bytes() and key.read_bytes() == tenv.key.read_bytes()
+    assert sorted(f.name for f in tls.iterdir()) == ["fullchain.pem", "privkey.pem"]
+    assert not any(f.name.endswith(".new-pair") for f in tenv.dir.iterdir())
+    assert served_der(tenv) == tenv.der
+    # A good one: installed, then loaded by the reload.
+    (live / "privkey.pem").write_bytes(new_key.read_bytes())
+    p = deploy_hook(tenv, live)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert cert.read_bytes() == new_cert.read_bytes()
+    wait_for(lambda: served_der(tenv) == new_der, what="the new certificate served")
+
+
 # ---- memory
 
 def test_idle_tls_connection_memory(tenv):
@@ -504,21 +595,14 @@ def test_idle_tls_connection_memory(tenv):
     tenv.sections["ws-server"].update(max_connections=str(n + 100), ping_interval="600s")
     tenv.write_ini()
     tenv.start_ws()
-    pid = tenv.ws_proc.pid
     ctx = tenv.ctx()
-    warm = [tls_sub(tenv, "public/warm") for _ in range(50)]
-    for r in warm:
-        r.close()
-    time.sleep(0.3)
-    base = rss_kib(pid)
-    conns = []
-    for i in range(n):
-        r = RawWs(tenv.tls_port, "/ws?channels=public/idle%d" % (i % 50),
+
+    def subscribe(channel):
+        r = RawWs(tenv.tls_port, "/ws?channels=" + channel,
                   wrap=lambda s: ctx.wrap_socket(s, server_hostname="127.0.0.1"))
         assert r.status == 101
-        conns.append(r)
-    time.sleep(0.5)
-    per_conn = (rss_kib(pid) - base) * 1024 / n
+        return r
+    per_conn, _, conns = idle_connection_bytes(tenv.ws_proc.pid, n, subscribe, 50, 50)
     print("idle TLS: %d connections, %.0f bytes each" % (n, per_conn))
     if not os.environ.get("WSPUSH_SANITIZED"):    # ASan pads every allocation
         assert per_conn < 18 * 1024, "%.0f bytes per idle TLS connection" % per_conn

@@ -97,18 +97,24 @@ static void test_message_event_cached(void **state)
     msg_unref(m);
 }
 
+#define NOID ((struct str){ 0 })
+
 static void test_control_and_close(void **state)
 {
     (void)state;
     static const char sub[] = "{\"type\":\"subscribed\",\"channels\":[\"a\"],\"last_id\":\"1-0\"}";
-    ts_expect(sse_control(sub, strlen(sub)), "event: subscribed\ndata: {\"type\":\"subscribed\",\"channels\":[\"a\"],\"last_id\":\"1-0\"}\n\n");
+    ts_expect(sse_control(sub, strlen(sub), NOID), "event: subscribed\ndata: {\"type\":\"subscribed\",\"channels\":[\"a\"],\"last_id\":\"1-0\"}\n\n");
     static const char reset[] = "{\"type\":\"reset\",\"channels\":[\"a\"]}";
-    ts_expect(sse_control(reset, strlen(reset)),
+    ts_expect(sse_control(reset, strlen(reset), NOID),
               "event: reset\ndata: {\"type\":\"reset\",\"channels\":[\"a\"]}\n\n");
     /* No usable type: a plain message event, the data still whole. */
-    ts_expect(sse_control("{\"a\":1}", 7), "data: {\"a\":1}\n\n");
-    ts_expect(sse_control("{\"type\":\"x y\"}", 14), "data: {\"type\":\"x y\"}\n\n");
-    ts_expect(sse_control("{\"type\":\"", 9), "data: {\"type\":\"\n\n");
+    ts_expect(sse_control("{\"a\":1}", 7, NOID), "data: {\"a\":1}\n\n");
+    ts_expect(sse_control("{\"type\":\"x y\"}", 14, NOID), "data: {\"type\":\"x y\"}\n\n");
+    ts_expect(sse_control("{\"type\":\"", 9, NOID), "data: {\"type\":\"\n\n");
+    /* The greeting of a stream that does not resume carries its last_id. */
+    ts_expect(sse_control(sub, strlen(sub), (struct str){ "1-0", 3 }),
+              "id: 1-0\nevent: subscribed\ndata: {\"type\":\"subscribed\",\"channels\":[\"a\"],\"last_id\":\"1-0\"}\n\n");
+    ts_expect(sse_control("{\"a\":1}", 7, (struct str){ "7-2", 3 }), "id: 7-2\ndata: {\"a\":1}\n\n");
     ts_expect(sse_close_event(4401), "event: close\ndata: {\"type\":\"close\",\"code\":4401}\n\n");
     ts_expect(sse_close_event(1001), "event: close\ndata: {\"type\":\"close\",\"code\":1001}\n\n");
 }

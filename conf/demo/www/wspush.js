@@ -19,6 +19,9 @@
  * after each failure): a proxy that does not pass WebSocket. A server
  * restart, where /sse fails too, does not move it. transport: "sse" or
  * "websocket" forces one; sseUrl (default: /sse on url's host).
+ * keepAliveInterval (ms, default 30000: ws-server's default
+ * ping_interval): an SSE stream without a byte for 2.5 times this is
+ * taken for dead, aborted and reconnected.
  *
  * Behaviour:
  *  - reconnects by itself, with exponential backoff and full jitter
@@ -87,6 +90,8 @@
   }
 
   SseParser.prototype.push = function (text) {
+    /* An empty piece (a decoder's flush) must keep skipLF for the next. */
+    if (text === "") return;
     if (this.skipLF && text.charAt(0) === "\n") text = text.slice(1);
     this.skipLF = false;
     var s = this.rest + text, start = 0;
@@ -136,6 +141,7 @@
     this.transport = opts.transport || "auto";
     this.sseUrl = opts.sseUrl || null;
     this.fallbackAfter = opts.fallbackAfter || 3;
+    this.keepAliveInterval = opts.keepAliveInterval || 30000;
     this._useSse = this.transport === "sse";
     this._wsFails = 0;          /* WebSocket open failures in a row while /sse answered */
     this._sse = null;           /* the stream being read: {abort} */
@@ -332,6 +338,7 @@
     self._sse = conn;
     function ended(code, reason) {
       if (self._sse !== conn) return;
+      clearTimeout(conn.watch);
       self._sse = null;
       self._closed(code, reason);
     }
@@ -346,9 +353,11 @@
       self._openedAt = Date.now();
       var reader = r.body.getReader();
       var decoder = new TextDecoder();
+      self._sseWatch(conn, ended);
       function pump() {
         return reader.read().then(function (chunk) {
           if (self._sse !== conn) { conn.abort(); return; }
+          conn.lastByte = Date.now();
           if (chunk.done) {
             parser.push(decoder.decode());
             ended(conn.code || CLOSE_ABNORMAL, conn.code ? "" : "stream ended");
@@ -362,6 +371,28 @@
     }).catch(function (err) {
       ended(conn.code || CLOSE_ABNORMAL, String(err && err.message || err));
     });
+  };
+
+  /* The server sends a keep-alive every ping_interval: a stream silent
+   * for 2.5 keepAliveInterval is dead (a proxy or a network that dropped
+   * it without a FIN) and is aborted: the page reconnects and resumes.
+   * One timer per stream, re-armed at most once per period. */
+  WsPush.prototype._sseWatch = function (conn, ended) {
+    var self = this, limit = 2.5 * this.keepAliveInterval;
+    conn.lastByte = Date.now();
+    function check() {
+      if (self._sse !== conn) return;
+      var quiet = Date.now() - conn.lastByte;
+      if (quiet < limit) {
+        conn.watch = setTimeout(check, limit - quiet);
+        return;
+      }
+      conn.abort();
+      ended(CLOSE_ABNORMAL, "no data for " + Math.round(quiet / 1000) + " s");
+    }
+    conn.watch = setTimeout(check, limit);
+    var abort = conn.abort;
+    conn.abort = function () { clearTimeout(conn.watch); abort(); };
   };
 
   /* Every event carries the JSON object WebSocket would send; "close"
