@@ -110,9 +110,9 @@ static size_t ts_room(void *t)
 static void ts_want_drained(void *t) { ((struct ts_conn *)t)->want_drained = 1; }
 static int ts_is_open(void *t) { return ((struct ts_conn *)t)->close_code == 0; }
 
-static int ts_send_json(void *t, const char *json, size_t len)
+static int ts_send_json(void *t, const char *json, size_t len, struct str id)
 {
-    (void)t, (void)json, (void)len;
+    (void)t, (void)json, (void)len, (void)id;
     return 0;
 }
 
