@@ -27,7 +27,8 @@ LINK    = $(CC) $(WSPUSH_LDFLAGS) $(LDFLAGS)
 # `make clean` and `make test` (which installs them first) work on a bare
 # machine; a missing one stops make with its name instead of a missing-header
 # error. `make PKGS='libcrypto nosuchpkg'` shows the message.
-PKGS    := libcrypto libjwt jansson inih
+PKGS    := libssl libcrypto libjwt jansson inih
+deb_libssl    := libssl-dev
 deb_libcrypto := libssl-dev
 deb_libjwt    := libjwt-dev
 deb_jansson   := libjansson-dev

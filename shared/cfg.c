@@ -60,6 +60,9 @@ static const struct cfg_key cfg_keys[] = {
     { "ws-server", "listen", CFG_T_LIST, CFG_F(listen), 0, 0, CFG_C_ADDR },
     { "ws-server", "unix_listen", CFG_T_STR, CFG_F(unix_listen), 0, 0, 0 },
     { "ws-server", "metrics_listen", CFG_T_STR, CFG_F(metrics_listen), 0, 0, 0 },
+    { "ws-server", "tls_listen", CFG_T_LIST, CFG_F(tls_listen), 0, 0, CFG_C_ADDR },
+    { "ws-server", "tls_certificate", CFG_T_PATH, CFG_F(tls_certificate), 0, 0, 0 },
+    { "ws-server", "tls_certificate_key", CFG_T_PATH, CFG_F(tls_certificate_key), 0, 0, 0 },
     { "ws-server", "allowed_origins", CFG_T_LIST, CFG_F(allowed_origins), 0, 0, CFG_C_ORIGIN },
     { "ws-server", "max_connections", CFG_T_INT, CFG_F(max_connections), 1, 10000000, 0 },
     { "ws-server", "max_connections_per_ip", CFG_T_INT, CFG_F(max_connections_per_ip), 0, 10000000, 0 },
@@ -618,10 +621,23 @@ static int cfg_validate(struct cfg_ctx *x, char *err, size_t errlen)
 {
     struct cfg *c = x->c;
     char where[CFG_PATH_MAX + 32];
-    if (c->listen.n == 0 && !c->unix_listen[0]) {
+    if (c->listen.n == 0 && !c->unix_listen[0] && c->tls_listen.n == 0) {
         cfg_where(x, x->seen[cfg_key_index("ws-server", "listen")], where, sizeof(where));
-        snprintf(err, errlen, "%skey 'listen': empty and no unix_listen: "
+        snprintf(err, errlen, "%skey 'listen': empty and no unix_listen or tls_listen: "
                  "ws-server would accept nothing", where);
+        return -1;
+    }
+    /* The pair itself (readable, matching, in date) is checked by
+     * ws-server's TLS module, which -t runs too. */
+    static const char *const tls_keys[] = { "tls_certificate", "tls_certificate_key" };
+    const char *tls_vals[] = { c->tls_certificate, c->tls_certificate_key };
+    for (int i = 0; i < 2; i++) {
+        if (tls_vals[i][0] || (c->tls_listen.n == 0 && !tls_vals[1 - i][0]))
+            continue;
+        int seen = x->seen[cfg_key_index("ws-server", c->tls_listen.n ? "tls_listen" : tls_keys[1 - i])];
+        cfg_where(x, seen, where, sizeof(where));
+        snprintf(err, errlen, "%skey '%s': not set, but %s is", where, tls_keys[i],
+                 c->tls_listen.n ? "tls_listen" : tls_keys[1 - i]);
         return -1;
     }
     if (c->token_ttl_s > c->max_token_lifetime_s) {

@@ -66,6 +66,9 @@ struct cfg {
     struct cfg_list listen;           /* "host:port", "[v6]:port"; default 127.0.0.1:8081 */
     char   unix_listen[CFG_PATH_MAX]; /* optional Unix socket for a reverse proxy */
     char   metrics_listen[CFG_PATH_MAX]; /* host:port or Unix path of /metrics; "" = off */
+    struct cfg_list tls_listen;       /* "host:port" served over TLS; default none */
+    char   tls_certificate[CFG_PATH_MAX];     /* PEM, leaf first, then the chain */
+    char   tls_certificate_key[CFG_PATH_MAX]; /* PEM private key of that certificate */
     struct cfg_list allowed_origins;  /* empty = any Origin accepted */
     int    max_connections;           /* 10000; past it: HTTP 503 */
     int    max_connections_per_ip;    /* 0 = off; per client address (IPv6: per /64) */

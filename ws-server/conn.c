@@ -188,7 +188,7 @@ static int conn_t_send_msg(void *t, struct msg *m, int chan)
         /* A slow consumer must not grow memory: drop what it has not
          * started receiving and tell it why. It reconnects with last_id. */
         log_info("fd %d: slow consumer, %zu bytes queued: closing 1013", c->io.fd, c->out.bytes);
-        sendq_drop_unsent(&c->out);
+        sendq_drop_unsent(&c->out, c->io.held);
         conn_close(c, 1013);
         return 0;
     }
@@ -277,16 +277,16 @@ const struct transport_ops conn_transport = {
 
 /* ---- accepting ---- */
 
-int conn_accept(conns_t *cs, int fd, const struct io_ops *ops, unsigned flags, void *peer)
+int conn_accept(conns_t *cs, int fd, const struct io_ops *ops, void *state, unsigned flags, void *peer)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (!c) {
-        close(fd);
+        io_close(&(struct io){ ops, fd, state, 0, 0 });
         return -ENOMEM;
     }
     c->cs = cs;
     c->state = CONN_HANDSHAKE;
-    c->io = (struct io){ ops, fd, NULL };
+    c->io = (struct io){ ops, fd, state, 0, 0 };
     int rc = ev_io_start(cs->loop, &c->watch, fd, EV_READ, conn_on_io);
     if (rc < 0) {
         io_close(&c->io);
@@ -432,7 +432,7 @@ static int conn_on_frame(struct conn *c, const struct frame *f)
             /* Pings from a peer that does not read its pongs would queue
              * without bound: the same cap as for messages. */
             log_info("fd %d: pongs not read, %zu bytes queued: closing 1013", c->io.fd, c->out.bytes);
-            sendq_drop_unsent(&c->out);
+            sendq_drop_unsent(&c->out, c->io.held);
             conn_close(c, 1013);
             return -1;
         }
@@ -584,6 +584,12 @@ static void conn_read(struct conn *c)
         }
         if (n != IO_AGAIN)
             conn_kill(c);           /* peer closed (0) or a read error */
+        else if ((c->io.flags & IO_READ_NEEDS_WRITE) && !(c->flags & CONN_WANT_WRITE)) {
+            /* conn_on_io reads again once writable; a flush with nothing
+             * queued turns EV_WRITE off again. */
+            c->flags |= CONN_WANT_WRITE;
+            ev_io_set(c->cs->loop, &c->watch, EV_READ | EV_WRITE);
+        }
         return;
     }
 }
@@ -649,9 +655,11 @@ static void conn_on_io(ev_loop_t *loop, struct ev_io *w, unsigned events)
 {
     (void)loop;
     struct conn *c = ev_container_of(w, struct conn, watch);
+    int read_waits_write = (c->io.flags & IO_READ_NEEDS_WRITE) != 0;
     if (events & EV_WRITE)
         conn_flush(c);
-    if ((events & EV_READ) && c->state != CONN_DEAD && !(c->flags & CONN_CLOSE_AFTER_FLUSH))
+    if ((events & EV_READ || (events & EV_WRITE && read_waits_write)) && c->state != CONN_DEAD &&
+        !(c->flags & CONN_CLOSE_AFTER_FLUSH))
         conn_read(c);
 }
 

@@ -70,11 +70,15 @@ void     conns_free(conns_t *cs);
 #define CONN_ACCEPT_PER_IP  2u
 
 /* Takes ownership of an accepted, non-blocking fd, to be read and written
- * through ops (io_plain_ops for a plain socket). peer (may be NULL) is
- * handed to the handlers' released() when the connection is freed.
- * Returns 0, or -ENOMEM / -errno (fd closed; released() is not called,
- * the caller still owns peer). */
-int      conn_accept(conns_t *cs, int fd, const struct io_ops *ops, unsigned flags, void *peer);
+ * through ops with the layer's state (io_plain_ops and NULL for a plain
+ * socket; io_tls_ops and what io_tls_new() made for TLS, whose handshake
+ * then runs inside the first reads, under handshake_timeout like the
+ * request head). peer (may be NULL) is handed to the handlers' released()
+ * when the connection is freed.
+ * Returns 0, or -ENOMEM / -errno (fd closed and state released through
+ * ops->close; released() is not called, the caller still owns peer). */
+int      conn_accept(conns_t *cs, int fd, const struct io_ops *ops, void *state, unsigned flags,
+                     void *peer);
 
 /* Starts the close handshake on every connection (shutdown: 1001). */
 void     conns_close_all(conns_t *cs, uint16_t code);

@@ -8,6 +8,7 @@
 #include "ev.h"
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 
 int main(int argc, char **argv)
 {
@@ -25,6 +26,14 @@ int main(int argc, char **argv)
             cfg_free(cfg);
             free(cfg);
         }
+        return 1;
+    }
+    /* The certificate pair is part of the configuration: -t and a start
+     * refuse one that cannot serve. */
+    if (cfg->tls_certificate[0] && tls_check(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ws-server: %s: %s\n", path, err);
+        cfg_free(cfg);
+        free(cfg);
         return 1;
     }
     if (check_only) {

@@ -101,11 +101,14 @@ ssize_t sendq_flush(struct sendq *q, struct io *io)
     return total;
 }
 
-void sendq_drop_unsent(struct sendq *q)
+void sendq_drop_unsent(struct sendq *q, size_t held)
 {
     rbuf_t **slots = sendq_slots(q);
     uint32_t cap = sendq_cap(q);
     uint32_t keep = q->count > 0 && q->head_off > 0 ? 1 : 0;
+    size_t covered = keep ? rbuf_len(slots[q->head]) - q->head_off : 0;
+    while (keep < q->count && covered < held)
+        covered += rbuf_len(slots[(q->head + keep++) % cap]);
     for (uint32_t i = keep; i < q->count; i++) {
         rbuf_t *r = slots[(q->head + i) % cap];
         q->bytes -= rbuf_len(r);

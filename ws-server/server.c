@@ -16,6 +16,7 @@
 #include "engine_memory.h"
 #include "handshake.h"
 #include "hub.h"
+#include "io_tls.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics_http.h"
@@ -24,11 +25,12 @@
 #include "revoke.h"
 #include "session.h"
 #include "stats.h"
+#include "tls.h"
 
 /* Upper bound on the graceful part of shutdown: SIGTERM must exit within
  * a second even if clients never answer our close. */
 #define SERVER_SHUTDOWN_MS 900
-#define SERVER_MAX_LISTENERS (CFG_MAX_LIST + 1)
+#define SERVER_MAX_LISTENERS (2 * CFG_MAX_LIST + 1)   /* listen, tls_listen, unix_listen */
 /* Accepts per wake-up of one listener, so a connection flood cannot
  * starve the publish socket and timers. */
 #define SERVER_ACCEPT_PER_PASS 256
@@ -45,6 +47,7 @@ struct server_listener {
     struct listener l;
     struct server  *srv;
     int             is_unix;
+    int             is_tls;        /* a tls_listen address */
     struct addr_unix_id id;        /* of the socket file, when is_unix */
     char            spec[CFG_PATH_MAX];
 };
@@ -66,6 +69,8 @@ struct server {
     unsigned long    refused;      /* 503s since that line */
     struct pubsock  *pubsock;
     mhttp_t         *metrics;      /* metrics_listen, NULL when off */
+    tls_t           *tls;          /* the certificate pair of tls_listen, NULL without it */
+    struct stats_tls tls_off;      /* zeros, shown when there is no TLS */
     struct stats_server stats;     /* refusals at accept */
     int              shutting_down;
     struct ev_timer  shutdown_timer;
@@ -165,6 +170,7 @@ static int server_metrics(void *ctx, struct buf *out)
         .session = sessions_stats(srv->sessions),
         .hub = hub_stats(srv->hub),
         .pubsock = pubsock_stats(srv->pubsock),
+        .tls = srv->tls ? tls_stats(srv->tls) : &srv->tls_off,
         .published = engine_memory_published(srv->engine),
         .channels = hub_channels(srv->hub),
         .history_messages = engine_memory_entries(srv->engine),
@@ -240,7 +246,11 @@ static void server_on_accept(struct listener *l, int fd, void *data)
             srv->stats.refused.n[full ? STATS_REFUSED_LIMIT : STATS_REFUSED_PER_IP]++;
             if (peer)
                 peers_release(srv->peers, peer);
-            server_refuse(fd);
+            /* A TLS client could not read a plain 503: it is just closed. */
+            if (sl->is_tls)
+                close(fd);
+            else
+                server_refuse(fd);
             return;
         }
         server_log_refusal(srv, why);
@@ -254,14 +264,25 @@ static void server_on_accept(struct listener *l, int fd, void *data)
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    if (conn_accept(srv->conns, fd, &io_plain_ops, flags, peer) < 0 && peer) {
+    const struct io_ops *ops = &io_plain_ops;
+    void *state = NULL;
+    if (sl->is_tls) {
+        ops = &io_tls_ops;
+        state = io_tls_new(srv->tls, fd);
+        if (!state) {
+            log_error("TLS connection dropped: out of memory");
+            close(fd);
+            fd = -1;
+        }
+    }
+    if ((fd < 0 || conn_accept(srv->conns, fd, ops, state, flags, peer) < 0) && peer) {
         if (flags & CONN_ACCEPT_LIMITED)
             peers_reserved(peer, -1);
         peers_release(srv->peers, peer);
     }
 }
 
-static int server_listen(struct server *srv, const char *spec, char *err, size_t errlen)
+static int server_listen(struct server *srv, const char *spec, int tls, char *err, size_t errlen)
 {
     if (srv->nlisteners == SERVER_MAX_LISTENERS) {
         snprintf(err, errlen, "too many listen addresses");
@@ -273,6 +294,7 @@ static int server_listen(struct server *srv, const char *spec, char *err, size_t
         return -1;
     sl->srv = srv;
     sl->is_unix = addr_is_unix(spec);
+    sl->is_tls = tls;
     sl->id = addr_unix_identity(spec);
     snprintf(sl->spec, sizeof(sl->spec), "%s", spec);
     if (listener_start(&sl->l, srv->loop, fd, spec, SERVER_ACCEPT_PER_PASS, server_on_accept, sl) < 0) {
@@ -281,7 +303,7 @@ static int server_listen(struct server *srv, const char *spec, char *err, size_t
         return -1;
     }
     srv->nlisteners++;
-    log_info("listening on %s", spec);
+    log_info("listening on %s%s", spec, tls ? " (TLS)" : "");
     return 0;
 }
 
@@ -336,12 +358,17 @@ static void server_reload(struct server *srv)
         log_error("reload: out of memory");
         return;
     }
-    if (cfg_load(next, srv->cfg_path, err, sizeof(err)) < 0) {
+    /* A certificate pair that cannot be used fails the reload like a bad
+     * key would: the running config and pair stay, and the log says why. */
+    if (cfg_load(next, srv->cfg_path, err, sizeof(err)) < 0 ||
+        (srv->tls && tls_reload(srv->tls, next, err, sizeof(err)) < 0)) {
         log_error("reload failed, keeping the running config: %s", err);
         cfg_free(next);
         free(next);
         return;
     }
+    if (srv->tls)
+        log_info("TLS certificate %s loaded for new connections", next->tls_certificate);
     /* Listeners and the publish socket stay as bound at start; everything
      * else (limits, origins, channel patterns, secrets) applies from now:
      * every layer reads the config through &srv->cfg. */
@@ -436,10 +463,18 @@ static int server_build(struct server *srv, char *err, size_t errlen)
     server_restore_history(srv);
     server_restore_revocations(srv);
     for (int i = 0; i < srv->cfg->listen.n; i++)
-        if (server_listen(srv, srv->cfg->listen.items[i], err, errlen) < 0)
+        if (server_listen(srv, srv->cfg->listen.items[i], 0, err, errlen) < 0)
             return -1;
-    if (srv->cfg->unix_listen[0] && server_listen(srv, srv->cfg->unix_listen, err, errlen) < 0)
+    if (srv->cfg->unix_listen[0] && server_listen(srv, srv->cfg->unix_listen, 0, err, errlen) < 0)
         return -1;
+    if (srv->cfg->tls_listen.n > 0) {
+        srv->tls = tls_new(srv->cfg, err, errlen);
+        if (!srv->tls)
+            return -1;
+    }
+    for (int i = 0; i < srv->cfg->tls_listen.n; i++)
+        if (server_listen(srv, srv->cfg->tls_listen.items[i], 1, err, errlen) < 0)
+            return -1;
     const struct pubsock_handlers ph = { server_disconnect_user };
     srv->pubsock = pubsock_open(srv->loop, cfg, srv->engine, &ph, srv, err, errlen);
     if (!srv->pubsock)
@@ -496,6 +531,7 @@ void server_free(server_t *srv)
         return;
     ev_after_remove(srv->loop, &srv->after);
     conns_free(srv->conns);         /* closes sessions, which leave the hub; releases peers */
+    tls_free(srv->tls);             /* after the connections, whose SSLs report to it */
     peers_free(srv->peers);
     server_stop_listening(srv);
     mhttp_free(srv->metrics);

@@ -153,6 +153,11 @@ int stats_write(struct buf *out, const struct stats_view *v)
     rc |= stats_u64(out, "wspush_publish_socket_requests_total", "{result=\"refused\"}", v->pubsock->refused);
     rc |= stats_u64(out, "wspush_publish_socket_requests_total", "{result=\"error\"}", v->pubsock->error);
 
+    rc |= stats_family(out, "wspush_tls_handshakes_total", "counter",
+                       "TLS handshakes on tls_listen, by result (failed: refused, broken, timed out or abandoned).");
+    rc |= stats_u64(out, "wspush_tls_handshakes_total", "{result=\"ok\"}", v->tls->handshakes_ok);
+    rc |= stats_u64(out, "wspush_tls_handshakes_total", "{result=\"failed\"}", v->tls->handshakes_failed);
+
     rc |= stats_hist_write(out, "wspush_fanout_seconds",
                            "From a publish read off the publish socket to its frame queued to the last local subscriber.",
                            &v->pubsock->fanout);

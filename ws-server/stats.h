@@ -104,6 +104,12 @@ struct stats_pubsock {
     struct stats_hist fanout;     /* publish read off the socket -> queued to the last subscriber */
 };
 
+/* tls.c: TLS handshakes on tls_listen (all zero without it). */
+struct stats_tls {
+    uint64_t handshakes_ok;
+    uint64_t handshakes_failed;   /* refused, broken, timed out, or the client left first */
+};
+
 /* The process, read from /proc/self at scrape time. */
 struct stats_process {
     uint64_t rss_bytes;
@@ -125,6 +131,7 @@ struct stats_view {
     const struct stats_session *session;
     const struct stats_hub     *hub;
     const struct stats_pubsock *pubsock;
+    const struct stats_tls     *tls;
     uint64_t published;           /* messages accepted by the engine */
     uint64_t channels;            /* gauge: channels with subscribers */
     uint64_t history_messages;    /* gauges: what the engine holds */

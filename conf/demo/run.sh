@@ -5,13 +5,15 @@
 # Environment (all optional):
 #   WSPUSH_DEMO_PORT     nginx port, the demo page          (default 8080)
 #   WSPUSH_DEMO_WS_PORT  ws-server's own port               (default 8081)
+#   WSPUSH_DEMO_TLS_PORT ws-server's TLS port (wss://, a self-signed
+#                        certificate made in the runtime directory) (default 8443)
 #   WSPUSH_DEMO_METRICS_PORT  ws-server's metrics_listen    (default 8082)
 #   WSPUSH_DEMO_PUB_METRICS_PORT  fcgi-publisher's metrics_listen (default 8083)
 #   WSPUSH_DEMO_DIR      runtime directory to create; it must not exist yet
 #                        (default: a fresh mktemp directory)
 #
 # Everything the demo needs (ini, secret, htpasswd with demo/demo, nginx.conf,
-# sockets, pid file, logs) lives in one throw-away runtime directory. Ctrl-C
+# the TLS certificate and key, sockets, pid file, logs) lives in one throw-away runtime directory. Ctrl-C
 # or SIGTERM stops the three processes, waits for them, and removes the
 # directory; if any process dies on its own, the rest are stopped too.
 set -u
@@ -21,6 +23,7 @@ root=$(cd "$here/../.." && pwd)
 bin=${1:-$root/build/bin}
 port=${WSPUSH_DEMO_PORT:-8080}
 ws_port=${WSPUSH_DEMO_WS_PORT:-8081}
+tls_port=${WSPUSH_DEMO_TLS_PORT:-8443}
 metrics_port=${WSPUSH_DEMO_METRICS_PORT:-8082}
 pub_metrics_port=${WSPUSH_DEMO_PUB_METRICS_PORT:-8083}
 host=127.0.0.1
@@ -32,11 +35,12 @@ for p in ws-server fcgi-publisher; do
   [ -x "$bin/$p" ] || die "$bin/$p is missing: run 'make' first (or 'make run')"
 done
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || die "nginx is not installed (apt-get install nginx)"
+command -v openssl >/dev/null 2>&1 || die "openssl is not installed (apt-get install openssl)"
 nginx_bin=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 
 port_busy() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
-for p in "$port" "$ws_port" "$metrics_port" "$pub_metrics_port"; do
-  port_busy "$p" && die "port $p is in use (another demo running?); set WSPUSH_DEMO_PORT / WSPUSH_DEMO_WS_PORT / WSPUSH_DEMO_METRICS_PORT / WSPUSH_DEMO_PUB_METRICS_PORT"
+for p in "$port" "$ws_port" "$tls_port" "$metrics_port" "$pub_metrics_port"; do
+  port_busy "$p" && die "port $p is in use (another demo running?); set WSPUSH_DEMO_PORT / WSPUSH_DEMO_WS_PORT / WSPUSH_DEMO_TLS_PORT / WSPUSH_DEMO_METRICS_PORT / WSPUSH_DEMO_PUB_METRICS_PORT"
 done
 
 if [ -n "${WSPUSH_DEMO_DIR:-}" ]; then
@@ -109,6 +113,14 @@ if command -v htpasswd >/dev/null 2>&1; then
 else
   printf 'demo:%s\n' "$(openssl passwd -apr1 demo)" > "$run/htpasswd" || die "openssl passwd failed"
 fi
+# A self-signed certificate for wss://$host:$tls_port (and localhost),
+# valid 30 days; its SPKI hash lets Chromium trust it without a prompt.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+  -subj "/CN=wspush demo" -addext "subjectAltName=IP:$host,DNS:localhost" \
+  -keyout "$run/key.pem" -out "$run/cert.pem" 2>/dev/null || die "openssl could not make the demo certificate"
+chmod 0600 "$run/key.pem"
+spki=$(openssl x509 -in "$run/cert.pem" -pubkey -noout | openssl pkey -pubin -outform der |
+       openssl dgst -sha256 -binary | base64) || die "openssl could not hash the demo certificate"
 origins="http://$host:$port http://localhost:$port"
 cat > "$run/wspush.ini" <<EOF
 ; Written by conf/demo/run.sh for the demo; see conf/wspush.ini for every key.
@@ -119,6 +131,9 @@ log_level = info
 
 [ws-server]
 listen = $host:$ws_port
+tls_listen = $host:$tls_port
+tls_certificate = cert.pem
+tls_certificate_key = key.pem
 metrics_listen = $host:$metrics_port
 allowed_origins = $origins
 publish_socket_mode = 0600
@@ -143,7 +158,8 @@ EOF
 user_line=""
 [ "$(id -u)" = 0 ] && user_line="user root;"
 sed -e "s#@RUN@#$run#g" -e "s#@WWW@#$here/www#g" -e "s#@HOST@#$host#g" \
-    -e "s#@PORT@#$port#g" -e "s#@WS_PORT@#$ws_port#g" -e "s#@USER_LINE@#$user_line#g" \
+    -e "s#@PORT@#$port#g" -e "s#@WS_PORT@#$ws_port#g" -e "s#@TLS_PORT@#$tls_port#g" \
+    -e "s#@USER_LINE@#$user_line#g" \
     "$here/nginx.conf.in" > "$run/nginx.conf"
 
 "$bin/ws-server" -t -c "$run/wspush.ini" >/dev/null || die "ws-server rejects the demo config"
@@ -152,7 +168,7 @@ sed -e "s#@RUN@#$run#g" -e "s#@WWW@#$here/www#g" -e "s#@HOST@#$host#g" \
 
 # ---- the three processes
 start ws-server "$bin/ws-server" -c "$run/wspush.ini"
-wait_ready ws-server bash -c "[ -S '$run/publish.sock' ] && (exec 3<>/dev/tcp/$host/$ws_port) 2>/dev/null"
+wait_ready ws-server bash -c "[ -S '$run/publish.sock' ] && (exec 3<>/dev/tcp/$host/$ws_port) 2>/dev/null && (exec 3<>/dev/tcp/$host/$tls_port) 2>/dev/null"
 start fcgi-publisher "$bin/fcgi-publisher" -c "$run/wspush.ini"
 wait_ready fcgi-publisher test -S "$run/fcgi.sock"
 start nginx "$nginx_bin" -p "$run" -e "$run/nginx-error.log" -c "$run/nginx.conf" -g 'daemon off;'
@@ -163,6 +179,11 @@ cat <<EOF
   wspush demo running
     page        http://$host:$port/          login: demo / demo
     WebSocket   ws://$host:$port/ws  (proxied)  ws://$host:$ws_port/ws  (direct)
+                wss://$host:$tls_port/ws  (TLS, direct; page: http://$host:$port/?ws=tls)
+    TLS         self-signed certificate $run/cert.pem
+                curl --cacert $run/cert.pem https://$host:$tls_port/healthz
+                browser: open https://$host:$tls_port/healthz once and accept the certificate,
+                or start Chromium with --ignore-certificate-errors-spki-list=$spki
     publish     $bin/wspush -s $run/publish.sock publish public/demo '"hello"'
     metrics     http://$host:$metrics_port/metrics  (ws-server; also /healthz, /readyz)
                 http://$host:$pub_metrics_port/metrics  (fcgi-publisher; also /healthz, /readyz)

@@ -6,6 +6,7 @@
 //                                            directory, default build/bin)
 // Output (screenshot, demo log, page console) goes to tests/browser/output/.
 import { spawn, execFile } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -65,10 +66,11 @@ function run(file, args) {
 const liveDemos = new Set();   // stopped at exit whatever happened
 
 class Demo {
-  constructor(port, wsPort, metricsPort) {
+  constructor(port, wsPort, metricsPort, tlsPort) {
     this.port = port;
     this.wsPort = wsPort;
     this.metricsPort = metricsPort;
+    this.tlsPort = tlsPort;
     this.origin = `http://127.0.0.1:${port}`;
     this.dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wspush-browser-')), 'run');
   }
@@ -77,7 +79,8 @@ class Demo {
     this.proc = spawn('bash', [path.join(ROOT, 'conf/demo/run.sh'), BIN], {
       env: { ...process.env, WSPUSH_DEMO_PORT: String(this.port),
              WSPUSH_DEMO_WS_PORT: String(this.wsPort),
-             WSPUSH_DEMO_METRICS_PORT: String(this.metricsPort), WSPUSH_DEMO_DIR: this.dir },
+             WSPUSH_DEMO_METRICS_PORT: String(this.metricsPort),
+             WSPUSH_DEMO_TLS_PORT: String(this.tlsPort), WSPUSH_DEMO_DIR: this.dir },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     liveDemos.add(this);
@@ -108,12 +111,20 @@ class Demo {
     assert(res.code === 0, `run.sh exited with ${res.code ?? res.sig} after ${signal}`);
     assert(!fs.existsSync(this.dir), `runtime directory ${this.dir} left behind`);
     fs.rmSync(path.dirname(this.dir), { recursive: true, force: true });
-    for (const p of [this.port, this.wsPort])
+    for (const p of [this.port, this.wsPort, this.tlsPort])
       assert(!(await portOpen(p)), `port ${p} still open after ${signal}`);
   }
 
   accessLog() {
     try { return fs.readFileSync(path.join(this.dir, 'access.log'), 'utf8'); } catch { return ''; }
+  }
+
+  // The base64 SHA-256 of the demo certificate's public key: what
+  // Chromium's --ignore-certificate-errors-spki-list trusts.
+  spki() {
+    const cert = new crypto.X509Certificate(fs.readFileSync(path.join(this.dir, 'cert.pem')));
+    const der = cert.publicKey.export({ type: 'spki', format: 'der' });
+    return crypto.createHash('sha256').update(der).digest('base64');
   }
 
   cli(...args) {
@@ -177,12 +188,12 @@ async function step(name, fn) {
   }
 }
 
-async function openDemoPage(browser, demo, creds, label) {
+async function openDemoPage(browser, demo, creds, label, query = '') {
   const ctx = await browser.newContext(creds ? { httpCredentials: creds } : {});
   const page = await ctx.newPage();
   page.on('console', (m) => consoleLog.write(`[${label}] ${m.type()}: ${m.text()}\n`));
   page.on('pageerror', (e) => consoleLog.write(`[${label}] pageerror: ${e.message}\n`));
-  await page.goto(demo.origin + '/');
+  await page.goto(demo.origin + '/' + query);
   await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
   return { ctx, page };
 }
@@ -211,16 +222,19 @@ async function deliveredWithin(page, text, t0, timeout) {
 async function main() {
   for (const p of ['ws-server', 'fcgi-publisher', 'wspush'])
     assert(fs.existsSync(path.join(BIN, p)), `${BIN}/${p} missing: build first (make all)`);
-  const [port, wsPort, evilPort, metricsPort] =
-    [await freePort(), await freePort(), await freePort(), await freePort()];
-  const demo = new Demo(port, wsPort, metricsPort);
+  const [port, wsPort, evilPort, metricsPort, tlsPort] =
+    [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const demo = new Demo(port, wsPort, metricsPort, tlsPort);
   await demo.start();
   console.log(`demo on ${demo.origin} (ws-server ${wsPort}), runtime ${demo.dir}`);
 
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+           '--disable-background-networking', '--disable-component-update', '--disable-sync',
+           // Trusts the demo's self-signed certificate (by its key), and
+           // nothing else: every other certificate is still checked.
+           `--ignore-certificate-errors-spki-list=${demo.spki()}`],
   });
   let A, B, anon;
   try {
@@ -372,6 +386,32 @@ async function main() {
       await B.page.waitForSelector(rowWith(again), { timeout: DELIVERY_MS });
     });
 
+    await step('a page over wss:// (Chromium trusting the demo certificate) gets messages', async () => {
+      const wsUrls = [];
+      const ctx = await browser.newContext({ httpCredentials: CREDS });
+      const page = await ctx.newPage();
+      page.on('websocket', (ws) => wsUrls.push(ws.url()));
+      page.on('console', (m) => consoleLog.write(`[tls] ${m.type()}: ${m.text()}\n`));
+      await page.goto(demo.origin + '/?ws=tls');
+      await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
+      assert(wsUrls.length > 0 && wsUrls.every((u) => u.startsWith(`wss://127.0.0.1:${demo.tlsPort}/ws?`)),
+             `not over TLS: ${wsUrls.join(' ')}`);
+      assert((await page.inputValue('#via')) === 'tls', 'selector does not show tls');
+      for (const [channel, what] of [['public/demo', 'public'], ['user/demo/inbox', 'private']]) {
+        const text = uniq(`over-tls-${what}`);
+        const t0 = await publishViaForm(A.page, channel, text);
+        const ms = await deliveredWithin(page, text, t0, DELIVERY_MS + 2000);
+        assert(ms <= DELIVERY_MS, `${what}: delivered after ${ms} ms`);
+        console.log(`     ${what} over wss:// in ${ms} ms`);
+      }
+      // The selector switches back to the proxied connection.
+      await Promise.all([page.waitForNavigation(), page.selectOption('#via', 'proxied')]);
+      await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
+      assert(wsUrls[wsUrls.length - 1].startsWith(`ws://127.0.0.1:${demo.port}/ws?`),
+             `not proxied after the switch: ${wsUrls[wsUrls.length - 1]}`);
+      await ctx.close();
+    });
+
     await step('screenshot of the demo page', async () => {
       await B.page.screenshot({ path: path.join(OUT, 'demo.png'), fullPage: true });
       assert(fs.statSync(path.join(OUT, 'demo.png')).size > 1000, 'empty screenshot');
@@ -383,7 +423,7 @@ async function main() {
   await step('SIGTERM stops the demo and leaves nothing behind', () => demo.stop('SIGTERM'));
 
   await step('a second run on the same ports starts and stops cleanly (SIGINT)', async () => {
-    const again = new Demo(port, wsPort, metricsPort);
+    const again = new Demo(port, wsPort, metricsPort, tlsPort);
     await again.start();
     const r = await fetch(again.origin + '/');
     assert(r.status === 200, `GET / after restart: ${r.status}`);

@@ -263,9 +263,13 @@ class Env:
 
 # ---- a raw WebSocket client, for what a well-behaved library will not send
 
-def ws_handshake(port, path="/ws?channels=public/a", origin=None, extra=b"", host="127.0.0.1"):
-    """Opens a socket, sends an upgrade request, returns (sock, status, headers_bytes, rest)."""
+def ws_handshake(port, path="/ws?channels=public/a", origin=None, extra=b"", host="127.0.0.1",
+                 wrap=None):
+    """Opens a socket, sends an upgrade request, returns (sock, status, headers_bytes, rest).
+    wrap(sock), when given, returns the socket to speak through (TLS)."""
     s = socket.create_connection((host, port), timeout=5)
+    if wrap:
+        s = wrap(s)
     key = base64.b64encode(os.urandom(16)).decode()
     req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
@@ -301,8 +305,8 @@ def encode_frame(opcode, payload=b"", fin=True, rsv=0, mask=True, length=None):
 class RawWs:
     """A socket after a successful upgrade; reads server frames."""
 
-    def __init__(self, port, path="/ws?channels=public/a", origin=None):
-        self.sock, self.status, self.head, self.buf = ws_handshake(port, path, origin)
+    def __init__(self, port, path="/ws?channels=public/a", origin=None, wrap=None):
+        self.sock, self.status, self.head, self.buf = ws_handshake(port, path, origin, wrap=wrap)
 
     def send(self, data):
         self.sock.sendall(data)

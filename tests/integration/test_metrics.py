@@ -30,6 +30,7 @@ FAMILIES = {
     "wspush_history_bytes": ("gauge", set()),
     "wspush_publish_socket_requests": ("counter", {"result"}),
     "wspush_fanout_seconds": ("histogram", set()),
+    "wspush_tls_handshakes": ("counter", {"result"}),
     "process_resident_memory_bytes": ("gauge", set()),
     "process_cpu_seconds": ("counter", set()),
     "process_open_fds": ("gauge", set()),

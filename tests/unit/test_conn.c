@@ -417,7 +417,7 @@ static struct tio *tc_accept_as(struct tc *tc, unsigned flags, int with_peer)
     t->fd = sv[0];
     t->peer = sv[1];
     tc->tios[tc->ntio++] = t;
-    assert_int_equal(conn_accept(tc->cs, t->fd, &tio_ops, flags, with_peer ? t : NULL), 0);
+    assert_int_equal(conn_accept(tc->cs, t->fd, &tio_ops, NULL, flags, with_peer ? t : NULL), 0);
     return t;
 }
 
@@ -1494,7 +1494,7 @@ static void test_accept_bad_fd(void **state)
     t->fd = -1;
     t->peer = -1;
     tc->tios[tc->ntio++] = t;
-    assert_int_equal(conn_accept(tc->cs, -1, &tio_ops, CONN_ACCEPT_LIMITED, t), -EBADF);
+    assert_int_equal(conn_accept(tc->cs, -1, &tio_ops, NULL, CONN_ACCEPT_LIMITED, t), -EBADF);
     assert_int_equal(t->released, 0);       /* the caller keeps its peer */
     assert_int_equal(conns_limited(tc->cs), 0);
     assert_int_equal(t->io_closed, 1);      /* the fd is closed on failure */

@@ -66,7 +66,7 @@ static void test_order_across_partial_writes(void **state)
     size_t total = 0;
     int rounds = 0;
     while (!sendq_empty(&q)) {
-        ssize_t w = sendq_flush(&q, &(struct io){ &io_plain_ops, fds[0], NULL });
+        ssize_t w = sendq_flush(&q, &(struct io){ .ops = &io_plain_ops, .fd = fds[0] });
         assert_true(w >= 0);
         total += tq_drain(fds[1], got + total, N * LEN - total);
         assert_true(++rounds < 10000);
@@ -93,21 +93,41 @@ static void test_drop_unsent_keeps_started_frame(void **state)
     assert_int_equal(sendq_push(&q, big), 0);
     assert_int_equal(sendq_push(&q, small), 0);
     assert_int_equal(sendq_push(&q, small), 0);
-    ssize_t w = sendq_flush(&q, &(struct io){ &io_plain_ops, fds[0], NULL });
+    ssize_t w = sendq_flush(&q, &(struct io){ .ops = &io_plain_ops, .fd = fds[0] });
     assert_true(w > 0 && (size_t)w < (1u << 20));     /* head started, not done */
-    sendq_drop_unsent(&q);
+    sendq_drop_unsent(&q, 0);
     assert_int_equal(q.count, 1);
     assert_int_equal(q.bytes, (1u << 20) - (size_t)w);
     /* Without a started frame everything goes. */
     sendq_clear(&q);
     assert_int_equal(sendq_push(&q, small), 0);
-    sendq_drop_unsent(&q);
+    sendq_drop_unsent(&q, 0);
     assert_true(sendq_empty(&q));
     assert_int_equal(q.bytes, 0);
     rbuf_unref(big);
     rbuf_unref(small);
     close(fds[0]);
     close(fds[1]);
+}
+
+/* A TLS layer holding the first bytes in a blocked record (io.held):
+ * the frames they span stay, the rest goes. */
+static void test_drop_unsent_keeps_held_frames(void **state)
+{
+    (void)state;
+    struct sendq q = { 0 };
+    rbuf_t *small = tq_frame(4, 10);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(sendq_push(&q, small), 0);
+    sendq_drop_unsent(&q, 15);
+    assert_int_equal(q.count, 2);
+    assert_int_equal(q.bytes, 2 * rbuf_len(small));
+    sendq_drop_unsent(&q, rbuf_len(small));
+    assert_int_equal(q.count, 1);
+    sendq_drop_unsent(&q, 0);
+    assert_true(sendq_empty(&q));
+    assert_int_equal(q.bytes, 0);
+    rbuf_unref(small);
 }
 
 static void test_write_error_is_reported(void **state)
@@ -120,7 +140,7 @@ static void test_write_error_is_reported(void **state)
     rbuf_t *r = tq_frame(3, 100);
     assert_int_equal(sendq_push(&q, r), 0);
     rbuf_unref(r);
-    assert_int_equal(sendq_flush(&q, &(struct io){ &io_plain_ops, fds[0], NULL }), -EPIPE);
+    assert_int_equal(sendq_flush(&q, &(struct io){ .ops = &io_plain_ops, .fd = fds[0] }), -EPIPE);
     sendq_clear(&q);
     close(fds[0]);
 }
@@ -131,6 +151,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order_across_partial_writes),
         cmocka_unit_test(test_drop_unsent_keeps_started_frame),
+        cmocka_unit_test(test_drop_unsent_keeps_held_frames),
         cmocka_unit_test(test_write_error_is_reported),
     };
     return cmocka_run_group_tests_name("sendq", tests, NULL, NULL);

@@ -20,6 +20,7 @@ struct st_fixture {
     struct stats_session session;
     struct stats_hub     hub;
     struct stats_pubsock pubsock;
+    struct stats_tls     tls;
     struct stats_view    v;
     struct buf           out;
 };
@@ -44,13 +45,15 @@ static int st_setup(void **state)
     f->pubsock.ok = 100;
     f->pubsock.refused = 2;
     f->pubsock.error = 1;
+    f->tls.handshakes_ok = 21;
+    f->tls.handshakes_failed = 22;
     stats_hist_observe(&f->pubsock.fanout, 50000);       /* 50 us */
     stats_hist_observe(&f->pubsock.fanout, 100000);      /* on the first edge */
     stats_hist_observe(&f->pubsock.fanout, 3000000);     /* 3 ms */
     stats_hist_observe(&f->pubsock.fanout, 9000000000ull); /* 9 s: +Inf */
     f->v = (struct stats_view){
         .conn = &f->conn, .server = &f->server, .session = &f->session, .hub = &f->hub,
-        .pubsock = &f->pubsock, .published = 99, .channels = 15, .history_messages = 16,
+        .pubsock = &f->pubsock, .tls = &f->tls, .published = 99, .channels = 15, .history_messages = 16,
         .history_bytes = 17,
         .process = { .rss_bytes = 4096, .cpu_seconds = 1.25, .open_fds = 8, .start_time = 1764700000.5 },
     };
@@ -101,6 +104,8 @@ static const char *const want_lines[] = {
     "wspush_publish_socket_requests_total{result=\"ok\"} 100\n",
     "wspush_publish_socket_requests_total{result=\"refused\"} 2\n",
     "wspush_publish_socket_requests_total{result=\"error\"} 1\n",
+    "wspush_tls_handshakes_total{result=\"ok\"} 21\n",
+    "wspush_tls_handshakes_total{result=\"failed\"} 22\n",
     "wspush_fanout_seconds_bucket{le=\"0.0001\"} 2\n",
     "wspush_fanout_seconds_bucket{le=\"0.0025\"} 2\n",
     "wspush_fanout_seconds_bucket{le=\"0.005\"} 3\n",
@@ -162,7 +167,7 @@ static void test_help_and_type_first(void **state)
         }
         p = eol + 1;
     }
-    assert_int_equal(nfamilies, 19);
+    assert_int_equal(nfamilies, 20);
 }
 
 static void test_close_slots(void **state)
