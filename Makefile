@@ -90,7 +90,8 @@ $(BIN)/wspush: $(call obj,fcgi-publisher/cli.c fcgi-publisher/cli_stats.c fcgi-p
 TEST_EXTRA_history := ws-server/channel.c ws-server/msg.c
 TEST_EXTRA_sendq   := ws-server/io_plain.c
 TEST_EXTRA_engine  := ws-server/engine_memory.c ws-server/history.c ws-server/channel.c ws-server/msg.c
-TEST_EXTRA_conn    := ws-server/frame.c ws-server/handshake.c ws-server/sendq.c ws-server/msg.c ws-server/stats.c
+TEST_EXTRA_conn    := ws-server/frame.c ws-server/handshake.c ws-server/sendq.c ws-server/msg.c ws-server/stats.c ws-server/sse.c
+TEST_EXTRA_sse     := ws-server/msg.c
 TEST_EXTRA_pubsock := ws-server/stats.c
 TEST_EXTRA_revoke  := ws-server/channel.c
 TEST_EXTRA_peers   := ws-server/channel.c
@@ -141,6 +142,7 @@ FUZZ_CC      ?= clang
 FUZZ_CFLAGS  ?= -g -O1
 FUZZ_OUT     ?= build/fuzz
 FUZZ_EXTRA_history := ws-server/channel.c ws-server/msg.c ws-server/revoke.c
+FUZZ_EXTRA_sse     := ws-server/msg.c
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
 FUZZ_BIN      = $(patsubst %,$(FUZZ_OUT)/fuzz_%,$(FUZZ_TARGETS))

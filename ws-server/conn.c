@@ -12,6 +12,7 @@
 #include "list.h"
 #include "log.h"
 #include "sendq.h"
+#include "sse.h"
 #include "utf8.h"
 #include "wspush.h"
 
@@ -38,7 +39,22 @@ enum conn_flag {
     CONN_WANT_DRAINED = 1 << 6,  /* call h.drained once the queue is empty */
     CONN_LIMITED = 1 << 7,       /* a reserve slot: /healthz 200, anything else 503 */
     CONN_PER_IP = 1 << 8,        /* the reserve slot is for max_connections_per_ip */
-    CONN_UPGRADED = 1 << 9,      /* counted in stats.open until freed */
+    CONN_UPGRADED = 1 << 9,      /* counted in stats.open (sse_open) until freed */
+};
+
+/* What differs between the two transports once the request head is
+ * answered: the bytes of a message, of a control object (subscribed,
+ * reset), of the keep-alive and of the last word (a close frame, or SSE's
+ * close event), and whether the client speaks after its head (WebSocket
+ * frames: pongs awaited, its close answered). The queue, the flush, the
+ * timers and the limits are one state machine for both. */
+struct conn_kind {
+    enum msg_slot  slot;
+    msg_encode_fn *encode;
+    rbuf_t      *(*control)(const char *json, size_t len);
+    rbuf_t      *(*keepalive)(void);
+    rbuf_t      *(*last)(int code);
+    int            two_way;
 };
 
 struct conns {
@@ -64,6 +80,7 @@ struct conn {
     struct conn       *dirty_next;
     void              *session;
     void              *peer;        /* given to conn_accept, handed to h.released */
+    const struct conn_kind *kind;   /* WebSocket until a GET /sse is answered */
     uint8_t            state;
     uint16_t           flags;
     uint64_t           skip;        /* bytes of a refused frame still to drop */
@@ -76,6 +93,8 @@ struct conn {
 static void conn_on_io(ev_loop_t *loop, struct ev_io *w, unsigned events);
 static void conn_on_timer(ev_loop_t *loop, struct ev_timer *t);
 static void conn_schedule(struct conn *c);
+static void conn_hang_up(struct conn *c);
+static const struct conn_kind conn_ws, conn_sse;
 
 static const struct cfg *conn_cfg(const struct conn *c) { return *c->cs->cfg; }
 
@@ -119,8 +138,8 @@ static int conn_queue_copy(struct conn *c, const void *p, size_t len)
     return conn_queue_rbuf(c, rbuf_from(p, len));
 }
 
-/* Queues a frame private to this connection (pong, close, greeting). */
-static int conn_queue_frame(struct conn *c, int opcode, const void *payload, size_t len)
+/* A WebSocket frame private to one connection (pong, close, greeting). */
+static rbuf_t *conn_ws_frame(int opcode, const void *payload, size_t len)
 {
     unsigned char hdr[10];
     size_t hl = frame_header(hdr, opcode, len);
@@ -130,11 +149,17 @@ static int conn_queue_frame(struct conn *c, int opcode, const void *payload, siz
         if (len)
             memcpy(rbuf_wdata(r) + hl, payload, len);
     }
-    return conn_queue_rbuf(c, r);
+    return r;
+}
+
+static int conn_queue_frame(struct conn *c, int opcode, const void *payload, size_t len)
+{
+    return conn_queue_rbuf(c, conn_ws_frame(opcode, payload, len));
 }
 
 /* Sends close code; counted is the code wspush_connections_closed_total
- * counts (the page's own close, echoed, must not pass for ours). */
+ * counts (the page's own close, echoed, must not pass for ours). An SSE
+ * stream ends once its close event is written: nothing is awaited. */
 static void conn_close_as(struct conn *c, uint16_t code, uint16_t counted)
 {
     if (c->state == CONN_HANDSHAKE) {
@@ -143,16 +168,16 @@ static void conn_close_as(struct conn *c, uint16_t code, uint16_t counted)
     }
     if (c->state != CONN_OPEN)
         return;
-    unsigned char payload[2];
-    buf_put_u16(payload, code);
     c->cs->stats.closed[stats_close_slot(counted)]++;
     c->state = CONN_CLOSING;
-    if (conn_queue_frame(c, FRAME_CLOSE, payload, 2) < 0) {
+    if (conn_queue_rbuf(c, c->kind->last(code)) < 0) {
         conn_kill(c);
         return;
     }
     log_debug("fd %d: close %u sent", c->io.fd, code);
     ev_timer_start(c->cs->loop, &c->timer, (uint64_t)conn_cfg(c)->close_timeout_ms, conn_on_timer);
+    if (!c->kind->two_way)
+        conn_hang_up(c);
 }
 
 static void conn_close(struct conn *c, uint16_t code) { conn_close_as(c, code, code); }
@@ -179,7 +204,7 @@ static int conn_t_send_msg(void *t, struct msg *m, int chan)
     struct conn *c = t;
     if (c->state != CONN_OPEN)
         return 0;
-    rbuf_t *frame = msg_encoding(m, MSG_SLOT_WS, chan, conn_encode);
+    rbuf_t *frame = msg_encoding(m, c->kind->slot, chan, c->kind->encode);
     if (!frame) {
         conn_close(c, 1011);
         return 0;
@@ -213,7 +238,7 @@ static int conn_t_replay_msg(void *t, struct msg *m, const int *chans, int n)
     if (n < 1 || n > WSPUSH_MAX_CHANNELS)
         return -EINVAL;
     for (int i = 0; i < n; i++) {
-        frames[i] = msg_encoding(m, MSG_SLOT_WS, chans[i], conn_encode);
+        frames[i] = msg_encoding(m, c->kind->slot, chans[i], c->kind->encode);
         if (!frames[i]) {
             conn_close(c, 1011);
             return -ENOMEM;
@@ -260,10 +285,29 @@ static int conn_t_send_json(void *t, const char *json, size_t len)
     /* No data frame follows our close frame (RFC 6455 5.5.1). */
     if (c->state != CONN_OPEN)
         return 0;
-    return conn_queue_frame(c, FRAME_TEXT, json, len);
+    return conn_queue_rbuf(c, c->kind->control(json, len));
 }
 
 static void conn_t_close(void *t, int code) { conn_close(t, (uint16_t)code); }
+
+static rbuf_t *conn_ws_text(const char *json, size_t len) { return conn_ws_frame(FRAME_TEXT, json, len); }
+static rbuf_t *conn_ws_ping(void) { return conn_ws_frame(FRAME_PING, NULL, 0); }
+
+static rbuf_t *conn_ws_close(int code)
+{
+    unsigned char payload[2];
+    buf_put_u16(payload, (uint16_t)code);
+    return conn_ws_frame(FRAME_CLOSE, payload, 2);
+}
+
+static rbuf_t *conn_sse_keepalive(void) { return rbuf_from(SSE_KEEPALIVE, sizeof(SSE_KEEPALIVE) - 1); }
+
+static const struct conn_kind conn_ws = {
+    MSG_SLOT_WS, conn_encode, conn_ws_text, conn_ws_ping, conn_ws_close, 1,
+};
+static const struct conn_kind conn_sse = {
+    MSG_SLOT_SSE, sse_encode, sse_control, conn_sse_keepalive, sse_close_event, 0,
+};
 
 const struct transport_ops conn_transport = {
     .send_msg = conn_t_send_msg,
@@ -286,6 +330,7 @@ int conn_accept(conns_t *cs, int fd, const struct io_ops *ops, void *state, unsi
     }
     c->cs = cs;
     c->state = CONN_HANDSHAKE;
+    c->kind = &conn_ws;
     c->io = (struct io){ ops, fd, state, 0, 0 };
     int rc = ev_io_start(cs->loop, &c->watch, fd, EV_READ, conn_on_io);
     if (rc < 0) {
@@ -336,19 +381,64 @@ static void conn_count_refusal(struct conn *c, enum hs_verdict v)
     c->cs->stats.refused.n[r]++;
 }
 
-static void conn_http_error(struct conn *c, enum hs_verdict v, const struct hs_request *req)
+/* Answers [p, p+n) (n <= 0: could not be made) and hangs up; the
+ * handshake timer still bounds it. */
+static void conn_refuse(struct conn *c, const char *p, int n)
 {
-    conn_count_refusal(c, v);
-    char resp[512];
-    int n = hs_response(v, req, resp, sizeof(resp));
     buf_free(&c->in);
-    if (n > 0 && conn_queue_copy(c, resp, (size_t)n) == 0) {
-        /* Answer, then hang up; the handshake timer still bounds it. */
+    if (n > 0 && conn_queue_copy(c, p, (size_t)n) == 0) {
         c->flags |= CONN_CLOSE_AFTER_FLUSH;
         ev_io_set(c->cs->loop, &c->watch, 0);
         return;
     }
     conn_kill(c);
+}
+
+/* cors: the Origin to echo (an SSE request whose origin was admitted). */
+static void conn_http_error(struct conn *c, enum hs_verdict v, const struct hs_request *req,
+                            struct str cors)
+{
+    conn_count_refusal(c, v);
+    if (req && req->sse && (v == HS_FORBIDDEN || v == HS_SERVICE_UNAVAILABLE)) {
+        /* The refusals of /sse are JSON, readable by the page's fetch(). */
+        struct buf page = { 0 };
+        int rc = sse_refuse(&page, v == HS_FORBIDDEN ? SSE_ORIGIN : SSE_UNAVAILABLE, cors);
+        conn_refuse(c, buf_head(&page), rc == 0 ? (int)buf_used(&page) : -1);
+        buf_free(&page);
+        return;
+    }
+    char resp[512];
+    conn_refuse(c, resp, hs_response(v, req, resp, sizeof(resp)));
+}
+
+/* Starts the event stream of an admitted GET /sse: its head, then the
+ * session, whose greeting follows the head. A subscription refused is
+ * an HTTP status instead, the head never sent. */
+static void conn_sse_start(struct conn *c, const struct hs_request *req)
+{
+    struct buf head = { 0 };
+    int code = 1011;
+    c->kind = &conn_sse;
+    c->state = CONN_OPEN;
+    c->last_ping = c->last_msg = ev_now(c->cs->loop);
+    if (sse_head(&head, req->origin) == 0 && conn_queue_copy(c, buf_head(&head), buf_used(&head)) == 0)
+        c->session = c->cs->h.open(c->cs->ctx, req->query, req->last_event_id, c, &code);
+    buf_free(&head);
+    if (!c->session) {
+        log_info("fd %d: event stream refused: %d", c->io.fd, code);
+        sendq_clear(&c->out);
+        c->state = CONN_HANDSHAKE;
+        struct buf page = { 0 };
+        int rc = sse_refuse(&page, sse_refusal_of(code), req->origin);
+        conn_refuse(c, buf_head(&page), rc == 0 ? (int)buf_used(&page) : -1);
+        buf_free(&page);
+        return;
+    }
+    c->flags |= CONN_UPGRADED;
+    c->cs->stats.sse_accepted++;
+    c->cs->stats.sse_open++;
+    if (c->state == CONN_OPEN)
+        conn_schedule(c);
 }
 
 /* Handles a request head in [p, p+len). Returns the bytes of the head
@@ -362,18 +452,24 @@ static ssize_t conn_handshake(struct conn *c, const char *p, size_t len)
     if (n == HS_NEED_MORE) {
         if (len < (size_t)cfg->max_header_bytes)
             return HS_NEED_MORE;
-        conn_http_error(c, HS_HEADERS_TOO_LARGE, NULL);
+        conn_http_error(c, HS_HEADERS_TOO_LARGE, NULL, (struct str){ 0 });
         return (ssize_t)len;
     }
     if (n < 0 || (size_t)n > (size_t)cfg->max_header_bytes) {
-        conn_http_error(c, n < 0 ? HS_BAD_REQUEST : HS_HEADERS_TOO_LARGE, NULL);
+        conn_http_error(c, n < 0 ? HS_BAD_REQUEST : HS_HEADERS_TOO_LARGE, NULL, (struct str){ 0 });
         return (ssize_t)len;
     }
     enum hs_verdict v = hs_check(&req, &cfg->allowed_origins);
-    if (v == HS_UPGRADE && (c->flags & CONN_LIMITED))
-        v = HS_SERVICE_UNAVAILABLE;
+    if ((v == HS_UPGRADE || v == HS_SSE) && (c->flags & CONN_LIMITED)) {
+        conn_http_error(c, HS_SERVICE_UNAVAILABLE, &req, req.origin);
+        return (ssize_t)len;
+    }
+    if (v == HS_SSE) {
+        conn_sse_start(c, &req);
+        return (ssize_t)len;    /* a stream reads nothing after its head */
+    }
     if (v != HS_UPGRADE) {
-        conn_http_error(c, v, &req);
+        conn_http_error(c, v, &req, (struct str){ 0 });
         return (ssize_t)len;
     }
     char resp[512];
@@ -388,7 +484,7 @@ static ssize_t conn_handshake(struct conn *c, const char *p, size_t len)
     c->cs->stats.open++;
     c->last_ping = c->last_msg = ev_now(c->cs->loop);
     int code = 0;
-    c->session = c->cs->h.open(c->cs->ctx, req.query, c, &code);
+    c->session = c->cs->h.open(c->cs->ctx, req.query, (struct str){ 0 }, c, &code);
     if (!c->session) {
         log_info("fd %d: subscription refused: close %d", c->io.fd, code);
         conn_close(c, (uint16_t)code);
@@ -551,8 +647,9 @@ static void conn_feed(struct conn *c, const unsigned char *p, size_t n)
             goto keep;
         used = (size_t)h;
     }
-    /* Frames may follow the head in the same read (sent before our 101). */
-    if (c->state == CONN_OPEN || c->state == CONN_CLOSING)
+    /* Frames may follow the head in the same read (sent before our 101).
+     * An SSE client has nothing to say after its head: it is dropped. */
+    if ((c->state == CONN_OPEN || c->state == CONN_CLOSING) && c->kind->two_way)
         used += conn_parse_frames(c, p + used, n - used);
     else
         used = n;
@@ -706,11 +803,19 @@ static void conn_on_timer(ev_loop_t *loop, struct ev_timer *t)
             return;
         }
     } else if (cfg->ping_interval_ms > 0 && now >= c->last_ping + (uint64_t)cfg->ping_interval_ms) {
-        if (conn_queue_frame(c, FRAME_PING, NULL, 0) < 0) {
+        if (!c->kind->two_way && c->out.bytes > (size_t)cfg->send_buffer_bytes) {
+            /* A stream has no pong: keep-alives to a page that does not
+             * read are held to the send budget like messages. */
+            sendq_drop_unsent(&c->out, c->io.held);
+            conn_close(c, 1013);
+            return;
+        }
+        if (conn_queue_rbuf(c, c->kind->keepalive()) < 0) {
             conn_kill(c);
             return;
         }
-        c->flags |= CONN_AWAIT_PONG;
+        if (c->kind->two_way)
+            c->flags |= CONN_AWAIT_PONG;
         c->last_ping = now;
     }
     conn_schedule(c);
@@ -727,7 +832,9 @@ static void conn_free(struct conn *c)
         cs->h.released(cs->ctx, c->peer, (c->flags & CONN_LIMITED) != 0);
     if (c->flags & CONN_LIMITED)
         cs->nlimited--;
-    if (c->flags & CONN_UPGRADED)
+    if ((c->flags & CONN_UPGRADED) && c->kind == &conn_sse)
+        cs->stats.sse_open--;
+    else if (c->flags & CONN_UPGRADED)
         cs->stats.open--;
     buf_free(&c->in);
     sendq_clear(&c->out);

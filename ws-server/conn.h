@@ -1,6 +1,14 @@
-/* conn — the WebSocket transport: one client connection from the first
- * byte of the HTTP upgrade to the end of the close handshake, over an io
- * table (io.h) so that TLS can slide in underneath.
+/* conn — the subscriber transports, WebSocket and Server-Sent Events: one
+ * client connection from the first byte of its HTTP request head to the
+ * end of the close handshake (or of the event stream), over an io table
+ * (io.h) so that TLS can slide in underneath.
+ *
+ * Both kinds share everything up to the request head (limits, deadline,
+ * error pages) and after it the send queue, the flush, the timers and
+ * the limits; they differ in the bytes they write (frames or sse.h's
+ * events) and in what they read after the head (frames, or nothing).
+ * GET /sse is answered with an event stream: its subscription is opened
+ * before the 200 head leaves, so a refusal is an HTTP status.
  *
  *   HANDSHAKE --101--> OPEN --close sent--> CLOSING --> (reaped)
  *       |                |                      ^
@@ -32,10 +40,13 @@ typedef struct conns conns_t;
 struct conn;
 
 struct conn_handlers {
-    /* The upgrade of c was accepted (its 101 is queued). Returns the
-     * session to attach, or NULL with *close_code set: the connection is
-     * then closed with that code right after the 101. */
-    void *(*open)(void *ctx, struct str query, struct conn *c, int *close_code);
+    /* The upgrade of c was accepted (its 101 is queued), or its event
+     * stream's 200 head is queued. resume is the Last-Event-ID header of
+     * a stream (len 0 when none), which wins over the query's last_id.
+     * Returns the session to attach, or NULL with *close_code set: a
+     * WebSocket is then closed with that code right after the 101; a
+     * stream's head is dropped and an HTTP status sent instead (sse.h). */
+    void *(*open)(void *ctx, struct str query, struct str resume, struct conn *c, int *close_code);
     /* c is being freed; session is what open() returned (maybe NULL). */
     void  (*closed)(void *ctx, void *session);
     /* Optional: called every few hundred connections flushed in one pass,
@@ -53,7 +64,7 @@ struct conn_handlers {
     void  (*released)(void *ctx, void *peer, int limited);
 };
 
-/* The set of every WebSocket connection of the process. cfg points at the
+/* The set of every subscriber connection of the process. cfg points at the
  * live config pointer (a reload swaps it). Registers its own after-pass
  * hook on loop. NULL when out of memory. */
 conns_t *conns_new(ev_loop_t *loop, struct cfg *const *cfg, const struct conn_handlers *h, void *ctx);
@@ -86,8 +97,9 @@ void     conns_close_all(conns_t *cs, uint16_t code);
 size_t   conns_count(const conns_t *cs);
 /* LIMITED connections not yet freed. */
 size_t   conns_limited(const conns_t *cs);
-/* The transport's counters (stats.h): upgrades, open connections, closes
- * by code, refusals before the upgrade. Valid while cs lives. */
+/* The transport's counters (stats.h): upgrades and streams, open
+ * connections, closes by code, refusals before the upgrade. Valid while cs
+ * lives. */
 const struct stats_conn *conns_stats(const conns_t *cs);
 
 /* The table a session uses to send over a connection (the handle is the

@@ -14,7 +14,7 @@
 
 /* Header fields that must appear at most once (bit per field). */
 enum { HS_SEEN_HOST = 1, HS_SEEN_ORIGIN = 2, HS_SEEN_KEY = 4, HS_SEEN_VERSION = 8,
-       HS_SEEN_UPGRADE = 16 };
+       HS_SEEN_UPGRADE = 16, HS_SEEN_LAST_EVENT_ID = 32 };
 
 /* RFC 9110 tchar: the bytes a method or a header name may hold. */
 static int hs_is_tchar(unsigned char c)
@@ -93,6 +93,7 @@ static int hs_parse_request_line(struct str line, struct hs_request *req)
     } else {
         req->path = req->target;
     }
+    req->sse = hs_str_eq(req->path, "/sse");
     return 0;
 }
 
@@ -158,6 +159,8 @@ static int hs_parse_header(struct str line, struct hs_request *req, unsigned *se
         hs_set_once(req, seen, HS_SEEN_UPGRADE, &ignored, v);
         if (hs_list_has(v, "websocket"))
             req->upgrade_websocket = 1;
+    } else if (hs_str_ieq(name, "last-event-id")) {
+        hs_set_once(req, seen, HS_SEEN_LAST_EVENT_ID, &req->last_event_id, v);
     } else if (hs_str_ieq(name, "connection")) {
         /* Connection may legitimately repeat: the lists combine. */
         if (hs_list_has(v, "upgrade"))
@@ -191,6 +194,14 @@ ssize_t hs_parse(const char *buf, size_t len, struct hs_request *req)
     }
 }
 
+/* No Origin: not a browser, nothing to check. An empty list admits every
+ * origin. */
+static int hs_origin_ok(const struct hs_request *req, const struct cfg_list *allowed_origins)
+{
+    return req->origin.len == 0 || !allowed_origins || allowed_origins->n == 0 ||
+           origin_allowed(req->origin.p, req->origin.len, allowed_origins);
+}
+
 enum hs_verdict hs_check(const struct hs_request *req, const struct cfg_list *allowed_origins)
 {
     char accept[29];
@@ -207,6 +218,8 @@ enum hs_verdict hs_check(const struct hs_request *req, const struct cfg_list *al
         return HS_BAD_REQUEST;
     if (req->target.len == 0 || req->target.p[0] != '/')
         return HS_NOT_FOUND;
+    if (req->sse)
+        return hs_origin_ok(req, allowed_origins) ? HS_SSE : HS_FORBIDDEN;
     if (!req->upgrade_websocket)
         return HS_UPGRADE_REQUIRED;
     if (!req->connection_upgrade)
@@ -215,12 +228,7 @@ enum hs_verdict hs_check(const struct hs_request *req, const struct cfg_list *al
         return HS_UPGRADE_REQUIRED;
     if (hs_accept_key(req->key.p, req->key.len, accept) < 0)
         return HS_BAD_REQUEST;
-    /* No Origin: not a browser, nothing to check. An empty list admits
-     * every origin. */
-    if (req->origin.len > 0 && allowed_origins && allowed_origins->n > 0 &&
-        !origin_allowed(req->origin.p, req->origin.len, allowed_origins))
-        return HS_FORBIDDEN;
-    return HS_UPGRADE;
+    return hs_origin_ok(req, allowed_origins) ? HS_UPGRADE : HS_FORBIDDEN;
 }
 
 static int hs_is_b64(char c)
@@ -286,6 +294,8 @@ int hs_response(enum hs_verdict v, const struct hs_request *req, char *out, size
                      "\r\n",
                      accept);
         return n < 0 || (size_t)n >= outlen ? -1 : n;
+    case HS_SSE:
+        return -1;
     case HS_HEALTHZ:
         return hs_error_page(out, outlen, "200 OK", "", "ok\n");
     case HS_NOT_FOUND:

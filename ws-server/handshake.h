@@ -30,10 +30,12 @@ struct hs_request {
     struct str origin;        /* len 0 when absent */
     struct str key;           /* Sec-WebSocket-Key */
     struct str version;       /* Sec-WebSocket-Version */
+    struct str last_event_id; /* Last-Event-ID (an EventSource reconnecting); len 0 when absent */
+    int           sse;           /* path is exactly /sse: the Server-Sent Events endpoint */
     int           upgrade_websocket;   /* Upgrade lists the token "websocket" */
     int           connection_upgrade;  /* Connection lists the token "upgrade" */
     int           nheaders;
-    int           duplicate;     /* Host, Key, Version, Origin or Upgrade appear twice */
+    int           duplicate;     /* Host, Key, Version, Origin, Upgrade or Last-Event-ID appear twice */
 };
 
 /* Parses the request head in [buf, buf+len). Header names are matched
@@ -45,6 +47,8 @@ ssize_t hs_parse(const char *buf, size_t len, struct hs_request *req);
 /* What to do with a parsed request. */
 enum hs_verdict {
     HS_UPGRADE = 0,        /* valid WebSocket handshake */
+    HS_SSE,                /* GET /sse from an allowed origin: a Server-Sent
+                              Events stream (its head is sse_head()'s) */
     HS_HEALTHZ,            /* GET /healthz: answer 200 */
     HS_BAD_REQUEST,        /* 400: not GET, not HTTP/1.1, no Host, bad key,
                               duplicate header */
@@ -68,12 +72,13 @@ enum hs_verdict {
  * "Origin: https://a.example:443"; "*" admits any). An empty or NULL list
  * accepts any Origin; a request without Origin is accepted: non-browser
  * clients send none. Any path is accepted for the
- * WebSocket endpoint except /healthz (a reverse proxy may mount us anywhere).
- * Checks in order: method GET (else 400), no duplicate header (400),
- * path /healthz -> HS_HEALTHZ (any HTTP/1.x, Host optional: probes are
- * often HTTP/1.0), HTTP/1.1 and Host (400), origin-form target (404),
- * Upgrade lists websocket (426), Connection lists upgrade (400), version 13
- * (426), key (400), Origin (403). */
+ * WebSocket endpoint except /healthz and /sse (a reverse proxy may mount us
+ * anywhere). Checks in order: method GET (else 400), no duplicate header
+ * (400), path /healthz -> HS_HEALTHZ (any HTTP/1.x, Host optional: probes
+ * are often HTTP/1.0), HTTP/1.1 and Host (400), origin-form target (404),
+ * path /sse -> Origin (403), HS_SSE; Upgrade lists websocket (426),
+ * Connection lists upgrade (400), version 13 (426), key (400), Origin
+ * (403). */
 enum hs_verdict hs_check(const struct hs_request *req, const struct cfg_list *allowed_origins);
 
 /* Writes Sec-WebSocket-Accept for key (base64 of SHA-1(key + GUID), 28
@@ -84,7 +89,8 @@ int hs_accept_key(const char *key, size_t len, char out[29]);
 /* Writes the complete response for a verdict (101 with the accept key, or
  * an error page with Connection: close) into out. req is only read for
  * HS_UPGRADE and may be NULL for every other verdict. Returns its length,
- * or -1 if outlen is too small (512 bytes always suffice). */
+ * or -1 if outlen is too small (512 bytes always suffice) or v is HS_SSE
+ * (whose answers are sse.h's). */
 int hs_response(enum hs_verdict v, const struct hs_request *req, char *out, size_t outlen);
 
 #endif

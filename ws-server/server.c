@@ -112,10 +112,11 @@ static uint32_t server_fan_out(void *ctx, struct msg *m)
     return hub_publish(srv->hub, m);
 }
 
-static void *server_session_open(void *ctx, struct str query, struct conn *c, int *close_code)
+static void *server_session_open(void *ctx, struct str query, struct str resume, struct conn *c,
+                                 int *close_code)
 {
     struct server *srv = ctx;
-    return session_open(srv->sessions, query, c, &conn_transport, close_code);
+    return session_open(srv->sessions, query, resume, c, &conn_transport, close_code);
 }
 
 static void server_session_closed(void *ctx, void *session)

@@ -329,15 +329,21 @@ void session_drained(struct session *s)
     engine_history(s->ss->engine, &q, session_on_slice, &r);
 }
 
-/* last_id: the resume starts once the greeting is written (the first
- * slice then has the whole send budget). */
-static int session_resume(struct session *s, const char *raw, size_t rawlen)
+/* last_id (URL-encoded when encoded): the resume starts once the
+ * greeting is written (the first slice then has the whole send budget). */
+static int session_resume(struct session *s, const char *raw, size_t rawlen, int encoded)
 {
     s->resume_after = malloc(MSG_ID_MAX);
     s->hold = calloc(1, sizeof(*s->hold));
     if (!s->resume_after || !s->hold)
         return -1;
-    ssize_t idlen = rawlen < MSG_ID_MAX ? url_decode(raw, rawlen, s->resume_after, 0) : -1;
+    ssize_t idlen = -1;
+    if (rawlen < MSG_ID_MAX && encoded) {
+        idlen = url_decode(raw, rawlen, s->resume_after, 0);
+    } else if (rawlen < MSG_ID_MAX) {
+        memcpy(s->resume_after, raw, rawlen);
+        idlen = (ssize_t)rawlen;
+    }
     if (idlen < 0)
         idlen = 0;      /* unparsable: the engine resets every channel */
     s->resume_len = (size_t)idlen;
@@ -372,7 +378,8 @@ static struct session *session_new(sessions_t *ss, int n, void *transport,
     return s;
 }
 
-static struct session *session_open_checked(sessions_t *ss, struct str query, void *transport,
+static struct session *session_open_checked(sessions_t *ss, struct str query, struct str resume,
+                                            void *transport,
                                             const struct transport_ops *ops, int *close_code)
 {
     const struct cfg *cfg = *ss->cfg;
@@ -417,9 +424,13 @@ static struct session *session_open_checked(sessions_t *ss, struct str query, vo
     }
     if (session_greet(s, names, n) < 0)
         goto nomem;
-    if (url_query_get(query.p, query.len, "last_id", &raw, &rawlen) == 1 &&
-        session_resume(s, raw, rawlen) < 0)
+    if (resume.len > 0) {
+        if (session_resume(s, resume.p, resume.len, 0) < 0)
+            goto nomem;
+    } else if (url_query_get(query.p, query.len, "last_id", &raw, &rawlen) == 1 &&
+               session_resume(s, raw, rawlen, 1) < 0) {
         goto nomem;
+    }
     *close_code = 0;
     return s;
 nomem:
@@ -428,10 +439,10 @@ nomem:
     return NULL;
 }
 
-struct session *session_open(sessions_t *ss, struct str query, void *transport,
+struct session *session_open(sessions_t *ss, struct str query, struct str resume, void *transport,
                              const struct transport_ops *ops, int *close_code)
 {
-    struct session *s = session_open_checked(ss, query, transport, ops, close_code);
+    struct session *s = session_open_checked(ss, query, resume, transport, ops, close_code);
     if (!s) {
         /* 1011 (out of memory) is no refusal: the close count shows it. */
         if (*close_code == 4400)

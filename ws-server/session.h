@@ -33,7 +33,9 @@ sessions_t *sessions_new(hub_t *hub, engine_t *engine, revoke_t *revoked, struct
 /* Every session must have been closed. */
 void        sessions_free(sessions_t *ss);
 
-/* Opens a session for the raw query string of an accepted handshake:
+/* Opens a session for the raw query string of an accepted handshake
+ * (resume, when not empty, is an id given outside the query, SSE's
+ * Last-Event-ID header: it replaces last_id, taken as is, not URL-decoded):
  * checks it, subscribes, queues the greeting and, with last_id, starts the
  * resume: once the greeting is written, a reset for the channels whose
  * gap cannot be filled, then the missed messages of the others in slices
@@ -43,7 +45,7 @@ void        sessions_free(sessions_t *ss);
  * the session, or NULL with *close_code set: 4400 bad channel list, 4401
  * token missing, invalid, expired or revoked, 4403 a channel the token
  * does not open, 1011 out of memory. */
-struct session *session_open(sessions_t *ss, struct str query, void *transport,
+struct session *session_open(sessions_t *ss, struct str query, struct str resume, void *transport,
                              const struct transport_ops *ops, int *close_code);
 /* Leaves every channel and frees the session. */
 void        session_close(struct session *s);

@@ -101,9 +101,11 @@ int stats_write(struct buf *out, const struct stats_view *v)
 
     rc |= stats_family(out, "wspush_connections", "gauge", "Open subscriber connections.");
     rc |= stats_u64(out, "wspush_connections", "{transport=\"ws\"}", v->conn->open);
+    rc |= stats_u64(out, "wspush_connections", "{transport=\"sse\"}", v->conn->sse_open);
     rc |= stats_family(out, "wspush_connections_accepted_total", "counter",
-                       "Subscriber connections accepted (WebSocket upgrades answered 101).");
+                       "Subscriber connections accepted (WebSocket upgrades answered 101, event streams answered 200).");
     rc |= stats_u64(out, "wspush_connections_accepted_total", "{transport=\"ws\"}", v->conn->accepted);
+    rc |= stats_u64(out, "wspush_connections_accepted_total", "{transport=\"sse\"}", v->conn->sse_accepted);
 
     rc |= stats_family(out, "wspush_handshakes_refused_total", "counter",
                        "Subscribers refused before the upgrade or at subscribe, by reason.");

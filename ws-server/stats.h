@@ -70,10 +70,12 @@ static inline void stats_hist_observe(struct stats_hist *h, uint64_t ns)
     h->sum_ns += ns;
 }
 
-/* conn.c: the WebSocket transport. */
+/* conn.c: the WebSocket and SSE transports. */
 struct stats_conn {
     uint64_t accepted;            /* upgrades answered 101 */
     uint64_t open;                /* gauge: upgraded and not yet freed */
+    uint64_t sse_accepted;        /* event streams started (200) */
+    uint64_t sse_open;            /* gauge: streams not yet freed */
     uint64_t closed[STATS_CLOSE_SLOTS];
     struct stats_refusals refused; /* origin, version, bad_request, limit, per_ip */
 };

@@ -173,6 +173,99 @@ async function attempt(name, init) {
   return srv;
 }
 
+// ---- a second ws-server, for the native EventSource reconnect: its
+// idle_timeout ends a quiet stream from the server side (close event 1000).
+
+class SoloServer {
+  constructor(port, origins) {
+    this.port = port;
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wspush-sse-'));
+    this.sock = path.join(this.dir, 'publish.sock');
+    fs.writeFileSync(path.join(this.dir, 'secret'), 'browser-test-secret-0123456789abcdef\n');
+    fs.writeFileSync(path.join(this.dir, 'wspush.ini'), `[wspush]
+publish_socket = ${this.sock}
+secret_file = ${path.join(this.dir, 'secret')}
+log_level = debug
+[ws-server]
+listen = 127.0.0.1:${port}
+allowed_origins = ${origins}
+idle_timeout = 1000
+[channels]
+public = public/*
+`);
+  }
+
+  async start() {
+    this.log = fs.openSync(path.join(OUT, 'sse-ws-server.log'), 'a');
+    this.proc = spawn(path.join(BIN, 'ws-server'), ['-c', path.join(this.dir, 'wspush.ini')],
+                      { stdio: ['ignore', this.log, this.log] });
+    const t0 = Date.now();
+    while (!(fs.existsSync(this.sock) && await portOpen(this.port))) {
+      assert(Date.now() - t0 < 5000, 'second ws-server did not start; see output/sse-ws-server.log');
+      await sleep(20);
+    }
+  }
+
+  publish(channel, data) {
+    return run(path.join(BIN, 'wspush'), ['-s', this.sock, 'publish', channel, JSON.stringify(data)]);
+  }
+
+  async stop() {
+    if (this.proc.exitCode === null) {
+      const exited = new Promise((r) => this.proc.once('exit', r));
+      this.proc.kill('SIGTERM');
+      await Promise.race([exited, sleep(5000)]);
+    }
+    fs.closeSync(this.log);
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+// ---- a reverse proxy that passes HTTP but not WebSocket (some corporate
+// proxies): the page and wspush.js from the demo, /sse to ws-server, and
+// every upgrade answered 502.
+
+function noWebSocketProxy(wsPort, channel) {
+  const page = `<!doctype html><meta charset="utf-8"><title>no websocket</title>
+<script src="/wspush.js"></script>
+<script>
+window.states = [];
+window.got = [];
+const push = new WsPush({ url: '/ws', channels: ['${channel}'], minDelay: 100, maxDelay: 200 });
+push.on('state', (s) => states.push(s.state + ':' + s.transport + (s.code ? ':' + s.code : '')));
+push.on('message', (m) => got.push(m.data));
+push.connect();
+</script>`;
+  const srv = http.createServer((req, res) => {
+    if (req.url === '/') {
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+      return res.end(page);
+    }
+    if (req.url === '/wspush.js') {
+      res.writeHead(200, { 'Content-Type': 'application/javascript' });
+      return res.end(fs.readFileSync(path.join(ROOT, 'conf/demo/www/wspush.js')));
+    }
+    if (!req.url.startsWith('/sse?')) {
+      res.writeHead(404);
+      return res.end();
+    }
+    // The demo's allowed_origins does not list this test origin.
+    const headers = { ...req.headers, host: `127.0.0.1:${wsPort}` };
+    delete headers.origin;
+    const up = http.request({ host: '127.0.0.1', port: wsPort, path: req.url, headers }, (r) => {
+      res.writeHead(r.statusCode, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    res.on('close', () => up.destroy());
+    up.end();
+  });
+  srv.on('upgrade', (req, socket) => {
+    socket.end('HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+  });
+  return srv;
+}
+
 // ---- the test steps
 
 const results = [];
@@ -410,6 +503,143 @@ async function main() {
       assert(wsUrls[wsUrls.length - 1].startsWith(`ws://127.0.0.1:${demo.port}/ws?`),
              `not proxied after the switch: ${wsUrls[wsUrls.length - 1]}`);
       await ctx.close();
+    });
+
+    await step('native EventSource through nginx (/sse) and straight to ws-server (CORS): greeting, then messages', async () => {
+      const page = A.page;
+      await page.evaluate((wsPort) => {
+        window.es = {};
+        for (const [name, url] of [['nginx', '/sse?channels=public/demo'],
+                                   ['direct', `http://127.0.0.1:${wsPort}/sse?channels=public/demo`]]) {
+          const rec = { events: [], source: new EventSource(url) };
+          for (const type of ['subscribed', 'message'])
+            rec.source.addEventListener(type, (e) => rec.events.push({ type, id: e.lastEventId, data: JSON.parse(e.data) }));
+          window.es[name] = rec;
+        }
+      }, wsPort);
+      await page.waitForFunction(() => Object.values(window.es).every((r) => r.events.length === 1), null, { timeout: 5000 });
+      const text = uniq('es');
+      const p = await demo.cli('publish', 'public/demo', JSON.stringify(text));
+      assert(p.code === 0, `wspush publish failed: ${p.stderr}`);
+      const id = /id=(\S+)/.exec(p.stdout)[1];
+      await page.waitForFunction(() => Object.values(window.es).every((r) => r.events.length === 2), null, { timeout: 3000 });
+      const es = await page.evaluate(() => {
+        const out = {};
+        for (const [k, r] of Object.entries(window.es)) { out[k] = r.events; r.source.close(); }
+        return out;
+      });
+      for (const [name, events] of Object.entries(es)) {
+        assert(events[0].type === 'subscribed' && events[0].data.type === 'subscribed', `${name}: ${JSON.stringify(events[0])}`);
+        const m = events[1];
+        assert(m.type === 'message' && m.id === id && m.data.id === id && m.data.data === text &&
+               m.data.channel === 'public/demo', `${name}: ${JSON.stringify(m)}`);
+      }
+      assert(/"GET \/sse\?channels=public\/demo HTTP\/1.1" 200 /.test(demo.accessLog()), 'nginx did not log the stream');
+    });
+
+    await step('native EventSource reconnects after a server-side close and resumes with Last-Event-ID exactly', async () => {
+      const solo = new SoloServer(await freePort(), demo.origin);
+      await solo.start();
+      try {
+        const page = A.page;
+        await page.evaluate((port) => {
+          window.solo = { got: [], closes: [], opens: 0 };
+          const s = new EventSource(`http://127.0.0.1:${port}/sse?channels=public/es`);
+          s.addEventListener('subscribed', () => window.solo.opens++);
+          s.addEventListener('message', (e) => window.solo.got.push([e.lastEventId, JSON.parse(e.data).data]));
+          s.addEventListener('close', (e) => window.solo.closes.push(JSON.parse(e.data).code));
+          window.solo.source = s;
+        }, solo.port);
+        await page.waitForFunction(() => window.solo.opens === 1, null, { timeout: 5000 });
+        const first = await solo.publish('public/es', 'm1');
+        assert(first.code === 0, first.stderr);
+        await page.waitForFunction(() => window.solo.got.length === 1, null, { timeout: 3000 });
+        // idle_timeout ends the stream a second after m1 (close 1000); the
+        // browser waits its reconnection time: publish into that gap.
+        await page.waitForFunction(() => window.solo.closes.length === 1, null, { timeout: 5000 });
+        const ids = [];
+        for (const m of ['m2', 'm3', 'm4']) {
+          const r = await solo.publish('public/es', m);
+          assert(r.code === 0, r.stderr);
+          ids.push(/id=(\S+)/.exec(r.stdout)[1]);
+        }
+        assert(await page.evaluate(() => window.solo.got.length) === 1, 'messages arrived while disconnected');
+        await page.waitForFunction(() => window.solo.got.length >= 4, null, { timeout: 10000 });
+        await sleep(300);
+        const got = await page.evaluate(() => { window.solo.source.close(); return window.solo; });
+        console.log(`     closes ${got.closes.join(',')}, greetings ${got.opens}`);
+        assert(got.closes[0] === 1000 && got.opens >= 2, 'no server-side close and reconnect');
+        assert(JSON.stringify(got.got.map((g) => g[1])) === JSON.stringify(['m1', 'm2', 'm3', 'm4']),
+               `messages ${JSON.stringify(got.got)}`);
+        assert(JSON.stringify(got.got.slice(1).map((g) => g[0])) === JSON.stringify(ids), 'ids out of order');
+      } finally {
+        await solo.stop();
+      }
+    });
+
+    await step('wspush.js over SSE through nginx (?transport=sse): token, delivery, 4401 -> fresh token and resume', async () => {
+      const ctx = await browser.newContext({ httpCredentials: CREDS });
+      const page = await ctx.newPage();
+      page.on('console', (m) => consoleLog.write(`[sse] ${m.type()}: ${m.text()}\n`));
+      try {
+        await page.goto(demo.origin + '/?transport=sse');
+        await page.waitForSelector('#state[data-state="open"][data-transport="sse"]', { timeout: 10000 });
+        let sockets = 0;
+        page.on('websocket', () => sockets++);
+        const text = uniq('sse-private');
+        const t0 = await publishViaForm(A.page, 'user/demo/inbox', text);
+        const ms = await deliveredWithin(page, text, t0, DELIVERY_MS + 2000);
+        assert(ms <= DELIVERY_MS, `delivered after ${ms} ms`);
+        console.log(`     delivered in ${ms} ms`);
+        await page.evaluate(() => {
+          window.stateLog = [];
+          window.wspushDemo.on('state', (s) => window.stateLog.push(s.state + (s.code ? ':' + s.code : '')));
+        });
+        const d = await demo.cli('disconnect', 'demo');
+        assert(d.code === 0 && /disconnected=[1-9]/.test(d.stdout), `disconnect: ${d.stdout} ${d.stderr}`);
+        const during = uniq('sse-during-reconnect');
+        const p = await demo.cli('publish', 'user/demo/inbox', JSON.stringify(during));
+        assert(p.code === 0, p.stderr);
+        await page.waitForSelector(rowWith(during), { timeout: 5000 });
+        await page.waitForSelector('#state[data-state="open"][data-transport="sse"]', { timeout: 5000 });
+        const log = await page.evaluate(() => window.stateLog);
+        console.log(`     states: ${log.join(' ')}`);
+        assert(log.includes('reconnecting:4401'), 'no close 4401 seen over SSE');
+        assert(await page.locator(rowWith(during)).count() === 1, 'message shown twice');
+        assert(sockets === 0, 'a WebSocket was opened in SSE mode');
+        // nginx logs a request when it ends: the stream closed by 4401
+        // (200) and any refused retry (a token fetched in the second of
+        // the revocation is refused too); the resumed one is still open.
+        const lines = demo.accessLog().split('\n').filter((l) => l.includes('"GET /sse?'));
+        assert(lines.some((l) => /&token=[^& ]+ HTTP\/1.1" 200 /.test(l)), `no ended stream: ${lines.join('\n')}`);
+      } finally {
+        await ctx.close();
+      }
+    });
+
+    await step('wspush.js moves to SSE when a proxy refuses WebSocket, and only then', async () => {
+      const proxyPort = await freePort();
+      const srv = noWebSocketProxy(wsPort, 'public/demo');
+      await new Promise((r) => srv.listen(proxyPort, '127.0.0.1', r));
+      const ctx = await browser.newContext();
+      try {
+        const page = await ctx.newPage();
+        page.on('console', (m) => consoleLog.write(`[proxy] ${m.type()}: ${m.text()}\n`));
+        await page.goto(`http://127.0.0.1:${proxyPort}/`);
+        await page.waitForFunction(() => window.states.includes('open:sse'), null, { timeout: 10000 });
+        const states = await page.evaluate(() => window.states);
+        console.log(`     states: ${states.join(' ')}`);
+        const wsFails = states.filter((s) => s.startsWith('reconnecting:websocket')).length;
+        assert(wsFails === 3, `${wsFails} WebSocket failures before the switch, want 3`);
+        assert(!states.some((s) => s.startsWith('open:websocket')), 'opened a WebSocket through the proxy');
+        const text = uniq('via-proxy');
+        const p = await demo.cli('publish', 'public/demo', JSON.stringify(text));
+        assert(p.code === 0, p.stderr);
+        await page.waitForFunction((t) => window.got.includes(t), text, { timeout: 3000 });
+      } finally {
+        await ctx.close();
+        srv.close();
+      }
     });
 
     await step('screenshot of the demo page', async () => {

@@ -1,6 +1,8 @@
 // Unit test of conf/demo/www/wspush.js in node, with a fake WebSocket and
 // fetch: URL building, token fetch and renewal on 4401, last_id resume,
-// duplicate ids, reset, backoff bounds, final 4400, close().
+// duplicate ids, reset, backoff bounds, final 4400, close(); the SSE
+// reader over scripted fetch() streams (event-stream parsing in pieces,
+// statuses, the close event) and the WebSocket-to-SSE fallback rule.
 //   node tests/browser/wspush.unit.test.mjs
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,10 +17,56 @@ function assert(cond, msg) {
   if (!cond) throw new Error(msg);
 }
 
+// A scripted fetch() answer for /sse: the test calls respond(status, ...)
+// (or fail()), then feed(text) / end() for the body; an abort rejects a
+// pending read as a real stream does.
+function makeStream(url, init) {
+  const st = { url, init, pending: [], reads: [], aborted: false };
+  let resolveResp, rejectResp;
+  st.response = new Promise((res, rej) => { resolveResp = res; rejectResp = rej; });
+  const enc = new TextEncoder();
+  const deliver = (item) => {
+    const r = st.reads.shift();
+    if (r) item.error ? r.reject(item.error) : r.resolve(item);
+    else st.pending.push(item);
+  };
+  st.feed = (text) => deliver({ done: false, value: enc.encode(text) });
+  st.end = () => deliver({ done: true });
+  st.fail = (e = new Error('network error')) => { st.failed = true; rejectResp(e); };
+  st.respond = (status = 200, { type = 'text/event-stream', json = null } = {}) => resolveResp({
+    ok: status >= 200 && status < 300,
+    status,
+    headers: { get: (k) => (k.toLowerCase() === 'content-type' ? (json ? 'application/json' : type) : null) },
+    json: async () => { if (!json) throw new Error('not JSON'); return json; },
+    body: {
+      getReader: () => ({
+        read: () => {
+          if (st.pending.length) {
+            const item = st.pending.shift();
+            return item.error ? Promise.reject(item.error) : Promise.resolve(item);
+          }
+          return new Promise((resolve, reject) => st.reads.push({ resolve, reject }));
+        },
+      }),
+    },
+  });
+  if (init && init.signal) {
+    init.signal.addEventListener('abort', () => {
+      st.aborted = true;
+      const e = new Error('aborted');
+      e.name = 'AbortError';
+      rejectResp(e);
+      deliver({ error: e });
+    });
+  }
+  return st;
+}
+
 // A window with a scripted WebSocket and fetch.
 function makeWindow({ tokenStatus = 200 } = {}) {
   const sockets = [];
   const fetches = [];
+  const streams = [];
   let tokenN = 0;
   class FakeWebSocket {
     constructor(url) {
@@ -38,9 +86,14 @@ function makeWindow({ tokenStatus = 200 } = {}) {
     URL,
     setTimeout, clearTimeout, Promise, JSON, Math, Date, Object, Array, Error, String,
     encodeURIComponent,
-    console,
+    console, TextDecoder, AbortController,
     addEventListener() {}, removeEventListener() {},
     fetch: async (url, init) => {
+      if (/\/sse\?/.test(url)) {
+        const st = makeStream(url, init);
+        streams.push(st);
+        return st.response;
+      }
       fetches.push({ url, init });
       tokenN++;
       const body = tokenStatus === 200
@@ -51,7 +104,7 @@ function makeWindow({ tokenStatus = 200 } = {}) {
   };
   win.window = win;
   vm.runInNewContext(SRC, win, { filename: 'wspush.js' });
-  return { win, sockets, fetches, WsPush: win.WsPush };
+  return { win, sockets, fetches, streams, WsPush: win.WsPush };
 }
 
 function record(push) {
@@ -216,6 +269,136 @@ const tests = {
     sockets[0].drop(1006);
     await sleep(30);
     assert(sockets.length === 1 && push.state === 'closed', 'reconnected after close()');
+  },
+
+  async 'sse: URL, events parsed in any pieces (CRLF, CR, LF, comments, data lines), close event, resume'() {
+    const { streams, WsPush } = makeWindow();
+    const push = new WsPush({ url: '/ws', channels: ['public/a'], transport: 'sse', minDelay: 20, maxDelay: 40 });
+    const ev = record(push);
+    push.connect();
+    await waitFor(() => streams.length === 1, 'stream');
+    const st = streams[0];
+    assert(st.url === 'http://site.example:8080/sse?channels=public%2Fa', st.url);
+    assert(st.init.headers.Accept === 'text/event-stream', 'Accept');
+    assert(!('Last-Event-ID' in st.init.headers), 'a header that needs a CORS preflight');
+    st.respond(200);
+    const text = 'event: subscribed\r\ndata: {"type":"subscribed","channels":["public/a"],"last_id":"e-0"}\r\n\r\n' +
+      ': keep-alive\n' +
+      'id: e-1\ndata: {"type":"message","channel":"public/a","id":"e-1","data":{\ndata:  "x": 1}}\n\n' +
+      'id: e-2\rdata: {"type":"message","channel":"public/a","id":"e-2","data":\rdata:2}\r\r' +
+      'data\nid: e-3\ndata: {"type":"message","channel":"public/a","id":"e-3","data":"z"}\r\n\r\n' +
+      'event: close\ndata: {"type":"close","code":1001}\n\n';
+    // Pieces of 1..6 characters: every line end split somewhere.
+    for (let i = 0, n = 1; i < text.length; i += n, n = n % 6 + 1) st.feed(text.slice(i, i + n));
+    await waitFor(() => ev.message.length === 3, 'three messages');
+    assert(ev.subscribed.length === 1 && ev.subscribed[0].last_id === 'e-0', JSON.stringify(ev.subscribed));
+    assert(ev.message[0].data.x === 1 && ev.message[1].data === 2, JSON.stringify(ev.message));
+    // "data" alone is an empty data line: "\n" + the JSON, still one value.
+    assert(ev.message[2].data === 'z' && push.lastId === 'e-3', JSON.stringify(ev.message[2]));
+    const open = ev.state.find((s) => s.state === 'open');
+    assert(open && open.transport === 'sse', JSON.stringify(open));
+    st.end();
+    await waitFor(() => push.state === 'reconnecting', 'reconnecting');
+    const rs = ev.state[ev.state.length - 1];
+    assert(rs.code === 1001 && rs.delay >= 10 && rs.delay <= 20, JSON.stringify(rs));
+    await waitFor(() => streams.length === 2, 'second stream');
+    assert(streams[1].url.endsWith('channels=public%2Fa&last_id=e-3'), streams[1].url);
+    push.close();
+    assert(streams[1].aborted, 'close() did not abort the stream');
+  },
+
+  async 'sse: statuses as WebSocket close codes (401 fresh token at once, 403 origin and 400 final, 503 backoff)'() {
+    const { streams, fetches, WsPush } = makeWindow();
+    const push = new WsPush({ channels: ['user/u/x'], tokenUrl: '/push/token', transport: 'sse',
+                              minDelay: 1000 });
+    const ev = record(push);
+    push.connect();
+    await waitFor(() => streams.length === 1, 'stream');
+    assert(streams[0].url.includes('&token=tok1'), streams[0].url);
+    streams[0].respond(401, { json: { error: 'token', message: 'expired' } });
+    await waitFor(() => streams.length === 2, 'retry');
+    assert(fetches.length === 2 && streams[1].url.includes('&token=tok2'), streams[1].url);
+    const st = ev.state.filter((s) => s.state === 'reconnecting');
+    assert(st.length === 1 && st[0].code === 4401 && st[0].delay === 0, JSON.stringify(st));
+    streams[1].respond(503, { json: { error: 'unavailable', message: 'too many' } });
+    await waitFor(() => ev.state.filter((s) => s.state === 'reconnecting').length === 2, 'backoff');
+    const last = ev.state[ev.state.length - 1];
+    assert(last.code === 1006 && last.delay >= 500, JSON.stringify(last));
+    push.close();
+
+    for (const [status, json, code] of [[403, { error: 'origin' }, 403], [400, { error: 'bad_channels' }, 4400]]) {
+      const w = makeWindow();
+      const p = new w.WsPush({ channels: ['a'], transport: 'sse', minDelay: 5 });
+      p.connect();
+      await waitFor(() => w.streams.length === 1, 'stream');
+      w.streams[0].respond(status, { json });
+      await waitFor(() => p.state === 'failed', `failed after ${status}`);
+      await sleep(30);
+      assert(w.streams.length === 1, `retried after ${status}`);
+    }
+  },
+
+  async 'fallback: WebSocket fails to open 3 times while /sse answers -> SSE; a restart does not switch'() {
+    const { sockets, streams, WsPush } = makeWindow();
+    // Retries wait 20-60 ms: each probe is answered before the next try.
+    const push = new WsPush({ url: '/ws', channels: ['a'], minDelay: 40, maxDelay: 60 });
+    const ev = record(push);
+    push.connect();
+    // WebSocket attempt k fails to open; its probe of /sse gets answer().
+    const failOnce = async (k, answer) => {
+      await waitFor(() => sockets.length === k + 1, `socket ${k + 1}`);
+      const probes = streams.length;
+      sockets[k].drop(1006);
+      await waitFor(() => streams.length === probes + 1, `probe after socket ${k + 1}`);
+      const probe = streams[probes];
+      assert(probe.url === 'http://site.example:8080/sse?channels=a' + (push.lastId ? '&last_id=' + push.lastId : ''), probe.url);
+      answer(probe);
+      await probe.response.catch(() => {});
+      await sleep(1);
+      assert(probe.aborted || probe.failed, 'probe left open');
+    };
+    const answers = (p) => p.respond(200);
+    const fails = [(p) => p.fail(), (p) => p.respond(502, { type: 'text/html' }),
+                   (p) => p.respond(404, { type: 'text/html' })];
+    // A restart: WebSocket and /sse both fail, five times.
+    let k = 0;
+    for (let i = 0; i < 5; i++) await failOnce(k++, fails[i % 3]);
+    // ... then it is back: WebSocket opens; a later drop of an open
+    // socket is no open failure (no probe).
+    await waitFor(() => sockets.length === k + 1, 'socket after the restart');
+    sockets[k].open();
+    sockets[k].recv({ type: 'subscribed', channels: ['a'], last_id: 'e-1' });
+    const probes = streams.length;
+    sockets[k++].drop(1006);
+    await waitFor(() => sockets.length === k + 1, 'reconnect');
+    assert(streams.length === probes, 'probed after a socket that had opened');
+    // Twice while /sse answers, once not, twice again: still WebSocket.
+    for (const a of [answers, answers, fails[0], answers, answers]) await failOnce(k++, a);
+    await waitFor(() => sockets.length === k + 1, 'still a WebSocket');
+    // The third failure in a row with /sse answering moves to SSE.
+    await failOnce(k++, answers);
+    await waitFor(() => streams.length === probes + 7, 'the SSE stream');
+    assert(sockets.length === k, 'a WebSocket after the switch');
+    const st = streams[streams.length - 1];
+    assert(st.url === 'http://site.example:8080/sse?channels=a&last_id=e-1', st.url);
+    const connecting = ev.state.filter((s) => s.state === 'connecting');
+    assert(connecting[connecting.length - 1].transport === 'sse', 'state does not say sse');
+    st.respond(200);
+    st.feed('event: subscribed\ndata: {"type":"subscribed","channels":["a"],"last_id":"e-1"}\n\n');
+    await waitFor(() => push.state === 'open', 'open over SSE');
+    push.close();
+  },
+
+  async 'transport "websocket": no probe of /sse'() {
+    const { sockets, streams, WsPush } = makeWindow();
+    const push = new WsPush({ channels: ['a'], transport: 'websocket', minDelay: 2, maxDelay: 4 });
+    push.connect();
+    for (let i = 0; i < 4; i++) {
+      await waitFor(() => sockets.length === i + 1, `socket ${i + 1}`);
+      sockets[i].drop(1006);
+    }
+    assert(streams.length === 0, 'probed /sse');
+    push.close();
   },
 
   async 'WsPush.publish: same-origin JSON POST, errors carry status and code'() {

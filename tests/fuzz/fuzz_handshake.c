@@ -21,6 +21,11 @@ static void fhs_answer(enum hs_verdict v, const struct hs_request *req)
 {
     char out[FHS_OUT];
     int n = hs_response(v, req, out, sizeof(out));
+    if (v == HS_SSE) {
+        /* A stream's answers are sse.c's (fuzz_sse); only /sse gets one. */
+        FUZZ_CHECK(n == -1 && req->sse);
+        return;
+    }
     /* An upgrade answer needs a key hs_check accepted, so it never fails. */
     FUZZ_CHECK(n > 0 && n < FHS_OUT);
     FUZZ_CHECK(memcmp(out, "HTTP/1.1 ", 9) == 0);
@@ -68,6 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fhs_field(&req.origin, data, (size_t)n);
     fhs_field(&req.key, data, (size_t)n);
     fhs_field(&req.version, data, (size_t)n);
+    fhs_field(&req.last_event_id, data, (size_t)n);
 
     char accept[29];
     if (hs_accept_key(req.key.p, req.key.len, accept) == 0)
@@ -76,8 +82,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     enum hs_verdict v1 = hs_check(&req, &none);
     enum hs_verdict v2 = hs_check(&req, &some);
     FUZZ_CHECK(v1 != HS_SERVICE_UNAVAILABLE && v1 != HS_HEADERS_TOO_LARGE);
-    /* An allow-list can only turn an accepted upgrade into a 403. */
-    FUZZ_CHECK(v1 == v2 || (v1 == HS_UPGRADE && v2 == HS_FORBIDDEN));
+    /* An allow-list can only turn an accepted upgrade or stream into a 403. */
+    FUZZ_CHECK(v1 == v2 || ((v1 == HS_UPGRADE || v1 == HS_SSE) && v2 == HS_FORBIDDEN));
     if (v1 == HS_UPGRADE)
         FUZZ_CHECK(hs_accept_key(req.key.p, req.key.len, accept) == 0);
     fhs_answer(v1, &req);

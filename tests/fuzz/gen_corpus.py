@@ -47,6 +47,9 @@ def handshake():
     put("handshake", "plain-get", "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     put("handshake", "post", "POST /ws HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
     put("handshake", "version-8", up.replace("Version: 13", "Version: 8") + "\r\n")
+    sse = "GET /sse?channels=news&last_id=1-2 HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n"
+    put("handshake", "sse", sse + "Origin: http://good.example\r\nLast-Event-ID: 6b-1\r\n\r\n")
+    put("handshake", "sse-dup-last-event-id", sse + "Last-Event-ID: 1\r\nLast-Event-ID: 2\r\n\r\n")
     put("handshake", "dup-host", up + "Host: other\r\n\r\n")
     put("handshake", "absolute-target", up.replace("GET /ws", "GET http://a/ws") + "\r\n")
     put("handshake", "folded-header", up + "X-Long: a\r\n  continued\r\n\r\n")
@@ -215,5 +218,13 @@ def fcgi():
     put("fcgi", "truncated", request[:-13])
 
 
-for gen in (handshake, frame, ipc, body, token, cfg, fcgi):
+def sse():
+    put("sse", "json", '{"type":"message","channel":"news","id":"6b-1","data":{"a":[1,2]}}')
+    put("sse", "pretty", '{\n  "a": [1,\r\n  2],\r  "b": "x"\n}\n')
+    put("sse", "control", '{"type":"subscribed","channels":["a"],"last_id":"6b-0"}')
+    put("sse", "origin", "https://site.example:8443")
+    put("sse", "breaks", "\r\n\r\r\n\n\r")
+
+
+for gen in (handshake, frame, ipc, body, token, cfg, fcgi, sse):
     gen()

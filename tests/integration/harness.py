@@ -348,3 +348,138 @@ class RawWs:
 
     def close(self):
         self.sock.close()
+
+
+def slow_reader(port, request):
+    """A socket that sends request and then reads nothing, its receive
+    buffer small: a slow consumer for the send budget tests."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(request)
+    return s
+
+
+# ---- a raw Server-Sent Events client
+
+class SseClient:
+    """GET /sse as EventSource sends it, over a raw socket: the status and
+    headers, then the body, de-chunked when a proxy chunks it. raw holds
+    every body byte read (for byte-exact checks); event() parses them by
+    the WHATWG event-stream rules (CR, LF, CRLF line ends; data lines
+    joined with LF; id; event; comments kept apart)."""
+
+    def __init__(self, port, path="/sse?channels=public/a", headers=None, host="127.0.0.1",
+                 timeout=5.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        h = {"Host": f"{host}:{port}", "Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        h.update(headers or {})
+        req = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n"
+        self.sock.sendall(req.encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split(" ")[1]) if head else 0
+        self.headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        self.chunked = self.headers.get("transfer-encoding", "").lower() == "chunked"
+        self.wire = rest          # body bytes as received (maybe chunked)
+        self.buf = b""            # decoded, not yet parsed
+        self.raw = b""            # decoded, every byte so far
+        self.eof = False
+        self.comments = []
+        self._decode()
+
+    def _decode(self):
+        if not self.chunked:
+            self.buf += self.wire
+            self.raw += self.wire
+            self.wire = b""
+            return
+        while True:
+            line, sep, rest = self.wire.partition(b"\r\n")
+            if not sep:
+                return
+            n = int(line.split(b";")[0], 16)
+            if n == 0:
+                self.eof = True
+                self.wire = b""
+                return
+            if len(rest) < n + 2:
+                return
+            self.buf += rest[:n]
+            self.raw += rest[:n]
+            self.wire = rest[n + 2:]
+
+    def _fill(self, timeout):
+        if self.eof:
+            return False
+        self.sock.settimeout(timeout)
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            self.eof = True
+            return False
+        self.wire += chunk
+        self._decode()
+        return True
+
+    def body(self, timeout=5.0):
+        """The whole body of a refusal: Content-Length bytes (a proxy may
+        keep the connection open after it), else up to the end."""
+        deadline = time.monotonic() + timeout
+        n = int(self.headers.get("content-length", -1))
+        while (n < 0 or len(self.buf) < n) and self._fill(max(0.05, deadline - time.monotonic())):
+            pass
+        return self.buf
+
+    def _line(self, deadline):
+        while True:
+            for i, c in enumerate(self.buf):
+                if c == 0x0A or (c == 0x0D and i + 1 < len(self.buf)):
+                    end = i + 1 if c == 0x0A or self.buf[i + 1] != 0x0A else i + 2
+                    line, self.buf = self.buf[:i], self.buf[end:]
+                    return line.decode()
+            if not self._fill(max(0.05, deadline - time.monotonic())):
+                return None
+
+    def event(self, timeout=5.0):
+        """The next dispatched event as {event, data, id} (id None when the
+        event set none), or None at the end of the stream."""
+        deadline = time.monotonic() + timeout
+        ev = {"event": "message", "data": [], "id": None}
+        while True:
+            line = self._line(deadline)
+            if line is None:
+                return None
+            if line == "":
+                if ev["data"]:
+                    ev["data"] = "\n".join(ev["data"])
+                    return ev
+                ev = {"event": "message", "data": [], "id": None}
+                continue
+            if line.startswith(":"):
+                self.comments.append(line)
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                ev["data"].append(value)
+            elif name == "event":
+                ev["event"] = value
+            elif name == "id":
+                ev["id"] = value
+
+    def json_event(self, timeout=5.0):
+        ev = self.event(timeout)
+        assert ev is not None, "stream ended"
+        return ev["event"], json.loads(ev["data"]), ev["id"]
+
+    def close(self):
+        self.sock.close()

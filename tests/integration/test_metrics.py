@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import BIN, ROOT, RawWs, free_port, make_token, wait_for
+from harness import BIN, ROOT, RawWs, SseClient, free_port, make_token, wait_for
 
 # Every family issue 14 names for ws-server, with its type and label keys.
 FAMILIES = {
@@ -169,6 +169,21 @@ def test_one_publish_to_three_subscribers_counts_three_deliveries(menv):
     # Gone without a close frame.
     assert end("wspush_connections_closed_total", code="1006") - before("wspush_connections_closed_total",
                                                                          code="1006") == 3
+
+
+def test_sse_streams_counted_by_transport(menv):
+    a = SseClient(menv.ws_port, "/sse?channels=public/a")
+    assert a.json_event()[0] == "subscribed"
+    b = SseClient(menv.ws_port, "/sse?channels=user/x/y")
+    assert b.status == 401
+    b.close()
+    s = scrape(menv)
+    assert s("wspush_connections", transport="sse") == 1
+    assert s("wspush_connections_accepted_total", transport="sse") == 1
+    assert s("wspush_connections", transport="ws") == 0
+    assert s("wspush_handshakes_refused_total", reason="token") == 1
+    a.close()
+    wait_for(lambda: scrape(menv)("wspush_connections", transport="sse") == 0, what="the gauge to drop")
 
 
 def test_bad_origin_counts_one_origin_refusal(menv):
@@ -357,7 +372,7 @@ def test_wspush_stats_summary_over_the_interval(menv):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["addr"] == proxy_addr
-    assert out["connections"] == {"ws": 2}
+    assert out["connections"] == {"ws": 2, "sse": 0}
     assert out["channels"] == 1 and out["subscriptions"] == 2
     assert out["messages"]["interval"] == 5 and out["messages"]["total"] == 5
     assert out["deliveries"]["interval"] == 10 and out["deliveries"]["total"] == 10
@@ -372,7 +387,7 @@ def test_wspush_stats_summary_over_the_interval(menv):
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[0].startswith(f"ws-server metrics at {menv.metrics}, over ")
-    assert "  connections   ws 2" in lines
+    assert "  connections   ws 2, sse 0" in lines
     assert "  refused       origin 1 (+0)" in lines
     assert any(l.startswith("  deliveries/s  0.0  (0 in the interval, 10 since start)") for l in lines)
     for r in subs:

@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from harness import (PublishClient, IpcError, RawWs, encode_frame, make_token, ws_handshake,
-                     wait_for, run_as, SECRET, free_port)
+                     wait_for, run_as, slow_reader, SECRET, free_port)
 
 
 def run(coro, timeout=20):
@@ -350,12 +350,9 @@ def test_slow_consumer_closed_1013_others_keep_receiving(env):
     env.sections["ws-server"]["close_timeout"] = "20000"
     env.write_ini()
     env.start_ws()
-    slow = socket.socket()
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow.connect(("127.0.0.1", env.ws_port))
-    slow.sendall(b"GET /ws?channels=public/s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    slow = slow_reader(env.ws_port, b"GET /ws?channels=public/s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                       b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       b"Sec-WebSocket-Version: 13\r\n\r\n")
 
     async def go():
         fast, _ = await subscribe(env, "channels=public/s", max_size=None)

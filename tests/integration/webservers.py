@@ -217,6 +217,7 @@ class Apache(WebServer):
             "/etc/wspush/htpasswd": str(self.htpasswd),
             "unix:/run/wspush/fcgi.sock|fcgi://localhost/": f"fcgi://127.0.0.1:{self.pub_port}/",
             "ws://127.0.0.1:8081/ws": f"ws://127.0.0.1:{self.ws_port}/ws",
+            "http://127.0.0.1:8081/sse": f"http://127.0.0.1:{self.ws_port}/sse",
             **self.overrides,
         })
         (d / "wspush.conf").write_text(site)

@@ -39,6 +39,7 @@
 #include "io.h"
 #include "log.h"
 #include "msg.h"
+#include "sse.h"
 
 #define TC_MAX_CONNS 700
 #define TC_MAX_IOV   64
@@ -86,6 +87,7 @@ struct tio {
     /* handlers */
     int           opens;
     char          query[512];
+    char          resume[64];     /* the Last-Event-ID open() was given */
     const char   *greet;          /* open() sends it with send_json */
     int           refuse;         /* open() returns NULL with this code */
     int           close_in_open;  /* open() calls conn_transport.close with it */
@@ -215,7 +217,7 @@ static const struct io_ops tio_ops = { tio_read, tio_writev, tio_close };
 
 /* ---- the handler table ---- */
 
-static void *tc_open(void *ctx, struct str query, struct conn *c, int *close_code)
+static void *tc_open(void *ctx, struct str query, struct str resume, struct conn *c, int *close_code)
 {
     struct tc *tc = ctx;
     struct tio *t = tc->reading;
@@ -227,6 +229,10 @@ static void *tc_open(void *ctx, struct str query, struct conn *c, int *close_cod
     if (query.len)      /* an absent query may come as { NULL, 0 } */
         memcpy(t->query, query.p, query.len);
     t->query[query.len] = '\0';
+    assert_true(resume.len < sizeof(t->resume));
+    if (resume.len)
+        memcpy(t->resume, resume.p, resume.len);
+    t->resume[resume.len] = '\0';
     tc->activity++;
     if (t->greet)
         assert_int_equal(conn_transport.send_json(c, t->greet, strlen(t->greet)), 0);
@@ -1734,6 +1740,143 @@ static void test_drained(void **state)
     msg_unref(m);
 }
 
+/* ---- Server-Sent Events: the same machine with sse.h's bytes ---- */
+
+static const char tc_sse_head[] = "HTTP/1.1 200 OK\r\n"
+                                  "Content-Type: text/event-stream\r\n"
+                                  "Cache-Control: no-cache\r\n"
+                                  "X-Accel-Buffering: no\r\n"
+                                  "Connection: close\r\n";
+
+/* GET /sse, whole and in chunks: the head (the Origin echoed for CORS),
+ * the greeting as an event, messages as id + data lines encoded once per
+ * message and channel, bytes after the head ignored, and a close that
+ * ends the stream with its event and hangs up without waiting for the
+ * page. Counted as a stream, not an upgrade. */
+static void test_sse_stream(void **state)
+{
+    struct tc *tc = *state;
+    static const char greet[] = "{\"type\":\"subscribed\",\"channels\":[\"c\"],\"last_id\":\"\"}";
+    static const char req[] = "GET /sse?channels=c HTTP/1.1\r\nHost: x\r\n"
+                              "Origin: https://page.example\r\nLast-Event-ID: 7-1\r\n\r\n";
+    for (size_t k = 0; k < TC_NCHUNKS; k++) {
+        struct tio *t = tc_accept(tc);
+        t->greet = greet;
+        tio_feed_chunked(tc, t, req, strlen(req), tc_chunks[k]);
+        struct buf *want = tc_want(tc);
+        tc_ex_str(want, tc_sse_head);
+        tc_ex_str(want, "Access-Control-Allow-Origin: https://page.example\r\nVary: Origin\r\n\r\n");
+        tc_ex_str(want, "event: subscribed\ndata: ");
+        tc_ex_str(want, greet);
+        tc_ex_str(want, "\n\n");
+        tio_expect_buf(t, want);
+        assert_string_equal(t->query, "channels=c");
+        assert_string_equal(t->resume, "7-1");
+        assert_int_equal(conns_stats(tc->cs)->sse_open, 1);
+
+        /* Whatever the page sends now is dropped, unanswered. */
+        t->read_max = 0;
+        tio_feed_str(t, "GET / HTTP/1.1\r\n\r\n\x88\x80");
+        tc_settle(tc);
+        tio_expect(t, "", 0);
+        tio_assert_live(t);
+
+        struct tio *u = tc_open_conn(tc);       /* a WebSocket on the same message */
+        struct msg *m = tc_msg("42-1", "c", "{\"x\":\n1}");
+        assert_int_equal(conn_transport.send_msg(t->conn, m, 0), 1);
+        assert_int_equal(conn_transport.send_msg(u->conn, m, 0), 1);
+        tc_enc_calls = 0;
+        rbuf_t *r = msg_encoding(m, MSG_SLOT_SSE, 0, tc_enc_never);
+        assert_int_equal(tc_enc_calls, 0);
+        tc_settle(tc);
+        assert_true(tio_saw_iov(t, rbuf_data(r)));
+        static const char ev[] = "id: 42-1\ndata: {\"type\":\"message\",\"channel\":\"c\",\"id\":\"42-1\",\"data\":{\"x\":\n"
+                                 "data: 1}}\n\n";
+        tio_expect(t, ev, strlen(ev));
+        want = tc_want(tc);
+        tc_ex_msg(want, "42-1", "c", "{\"x\":\n1}");
+        tio_expect_buf(u, want);
+        msg_unref(m);
+        tio_end(u, 0);
+
+        conn_transport.close(t->conn, 4401);
+        assert_int_equal(conn_transport.is_open(t->conn), 0);
+        tc_settle(tc);
+        static const char bye[] = "event: close\ndata: {\"type\":\"close\",\"code\":4401}\n\n";
+        tio_expect(t, bye, strlen(bye));
+        tio_assert_freed(t, t);
+    }
+    const struct stats_conn *st = conns_stats(tc->cs);
+    assert_int_equal(st->sse_accepted, TC_NCHUNKS);
+    assert_int_equal(st->sse_open, 0);
+    assert_int_equal(st->accepted, TC_NCHUNKS);     /* the WebSockets only */
+    assert_int_equal(st->closed[stats_close_slot(4401)], TC_NCHUNKS);
+}
+
+/* A subscription refused by open(): the status and JSON body instead of
+ * the head (with the CORS header for an admitted Origin), then the end;
+ * nothing counted as a stream. An Origin not allowed, and a reserve slot,
+ * are refused before open() in the same JSON. */
+static void test_sse_refused(void **state)
+{
+    struct tc *tc = *state;
+    static const int codes[] = { 4400, 4401, 4403, 1011 };
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        struct tio *t = tc_accept(tc);
+        t->refuse = codes[i];
+        t->greet = "{\"type\":\"subscribed\"}";  /* queued by open() before it refuses: dropped */
+        tio_feed_str(t, "GET /sse?channels=c HTTP/1.1\r\nHost: x\r\nOrigin: http://a.example\r\n\r\n");
+        tc_settle(tc);
+        struct buf *want = tc_want(tc);
+        assert_int_equal(sse_refuse(want, sse_refusal_of(codes[i]), (struct str){ "http://a.example", 16 }), 0);
+        tio_expect_buf(t, want);
+        assert_int_equal(t->opens, 1);
+        tio_assert_freed(t, NULL);
+    }
+    tc->cfg.allowed_origins.n = 1;
+    tc->cfg.allowed_origins.items[0] = (char *)"https://example.com";
+    struct tio *t = tc_accept(tc);
+    tio_feed_str(t, "GET /sse?channels=c HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\n\r\n");
+    tc_settle(tc);
+    struct buf *want = tc_want(tc);
+    assert_int_equal(sse_refuse(want, SSE_ORIGIN, (struct str){ 0 }), 0);
+    tio_expect_buf(t, want);
+    assert_int_equal(t->opens, 0);
+    tio_assert_freed(t, NULL);
+    t = tc_accept_as(tc, CONN_ACCEPT_LIMITED, 0);
+    tio_feed_str(t, "GET /sse?channels=c HTTP/1.1\r\nHost: x\r\nOrigin: https://example.com\r\n\r\n");
+    tc_settle(tc);
+    want = tc_want(tc);
+    assert_int_equal(sse_refuse(want, SSE_UNAVAILABLE, (struct str){ "https://example.com", 19 }), 0);
+    tio_expect_buf(t, want);
+    assert_int_equal(t->opens, 0);
+    tio_assert_freed(t, NULL);
+    tc->cfg.allowed_origins.n = 0;
+    const struct stats_conn *st = conns_stats(tc->cs);
+    assert_int_equal(st->sse_accepted, 0);
+    assert_int_equal(st->refused.n[STATS_REFUSED_ORIGIN], 1);
+    assert_int_equal(st->refused.n[STATS_REFUSED_LIMIT], 1);
+}
+
+/* A keep-alive comment every ping_interval, and no pong awaited: the
+ * stream outlives pong_timeout. */
+static void test_sse_keepalive(void **state)
+{
+    struct tc *tc = *state;
+    tc->cfg.ping_interval_ms = 20;
+    tc->cfg.pong_timeout_ms = 5;
+    struct tio *t = tc_accept(tc);
+    tio_feed_str(t, "GET /sse?channels=c HTTP/1.1\r\nHost: x\r\n\r\n");
+    tc_settle(tc);
+    buf_reset(&t->out);
+    for (int i = 0; i < 3; i++) {
+        tc_wait(tc, tc_has_output, t);
+        tio_expect(t, SSE_KEEPALIVE, strlen(SSE_KEEPALIVE));
+    }
+    tio_assert_live(t);
+    tc->cfg.ping_interval_ms = 0;
+}
+
 /* ---- fan-out across many connections ---- */
 
 static void tc_pump_send(struct tc *tc)
@@ -1840,6 +1983,9 @@ int main(void)
         T(test_drained),
         T(test_pump),
         T(test_conns_free_frees_all),
+        T(test_sse_stream),
+        T(test_sse_refused),
+        T(test_sse_keepalive),
         T(test_dead_conn_left_on_dirty_list),
     };
     return cmocka_run_group_tests_name("conn", tests, NULL, NULL);

@@ -138,6 +138,23 @@ static const struct hs_case cases[] = {
       ANY_ORIGIN },
     { "healthz prefix is a ws path", "GET /healthzz HTTP/1.1\r\n" WS_HDRS END, PARSED,
       HS_UPGRADE, ANY_ORIGIN },
+    { "sse", "GET /sse?channels=a HTTP/1.1\r\n" H END, PARSED, HS_SSE, ANY_ORIGIN },
+    { "sse allowed origin", "GET /sse HTTP/1.1\r\n" H ORG END, PARSED, HS_SSE, ONLY_EXAMPLE },
+    { "sse other origin", "GET /sse HTTP/1.1\r\n" H "Origin: https://evil.example\r\n" END,
+      PARSED, HS_FORBIDDEN, ONLY_EXAMPLE },
+    { "sse with upgrade headers is sse", "GET /sse HTTP/1.1\r\n" WS_HDRS END, PARSED, HS_SSE,
+      ANY_ORIGIN },
+    { "sse Last-Event-ID", "GET /sse HTTP/1.1\r\n" H "Last-Event-ID: 1-2\r\n" END, PARSED,
+      HS_SSE, ANY_ORIGIN },
+    { "sse Last-Event-ID twice", "GET /sse HTTP/1.1\r\n" H "Last-Event-ID: 1-2\r\n"
+      "last-event-id: 1-3\r\n" END, PARSED, HS_BAD_REQUEST, ANY_ORIGIN },
+    { "sse HTTP/1.0", "GET /sse HTTP/1.0\r\n" H END, PARSED, HS_BAD_REQUEST, ANY_ORIGIN },
+    { "sse no Host", "GET /sse HTTP/1.1\r\n" END, PARSED, HS_BAD_REQUEST, ANY_ORIGIN },
+    { "POST sse", "POST /sse HTTP/1.1\r\n" H END, PARSED, HS_BAD_REQUEST, ANY_ORIGIN },
+    { "sse is case-sensitive", "GET /SSE HTTP/1.1\r\n" H END, PARSED, HS_UPGRADE_REQUIRED,
+      ANY_ORIGIN },
+    { "sse prefix is a ws path", "GET /sse/ HTTP/1.1\r\n" WS_HDRS END, PARSED, HS_UPGRADE,
+      ANY_ORIGIN },
     { "asterisk target", "GET * HTTP/1.1\r\n" WS_HDRS END, PARSED, HS_NOT_FOUND, ANY_ORIGIN },
     { "absolute target", "GET http://example.com/ws HTTP/1.1\r\n" WS_HDRS END, PARSED,
       HS_NOT_FOUND, ANY_ORIGIN },
@@ -244,6 +261,14 @@ static void test_fields(void **state)
     assert_int_equal(req.query.len, 0);
     assert_int_equal(req.origin.len, 0);
     assert_int_equal(req.upgrade_websocket, 0);
+    assert_int_equal(req.sse, 0);
+    assert_int_equal(req.last_event_id.len, 0);
+
+    const char *sse = "GET /sse?channels=a HTTP/1.1\r\nHost: a\r\nLast-Event-ID:  6b-9 \r\n\r\n";
+    assert_int_equal(hs_parse(sse, strlen(sse), &req), (ssize_t)strlen(sse));
+    assert_int_equal(req.sse, 1);
+    assert_hs_str(req.query, "channels=a");
+    assert_hs_str(req.last_event_id, "6b-9");
 }
 
 static void test_accept_key(void **state)
@@ -290,6 +315,8 @@ static void test_responses(void **state)
                        "\r\n";
     assert_int_equal(n, (int)strlen(want));
     assert_string_equal(out, want);
+    /* A stream's answers are sse.h's. */
+    assert_int_equal(hs_response(HS_SSE, &req, out, sizeof(out)), -1);
 
     static const struct { enum hs_verdict v; const char *status; } errs[] = {
         { HS_BAD_REQUEST, "HTTP/1.1 400 " },

@@ -30,6 +30,8 @@ static int st_setup(void **state)
     struct st_fixture *f = calloc(1, sizeof(*f));
     f->conn.accepted = 7;
     f->conn.open = 3;
+    f->conn.sse_accepted = 4;
+    f->conn.sse_open = 2;
     f->conn.closed[stats_close_slot(1013)] = 2;
     f->conn.closed[stats_close_slot(3000)] = 5;
     f->conn.refused.n[STATS_REFUSED_ORIGIN] = 1;
@@ -78,7 +80,9 @@ static const char *st_text(struct st_fixture *f)
 
 static const char *const want_lines[] = {
     "wspush_connections{transport=\"ws\"} 3\n",
+    "wspush_connections{transport=\"sse\"} 2\n",
     "wspush_connections_accepted_total{transport=\"ws\"} 7\n",
+    "wspush_connections_accepted_total{transport=\"sse\"} 4\n",
     "wspush_handshakes_refused_total{reason=\"origin\"} 1\n",
     "wspush_handshakes_refused_total{reason=\"token\"} 9\n",
     "wspush_handshakes_refused_total{reason=\"channels\"} 0\n",
