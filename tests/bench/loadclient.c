@@ -11,6 +11,10 @@
  *   loadclient idle     --subs N [--hold S]     (prints READY, waits for SIGTERM)
  *   loadclient selftest
  *
+ * deliver --cpu-pids P,Q: also reports server_cpu_ms, the CPU time those
+ * processes used from the first publish to the last delivery (connection
+ * set-up, a TLS handshake above all, is left out).
+ *
  * Output: progress on stderr, one "RESULT key=value ..." line on stdout
  * (idle: a "READY subs=N" line first). Exit 0 on a completed run, 1 on a
  * setup error, 2 on bad arguments.
@@ -112,6 +116,7 @@ struct lc_opts {
     double        timeout;
     double        hold;
     double        settle;
+    const char   *cpu_pids;            /* comma-separated server pids */
 };
 
 struct lc_ctx {
@@ -1002,8 +1007,40 @@ static void lc_print_common(const struct lc_ctx *x)
            x->pub_last_err, x->delivered, x->pub_ok * (uint64_t)x->subs_ready);
 }
 
+/* CPU time (user + system, ms) the --cpu-pids processes have used; -1
+ * when one cannot be read. */
+static long lc_server_cpu_ms(const struct lc_ctx *x)
+{
+    if (!x->o.cpu_pids)
+        return -1;
+    long ticks = 0, hz = sysconf(_SC_CLK_TCK);
+    const char *p = x->o.cpu_pids;
+    while (*p) {
+        char path[64], buf[1024];
+        long pid = strtol(p, (char **)&p, 10);
+        if (*p == ',')
+            p++;
+        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+        FILE *f = fopen(path, "r");
+        size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[n] = '\0';
+        /* Fields after the command name, which ends at the last ')':
+         * state is field 3, utime 14, stime 15. */
+        const char *q = strrchr(buf, ')');
+        unsigned long ut, st;
+        if (!q || sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                         &st) != 2)
+            return -1;
+        ticks += (long)(ut + st);
+    }
+    return hz > 0 ? ticks * 1000 / hz : -1;
+}
+
 static int lc_run_deliver(struct lc_ctx *x, uint64_t deadline)
 {
+    long cpu0 = lc_server_cpu_ms(x);
     x->remaining = x->o.msgs;
     uint64_t active = 0;
     int bursts = 0;
@@ -1014,8 +1051,11 @@ static int lc_run_deliver(struct lc_ctx *x, uint64_t deadline)
             lc_idle_for(x, x->o.burst_gap_ms / 1000.0);
     }
     double s = (double)active / 1e9;
+    long cpu1 = lc_server_cpu_ms(x);
     printf("RESULT mode=deliver bursts=%d secs=%.3f rate=%.0f", bursts, s,
            s > 0 ? (double)x->delivered / s : 0.0);
+    if (cpu0 >= 0 && cpu1 >= 0)
+        printf(" server_cpu_ms=%ld", cpu1 - cpu0);
     lc_print_common(x);
     printf("\n");
     return 0;
@@ -1276,7 +1316,8 @@ static void lc_usage(void)
             "  --pub ipc:SOCKET | http:HOST:PORT  --pub-path P --pub-ctype T\n"
             "  --pub-header 'H: v' (repeat) --pub-prefix S --pub-suffix S --channel C\n"
             "  --publishers P --window W --msgs M --burst B --burst-gap-ms G\n"
-            "  --rate R --duration S --payload BYTES --timeout S --hold S --settle S\n");
+            "  --rate R --duration S --payload BYTES --timeout S --hold S --settle S\n"
+            "  --cpu-pids P,P   deliver: report the CPU these processes used publishing\n");
 }
 
 static int lc_parse_args(int argc, char **argv, struct lc_opts *o)
@@ -1290,7 +1331,8 @@ static int lc_parse_args(int argc, char **argv, struct lc_opts *o)
         { "window", 1, 0, 'w' }, { "msgs", 1, 0, 'm' }, { "burst", 1, 0, 'b' },
         { "burst-gap-ms", 1, 0, 'g' }, { "rate", 1, 0, 'r' }, { "duration", 1, 0, 'd' },
         { "payload", 1, 0, 'l' }, { "timeout", 1, 0, 't' }, { "hold", 1, 0, 'o' },
-        { "settle", 1, 0, 's' }, { "tls", 0, 0, 'L' }, { 0, 0, 0, 0 },
+        { "settle", 1, 0, 's' }, { "tls", 0, 0, 'L' }, { "cpu-pids", 1, 0, 'K' },
+        { 0, 0, 0, 0 },
     };
     *o = (struct lc_opts){
         .proto = LC_P_WS, .host = "127.0.0.1", .port = 8081, .path = "/ws?channels=bench/x",
@@ -1360,6 +1402,7 @@ static int lc_parse_args(int argc, char **argv, struct lc_opts *o)
         case 'o': o->hold = atof(optarg); break;
         case 's': o->settle = atof(optarg); break;
         case 'L': o->tls = 1; break;
+        case 'K': o->cpu_pids = optarg; break;
         default: return -1;
         }
     }

@@ -212,7 +212,7 @@ spawn() {  # spawn LOG CMD...: runs CMD in the background, records its pid
 start_wsserver_common() {
   local d=$RT/ws tls_lines=""
   mkdir -p "$d"
-  head -c 32 /dev/urandom | base64 >"$d/secret"
+  (umask 077; head -c 32 /dev/urandom | base64 >"$d/secret")
   PORT=$(free_port)
   if [ "${1:-}" = tls ]; then
     make_cert || return 1
@@ -385,6 +385,7 @@ start_socketio() { start_node socketio && SUBPATH="/socket.io/?EIO=4&transport=w
 declare -A RES    # "row|server" -> values of the rounds, space separated
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 record() { RES["$1|$2"]="${RES["$1|$2"]:-} $3"; }
+num() { [[ $1 =~ ^[0-9.]+$ ]]; }
 
 # run_client ROW SERVER KEY ARGS...: one loadclient run against the started
 # server; records field KEY of its RESULT line.
@@ -404,6 +405,16 @@ run_client() {
   log "  $srv: $key=$v  ($(field delivered "$out")/$(field expected "$out") delivered," \
       "subs=$(field subs "$out") closed=$(field subs_closed "$out") pub_err=$(field pub_err "$out"))"
   record "$row" "$srv" "$v"
+  # The server side's CPU per 1,000 deliveries of the big back-to-back run.
+  if [ "$row" = d-big-b2b ]; then
+    local cpu dl
+    cpu=$(field server_cpu_ms "$out"); dl=$(field delivered "$out")
+    if num "$cpu" && num "$dl" && [ "$dl" -gt 0 ]; then
+      record cpu "$srv" "$(awk -v c="$cpu" -v d="$dl" 'BEGIN { printf "%.2f", c * 1000 / d }')"
+    else
+      record cpu "$srv" "-"
+    fi
+  fi
 }
 
 # idle_rss ROW SERVER N: resident memory of every process on the path
@@ -458,7 +469,8 @@ scenario_run() {
   local row=$1 srv=$2
   case $row in
     d-small-b2b) run_client "$row" "$srv" rate deliver --subs "$SMALL" --msgs "$SMALL_MSGS" ;;
-    d-big-b2b)   run_client "$row" "$srv" rate deliver --subs "$SUBS" --msgs "$MSGS" ;;
+    d-big-b2b)   run_client "$row" "$srv" rate deliver --subs "$SUBS" --msgs "$MSGS" \
+                     --cpu-pids "$(IFS=,; echo "${MPIDS[*]}")" ;;
     d-small-burst) run_client "$row" "$srv" rate deliver --subs "$SMALL" --msgs "$SMALL_MSGS" \
                      --publishers "$PUBLISHERS" --burst "$BURST" --burst-gap-ms 100 ;;
     d-big-burst) run_client "$row" "$srv" rate deliver --subs "$SUBS" --msgs "$MSGS" \
@@ -558,7 +570,6 @@ median() {
   sed -n "$(( (n + 1) / 2 ))p" <<<"$vals"
 }
 val() { median "${RES["$1|$2"]:-}"; }
-num() { [[ $1 =~ ^[0-9.]+$ ]]; }
 ratio() {  # ratio A B [lower]: A/B, or B/A when lower is better
   local a=$1 b=$2
   num "$a" && num "$b" || { echo "-"; return; }
@@ -580,9 +591,10 @@ label() {
     lat-*-p99)     n=${1#lat-}; echo "latency p99 ms, ${n%-p99} subs, $RATE msg/s" ;;
     httppub)       echo "publish req/s, $HTTP_CONNS keep-alive conns" ;;
     idle)          echo "RSS bytes / idle conn ($SUBS), every process on the path" ;;
+    cpu)           echo "server CPU ms / 1000 deliveries, $SUBS subs back to back, every process on the path" ;;
   esac
 }
-lower_better() { [[ $1 == lat-* || $1 == idle ]] && echo 1 || echo 0; }
+lower_better() { [[ $1 == lat-* || $1 == idle || $1 == cpu ]] && echo 1 || echo 0; }
 column() {
   case $1 in
     wsserver) echo "ws-server" ;;
@@ -612,6 +624,7 @@ TABLE_ROWS=()
 for row in "${ROWS[@]}"; do
   [[ $row == lat-*-p99 ]] && { n=${row#lat-}; TABLE_ROWS+=("lat-${n%-p99}-p50"); }
   TABLE_ROWS+=("$row")
+  [ "$row" = d-big-b2b ] && TABLE_ROWS+=(cpu)
 done
 
 # target TEXT VALUE OP LIMIT: one line of the targets block.
