@@ -229,6 +229,7 @@ log_level = warn
 
 [ws-server]
 listen = 127.0.0.1:$PORT
+unix_listen = $d/ws.sock
 $tls_lines
 max_connections = $((SUBS + 1000))
 handshake_timeout = 30s
@@ -245,7 +246,7 @@ auth = remote_user
 public = bench/*
 publish = bench/*
 EOF
-  rm -f "$d/publish.sock" "$d/fcgi.sock"
+  rm -f "$d/publish.sock" "$d/fcgi.sock" "$d/ws.sock"
   spawn "$OUT/ws-server.log" "$BIN/ws-server" -c "$d/wspush.ini"
   MPIDS=("$SPAWNED")
   wait_port "$PORT" "$SPAWNED" || { log "ws-server did not start (build/bench/ws-server.log)"; return 1; }
@@ -306,6 +307,8 @@ for old, new in [
     if old not in text:
         sys.exit("render_site: %r is not in %s" % (old, src))
     text = text.replace(old, new)
+# ws-server's unix_listen, where a config proxies to it.
+text = text.replace("/run/wspush/ws.sock", run + "/../ws/ws.sock")
 open(out, "w").write(text)
 PY
 }
