@@ -40,7 +40,8 @@
 #   BENCH_TIMEOUT [40]      cap of one run, seconds
 #   BENCH_ROUNDS [1]        repetitions (alternating); the median is shown
 #   BENCH_SERVERS ["wsserver wsserver-http nchan nodews socketio"]
-#   BENCH_SCENARIOS ["deliver latency httppub idle"]
+#   BENCH_SCENARIOS ["deliver latency httppub idle"]  (b2b: only the two
+#                           back-to-back delivery rows of deliver)
 #   BENCH_PERF [1]          perf record in one extra BENCH_SUBS burst run ...
 #   BENCH_PERF_SERVERS [wsserver]  ... of these servers (every process on
 #                           the path): build/bench/perf-<server>.txt
@@ -493,6 +494,7 @@ ROWS=()
 for s in $SCENARIOS; do
   case $s in
     deliver) ROWS+=(d-small-b2b d-big-b2b d-small-burst d-big-burst) ;;
+    b2b)     ROWS+=(d-small-b2b d-big-b2b) ;;
     latency) for n in $LAT_SUBS; do ROWS+=("lat-$n-p99"); done ;;
     httppub) ROWS+=(httppub) ;;
     idle)    ROWS+=(idle) ;;
