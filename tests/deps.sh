@@ -8,7 +8,7 @@ case "${1:-build}" in
   build) ;;
   test)  want="$want python3-cryptography libcmocka-dev clang libclang-rt-14-dev nginx apache2 apache2-utils python3-pytest python3-websockets valgrind chromium procps prometheus python3-prometheus-client" ;;
   run)   want="$want nginx apache2-utils openssl" ;;
-  bench) want="$want nginx libnginx-mod-nchan linux-perf" ;;
+  bench) want="$want nginx libnginx-mod-nchan linux-perf openssl" ;;
   *) echo "usage: $0 build|test|run|bench" >&2; exit 2 ;;
 esac
 missing=""
