@@ -143,6 +143,7 @@ FUZZ_CFLAGS  ?= -g -O1
 FUZZ_OUT     ?= build/fuzz
 FUZZ_EXTRA_history := ws-server/channel.c ws-server/msg.c ws-server/revoke.c
 FUZZ_EXTRA_sse     := ws-server/msg.c
+FUZZ_EXTRA_lcproto := tests/bench/lcproto.c
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
 FUZZ_BIN      = $(patsubst %,$(FUZZ_OUT)/fuzz_%,$(FUZZ_TARGETS))

@@ -217,10 +217,14 @@ ssize_t lcp_dechunk(struct lcp_dechunk *d, unsigned char *buf, size_t len)
             r++;
             break;
         case LCP_DC_SIZE_LF:
+        case LCP_DC_DATA_LF:
             if (ch != '\n')
                 return LCP_E_BAD;
             r++;
-            lcp_dechunk_size_done(d);
+            if (d->state == LCP_DC_SIZE_LF)
+                lcp_dechunk_size_done(d);
+            else
+                d->state = LCP_DC_SIZE;
             break;
         case LCP_DC_DATA: {
             size_t n = len - r < d->left ? len - r : d->left;
@@ -236,12 +240,6 @@ ssize_t lcp_dechunk(struct lcp_dechunk *d, unsigned char *buf, size_t len)
             if (ch != '\r')
                 return LCP_E_BAD;
             d->state = LCP_DC_DATA_LF;
-            r++;
-            break;
-        case LCP_DC_DATA_LF:
-            if (ch != '\n')
-                return LCP_E_BAD;
-            d->state = LCP_DC_SIZE;
             r++;
             break;
         default:

@@ -134,6 +134,14 @@ if [ ! -x "$BIN/fcgi-publisher" ]; then
   SERVERS=$(echo " $SERVERS " | sed 's/ wsserver-http / /')
 fi
 
+# A proxied subscriber holds two descriptors in nginx's worker, which
+# cannot go above the hard limit without CAP_SYS_RESOURCE: past it nginx
+# resets the connections it cannot take, and the rows count those that came
+# up (the subs= of build/bench/raw.txt).
+if [[ " $SERVERS " == *" wsserver-nginx"* ]] && [ $((2 * SUBS + 400)) -gt "$NOFILE" ]; then
+  log "open-file limit $NOFILE: about $(( (NOFILE - 400) / 2 )) of $SUBS subscribers fit through nginx"
+fi
+
 RT=$(mktemp -d /tmp/wspush-bench.XXXXXX)
 PIDS=()
 cleanup() {
