@@ -160,6 +160,7 @@ FUZZ_EXTRA_sse     := ws-server/msg.c
 FUZZ_EXTRA_fcgi_libfcgi := fcgi-publisher/fcgi.c fcgi-publisher/front.c tests/diff/fcgi_diff.c
 # A target linking a library beyond the programs' names it in FUZZ_LIBS_<name>.
 FUZZ_LIBS_fcgi_libfcgi  := -lfcgi
+FUZZ_EXTRA_lcproto := tests/bench/lcproto.c
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
 FUZZ_BIN      = $(patsubst %,$(FUZZ_OUT)/fuzz_%,$(FUZZ_TARGETS))

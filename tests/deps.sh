@@ -12,7 +12,7 @@ case "${1:-build}" in
          want="$want python3-cryptography" ;;           # certificates for the TLS tests
   run)   want="$want nginx apache2-utils openssl" ;;
   run-php) want="$want nginx apache2-utils php-fpm php-cli" ;;
-  bench) want="$want nginx libnginx-mod-nchan linux-perf" ;;
+  bench) want="$want nginx libnginx-mod-nchan linux-perf openssl" ;;
   *) echo "usage: $0 build|test|run|run-php|bench" >&2; exit 2 ;;
 esac
 # run-php: Apache too, for WSPUSH_DEMO_WEB=apache (small next to the rest).

@@ -169,3 +169,124 @@ int lcp_find_ts(const char *p, size_t len, uint64_t *t)
     *t = (uint64_t)v;
     return 1;
 }
+
+enum { LCP_DC_SIZE, LCP_DC_EXT, LCP_DC_SIZE_LF, LCP_DC_DATA, LCP_DC_DATA_CR, LCP_DC_DATA_LF };
+
+static int lcp_hex(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The size line ended: a zero size is the last chunk. */
+static void lcp_dechunk_size_done(struct lcp_dechunk *d)
+{
+    d->state = d->left ? LCP_DC_DATA : LCP_DC_DONE;
+    d->digits = 0;
+}
+
+ssize_t lcp_dechunk(struct lcp_dechunk *d, unsigned char *buf, size_t len)
+{
+    size_t r = 0, w = 0;
+    while (r < len && d->state != LCP_DC_DONE) {
+        unsigned char ch = buf[r];
+        switch (d->state) {
+        case LCP_DC_SIZE: {
+            int v = lcp_hex(ch);
+            if (v >= 0) {
+                if (d->digits == 8)
+                    return LCP_E_BAD;
+                d->left = d->left << 4 | (uint32_t)v;
+                d->digits++;
+            } else if (d->digits == 0) {
+                return LCP_E_BAD;
+            } else if (ch == '\r') {
+                d->state = LCP_DC_SIZE_LF;
+            } else if (ch == ';' || ch == ' ' || ch == '\t') {
+                d->state = LCP_DC_EXT;
+            } else {
+                return LCP_E_BAD;
+            }
+            r++;
+            break;
+        }
+        case LCP_DC_EXT:
+            if (ch == '\r')
+                d->state = LCP_DC_SIZE_LF;
+            r++;
+            break;
+        case LCP_DC_SIZE_LF:
+        case LCP_DC_DATA_LF:
+            if (ch != '\n')
+                return LCP_E_BAD;
+            r++;
+            if (d->state == LCP_DC_SIZE_LF)
+                lcp_dechunk_size_done(d);
+            else
+                d->state = LCP_DC_SIZE;
+            break;
+        case LCP_DC_DATA: {
+            size_t n = len - r < d->left ? len - r : d->left;
+            memmove(buf + w, buf + r, n);
+            w += n;
+            r += n;
+            d->left -= (uint32_t)n;
+            if (!d->left)
+                d->state = LCP_DC_DATA_CR;
+            break;
+        }
+        case LCP_DC_DATA_CR:
+            if (ch != '\r')
+                return LCP_E_BAD;
+            d->state = LCP_DC_DATA_LF;
+            r++;
+            break;
+        default:
+            return LCP_E_BAD;
+        }
+    }
+    return (ssize_t)w;
+}
+
+/* Value of a field line "name:value" (one optional space after the colon),
+ * when the line starts with name. */
+static int lcp_sse_field(const char *line, size_t n, const char *name, size_t *voff)
+{
+    size_t nl = strlen(name);
+    if (n < nl + 1 || memcmp(line, name, nl) != 0 || line[nl] != ':')
+        return 0;
+    *voff = nl + 1 + (n > nl + 1 && line[nl + 1] == ' ');
+    return 1;
+}
+
+ssize_t lcp_sse_event(const char *buf, size_t len, struct lcp_sse *ev)
+{
+    *ev = (struct lcp_sse){ 0 };
+    size_t pos = 0;
+    for (;;) {
+        const char *eol = memchr(buf + pos, '\n', len - pos);
+        if (!eol)
+            return memchr(buf, '\0', len) ? LCP_E_BAD : LCP_NEED_MORE;
+        size_t end = (size_t)(eol - buf), n = end - pos;
+        const char *line = buf + pos;
+        if (n && line[n - 1] == '\r')
+            n--;
+        if (memchr(line, '\0', n))
+            return LCP_E_BAD;
+        if (n == 0)
+            return (ssize_t)(end + 1);
+        size_t v;
+        if (lcp_sse_field(line, n, "data", &v)) {
+            if (!ev->has_data)
+                ev->data_off = pos + v;
+            ev->has_data = 1;
+            ev->data_len = pos + n - ev->data_off;
+        } else if (lcp_sse_field(line, n, "event", &v)) {
+            ev->event_off = pos + v;
+            ev->event_len = n - v;
+        }
+        pos = end + 1;
+    }
+}

@@ -1,6 +1,7 @@
 /* lcproto — the load client's codecs: WebSocket frames as a client sees
- * them, HTTP/1.1 response heads and chunked bodies, and the publish
- * timestamp inside a delivered payload. Pure: no I/O, no allocation; every
+ * them, HTTP/1.1 response heads and chunked bodies (whole, or decoded as a
+ * stream), server-sent events, and the publish timestamp inside a delivered
+ * payload. Pure: no I/O, no allocation; every
  * parser takes (buf, len) and returns bytes consumed, LCP_NEED_MORE or
  * LCP_E_BAD.
  */
@@ -48,6 +49,36 @@ ssize_t lcp_http_head(const char *buf, size_t len, struct lcp_http *h);
 /* Length of a complete chunked body at buf (sizes, data, last chunk, no
  * trailers), LCP_NEED_MORE or LCP_E_BAD. Stateless: rescans from buf. */
 ssize_t lcp_chunked_len(const char *buf, size_t len);
+
+/* A chunked body decoded as it streams in (an SSE response never ends). */
+struct lcp_dechunk {
+    uint32_t left;                /* bytes of the current chunk still to come */
+    uint8_t  state;               /* LCP_DC_*, private to lcp_dechunk */
+    uint8_t  digits;              /* hex digits of the size line so far */
+};
+
+#define LCP_DC_DONE 6             /* the last (zero) chunk was seen */
+
+/* Decodes len raw bytes in place: the chunks' data is moved to the front of
+ * buf. Returns the data length, or LCP_E_BAD (a size that is not hex, over
+ * 32 bits, or data not followed by CRLF). Bytes after the last chunk are
+ * ignored; d->state is LCP_DC_DONE from then on. Start from a zeroed d. */
+ssize_t lcp_dechunk(struct lcp_dechunk *d, unsigned char *buf, size_t len);
+
+/* One server-sent event (text/event-stream): lines ending in LF or CRLF,
+ * ended by an empty line. */
+struct lcp_sse {
+    size_t data_off, data_len;    /* from the first data line's value to the
+                                     end of the last one; data_len 0 and
+                                     has_data 0 when there is none */
+    int    has_data;
+    size_t event_off, event_len;  /* the `event:` value; 0 length if absent */
+};
+
+/* Parses one event at buf. Returns its length including the empty line,
+ * LCP_NEED_MORE, or LCP_E_BAD (a NUL byte). Comments (":...") and other
+ * fields (id:, retry:) are skipped. */
+ssize_t lcp_sse_event(const char *buf, size_t len, struct lcp_sse *ev);
 
 /* Finds `"t":<digits>` anywhere in p and stores the number. Returns 1 when
  * found, 0 otherwise. */

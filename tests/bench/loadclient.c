@@ -1,6 +1,6 @@
 /* loadclient — the fan-out benchmark's client: one non-blocking epoll loop
- * holding N WebSocket subscribers (plain RFC 6455 or socket.io's engine.io
- * framing) and P publishers (HTTP/1.1 keep-alive POST, or ws-server's
+ * holding N subscribers (WebSocket: plain RFC 6455 or socket.io's engine.io
+ * framing; or server-sent events), over TCP or TLS, and P publishers (HTTP/1.1 keep-alive POST, or ws-server's
  * publish socket). Every payload carries {"t":<CLOCK_MONOTONIC ns>}; the
  * same process publishes and receives, so publish->receive latency needs no
  * clock sync.
@@ -18,9 +18,20 @@
  *   --pad-words: the padding is words of text instead of "xxx...", so a
  *   compressor has something like real JSON to work on.
  *
+ * deliver --cpu-pids P,Q: also reports server_cpu_ms, the CPU time those
+ * processes used from the first publish to the last delivery (connection
+ * set-up, a TLS handshake above all, is left out).
+ *
  * Output: progress on stderr, one "RESULT key=value ..." line on stdout
  * (idle: a "READY subs=N" line first). Exit 0 on a completed run, 1 on a
  * setup error, 2 on bad arguments.
+ *
+ * --tls: subscribers speak TLS (OpenSSL, handshake stepped in the loop, no
+ * certificate check: the bench's certificate is self-signed); publishers
+ * stay plain. OpenSSL's buffers are released while a connection is idle
+ * (SSL_MODE_RELEASE_BUFFERS), so 10k TLS subscribers fit in the client.
+ * --proto sse: GET with Accept: text/event-stream; every event with a data
+ * line is a delivery (chunked or not), its timestamp found as for WebSocket.
  *
  * Subscribers bind to 127.0.0.2.. before connect (IP_BIND_ADDRESS_NO_PORT)
  * so 10k+ connections to one port do not exhaust one source address's
@@ -34,6 +45,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -48,6 +60,8 @@
 #include <unistd.h>
 
 #include <zlib.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "lcproto.h"
 
@@ -60,13 +74,16 @@
 
 enum lc_mode { LC_M_DELIVER, LC_M_LATENCY, LC_M_HTTPPUB, LC_M_IDLE };
 enum lc_kind { LC_SUB, LC_PUB_HTTP, LC_PUB_IPC, LC_SIGNAL };
-enum lc_state { LC_CONNECTING, LC_HANDSHAKE, LC_OPEN, LC_DEAD };
-enum lc_proto { LC_P_WS, LC_P_SOCKETIO };
+enum lc_state { LC_CONNECTING, LC_TLS, LC_HANDSHAKE, LC_OPEN, LC_DEAD };
+enum lc_proto { LC_P_WS, LC_P_SOCKETIO, LC_P_SSE };
 
 struct lc_conn {
     int       fd;
     uint8_t   kind, state, ready, out_armed;
+    uint8_t   chunked;                /* SSE: the response body is chunked */
     uint32_t  idx;
+    SSL      *ssl;                    /* --tls subscribers */
+    struct lcp_dechunk dc;
     unsigned char *carry;            /* bytes of an incomplete frame/response */
     uint32_t  carry_len, carry_cap;
     unsigned char *out;              /* bytes the socket did not take yet */
@@ -79,6 +96,7 @@ struct lc_conn {
 struct lc_opts {
     enum lc_mode  mode;
     enum lc_proto proto;
+    int           tls;
     const char   *host;
     int           port;
     const char   *path;
@@ -109,6 +127,7 @@ struct lc_opts {
     int           deflate;             /* offer permessage-deflate */
     int           no_inflate;          /* count compressed frames unread */
     int           pad_words;           /* pad with words, not x's */
+    const char   *cpu_pids;            /* comma-separated server pids */
 };
 
 struct lc_ctx {
@@ -117,6 +136,7 @@ struct lc_ctx {
     struct lc_conn *subs;
     struct lc_conn *pubs;
     struct lc_conn  sig;
+    SSL_CTX  *tls;
     int       stop;                  /* a signal arrived */
     unsigned char *rbuf;             /* carry + one read, shared by every socket */
     z_stream  inf;                   /* --deflate: the one inflater, reset per message */
@@ -157,6 +177,8 @@ static void lc_close(struct lc_ctx *x, struct lc_conn *c)
         epoll_ctl(x->ep, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
     }
+    SSL_free(c->ssl);
+    c->ssl = NULL;
     c->fd = -1;
     c->state = LC_DEAD;
     c->carry_len = 0;
@@ -179,16 +201,54 @@ static int lc_reserve(unsigned char **p, uint32_t *cap, size_t need)
     return 0;
 }
 
+/* One write: bytes taken, -EAGAIN when none can be taken now, or -errno. */
+static ssize_t lc_send(struct lc_conn *c, const void *p, size_t n)
+{
+    if (!c->ssl) {
+        ssize_t r = send(c->fd, p, n, MSG_NOSIGNAL);
+        return r < 0 ? -errno : r;
+    }
+    ERR_clear_error();
+    int r = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(c->ssl, r);
+    return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? -EAGAIN : -EPIPE;
+}
+
+/* One read: bytes, 0 at the end of the stream, -EAGAIN, or -errno. TLS
+ * hands out at most one record per call. */
+static ssize_t lc_recv(struct lc_conn *c, void *p, size_t n)
+{
+    if (!c->ssl) {
+        ssize_t r = read(c->fd, p, n);
+        return r < 0 ? -errno : r;
+    }
+    ERR_clear_error();
+    int r = SSL_read(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+    if (r > 0)
+        return r;
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return -EAGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    default:
+        return -EPROTO;
+    }
+}
+
 /* Writes pending output; arms EPOLLOUT while some remains. 0 or -errno. */
 static int lc_flush(struct lc_ctx *x, struct lc_conn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        ssize_t n = lc_send(c, c->out + c->out_off, c->out_len - c->out_off);
         if (n < 0) {
-            if (errno == EINTR)
+            if (n == -EINTR)
                 continue;
-            if (errno != EAGAIN)
-                return -errno;
+            if (n != -EAGAIN)
+                return (int)n;
             if (!c->out_armed) {
                 c->out_armed = 1;
                 lc_ep_set(x, c, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT);
@@ -393,10 +453,10 @@ static void lc_on_message(struct lc_ctx *x, struct lc_conn *c, const unsigned ch
 }
 
 /* Consumes complete frames from buf; returns bytes used or -1 to close. */
-static ssize_t lc_sub_parse(struct lc_ctx *x, struct lc_conn *c, unsigned char *buf, size_t len,
-                            uint64_t now)
+static ssize_t lc_sub_parse(struct lc_ctx *x, struct lc_conn *c, unsigned char *buf,
+                            size_t *lenp, uint64_t now)
 {
-    size_t pos = 0;
+    size_t pos = 0, len = *lenp;
     if (c->state == LC_HANDSHAKE) {
         struct lcp_http h;
         ssize_t r = lcp_http_head((const char *)buf, len, &h);
@@ -470,6 +530,96 @@ static ssize_t lc_sub_parse(struct lc_ctx *x, struct lc_conn *c, unsigned char *
     return c->state == LC_DEAD ? -1 : (ssize_t)pos;
 }
 
+/* An event stream: the response head (200), then events. The carry holds
+ * body bytes already de-chunked, so only what follows it is decoded. */
+static ssize_t lc_sub_parse_sse(struct lc_ctx *x, struct lc_conn *c, unsigned char *buf,
+                                size_t *len, uint64_t now)
+{
+    size_t pos = 0, raw = c->carry_len;
+    if (c->state == LC_HANDSHAKE) {
+        struct lcp_http h;
+        ssize_t r = lcp_http_head((const char *)buf, *len, &h);
+        if (r == LCP_NEED_MORE)
+            return 0;
+        if (r < 0 || h.status != 200) {
+            lc_sub_fail(x, c, r < 0 ? "bad response head" : "event stream not 200");
+            return -1;
+        }
+        pos = raw = (size_t)r;
+        c->state = LC_OPEN;
+        c->chunked = (uint8_t)h.chunked;
+        lc_sub_set_ready(x, c);
+    }
+    int ended = 0;
+    if (c->chunked) {
+        ssize_t d = lcp_dechunk(&c->dc, buf + raw, *len - raw);
+        if (d < 0) {
+            lc_sub_fail(x, c, "bad chunked stream");
+            return -1;
+        }
+        *len = raw + (size_t)d;
+        ended = c->dc.state == LCP_DC_DONE;
+    }
+    while (pos < *len) {
+        struct lcp_sse ev;
+        ssize_t r = lcp_sse_event((const char *)buf + pos, *len - pos, &ev);
+        if (r == LCP_NEED_MORE)
+            break;
+        if (r < 0) {
+            lc_sub_fail(x, c, "bad event stream");
+            return -1;
+        }
+        if (ev.has_data)
+            lc_on_delivery(x, buf + pos + ev.data_off, ev.data_len, now);
+        pos += (size_t)r;
+    }
+    if (ended) {
+        lc_sub_fail(x, c, "server ended the event stream");
+        return -1;
+    }
+    return (ssize_t)pos;
+}
+
+/* Sends the WebSocket upgrade or the event-stream GET. */
+static void lc_sub_request(struct lc_ctx *x, struct lc_conn *c)
+{
+    char req[1024];
+    int n = x->o.proto == LC_P_SSE
+        ? snprintf(req, sizeof(req),
+                   "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n",
+                   x->o.path, x->o.host, x->o.port)
+        : snprintf(req, sizeof(req),
+                   "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                   x->o.path, x->o.host, x->o.port,
+                   x->o.deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "");
+    c->state = LC_HANDSHAKE;
+    lc_ep_set(x, c, EPOLL_CTL_MOD, EPOLLIN);
+    if (n < 0 || (size_t)n >= sizeof(req) || lc_queue(c, req, (size_t)n) < 0 ||
+        lc_flush(x, c) < 0)
+        lc_sub_fail(x, c, "write request");
+}
+
+/* Advances the TLS handshake; sends the request once it is done. */
+static void lc_sub_tls_step(struct lc_ctx *x, struct lc_conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        lc_sub_request(x, c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        lc_ep_set(x, c, EPOLL_CTL_MOD, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT);
+        return;
+    }
+    char why[160] = "tls: ";
+    ERR_error_string_n(ERR_get_error(), why + 5, sizeof(why) - 5);
+    lc_sub_fail(x, c, why);
+}
+
 static void lc_sub_connected(struct lc_ctx *x, struct lc_conn *c)
 {
     int err = 0;
@@ -479,44 +629,50 @@ static void lc_sub_connected(struct lc_ctx *x, struct lc_conn *c)
         lc_sub_fail(x, c, strerror(err));
         return;
     }
-    char req[1024];
-    int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
-                     x->o.path, x->o.host, x->o.port,
-                     x->o.deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "");
-    c->state = LC_HANDSHAKE;
     x->subs_open++;
-    lc_ep_set(x, c, EPOLL_CTL_MOD, EPOLLIN);
-    if (lc_queue(c, req, (size_t)n) < 0 || lc_flush(x, c) < 0)
-        lc_sub_fail(x, c, "write handshake");
+    if (!x->tls) {
+        lc_sub_request(x, c);
+        return;
+    }
+    c->state = LC_TLS;
+    c->ssl = SSL_new(x->tls);
+    if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+        lc_sub_fail(x, c, "SSL_new");
+        return;
+    }
+    SSL_set_connect_state(c->ssl);
+    lc_sub_tls_step(x, c);
 }
 
-/* Reads once (twice when the first read filled the buffer), parses, keeps
- * an incomplete tail in the connection's carry. */
+/* Reads a chunk (up to 4 while they come full), parses, keeps an
+ * incomplete tail in the connection's carry. A parser may shorten the
+ * bytes it was given (*len: de-chunking in place). TLS reads gather
+ * records until the chunk is full or none is left, and go on past 4 while
+ * OpenSSL holds decrypted bytes epoll cannot report. */
 static void lc_read_into(struct lc_ctx *x, struct lc_conn *c,
                          ssize_t (*parse)(struct lc_ctx *, struct lc_conn *, unsigned char *,
-                                          size_t, uint64_t),
+                                          size_t *, uint64_t),
                          void (*fail)(struct lc_ctx *, struct lc_conn *, const char *))
 {
-    for (int round = 0; round < 4 && c->state != LC_DEAD; round++) {
-        size_t have = c->carry_len;
+    for (int round = 0; c->state != LC_DEAD; round++) {
+        if (round >= 4 && !(c->ssl && SSL_pending(c->ssl) > 0))
+            return;
+        size_t have = c->carry_len, got = 0;
         if (have)
             memcpy(x->rbuf, c->carry, have);
-        ssize_t n = read(c->fd, x->rbuf + have, LC_READ_CHUNK);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return;
-            fail(x, c, strerror(errno));
+        ssize_t n;
+        do {
+            n = lc_recv(c, x->rbuf + have + got, LC_READ_CHUNK - got);
+            if (n > 0)
+                got += (size_t)n;
+        } while ((n > 0 && c->ssl && got < LC_READ_CHUNK) || n == -EINTR);
+        if (got == 0) {
+            if (n != -EAGAIN)
+                fail(x, c, n == 0 ? "EOF" : strerror((int)-n));
             return;
         }
-        if (n == 0) {
-            fail(x, c, "EOF");
-            return;
-        }
-        size_t len = have + (size_t)n;
-        ssize_t used = parse(x, c, x->rbuf, len, lc_now());
+        size_t len = have + got;
+        ssize_t used = parse(x, c, x->rbuf, &len, lc_now());
         if (used < 0 || c->state == LC_DEAD)
             return;
         size_t rest = len - (size_t)used;
@@ -531,7 +687,15 @@ static void lc_read_into(struct lc_ctx *x, struct lc_conn *c,
         if (rest)
             memmove(c->carry, x->rbuf + used, rest);
         c->carry_len = (uint32_t)rest;
-        if ((size_t)n < LC_READ_CHUNK)
+        if (n == 0) {
+            fail(x, c, "EOF");
+            return;
+        }
+        if (n < 0 && n != -EAGAIN) {
+            fail(x, c, strerror((int)-n));
+            return;
+        }
+        if (got < LC_READ_CHUNK)
             return;
     }
 }
@@ -662,11 +826,11 @@ static void lc_pub_answer(struct lc_ctx *x, struct lc_conn *c, int ok, int code)
     }
 }
 
-static ssize_t lc_pub_parse(struct lc_ctx *x, struct lc_conn *c, unsigned char *buf, size_t len,
-                            uint64_t now)
+static ssize_t lc_pub_parse(struct lc_ctx *x, struct lc_conn *c, unsigned char *buf,
+                            size_t *lenp, uint64_t now)
 {
     (void)now;
-    size_t pos = 0;
+    size_t pos = 0, len = *lenp;
     while (pos < len) {
         if (x->o.pub_ipc) {
             if (len - pos < 9)
@@ -724,6 +888,10 @@ static void lc_dispatch(struct lc_ctx *x, struct lc_conn *c, uint32_t ev)
         return;
     }
     int sub = c->kind == LC_SUB;
+    if (c->state == LC_TLS) {
+        lc_sub_tls_step(x, c);
+        return;
+    }
     if (c->state == LC_CONNECTING) {
         if (sub) {
             lc_sub_connected(x, c);
@@ -752,7 +920,8 @@ static void lc_dispatch(struct lc_ctx *x, struct lc_conn *c, uint32_t ev)
     }
     if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
         if (sub) {
-            lc_read_into(x, c, lc_sub_parse, lc_sub_fail);
+            lc_read_into(x, c, x->o.proto == LC_P_SSE ? lc_sub_parse_sse : lc_sub_parse,
+                         lc_sub_fail);
         } else {
             lc_read_into(x, c, lc_pub_parse, lc_pub_fail);
             lc_pub_pump(x, c);
@@ -891,8 +1060,40 @@ static void lc_print_common(const struct lc_ctx *x)
            x->pub_last_err, x->delivered, x->pub_ok * (uint64_t)x->subs_ready);
 }
 
+/* CPU time (user + system, ms) the --cpu-pids processes have used; -1
+ * when one cannot be read. */
+static long lc_server_cpu_ms(const struct lc_ctx *x)
+{
+    if (!x->o.cpu_pids)
+        return -1;
+    long ticks = 0, hz = sysconf(_SC_CLK_TCK);
+    const char *p = x->o.cpu_pids;
+    while (*p) {
+        char path[64], buf[1024];
+        long pid = strtol(p, (char **)&p, 10);
+        if (*p == ',')
+            p++;
+        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+        FILE *f = fopen(path, "r");
+        size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[n] = '\0';
+        /* Fields after the command name, which ends at the last ')':
+         * state is field 3, utime 14, stime 15. */
+        const char *q = strrchr(buf, ')');
+        unsigned long ut, st;
+        if (!q || sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                         &st) != 2)
+            return -1;
+        ticks += (long)(ut + st);
+    }
+    return hz > 0 ? ticks * 1000 / hz : -1;
+}
+
 static int lc_run_deliver(struct lc_ctx *x, uint64_t deadline)
 {
+    long cpu0 = lc_server_cpu_ms(x);
     x->remaining = x->o.msgs;
     uint64_t active = 0;
     int bursts = 0;
@@ -903,8 +1104,11 @@ static int lc_run_deliver(struct lc_ctx *x, uint64_t deadline)
             lc_idle_for(x, x->o.burst_gap_ms / 1000.0);
     }
     double s = (double)active / 1e9;
+    long cpu1 = lc_server_cpu_ms(x);
     printf("RESULT mode=deliver bursts=%d secs=%.3f rate=%.0f", bursts, s,
            s > 0 ? (double)x->delivered / s : 0.0);
+    if (cpu0 >= 0 && cpu1 >= 0)
+        printf(" server_cpu_ms=%ld", cpu1 - cpu0);
     lc_print_common(x);
     printf("\n");
     return 0;
@@ -1078,6 +1282,55 @@ static int lc_selftest(void)
         fails++;
     if (lcp_find_ts("{\"type\":\"subscribed\"}", 21, &t))
         fails++;
+    /* A chunked event stream cut at every point decodes to the same events. */
+    const char *cs = "6\r\n: hi\n\n\r\n1c\r\nid: 1\ndata: {\"t\":42,\"p\":1}\n\n\r\n"
+                     "13;x=y\r\nevent: subscribed\n\n\r\n0\r\n\r\n";
+    const char *plain = ": hi\n\nid: 1\ndata: {\"t\":42,\"p\":1}\n\nevent: subscribed\n\n";
+    size_t csl = strlen(cs);
+    for (size_t k = 0; k <= csl; k++) {
+        unsigned char b[200];
+        struct lcp_dechunk d = { 0 };
+        memcpy(b, cs, csl);
+        ssize_t a = lcp_dechunk(&d, b, k), z = a;
+        if (a >= 0) {
+            memmove(b + a, b + k, csl - k);   /* the second read lands after the data */
+            z = lcp_dechunk(&d, b + a, csl - k);
+        }
+        if (a < 0 || z < 0 || (size_t)(a + z) != strlen(plain) || memcmp(b, plain, strlen(plain)) ||
+            d.state != LCP_DC_DONE) {
+            fprintf(stderr, "selftest: dechunk split %zu\n", k);
+            fails++;
+            break;
+        }
+    }
+    struct lcp_dechunk bad = { 0 };
+    unsigned char b1[] = "zz\r\n", b2[] = "3\r\nabcX";
+    if (lcp_dechunk(&bad, b1, 4) != LCP_E_BAD)
+        fails++;
+    bad = (struct lcp_dechunk){ 0 };
+    if (lcp_dechunk(&bad, b2, 8) != LCP_E_BAD)
+        fails++;
+    static const struct { const char *in; ssize_t rc; int data; const char *val; const char *ev; } se[] = {
+        { ": hi\n\n", 6, 0, "", "" },
+        { "id: 1\ndata: {\"t\":42}\n\nrest", 22, 1, "{\"t\":42}", "" },
+        { "event: subscribed\r\ndata:x\r\n\r\n", 29, 1, "x", "subscribed" },
+        { "data: a\ndata: b\n\n", 17, 1, "a\ndata: b", "" },
+        { "data: a\n", LCP_NEED_MORE, 0, "", "" },
+        { "data: a\0\n\n", LCP_E_BAD, 0, "", "" },
+    };
+    for (size_t i = 0; i < sizeof(se) / sizeof(se[0]); i++) {
+        struct lcp_sse ev;
+        size_t len = strlen(se[i].in) + (se[i].rc == LCP_E_BAD ? 4 : 0);
+        ssize_t rc = lcp_sse_event(se[i].in, len, &ev);
+        if (rc != se[i].rc ||
+            (rc > 0 && (ev.has_data != se[i].data || ev.data_len != strlen(se[i].val) ||
+                        memcmp(se[i].in + ev.data_off, se[i].val, ev.data_len) ||
+                        ev.event_len != strlen(se[i].ev) ||
+                        memcmp(se[i].in + ev.event_off, se[i].ev, ev.event_len)))) {
+            fprintf(stderr, "selftest: sse %zu: rc %zd\n", i, rc);
+            fails++;
+        }
+    }
     unsigned char out[200];
     struct lcp_frame f;
     ssize_t n = lcp_frame_encode(out, sizeof(out), 1, "hello", 5, 0x01020304u);
@@ -1088,18 +1341,37 @@ static int lc_selftest(void)
     return fails ? 1 : 0;
 }
 
+/* ---- TLS ---------------------------------------------------------------- */
+
+/* The subscribers' client context: no certificate check (the bench's
+ * certificate is self-signed and made for the run), buffers released while
+ * idle, writes that may be partial and retried from a moved buffer. */
+static SSL_CTX *lc_tls_ctx(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        return NULL;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    return ctx;
+}
+
 /* ---- arguments ---------------------------------------------------------- */
 
 static void lc_usage(void)
 {
     fprintf(stderr,
             "usage: loadclient deliver|latency|httppub|idle|selftest [options]\n"
-            "  --host H --port P --path PATH --proto ws|socketio   subscriber target\n"
+            "  --host H --port P --path PATH --proto ws|socketio|sse [--tls]   subscribers\n"
             "  --subs N --src-ips K --connect-par C\n"
             "  --pub ipc:SOCKET | http:HOST:PORT  --pub-path P --pub-ctype T\n"
             "  --pub-header 'H: v' (repeat) --pub-prefix S --pub-suffix S --channel C\n"
             "  --publishers P --window W --msgs M --burst B --burst-gap-ms G\n"
             "  --rate R --duration S --payload BYTES --timeout S --hold S --settle S\n"
+            "  --cpu-pids P,P   deliver: report the CPU these processes used publishing\n"
             "  --deflate --no-inflate --pad-words\n");
 }
 
@@ -1116,6 +1388,7 @@ static int lc_parse_args(int argc, char **argv, struct lc_opts *o)
         { "payload", 1, 0, 'l' }, { "timeout", 1, 0, 't' }, { "hold", 1, 0, 'o' },
         { "settle", 1, 0, 's' }, { "deflate", 0, 0, 'D' }, { "pad-words", 0, 0, 'W' },
         { "no-inflate", 0, 0, 'I' },
+        { "settle", 1, 0, 's' }, { "tls", 0, 0, 'L' }, { "cpu-pids", 1, 0, 'K' },
         { 0, 0, 0, 0 },
     };
     *o = (struct lc_opts){
@@ -1143,6 +1416,7 @@ static int lc_parse_args(int argc, char **argv, struct lc_opts *o)
         case 'x':
             if (!strcmp(optarg, "ws")) o->proto = LC_P_WS;
             else if (!strcmp(optarg, "socketio")) o->proto = LC_P_SOCKETIO;
+            else if (!strcmp(optarg, "sse")) o->proto = LC_P_SSE;
             else return -1;
             break;
         case 'n': o->subs = atoi(optarg); break;
@@ -1187,6 +1461,8 @@ static int lc_parse_args(int argc, char **argv, struct lc_opts *o)
         case 'D': o->deflate = 1; break;
         case 'W': o->pad_words = 1; break;
         case 'I': o->no_inflate = 1; break;
+        case 'L': o->tls = 1; break;
+        case 'K': o->cpu_pids = optarg; break;
         default: return -1;
         }
     }
@@ -1242,6 +1518,10 @@ int main(int argc, char **argv)
     x->ep = epoll_create1(EPOLL_CLOEXEC);
     x->rbuf = malloc(LC_CARRY_MAX + LC_READ_CHUNK);
     x->subs = calloc((size_t)x->o.subs + 1, sizeof(*x->subs));
+    if (x->o.tls && !(x->tls = lc_tls_ctx())) {
+        fprintf(stderr, "loadclient: no TLS context\n");
+        goto out;
+    }
     x->pubs = calloc((size_t)x->o.publishers, sizeof(*x->pubs));
     if (x->ep < 0 || !x->rbuf || !x->subs || !x->pubs)
         goto out;
@@ -1290,6 +1570,7 @@ out:
         for (int i = 0; i < x->o.subs; i++) {
             if (x->subs[i].fd >= 0)
                 close(x->subs[i].fd);
+            SSL_free(x->subs[i].ssl);
             free(x->subs[i].carry);
             free(x->subs[i].out);
         }
@@ -1304,6 +1585,7 @@ out:
         close(x->sig.fd);
     if (x->ep >= 0)
         close(x->ep);
+    SSL_CTX_free(x->tls);
     free(x->subs);
     free(x->pubs);
     free(x->rbuf);

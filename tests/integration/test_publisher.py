@@ -283,6 +283,17 @@ def test_no_ack_in_time_is_504(site):
 # ---- subscribe tokens
 
 
+def test_ws_server_refusal_passes_the_proxy_whole(site):
+    """ws-server's longest answer head on /ws (426, with its Upgrade and
+    Sec-WebSocket-Version headers) reaches the page as ws-server sent it:
+    it has to fit the shipped proxy_buffer_size (512), or nginx answers 502
+    ("upstream sent too big header")."""
+    r = site.request("GET", "/ws?channels=news", user=None)
+    assert r.status == 426, r
+    assert r.headers.get("Sec-WebSocket-Version") == "13", r
+    assert "handshake is required" in r.body, r
+
+
 def test_token_opens_private_channel(site):
     r = site.request("GET", "/push/token?channels=user/alice/inbox,private/alice")
     assert r.status == 200, r
