@@ -17,10 +17,12 @@
 
 /* KEYS: epoch hash, then per channel its stream and its last-id key.
  * ARGV: run_id, history size, history ttl, last-id ttl, prefix, data,
- * then the channel names. Returns the id. An epoch made on another master
- * (run_id), or none at all, is replaced by a newer one: writes may have
- * been lost there, and resuming pages must be reset, never given an id
- * again. The stream entry id is "<epoch>-<seq>" in decimal, so XRANGE
+ * the newest epoch this node has seen, then the channel names. Returns the
+ * id. An epoch made on another master (run_id), or none at all, is
+ * replaced by a newer one: writes may have been lost there, and resuming
+ * pages must be reset, never given an id again. The new epoch is the
+ * server's second, but past every epoch this node has seen (a Redis
+ * restarted within the second would otherwise give an id twice). The stream entry id is "<epoch>-<seq>" in decimal, so XRANGE
  * reads "after an id" directly. */
 static const char er_publish_lua[] =
     "local h = redis.call('HMGET', KEYS[1], 'e', 's', 'r')\n"
@@ -28,6 +30,7 @@ static const char er_publish_lua[] =
     "if (not e) or (not s) or h[3] ~= ARGV[1] then\n"
     "  local t = tonumber(redis.call('TIME')[1])\n"
     "  if e and t <= e then t = e + 1 end\n"
+    "  if t <= tonumber(ARGV[7]) then t = tonumber(ARGV[7]) + 1 end\n"
     "  e, s = t, 0\n"
     "  redis.call('HSET', KEYS[1], 'e', e, 'r', ARGV[1])\n"
     "end\n"
@@ -37,7 +40,7 @@ static const char er_publish_lua[] =
     "local sid = string.format('%d-%d', e, s)\n"
     "local size, ttl, mttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
     "for i = 2, #KEYS, 2 do\n"
-    "  local ch = ARGV[6 + i / 2]\n"
+    "  local ch = ARGV[7 + i / 2]\n"
     "  local prev = redis.call('GET', KEYS[i + 1]) or ''\n"
     "  redis.call('SET', KEYS[i + 1], id, 'EX', mttl)\n"
     "  if size > 0 then\n"
@@ -406,6 +409,9 @@ static void er_publish(engine_t *e, const struct engine_publish *pub, engine_pub
         rc |= er_args_str(&c->a, num[i]);
     rc |= er_args_str(&c->a, prefix);
     rc |= er_args_add(&c->a, pub->data.p, pub->data.len);
+    char seen[16];
+    snprintf(seen, sizeof(seen), "%u", (unsigned)r->mnewest.epoch);
+    rc |= er_args_str(&c->a, seen);
     for (int i = 0; i < p->n; i++)
         rc |= er_args_add(&c->a, p->names[i].p, p->names[i].len);
     er_call_send(c, rc, er_published, p);
@@ -809,8 +815,9 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
     } else if (!er_continuous(epoch, has_epoch, after, has_last, last, e, n)) {
         if (c->has_last || after.seq != 0)
             er_reset(r, c, "messages were missed and the stream does not hold them all");
-        c->has_last = has_last;
-        c->last = last;
+        /* The page starts over: the copies held (or next) go out as they
+         * come, the first one sets the chain again. */
+        c->has_last = 0;
         if (has_last)
             er_seen(r, last);
     } else {
