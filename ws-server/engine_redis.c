@@ -917,7 +917,8 @@ static void er_answered(struct engine_redis *r, void *arg, int status, const red
     }
     if (status < 0 || !ok)
         a.failed = status == -ENOMEM;
-    qsort(v, nv, sizeof(*v), er_visit_cmp);
+    if (nv)
+        qsort(v, nv, sizeof(*v), er_visit_cmp);
     /* One message per id, with the requested channels it is on; sliced
      * at max_bytes (at least one message). */
     items = nv ? calloc(nv, sizeof(*items)) : NULL;

@@ -222,7 +222,7 @@ def redis_node(dir, server, name="node", prefix="wspush:", ws=None, **redis_extr
     from harness import Env
     d = pathlib.Path(dir) / name
     d.mkdir(parents=True, exist_ok=True)
-    e = Env(d, ws={"engine": "redis", **(ws or {})})
+    e = Env(d, ws={"engine": "redis", **(ws or {})}, own_redis=False)
     e.sections["redis"] = redis_ini(server, prefix=prefix, **redis_extra)
     e.write_ini()
     return e
