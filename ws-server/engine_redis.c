@@ -96,6 +96,7 @@ struct er_chan {
     struct msgid    last;       /* the last copy delivered here */
     struct msgid    mark;       /* with no last: catch up after this id */
     int             recovered;  /* a catch-up just ran: a gap now is a reset */
+    int             reading;    /* catch-ups in flight: not freed before they end */
 };
 
 /* A copy waiting while a read of the streams is in flight. */
@@ -517,7 +518,7 @@ static void er_flush_batch(ev_loop_t *loop, void *data)
     for (size_t i = 0; i < r->nbatch; i++) {
         struct er_chan *c = r->batch[i];
         c->queued = 0;
-        if (!c->wanted && c->state == ER_UNSUB)
+        if (!c->wanted && c->state == ER_UNSUB && !c->reading)
             er_chan_drop(r, c);
     }
     r->nbatch = 0;
@@ -795,6 +796,12 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
 {
     struct er_chan *c = arg;
     r->reads--;
+    c->reading--;
+    if (!c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued) {
+        er_chan_drop(r, c);      /* left while its catch-up was read */
+        er_release(r);
+        return;
+    }
     struct msgid after = c->has_last ? c->last : c->mark;
     uint32_t epoch = 0;
     int has_epoch = 0;
@@ -849,6 +856,7 @@ static void er_catch_up(struct engine_redis *r, struct er_chan *c)
     int rc = 0;
     struct er_call *call = er_history_call(r, &name, 1, c->has_last ? c->last : c->mark, &rc);
     r->reads++;
+    c->reading++;
     if (!call) {
         er_caught_up(r, c, -ENOMEM, NULL);
         return;
