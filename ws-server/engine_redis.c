@@ -121,6 +121,7 @@ struct engine_redis {
     chan_registry_t    *reg;
     char                sha[ER_SCRIPTS][41];
     char                newest[MSG_ID_MAX];  /* the newest id seen: the greeting's */
+    uint64_t            published;           /* publishes Redis took through this node */
     struct msgid        mnewest;
     /* channels whose (un)subscribe waits for the after-pass batch */
     struct er_chan    **batch;
@@ -308,6 +309,7 @@ static void er_seen(struct engine_redis *r, struct msgid id)
 /* ---- publish ---- */
 
 struct er_pub {
+    struct engine_redis *r;
     engine_published_fn *cb;
     void                *arg;
     struct engine_result res;
@@ -318,7 +320,8 @@ struct er_pub {
 
 static void er_pub_done(struct engine_redis *r, struct er_pub *p, int status)
 {
-    (void)r;
+    if (r && status == 0)
+        r->published++;
     p->cb(p->arg, status, status == 0 ? &p->res : NULL);
     free(p);
 }
@@ -327,12 +330,13 @@ static void er_waited(void *arg, int status, const redisReply *rep)
 {
     struct er_pub *p = arg;
     if (status < 0) {
-        er_pub_done(NULL, p, ENGINE_E_TIMEOUT);
+        er_pub_done(p->r, p, ENGINE_E_TIMEOUT);
         return;
     }
     /* Fewer replicas than asked within the time: published, not as
      * durable as asked. The publisher hears "may or may not". */
-    er_pub_done(NULL, p, rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0 ? 0 : ENGINE_E_TIMEOUT);
+    er_pub_done(p->r, p, rep->type == REDIS_REPLY_INTEGER &&
+                         rep->integer >= p->r->cfg->redis_wait_replicas ? 0 : ENGINE_E_TIMEOUT);
 }
 
 static void er_published(struct engine_redis *r, void *arg, int status, const redisReply *rep)
@@ -391,6 +395,7 @@ static void er_publish(engine_t *e, const struct engine_publish *pub, engine_pub
         cb(arg, ENGINE_E_NOMEM, NULL);
         return;
     }
+    p->r = r;
     p->cb = cb;
     p->arg = arg;
     p->n = pub->nchannels;
@@ -1332,6 +1337,11 @@ engine_t *engine_redis_new(ev_loop_t *loop, const struct cfg *cfg, const struct 
         return NULL;
     }
     return &r->base;
+}
+
+uint64_t engine_redis_published(const engine_t *e)
+{
+    return ((const struct engine_redis *)e)->published;
 }
 
 int engine_redis_up(const engine_t *e)

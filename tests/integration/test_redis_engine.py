@@ -271,3 +271,27 @@ def test_redis_restarted_empty_resets_resumes_and_never_reuses_an_id(cluster):
         assert (await recv(p))["id"] == new["id"]
         await p.close()
     run(go())
+
+
+def test_wait_replicas_acks_only_what_the_replicas_confirm(tmp_path):
+    """wait_replicas = 1: with a replica the ack comes; without one the
+    publish is answered 504 (the master has it, the replicas do not)."""
+    master = RedisServer(tmp_path, name="m", tcp=True)
+    replica = RedisServer(tmp_path, name="r", replicaof=master)
+    a = redis_node(tmp_path, master, "a", wait_replicas=1)
+    a.start_ws()
+    try:
+        wait_redis_up(a)
+        wait_for(lambda: b"state=online" in master.command("INFO", "replication"),
+                 timeout=10, what="the replica in sync")
+        assert a.publish("public/w", 1)["id"]
+        replica.stop()
+        wait_for(lambda: b"connected_slaves:0" in master.command("INFO", "replication"),
+                 what="the replica gone")
+        with pytest.raises(IpcError) as e:
+            a.publish("public/w", 2)
+        assert e.value.code == 8
+    finally:
+        assert a.stop_ws() == 0
+        replica.stop()
+        master.stop()
