@@ -685,7 +685,10 @@ static void er_sub_event(void *ctx, char kind, const char *chan, size_t clen, co
     }
     if (kind == 'u') {
         c->state = ER_UNSUB;
-        c->has_last = 0;
+        /* Wanted again meanwhile: its pages got the copies until now, so
+         * the next SUBSCRIBE catches up from the last one. */
+        if (!c->wanted)
+            c->has_last = 0;
         er_batch_add(r, c);
         return;
     }

@@ -295,3 +295,25 @@ def test_wait_replicas_acks_only_what_the_replicas_confirm(tmp_path):
         assert a.stop_ws() == 0
         replica.stop()
         master.stop()
+
+
+def test_a_page_joining_while_its_channel_is_unsubscribed_gets_exactly_the_new_messages(cluster):
+    """The last page leaves and a new one joins before Redis confirmed the
+    UNSUBSCRIBE: the new page gets the later messages once, no old one."""
+    redis, a, b = cluster
+
+    async def go():
+        for round_ in range(5):
+            p1, _ = await connect(b, "channels=public/u")
+            await asyncio.sleep(0.2)
+            old = a.publish("public/u", "old%d" % round_)
+            assert (await recv(p1))["id"] == old["id"]
+            closing = asyncio.ensure_future(p1.close())
+            p2, _ = await connect(b, "channels=public/u")
+            await closing
+            await asyncio.sleep(0.2)
+            new = a.publish("public/u", "new%d" % round_)
+            got = await drain(p2, quiet=0.3)
+            assert [m.get("id") for m in got] == [new["id"]]
+            await p2.close()
+    run(go())
