@@ -232,3 +232,65 @@ def wait_redis_up(env, timeout=5.0):
     """Until the node's log says it reached Redis (command and PUB/SUB)."""
     wait_for(lambda: "PUB/SUB connection up" in env.log_text(), timeout=timeout,
              what="ws-server to reach Redis")
+
+
+class FreezingProxy:
+    """A Unix-socket proxy in front of a Redis server, forwarding both ways
+    on a thread per direction; freeze(n) stops forwarding Redis's bytes to
+    the n-th connection accepted (0-based) without closing anything: the
+    silently dead connection a liveness probe has to find."""
+
+    def __init__(self, dir, server, name="proxy"):
+        import threading
+        self.path = pathlib.Path(dir) / f"{name}.sock"
+        self.server = server
+        self.frozen = set()
+        self.conns = 0
+        self.lsock = socket.socket(socket.AF_UNIX)
+        self.lsock.bind(str(self.path))
+        self.lsock.listen(16)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self):
+        return str(self.path)
+
+    def _pump(self, src, dst, index, down):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if down and index in self.frozen:
+                    continue          # swallowed: the client waits forever
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _accept(self):
+        import threading
+        while not self.stopping:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            up = socket.socket(socket.AF_UNIX)
+            up.connect(str(self.server.socket))
+            i = self.conns
+            self.conns += 1
+            threading.Thread(target=self._pump, args=(c, up, i, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, c, i, True), daemon=True).start()
+
+    def freeze(self, index):
+        self.frozen.add(index)
+
+    def close(self):
+        self.stopping = True
+        self.lsock.close()
