@@ -28,13 +28,14 @@ LINK    = $(CC) $(WSPUSH_LDFLAGS) $(LDFLAGS)
 # `make clean` and `make test` (which installs them first) work on a bare
 # machine; a missing one stops make with its name instead of a missing-header
 # error. `make PKGS='libcrypto nosuchpkg'` shows the message.
-PKGS    := libssl libcrypto libjwt jansson inih zlib
+PKGS    := libssl libcrypto libjwt jansson inih zlib hiredis
 deb_libssl    := libssl-dev
 deb_libcrypto := libssl-dev
 deb_libjwt    := libjwt-dev
 deb_jansson   := libjansson-dev
 deb_inih      := libinih-dev
 deb_zlib      := zlib1g-dev
+deb_hiredis   := libhiredis-dev
 deb_pkg-config := pkg-config
 pkg_missing = $(strip $(if $(shell pkg-config --version 2>/dev/null),$(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p))),pkg-config))
 pkg_what    = $(if $(filter pkg-config,$(pkg_missing)),the pkg-config program,pkg-config package(s) $(pkg_missing))
@@ -91,14 +92,16 @@ $(BIN)/wspush: $(call obj,fcgi-publisher/cli.c fcgi-publisher/cli_stats.c fcgi-p
 # modules lists their sources in TEST_EXTRA_<name>.
 TEST_EXTRA_history := ws-server/channel.c ws-server/msg.c
 TEST_EXTRA_sendq   := ws-server/io_plain.c
-TEST_EXTRA_engine  := ws-server/engine_memory.c ws-server/history.c ws-server/channel.c ws-server/msg.c
+TEST_EXTRA_engine  := ws-server/engine_memory.c ws-server/history.c ws-server/channel.c ws-server/msg.c ws-server/msgid.c
 TEST_EXTRA_conn    := ws-server/frame.c ws-server/handshake.c ws-server/sendq.c ws-server/msg.c ws-server/stats.c \
                       ws-server/sse.c ws-server/pmdeflate.c
 TEST_EXTRA_sse     := ws-server/msg.c
 TEST_EXTRA_pubsock := ws-server/stats.c
 TEST_EXTRA_revoke  := ws-server/channel.c
 TEST_EXTRA_peers   := ws-server/channel.c
-TEST_EXTRA_session := ws-server/hub.c ws-server/channel.c ws-server/msg.c ws-server/revoke.c
+TEST_EXTRA_session := ws-server/hub.c ws-server/channel.c ws-server/msg.c ws-server/revoke.c ws-server/msgid.c
+TEST_EXTRA_redis_msg := ws-server/msgid.c
+TEST_EXTRA_redis_history := ws-server/msgid.c
 # A test linking a library beyond the programs' names it in TEST_LIBS_<name>.
 TEST_EXTRA_fcgi_libfcgi := fcgi-publisher/fcgi.c fcgi-publisher/front.c tests/diff/fcgi_diff.c
 TEST_LIBS_fcgi_libfcgi  := -lfcgi
@@ -157,6 +160,7 @@ FUZZ_CFLAGS  ?= -g -O1
 FUZZ_OUT     ?= build/fuzz
 FUZZ_EXTRA_history := ws-server/channel.c ws-server/msg.c ws-server/revoke.c
 FUZZ_EXTRA_sse     := ws-server/msg.c
+FUZZ_EXTRA_redis_msg := ws-server/msgid.c
 FUZZ_EXTRA_fcgi_libfcgi := fcgi-publisher/fcgi.c fcgi-publisher/front.c tests/diff/fcgi_diff.c
 # A target linking a library beyond the programs' names it in FUZZ_LIBS_<name>.
 FUZZ_LIBS_fcgi_libfcgi  := -lfcgi

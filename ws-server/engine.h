@@ -4,15 +4,18 @@
  * this process; an engine shared by several nodes (Redis) fills the same
  * table.
  *
- * Arrows: sources (the publish socket) call engine_publish(); the engine
- * calls the deliver function it was given (the hub) for every message,
- * local or relayed from another node; sessions ask engine_history() for
- * what a resuming page missed and get the answer through a callback, which
- * a remote engine may call later (a memory engine calls it at once).
+ * Arrows: sources (the publish socket) call engine_publish() and get the
+ * outcome through a callback, which a remote engine calls once its store
+ * has the message (the memory engine calls it before returning); the
+ * engine calls the deliver function it was given (the hub) for every
+ * message, local or relayed from another node; sessions ask
+ * engine_history() for what a resuming page missed and get the answer
+ * through a callback too.
  */
 #ifndef WSPUSH_ENGINE_H
 #define WSPUSH_ENGINE_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +29,26 @@ typedef struct engine engine_t;
  * deliveries queued. */
 typedef uint32_t engine_deliver_fn(void *ctx, struct msg *m);
 
+/* What an engine shared by several nodes needs besides deliver (all with
+ * the deliver context; engine_redis.c):
+ *   reset    this node's subscribers of channel missed messages that
+ *            cannot be recovered: they get {"type":"reset"} for it;
+ *   count    this node's subscribers of channel (the ack's count);
+ *   revoked  another node ran `disconnect user` at second;
+ *   refuse_before  revocation records up to second were dropped (a full
+ *            table): refuse every token dated up to then. */
+struct engine_hooks {
+    engine_deliver_fn *deliver;
+    void     (*reset)(void *ctx, struct str channel);
+    uint32_t (*count)(void *ctx, struct str channel);
+    void     (*revoked)(void *ctx, struct str user, long second);
+    void     (*refuse_before)(void *ctx, long second);
+    void      *ctx;
+};
+
+/* The outcome of a cluster-wide revocation: 0, or ENGINE_E_UNAVAILABLE
+ * (the other nodes were not reached). */
+typedef void engine_revoke_fn(void *arg, int status);
 struct engine_publish {
     const struct str *channels;   /* valid, distinct names */
     int               nchannels;  /* 1..WSPUSH_MAX_CHANNELS */
@@ -38,7 +61,21 @@ struct engine_result {
     uint32_t deliveries;          /* queued on this node, summed over channels */
 };
 
-/* "What did I miss on these channels after this id?" */
+/* The outcome of a publish (status of engine_published_fn). */
+#define ENGINE_E_INVALID     (-EINVAL)    /* an id given that this engine cannot accept */
+#define ENGINE_E_NOMEM       (-ENOMEM)    /* nothing delivered, no id used */
+#define ENGINE_E_UNAVAILABLE (-ENOTCONN)  /* the shared store is unreachable: not published */
+#define ENGINE_E_TIMEOUT     (-ETIMEDOUT) /* the store did not answer in time: may or may
+                                             not be published */
+
+/* Called exactly once per engine_publish(), perhaps before it returns;
+ * r is valid (status 0) for the call only. The engine has copied what it
+ * needs of the request: the caller's buffers may change right after
+ * engine_publish() returns. */
+typedef void engine_published_fn(void *arg, int status, const struct engine_result *r);
+
+/* "What did I miss on these channels after this id?" The engine copies
+ * what it keeps: the names and the id may change once history() returns. */
 struct engine_query {
     const struct str *channels;
     int               nchannels;
@@ -63,13 +100,21 @@ struct engine_answer {
 typedef void engine_answer_fn(void *arg, const struct engine_answer *a);
 
 struct engine_ops {
-    /* 0, -ENOMEM (nothing delivered, no id used) or -EINVAL (an id given
-     * that this engine cannot accept). */
-    int         (*publish)(engine_t *e, const struct engine_publish *p, struct engine_result *r);
+    /* Ends in exactly one cb(arg, status, result), status 0 or ENGINE_E_*.
+     * Outcomes reach the callbacks in the order of the calls. */
+    void        (*publish)(engine_t *e, const struct engine_publish *p, engine_published_fn *cb,
+                           void *arg);
     void        (*history)(engine_t *e, const struct engine_query *q, engine_answer_fn *cb, void *arg);
     /* The newest id ("<epoch>-0" before the first), for the greeting. */
     struct str  (*last_id)(const engine_t *e);
     void        (*free)(engine_t *e);
+    /* Optional (NULL: everything is local). watch: this node got its first
+     * (on = 1) or lost its last (on = 0) subscriber of channel. revoke:
+     * tell every node that user was disconnected at second; ends in one
+     * cb(arg, status), perhaps before returning. */
+    void        (*watch)(engine_t *e, struct str channel, int on);
+    void        (*revoke)(engine_t *e, struct str user, long second, engine_revoke_fn *cb,
+                          void *arg);
 };
 
 /* The common head of every engine; implementations embed it first. */
@@ -79,11 +124,14 @@ struct engine {
     void                    *deliver_ctx;
 };
 
-static inline int engine_publish(engine_t *e, const struct engine_publish *p, struct engine_result *r)
-{ return e->ops->publish(e, p, r); }
+static inline void engine_publish(engine_t *e, const struct engine_publish *p,
+                                  engine_published_fn *cb, void *arg)
+{ e->ops->publish(e, p, cb, arg); }
 static inline void engine_history(engine_t *e, const struct engine_query *q, engine_answer_fn *cb, void *arg)
 { e->ops->history(e, q, cb, arg); }
 static inline struct str engine_last_id(const engine_t *e) { return e->ops->last_id(e); }
 static inline void engine_free(engine_t *e) { if (e) e->ops->free(e); }
+static inline void engine_watch(engine_t *e, struct str channel, int on)
+{ if (e->ops->watch) e->ops->watch(e, channel, on); }
 
 #endif

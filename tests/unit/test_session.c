@@ -32,10 +32,10 @@ struct ts_engine {
     int                         next, asked;
 };
 
-static int ts_publish(engine_t *e, const struct engine_publish *p, struct engine_result *r)
+static void ts_publish(engine_t *e, const struct engine_publish *p, engine_published_fn *cb, void *arg)
 {
-    (void)e, (void)p, (void)r;
-    return -EINVAL;
+    (void)e, (void)p, (void)cb, (void)arg;
+    fail_msg("the session test publishes nothing");
 }
 
 static void ts_history(engine_t *e, const struct engine_query *q, engine_answer_fn *cb, void *arg)
@@ -55,7 +55,7 @@ static struct str ts_last_id(const engine_t *e)
 
 static void ts_engine_free(engine_t *e) { (void)e; }
 
-static const struct engine_ops ts_engine_ops = { ts_publish, ts_history, ts_last_id, ts_engine_free };
+static const struct engine_ops ts_engine_ops = { ts_publish, ts_history, ts_last_id, ts_engine_free, NULL, NULL };
 
 /* ---- the scripted transport */
 

@@ -1,0 +1,408 @@
+"""The Redis engine (engine = redis) with real redis-server processes and
+two ws-server nodes sharing one: ids across nodes, cross-node delivery in
+id order, resume on the other node, 503 / 504 when Redis is down or
+silent, a missed PUB/SUB copy recovered from the stream (or reset), an
+epoch change resetting resumes, and disconnect across nodes."""
+import asyncio
+import json
+import time
+
+import pytest
+import websockets
+
+from harness import IpcError, make_token, wait_for
+from redis_servers import RedisServer, redis_node, wait_redis_up
+from test_history import drain, run
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """One Redis, nodes A and B on it (started, connected)."""
+    redis = RedisServer(tmp_path)
+    nodes = [redis_node(tmp_path, redis, n) for n in ("a", "b")]
+    for n in nodes:
+        n.start_ws()
+    for n in nodes:
+        wait_redis_up(n)
+    yield redis, nodes[0], nodes[1]
+    for n in nodes:
+        if n.ws_proc is not None:
+            rc = n.stop_ws()
+            assert rc == 0, "ws-server exited %r:\n%s" % (rc, n.log_text()[-4000:])
+    redis.stop()
+
+
+async def connect(env, query):
+    ws = await websockets.connect(env.ws_url(query), close_timeout=1)
+    hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert hello["type"] == "subscribed"
+    return ws, hello
+
+
+async def recv(ws, timeout=5):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+def id_key(i):
+    e, s = i.split("-")
+    return (int(e, 16), int(s))
+
+
+def test_ids_increase_across_nodes_and_pages_get_every_node_s_messages_in_order(cluster):
+    redis, a, b = cluster
+
+    async def go():
+        pa, _ = await connect(a, "channels=public/x,public/y")
+        pb, _ = await connect(b, "channels=public/x,public/y")
+        await asyncio.sleep(0.3)       # both nodes subscribed in Redis
+        acks = []
+        for i in range(40):
+            node = (a, b)[i % 2]
+            acks.append(node.publish(["public/x", "public/y"][i % 3 % 2], i)["id"])
+        keys = [id_key(i) for i in acks]
+        assert keys == sorted(keys) and len(set(keys)) == len(keys)
+        for page in (pa, pb):
+            got = await drain(page)
+            assert [m["id"] for m in got] == acks
+            assert [m["data"] for m in got] == list(range(40))
+            await page.close()
+    run(go())
+
+
+def test_resume_on_the_other_node_is_exact(cluster):
+    redis, a, b = cluster
+
+    async def go():
+        p, _ = await connect(a, "channels=public/r,public/s")
+        await asyncio.sleep(0.3)
+        first = a.publish("public/r", "first")
+        assert (await recv(p))["id"] == first["id"]
+        await p.close()
+        missed = []
+        for i in range(12):
+            ch = ["public/r", "public/s", "public/other"][i % 3]
+            ack = (a, b)[i % 2].publish(ch, i)
+            if ch != "public/other":
+                missed.append((ch, ack["id"], i))
+        p, _ = await connect(b, "channels=public/r,public/s&last_id=" + first["id"])
+        live = a.publish("public/s", "live")
+        got = await drain(p)
+        assert [(m["channel"], m["id"], m["data"]) for m in got] == \
+            missed + [("public/s", live["id"], "live")]
+        await p.close()
+    run(go())
+
+
+def test_redis_down_gives_503_code_pages_stay_and_it_comes_back(cluster):
+    redis, a, b = cluster
+
+    async def go():
+        p, _ = await connect(b, "channels=public/d")
+        await asyncio.sleep(0.3)
+        before = a.publish("public/d", 1)
+        assert (await recv(p))["id"] == before["id"]
+        redis.stop()
+        with pytest.raises(IpcError) as e:
+            a.publish("public/d", 2)
+        assert e.value.code == 7
+        # The page stays connected; a new page is accepted, its resume reset.
+        p2, _ = await connect(b, "channels=public/d&last_id=" + before["id"])
+        assert (await recv(p2))["type"] == "reset"
+        redis.start()
+        wait_for(lambda: a.log_text().count("PUB/SUB connection up") >= 2 and
+                 b.log_text().count("PUB/SUB connection up") >= 2, timeout=10, what="reconnect")
+        await asyncio.sleep(0.3)
+        after = a.publish("public/d", 3)
+        # A new epoch (Redis lost everything): never an id given twice.
+        assert id_key(after["id"]) > id_key(before["id"])
+        for page in (p, p2):
+            got = [m for m in await drain(page) if m["type"] == "message"]
+            assert [m["data"] for m in got] == [3]
+            await page.close()
+    run(go())
+
+
+def test_redis_silent_gives_504_code_and_no_false_ack(cluster):
+    redis, a, b = cluster
+    a.publish("public/t", 0)
+    redis.pause()
+    try:
+        with pytest.raises(IpcError) as e:
+            a.publish("public/t", 1)
+        assert e.value.code == 8
+    finally:
+        redis.resume()
+    wait_for(lambda: _publishes(a), timeout=10, what="publishing again")
+
+
+def _publishes(node):
+    try:
+        node.publish("public/t", 2)
+        return True
+    except IpcError:
+        return False
+
+
+def _write_without_publish(redis, channel, data, prefix="wspush:", stream=True):
+    """What the publish script does, minus the PUBLISH: a copy every node
+    misses (the PUB/SUB message lost), kept in the stream."""
+    with redis.client() as r:
+        e = int(r.command("HGET", prefix + "epoch", "e"))
+        s = r.command("HINCRBY", prefix + "epoch", "s", 1)
+        mid = "%x-%d" % (e, s)
+        prev = (r.command("GET", prefix + "l:" + channel) or b"").decode()
+        if stream:
+            r.command("XADD", prefix + "s:" + channel, "%d-%d" % (e, s), "p", prev, "d",
+                      json.dumps(data))
+        r.command("SET", prefix + "l:" + channel, mid)
+    return mid
+
+
+def test_a_missed_copy_is_recovered_from_the_stream_in_order(cluster):
+    redis, a, b = cluster
+
+    async def go():
+        p, _ = await connect(b, "channels=public/g")
+        await asyncio.sleep(0.3)
+        one = a.publish("public/g", 1)
+        lost = _write_without_publish(redis, "public/g", 2)
+        three = a.publish("public/g", 3)
+        got = await drain(p)
+        assert [(m["type"], m.get("id")) for m in got] == \
+            [("message", one["id"]), ("message", lost), ("message", three["id"])]
+        await p.close()
+    run(go())
+
+
+def test_a_missed_copy_not_in_the_stream_resets_the_channel(tmp_path):
+    redis = RedisServer(tmp_path)
+    a = redis_node(tmp_path, redis, "a", channel_history_size=0)
+    a.start_ws()
+    try:
+        wait_redis_up(a)
+
+        async def go():
+            p, _ = await connect(a, "channels=public/g")
+            await asyncio.sleep(0.3)
+            a.publish("public/g", 1)
+            _write_without_publish(redis, "public/g", 2, stream=False)
+            three = a.publish("public/g", 3)
+            got = await drain(p)
+            assert [m["type"] for m in got] == ["message", "reset", "message"]
+            assert got[1]["channels"] == ["public/g"] and got[2]["id"] == three["id"]
+            await p.close()
+        run(go())
+    finally:
+        assert a.stop_ws() == 0
+        redis.stop()
+
+
+def test_disconnect_closes_the_user_s_pages_on_every_node(tmp_path):
+    redis = RedisServer(tmp_path)
+    nodes = [redis_node(tmp_path, redis, n) for n in ("a", "b")]
+    for n in nodes:
+        n.sections["channels"]["subscribe"] = "user/{user}/*"
+        n.write_ini()
+        n.start_ws()
+    a, b = nodes
+    try:
+        for n in nodes:
+            wait_redis_up(n)
+        tok = make_token(sub="alice", channels=("user/alice/*",))
+
+        async def go():
+            pb, _ = await connect(b, "channels=user/alice/inbox&token=" + tok)
+            assert a.disconnect("alice") == 0        # none on A itself
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                await asyncio.wait_for(pb.recv(), 5)
+            assert e.value.code == 4401
+            # B refuses the old token now.
+            p2 = await websockets.connect(b.ws_url("channels=user/alice/inbox&token=" + tok),
+                                          close_timeout=1)
+            with pytest.raises(websockets.ConnectionClosed) as e2:
+                await asyncio.wait_for(p2.recv(), 5)
+            assert e2.value.code == 4401
+            redis.stop()
+            with pytest.raises(IpcError) as ie:
+                a.disconnect("bob")
+            assert ie.value.code == 7 and "other nodes were not reached" in ie.value.text
+        run(go())
+    finally:
+        for n in nodes:
+            assert n.stop_ws() == 0
+        redis.stop()
+
+
+def test_a_rebuilt_pubsub_connection_catches_every_channel_up(cluster):
+    """The PUB/SUB connections are cut (as a dead connection the probe
+    finds would be): what is published meanwhile comes from the streams,
+    in order, then live messages."""
+    redis, a, b = cluster
+
+    async def go():
+        p, _ = await connect(b, "channels=public/k,public/l")
+        await asyncio.sleep(0.3)
+        acks = [a.publish("public/k", 0)["id"]]
+        assert (await recv(p))["id"] == acks[0]
+        ups = b.log_text().count("PUB/SUB connection up")
+        redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+        for i in range(1, 8):
+            acks.append(a.publish(["public/k", "public/l"][i % 2], i)["id"])
+        wait_for(lambda: b.log_text().count("PUB/SUB connection up") > ups, what="rebuilt")
+        await asyncio.sleep(0.3)
+        acks.append(a.publish("public/l", 8)["id"])
+        got = await drain(p)
+        assert [m["id"] for m in got] == acks[1:]
+        assert all(m["type"] == "message" for m in got)
+        await p.close()
+    run(go())
+
+
+def test_redis_restarted_empty_resets_resumes_and_never_reuses_an_id(cluster):
+    redis, a, b = cluster
+
+    async def go():
+        old = a.publish("public/e", 1)
+        redis.restart()                  # no persistence: everything lost
+        wait_for(lambda: _publishes(a), timeout=10, what="publishing again")
+        p, _ = await connect(b, "channels=public/e&last_id=" + old["id"])
+        assert (await recv(p)) == {"type": "reset", "channels": ["public/e"]}
+        new = a.publish("public/e", 2)
+        assert id_key(new["id"]) > id_key(old["id"])
+        assert (await recv(p))["id"] == new["id"]
+        await p.close()
+    run(go())
+
+
+def test_wait_replicas_acks_only_what_the_replicas_confirm(tmp_path):
+    """wait_replicas = 1: with a replica the ack comes; without one the
+    publish is answered 504 (the master has it, the replicas do not)."""
+    master = RedisServer(tmp_path, name="m", tcp=True)
+    replica = RedisServer(tmp_path, name="r", replicaof=master)
+    a = redis_node(tmp_path, master, "a", wait_replicas=1)
+    a.start_ws()
+    try:
+        wait_redis_up(a)
+        wait_for(lambda: b"state=online" in master.command("INFO", "replication"),
+                 timeout=10, what="the replica in sync")
+        assert a.publish("public/w", 1)["id"]
+        replica.stop()
+        wait_for(lambda: b"connected_slaves:0" in master.command("INFO", "replication"),
+                 what="the replica gone")
+        with pytest.raises(IpcError) as e:
+            a.publish("public/w", 2)
+        assert e.value.code == 8
+    finally:
+        assert a.stop_ws() == 0
+        replica.stop()
+        master.stop()
+
+
+def test_a_page_joining_while_its_channel_is_unsubscribed_gets_exactly_the_new_messages(cluster):
+    """The last page leaves and a new one joins before Redis confirmed the
+    UNSUBSCRIBE: the new page gets the later messages once, no old one."""
+    redis, a, b = cluster
+
+    async def go():
+        for round_ in range(5):
+            p1, _ = await connect(b, "channels=public/u")
+            await asyncio.sleep(0.2)
+            old = a.publish("public/u", "old%d" % round_)
+            assert (await recv(p1))["id"] == old["id"]
+            closing = asyncio.ensure_future(p1.close())
+            p2, _ = await connect(b, "channels=public/u")
+            await closing
+            await asyncio.sleep(0.2)
+            new = a.publish("public/u", "new%d" % round_)
+            got = await drain(p2, quiet=0.3)
+            assert [m.get("id") for m in got] == [new["id"]]
+            await p2.close()
+    run(go())
+
+
+def test_a_silently_dead_pubsub_connection_is_found_by_the_probe(tmp_path):
+    """Redis's bytes stop reaching the node's PUB/SUB connection, which
+    stays open: the probe does not come back within command_timeout, the
+    connection is rebuilt, and the page gets what was published meanwhile."""
+    from redis_servers import FreezingProxy
+    redis = RedisServer(tmp_path)
+    proxy = FreezingProxy(tmp_path, redis)
+    b = redis_node(tmp_path, redis, "b")
+    b.sections["redis"]["address"] = proxy.address
+    b.write_ini()
+    a = redis_node(tmp_path, redis, "a")
+    for n in (a, b):
+        n.start_ws()
+        wait_redis_up(n)
+    try:
+        async def go():
+            p, _ = await connect(b, "channels=public/p")
+            await asyncio.sleep(0.3)
+            first = a.publish("public/p", 0)
+            assert (await recv(p))["id"] == first["id"]
+            proxy.freeze(1)                  # b's second connection: PUB/SUB
+            acks = [a.publish("public/p", i)["id"] for i in range(1, 4)]
+            wait_for(lambda: "liveness probe did not come back" in b.log_text(), timeout=5,
+                     what="the probe to fail")
+            got = await drain(p, quiet=1.0)
+            assert [m["id"] for m in got] == acks
+            await p.close()
+        run(go())
+    finally:
+        for n in (a, b):
+            assert n.stop_ws() == 0
+        proxy.close()
+        redis.stop()
+
+
+def test_a_node_that_missed_revocations_loads_them_even_past_max_revocations(tmp_path):
+    """Node C's PUB/SUB connection is silently dead while A disconnects
+    alice then bob: C missed both broadcasts, and loads the records from
+    Redis once the probe rebuilt the connection. max_revocations = 1: the
+    older record (alice) was dropped and fails closed: every token dated
+    up to it is refused."""
+    from redis_servers import FreezingProxy
+    redis = RedisServer(tmp_path)
+    proxy = FreezingProxy(tmp_path, redis)
+    a = redis_node(tmp_path, redis, "a", ws={"max_revocations": "1"})
+    c = redis_node(tmp_path, redis, "c")
+    c.sections["redis"]["address"] = proxy.address
+    c.sections["channels"]["subscribe"] = "user/{user}/*"
+    c.write_ini()
+    for n in (a, c):
+        n.start_ws()
+        wait_redis_up(n)
+    try:
+        time.sleep(1.1)                  # tokens dated after C's start
+        now = int(time.time())
+        alice = make_token(sub="alice", channels=("user/alice/*",), claims={"iat": now})
+        bob = make_token(sub="bob", channels=("user/bob/*",), claims={"iat": now})
+        time.sleep(1.1)                  # the disconnects come a second later
+        proxy.freeze(1)
+        assert a.disconnect("alice") == 0
+        assert a.disconnect("bob") == 0
+        assert redis.command("ZCARD", "wspush:revoked") == 1
+        wait_for(lambda: c.log_text().count("PUB/SUB connection up") >= 2, timeout=5,
+                 what="C's PUB/SUB connection rebuilt")
+        time.sleep(0.3)
+
+        async def refused(tok, user):
+            ws = await websockets.connect(c.ws_url("channels=user/%s/x&token=%s" % (user, tok)),
+                                          close_timeout=1)
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                await asyncio.wait_for(ws.recv(), 5)
+            return e.value.code
+
+        async def go():
+            assert await refused(bob, "bob") == 4401      # its record
+            assert await refused(alice, "alice") == 4401  # the floor
+            fresh = make_token(sub="carol", channels=("user/carol/*",),
+                               claims={"iat": int(time.time())})
+            ws, _ = await connect(c, "channels=user/carol/x&token=" + fresh)
+            await ws.close()
+        run(go())
+    finally:
+        for n in (a, c):
+            assert n.stop_ws() == 0
+        proxy.close()
+        redis.stop()
