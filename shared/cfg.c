@@ -85,7 +85,7 @@ static const struct cfg_key cfg_keys[] = {
     { "ws-server", "history_bytes", CFG_T_LSIZE, CFG_F(history_bytes), 0, 64L * 1024 * CFG_MIB, 0 },
     { "ws-server", "history_ttl", CFG_T_SEC, CFG_F(history_ttl_s), 0, INT_MAX, 0 },
     { "ws-server", "history_file", CFG_T_PATH, CFG_F(history_file), 0, 0, 0 },
-    { "ws-server", "workers", CFG_T_INT, CFG_F(ws_workers), 1, 1, 0 },
+    { "ws-server", "workers", CFG_T_INT, CFG_F(ws_workers), 1, 256, 0 },
     { "ws-server", "max_token_lifetime", CFG_T_SEC, CFG_F(max_token_lifetime_s), 1, INT_MAX, 0 },
     { "ws-server", "max_revocations", CFG_T_INT, CFG_F(max_revocations), 1, 10000000, 0 },
 

@@ -74,6 +74,10 @@ struct server {
     struct stats_server stats;     /* refusals at accept */
     int              shutting_down;
     struct ev_timer  shutdown_timer;
+    /* One worker of several (workers > 1), else worker.tally is NULL. */
+    struct server_worker worker;
+    uint64_t         tallied;      /* connections last written to our slot */
+    struct ev_timer  tally_timer;  /* publishes our counters to the slot */
 };
 
 static void server_history_limits(const struct cfg *cfg, struct history_limits *lim)
@@ -162,9 +166,8 @@ static uint32_t server_disconnect_user(void *ctx, struct str user)
 
 /* ---- metrics: the exporter reads every module's counters ---- */
 
-static int server_metrics(void *ctx, struct buf *out)
+static void server_metrics_view(struct server *srv, struct stats_view *out)
 {
-    struct server *srv = ctx;
     struct stats_view v = {
         .conn = conns_stats(srv->conns),
         .server = &srv->stats,
@@ -177,8 +180,41 @@ static int server_metrics(void *ctx, struct buf *out)
         .history_messages = engine_memory_entries(srv->engine),
         .history_bytes = engine_memory_bytes(srv->engine),
     };
-    if (stats_process_read(&v.process) < 0)
+    *out = v;
+}
+
+/* Our counters into our slot, for the scrapes other workers answer. */
+static void server_tally_publish(struct server *srv)
+{
+    struct stats_view v;
+    struct stats_counts mine;
+    server_metrics_view(srv, &v);
+    stats_counts_of(&v, &mine);
+    tally_publish(srv->worker.tally, srv->worker.slot, &mine);
+}
+
+static void server_tally_due(ev_loop_t *loop, struct ev_timer *t)
+{
+    struct server *srv = ev_container_of(t, struct server, tally_timer);
+    server_tally_publish(srv);
+    ev_timer_start(loop, t, TALLY_PUBLISH_MS, server_tally_due);
+}
+
+/* One worker of several answers a scrape with the sum over all of them. */
+static int server_metrics(void *ctx, struct buf *out)
+{
+    struct server *srv = ctx;
+    struct stats_view v;
+    struct stats_counts sum;
+    server_metrics_view(srv, &v);
+    if (srv->worker.tally) {
+        server_tally_publish(srv);
+        tally_sum(srv->worker.tally, &sum);
+        stats_view_of(&v, &sum);
+        tally_process(srv->worker.tally, &v.process);
+    } else if (stats_process_read(&v.process) < 0) {
         log_debug("metrics: /proc/self not fully read");
+    }
     return stats_write(out, &v);
 }
 
@@ -232,8 +268,21 @@ static void server_on_accept(struct listener *l, int fd, void *data)
             peer = peers_hold(srv->peers, (struct sockaddr *)&ss, len, &n);
     }
     size_t limited = conns_limited(srv->conns);
-    int full = conns_count(srv->conns) - limited >= (size_t)cfg->max_connections;
+    size_t mine = conns_count(srv->conns) - limited;
     uint32_t per_ip = (uint32_t)cfg->max_connections_per_ip;
+    int full;
+    if (srv->worker.tally) {
+        /* max_connections counts every worker's connections; the per-address
+         * limit is split, each worker holding its share of an address's. */
+        full = !tally_admit(srv->worker.tally, srv->worker.slot, mine,
+                            (uint64_t)cfg->max_connections);
+        /* What the slot holds now; the after-pass hook corrects it when
+         * the connection does not open or takes a reserve slot. */
+        srv->tallied = full ? mine : mine + 1;
+        per_ip = (per_ip + (uint32_t)srv->worker.n - 1) / (uint32_t)srv->worker.n;
+    } else {
+        full = mine >= (size_t)cfg->max_connections;
+    }
     int over_ip = per_ip > 0 && n > per_ip;
     unsigned flags = 0;
     if (full || over_ip) {
@@ -290,13 +339,18 @@ static int server_listen(struct server *srv, const char *spec, int tls, char *er
         return -1;
     }
     struct server_listener *sl = &srv->listeners[srv->nlisteners];
-    int fd = addr_listen(spec, 1024, srv->cfg->ws_workers > 1, 0666, NULL, err, errlen);
-    if (fd < 0)
+    /* A worker's sockets are its supervisor's, which removes their files. */
+    int fd = srv->worker.bound ? bound_take(srv->worker.bound, spec, srv->worker.slot)
+                               : addr_listen(spec, 1024, 0, 0666, NULL, err, errlen);
+    if (fd < 0) {
+        if (srv->worker.bound)
+            snprintf(err, errlen, "%s: not bound by the supervisor", spec);
         return -1;
+    }
     sl->srv = srv;
     sl->is_unix = addr_is_unix(spec);
     sl->is_tls = tls;
-    sl->id = addr_unix_identity(spec);
+    sl->id = srv->worker.bound ? (struct addr_unix_id){ 0 } : addr_unix_identity(spec);
     snprintf(sl->spec, sizeof(sl->spec), "%s", spec);
     if (listener_start(&sl->l, srv->loop, fd, spec, SERVER_ACCEPT_PER_PASS, server_on_accept, sl) < 0) {
         close(fd);
@@ -332,7 +386,7 @@ static void server_shutdown(struct server *srv)
         return;
     srv->shutting_down = 1;
     log_info("shutting down: closing %zu connection(s) with 1001", conns_count(srv->conns));
-    if (srv->cfg->history_file[0]) {
+    if (srv->cfg->history_file[0] && !srv->worker.tally) {
         char why[512];
         if (engine_memory_save(srv->engine, srv->cfg->history_file, why, sizeof(why)) < 0)
             log_error("history not saved: %s", why);
@@ -408,6 +462,12 @@ static void server_on_signal(ev_loop_t *loop, int signo, void *data)
 static void server_after(ev_loop_t *loop, void *data)
 {
     struct server *srv = data;
+    if (srv->worker.tally) {
+        uint64_t mine = conns_count(srv->conns) - conns_limited(srv->conns);
+        if (mine != srv->tallied)
+            tally_connections(srv->worker.tally, srv->worker.slot, mine);
+        srv->tallied = mine;
+    }
     if (srv->shutting_down && conns_count(srv->conns) == 0)
         ev_stop(loop);
 }
@@ -466,8 +526,11 @@ static int server_build(struct server *srv, char *err, size_t errlen)
     }
     if (peers_set_trusted(srv->peers, &srv->cfg->trusted_proxies) < 0)
         log_warn("trusted_proxies: an entry does not parse and is left out");
-    server_restore_history(srv);
-    server_restore_revocations(srv);
+    /* One file cannot serve several processes: workers leave it alone. */
+    if (!srv->worker.tally) {
+        server_restore_history(srv);
+        server_restore_revocations(srv);
+    }
     for (int i = 0; i < srv->cfg->listen.n; i++)
         if (server_listen(srv, srv->cfg->listen.items[i], 0, err, errlen) < 0)
             return -1;
@@ -482,14 +545,30 @@ static int server_build(struct server *srv, char *err, size_t errlen)
         if (server_listen(srv, srv->cfg->tls_listen.items[i], 1, err, errlen) < 0)
             return -1;
     const struct pubsock_handlers ph = { server_disconnect_user };
-    srv->pubsock = pubsock_open(srv->loop, cfg, srv->engine, &ph, srv, err, errlen);
+    if (srv->worker.bound) {
+        int fd = bound_take_publish(srv->worker.bound);
+        srv->pubsock = fd < 0 ? NULL : pubsock_open_fd(srv->loop, cfg, srv->engine, &ph, srv, fd,
+                                                       err, errlen);
+        if (!srv->pubsock && fd >= 0)
+            close(fd);
+    } else {
+        srv->pubsock = pubsock_open(srv->loop, cfg, srv->engine, &ph, srv, err, errlen);
+    }
     if (!srv->pubsock)
         return -1;
     log_info("publish socket %s", srv->cfg->publish_socket);
     if (srv->cfg->metrics_listen[0]) {
         const struct mhttp_handlers mh = { server_metrics, server_ready };
         char why[256];
-        srv->metrics = mhttp_open(srv->loop, srv->cfg->metrics_listen, &mh, srv, why, sizeof(why));
+        int fd = srv->worker.bound ? bound_take_metrics(srv->worker.bound) : -1;
+        if (fd >= 0)
+            srv->metrics = mhttp_open_fd(srv->loop, fd, srv->cfg->metrics_listen, &mh, srv, why,
+                                         sizeof(why));
+        else
+            srv->metrics = mhttp_open(srv->loop, srv->cfg->metrics_listen, &mh, srv, why,
+                                      sizeof(why));
+        if (!srv->metrics && fd >= 0)
+            close(fd);
         if (!srv->metrics) {
             snprintf(err, errlen, "metrics_listen: %s", why);
             return -1;
@@ -499,7 +578,8 @@ static int server_build(struct server *srv, char *err, size_t errlen)
     return 0;
 }
 
-server_t *server_new(ev_loop_t *loop, struct cfg *cfg, const char *cfg_path, char *err, size_t errlen)
+server_t *server_new(ev_loop_t *loop, struct cfg *cfg, const char *cfg_path,
+                     const struct server_worker *w, char *err, size_t errlen)
 {
     struct server *srv = calloc(1, sizeof(*srv));
     if (!srv) {
@@ -510,6 +590,8 @@ server_t *server_new(ev_loop_t *loop, struct cfg *cfg, const char *cfg_path, cha
     }
     srv->loop = loop;
     srv->cfg = cfg;
+    if (w)
+        srv->worker = *w;
     snprintf(srv->cfg_path, sizeof(srv->cfg_path), "%s", cfg_path);
     if (server_build(srv, err, errlen) < 0) {
         server_free(srv);
@@ -528,6 +610,8 @@ server_t *server_new(ev_loop_t *loop, struct cfg *cfg, const char *cfg_path, cha
     }
     signal(SIGPIPE, SIG_IGN);
     ev_after_add(loop, &srv->after, server_after, srv);
+    if (srv->worker.tally)
+        server_tally_due(loop, &srv->tally_timer);
     return srv;
 }
 
@@ -547,6 +631,7 @@ void server_free(server_t *srv)
     hub_free(srv->hub);
     revoke_free(srv->revoked);
     ev_timer_stop(srv->loop, &srv->shutdown_timer);
+    ev_timer_stop(srv->loop, &srv->tally_timer);
     cfg_free(srv->cfg);
     free(srv->cfg);
     free(srv);
