@@ -150,7 +150,8 @@ static void server_pump(void *ctx)
         pubsock_pump(srv->pubsock);
 }
 
-static uint32_t server_disconnect_user(void *ctx, struct str user)
+static void server_disconnect_user(void *ctx, struct str user, pubsock_disconnected_fn *done,
+                                   void *arg)
 {
     struct server *srv = ctx;
     /* Remembered first: a page reconnecting at once with its old token
@@ -161,7 +162,7 @@ static uint32_t server_disconnect_user(void *ctx, struct str user)
     uint32_t n = sessions_disconnect_user(srv->sessions, user);
     log_info("disconnect user '%.*s': %u connection(s), tokens issued until now revoked",
              (int)user.len, user.p, n);
-    return n;
+    done(arg, 0, n);
 }
 
 /* ---- metrics: the exporter reads every module's counters ---- */
@@ -506,6 +507,10 @@ static void server_restore_revocations(struct server *srv)
 
 static int server_build(struct server *srv, char *err, size_t errlen)
 {
+    if (srv->cfg->engine == CFG_ENGINE_REDIS) {
+        snprintf(err, errlen, "engine = redis: not available in this build");
+        return -1;
+    }
     struct history_limits lim;
     server_history_limits(srv->cfg, &lim);
     struct cfg *const *cfg = &srv->cfg;
