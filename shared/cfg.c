@@ -755,6 +755,16 @@ static int cfg_validate(struct cfg_ctx *x, char *err, size_t errlen)
                  "ws-server would accept nothing", where);
         return -1;
     }
+    /* Each worker process is a node of its own: with ids and history in
+     * each process's memory, a page reconnecting to another worker would
+     * miss messages or see them twice. Only Redis shares them. */
+    if (c->ws_workers > 1 && c->engine != CFG_ENGINE_REDIS) {
+        cfg_where(x, x->seen[cfg_key_index("ws-server", "workers")], where, sizeof(where));
+        snprintf(err, errlen, "%skey 'workers': %d needs engine = redis: with the memory engine "
+                 "each worker process would keep its own message ids and history, and a page "
+                 "landing on another worker would miss messages", where, c->ws_workers);
+        return -1;
+    }
     /* The pair itself (readable, matching, in date) is checked by
      * ws-server's TLS module, which -t runs too. */
     static const char *const tls_keys[] = { "tls_certificate", "tls_certificate_key" };
