@@ -1,0 +1,216 @@
+"""Real redis-server processes for the tests of the Redis engine: one class
+to start, stop, pause and restart a server on a temporary Unix socket (and,
+when asked, a loopback TCP port, for replicas and Sentinel), plus a small
+RESP client to look at what ws-server wrote. Every wait is bounded. The one
+place that knows how to run Redis for the tests: harness.py (WSPUSH_ENGINE=
+redis) and the cluster tests use it."""
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from harness import free_port, stop_process, wait_for
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+class RespError(Exception):
+    pass
+
+
+class Resp:
+    """A blocking RESP2 client: enough to inspect keys and drive a server
+    from a test (no library: the tests must not need redis-py)."""
+
+    def __init__(self, address, timeout=5.0):
+        if isinstance(address, tuple):
+            self.sock = socket.create_connection(address, timeout=timeout)
+        else:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.settimeout(timeout)
+            self.sock.connect(str(address))
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def read(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RespError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise RespError("bad reply %r" % line)
+
+    def send(self, *args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        self.sock.sendall(b"".join(out))
+
+    def command(self, *args):
+        self.send(*args)
+        return self.read()
+
+
+class RedisServer:
+    """redis-server on dir/<name>.sock (and 127.0.0.1:port when tcp=True),
+    no persistence unless persist=True (then RDB in dir on SIGTERM and
+    appendonly everysec), started at once; stop() / kill() / pause() /
+    resume() / restart() for fault tests. `address` is what [redis]
+    address takes."""
+
+    def __init__(self, dir, name="redis", tcp=False, persist=False, replicaof=None,
+                 extra=()):
+        self.dir = pathlib.Path(dir)
+        self.name = name
+        self.socket = self.dir / f"{name}.sock"
+        self.port = free_port() if tcp or replicaof else 0
+        self.persist = persist
+        self.replicaof = replicaof
+        self.extra = list(extra)
+        self.log = self.dir / f"{name}.log"
+        self.proc = None
+        self.paused = False
+        self.start()
+
+    @property
+    def address(self):
+        return str(self.socket)
+
+    def args(self):
+        a = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+             "--dir", str(self.dir), "--dbfilename", f"{self.name}.rdb",
+             "--logfile", str(self.log), "--daemonize", "no",
+             "--protected-mode", "no"]
+        if self.persist:
+            a += ["--save", "", "--appendonly", "yes", "--appendfsync", "always",
+                  "--appendfilename", f"{self.name}.aof",
+                  "--appenddirname", f"{self.name}-aof"]
+        else:
+            a += ["--save", "", "--appendonly", "no"]
+        if self.replicaof:
+            a += ["--replicaof", "127.0.0.1", str(self.replicaof.port)]
+        return a + self.extra
+
+    def start(self, timeout=10.0):
+        try:
+            self.socket.unlink()
+        except FileNotFoundError:
+            pass
+        self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.paused = False
+
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError("redis-server exited: " + self.log_text()[-2000:])
+            try:
+                with Resp(self.socket, timeout=0.5) as r:
+                    return r.command("PING") == "PONG"
+            except (OSError, ConnectionError, RespError):
+                return False
+        wait_for(up, timeout=timeout, what="redis-server to answer")
+        return self
+
+    def log_text(self):
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def client(self):
+        return Resp(self.socket)
+
+    def command(self, *args):
+        with self.client() as r:
+            return r.command(*args)
+
+    def pause(self):
+        """SIGSTOP: the server keeps its connections but answers nothing."""
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def stop(self, timeout=10.0):
+        if self.proc is None:
+            return None
+        if self.paused:
+            self.resume()
+        p, self.proc = self.proc, None
+        return stop_process(p, signal.SIGTERM, timeout)
+
+    def kill(self):
+        """SIGKILL: what was not persisted is lost."""
+        if self.proc is None:
+            return
+        p, self.proc = self.proc, None
+        p.kill()
+        p.wait(10)
+        self.paused = False
+
+    def restart(self, timeout=10.0):
+        self.stop()
+        return self.start(timeout)
+
+    def run_id(self):
+        info = self.command("INFO", "server").decode()
+        for line in info.splitlines():
+            if line.startswith("run_id:"):
+                return line.split(":", 1)[1].strip()
+        return None
+
+
+def redis_ini(server, prefix="wspush:", **extra):
+    """The [redis] section for a node using server."""
+    sec = {"address": server.address, "prefix": prefix,
+           "connect_timeout": "500ms", "command_timeout": "500ms",
+           "probe_interval": "200ms"}
+    sec.update({k: str(v) for k, v in extra.items()})
+    return sec
+
+
+def engine_is_redis():
+    """True when the suites run their second, Redis-engine pass."""
+    return os.environ.get("WSPUSH_ENGINE", "memory") == "redis"
