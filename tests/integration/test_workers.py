@@ -2,52 +2,29 @@
 processes, each a node of the same Redis, sharing the TCP listeners
 (SO_REUSEPORT, one socket per worker) and the one publish socket the
 supervisor binds. A real redis-server on a Unix socket in the test's
-directory; connections are attributed to workers through /proc."""
+directory (redis_servers.py); connections are attributed to workers
+through /proc."""
 import os
 import pathlib
 import re
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
-from harness import BIN, RawWs, free_port, stop_process, wait_for
+from harness import BIN, RawWs, free_port, wait_for
+from redis_servers import RedisServer
 from test_metrics import scrape
 
 N = 2
 
 
-def start_redis(d):
-    """A throw-away redis-server on d/redis.sock (no persistence)."""
-    sock = pathlib.Path(d) / "redis.sock"
-    log = open(pathlib.Path(d) / "redis.log", "ab")
-    p = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock),
-                          "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
-                          "--dir", str(d)], stdout=log, stderr=log)
-    log.close()
-
-    def up():
-        if p.poll() is not None:
-            raise RuntimeError("redis-server exited")
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.settimeout(0.5)
-                s.connect(str(sock))
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-    wait_for(up, what="redis-server")
-    return p, sock
-
-
 @pytest.fixture
 def redis(env):
-    p, sock = start_redis(env.dir)
-    yield sock
-    stop_process(p)
+    r = RedisServer(env.dir)
+    yield r.address
+    r.stop()
 
 
 @pytest.fixture
