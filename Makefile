@@ -97,6 +97,7 @@ TEST_EXTRA_sse     := ws-server/msg.c
 TEST_EXTRA_pubsock := ws-server/stats.c
 TEST_EXTRA_revoke  := ws-server/channel.c
 TEST_EXTRA_peers   := ws-server/channel.c
+TEST_EXTRA_tally   := ws-server/stats.c
 # A test linking a library beyond the programs' names it in TEST_LIBS_<name>.
 TEST_EXTRA_fcgi_libfcgi := fcgi-publisher/fcgi.c fcgi-publisher/front.c tests/diff/fcgi_diff.c
 TEST_LIBS_fcgi_libfcgi  := -lfcgi
