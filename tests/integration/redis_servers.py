@@ -214,3 +214,21 @@ def redis_ini(server, prefix="wspush:", **extra):
 def engine_is_redis():
     """True when the suites run their second, Redis-engine pass."""
     return os.environ.get("WSPUSH_ENGINE", "memory") == "redis"
+
+
+def redis_node(dir, server, name="node", prefix="wspush:", ws=None, **redis_extra):
+    """An Env (harness.py) for one ws-server node on server, ini written,
+    not started: call .start_ws()."""
+    from harness import Env
+    d = pathlib.Path(dir) / name
+    d.mkdir(parents=True, exist_ok=True)
+    e = Env(d, ws={"engine": "redis", **(ws or {})}, own_redis=False)
+    e.sections["redis"] = redis_ini(server, prefix=prefix, **redis_extra)
+    e.write_ini()
+    return e
+
+
+def wait_redis_up(env, timeout=5.0):
+    """Until the node's log says it reached Redis (command and PUB/SUB)."""
+    wait_for(lambda: "PUB/SUB connection up" in env.log_text(), timeout=timeout,
+             what="ws-server to reach Redis")
