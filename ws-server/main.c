@@ -115,7 +115,7 @@ static int main_worker(struct main_sup *ms, bound_t *b, int slot, int n)
     else if (ev_run(loop) < 0)
         log_error("event loop failed");
     else
-        rc = 0;
+        rc = server_failed(srv);
     server_free(srv);
     ev_loop_free(loop);
     return rc;

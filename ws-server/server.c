@@ -80,6 +80,9 @@ struct server {
     struct server_worker worker;
     uint64_t         tallied;      /* connections last written to our slot */
     struct ev_timer  tally_timer;  /* publishes our counters to the slot */
+    struct ev_timer  hold_timer;   /* a worker's sockets wait for Redis */
+    uint64_t         hold_until;   /* ev_now() after which they open anyway */
+    int              failed;       /* the held sockets could not be opened */
 };
 
 static void server_history_limits(const struct cfg *cfg, struct history_limits *lim)
@@ -456,8 +459,10 @@ static void server_shutdown(struct server *srv)
             revoke_save(srv->revoked, path, why, sizeof(why)) < 0)
             log_error("revocations not saved: %s", why);
     }
+    ev_timer_stop(srv->loop, &srv->hold_timer);
     server_stop_listening(srv);
-    pubsock_stop(srv->pubsock);
+    if (srv->pubsock)
+        pubsock_stop(srv->pubsock);
     conns_close_all(srv->conns, 1001);
     uint64_t wait = (uint64_t)srv->cfg->close_timeout_ms;
     ev_timer_start(srv->loop, &srv->shutdown_timer, wait < SERVER_SHUTDOWN_MS ? wait : SERVER_SHUTDOWN_MS,
@@ -534,6 +539,37 @@ static void server_after(ev_loop_t *loop, void *data)
 
 /* ---- life cycle ---- */
 
+/* A worker serves nothing until its link to Redis is up, or until
+ * [redis] connect_timeout has passed (then it serves without, as a node
+ * does while Redis is down): a page reconnecting to a worker just started
+ * in place of a dead one resumes from Redis instead of getting a reset,
+ * and a publish it takes is not refused. Meanwhile connections wait in
+ * the supervisor's sockets (and the other workers take the shared ones).
+ * The engine has no "up" event, so this polls its state, briefly. */
+#define SERVER_HOLD_POLL_MS 10
+
+static int server_open(struct server *srv, char *err, size_t errlen);
+
+static void server_hold_due(ev_loop_t *loop, struct ev_timer *t)
+{
+    struct server *srv = ev_container_of(t, struct server, hold_timer);
+    int up = engine_redis_up(srv->engine);
+    if (!up && ev_now(loop) < srv->hold_until) {
+        if (ev_timer_start(loop, t, SERVER_HOLD_POLL_MS, server_hold_due) == 0)
+            return;
+    }
+    if (!up)
+        log_warn("Redis not reached within connect_timeout: serving without it for now");
+    char err[512];
+    if (server_open(srv, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        srv->failed = 1;
+        ev_stop(loop);
+        return;
+    }
+    server_tally_due(loop, &srv->tally_timer);
+}
+
 static void server_restore_history(struct server *srv)
 {
     const char *path = srv->cfg->history_file;
@@ -597,16 +633,24 @@ static int server_build(struct server *srv, char *err, size_t errlen)
         log_warn("trusted_proxies: an entry does not parse and is left out");
     server_restore_history(srv);
     server_restore_revocations(srv);
-    for (int i = 0; i < srv->cfg->listen.n; i++)
-        if (server_listen(srv, srv->cfg->listen.items[i], 0, err, errlen) < 0)
-            return -1;
-    if (srv->cfg->unix_listen[0] && server_listen(srv, srv->cfg->unix_listen, 0, err, errlen) < 0)
-        return -1;
     if (srv->cfg->tls_listen.n > 0) {
         srv->tls = tls_new(srv->cfg, err, errlen);
         if (!srv->tls)
             return -1;
     }
+    return 0;
+}
+
+/* Listeners, the publish socket and metrics_listen: from here on the
+ * server is reachable. */
+static int server_open(struct server *srv, char *err, size_t errlen)
+{
+    struct cfg *const *cfg = &srv->cfg;
+    for (int i = 0; i < srv->cfg->listen.n; i++)
+        if (server_listen(srv, srv->cfg->listen.items[i], 0, err, errlen) < 0)
+            return -1;
+    if (srv->cfg->unix_listen[0] && server_listen(srv, srv->cfg->unix_listen, 0, err, errlen) < 0)
+        return -1;
     for (int i = 0; i < srv->cfg->tls_listen.n; i++)
         if (server_listen(srv, srv->cfg->tls_listen.items[i], 1, err, errlen) < 0)
             return -1;
@@ -659,7 +703,8 @@ server_t *server_new(ev_loop_t *loop, struct cfg *cfg, const char *cfg_path,
     if (w)
         srv->worker = *w;
     snprintf(srv->cfg_path, sizeof(srv->cfg_path), "%s", cfg_path);
-    if (server_build(srv, err, errlen) < 0) {
+    if (server_build(srv, err, errlen) < 0 ||
+        (!srv->worker.bound && server_open(srv, err, errlen) < 0)) {
         server_free(srv);
         return NULL;
     }
@@ -676,10 +721,14 @@ server_t *server_new(ev_loop_t *loop, struct cfg *cfg, const char *cfg_path,
     }
     signal(SIGPIPE, SIG_IGN);
     ev_after_add(loop, &srv->after, server_after, srv);
-    if (srv->worker.tally)
-        server_tally_due(loop, &srv->tally_timer);
+    if (srv->worker.bound) {
+        srv->hold_until = ev_now(loop) + (uint64_t)srv->cfg->redis_connect_timeout_ms;
+        server_hold_due(loop, &srv->hold_timer);
+    }
     return srv;
 }
+
+int server_failed(const server_t *srv) { return srv->failed; }
 
 void server_free(server_t *srv)
 {
@@ -698,6 +747,7 @@ void server_free(server_t *srv)
     revoke_free(srv->revoked);
     ev_timer_stop(srv->loop, &srv->shutdown_timer);
     ev_timer_stop(srv->loop, &srv->tally_timer);
+    ev_timer_stop(srv->loop, &srv->hold_timer);
     cfg_free(srv->cfg);
     free(srv->cfg);
     free(srv);

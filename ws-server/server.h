@@ -33,11 +33,15 @@ struct server_worker {
  * signal handling. As one of several workers (w not NULL) it serves the
  * supervisor's sockets instead of binding its own, counts max_connections
  * over every worker, enforces max_connections_per_ip / n (rounded up) on
- * its own, answers scrapes with the sum over the workers and leaves
- * history_file alone. Returns NULL with err filled (cfg is freed then
+ * its own, answers scrapes with the sum over the workers, and opens its
+ * sockets only once its link to Redis is up (or [redis] connect_timeout
+ * passed). Returns NULL with err filled (cfg is freed then
  * too). */
 server_t *server_new(ev_loop_t *loop, struct cfg *cfg, const char *cfg_path,
                      const struct server_worker *w, char *err, size_t errlen);
+/* 1 when a worker stopped because its sockets could not be served (its
+ * exit status is then 1). */
+int       server_failed(const server_t *srv);
 /* Raises the open-file limit for cfg's max_connections (listener.h's
  * rule); main calls it at start, the server again on every reload. */
 void      server_fd_limit(const struct cfg *cfg);

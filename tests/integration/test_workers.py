@@ -168,6 +168,14 @@ def test_a_killed_worker_is_restarted_and_its_pages_resume(wenv):
     wait_for(lambda: "killed by signal 9" in wenv.log_text(), what="the supervisor to see it")
     wait_for(lambda: len(children(wenv.ws_proc.pid)) == N and victim not in
              children(wenv.ws_proc.pid), what="a new worker")
+    # The new worker opens its sockets only once Redis answers it, so a
+    # page resuming there is answered from Redis, not reset.
+    slot = re.search(rf"worker (\d+) \(pid {victim}\) killed", wenv.log_text()).group(1)
+    wait_for(lambda: f"worker {slot}: publish socket" in
+             wenv.log_text().split(f"(pid {victim}) killed", 1)[1], what="the new worker serving")
+    after = wenv.log_text().split(f"(pid {victim}) killed", 1)[1]
+    assert after.index(f"worker {slot}: redis: connected") < \
+        after.index(f"worker {slot}: publish socket")
     # Its pages saw their connection end, the others keep theirs; a
     # message published meanwhile reaches the kept ones live and the
     # reconnected ones by resuming from the last id they had.
