@@ -14,29 +14,26 @@ import time
 import pytest
 
 from harness import BIN, RawWs, free_port, wait_for
-from redis_servers import RedisServer
+from redis_servers import RedisServer, redis_ini
 from test_metrics import scrape
 
 N = 2
 
 
 @pytest.fixture
-def redis(env):
-    r = RedisServer(env.dir)
-    yield r.address
-    r.stop()
-
-
-@pytest.fixture
-def wenv(env, redis):
-    """env configured for N workers on redis (not started yet)."""
+def wenv(env):
+    """env configured for N workers on a redis-server (the Redis pass's own,
+    or one of this test's), not started yet."""
+    redis = env.redis or RedisServer(env.dir)
     env.metrics = f"127.0.0.1:{free_port()}"
     env.unix_listen = env.dir / "ws.sock"
     env.sections["ws-server"].update(engine="redis", workers=str(N), metrics_listen=env.metrics,
                                      unix_listen=str(env.unix_listen))
-    env.sections["redis"] = {"address": str(redis)}
+    env.sections["redis"] = redis_ini(redis)
     env.write_ini()
-    return env
+    yield env
+    if redis is not env.redis:
+        redis.stop()
 
 
 def slot_pid(env, i):
@@ -118,7 +115,7 @@ def message_id(frame):
 
 
 def test_workers_with_the_memory_engine_are_refused(env):
-    env.sections["ws-server"]["workers"] = "2"
+    env.sections["ws-server"].update(workers="2", engine="memory")
     env.write_ini()
     r = subprocess.run([str(BIN / "ws-server"), "-c", str(env.ini_path), "-t"],
                        capture_output=True, text=True, timeout=10)
