@@ -200,6 +200,22 @@ def test_sighup_reaches_every_worker_and_sigterm_stops_them_all(wenv):
     wait_for(lambda: all(f"ws-server worker {i}: configuration reloaded" in wenv.log_text()
                          for i in range(1, N + 1)), what="every worker to reload")
     assert "ws-server: configuration reloaded" in wenv.log_text()
+    # A file with an error is refused once, by the supervisor; the workers
+    # are not told and keep theirs.
+    wenv.sections["ws-server"]["bogus"] = "1"
+    wenv.write_ini()
+    wenv.ws_proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload failed, the workers keep the running config" in wenv.log_text(),
+             what="the supervisor to refuse the file")
+    assert "key 'bogus'" in wenv.log_text()
+    # Fixed and reloaded: by the workers' second reload, a forwarded bad
+    # one would have been logged before it.
+    del wenv.sections["ws-server"]["bogus"]
+    wenv.write_ini()
+    wenv.ws_proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: all(wenv.log_text().count(f"ws-server worker {i}: configuration reloaded")
+                         == 2 for i in range(1, N + 1)), what="every worker to reload again")
+    assert "reload failed, keeping the running config" not in wenv.log_text()
     pages = subscribe(wenv, 4)
     assert wenv.stop_ws() == 0
     for p in pages:
