@@ -126,7 +126,8 @@ struct stats_process {
 int stats_process_read(struct stats_process *p);
 
 /* Everything one scrape shows. Pointers are borrowed for the call; none
- * may be NULL. */
+ * may be NULL. A number added here goes into struct stats_counts too, or
+ * a scrape of several workers (tally.h) would not sum it. */
 struct stats_view {
     const struct stats_conn    *conn;
     const struct stats_server  *server;
