@@ -100,6 +100,7 @@ TEST_EXTRA_pubsock := ws-server/stats.c
 TEST_EXTRA_revoke  := ws-server/channel.c
 TEST_EXTRA_peers   := ws-server/channel.c
 TEST_EXTRA_session := ws-server/hub.c ws-server/channel.c ws-server/msg.c ws-server/revoke.c ws-server/msgid.c
+TEST_EXTRA_tally   := ws-server/stats.c
 TEST_EXTRA_redis_msg := ws-server/msgid.c
 TEST_EXTRA_redis_history := ws-server/msgid.c
 # A test linking a library beyond the programs' names it in TEST_LIBS_<name>.
