@@ -16,6 +16,11 @@
 #   WSPUSH_DEMO_PUB_METRICS_PORT  fcgi-publisher's metrics_listen (default 8083)
 #   WSPUSH_DEMO_DIR      runtime directory to create; it must not exist yet
 #                        (default: a fresh mktemp directory)
+#   WSPUSH_DEMO_REDIS    a Redis Unix socket: ws-server runs with engine = redis
+#                        on it, one node of a cluster (conf/demo/run-cluster.sh)
+#   WSPUSH_DEMO_SECRET_FILE  the secret to use (copied), so that several sites
+#                        share one (default: a fresh random secret)
+#   WSPUSH_DEMO_BANNER   0: print no banner (run-cluster.sh prints its own)
 #
 # Everything the demo needs (ini, secret, htpasswd with demo/demo, nginx.conf,
 # php-fpm.conf, the TLS certificate and key, sessions, sockets, pid files,
@@ -124,7 +129,11 @@ wait_ready() {
 }
 
 # ---- the runtime directory
-head -c 32 /dev/urandom | base64 > "$run/secret"
+if [ -n "${WSPUSH_DEMO_SECRET_FILE:-}" ]; then
+  cp "$WSPUSH_DEMO_SECRET_FILE" "$run/secret" || die "cannot copy $WSPUSH_DEMO_SECRET_FILE"
+else
+  head -c 32 /dev/urandom | base64 > "$run/secret"
+fi
 chmod 0600 "$run/secret"
 mkdir -p "$run/nginx-tmp"
 if command -v htpasswd >/dev/null 2>&1; then
@@ -144,6 +153,14 @@ origins="http://$host:$port http://localhost:$port"
 # Apache has no auth_request: the PHP site's login sets a JWT cookie.
 auth=remote_user
 [ "$site/$web" = php/apache ] && auth=jwt
+# One node of `make run-cluster`: the Redis engine on the shared Redis.
+engine_lines=""
+if [ -n "${WSPUSH_DEMO_REDIS:-}" ]; then
+  engine_lines="engine = redis
+
+[redis]
+address = $WSPUSH_DEMO_REDIS"
+fi
 cat > "$run/wspush.ini" <<EOF
 ; Written by conf/demo/run.sh for the demo; see conf/wspush.ini for every key.
 [wspush]
@@ -159,6 +176,7 @@ tls_certificate_key = key.pem
 metrics_listen = $host:$metrics_port
 allowed_origins = $origins
 publish_socket_mode = 0600
+$engine_lines
 
 [publisher]
 listen = $run/fcgi.sock
@@ -209,7 +227,7 @@ wait_ready "$web" bash -c "(exec 3<>/dev/tcp/$host/$port) 2>/dev/null"
 page_what="page      "
 tls_page="; page: http://$host:$port/?ws=tls"
 [ "$site" = php ] && page_what="PHP site  " && tls_page=""
-cat <<EOF
+[ "${WSPUSH_DEMO_BANNER:-1}" = 0 ] || cat <<EOF
 
   wspush demo running
     $page_what  http://$host:$port/          login: demo / demo
