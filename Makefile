@@ -28,12 +28,13 @@ LINK    = $(CC) $(WSPUSH_LDFLAGS) $(LDFLAGS)
 # `make clean` and `make test` (which installs them first) work on a bare
 # machine; a missing one stops make with its name instead of a missing-header
 # error. `make PKGS='libcrypto nosuchpkg'` shows the message.
-PKGS    := libssl libcrypto libjwt jansson inih
+PKGS    := libssl libcrypto libjwt jansson inih hiredis
 deb_libssl    := libssl-dev
 deb_libcrypto := libssl-dev
 deb_libjwt    := libjwt-dev
 deb_jansson   := libjansson-dev
 deb_inih      := libinih-dev
+deb_hiredis   := libhiredis-dev
 deb_pkg-config := pkg-config
 pkg_missing = $(strip $(if $(shell pkg-config --version 2>/dev/null),$(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p))),pkg-config))
 pkg_what    = $(if $(filter pkg-config,$(pkg_missing)),the pkg-config program,pkg-config package(s) $(pkg_missing))

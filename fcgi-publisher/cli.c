@@ -10,6 +10,7 @@
 #include "cfg.h"
 #include "cli_stats.h"
 #include "ev.h"
+#include "ipc.h"
 #include "log.h"
 #include "pattern.h"
 #include "payload.h"
@@ -54,13 +55,18 @@ static void cli_usage(FILE *f)
         "            channels, subscriptions, messages/s and deliveries/s over the\n"
         "            interval, refusals and closes by reason; --json: one object\n"
         "exit status: 0 done, 1 refused by ws-server, 2 usage or bad argument,\n"
-        "             3 ws-server unreachable, 4 no answer in time, 5 other error\n");
+        "             3 ws-server (or its Redis) unreachable, 4 no answer in time\n"
+        "             (from ws-server or its Redis), 5 other error\n");
 }
 
-static int cli_exit_code(int rc)
+/* A refusal for want of the engine's store (Redis down, or silent) exits
+ * like the socket's own unavailability / timeout: scripts retry on 3 and 4. */
+static int cli_exit_code(int rc, const struct pubc_result *res)
 {
     switch (rc) {
-    case PUBC_E_REFUSED:     return CLI_EXIT_REFUSED;
+    case PUBC_E_REFUSED:
+        return res->code == IPC_ERR_UNAVAILABLE ? CLI_EXIT_UNAVAILABLE
+             : res->code == IPC_ERR_TIMEOUT ? CLI_EXIT_TIMEOUT : CLI_EXIT_REFUSED;
     case PUBC_E_INVALID:     return CLI_EXIT_USAGE;
     case PUBC_E_UNAVAILABLE: return CLI_EXIT_UNAVAILABLE;
     case PUBC_E_TIMEOUT:     return CLI_EXIT_TIMEOUT;
@@ -227,7 +233,7 @@ static int cli_publish(struct cli_run *run, int timeout_ms, const char *chans, c
     if (rc < 0) {
         fprintf(stderr, "wspush: publish failed: %s%s%s\n", pubc_strerror(rc),
                 res->text[0] ? ": " : "", res->text);
-        return cli_exit_code(rc);
+        return cli_exit_code(rc, res);
     }
     printf("id=%s subscribers=%u\n", res->id, (unsigned)res->count);
     return CLI_EXIT_OK;
@@ -243,7 +249,7 @@ static int cli_disconnect(struct cli_run *run, int timeout_ms, const char *user)
     if (rc < 0) {
         fprintf(stderr, "wspush: disconnect failed: %s%s%s\n", pubc_strerror(rc),
                 res->text[0] ? ": " : "", res->text);
-        return cli_exit_code(rc);
+        return cli_exit_code(rc, res);
     }
     printf("disconnected=%u\n", (unsigned)res->count);
     return CLI_EXIT_OK;

@@ -256,6 +256,7 @@ static void resp_map_publish_error(struct resp_rq *rq, int rc, const struct pubc
         case IPC_ERR_MALFORMED: status = 400; break;
         case IPC_ERR_TOO_BIG:   status = 413; break;
         case IPC_ERR_NOT_ALLOWED: status = 403; break;
+        case IPC_ERR_TIMEOUT:   status = 504; break;
         default:                status = 503; break;
         }
         snprintf(msg, sizeof msg, "ws-server refused the message: %s%s%s",

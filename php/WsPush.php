@@ -36,6 +36,8 @@ class WsPushRefusedException extends WsPushException
     public const ERR_NOT_ALLOWED = 4;  // peer uid/gid not in publish_allow_uids/gids
     public const ERR_BAD_DATA = 5;     // data is not one JSON value
     public const ERR_INTERNAL = 6;     // out of memory in ws-server
+    public const ERR_UNAVAILABLE = 7;  // engine = redis: Redis unreachable, nothing published
+    public const ERR_TIMEOUT = 8;      // engine = redis: Redis silent; may or may not be published
 }
 
 /**

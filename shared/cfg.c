@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
 
 #include <ini.h>
 
@@ -33,6 +35,7 @@ enum cfg_type {
     CFG_T_AUTH,     /* remote_user | jwt */
     CFG_T_MOUNT,    /* URL path prefix, starts with '/' */
     CFG_T_LIST,     /* space separated, repeatable; item checked by `check` */
+    CFG_T_ENGINE,   /* memory | redis */
 };
 
 enum cfg_check { CFG_C_NONE, CFG_C_ADDR, CFG_C_ORIGIN, CFG_C_ID, CFG_C_PATTERN, CFG_C_PUBLIC,
@@ -88,6 +91,7 @@ static const struct cfg_key cfg_keys[] = {
     { "ws-server", "workers", CFG_T_INT, CFG_F(ws_workers), 1, 1, 0 },
     { "ws-server", "max_token_lifetime", CFG_T_SEC, CFG_F(max_token_lifetime_s), 1, INT_MAX, 0 },
     { "ws-server", "max_revocations", CFG_T_INT, CFG_F(max_revocations), 1, 10000000, 0 },
+    { "ws-server", "engine", CFG_T_ENGINE, CFG_F(engine), 0, 0, 0 },
 
     { "publisher", "listen", CFG_T_STR, CFG_F(pub_listen), 0, 0, 0 },
     { "publisher", "workers", CFG_T_INT, CFG_F(pub_workers), 1, 1024, 0 },
@@ -105,11 +109,25 @@ static const struct cfg_key cfg_keys[] = {
     { "channels", "public", CFG_T_LIST, CFG_F(public_channels), 0, 0, CFG_C_PUBLIC },
     { "channels", "publish", CFG_T_LIST, CFG_F(publish), 0, 0, CFG_C_PATTERN },
     { "channels", "subscribe", CFG_T_LIST, CFG_F(subscribe), 0, 0, CFG_C_PATTERN },
+
+    { "redis", "address", CFG_T_STR, CFG_F(redis_address), 0, 0, 0 },
+    { "redis", "password_file", CFG_T_PATH, CFG_F(redis_password_file), 0, 0, 0 },
+    { "redis", "db", CFG_T_INT, CFG_F(redis_db), 0, 1000000, 0 },
+    { "redis", "prefix", CFG_T_STR, CFG_F(redis_prefix), 0, 0, 0 },
+    { "redis", "connect_timeout", CFG_T_MS, CFG_F(redis_connect_timeout_ms), 1, 3600000, 0 },
+    { "redis", "command_timeout", CFG_T_MS, CFG_F(redis_command_timeout_ms), 1, 3600000, 0 },
+    { "redis", "sentinels", CFG_T_LIST, CFG_F(redis_sentinels), 0, 0, CFG_C_ADDR },
+    { "redis", "master_name", CFG_T_STR, CFG_F(redis_master_name), 0, 0, 0 },
+    { "redis", "channel_history_size", CFG_T_INT, CFG_F(redis_channel_history_size), 0, 10000000, 0 },
+    { "redis", "channel_history_ttl", CFG_T_SEC, CFG_F(redis_channel_history_ttl_s), 1, INT_MAX / 1000, 0 },
+    { "redis", "wait_replicas", CFG_T_INT, CFG_F(redis_wait_replicas), 0, 1000, 0 },
+    { "redis", "probe_interval", CFG_T_MS, CFG_F(redis_probe_interval_ms), 10, 3600000, 0 },
 };
 
 #define CFG_NKEYS ((int)(sizeof(cfg_keys) / sizeof(cfg_keys[0])))
 
-static const char *const cfg_sections[] = { "wspush", "ws-server", "publisher", "channels" };
+static const char *const cfg_sections[] = { "wspush", "ws-server", "publisher", "channels",
+                                            "redis" };
 
 /* Parse state. inih numbers lines itself but (as built by Debian) does not
  * hand the number to the handler, so our reader counts them too. */
@@ -161,6 +179,15 @@ void cfg_defaults(struct cfg *c)
     c->request_timeout_ms = 60000;
     c->ack_timeout_ms = 2000;
     c->token_ttl_s = 3600;
+
+    c->engine = CFG_ENGINE_MEMORY;
+    snprintf(c->redis_address, sizeof(c->redis_address), "%s", "127.0.0.1:6379");
+    snprintf(c->redis_prefix, sizeof(c->redis_prefix), "%s", "wspush:");
+    c->redis_connect_timeout_ms = 1000;
+    c->redis_command_timeout_ms = 1000;
+    c->redis_channel_history_size = 100;
+    c->redis_channel_history_ttl_s = 300;
+    c->redis_probe_interval_ms = 1000;
 }
 
 static void cfg_list_clear(struct cfg_list *l)
@@ -425,6 +452,14 @@ static int cfg_set_value(struct cfg_ctx *x, const struct cfg_key *k, const char 
         else
             return cfg_fail(x, name, "'%s' is not remote_user or jwt", value);
         return 1;
+    case CFG_T_ENGINE:
+        if (strcmp(value, "memory") == 0)
+            *(int *)field = CFG_ENGINE_MEMORY;
+        else if (strcmp(value, "redis") == 0)
+            *(int *)field = CFG_ENGINE_REDIS;
+        else
+            return cfg_fail(x, name, "'%s' is not memory or redis", value);
+        return 1;
     case CFG_T_LIST:
         /* The file's first line for a list replaces the default. */
         if (first)
@@ -510,7 +545,8 @@ static char *cfg_reader(char *str, int num, void *stream)
 }
 
 /* Reads a secret file into s. Returns NULL or a reason. */
-static const char *cfg_read_secret(const char *path, struct cfg_secret *s, char *why, size_t wlen)
+static const char *cfg_read_secret(const char *path, struct cfg_secret *s, size_t min_len,
+                                   char *why, size_t wlen)
 {
     unsigned char tmp[CFG_MAX_SECRET + 3];
     size_t len = 0;
@@ -551,9 +587,9 @@ static const char *cfg_read_secret(const char *path, struct cfg_secret *s, char 
         ret = "file is empty";
         goto out;
     }
-    if (len < CFG_MIN_SECRET) {
-        snprintf(why, wlen, "%zu bytes, shorter than %d (make one with: head -c 32 /dev/urandom "
-                 "| base64 > FILE)", len, CFG_MIN_SECRET);
+    if (len < min_len) {
+        snprintf(why, wlen, "%zu bytes, shorter than %zu (make one with: head -c 32 /dev/urandom "
+                 "| base64 > FILE)", len, min_len);
         ret = why;
         goto out;
     }
@@ -599,7 +635,7 @@ static int cfg_load_secrets(struct cfg_ctx *x, char *err, size_t errlen)
         snprintf(err, errlen, "%skey 'secret_file': not set (required)", where);
         return -1;
     }
-    const char *r = cfg_read_secret(c->secret_file, &c->secret, why, sizeof(why));
+    const char *r = cfg_read_secret(c->secret_file, &c->secret, CFG_MIN_SECRET, why, sizeof(why));
     if (r) {
         snprintf(err, errlen, "%skey 'secret_file': %s: %s", where, c->secret_file, r);
         return -1;
@@ -607,11 +643,103 @@ static int cfg_load_secrets(struct cfg_ctx *x, char *err, size_t errlen)
     if (!c->previous_secret_file[0])
         return 0;
     cfg_where(x, x->seen[pi], where, sizeof(where));
-    r = cfg_read_secret(c->previous_secret_file, &c->previous_secret, why, sizeof(why));
+    r = cfg_read_secret(c->previous_secret_file, &c->previous_secret, CFG_MIN_SECRET, why, sizeof(why));
     if (r) {
         snprintf(err, errlen, "%skey 'previous_secret_file': %s: %s", where,
                  c->previous_secret_file, r);
         return -1;
+    }
+    return 0;
+}
+
+/* Resolves "host:port" / "[v6]:port" to a numeric host and a port, here
+ * at load time: the event loop must never wait on a blocking getaddrinfo.
+ * Returns NULL or the reason. */
+static const char *cfg_resolve(const char *spec, char *host, size_t hostlen, int *port,
+                               char *why, size_t wlen)
+{
+    if (cfg_check_item(CFG_C_ADDR, spec))
+        return "is not host:port, [v6]:port or a Unix socket path (starting with '/')";
+    const char *colon = strrchr(spec, ':');
+    char name[CFG_PATH_MAX];
+    const char *h = spec;
+    size_t hlen = (size_t)(colon - spec);
+    if (spec[0] == '[') {
+        h++;
+        hlen -= 2;
+    }
+    if (hlen >= sizeof(name))
+        return "host name too long";
+    memcpy(name, h, hlen);
+    name[hlen] = '\0';
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG }, *res;
+    int rc = getaddrinfo(name, colon + 1, &hints, &res);
+    if (rc != 0) {
+        snprintf(why, wlen, "cannot resolve '%.64s': %s", name, gai_strerror(rc));
+        return why;
+    }
+    rc = getnameinfo(res->ai_addr, res->ai_addrlen, host, (socklen_t)hostlen, NULL, 0,
+                     NI_NUMERICHOST);
+    freeaddrinfo(res);
+    if (rc != 0) {
+        snprintf(why, wlen, "cannot resolve '%.64s': %s", name, gai_strerror(rc));
+        return why;
+    }
+    *port = atoi(colon + 1);
+    return NULL;
+}
+
+/* The [redis] keys that span keys or need the outside world: the address
+ * (resolved), the Sentinels with their master name, the password file.
+ * Only with engine = redis: a memory node must not wait on DNS. */
+static int cfg_check_redis(struct cfg_ctx *x, char *err, size_t errlen)
+{
+    struct cfg *c = x->c;
+    char where[CFG_PATH_MAX + 32], why[160];
+    const char *r;
+    if (c->engine != CFG_ENGINE_REDIS)
+        return 0;
+    if (c->redis_sentinels.n > 0) {
+        if (!c->redis_master_name[0]) {
+            cfg_where(x, x->seen[cfg_key_index("redis", "sentinels")], where, sizeof(where));
+            snprintf(err, errlen, "%skey 'master_name': not set, but sentinels is", where);
+            return -1;
+        }
+        for (int i = 0; i < c->redis_sentinels.n; i++) {
+            r = cfg_resolve(c->redis_sentinels.items[i], c->redis_sentinel_host[i],
+                            sizeof(c->redis_sentinel_host[i]), &c->redis_sentinel_port[i],
+                            why, sizeof(why));
+            if (r) {
+                cfg_where(x, x->seen[cfg_key_index("redis", "sentinels")], where, sizeof(where));
+                snprintf(err, errlen, "%skey 'sentinels': '%s' %s", where,
+                         c->redis_sentinels.items[i], r);
+                return -1;
+            }
+        }
+    } else if (c->redis_address[0] != '/') {
+        r = cfg_resolve(c->redis_address, c->redis_host, sizeof(c->redis_host), &c->redis_port,
+                        why, sizeof(why));
+        if (r) {
+            cfg_where(x, x->seen[cfg_key_index("redis", "address")], where, sizeof(where));
+            snprintf(err, errlen, "%skey 'address': '%s' %s", where, c->redis_address, r);
+            return -1;
+        }
+    }
+    if (c->redis_password_file[0]) {
+        struct cfg_secret pw;
+        memset(&pw, 0, sizeof(pw));
+        r = cfg_read_secret(c->redis_password_file, &pw, 1, why, sizeof(why));
+        if (!r && memchr(pw.key, '\0', pw.len))
+            r = "holds a NUL byte";
+        if (r) {
+            cfg_where(x, x->seen[cfg_key_index("redis", "password_file")], where, sizeof(where));
+            snprintf(err, errlen, "%skey 'password_file': %s: %s", where, c->redis_password_file, r);
+            explicit_bzero(&pw, sizeof(pw));
+            return -1;
+        }
+        memcpy(c->redis_password, pw.key, pw.len);
+        c->redis_password[pw.len] = '\0';
+        explicit_bzero(&pw, sizeof(pw));
     }
     return 0;
 }
@@ -713,7 +841,8 @@ int cfg_load(struct cfg *c, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s%s", where, x.err);
         goto out;
     }
-    if (cfg_validate(&x, err, errlen) < 0 || cfg_load_secrets(&x, err, errlen) < 0)
+    if (cfg_validate(&x, err, errlen) < 0 || cfg_load_secrets(&x, err, errlen) < 0 ||
+        cfg_check_redis(&x, err, errlen) < 0)
         goto out;
     ret = 0;
 out:

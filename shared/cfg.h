@@ -12,11 +12,13 @@
  *   [ws-server]   the WebSocket server
  *   [publisher]   fcgi-publisher
  *   [channels]    channel patterns: public, publish, subscribe
+ *   [redis]       the Redis engine's server (ws-server, engine = redis)
  * Ini keys are the field names, except: the *_timeout_ms / *_interval_ms
  * fields drop "_ms" and the *_s fields drop "_s" (history_ttl, token_ttl);
  * [ws-server] workers -> ws_workers; [publisher] listen, workers,
  * allowed_origins -> pub_listen, pub_workers, pub_allowed_origins;
- * [channels] public -> public_channels. conf/wspush.ini documents each.
+ * [channels] public -> public_channels; [redis] K -> redis_K.
+ * conf/wspush.ini documents each.
  * Lists (listen, allowed_origins, patterns, publish_allow_uids/gids) are
  * space separated and may also repeat, each line adding to the list; the
  * file's first line for a list replaces that list's default. A scalar key
@@ -94,6 +96,28 @@ struct cfg {
     int    ws_workers;                /* 1 */
     int    max_token_lifetime_s;      /* 24 h: longest exp - iat of a subscribe token */
     int    max_revocations;           /* 100000 users remembered by disconnect */
+    int    engine;                    /* enum cfg_engine, default memory; restart to change */
+
+    /* [redis] (engine = redis; restart to change). Host names are resolved
+     * by cfg_load into redis_host / redis_sentinel_host (numeric), so the
+     * event loop never calls a blocking getaddrinfo. */
+    char   redis_address[CFG_PATH_MAX];   /* host:port, [v6]:port or a Unix path; 127.0.0.1:6379 */
+    char   redis_host[64];                /* numeric address of redis_address ("" for a Unix path) */
+    int    redis_port;
+    char   redis_password_file[CFG_PATH_MAX]; /* optional AUTH password file */
+    char   redis_password[CFG_MAX_SECRET + 1];/* its contents, NUL-terminated */
+    int    redis_db;                      /* SELECT, 0 */
+    char   redis_prefix[64];              /* key prefix, "wspush:" */
+    int    redis_connect_timeout_ms;      /* 1000 */
+    int    redis_command_timeout_ms;      /* 1000: a publish unanswered in time -> 504 */
+    struct cfg_list redis_sentinels;      /* host:port of Sentinels; then master_name is required */
+    char   redis_sentinel_host[CFG_MAX_LIST][64]; /* numeric, one per sentinel */
+    int    redis_sentinel_port[CFG_MAX_LIST];
+    char   redis_master_name[64];         /* Sentinel's name of the master */
+    int    redis_channel_history_size;    /* 100 entries per channel stream; 0 = none */
+    int    redis_channel_history_ttl_s;   /* 300: stream expiry after its last publish */
+    int    redis_wait_replicas;           /* 0 = off: WAIT this many replicas before acking */
+    int    redis_probe_interval_ms;       /* 1000: PUB/SUB liveness probe period */
 
     /* [publisher] */
     char   pub_listen[CFG_PATH_MAX];  /* Unix path or host:port; empty = fd 0 */
@@ -116,6 +140,7 @@ struct cfg {
 };
 
 enum cfg_auth { CFG_AUTH_REMOTE_USER = 0, CFG_AUTH_JWT = 1 };
+enum cfg_engine { CFG_ENGINE_MEMORY = 0, CFG_ENGINE_REDIS = 1 };
 
 #define CFG_DEFAULT_PATH "/etc/wspush/wspush.ini"
 

@@ -253,6 +253,8 @@ const char *ipc_error_name(uint16_t code)
     case IPC_ERR_NOT_ALLOWED: return "not allowed";
     case IPC_ERR_BAD_DATA:    return "data is not one JSON value";
     case IPC_ERR_INTERNAL:    return "internal error";
+    case IPC_ERR_UNAVAILABLE: return "unavailable";
+    case IPC_ERR_TIMEOUT:     return "timeout";
     default:                  return "unknown error";
     }
 }

@@ -35,6 +35,10 @@ enum ipc_error_code {
     IPC_ERR_NOT_ALLOWED = 4, /* peer may not do this */
     IPC_ERR_BAD_DATA = 5,    /* data is not one JSON value */
     IPC_ERR_INTERNAL = 6,    /* out of memory and the like */
+    IPC_ERR_UNAVAILABLE = 7, /* the engine's store (Redis) is unreachable: nothing
+                                published; a disconnect closed only this node's */
+    IPC_ERR_TIMEOUT = 8,     /* the engine's store did not answer in time: the
+                                message may or may not be published */
 };
 
 /* Decoder results (negative). */

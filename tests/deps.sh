@@ -3,14 +3,14 @@
 # are missing: `apt-get update` once, then one `apt-get install -y`.
 # Usage: tests/deps.sh build|test|run|run-php|run-cluster|bench
 set -euo pipefail
-want="build-essential pkg-config libssl-dev libjansson-dev libjwt-dev libinih-dev"
+want="build-essential pkg-config libssl-dev libjansson-dev libjwt-dev libinih-dev libhiredis-dev"
 case "${1:-build}" in
   build) ;;
   test)  want="$want libcmocka-dev clang libclang-rt-14-dev nginx apache2 apache2-utils libapache2-mod-fcgid lighttpd caddy h2o python3-pytest python3-websockets valgrind chromium procps prometheus python3-prometheus-client"
          want="$want php-cli phpunit php-fpm"           # the PHP client and site
          want="$want libfcgi-dev libfcgi-bin"           # libfcgi, the FastCGI oracle
          want="$want python3-cryptography"              # certificates for the TLS tests
-         want="$want redis-server redis-sentinel" ;;    # the cluster and fault tests (real Redis)
+         want="$want redis-server redis-sentinel" ;;    # the Redis engine's tests
   run)   want="$want nginx apache2-utils openssl" ;;
   run-php) want="$want nginx apache2-utils php-fpm php-cli" ;;
   run-cluster) want="$want nginx apache2-utils openssl redis-server redis-sentinel" ;;

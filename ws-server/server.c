@@ -446,6 +446,10 @@ static void server_restore_revocations(struct server *srv)
 
 static int server_build(struct server *srv, char *err, size_t errlen)
 {
+    if (srv->cfg->engine == CFG_ENGINE_REDIS) {
+        snprintf(err, errlen, "engine = redis: not available in this build");
+        return -1;
+    }
     struct history_limits lim;
     server_history_limits(srv->cfg, &lim);
     struct cfg *const *cfg = &srv->cfg;

@@ -444,6 +444,15 @@ static void test_errors(void **state)
           "not set, but tls_certificate_key is" },
         { "[wspush]\n[ws-server]\nhandshake_timeout\n", 3, NULL,
           "syntax error: expected [section] or key = value" },
+        { "[ws-server]\nengine = disk\n", 2, "engine", "'disk' is not memory or redis" },
+        { "[redis]\nprobe_interval = 5ms\n", 2, "probe_interval", "out of range (min 10)" },
+        { "[redis]\nsentinels = 127.0.0.1\n", 2, "sentinels", "is not host:port" },
+        { "[wspush]\nsecret_file = secret\n[ws-server]\nengine = redis\n[redis]\n"
+          "sentinels = 127.0.0.1:26379\n", 6, "master_name", "not set, but sentinels is" },
+        { "[wspush]\nsecret_file = secret\n[ws-server]\nengine = redis\n[redis]\n"
+          "address = 127.0.0.1\n", 6, "address", "is not host:port, [v6]:port or a Unix" },
+        { "[wspush]\nsecret_file = secret\n[ws-server]\nengine = redis\n[redis]\n"
+          "password_file = nosuch\n", 6, "password_file", "No such file" },
         /* A syntax error before a bad value is the one reported. */
         { "[wspush]\nnot a pair\nbogus = 1\n", 2, NULL, "syntax error" },
         { "[wspush]\nbogus = 1\nnot a pair\n", 2, "bogus", "unknown key" },
@@ -672,6 +681,55 @@ static void test_missing_file(void **state)
 }
 
 /* A list key given in the file replaces its default, once. */
+/* [redis]: defaults, a resolved address, the password read from its file,
+ * a Unix path left alone, and no resolution at all with engine = memory. */
+static void test_redis(void **state)
+{
+    (void)state;
+    char err[512], pw[160];
+    struct cfg c;
+    snprintf(pw, sizeof(pw), "%s/pw", tdir);
+    tw_write(pw, "hunter2\n", 8);
+    tw_ini("[wspush]\nsecret_file = secret\n");
+    assert_int_equal(cfg_load(&c, ini, err, sizeof(err)), 0);
+    assert_int_equal(c.engine, CFG_ENGINE_MEMORY);
+    assert_string_equal(c.redis_address, "127.0.0.1:6379");
+    assert_string_equal(c.redis_host, "");
+    assert_string_equal(c.redis_prefix, "wspush:");
+    assert_int_equal(c.redis_command_timeout_ms, 1000);
+    assert_int_equal(c.redis_channel_history_size, 100);
+    assert_int_equal(c.redis_channel_history_ttl_s, 300);
+    cfg_free(&c);
+
+    tw_ini("[wspush]\nsecret_file = secret\n[ws-server]\nengine = redis\n[redis]\n"
+           "address = localhost:6390\npassword_file = pw\ndb = 3\nprefix = a:\n"
+           "command_timeout = 2s\nwait_replicas = 1\nchannel_history_ttl = 1m\n");
+    assert_int_equal(cfg_load(&c, ini, err, sizeof(err)), 0);
+    assert_int_equal(c.engine, CFG_ENGINE_REDIS);
+    assert_true(strcmp(c.redis_host, "127.0.0.1") == 0 || strcmp(c.redis_host, "::1") == 0);
+    assert_int_equal(c.redis_port, 6390);
+    assert_string_equal(c.redis_password, "hunter2");
+    assert_int_equal(c.redis_db, 3);
+    assert_string_equal(c.redis_prefix, "a:");
+    assert_int_equal(c.redis_command_timeout_ms, 2000);
+    assert_int_equal(c.redis_wait_replicas, 1);
+    assert_int_equal(c.redis_channel_history_ttl_s, 60);
+    cfg_free(&c);
+
+    tw_ini("[wspush]\nsecret_file = secret\n[ws-server]\nengine = redis\n[redis]\n"
+           "address = /run/redis.sock\nsentinels = 127.0.0.1:1 [::1]:2\nmaster_name = m\n");
+    assert_int_equal(cfg_load(&c, ini, err, sizeof(err)), 0);
+    assert_int_equal(c.redis_sentinels.n, 2);
+    assert_string_equal(c.redis_sentinel_host[1], "::1");
+    assert_int_equal(c.redis_sentinel_port[1], 2);
+    cfg_free(&c);
+
+    /* A memory node never resolves: a name that does not exist is fine. */
+    tw_ini("[wspush]\nsecret_file = secret\n[redis]\naddress = nosuch.invalid:1\n");
+    assert_int_equal(cfg_load(&c, ini, err, sizeof(err)), 0);
+    cfg_free(&c);
+}
+
 static void test_list_replaces_default(void **state)
 {
     (void)state;
@@ -705,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_relative_dir),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_list_replaces_default),
+        cmocka_unit_test(test_redis),
     };
     return cmocka_run_group_tests(tests, tw_setup, tw_teardown);
 }
