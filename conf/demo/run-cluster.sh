@@ -107,7 +107,7 @@ start_site() {
   site_pids+=("$!")
   local pid=$! t
   for ((t = 0; t < 400; t++)); do
-    port_busy "$port" && [ -S "$run/$name/publish.sock" ] && return 0
+    [ -e "$run/$name/ready" ] && return 0
     kill -0 "$pid" 2>/dev/null || die "site $name did not start (its messages are above)"
     sleep 0.05
   done

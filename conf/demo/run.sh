@@ -224,6 +224,9 @@ else
 fi
 wait_ready "$web" bash -c "(exec 3<>/dev/tcp/$host/$port) 2>/dev/null"
 
+# Every process is up: what conf/demo/run-cluster.sh waits for.
+: > "$run/ready"
+
 page_what="page      "
 tls_page="; page: http://$host:$port/?ws=tls"
 [ "$site" = php ] && page_what="PHP site  " && tls_page=""
