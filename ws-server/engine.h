@@ -4,15 +4,18 @@
  * this process; an engine shared by several nodes (Redis) fills the same
  * table.
  *
- * Arrows: sources (the publish socket) call engine_publish(); the engine
- * calls the deliver function it was given (the hub) for every message,
- * local or relayed from another node; sessions ask engine_history() for
- * what a resuming page missed and get the answer through a callback, which
- * a remote engine may call later (a memory engine calls it at once).
+ * Arrows: sources (the publish socket) call engine_publish() and get the
+ * outcome through a callback, which a remote engine calls once its store
+ * has the message (the memory engine calls it before returning); the
+ * engine calls the deliver function it was given (the hub) for every
+ * message, local or relayed from another node; sessions ask
+ * engine_history() for what a resuming page missed and get the answer
+ * through a callback too.
  */
 #ifndef WSPUSH_ENGINE_H
 #define WSPUSH_ENGINE_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +40,19 @@ struct engine_result {
     char     id[MSG_ID_MAX];
     uint32_t deliveries;          /* queued on this node, summed over channels */
 };
+
+/* The outcome of a publish (status of engine_published_fn). */
+#define ENGINE_E_INVALID     (-EINVAL)    /* an id given that this engine cannot accept */
+#define ENGINE_E_NOMEM       (-ENOMEM)    /* nothing delivered, no id used */
+#define ENGINE_E_UNAVAILABLE (-ENOTCONN)  /* the shared store is unreachable: not published */
+#define ENGINE_E_TIMEOUT     (-ETIMEDOUT) /* the store did not answer in time: may or may
+                                             not be published */
+
+/* Called exactly once per engine_publish(), perhaps before it returns;
+ * r is valid (status 0) for the call only. The engine has copied what it
+ * needs of the request: the caller's buffers may change right after
+ * engine_publish() returns. */
+typedef void engine_published_fn(void *arg, int status, const struct engine_result *r);
 
 /* "What did I miss on these channels after this id?" */
 struct engine_query {
@@ -63,9 +79,10 @@ struct engine_answer {
 typedef void engine_answer_fn(void *arg, const struct engine_answer *a);
 
 struct engine_ops {
-    /* 0, -ENOMEM (nothing delivered, no id used) or -EINVAL (an id given
-     * that this engine cannot accept). */
-    int         (*publish)(engine_t *e, const struct engine_publish *p, struct engine_result *r);
+    /* Ends in exactly one cb(arg, status, result), status 0 or ENGINE_E_*.
+     * Outcomes reach the callbacks in the order of the calls. */
+    void        (*publish)(engine_t *e, const struct engine_publish *p, engine_published_fn *cb,
+                           void *arg);
     void        (*history)(engine_t *e, const struct engine_query *q, engine_answer_fn *cb, void *arg);
     /* The newest id ("<epoch>-0" before the first), for the greeting. */
     struct str  (*last_id)(const engine_t *e);
@@ -79,8 +96,9 @@ struct engine {
     void                    *deliver_ctx;
 };
 
-static inline int engine_publish(engine_t *e, const struct engine_publish *p, struct engine_result *r)
-{ return e->ops->publish(e, p, r); }
+static inline void engine_publish(engine_t *e, const struct engine_publish *p,
+                                  engine_published_fn *cb, void *arg)
+{ e->ops->publish(e, p, cb, arg); }
 static inline void engine_history(engine_t *e, const struct engine_query *q, engine_answer_fn *cb, void *arg)
 { e->ops->history(e, q, cb, arg); }
 static inline struct str engine_last_id(const engine_t *e) { return e->ops->last_id(e); }

@@ -55,7 +55,7 @@ static int em_parse_id(struct str id, uint32_t *epoch, uint64_t *seq)
     return 0;
 }
 
-static int em_publish(engine_t *e, const struct engine_publish *p, struct engine_result *r)
+static int em_publish_now(engine_t *e, const struct engine_publish *p, struct engine_result *r)
 {
     struct engine_memory *m = em(e);
     uint32_t epoch = m->epoch;
@@ -94,6 +94,16 @@ static int em_publish(engine_t *e, const struct engine_publish *p, struct engine
     m->published++;
     memcpy(r->id, id, sizeof(id));
     return 0;
+}
+
+/* Everything is here: the outcome is known before returning. */
+static void em_publish(engine_t *e, const struct engine_publish *p, engine_published_fn *cb,
+                       void *arg)
+{
+    struct engine_result r;
+    memset(&r, 0, sizeof(r));
+    int rc = em_publish_now(e, p, &r);
+    cb(arg, rc, rc == 0 ? &r : NULL);
 }
 
 struct em_collect {

@@ -19,6 +19,24 @@
 /* Answers waiting past this make us stop reading the peer's requests until
  * it reads: a peer that pipelines without reading cannot grow our memory. */
 #define PUBSOCK_OUT_HIGH (1u << 20)
+/* Requests waiting for the engine past this stop the reading too. */
+#define PUBSOCK_PENDING_HIGH 4096
+
+/* One request whose answer cannot be written yet: its own outcome is not
+ * known, or one before it is still waiting. */
+struct pubreq {
+    struct list_node node;         /* p->pending; list_last() is the oldest */
+    struct pubpeer  *p;            /* NULL once the peer is gone */
+    uint32_t         req_id;
+    uint8_t          type;         /* the answer: IPC_ACK, IPC_DISCONNECTED, IPC_ERROR */
+    int              done;
+    uint16_t         code;
+    uint32_t         count;
+    int              nchannels;
+    struct timespec  t0;
+    char             id[MSG_ID_MAX];
+    char             text[120];
+};
 
 struct pubpeer {
     struct ev_io     io;
@@ -31,6 +49,8 @@ struct pubpeer {
     int             allowed;
     int             dead;
     int             close_after_flush;
+    int             parsing;       /* inside pubsock_parse: it flushes after */
+    struct list     pending;       /* struct pubreq, in request order */
 };
 
 struct pubsock {
@@ -73,6 +93,65 @@ static int pubsock_peer_allowed(const struct cfg *cfg, uid_t uid, gid_t gid)
     return 0;
 }
 
+static int pubsock_encode(struct pubpeer *p, const struct pubreq *r)
+{
+    switch (r->type) {
+    case IPC_ACK:
+        return ipc_encode_ack(&p->out, r->req_id, r->count, r->id, strlen(r->id));
+    case IPC_DISCONNECTED:
+        return ipc_encode_disconnected(&p->out, r->req_id, r->count);
+    default:
+        return ipc_encode_error(&p->out, r->req_id, r->code, r->text);
+    }
+}
+
+static void pubsock_flush(struct pubpeer *p);
+static void pubsock_parse(struct pubpeer *p);
+
+/* Writes the answers now known, oldest first, up to the first still
+ * waiting; outside pubsock_parse (an engine's late outcome) also sends
+ * them and goes on reading what waited for room. */
+static void pubsock_drain(struct pubpeer *p)
+{
+    struct list_node *n;
+    while (!p->dead && (n = list_last(&p->pending)) != NULL) {
+        struct pubreq *r = list_entry(n, struct pubreq, node);
+        if (!r->done)
+            break;
+        list_remove(&p->pending, n);
+        int rc = pubsock_encode(p, r);
+        free(r);
+        if (rc < 0)
+            pubsock_peer_kill(p);
+    }
+    if (p->parsing || p->dead)
+        return;
+    if (buf_used(&p->in) > 0 && p->pending.n < PUBSOCK_PENDING_HIGH)
+        pubsock_parse(p);
+    if (!p->dead)
+        pubsock_flush(p);
+}
+
+/* Queues an answer known now: straight to the output when nothing waits
+ * before it. */
+static void pubsock_answer(struct pubpeer *p, const struct pubreq *a)
+{
+    if (list_empty(&p->pending)) {
+        if (pubsock_encode(p, a) < 0)
+            pubsock_peer_kill(p);
+        return;
+    }
+    struct pubreq *r = malloc(sizeof(*r));
+    if (!r) {
+        pubsock_peer_kill(p);
+        return;
+    }
+    *r = *a;
+    r->p = p;
+    r->done = 1;
+    list_push(&p->pending, &r->node);
+}
+
 static void pubsock_error(struct pubpeer *p, uint32_t req_id, uint16_t code, const char *text)
 {
     log_info("publish socket: request %u refused: %s", req_id, text);
@@ -80,8 +159,72 @@ static void pubsock_error(struct pubpeer *p, uint32_t req_id, uint16_t code, con
         p->ps->stats.error++;
     else
         p->ps->stats.refused++;
-    if (ipc_encode_error(&p->out, req_id, code, text) < 0)
+    struct pubreq a = { .req_id = req_id, .type = IPC_ERROR, .code = code };
+    snprintf(a.text, sizeof(a.text), "%s", text);
+    pubsock_answer(p, &a);
+}
+
+/* A request whose outcome comes through a callback; NULL (peer killed)
+ * when out of memory. */
+static struct pubreq *pubsock_wait(struct pubpeer *p, uint32_t req_id)
+{
+    struct pubreq *r = calloc(1, sizeof(*r));
+    if (!r) {
         pubsock_peer_kill(p);
+        return NULL;
+    }
+    r->p = p;
+    r->req_id = req_id;
+    list_push(&p->pending, &r->node);
+    return r;
+}
+
+static void pubsock_published(void *arg, int status, const struct engine_result *res)
+{
+    struct pubreq *r = arg;
+    struct pubpeer *p = r->p;
+    if (!p) {
+        free(r);
+        return;
+    }
+    struct pubsock *ps = p->ps;
+    r->done = 1;
+    if (status == 0) {
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        int64_t ns = (int64_t)(t1.tv_sec - r->t0.tv_sec) * 1000000000 + (t1.tv_nsec - r->t0.tv_nsec);
+        stats_hist_observe(&ps->stats.fanout, ns > 0 ? (uint64_t)ns : 0);
+        ps->stats.ok++;
+        log_debug("published %s to %d channel(s), %u subscriber(s)", res->id, r->nchannels,
+                  res->deliveries);
+        r->type = IPC_ACK;
+        r->count = res->deliveries;
+        snprintf(r->id, sizeof(r->id), "%s", res->id);
+    } else {
+        r->type = IPC_ERROR;
+        const char *why;
+        switch (status) {
+        case ENGINE_E_UNAVAILABLE:
+            r->code = IPC_ERR_UNAVAILABLE;
+            why = "Redis is unreachable: the message was not published";
+            break;
+        case ENGINE_E_TIMEOUT:
+            r->code = IPC_ERR_TIMEOUT;
+            why = "Redis did not answer in time: the message may or may not be published";
+            break;
+        default:
+            r->code = IPC_ERR_INTERNAL;
+            why = "out of memory";
+            break;
+        }
+        snprintf(r->text, sizeof(r->text), "%s", why);
+        log_info("publish socket: request %u refused: %s", r->req_id, why);
+        if (r->code == IPC_ERR_INTERNAL)
+            ps->stats.error++;
+        else
+            ps->stats.refused++;
+    }
+    pubsock_drain(p);
 }
 
 static void pubsock_publish(struct pubpeer *p, const struct ipc_msg *m)
@@ -108,20 +251,36 @@ static void pubsock_publish(struct pubpeer *p, const struct ipc_msg *m)
                       rc == PAYLOAD_E_UTF8 ? payload_strerror(PAYLOAD_E_JSON) : payload_strerror(rc));
         return;
     }
+    struct pubreq *r = pubsock_wait(p, m->req_id);
+    if (!r)
+        return;
+    r->t0 = t0;
+    r->nchannels = m->nchannels;
     struct engine_publish pub = { m->channels, m->nchannels, m->data, { NULL, 0 } };
-    struct engine_result res;
-    struct timespec t1;
-    if (engine_publish(p->ps->engine, &pub, &res) < 0) {
-        pubsock_error(p, m->req_id, IPC_ERR_INTERNAL, "out of memory");
+    engine_publish(p->ps->engine, &pub, pubsock_published, r);
+}
+
+static void pubsock_disconnected(void *arg, int status, uint32_t connections)
+{
+    struct pubreq *r = arg;
+    struct pubpeer *p = r->p;
+    if (!p) {
+        free(r);
         return;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
-    stats_hist_observe(&p->ps->stats.fanout, ns > 0 ? (uint64_t)ns : 0);
-    p->ps->stats.ok++;
-    log_debug("published %s to %d channel(s), %u subscriber(s)", res.id, m->nchannels, res.deliveries);
-    if (ipc_encode_ack(&p->out, m->req_id, res.deliveries, res.id, strlen(res.id)) < 0)
-        pubsock_peer_kill(p);
+    r->done = 1;
+    if (status == 0) {
+        p->ps->stats.ok++;
+        r->type = IPC_DISCONNECTED;
+        r->count = connections;
+    } else {
+        p->ps->stats.refused++;
+        r->type = IPC_ERROR;
+        r->code = IPC_ERR_UNAVAILABLE;
+        snprintf(r->text, sizeof(r->text), "Redis is unreachable: %u connection(s) closed on "
+                 "this node, the other nodes were not reached", connections);
+    }
+    pubsock_drain(p);
 }
 
 static void pubsock_handle(struct pubpeer *p, const struct ipc_msg *m)
@@ -135,11 +294,9 @@ static void pubsock_handle(struct pubpeer *p, const struct ipc_msg *m)
         pubsock_publish(p, m);
         break;
     case IPC_DISCONNECT: {
-        uint32_t n = p->ps->h.disconnect_user(p->ps->ctx, m->user);
-        p->ps->stats.ok++;
-        log_info("disconnect user '%.*s': %u connection(s)", (int)m->user.len, m->user.p, n);
-        if (ipc_encode_disconnected(&p->out, m->req_id, n) < 0)
-            pubsock_peer_kill(p);
+        struct pubreq *r = pubsock_wait(p, m->req_id);
+        if (r)
+            p->ps->h.disconnect_user(p->ps->ctx, m->user, pubsock_disconnected, r);
         break;
     }
     default:
@@ -157,18 +314,19 @@ static size_t pubsock_max_frame(const struct cfg *cfg)
 static void pubsock_parse(struct pubpeer *p)
 {
     const struct cfg *cfg = *p->ps->cfg;
-    while (!p->dead && !p->close_after_flush) {
+    p->parsing = 1;
+    while (!p->dead && !p->close_after_flush && p->pending.n < PUBSOCK_PENDING_HIGH) {
         if (p->skip > 0) {
             size_t n = buf_used(&p->in) < p->skip ? buf_used(&p->in) : p->skip;
             buf_consume(&p->in, n);
             p->skip -= n;
             if (p->skip > 0)
-                return;
+                break;
         }
         struct ipc_msg m;
         ssize_t n = ipc_decode(buf_head(&p->in), buf_used(&p->in), pubsock_max_frame(cfg), &m);
         if (n == IPC_NEED_MORE)
-            return;
+            break;
         if (n == IPC_E_TOO_BIG) {
             pubsock_error(p, m.req_id, IPC_ERR_TOO_BIG, "message over max_message_bytes");
             p->skip = m.frame_len;
@@ -178,11 +336,14 @@ static void pubsock_parse(struct pubpeer *p)
             /* The stream has lost its framing: answer once and hang up. */
             pubsock_error(p, 0, IPC_ERR_MALFORMED, "malformed frame");
             p->close_after_flush = 1;
-            return;
+            break;
         }
+        /* Consumed first: the engine copies what it keeps, and a late
+         * outcome may parse on from here. */
         pubsock_handle(p, &m);
         buf_consume(&p->in, (size_t)n);
     }
+    p->parsing = 0;
 }
 
 static void pubsock_flush(struct pubpeer *p)
@@ -200,14 +361,15 @@ static void pubsock_flush(struct pubpeer *p)
     }
     if (p->dead)
         return;
-    if (buf_used(&p->out) == 0 && p->close_after_flush) {
+    if (buf_used(&p->out) == 0 && p->close_after_flush && list_empty(&p->pending)) {
         pubsock_peer_kill(p);
         return;
     }
     unsigned ev = 0;
     if (buf_used(&p->out) > 0)
         ev |= EV_WRITE;
-    if (buf_used(&p->out) < PUBSOCK_OUT_HIGH && !p->close_after_flush)
+    if (buf_used(&p->out) < PUBSOCK_OUT_HIGH && !p->close_after_flush &&
+        p->pending.n < PUBSOCK_PENDING_HIGH)
         ev |= EV_READ;
     ev_io_set(p->ps->loop, &p->io, ev);
 }
@@ -229,7 +391,8 @@ static void pubsock_peer_io(ev_loop_t *loop, struct ev_io *io, unsigned events)
             if (n > 0) {
                 p->in.len += (size_t)n;
                 pubsock_parse(p);
-                if (p->dead || buf_used(&p->out) >= PUBSOCK_OUT_HIGH)
+                if (p->dead || buf_used(&p->out) >= PUBSOCK_OUT_HIGH ||
+                    p->pending.n >= PUBSOCK_PENDING_HIGH)
                     break;
                 continue;
             }
@@ -269,6 +432,7 @@ static void pubsock_accept(struct listener *l, int fd, void *data)
     p->ps = ps;
     p->uid = cred.uid;
     p->gid = cred.gid;
+    list_init(&p->pending);
     p->allowed = pubsock_peer_allowed(*ps->cfg, cred.uid, cred.gid);
     if (!p->allowed)
         log_warn("publish socket: peer uid %u gid %u not allowed", (unsigned)cred.uid,
@@ -294,6 +458,16 @@ void pubsock_pump(struct pubsock *ps)
 static void pubsock_peer_free(struct pubsock *ps, struct pubpeer *p)
 {
     list_remove(&ps->dead, &p->node);
+    /* Outcomes still to come find their request orphaned and free it. */
+    struct list_node *n;
+    while ((n = list_first(&p->pending)) != NULL) {
+        struct pubreq *r = list_entry(n, struct pubreq, node);
+        list_remove(&p->pending, n);
+        if (r->done)
+            free(r);
+        else
+            r->p = NULL;
+    }
     close(p->io.fd);
     buf_free(&p->in);
     buf_free(&p->out);

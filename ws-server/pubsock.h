@@ -7,6 +7,11 @@
  * both empty = any peer that can open the file; ws-server's own uid is
  * always allowed). A peer outside the list gets IPC_ERR_NOT_ALLOWED for
  * every request.
+ *
+ * Answers go out in request order, one per request, whenever the engine
+ * gives each its outcome (a Redis engine answers later than it is asked):
+ * a request's answer waits for those before it. A peer with
+ * PUBSOCK_PENDING_HIGH requests unanswered is not read until some are.
  */
 #ifndef WSPUSH_PUBSOCK_H
 #define WSPUSH_PUBSOCK_H
@@ -22,9 +27,16 @@
 
 struct pubsock;
 
+/* The outcome of a DISCONNECT: status 0, or ENGINE_E_UNAVAILABLE when
+ * only this node's connections were closed (the other nodes were not
+ * reached); connections = how many this node closed. */
+typedef void pubsock_disconnected_fn(void *arg, int status, uint32_t connections);
+
 struct pubsock_handlers {
-    /* DISCONNECT: close every connection of user; returns how many. */
-    uint32_t (*disconnect_user)(void *ctx, struct str user);
+    /* DISCONNECT: close every connection of user, here and (cluster) on
+     * every node; ends in exactly one done(arg, ...), perhaps before
+     * returning. user is valid for the call only. */
+    void (*disconnect_user)(void *ctx, struct str user, pubsock_disconnected_fn *done, void *arg);
 };
 
 /* Binds (*cfg)->publish_socket; publishes go to engine. cfg points at the

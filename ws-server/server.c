@@ -146,7 +146,8 @@ static void server_pump(void *ctx)
         pubsock_pump(srv->pubsock);
 }
 
-static uint32_t server_disconnect_user(void *ctx, struct str user)
+static void server_disconnect_user(void *ctx, struct str user, pubsock_disconnected_fn *done,
+                                   void *arg)
 {
     struct server *srv = ctx;
     /* Remembered first: a page reconnecting at once with its old token
@@ -157,7 +158,7 @@ static uint32_t server_disconnect_user(void *ctx, struct str user)
     uint32_t n = sessions_disconnect_user(srv->sessions, user);
     log_info("disconnect user '%.*s': %u connection(s), tokens issued until now revoked",
              (int)user.len, user.p, n);
-    return n;
+    done(arg, 0, n);
 }
 
 /* ---- metrics: the exporter reads every module's counters ---- */

@@ -1,13 +1,9 @@
-"""Real Redis for the tests: redis-server on a temporary Unix socket (and a
-127.0.0.1 port when a replica or Sentinel needs TCP), with or without
-persistence, a replica, redis-sentinel, SIGSTOP/SIGCONT, SIGKILL and a
-restart on the same socket and directory; a small RESP client of our own
-(no python3-redis needed); and ws-server nodes on one Redis
-(engine = redis, one secret, each its own port and publish socket).
-
-Everything is bounded in time and stopped by the fixtures even when a test
-fails. The directories are short (mkdtemp under /tmp): a Unix socket path
-must fit in 108 bytes, and pytest's tmp_path may not."""
+"""Real redis-server processes for the tests of the Redis engine: one class
+to start, stop, pause and restart a server on a temporary Unix socket (and,
+when asked, a loopback TCP port, for replicas and Sentinel), plus a small
+RESP client to look at what ws-server wrote. Every wait is bounded. The one
+place that knows how to run Redis for the tests: harness.py (WSPUSH_ENGINE=
+redis) and the cluster tests use it."""
 import os
 import pathlib
 import shutil
@@ -20,22 +16,21 @@ import time
 from harness import Env, free_port, stop_process, wait_for
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-REDIS_SENTINEL = shutil.which("redis-sentinel") or "/usr/bin/redis-sentinel"
-MASTER_NAME = "wspush"
 
 
 class RespError(Exception):
-    """An error reply (-ERR ...) from Redis."""
+    pass
 
 
 class Resp:
-    """A blocking RESP2 client of one connection: commands in, replies out."""
+    """A blocking RESP2 client: enough to inspect keys and drive a server
+    from a test (no library: the tests must not need redis-py)."""
 
-    def __init__(self, address, timeout=2.0):
+    def __init__(self, address, timeout=5.0):
         if isinstance(address, tuple):
             self.sock = socket.create_connection(address, timeout=timeout)
         else:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock = socket.socket(socket.AF_UNIX)
             self.sock.settimeout(timeout)
             self.sock.connect(str(address))
         self.buf = b""
@@ -58,7 +53,7 @@ class Resp:
         line, self.buf = self.buf.split(b"\r\n", 1)
         return line
 
-    def _bytes(self, n):
+    def _exact(self, n):
         while len(self.buf) < n + 2:
             chunk = self.sock.recv(65536)
             if not chunk:
@@ -67,141 +62,95 @@ class Resp:
         data, self.buf = self.buf[:n], self.buf[n + 2:]
         return data
 
-    def reply(self):
+    def read(self):
         line = self._line()
         kind, rest = line[:1], line[1:]
         if kind == b"+":
             return rest.decode()
         if kind == b"-":
-            return RespError(rest.decode())
+            raise RespError(rest.decode())
         if kind == b":":
             return int(rest)
         if kind == b"$":
             n = int(rest)
-            return None if n < 0 else self._bytes(n)
+            return None if n < 0 else self._exact(n)
         if kind == b"*":
             n = int(rest)
-            return None if n < 0 else [self.reply() for _ in range(n)]
-        raise ConnectionError(f"bad RESP line {line!r}")
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise RespError("bad reply %r" % line)
 
-    def call(self, *args):
-        out = b"*%d\r\n" % len(args)
+    def send(self, *args):
+        out = [b"*%d\r\n" % len(args)]
         for a in args:
             a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        self.sock.sendall(out)
-        r = self.reply()
-        if isinstance(r, RespError):
-            raise r
-        return r
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        self.sock.sendall(b"".join(out))
 
-
-def info(conn, section):
-    """INFO <section> as a dict of str."""
-    text = conn.call("INFO", section).decode()
-    out = {}
-    for line in text.splitlines():
-        if ":" in line and not line.startswith("#"):
-            k, _, v = line.partition(":")
-            out[k] = v
-    return out
+    def command(self, *args):
+        self.send(*args)
+        return self.read()
 
 
 class RedisServer:
-    """One redis-server in its own directory. socket is its Unix socket;
-    port (when tcp=True or replicaof is given) a 127.0.0.1 port.
-    persistent=True: appendonly yes, appendfsync always (every acked write
-    survives a SIGKILL); else no RDB, no AOF (a restart comes back empty)."""
+    """redis-server on dir/<name>.sock (and 127.0.0.1:port when tcp=True),
+    no persistence unless persist=True (then RDB in dir on SIGTERM and
+    appendonly everysec), started at once; stop() / kill() / pause() /
+    resume() / restart() for fault tests. `address` is what [redis]
+    address takes."""
 
-    def __init__(self, persistent=False, tcp=False, replicaof=None, name="redis"):
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="wsr-"))
-        os.chmod(self.dir, 0o700)
+    def __init__(self, dir, name="redis", tcp=False, persist=False, replicaof=None,
+                 extra=()):
+        self.dir = pathlib.Path(dir)
         self.name = name
-        self.socket = self.dir / "redis.sock"
-        self.port = free_port() if (tcp or replicaof) else 0
-        self.persistent = persistent
+        self.socket = self.dir / f"{name}.sock"
+        self.port = free_port() if tcp or replicaof else 0
+        self.persist = persist
         self.replicaof = replicaof
-        self.log = self.dir / "redis.log"
+        self.extra = list(extra)
+        self.log = self.dir / f"{name}.log"
         self.proc = None
-
-    def argv(self):
-        a = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-             "--dir", str(self.dir), "--logfile", str(self.log), "--daemonize", "no",
-             "--save", ""]
-        a += (["--appendonly", "yes", "--appendfsync", "always"] if self.persistent
-              else ["--appendonly", "no"])
-        if self.replicaof:
-            a += ["--replicaof", "127.0.0.1", str(self.replicaof.port)]
-        return a
-
-    def start(self, timeout=5.0):
-        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-
-        def up():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log_text()[-2000:]}")
-            try:
-                with self.client(0.5) as c:
-                    # A replica answers PING while loading, LOADING errors
-                    # come from other commands; a fresh master has loaded.
-                    return c.call("PING") == "PONG" and info(c, "persistence").get("loading") == "0"
-            except (OSError, ConnectionError, RespError):
-                return False
-        wait_for(up, timeout, f"{self.name} to answer")
-        return self
+        self.paused = False
+        self.start()
 
     @property
     def address(self):
-        """The ini value of [redis] address for this server."""
         return str(self.socket)
 
-    @property
-    def tcp_address(self):
-        return f"127.0.0.1:{self.port}"
+    def args(self):
+        a = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+             "--dir", str(self.dir), "--dbfilename", f"{self.name}.rdb",
+             "--logfile", str(self.log), "--daemonize", "no",
+             "--protected-mode", "no"]
+        if self.persist:
+            a += ["--save", "", "--appendonly", "yes", "--appendfsync", "always",
+                  "--appendfilename", f"{self.name}.aof",
+                  "--appenddirname", f"{self.name}-aof"]
+        else:
+            a += ["--save", "", "--appendonly", "no"]
+        if self.replicaof:
+            a += ["--replicaof", "127.0.0.1", str(self.replicaof.port)]
+        return a + self.extra
 
-    def client(self, timeout=2.0):
-        return Resp(self.socket, timeout)
-
-    def call(self, *args):
-        with self.client() as c:
-            return c.call(*args)
-
-    def info(self, section):
-        with self.client() as c:
-            return info(c, section)
-
-    def pause(self):
-        """SIGSTOP: Redis holds every connection and answers nothing."""
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self):
-        self.proc.send_signal(signal.SIGCONT)
-
-    def kill(self):
-        """SIGKILL, as a crash or the OOM killer would."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)   # a stopped process dies too, but be sure
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def restart(self, timeout=10.0):
-        """A new process on the same socket, port and directory (a persistent
-        server reads its AOF back before it answers)."""
-        self.kill()
+    def start(self, timeout=10.0):
         try:
             self.socket.unlink()
         except FileNotFoundError:
             pass
-        return self.start(timeout)
+        self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.paused = False
 
-    def wait_synced(self, timeout=10.0):
-        """A replica: until its link to the master is up and caught up."""
-        def synced():
-            i = self.info("replication")
-            return i.get("master_link_status") == "up" and i.get("master_sync_in_progress") == "0"
-        wait_for(synced, timeout, f"{self.name} to sync with its master")
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError("redis-server exited: " + self.log_text()[-2000:])
+            try:
+                with Resp(self.socket, timeout=0.5) as r:
+                    return r.command("PING") == "PONG"
+            except (OSError, ConnectionError, RespError):
+                return False
+        wait_for(up, timeout=timeout, what="redis-server to answer")
+        return self
 
     def log_text(self):
         try:
@@ -209,49 +158,108 @@ class RedisServer:
         except OSError:
             return ""
 
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            try:
-                stop_process(self.proc, signal.SIGTERM, 5.0)
-            except subprocess.TimeoutExpired:
-                pass
-        self.proc = None
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def client(self):
+        return Resp(self.socket)
+
+    def command(self, *args):
+        with self.client() as r:
+            return r.command(*args)
+
+    def pause(self):
+        """SIGSTOP: the server keeps its connections but answers nothing."""
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def stop(self, timeout=10.0):
+        if self.proc is None:
+            return None
+        if self.paused:
+            self.resume()
+        p, self.proc = self.proc, None
+        return stop_process(p, signal.SIGTERM, timeout)
+
+    def kill(self):
+        """SIGKILL: what was not persisted is lost."""
+        if self.proc is None:
+            return
+        p, self.proc = self.proc, None
+        p.kill()
+        p.wait(10)
+        self.paused = False
+
+    def restart(self, timeout=10.0):
+        self.stop()
+        return self.start(timeout)
+
+    def run_id(self):
+        info = self.command("INFO", "server").decode()
+        for line in info.splitlines():
+            if line.startswith("run_id:"):
+                return line.split(":", 1)[1].strip()
+        return None
+
+
+def redis_ini(server, prefix="wspush:", **extra):
+    """The [redis] section for a node using server."""
+    sec = {"address": server.address, "prefix": prefix,
+           "connect_timeout": "500ms", "command_timeout": "500ms",
+           "probe_interval": "200ms"}
+    sec.update({k: str(v) for k, v in extra.items()})
+    return sec
+
+
+def engine_is_redis():
+    """True when the suites run their second, Redis-engine pass."""
+    return os.environ.get("WSPUSH_ENGINE", "memory") == "redis"
+
+
+# ---- replication, Sentinel and ws-server nodes: the cluster and fault tests
+
+REDIS_SENTINEL = shutil.which("redis-sentinel") or "/usr/bin/redis-sentinel"
+MASTER_NAME = "wspush"
+
+
+def info(server, section):
+    """INFO <section> of a RedisServer as a dict of str."""
+    out = {}
+    for line in server.command("INFO", section).decode().splitlines():
+        if ":" in line and not line.startswith("#"):
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def wait_synced(replica, timeout=10.0):
+    """Until a replica's link to its master is up and the first sync done."""
+    def synced():
+        i = info(replica, "replication")
+        return i.get("master_link_status") == "up" and i.get("master_sync_in_progress") == "0"
+    wait_for(synced, timeout, f"{replica.name} to sync with its master")
 
 
 class Sentinel:
-    """One redis-sentinel watching master (a RedisServer with a TCP port)
-    under MASTER_NAME: quorum 1, down after 500 ms, failover timeout 3 s,
-    so a killed master is replaced within a few seconds."""
+    """redis-sentinel in dir watching master (a RedisServer with a TCP
+    port) under MASTER_NAME: quorum 1, down after 500 ms, failover timeout
+    3 s, so a killed master is replaced within a few seconds. Sentinel
+    speaks TCP only (127.0.0.1) and rewrites its config file, which lives
+    in dir."""
 
-    def __init__(self, master, down_after_ms=500, failover_timeout_ms=3000):
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="wss-"))
+    def __init__(self, dir, master, down_after_ms=500, failover_timeout_ms=3000):
+        self.dir = pathlib.Path(dir)
         self.port = free_port()
         self.conf = self.dir / "sentinel.conf"
         self.log = self.dir / "sentinel.log"
-        # Sentinel rewrites its config file: it lives in the temp dir.
         self.conf.write_text(
-            f"port {self.port}\nbind 127.0.0.1\ndaemonize no\n"
+            f"port {self.port}\nbind 127.0.0.1\ndaemonize no\nprotected-mode no\n"
             f"dir {self.dir}\nlogfile {self.log}\n"
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master.port} 1\n"
             f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}\n"
             f"sentinel failover-timeout {MASTER_NAME} {failover_timeout_ms}\n"
             f"sentinel parallel-syncs {MASTER_NAME} 1\n")
-        self.proc = None
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
-
-    def client(self, timeout=2.0):
-        return Resp(("127.0.0.1", self.port), timeout)
-
-    def call(self, *args):
-        with self.client() as c:
-            return c.call(*args)
-
-    def start(self, timeout=5.0):
         self.proc = subprocess.Popen([REDIS_SENTINEL, str(self.conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -259,23 +267,29 @@ class Sentinel:
             if self.proc.poll() is not None:
                 raise RuntimeError("redis-sentinel exited: " + self.log_text()[-2000:])
             try:
-                return self.call("PING") == "PONG"
+                return self.command("PING") == "PONG"
             except (OSError, ConnectionError, RespError):
                 return False
-        wait_for(up, timeout, "redis-sentinel to answer")
-        return self
+        wait_for(up, 10.0, "redis-sentinel to answer")
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def command(self, *args):
+        with Resp(("127.0.0.1", self.port)) as r:
+            return r.command(*args)
 
     def master_port(self):
-        r = self.call("SENTINEL", "get-master-addr-by-name", MASTER_NAME)
+        r = self.command("SENTINEL", "get-master-addr-by-name", MASTER_NAME)
         return int(r[1]) if r else None
 
     def wait_replicas(self, n, timeout=15.0):
-        """Until the sentinel knows n replicas of the master that are up
-        (it learns them from the master's INFO, every few seconds)."""
+        """Until the sentinel knows n replicas of the master, up and linked
+        (it learns them from the master's INFO)."""
         def known():
-            rs = self.call("SENTINEL", "replicas", MASTER_NAME)
             up = 0
-            for r in rs:
+            for r in self.command("SENTINEL", "replicas", MASTER_NAME):
                 d = dict(zip(r[0::2], r[1::2]))
                 if b"s_down" not in d.get(b"flags", b"") and d.get(b"master-link-status") == b"ok":
                     up += 1
@@ -289,42 +303,15 @@ class Sentinel:
             return ""
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                stop_process(self.proc, signal.SIGTERM, 5.0)
-            except subprocess.TimeoutExpired:
-                pass
-        self.proc = None
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-# ---- ws-server nodes on Redis
-
-REDIS_TEST_KEYS = {
-    # Short, so the fault tests see Redis's silence within a second; the
-    # defaults (1 s) would do but slow every fault test down.
-    "connect_timeout": "500",
-    "command_timeout": "500",
-    "probe_interval": "300",
-}
-
-
-def redis_section(redis=None, sentinel=None, **extra):
-    """The [redis] section of a node on this server (or, with sentinel,
-    on whatever master the sentinel names)."""
-    s = dict(REDIS_TEST_KEYS)
-    if sentinel is not None:
-        s["sentinels"] = sentinel.address
-        s["master_name"] = MASTER_NAME
-    else:
-        s["address"] = redis.address
-    s.update({k: str(v) for k, v in extra.items()})
-    return s
+        if self.proc is not None:
+            p, self.proc = self.proc, None
+            stop_process(p, signal.SIGTERM, 5.0)
 
 
 class Node(Env):
-    """One ws-server of a cluster: an Env in its own directory (same
-    SECRET as every other Env) with engine = redis."""
+    """One ws-server of a cluster: an Env in its own directory under
+    tmp_path (same SECRET as every Env) with engine = redis on server, or
+    on the master sentinel names."""
 
     def __init__(self, tmp_path, name, redis=None, sentinel=None, ws=None, redis_keys=None,
                  channels=None):
@@ -332,20 +319,28 @@ class Node(Env):
         d.mkdir(parents=True, exist_ok=True)
         super().__init__(d, ws={"engine": "redis", **(ws or {})}, channels=channels)
         self.name = name
-        self.sections["redis"] = redis_section(redis, sentinel, **(redis_keys or {}))
+        keys = dict(redis_keys or {})
+        if sentinel is not None:
+            sec = redis_ini(redis or sentinel, **keys)
+            del sec["address"]
+            sec.update({"sentinels": sentinel.address, "master_name": MASTER_NAME})
+        else:
+            sec = redis_ini(redis, **keys)
+        self.sections["redis"] = sec
         self.write_ini()
 
 
 class Cluster:
     """n ws-server nodes on one Redis (or one Sentinel); stop() stops them
-    and asserts each exited 0 (a sanitizer report makes it exit non-zero)."""
+    and asserts each exited 0 (a sanitizer report makes it exit non-zero);
+    a node the test killed with SIGKILL is let be."""
 
     def __init__(self, tmp_path, redis=None, sentinel=None, n=2, **node_kw):
         self.tmp_path = tmp_path
         self.redis, self.sentinel = redis, sentinel
         self.node_kw = node_kw
         self.nodes = []
-        for i in range(n):
+        for _ in range(n):
             self.add()
 
     def add(self, start=False):
@@ -369,55 +364,67 @@ class Cluster:
         for n in self.nodes:
             if n.ws_proc is None:
                 continue
-            if n.ws_proc.poll() is not None and n.ws_proc.returncode == -signal.SIGKILL:
-                n.ws_proc = None   # killed by the test
+            if n.ws_proc.poll() == -signal.SIGKILL:
+                n.ws_proc = None
                 continue
             try:
                 rc = n.stop_ws()
             except subprocess.TimeoutExpired:
-                rc = "timeout"
+                rc = "no exit in time"
             if rc != 0:
                 bad.append(f"{n.name} exited {rc!r}:\n{n.log_text()[-3000:]}")
         assert not bad, "\n".join(bad)
 
 
-# ---- pytest fixtures (import them into a test module by name)
+# ---- pytest fixtures (a test module imports the ones it uses by name)
 
 try:
     import pytest
-except ImportError:        # imported by a script outside pytest
+except ImportError:          # imported by a script outside pytest
     pytest = None
 
 if pytest is not None:
     @pytest.fixture
     def redis_factory():
-        """make(persistent=False, tcp=False, replicaof=None) -> a started
-        RedisServer; sentinel(master) -> a started Sentinel. All are
-        stopped at the end of the test, whatever happened."""
-        made = []
+        """.server(tcp=False, persist=False, replicaof=None) -> a started
+        RedisServer; .sentinel(master) -> a started Sentinel; each in a
+        short directory of its own (a Unix socket path must fit in 108
+        bytes), all stopped and removed at the end whatever happened."""
+        made, dirs = [], []
+
+        def fresh_dir():
+            d = tempfile.mkdtemp(prefix="wsr-")
+            dirs.append(d)
+            return d
 
         class Factory:
             @staticmethod
             def server(**kw):
-                r = RedisServer(**kw)
+                r = RedisServer(fresh_dir(), **kw)
                 made.append(r)
-                return r.start()
+                return r
 
             @staticmethod
             def sentinel(master, **kw):
-                s = Sentinel(master, **kw)
+                s = Sentinel(fresh_dir(), master, **kw)
                 made.append(s)
-                return s.start()
+                return s
         try:
             yield Factory
         finally:
             for r in reversed(made):
-                r.stop()
+                try:
+                    r.stop()
+                except subprocess.TimeoutExpired:
+                    pass
+            for d in dirs:
+                shutil.rmtree(d, ignore_errors=True)
 
     @pytest.fixture
     def cluster_factory(tmp_path, redis_factory):
-        """make(redis=..., sentinel=..., n=2, ws=..., redis_keys=...) -> a
-        started Cluster; its nodes are stopped (and must exit 0) at the end."""
+        """make(redis=..., sentinel=..., n=2, ws=..., redis_keys=...,
+        start=True) -> a Cluster; its nodes are stopped (and must exit 0)
+        before Redis is."""
         made = []
 
         def make(start=True, **kw):

@@ -166,7 +166,7 @@ def test_node_subscribes_in_redis_only_to_channels_with_local_pages(cluster):
     a, b = cluster[0], cluster[1]
 
     def subscribed():
-        return len(cluster.redis.call("PUBSUB", "CHANNELS"))
+        return len(cluster.redis.command("PUBSUB", "CHANNELS"))
     base = subscribed()          # the nodes' own (probe, control) channels
     p = Page(b, ["public/f1", "public/f2", "public/f3"])
     wait_for(lambda: subscribed() == base + 3, 3, "three more Redis channels")

@@ -10,7 +10,7 @@ import time
 
 from cluster_pages import Ledger, Page, check_page, opens, user_token
 from harness import IpcError, PublishClient, wait_for
-from redis_servers import cluster, cluster_factory, redis_factory, redis_server  # noqa: F401 (fixtures)
+from redis_servers import cluster, cluster_factory, redis_factory, redis_server, wait_synced  # noqa: F401 (fixtures)
 
 IPC_ERR_UNAVAILABLE = 7      # shared/ipc.h: Redis unreachable -> HTTP 503, CLI exit 3
 IPC_ERR_TIMEOUT = 8          # no answer from Redis in command_timeout -> 504, CLI exit 4
@@ -146,7 +146,7 @@ def run_kill_restart(redis, cluster):
 
 
 def test_redis_sigkill_and_restart_with_persistence(redis_factory, cluster_factory):
-    redis = redis_factory.server(persistent=True)
+    redis = redis_factory.server(persist=True)
     c = cluster_factory(redis=redis)
     pages, back, took = run_kill_restart(redis, c)
     assert took < RECOVERY_S
@@ -155,7 +155,7 @@ def test_redis_sigkill_and_restart_with_persistence(redis_factory, cluster_facto
 def test_redis_sigkill_and_restart_without_persistence(redis_factory, cluster_factory):
     """The epoch is gone with the data: a page resuming from an id of
     before gets reset, and no id is given twice."""
-    redis = redis_factory.server(persistent=False)
+    redis = redis_factory.server(persist=False)
     c = cluster_factory(redis=redis)
     pages, back, took = run_kill_restart(redis, c)
     assert back.events and back.events[0] == {"type": "reset", "channels": ["public/k"]}, back.events
@@ -174,7 +174,7 @@ def test_sentinel_failover(redis_factory, cluster_factory):
     have missed writes)."""
     master = redis_factory.server(tcp=True)
     replica = redis_factory.server(replicaof=master)
-    replica.wait_synced()
+    wait_synced(replica)
     sentinel = redis_factory.sentinel(master)
     sentinel.wait_replicas(1)
     c = cluster_factory(sentinel=sentinel)
@@ -236,7 +236,7 @@ def test_pubsub_connections_cut_then_caught_up(cluster):
     since = len(led.entries)
     for i in range(30):
         if i == 10:
-            assert redis.call("CLIENT", "KILL", "TYPE", "pubsub") >= 2
+            assert redis.command("CLIENT", "KILL", "TYPE", "pubsub") >= 2
         e = led.publish((a, b)[i % 2], "public/p", {"i": i})
         assert e["id"] or e["error"] in (IPC_ERR_UNAVAILABLE, IPC_ERR_TIMEOUT), e
     publish_until_acked(led, a, "public/p", "end")

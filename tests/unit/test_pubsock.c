@@ -68,9 +68,19 @@ struct stub_engine {
     size_t   given_id_len;      /* pub->id.len: pubsock never picks ids */
     /* every publish as "ch1,ch2|data" (data cut at 100 bytes) */
     char     log[TS_LOG][300];
+    /* defer = 1: outcomes are kept here and given by the test (an engine
+     * answering later, as Redis does) */
+    int      defer;
+    int      ndeferred;
+    struct {
+        engine_published_fn *cb;
+        void                *arg;
+        int                  status;
+        struct engine_result r;
+    } deferred[TS_LOG];
 };
 
-static int stub_publish(engine_t *e, const struct engine_publish *p, struct engine_result *r)
+static int stub_outcome(engine_t *e, const struct engine_publish *p, struct engine_result *r)
 {
     struct stub_engine *s = (struct stub_engine *)e;
     int k = s->calls++;
@@ -101,6 +111,38 @@ static int stub_publish(engine_t *e, const struct engine_publish *p, struct engi
     snprintf(r->id, sizeof r->id, TS_ID_BASE "-%u", s->seq);
     r->deliveries = s->deliveries;
     return 0;
+}
+
+static void stub_publish(engine_t *e, const struct engine_publish *p, engine_published_fn *cb,
+                         void *arg)
+{
+    struct stub_engine *s = (struct stub_engine *)e;
+    struct engine_result r;
+    memset(&r, 0, sizeof r);
+    int status = stub_outcome(e, p, &r);
+    if (!s->defer) {
+        cb(arg, status, status == 0 ? &r : NULL);
+        return;
+    }
+    assert_true(s->ndeferred < TS_LOG);
+    int k = s->ndeferred++;
+    s->deferred[k].cb = cb;
+    s->deferred[k].arg = arg;
+    s->deferred[k].status = status;
+    s->deferred[k].r = r;
+}
+
+/* Gives deferred outcome k, with status instead of the planned one when
+ * status != 1. */
+static void stub_answer(struct stub_engine *s, int k, int status)
+{
+    assert_true(k < s->ndeferred && s->deferred[k].cb);
+    if (status != 1)
+        s->deferred[k].status = status;
+    engine_published_fn *cb = s->deferred[k].cb;
+    s->deferred[k].cb = NULL;
+    cb(s->deferred[k].arg, s->deferred[k].status,
+       s->deferred[k].status == 0 ? &s->deferred[k].r : NULL);
 }
 
 static void stub_history(engine_t *e, const struct engine_query *q, engine_answer_fn *cb, void *arg)
@@ -156,6 +198,7 @@ struct ts {
     char               dc_user[256];
     size_t             dc_len;
     uint32_t           dc_count;
+    int                dc_status;
     /* loop driving */
     struct ev_hook     hook;
     struct ev_timer    deadline;
@@ -166,14 +209,15 @@ struct ts {
     struct cli         cli[TS_CLIENTS];
 };
 
-static uint32_t ts_disconnect_user(void *ctx, struct str user)
+static void ts_disconnect_user(void *ctx, struct str user, pubsock_disconnected_fn *done,
+                               void *arg)
 {
     struct ts *t = ctx;
     t->dc_calls++;
     assert_true(user.len < sizeof t->dc_user);
     memcpy(t->dc_user, user.p, user.len);
     t->dc_len = user.len;
-    return t->dc_count;
+    done(arg, t->dc_status, t->dc_count);
 }
 
 static const struct pubsock_handlers ts_handlers = { ts_disconnect_user };
@@ -1019,6 +1063,95 @@ static void test_disconnect(void **state)
     assert_int_equal(t->eng.calls, 0);
 }
 
+/* A cluster node's disconnect that reached only this node. */
+static void test_disconnect_unavailable(void **state)
+{
+    struct ts *t = *state;
+    struct cli *c = cli_connect(t);
+    t->dc_count = 2;
+    t->dc_status = ENGINE_E_UNAVAILABLE;
+    struct buf b = { 0 };
+    assert_int_equal(ipc_encode_disconnect(&b, 5, "bob", 3), 0);
+    cli_send(c, &b);
+    cli_wait_frames(c, 1);
+    struct ans a = cli_take(c);
+    assert_int_equal(a.type, IPC_ERROR);
+    assert_int_equal(a.req, 5);
+    assert_int_equal(a.code, IPC_ERR_UNAVAILABLE);
+    assert_non_null(strstr(a.text, "2 connection(s) closed on this node"));
+    assert_non_null(strstr(a.text, "other nodes were not reached"));
+}
+
+/* ---- an engine that answers later (Redis) ---- */
+
+/* Outcomes given out of order, between answers known at once (a refused
+ * channel, a disconnect): the answers still go out in request order, and
+ * none before its own outcome. */
+static void test_deferred_answers_in_order(void **state)
+{
+    struct ts *t = *state;
+    struct cli *c = cli_connect(t);
+    t->eng.defer = 1;
+    struct buf b = { 0 };
+    enc_publish1(&b, 1, "a", "1");
+    enc_publish1(&b, 2, "a", "2");
+    enc_publish1(&b, 3, "bad channel", "3");
+    assert_int_equal(ipc_encode_disconnect(&b, 4, "u", 1), 0);
+    enc_publish1(&b, 5, "a", "5");
+    enc_publish1(&b, 6, "a", "6");
+    cli_send(c, &b);
+    int four = 4;
+    ts_run_until(t, ts_calls_reach, &four);
+    ts_run_passes(t, 3);
+    assert_int_equal(cli_frames(c), 0);
+    assert_int_equal(t->dc_calls, 1);
+
+    stub_answer(&t->eng, 3, ENGINE_E_TIMEOUT);       /* request 6 */
+    stub_answer(&t->eng, 1, 1);                      /* request 2 */
+    ts_run_passes(t, 3);
+    assert_int_equal(cli_frames(c), 0);              /* 1 still waits */
+    stub_answer(&t->eng, 0, 1);                      /* request 1 */
+    cli_wait_frames(c, 4);
+    ts_run_passes(t, 2);
+    assert_int_equal(cli_frames(c), 4);              /* 5 waits */
+    expect_ack(c, 1, 3, 1);
+    expect_ack(c, 2, 3, 2);
+    expect_error(c, 3, IPC_ERR_BAD_CHANNEL);
+    expect_disconnected(c, 4, 0);
+    stub_answer(&t->eng, 2, ENGINE_E_UNAVAILABLE);   /* request 5 */
+    cli_wait_frames(c, 2);
+    expect_error(c, 5, IPC_ERR_UNAVAILABLE);
+    expect_error(c, 6, IPC_ERR_TIMEOUT);
+    const struct stats_pubsock *st = pubsock_stats(t->ps);
+    assert_int_equal(st->ok, 3);
+    assert_int_equal(st->refused, 3);
+}
+
+/* A peer gone before its outcomes: they come later and find nothing to
+ * answer (ASan: no use after free, no leak). */
+static void test_deferred_peer_gone(void **state)
+{
+    struct ts *t = *state;
+    struct cli *c = cli_connect(t);
+    t->eng.defer = 1;
+    struct buf b = { 0 };
+    enc_publish1(&b, 1, "a", "1");
+    enc_publish1(&b, 2, "a", "2");
+    cli_send(c, &b);
+    int two = 2;
+    ts_run_until(t, ts_calls_reach, &two);
+    stub_answer(&t->eng, 1, 1);
+    cli_close(c);
+    ts_run_passes(t, 3);
+    stub_answer(&t->eng, 0, 1);
+    ts_run_passes(t, 2);
+    /* The socket still serves others. */
+    t->eng.defer = 0;
+    struct cli *d = cli_connect(t);
+    cli_publish1(d, 7, "a", "7");
+    expect_ack(d, 7, 3, 3);
+}
+
 /* ---- malformed streams ---- */
 
 struct raw {
@@ -1506,6 +1639,9 @@ int main(void)
         T(test_json_numbers_beyond_double),
         T(test_engine_enomem),
         T(test_disconnect),
+        T(test_disconnect_unavailable),
+        T(test_deferred_answers_in_order),
+        T(test_deferred_peer_gone),
         T(test_malformed_closes),
         T(test_answer_frames_refused),
         T(test_shutdown_write_small),
