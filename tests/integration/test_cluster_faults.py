@@ -172,7 +172,7 @@ def test_sentinel_failover(redis_factory, cluster_factory):
     follow: publishing resumes within a bound, no false ack, pages stay,
     a page resuming from before the failover gets reset (the replica may
     have missed writes)."""
-    master = redis_factory.server(tcp=True)
+    master = redis_factory.server(tcp=True, extra=["--repl-diskless-sync-delay", "0"])
     replica = redis_factory.server(replicaof=master)
     wait_synced(replica)
     sentinel = redis_factory.sentinel(master)
