@@ -65,12 +65,16 @@ export async function freePorts() {
 }
 
 // conf/demo/run.sh on the given ports; env selects the site
-// (WSPUSH_DEMO_SITE, WSPUSH_DEMO_WEB), log is a writable stream.
+// (WSPUSH_DEMO_SITE, WSPUSH_DEMO_WEB), log is a writable stream. script
+// and ready name another demo script and the line that says it is up
+// (conf/demo/run-cluster.sh).
 export class Demo {
-  constructor(ports, { env = {}, log } = {}) {
+  constructor(ports, { env = {}, log, script = 'conf/demo/run.sh', ready = 'wspush demo running' } = {}) {
     Object.assign(this, ports);
     this.env = env;
     this.log = log;
+    this.script = script;
+    this.readyText = ready;
     this.origin = `http://127.0.0.1:${this.port}`;
     const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'wspush-browser-'));
     fs.chmodSync(parent, 0o711);   // Apache's workers (www-data) pass through to the sockets
@@ -78,7 +82,8 @@ export class Demo {
   }
 
   async start() {
-    this.proc = spawn('bash', [path.join(ROOT, 'conf/demo/run.sh'), BIN], {
+    this.out = '';
+    this.proc = spawn('bash', [path.join(ROOT, this.script), BIN], {
       env: { ...process.env, ...this.env, WSPUSH_DEMO_PORT: String(this.port),
              WSPUSH_DEMO_WS_PORT: String(this.wsPort),
              WSPUSH_DEMO_METRICS_PORT: String(this.metricsPort),
@@ -91,13 +96,12 @@ export class Demo {
       liveDemos.delete(this);
       resolve({ code, sig });
     }));
-    let out = '';
     this.proc.stderr.on('data', (d) => this.log.write(d));
     const ready = new Promise((resolve, reject) => {
       this.proc.stdout.on('data', (d) => {
         this.log.write(d);
-        out += d;
-        if (out.includes('wspush demo running')) resolve();
+        this.out += d;
+        if (this.out.includes(this.readyText)) resolve();
       });
       this.exited.then(({ code }) => reject(new Error(`run.sh exited early (status ${code}); see ${this.log.path}`)));
       setTimeout(() => reject(new Error(`demo not ready in 20s; see ${this.log.path}`)), 20000);

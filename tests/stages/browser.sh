@@ -2,7 +2,8 @@
 # Stage "browser" of `make test`: wspush.js unit tests in node
 # (tests/browser/wspush.unit.test.mjs), then the demo page in Debian's
 # chromium driven by playwright-core (tests/browser/demo.test.mjs), then the
-# PHP example site under nginx and Apache (tests/browser/php-site.test.mjs). Builds when needed,
+# PHP example site under nginx and Apache (tests/browser/php-site.test.mjs),
+# then `make run-cluster`'s two sites on one Redis (tests/browser/cluster.test.mjs). Builds when needed,
 # installs playwright-core from package-lock.json the first time (no browser
 # download), starts its own demo on free ports.
 # WSPUSH_BIN=DIR uses binaries from DIR instead of building build/bin.
@@ -36,4 +37,5 @@ export WSPUSH_BIN=$bin
 rc=0
 node demo.test.mjs || rc=1
 node php-site.test.mjs || rc=1
+node cluster.test.mjs || rc=1
 exit $rc
