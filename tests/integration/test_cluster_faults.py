@@ -190,7 +190,7 @@ def test_sentinel_failover(redis_factory, cluster_factory):
     master.kill()
     t0 = time.monotonic()
     took = publish_until_acked(led, a, "public/f", "failover", timeout=15.0)
-    assert sentinel.master_port() == replica.port
+    wait_for(lambda: sentinel.master_port() == replica.port, 5, "sentinel to name the replica")
     publish_until_acked(led, b, "public/f", "failover_b", timeout=5.0)
     for i in range(5):
         assert led.publish((a, b)[i % 2], "public/f", {"after": i})["id"]
