@@ -8,7 +8,7 @@ import threading
 import time
 
 from cluster_pages import Ledger, Page, check_page, opens, parse_id, user_token
-from harness import PublishClient, SseClient, wait_for
+from harness import IpcError, PublishClient, SseClient, wait_for
 from redis_servers import cluster, cluster_factory, redis_factory, redis_server  # noqa: F401 (fixtures)
 
 
@@ -167,7 +167,17 @@ def test_node_subscribes_in_redis_only_to_channels_with_local_pages(cluster):
 
     def subscribed():
         return len(cluster.redis.command("PUBSUB", "CHANNELS"))
-    base = subscribed()          # the nodes' own (probe, control) channels
+    # Both nodes linked (a publish acked through each), then their own
+    # channels (probe, control) counted once the count holds still.
+    for n in (a, b):
+        wait_for(lambda: publish_ok(n), 5, f"{n.name} to link up")
+    counts = []
+
+    def steady():
+        counts.append(subscribed())
+        return len(counts) >= 3 and counts[-1] == counts[-2] == counts[-3]
+    wait_for(lambda: steady() or time.sleep(0.2), 5, "the nodes' own Redis channels")
+    base = counts[-1]
     p = Page(b, ["public/f1", "public/f2", "public/f3"])
     wait_for(lambda: subscribed() == base + 3, 3, "three more Redis channels")
     q = Page(a, ["public/f1"])                 # another node, same channel: one more
@@ -180,6 +190,13 @@ def test_node_subscribes_in_redis_only_to_channels_with_local_pages(cluster):
     q.close()
     q2.close()
     wait_for(lambda: subscribed() == base, 3, "node A to unsubscribe")
+
+
+def publish_ok(node):
+    try:
+        return bool(node.publish("public/link", "up")["id"])
+    except IpcError:
+        return False
 
 
 def test_disconnect_closes_the_users_pages_on_every_node(redis_server, cluster_factory):
