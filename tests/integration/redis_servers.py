@@ -308,6 +308,87 @@ class Sentinel:
             stop_process(p, signal.SIGTERM, 5.0)
 
 
+class TcpProxy:
+    """A 127.0.0.1 TCP relay to a Redis port that can make a node's PUB/SUB
+    connections silently dead: blackhole_pubsub() drops, from then on,
+    every byte both ways of each relayed connection that has sent a
+    SUBSCRIBE, without closing it (a firewall that forgot the flow).
+    Connections made afterwards relay normally."""
+
+    def __init__(self, target_port):
+        import threading
+        self.target = target_port
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.conns = []            # [client, upstream, {"pubsub": bool, "dead": bool}]
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+                u = socket.create_connection(("127.0.0.1", self.target), timeout=2)
+                u.settimeout(None)
+            except OSError:
+                if self.closed:
+                    return
+                continue
+            st = {"pubsub": False, "dead": False}
+            with self.lock:
+                self.conns.append((c, u, st))
+            threading.Thread(target=self._pump, args=(c, u, st, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, st, False), daemon=True).start()
+
+    def _pump(self, src, dst, st, from_client):
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                return
+            if from_client and b"SUBSCRIBE" in data.upper():
+                st["pubsub"] = True
+            if st["dead"]:
+                continue
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def blackhole_pubsub(self):
+        """Returns how many connections went silent."""
+        n = 0
+        with self.lock:
+            for _, _, st in self.conns:
+                if st["pubsub"] and not st["dead"]:
+                    st["dead"] = True
+                    n += 1
+        return n
+
+    def stop(self):
+        self.closed = True
+        self.lsock.close()
+        with self.lock:
+            for c, u, _ in self.conns:
+                for s in (c, u):
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
+
+
 class Node(Env):
     """One ws-server of a cluster: an Env in its own directory under
     tmp_path (same SECRET as every Env) with engine = redis on server, or
@@ -335,8 +416,9 @@ class Cluster:
     and asserts each exited 0 (a sanitizer report makes it exit non-zero);
     a node the test killed with SIGKILL is let be."""
 
-    def __init__(self, tmp_path, redis=None, sentinel=None, n=2, **node_kw):
+    def __init__(self, tmp_path, redis=None, sentinel=None, n=2, prefix="node", **node_kw):
         self.tmp_path = tmp_path
+        self.prefix = prefix
         self.redis, self.sentinel = redis, sentinel
         self.node_kw = node_kw
         self.nodes = []
@@ -344,7 +426,7 @@ class Cluster:
             self.add()
 
     def add(self, start=False):
-        node = Node(self.tmp_path, "node" + "abcdefgh"[len(self.nodes)], self.redis,
+        node = Node(self.tmp_path, self.prefix + "abcdefgh"[len(self.nodes)], self.redis,
                     self.sentinel, **self.node_kw)
         self.nodes.append(node)
         if start:
@@ -409,6 +491,12 @@ if pytest is not None:
                 s = Sentinel(fresh_dir(), master, **kw)
                 made.append(s)
                 return s
+
+            @staticmethod
+            def proxy(server):
+                p = TcpProxy(server.port)
+                made.append(p)
+                return p
         try:
             yield Factory
         finally:
