@@ -38,21 +38,15 @@ b_pmet=${WSPUSH_DEMO_B_PUB_METRICS_PORT:-$((a_pmet + 10))}
 
 say() { printf 'cluster demo: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+. "$here/lib.sh"
 
 redis_bin=$(command -v redis-server 2>/dev/null || echo /usr/bin/redis-server)
 [ -x "$redis_bin" ] || die "redis-server is not installed (apt-get install redis-server)"
-port_busy() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
 for p in "$a_port" "$a_ws" "$a_tls" "$a_met" "$a_pmet" "$b_port" "$b_ws" "$b_tls" "$b_met" "$b_pmet"; do
   port_busy "$p" && die "port $p is in use (another demo running?); set WSPUSH_DEMO_PORT ... / WSPUSH_DEMO_B_PORT ..."
 done
 
-if [ -n "${WSPUSH_DEMO_DIR:-}" ]; then
-  [ -e "$WSPUSH_DEMO_DIR" ] && die "WSPUSH_DEMO_DIR=$WSPUSH_DEMO_DIR already exists"
-  { mkdir -p "$WSPUSH_DEMO_DIR" && chmod 0700 "$WSPUSH_DEMO_DIR"; } || die "cannot create $WSPUSH_DEMO_DIR"
-  run=$(cd "$WSPUSH_DEMO_DIR" && pwd)
-else
-  run=$(mktemp -d "${TMPDIR:-/tmp}/wspush-cluster.XXXXXX") || die "mktemp failed"
-fi
+make_runtime_dir wspush-cluster
 sock=$run/redis.sock
 
 redis_pid=""
@@ -86,13 +80,7 @@ start_redis() {
   "$redis_bin" --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$run" \
     --logfile "$run/redis.log" --save '' --appendonly no --daemonize no &
   redis_pid=$!
-  local t
-  for ((t = 0; t < 100; t++)); do
-    [ -S "$sock" ] && return 0
-    kill -0 "$redis_pid" 2>/dev/null || die "redis-server exited during start-up (see $run/redis.log)"
-    sleep 0.05
-  done
-  die "redis-server did not come up in 5s"
+  wait_up "redis-server (see $run/redis.log)" "$redis_pid" 5 test -S "$sock"
 }
 
 # A site: run.sh with its own ports and runtime directory, on the shared
@@ -105,13 +93,7 @@ start_site() {
   WSPUSH_DEMO_BANNER=0 WSPUSH_DEMO_SITE=static \
     bash "$here/run.sh" "$bin" &
   site_pids+=("$!")
-  local pid=$! t
-  for ((t = 0; t < 400; t++)); do
-    [ -e "$run/$name/ready" ] && return 0
-    kill -0 "$pid" 2>/dev/null || die "site $name did not start (its messages are above)"
-    sleep 0.05
-  done
-  die "site $name did not come up in 20s"
+  wait_up "site $name (its messages are above)" "$!" 20 test -e "$run/$name/ready"
 }
 
 head -c 32 /dev/urandom | base64 > "$run/secret"

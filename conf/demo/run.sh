@@ -43,6 +43,7 @@ host=127.0.0.1
 
 say() { printf 'demo: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+. "$here/lib.sh"
 
 for p in ws-server fcgi-publisher; do
   [ -x "$bin/$p" ] || die "$bin/$p is missing: run 'make' first (or 'make run')"
@@ -62,18 +63,11 @@ if [ "$site" = php ]; then
   [ -f "$php_client" ] || die "$php_client is missing"
 fi
 
-port_busy() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
 for p in "$port" "$ws_port" "$tls_port" "$metrics_port" "$pub_metrics_port"; do
   port_busy "$p" && die "port $p is in use (another demo running?); set WSPUSH_DEMO_PORT / WSPUSH_DEMO_WS_PORT / WSPUSH_DEMO_TLS_PORT / WSPUSH_DEMO_METRICS_PORT / WSPUSH_DEMO_PUB_METRICS_PORT"
 done
 
-if [ -n "${WSPUSH_DEMO_DIR:-}" ]; then
-  [ -e "$WSPUSH_DEMO_DIR" ] && die "WSPUSH_DEMO_DIR=$WSPUSH_DEMO_DIR already exists"
-  { mkdir -p "$WSPUSH_DEMO_DIR" && chmod 0700 "$WSPUSH_DEMO_DIR"; } || die "cannot create $WSPUSH_DEMO_DIR"
-  run=$(cd "$WSPUSH_DEMO_DIR" && pwd)
-else
-  run=$(mktemp -d "${TMPDIR:-/tmp}/wspush-demo.XXXXXX") || die "mktemp failed"
-fi
+make_runtime_dir wspush-demo
 
 pids=()
 names=()
@@ -119,13 +113,7 @@ start() {
 # one started) exits first.
 wait_ready() {
   local what=$1; shift
-  local pid=${pids[${#pids[@]} - 1]} t
-  for ((t = 0; t < 100; t++)); do
-    "$@" && return 0
-    kill -0 "$pid" 2>/dev/null || die "$what exited during start-up"
-    sleep 0.05
-  done
-  die "$what did not come up in 5s"
+  wait_up "$what" "${pids[${#pids[@]} - 1]}" 5 "$@"
 }
 
 # ---- the runtime directory

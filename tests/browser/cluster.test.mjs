@@ -10,10 +10,11 @@
 // Output (cluster demo log, page console) goes to tests/browser/output/.
 import fs from 'node:fs';
 import path from 'node:path';
-import { OUT, Demo, assert, checkBinaries, freePort, freePorts, launchChromium, portOpen, runTest,
-         step, uniq } from './lib.mjs';
+import { OUT, Demo, assert, checkBinaries, freePort, freePorts, launchChromium, openDemoPageAt, portOpen,
+         publishViaForm, rowWith, runTest, step, uniq } from './lib.mjs';
 
 const CREDS = { username: 'demo', password: 'demo' };
+const openPage = (browser, origin, label) => openDemoPageAt(browser, origin + '/', CREDS, label, consoleLog);
 const DELIVERY_MS = 2000;
 
 fs.mkdirSync(OUT, { recursive: true });
@@ -33,25 +34,6 @@ async function clusterDemo() {
   demo.b = b;
   demo.originB = `http://127.0.0.1:${b.port}`;
   return demo;
-}
-
-async function openPage(browser, origin, label) {
-  const ctx = await browser.newContext({ httpCredentials: CREDS });
-  const page = await ctx.newPage();
-  page.on('console', (m) => consoleLog.write(`[${label}] ${m.type()}: ${m.text()}\n`));
-  page.on('pageerror', (e) => consoleLog.write(`[${label}] pageerror: ${e.message}\n`));
-  await page.goto(origin + '/');
-  await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
-  return { ctx, page };
-}
-
-const rowWith = (text) => `#messages tr.message:has(td.data:text-is("${text}"))`;
-
-async function publishViaForm(page, channel, text) {
-  await page.locator('#send:enabled').waitFor();
-  await page.selectOption('#channel', channel);
-  await page.fill('#text', text);
-  await page.click('#send', { noWaitAfter: true });
 }
 
 // The page's answer to its last publish: 'published ...' or 'refused: ...'.

@@ -161,6 +161,33 @@ export function launchChromium(extraArgs = []) {
   });
 }
 
+// ---- the demo page (conf/demo/www/index.html)
+
+// A new browser context (with login creds, if any) on the demo page at
+// url, its console written to log; returns once wspush.js is connected.
+export async function openDemoPageAt(browser, url, creds, label, log) {
+  const ctx = await browser.newContext(creds ? { httpCredentials: creds } : {});
+  const page = await ctx.newPage();
+  page.on('console', (m) => log.write(`[${label}] ${m.type()}: ${m.text()}\n`));
+  page.on('pageerror', (e) => log.write(`[${label}] pageerror: ${e.message}\n`));
+  await page.goto(url);
+  await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
+  return { ctx, page };
+}
+
+export const rowWith = (text) => `#messages tr.message:has(td.data:text-is("${text}"))`;
+
+// Fills the form and clicks Publish; returns the time of the click.
+export async function publishViaForm(page, channel, text) {
+  // The previous publish clears the input when it completes: wait for it.
+  await page.locator('#send:enabled').waitFor();
+  await page.selectOption('#channel', channel);
+  await page.fill('#text', text);
+  const t0 = Date.now();
+  await page.click('#send', { noWaitAfter: true });
+  return t0;
+}
+
 // ---- the steps: each prints ok/FAIL with its time, the summary counts them
 
 const results = [];

@@ -115,20 +115,39 @@ def test_publish_through_the_site_answers_503_and_504(redis_factory, cluster_fac
         site.stop()
 
 
-def run_kill_restart(redis, cluster):
-    """Pages on both nodes and a page that left; Redis killed and restarted;
-    returns (pages, led, since, resumed page's events)."""
-    a, b = cluster[0], cluster[1]
-    led = Ledger()
-    pages = pages_on(cluster, ["public/k"], led)
-    since = len(led.entries)
+def pages_with_history(cluster, channel, ledger):
+    """A page per node on channel, which has seen ten messages published
+    through the nodes in turn; returns (pages, index of the first of them)."""
+    nodes = cluster.nodes
+    pages = pages_on(cluster, [channel], ledger)
+    since = len(ledger.entries)
     for i in range(10):
-        assert led.publish((a, b)[i % 2], "public/k", {"before": i})["id"]
+        assert ledger.publish(nodes[i % len(nodes)], channel, {"before": i})["id"]
     for p in pages:
         p.read_until(lambda m: m.get("data") == {"before": 9}, 3, "the last message before")
-    gone = Page(a, ["public/k"])
+    return pages, since
+
+
+def pages_end_well(cluster, pages, channel, ledger, since):
+    """Five more publishes through the nodes in turn; then every page is
+    still connected and its sequence passes check_page."""
+    nodes = cluster.nodes
+    for i in range(5):
+        assert ledger.publish(nodes[i % len(nodes)], channel, {"later": i})["id"]
+    for p in pages:
+        p.read(quiet=1.0)
+        assert p.closed is None, f"page on {p.node.name} closed {p.closed}"
+        check_page(p, ledger, since)
+
+
+def run_kill_restart(redis, cluster):
+    """Pages on both nodes; a page that left before Redis was killed and
+    restarted comes back with its last_id. Returns (pages, that page, the
+    seconds until a publish was acked again)."""
+    a, b = cluster[0], cluster[1]
+    led = Ledger()
+    pages, since = pages_with_history(cluster, "public/k", led)
     gone_last = pages[0].last_id()
-    gone.close()
     left_at = len(led.entries)
     assert led.publish(b, "public/k", {"while_away": 1})["id"]
     redis.kill()
@@ -136,12 +155,7 @@ def run_kill_restart(redis, cluster):
     assert e["error"] in (IPC_ERR_UNAVAILABLE, IPC_ERR_TIMEOUT), e
     redis.restart()
     took = publish_until_acked(led, b, "public/k", "after")
-    for i in range(5):
-        assert led.publish((a, b)[i % 2], "public/k", {"later": i})["id"]
-    for p in pages:
-        p.read(quiet=1.0)
-        assert p.closed is None, f"page on {p.node.name} closed {p.closed}"
-        check_page(p, led, since)
+    pages_end_well(cluster, pages, "public/k", led, since)
     back = Page(b, ["public/k"], last_id=gone_last)
     back.read(quiet=0.5)
     check_page(back, led, left_at)
@@ -183,24 +197,14 @@ def test_sentinel_failover(redis_factory, cluster_factory):
     c = cluster_factory(sentinel=sentinel)
     a, b = c[0], c[1]
     led = Ledger()
-    pages = pages_on(c, ["public/f"], led)
-    since = len(led.entries)
-    for i in range(10):
-        assert led.publish((a, b)[i % 2], "public/f", {"before": i})["id"]
-    for p in pages:
-        p.read_until(lambda m: m.get("data") == {"before": 9}, 3, "the last message before")
+    pages, since = pages_with_history(c, "public/f", led)
     before_last = pages[0].last_id()
     master.kill()
     t0 = time.monotonic()
     took = publish_until_acked(led, a, "public/f", "failover", timeout=15.0)
     wait_for(lambda: sentinel.master_port() == replica.port, 5, "sentinel to name the replica")
     publish_until_acked(led, b, "public/f", "failover_b", timeout=5.0)
-    for i in range(5):
-        assert led.publish((a, b)[i % 2], "public/f", {"after": i})["id"]
-    for p in pages:
-        p.read(quiet=1.0)
-        assert p.closed is None, f"page on {p.node.name} closed {p.closed}"
-        check_page(p, led, since)
+    pages_end_well(c, pages, "public/f", led, since)
     back = Page(b, ["public/f"], last_id=before_last)
     back.read(quiet=0.5)
     assert back.events and back.events[0] == {"type": "reset", "channels": ["public/f"]}, back.events
