@@ -7,9 +7,16 @@ test_cluster_faults.py."""
 import threading
 import time
 
+import pytest
+
 from cluster_pages import Ledger, Page, check_page, opens, parse_id, user_token
 from harness import IpcError, PublishClient, SseClient, wait_for
+from redis_servers import engine_is_redis
 from redis_servers import cluster, cluster_factory, redis_factory, redis_server  # noqa: F401 (fixtures)
+
+# These start their own Redis and nodes: once per run, not again in the
+# suites' second pass with WSPUSH_ENGINE=redis.
+pytestmark = pytest.mark.skipif(engine_is_redis(), reason="runs in the first pass")
 
 
 def warm(page, via, ledger, channel):

@@ -8,13 +8,20 @@ reset)."""
 import signal
 import time
 
+import pytest
+
 from cluster_pages import Ledger, Page, check_page, opens, user_token
 from harness import IpcError, PublishClient, wait_for
+from redis_servers import engine_is_redis
 from redis_servers import cluster, cluster_factory, redis_factory, redis_server, wait_synced  # noqa: F401 (fixtures)
 
 IPC_ERR_UNAVAILABLE = 7      # shared/ipc.h: Redis unreachable -> HTTP 503, CLI exit 3
 IPC_ERR_TIMEOUT = 8          # no answer from Redis in command_timeout -> 504, CLI exit 4
 RECOVERY_S = 10.0            # publishing works again this soon after Redis is back
+
+# These start their own Redis and nodes: once per run, not again in the
+# suites' second pass with WSPUSH_ENGINE=redis.
+pytestmark = pytest.mark.skipif(engine_is_redis(), reason="runs in the first pass")
 
 
 def warm(page, via, ledger, channel):
