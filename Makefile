@@ -91,12 +91,13 @@ $(BIN)/wspush: $(call obj,fcgi-publisher/cli.c fcgi-publisher/cli_stats.c fcgi-p
 # modules lists their sources in TEST_EXTRA_<name>.
 TEST_EXTRA_history := ws-server/channel.c ws-server/msg.c
 TEST_EXTRA_sendq   := ws-server/io_plain.c
-TEST_EXTRA_engine  := ws-server/engine_memory.c ws-server/history.c ws-server/channel.c ws-server/msg.c
+TEST_EXTRA_engine  := ws-server/engine_memory.c ws-server/history.c ws-server/channel.c ws-server/msg.c ws-server/msgid.c
 TEST_EXTRA_conn    := ws-server/frame.c ws-server/handshake.c ws-server/sendq.c ws-server/msg.c ws-server/stats.c ws-server/sse.c
 TEST_EXTRA_sse     := ws-server/msg.c
 TEST_EXTRA_pubsock := ws-server/stats.c
 TEST_EXTRA_revoke  := ws-server/channel.c
 TEST_EXTRA_peers   := ws-server/channel.c
+TEST_EXTRA_redis_msg := ws-server/msgid.c
 # A test linking a library beyond the programs' names it in TEST_LIBS_<name>.
 TEST_EXTRA_fcgi_libfcgi := fcgi-publisher/fcgi.c fcgi-publisher/front.c tests/diff/fcgi_diff.c
 TEST_LIBS_fcgi_libfcgi  := -lfcgi
@@ -162,6 +163,7 @@ FUZZ_CFLAGS  ?= -g -O1
 FUZZ_OUT     ?= build/fuzz
 FUZZ_EXTRA_history := ws-server/channel.c ws-server/msg.c ws-server/revoke.c
 FUZZ_EXTRA_sse     := ws-server/msg.c
+FUZZ_EXTRA_redis_msg := ws-server/msgid.c
 FUZZ_EXTRA_fcgi_libfcgi := fcgi-publisher/fcgi.c fcgi-publisher/front.c tests/diff/fcgi_diff.c
 # A target linking a library beyond the programs' names it in FUZZ_LIBS_<name>.
 FUZZ_LIBS_fcgi_libfcgi  := -lfcgi

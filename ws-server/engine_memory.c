@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "channel.h"
+#include "msgid.h"
 
 struct engine_memory {
     struct engine    base;       /* first: engine_t * points here */
@@ -24,34 +25,16 @@ static const struct engine_memory *cem(const engine_t *e) { return (const struct
 
 static void em_format_id(uint32_t epoch, uint64_t seq, char out[MSG_ID_MAX])
 {
-    snprintf(out, MSG_ID_MAX, "%x-%llu", (unsigned)epoch, (unsigned long long)seq);
+    msgid_format((struct msgid){ epoch, seq }, out);
 }
 
-/* "<hex epoch>-<decimal seq>", strictly. */
 static int em_parse_id(struct str id, uint32_t *epoch, uint64_t *seq)
 {
-    const char *p = id.p;
-    size_t len = id.len, i = 0;
-    uint64_t e = 0, q = 0;
-    for (; i < len && i < 9 && p[i] != '-'; i++) {
-        int c = p[i], d;
-        if (c >= '0' && c <= '9') d = c - '0';
-        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else return -1;
-        e = e * 16 + (uint64_t)d;
-    }
-    if (i == 0 || i >= len || p[i] != '-' || e > UINT32_MAX)
+    struct msgid m;
+    if (msgid_parse(id, &m) < 0)
         return -1;
-    size_t start = ++i;
-    for (; i < len; i++) {
-        if (p[i] < '0' || p[i] > '9' || i - start >= 19)
-            return -1;
-        q = q * 10 + (uint64_t)(p[i] - '0');
-    }
-    if (i == start)
-        return -1;
-    *epoch = (uint32_t)e;
-    *seq = q;
+    *epoch = m.epoch;
+    *seq = m.seq;
     return 0;
 }
 
