@@ -29,6 +29,23 @@ typedef struct engine engine_t;
  * deliveries queued. */
 typedef uint32_t engine_deliver_fn(void *ctx, struct msg *m);
 
+/* What an engine shared by several nodes needs besides deliver (all with
+ * the deliver context; engine_redis.c):
+ *   reset    this node's subscribers of channel missed messages that
+ *            cannot be recovered: they get {"type":"reset"} for it;
+ *   count    this node's subscribers of channel (the ack's count);
+ *   revoked  another node ran `disconnect user` at second. */
+struct engine_hooks {
+    engine_deliver_fn *deliver;
+    void     (*reset)(void *ctx, struct str channel);
+    uint32_t (*count)(void *ctx, struct str channel);
+    void     (*revoked)(void *ctx, struct str user, long second);
+    void      *ctx;
+};
+
+/* The outcome of a cluster-wide revocation: 0, or ENGINE_E_UNAVAILABLE
+ * (the other nodes were not reached). */
+typedef void engine_revoke_fn(void *arg, int status);
 struct engine_publish {
     const struct str *channels;   /* valid, distinct names */
     int               nchannels;  /* 1..WSPUSH_MAX_CHANNELS */
@@ -54,7 +71,8 @@ struct engine_result {
  * engine_publish() returns. */
 typedef void engine_published_fn(void *arg, int status, const struct engine_result *r);
 
-/* "What did I miss on these channels after this id?" */
+/* "What did I miss on these channels after this id?" The engine copies
+ * what it keeps: the names and the id may change once history() returns. */
 struct engine_query {
     const struct str *channels;
     int               nchannels;
@@ -87,6 +105,13 @@ struct engine_ops {
     /* The newest id ("<epoch>-0" before the first), for the greeting. */
     struct str  (*last_id)(const engine_t *e);
     void        (*free)(engine_t *e);
+    /* Optional (NULL: everything is local). watch: this node got its first
+     * (on = 1) or lost its last (on = 0) subscriber of channel. revoke:
+     * tell every node that user was disconnected at second; ends in one
+     * cb(arg, status), perhaps before returning. */
+    void        (*watch)(engine_t *e, struct str channel, int on);
+    void        (*revoke)(engine_t *e, struct str user, long second, engine_revoke_fn *cb,
+                          void *arg);
 };
 
 /* The common head of every engine; implementations embed it first. */
@@ -103,5 +128,7 @@ static inline void engine_history(engine_t *e, const struct engine_query *q, eng
 { e->ops->history(e, q, cb, arg); }
 static inline struct str engine_last_id(const engine_t *e) { return e->ops->last_id(e); }
 static inline void engine_free(engine_t *e) { if (e) e->ops->free(e); }
+static inline void engine_watch(engine_t *e, struct str channel, int on)
+{ if (e->ops->watch) e->ops->watch(e, channel, on); }
 
 #endif

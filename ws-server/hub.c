@@ -6,6 +6,8 @@
 struct hub {
     chan_registry_t *reg;
     hub_deliver_fn  *deliver;
+    hub_watch_fn    *watch;
+    void            *watch_ctx;
     struct stats_hub stats;
 };
 
@@ -41,14 +43,43 @@ int hub_subscribe(hub_t *hub, struct str name, struct chan_member *m)
         return -ENOMEM;
     }
     hub->stats.subscriptions++;
+    if (hub->watch && chan_count(ch) == 1)
+        hub->watch(hub->watch_ctx, name, 1);
     return 0;
 }
 
 void hub_unsubscribe(hub_t *hub, struct chan_member *m)
 {
-    if (m->ch)
-        hub->stats.subscriptions--;
+    if (!m->ch)
+        return;
+    hub->stats.subscriptions--;
+    if (hub->watch && chan_count(m->ch) == 1) {
+        /* The name dies with the channel: told first. */
+        hub->watch(hub->watch_ctx, (struct str){ chan_name(m->ch), chan_name_len(m->ch) }, 0);
+    }
     chan_unsubscribe(hub->reg, m);
+}
+
+void hub_set_watch(hub_t *hub, hub_watch_fn *watch, void *ctx)
+{
+    hub->watch = watch;
+    hub->watch_ctx = ctx;
+}
+
+void hub_each(hub_t *hub, struct str name, void (*fn)(void *owner, struct str channel))
+{
+    struct channel *ch = chan_lookup(hub->reg, name.p, name.len, 0);
+    if (!ch)
+        return;
+    uint32_t n = chan_count(ch);
+    for (uint32_t k = 0; k < n; k++)
+        fn(chan_owner(ch, k), name);
+}
+
+uint32_t hub_count(hub_t *hub, struct str name)
+{
+    struct channel *ch = chan_lookup(hub->reg, name.p, name.len, 0);
+    return ch ? chan_count(ch) : 0;
 }
 
 uint32_t hub_publish(hub_t *hub, struct msg *m)

@@ -26,6 +26,18 @@ typedef struct hub hub_t;
 typedef int hub_deliver_fn(void *owner, struct msg *m, int chan);
 
 hub_t *hub_new(hub_deliver_fn *deliver);
+
+/* Told when a channel gets its first (on = 1) or loses its last (on = 0)
+ * subscriber here; server.c wires it to the engine (a Redis engine
+ * subscribes this node to the channels it has subscribers for). */
+typedef void hub_watch_fn(void *ctx, struct str channel, int on);
+void   hub_set_watch(hub_t *hub, hub_watch_fn *watch, void *ctx);
+
+/* Calls fn(owner, channel) for every subscriber of channel here (a reset:
+ * messages they cannot get any more). */
+void   hub_each(hub_t *hub, struct str channel, void (*fn)(void *owner, struct str channel));
+/* Subscribers of channel here. */
+uint32_t hub_count(hub_t *hub, struct str channel);
 /* Every member must have left. */
 void   hub_free(hub_t *hub);
 

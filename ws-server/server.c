@@ -14,6 +14,7 @@
 #include "addr.h"
 #include "conn.h"
 #include "engine_memory.h"
+#include "engine_redis.h"
 #include "handshake.h"
 #include "hub.h"
 #include "io_tls.h"
@@ -60,6 +61,7 @@ struct server {
     struct server_listener listeners[SERVER_MAX_LISTENERS];
     int              nlisteners;
     engine_t        *engine;
+    int              redis;        /* engine = redis (else memory) */
     hub_t           *hub;
     revoke_t        *revoked;
     sessions_t      *sessions;
@@ -146,6 +148,55 @@ static void server_pump(void *ctx)
         pubsock_pump(srv->pubsock);
 }
 
+/* ---- the Redis engine's hooks (engine_hooks) ---- */
+
+static int server_is_redis(const struct server *srv) { return srv->redis; }
+
+static void server_reset(void *ctx, struct str channel)
+{
+    struct server *srv = ctx;
+    hub_each(srv->hub, channel, session_reset_channel);
+}
+
+static uint32_t server_count(void *ctx, struct str channel)
+{
+    struct server *srv = ctx;
+    return hub_count(srv->hub, channel);
+}
+
+/* Another node (or this one, its own broadcast back) disconnected user. */
+static void server_revoked(void *ctx, struct str user, long second)
+{
+    struct server *srv = ctx;
+    if (revoke_user(srv->revoked, user, second) < 0)
+        log_error("revocation of '%.*s' from Redis: out of memory: every token issued until now "
+                  "is refused instead", (int)user.len, user.p);
+    uint32_t n = sessions_disconnect_user(srv->sessions, user);
+    if (n)
+        log_info("disconnect user '%.*s' (cluster): %u connection(s) here", (int)user.len, user.p, n);
+}
+
+static void server_watch(void *ctx, struct str channel, int on)
+{
+    struct server *srv = ctx;
+    engine_watch(srv->engine, channel, on);
+}
+
+struct server_disconnect {
+    pubsock_disconnected_fn *done;
+    void                    *arg;
+    uint32_t                 n;
+};
+
+static void server_revoke_sent(void *arg, int status)
+{
+    struct server_disconnect *d = arg;
+    if (status < 0)
+        log_warn("disconnect: Redis unreachable: only this node's %u connection(s) were closed", d->n);
+    d->done(d->arg, status, d->n);
+    free(d);
+}
+
 static void server_disconnect_user(void *ctx, struct str user, pubsock_disconnected_fn *done,
                                    void *arg)
 {
@@ -158,7 +209,14 @@ static void server_disconnect_user(void *ctx, struct str user, pubsock_disconnec
     uint32_t n = sessions_disconnect_user(srv->sessions, user);
     log_info("disconnect user '%.*s': %u connection(s), tokens issued until now revoked",
              (int)user.len, user.p, n);
-    done(arg, 0, n);
+    struct server_disconnect *d = srv->engine->ops->revoke ? malloc(sizeof(*d)) : NULL;
+    if (!d) {
+        done(arg, srv->engine->ops->revoke ? ENGINE_E_UNAVAILABLE : 0, n);
+        return;
+    }
+    *d = (struct server_disconnect){ done, arg, n };
+    /* Every node applies it, this one's record and second included. */
+    srv->engine->ops->revoke(srv->engine, user, revoke_clock(), server_revoke_sent, d);
 }
 
 /* ---- metrics: the exporter reads every module's counters ---- */
@@ -173,10 +231,10 @@ static int server_metrics(void *ctx, struct buf *out)
         .hub = hub_stats(srv->hub),
         .pubsock = pubsock_stats(srv->pubsock),
         .tls = srv->tls ? tls_stats(srv->tls) : &srv->tls_off,
-        .published = engine_memory_published(srv->engine),
+        .published = server_is_redis(srv) ? 0 : engine_memory_published(srv->engine),
         .channels = hub_channels(srv->hub),
-        .history_messages = engine_memory_entries(srv->engine),
-        .history_bytes = engine_memory_bytes(srv->engine),
+        .history_messages = server_is_redis(srv) ? 0 : engine_memory_entries(srv->engine),
+        .history_bytes = server_is_redis(srv) ? 0 : engine_memory_bytes(srv->engine),
     };
     if (stats_process_read(&v.process) < 0)
         log_debug("metrics: /proc/self not fully read");
@@ -333,7 +391,7 @@ static void server_shutdown(struct server *srv)
         return;
     srv->shutting_down = 1;
     log_info("shutting down: closing %zu connection(s) with 1001", conns_count(srv->conns));
-    if (srv->cfg->history_file[0]) {
+    if (srv->cfg->history_file[0] && !server_is_redis(srv)) {
         char why[512];
         if (engine_memory_save(srv->engine, srv->cfg->history_file, why, sizeof(why)) < 0)
             log_error("history not saved: %s", why);
@@ -384,7 +442,8 @@ static void server_reload(struct server *srv)
     srv->cfg = next;
     struct history_limits lim;
     server_history_limits(next, &lim);
-    engine_memory_set_limits(srv->engine, &lim);
+    if (!server_is_redis(srv))
+        engine_memory_set_limits(srv->engine, &lim);
     struct revoke_limits rl = server_revoke_limits(next);
     revoke_set_limits(srv->revoked, &rl, revoke_clock());
     log_set_level((enum log_level)next->log_level);
@@ -418,7 +477,7 @@ static void server_after(ev_loop_t *loop, void *data)
 static void server_restore_history(struct server *srv)
 {
     const char *path = srv->cfg->history_file;
-    if (!path[0] || access(path, F_OK) != 0)
+    if (!path[0] || access(path, F_OK) != 0 || server_is_redis(srv))
         return;
     char why[512];
     if (engine_memory_restore(srv->engine, path, why, sizeof(why)) < 0) {
@@ -447,10 +506,6 @@ static void server_restore_revocations(struct server *srv)
 
 static int server_build(struct server *srv, char *err, size_t errlen)
 {
-    if (srv->cfg->engine == CFG_ENGINE_REDIS) {
-        snprintf(err, errlen, "engine = redis: not available in this build");
-        return -1;
-    }
     struct history_limits lim;
     server_history_limits(srv->cfg, &lim);
     struct cfg *const *cfg = &srv->cfg;
@@ -459,7 +514,16 @@ static int server_build(struct server *srv, char *err, size_t errlen)
      * planned stop's records say otherwise (see revoke.h). */
     srv->revoked = revoke_new(&rl, revoke_clock() - 1);
     srv->hub = srv->revoked ? hub_new(session_deliver) : NULL;
-    srv->engine = srv->hub ? engine_memory_new(srv->loop, &lim, server_fan_out, srv) : NULL;
+    srv->redis = srv->cfg->engine == CFG_ENGINE_REDIS;
+    if (srv->redis) {
+        const struct engine_hooks eh = { server_fan_out, server_reset, server_count,
+                                         server_revoked, srv };
+        srv->engine = srv->hub ? engine_redis_new(srv->loop, srv->cfg, &eh) : NULL;
+        if (srv->engine)
+            hub_set_watch(srv->hub, server_watch, srv);
+    } else {
+        srv->engine = srv->hub ? engine_memory_new(srv->loop, &lim, server_fan_out, srv) : NULL;
+    }
     srv->sessions = srv->engine ? sessions_new(srv->hub, srv->engine, srv->revoked, cfg) : NULL;
     const struct conn_handlers ch = { server_session_open, server_session_closed, server_pump,
                                       server_session_drained, server_peer_released };

@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "list.h"
 #include "log.h"
+#include "msgid.h"
 #include "pattern.h"
 #include "token.h"
 #include "urlenc.h"
@@ -43,6 +44,8 @@ struct session_hold {
     struct session_held { struct msg *m; int chan; } *items;
 };
 
+struct session_slice;
+
 struct session {
     struct list_node            node;      /* sessions.all */
     sessions_t                 *ss;
@@ -54,6 +57,12 @@ struct session {
     size_t                      resume_len;
     uint32_t                    replaying; /* bit i: subs[i] still being replayed */
     int                         resume_reset; /* a channel of this resume was reset */
+    struct session_slice       *asking;    /* the slice whose answer is awaited */
+    /* An engine answering later (Redis) may hand a live copy of a message
+     * already replayed after the replay: subs in `marked` skip live
+     * messages up to `mark`, the newest replayed, until a newer one. */
+    uint32_t                    marked;
+    struct msgid                mark;
     int                         nsubs;
     struct chan_member          subs[];    /* fixed after the open */
 };
@@ -150,7 +159,12 @@ static int session_greet(struct session *s, const struct str *names, int n)
     return rc;
 }
 
-/* One slice's question and where its answer goes. */
+struct session_slice;
+static void session_mark(struct session *s, const struct session_slice *r, struct msg *m,
+                         const int *chans, int n);
+
+/* One slice's question and where its answer goes (s = NULL: the session
+ * closed before the answer came). */
 struct session_slice {
     struct session *s;
     struct str      names[WSPUSH_MAX_CHANNELS];  /* the channels still replaying */
@@ -239,10 +253,23 @@ static void session_resume_end(struct session *s)
  * filled (they leave the replay and get live messages from now on), then
  * the slice's messages of the others; with more, the next slice is asked
  * for once the transport has written this one. */
+static void session_on_slice_now(struct session *s, struct session_slice *r,
+                                 const struct engine_answer *a);
+
 static void session_on_slice(void *arg, const struct engine_answer *a)
 {
     struct session_slice *r = arg;
     struct session *s = r->s;
+    if (s) {
+        s->asking = NULL;
+        session_on_slice_now(s, r, a);
+    }
+    free(r);
+}
+
+static void session_on_slice_now(struct session *s, struct session_slice *r,
+                                 const struct engine_answer *a)
+{
     struct buf msg = { 0 };
     int rc = 0, nreset = 0;
     for (int k = 0; k < r->n; k++) {
@@ -277,6 +304,7 @@ static void session_on_slice(void *arg, const struct engine_answer *a)
         if (rc2 <= 0)
             break;
         s->ss->stats.replayed += (uint64_t)n;
+        session_mark(s, r, a->items[k].m, chans, n);
         k = j;
     }
     log_debug("subscribe: resume slice: %zu of %zu replayed, %d channel(s) reset", k, a->nitems,
@@ -315,18 +343,24 @@ void session_drained(struct session *s)
         s->ops->want_drained(s->transport);
         return;
     }
-    struct session_slice r = { .s = s };
+    /* Kept until the answer, which an engine may give later (Redis). */
+    struct session_slice *r = calloc(1, sizeof(*r));
+    if (!r) {
+        session_resume_end(s);
+        s->ops->close(s->transport, 1011);
+        return;
+    }
+    r->s = s;
     for (int i = 0; i < s->nsubs; i++) {
         if (!(s->replaying & (1u << i)))
             continue;
         const struct channel *ch = s->subs[i].ch;
-        r.names[r.n] = (struct str){ chan_name(ch), chan_name_len(ch) };
-        r.sub[r.n++] = i;
+        r->names[r->n] = (struct str){ chan_name(ch), chan_name_len(ch) };
+        r->sub[r->n++] = i;
     }
-    /* The memory engine answers at once, so the question may live on the
-     * stack; for an engine answering later it must be kept until then. */
-    struct engine_query q = { r.names, r.n, { s->resume_after, s->resume_len }, room };
-    engine_history(s->ss->engine, &q, session_on_slice, &r);
+    s->asking = r;
+    struct engine_query q = { r->names, r->n, { s->resume_after, s->resume_len }, room };
+    engine_history(s->ss->engine, &q, session_on_slice, r);
 }
 
 /* last_id (URL-encoded when encoded): the resume starts once the
@@ -462,15 +496,68 @@ void session_close(struct session *s)
     for (int i = 0; i < s->nsubs; i++)
         hub_unsubscribe(s->ss->hub, &s->subs[i]);
     list_remove(&s->ss->all, &s->node);
+    if (s->asking)
+        s->asking->s = NULL;     /* its answer finds no one */
     session_hold_drop(s);
     free(s->resume_after);
     free(s->user);
     free(s);
 }
 
+/* The replayed visits of m raise the mark of their channels. */
+static void session_mark(struct session *s, const struct session_slice *r, struct msg *m,
+                         const int *chans, int n)
+{
+    struct msgid id;
+    if (msgid_parse(msg_id(m), &id) < 0)
+        return;
+    for (int k = 0; k < n; k++) {
+        struct str name = msg_channel(m, chans[k]);
+        for (int j = 0; j < r->n; j++)
+            if (r->names[j].len == name.len && memcmp(r->names[j].p, name.p, name.len) == 0)
+                s->marked |= 1u << r->sub[j];
+    }
+    if (msgid_cmp(id, s->mark) > 0)
+        s->mark = id;
+}
+
+/* 1 when m is on a marked channel and not newer than the mark: the
+ * replay has sent it already. The first newer one clears the marks. */
+static int session_replayed(struct session *s, struct msg *m, int chan)
+{
+    struct msgid id;
+    if (msgid_parse(msg_id(m), &id) < 0 || msgid_cmp(id, s->mark) > 0) {
+        s->marked = 0;
+        return 0;
+    }
+    struct str name = msg_channel(m, chan);
+    for (int i = 0; i < s->nsubs; i++) {
+        const struct channel *ch = s->subs[i].ch;
+        if ((s->marked & (1u << i)) && chan_name_len(ch) == name.len &&
+            memcmp(chan_name(ch), name.p, name.len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The hub's reset for a channel of this session (hub_each): the node
+ * lost messages of it that it cannot recover (engine_redis.c). */
+void session_reset_channel(void *owner, struct str channel)
+{
+    struct session *s = owner;
+    struct buf msg = { 0 };
+    if (buf_printf(&msg, "{\"type\":\"reset\",\"channels\":[\"%.*s\"]}", (int)channel.len,
+                   channel.p) < 0 ||
+        s->ops->send_json(s->transport, buf_head(&msg), buf_used(&msg)) < 0)
+        s->ops->close(s->transport, 1011);
+    buf_free(&msg);
+}
+
 int session_deliver(void *owner, struct msg *m, int chan)
 {
     struct session *s = owner;
+    if (s->marked && session_replayed(s, m, chan))
+        return 1;
     /* Counted as queued while the page can still get it: the replay
      * brings it, after the older messages, in id order. */
     if (s->replaying && session_replays(s, msg_channel(m, chan)))

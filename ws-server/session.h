@@ -54,6 +54,9 @@ void        session_close(struct session *s);
  * Returns 1 when the message was queued, or will be by the resume in
  * progress; 0 when the connection is closing or over its budget. */
 int         session_deliver(void *owner, struct msg *m, int chan);
+/* For hub_each: tells the page it missed messages of channel that cannot
+ * be recovered ({"type":"reset","channels":[channel]}). */
+void        session_reset_channel(void *owner, struct str channel);
 /* The transport's queue is empty, as asked by want_drained: the next
  * slice of a resume is queued (wired to the transport's drained handler). */
 void        session_drained(struct session *s);

@@ -2,6 +2,7 @@
 ws-server binary, plus a Python client of the publish socket and an HS256
 token minter written independently of the C code (so a bug in one does not
 hide a bug in the other)."""
+import atexit
 import base64
 import hashlib
 import hmac
@@ -17,6 +18,21 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(os.environ.get("WSPUSH_BIN", ROOT / "build" / "bin"))
 SECRET = b"integration-test-secret-0123456789"
+
+
+# Every redis-server an Env started, stopped at exit whatever happened.
+_redis_started = []
+
+
+def _stop_redis_servers():
+    for r in _redis_started:
+        try:
+            r.stop()
+        except Exception:
+            pass
+
+
+atexit.register(_stop_redis_servers)
 
 
 def free_port():
@@ -180,7 +196,8 @@ DEFAULT_WS = {
 class Env:
     """A runtime directory with wspush.ini and a secret; starts ws-server."""
 
-    def __init__(self, tmp_path, ws=None, publisher=None, channels=None, wspush=None):
+    def __init__(self, tmp_path, ws=None, publisher=None, channels=None, wspush=None,
+                 own_redis=None):
         self.dir = pathlib.Path(tmp_path)
         self.secret_file = self.dir / "secret"
         self.secret_file.write_bytes(SECRET + b"\n")
@@ -200,6 +217,17 @@ class Env:
                 self.sections[name].update(extra)
         self.ws_proc = None
         self.ws_log = self.dir / "ws-server.log"
+        # The Redis pass (WSPUSH_ENGINE=redis): this node gets a redis-server
+        # of its own, on a socket in its directory, stopped with it.
+        self.redis = None
+        if own_redis is None:
+            own_redis = os.environ.get("WSPUSH_ENGINE", "memory") == "redis"
+        if own_redis:
+            from redis_servers import RedisServer, redis_ini
+            self.redis = RedisServer(self.dir)
+            _redis_started.append(self.redis)
+            self.sections["ws-server"]["engine"] = "redis"
+            self.sections["redis"] = redis_ini(self.redis)
         self.write_ini()
 
     def write_ini(self):
@@ -231,11 +259,25 @@ class Env:
                 return False
             return self.publish_socket.exists()
         wait_for(up, what="ws-server to listen")
+        if self.redis is not None:
+            # Up means Redis reached too: a publish before that is a 503.
+            def reached():
+                if self.ws_proc.poll() is not None:
+                    raise RuntimeError("ws-server exited: " + self.log_text())
+                return self.log_text().count("PUB/SUB connection up") > self._redis_ups
+            wait_for(reached, what="ws-server to reach Redis")
+            self._redis_ups = self.log_text().count("PUB/SUB connection up")
         return self.ws_proc
+
+    _redis_ups = 0
 
     def stop_ws(self, sig=signal.SIGTERM, timeout=5.0):
         p, self.ws_proc = self.ws_proc, None
         return stop_process(p, sig, timeout)
+
+    def stop_redis(self):
+        if self.redis is not None:
+            self.redis.stop()
 
     def log_text(self):
         try:

@@ -389,6 +389,18 @@ class TcpProxy:
                         pass
 
 
+def redis_node(dir, server, name="node", prefix="wspush:", ws=None, **redis_extra):
+    """An Env (harness.py) for one ws-server node on server, ini written,
+    not started: call .start_ws()."""
+    return Node(dir, name, redis=server, ws=ws, redis_keys={"prefix": prefix, **redis_extra})
+
+
+def wait_redis_up(env, timeout=5.0):
+    """Until the node's log says it reached Redis (command and PUB/SUB)."""
+    wait_for(lambda: "PUB/SUB connection up" in env.log_text(), timeout=timeout,
+             what="ws-server to reach Redis")
+
+
 class Node(Env):
     """One ws-server of a cluster: an Env in its own directory under
     tmp_path (same SECRET as every Env) with engine = redis on server, or
@@ -398,7 +410,7 @@ class Node(Env):
                  channels=None):
         d = pathlib.Path(tmp_path) / name
         d.mkdir(parents=True, exist_ok=True)
-        super().__init__(d, ws={"engine": "redis", **(ws or {})}, channels=channels)
+        super().__init__(d, ws={"engine": "redis", **(ws or {})}, channels=channels, own_redis=False)
         self.name = name
         keys = dict(redis_keys or {})
         if sentinel is not None:

@@ -4,6 +4,7 @@ import asyncio
 import json
 import signal
 
+import pytest
 import websockets
 
 from harness import make_token
@@ -76,6 +77,7 @@ def test_multi_channel_message_replayed_per_channel(ws):
     run(go())
 
 
+@pytest.mark.memory_only(reason="history_size is the memory engine's global cap; Redis keeps channel_history_size per channel")
 def test_evicted_gap_gives_reset_for_that_channel_only(env):
     env.sections["ws-server"]["history_size"] = "5"
     env.write_ini()
@@ -110,6 +112,7 @@ def test_foreign_or_garbage_id_gives_reset(ws):
     run(go())
 
 
+@pytest.mark.memory_only(reason="history_ttl is the memory engine's; Redis streams expire by channel_history_ttl")
 def test_history_ttl(env):
     env.sections["ws-server"]["history_ttl"] = "1"
     env.write_ini()
@@ -135,6 +138,7 @@ def test_private_channel_resume_needs_token(ws):
     run(go())
 
 
+@pytest.mark.memory_only(reason="history_file is the memory engine's; Redis keeps the history itself")
 def test_history_survives_planned_restart(env):
     env.sections["ws-server"]["history_file"] = str(env.dir / "history.bin")
     env.write_ini()
@@ -157,6 +161,7 @@ def test_history_survives_planned_restart(env):
     run(go())
 
 
+@pytest.mark.memory_only(reason="history_file is the memory engine's")
 def test_corrupt_history_file_is_reported_and_ignored(env):
     hist = env.dir / "history.bin"
     env.sections["ws-server"]["history_file"] = str(hist)
@@ -186,6 +191,7 @@ def _fnv1a(data):
     return h
 
 
+@pytest.mark.memory_only(reason="history_file is the memory engine's")
 def test_history_file_of_the_frame_format_is_refused_with_a_reset(env):
     """A history_file saved by a wspush that kept WebSocket frames (format
     1, "WSPUSHH1") is refused with a clear message; pages resuming from

@@ -5,6 +5,7 @@ import json
 import signal
 import time
 
+import pytest
 import websockets
 
 from harness import make_token
@@ -89,6 +90,7 @@ def test_records_survive_reload(ws):
     run(go())
 
 
+@pytest.mark.memory_only(reason="with Redis the records live in Redis, not next to history_file")
 def test_planned_restart_keeps_records_unplanned_refuses_older_tokens(env):
     env.sections["ws-server"]["history_file"] = str(env.dir / "history.bin")
     env.write_ini()

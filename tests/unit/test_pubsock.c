@@ -162,7 +162,9 @@ static struct str stub_last_id(const engine_t *e)
 
 static void stub_free(engine_t *e) { (void)e; }
 
-static const struct engine_ops stub_ops = { stub_publish, stub_history, stub_last_id, stub_free };
+static const struct engine_ops stub_ops = {
+    .publish = stub_publish, .history = stub_history, .last_id = stub_last_id, .free = stub_free,
+};
 
 /* ---- fixture ---- */
 

@@ -1,0 +1,244 @@
+"""The Redis engine (engine = redis) with real redis-server processes and
+two ws-server nodes sharing one: ids across nodes, cross-node delivery in
+id order, resume on the other node, 503 / 504 when Redis is down or
+silent, a missed PUB/SUB copy recovered from the stream (or reset), an
+epoch change resetting resumes, and disconnect across nodes."""
+import asyncio
+import json
+
+import pytest
+import websockets
+
+from harness import IpcError, make_token, wait_for
+from redis_servers import RedisServer, redis_node, wait_redis_up
+
+
+def run(coro, timeout=30):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """One Redis, nodes A and B on it (started, connected)."""
+    redis = RedisServer(tmp_path)
+    nodes = [redis_node(tmp_path, redis, n) for n in ("a", "b")]
+    for n in nodes:
+        n.start_ws()
+    for n in nodes:
+        wait_redis_up(n)
+    yield redis, nodes[0], nodes[1]
+    for n in nodes:
+        if n.ws_proc is not None:
+            rc = n.stop_ws()
+            assert rc == 0, "ws-server exited %r:\n%s" % (rc, n.log_text()[-4000:])
+    redis.stop()
+
+
+async def connect(env, query):
+    ws = await websockets.connect(env.ws_url(query), close_timeout=1)
+    hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert hello["type"] == "subscribed"
+    return ws, hello
+
+
+async def recv(ws, timeout=5):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def drain(ws, quiet=0.5):
+    out = []
+    while True:
+        try:
+            out.append(json.loads(await asyncio.wait_for(ws.recv(), quiet)))
+        except asyncio.TimeoutError:
+            return out
+
+
+def id_key(i):
+    e, s = i.split("-")
+    return (int(e, 16), int(s))
+
+
+def test_ids_increase_across_nodes_and_pages_get_every_node_s_messages_in_order(cluster):
+    redis, a, b = cluster
+
+    async def go():
+        pa, _ = await connect(a, "channels=public/x,public/y")
+        pb, _ = await connect(b, "channels=public/x,public/y")
+        await asyncio.sleep(0.3)       # both nodes subscribed in Redis
+        acks = []
+        for i in range(40):
+            node = (a, b)[i % 2]
+            acks.append(node.publish(["public/x", "public/y"][i % 3 % 2], i)["id"])
+        keys = [id_key(i) for i in acks]
+        assert keys == sorted(keys) and len(set(keys)) == len(keys)
+        for page in (pa, pb):
+            got = await drain(page)
+            assert [m["id"] for m in got] == acks
+            assert [m["data"] for m in got] == list(range(40))
+            await page.close()
+    run(go())
+
+
+def test_resume_on_the_other_node_is_exact(cluster):
+    redis, a, b = cluster
+
+    async def go():
+        p, _ = await connect(a, "channels=public/r,public/s")
+        await asyncio.sleep(0.3)
+        first = a.publish("public/r", "first")
+        assert (await recv(p))["id"] == first["id"]
+        await p.close()
+        missed = []
+        for i in range(12):
+            ch = ["public/r", "public/s", "public/other"][i % 3]
+            ack = (a, b)[i % 2].publish(ch, i)
+            if ch != "public/other":
+                missed.append((ch, ack["id"], i))
+        p, _ = await connect(b, "channels=public/r,public/s&last_id=" + first["id"])
+        live = a.publish("public/s", "live")
+        got = await drain(p)
+        assert [(m["channel"], m["id"], m["data"]) for m in got] == \
+            missed + [("public/s", live["id"], "live")]
+        await p.close()
+    run(go())
+
+
+def test_redis_down_gives_503_code_pages_stay_and_it_comes_back(cluster):
+    redis, a, b = cluster
+
+    async def go():
+        p, _ = await connect(b, "channels=public/d")
+        await asyncio.sleep(0.3)
+        before = a.publish("public/d", 1)
+        assert (await recv(p))["id"] == before["id"]
+        redis.stop()
+        with pytest.raises(IpcError) as e:
+            a.publish("public/d", 2)
+        assert e.value.code == 7
+        # The page stays connected; a new page is accepted, its resume reset.
+        p2, _ = await connect(b, "channels=public/d&last_id=" + before["id"])
+        assert (await recv(p2))["type"] == "reset"
+        redis.start()
+        wait_for(lambda: a.log_text().count("PUB/SUB connection up") >= 2 and
+                 b.log_text().count("PUB/SUB connection up") >= 2, timeout=10, what="reconnect")
+        await asyncio.sleep(0.3)
+        after = a.publish("public/d", 3)
+        # A new epoch (Redis lost everything): never an id given twice.
+        assert id_key(after["id"]) > id_key(before["id"])
+        for page in (p, p2):
+            got = [m for m in await drain(page) if m["type"] == "message"]
+            assert [m["data"] for m in got] == [3]
+            await page.close()
+    run(go())
+
+
+def test_redis_silent_gives_504_code_and_no_false_ack(cluster):
+    redis, a, b = cluster
+    a.publish("public/t", 0)
+    redis.pause()
+    try:
+        with pytest.raises(IpcError) as e:
+            a.publish("public/t", 1)
+        assert e.value.code == 8
+    finally:
+        redis.resume()
+    wait_for(lambda: _publishes(a), timeout=10, what="publishing again")
+
+
+def _publishes(node):
+    try:
+        node.publish("public/t", 2)
+        return True
+    except IpcError:
+        return False
+
+
+def _write_without_publish(redis, channel, data, prefix="wspush:", stream=True):
+    """What the publish script does, minus the PUBLISH: a copy every node
+    misses (the PUB/SUB message lost), kept in the stream."""
+    with redis.client() as r:
+        e = int(r.command("HGET", prefix + "epoch", "e"))
+        s = r.command("HINCRBY", prefix + "epoch", "s", 1)
+        mid = "%x-%d" % (e, s)
+        prev = (r.command("GET", prefix + "l:" + channel) or b"").decode()
+        if stream:
+            r.command("XADD", prefix + "s:" + channel, "%d-%d" % (e, s), "p", prev, "d",
+                      json.dumps(data))
+        r.command("SET", prefix + "l:" + channel, mid)
+    return mid
+
+
+def test_a_missed_copy_is_recovered_from_the_stream_in_order(cluster):
+    redis, a, b = cluster
+
+    async def go():
+        p, _ = await connect(b, "channels=public/g")
+        await asyncio.sleep(0.3)
+        one = a.publish("public/g", 1)
+        lost = _write_without_publish(redis, "public/g", 2)
+        three = a.publish("public/g", 3)
+        got = await drain(p)
+        assert [(m["type"], m.get("id")) for m in got] == \
+            [("message", one["id"]), ("message", lost), ("message", three["id"])]
+        await p.close()
+    run(go())
+
+
+def test_a_missed_copy_not_in_the_stream_resets_the_channel(tmp_path):
+    redis = RedisServer(tmp_path)
+    a = redis_node(tmp_path, redis, "a", channel_history_size=0)
+    a.start_ws()
+    try:
+        wait_redis_up(a)
+
+        async def go():
+            p, _ = await connect(a, "channels=public/g")
+            await asyncio.sleep(0.3)
+            a.publish("public/g", 1)
+            _write_without_publish(redis, "public/g", 2, stream=False)
+            three = a.publish("public/g", 3)
+            got = await drain(p)
+            assert [m["type"] for m in got] == ["message", "reset", "message"]
+            assert got[1]["channels"] == ["public/g"] and got[2]["id"] == three["id"]
+            await p.close()
+        run(go())
+    finally:
+        assert a.stop_ws() == 0
+        redis.stop()
+
+
+def test_disconnect_closes_the_user_s_pages_on_every_node(tmp_path):
+    redis = RedisServer(tmp_path)
+    nodes = [redis_node(tmp_path, redis, n) for n in ("a", "b")]
+    for n in nodes:
+        n.sections["channels"]["subscribe"] = "user/{user}/*"
+        n.write_ini()
+        n.start_ws()
+    a, b = nodes
+    try:
+        for n in nodes:
+            wait_redis_up(n)
+        tok = make_token(sub="alice", channels=("user/alice/*",))
+
+        async def go():
+            pb, _ = await connect(b, "channels=user/alice/inbox&token=" + tok)
+            assert a.disconnect("alice") == 0        # none on A itself
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                await asyncio.wait_for(pb.recv(), 5)
+            assert e.value.code == 4401
+            # B refuses the old token now.
+            p2 = await websockets.connect(b.ws_url("channels=user/alice/inbox&token=" + tok),
+                                          close_timeout=1)
+            with pytest.raises(websockets.ConnectionClosed) as e2:
+                await asyncio.wait_for(p2.recv(), 5)
+            assert e2.value.code == 4401
+            redis.stop()
+            with pytest.raises(IpcError) as ie:
+                a.disconnect("bob")
+            assert ie.value.code == 7 and "other nodes were not reached" in ie.value.text
+        run(go())
+    finally:
+        for n in nodes:
+            assert n.stop_ws() == 0
+        redis.stop()

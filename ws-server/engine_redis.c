@@ -1,0 +1,1201 @@
+#include "engine_redis.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/sha.h>
+
+#include "buf.h"
+#include "channel.h"
+#include "log.h"
+#include "msgid.h"
+#include "redis_link.h"
+#include "redis_msg.h"
+#include "revoke.h"
+
+/* KEYS: epoch hash, then per channel its stream and its last-id key.
+ * ARGV: run_id, history size, history ttl, last-id ttl, prefix, data,
+ * the newest epoch this node has seen, then the channel names. Returns the
+ * id. An epoch made on another master (run_id), or none at all, is
+ * replaced by a newer one: writes may have been lost there, and resuming
+ * pages must be reset, never given an id again. The new epoch is the
+ * server's second, but past every epoch this node has seen (a Redis
+ * restarted within the second would otherwise give an id twice). The stream entry id is "<epoch>-<seq>" in decimal, so XRANGE
+ * reads "after an id" directly. */
+static const char er_publish_lua[] =
+    "local h = redis.call('HMGET', KEYS[1], 'e', 's', 'r')\n"
+    "local e, s = tonumber(h[1]), tonumber(h[2])\n"
+    "if (not e) or (not s) or h[3] ~= ARGV[1] then\n"
+    "  local t = tonumber(redis.call('TIME')[1])\n"
+    "  if e and t <= e then t = e + 1 end\n"
+    "  if t <= tonumber(ARGV[7]) then t = tonumber(ARGV[7]) + 1 end\n"
+    "  e, s = t, 0\n"
+    "  redis.call('HSET', KEYS[1], 'e', e, 'r', ARGV[1])\n"
+    "end\n"
+    "s = s + 1\n"
+    "redis.call('HSET', KEYS[1], 's', s)\n"
+    "local id = string.format('%x-%d', e, s)\n"
+    "local sid = string.format('%d-%d', e, s)\n"
+    "local size, ttl, mttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "for i = 2, #KEYS, 2 do\n"
+    "  local ch = ARGV[7 + i / 2]\n"
+    "  local prev = redis.call('GET', KEYS[i + 1]) or ''\n"
+    "  redis.call('SET', KEYS[i + 1], id, 'EX', mttl)\n"
+    "  if size > 0 then\n"
+    "    local ok = redis.pcall('XADD', KEYS[i], 'MAXLEN', size, sid, 'p', prev, 'd', ARGV[6])\n"
+    "    if type(ok) == 'table' and ok.err then\n"
+    "      redis.call('DEL', KEYS[i])\n"
+    "      redis.call('XADD', KEYS[i], 'MAXLEN', size, sid, 'p', prev, 'd', ARGV[6])\n"
+    "    end\n"
+    "    redis.call('EXPIRE', KEYS[i], ttl)\n"
+    "  end\n"
+    "  redis.call('PUBLISH', ARGV[5] .. 'm:' .. ch, id .. '\\n' .. prev .. '\\n' .. ARGV[6])\n"
+    "end\n"
+    "return id\n";
+
+/* KEYS: epoch hash, then per channel its stream and its last-id key.
+ * ARGV: the stream id to read after ("" = none), the most entries per
+ * channel. Returns { epoch or '', then per channel: last id or '',
+ * entries after ARGV[1] }. */
+static const char er_history_lua[] =
+    "local res = { redis.call('HGET', KEYS[1], 'e') or '' }\n"
+    "for i = 2, #KEYS, 2 do\n"
+    "  res[#res + 1] = redis.call('GET', KEYS[i + 1]) or ''\n"
+    "  if ARGV[1] ~= '' then\n"
+    "    res[#res + 1] = redis.call('XRANGE', KEYS[i], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])\n"
+    "  else\n"
+    "    res[#res + 1] = {}\n"
+    "  end\n"
+    "end\n"
+    "return res\n";
+
+/* KEYS: the revocation set. ARGV: user, second, oldest second kept, most
+ * records, control channel, the broadcast. */
+static const char er_revoke_lua[] =
+    "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])\n"
+    "local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])\n"
+    "if over > 0 then redis.call('ZPOPMIN', KEYS[1], over) end\n"
+    "return redis.call('PUBLISH', ARGV[5], ARGV[6])\n";
+
+enum er_script { ER_PUBLISH, ER_HISTORY, ER_REVOKE, ER_SCRIPTS };
+static const char *const er_scripts[ER_SCRIPTS] = { er_publish_lua, er_history_lua, er_revoke_lua };
+
+enum er_state { ER_UNSUB, ER_SUBSCRIBING, ER_SUBSCRIBED, ER_UNSUBSCRIBING };
+
+/* What the engine knows of one channel this node subscribes to in Redis
+ * (the registry entry's userdata). */
+struct er_chan {
+    struct channel *ch;
+    int             wanted;     /* this node has subscribers of it */
+    enum er_state   state;
+    int             queued;     /* on the (un)subscribe batch */
+    int             has_last;
+    struct msgid    last;       /* the last copy delivered here */
+    struct msgid    mark;       /* with no last: catch up after this id */
+    int             recovered;  /* a catch-up just ran: a gap now is a reset */
+};
+
+/* A copy waiting while a read of the streams is in flight. */
+struct er_held {
+    struct msg  *m;
+    int          has_prev;
+    struct msgid prev;
+};
+
+struct engine_redis {
+    struct engine       base;       /* first */
+    ev_loop_t          *loop;
+    const struct cfg   *cfg;        /* = &own */
+    /* The config as it was at start: [redis] keys need a restart, and a
+     * reload frees the struct it came in. Lists are not carried over but
+     * the Sentinels' resolved addresses (their items name those). */
+    struct cfg          own;
+    struct engine_hooks h;
+    redis_link_t       *link;
+    chan_registry_t    *reg;
+    char                sha[ER_SCRIPTS][41];
+    char                newest[MSG_ID_MAX];  /* the newest id seen: the greeting's */
+    struct msgid        mnewest;
+    /* channels whose (un)subscribe waits for the after-pass batch */
+    struct er_chan    **batch;
+    size_t              nbatch, capbatch;
+    struct ev_hook      after;
+    /* copies held while reads are in flight, oldest first */
+    int                 reads;
+    struct er_held     *held;
+    size_t              hhead, nheld, capheld;
+    int                 releasing;
+};
+
+static struct engine_redis *er(engine_t *e) { return (struct engine_redis *)e; }
+
+static void er_release(struct engine_redis *r);
+
+/* ---- commands ---- */
+
+/* A command with its arguments as one block (the key names built here). */
+struct er_args {
+    int          argc, cap;
+    const char **argv;
+    size_t      *lens;
+    struct buf   store;       /* the bytes; argv points in after er_args_fix */
+    size_t      *offs;
+};
+
+static int er_args_add(struct er_args *a, const char *p, size_t n)
+{
+    if (a->argc == a->cap) {
+        int cap = a->cap ? a->cap * 2 : 16;
+        size_t *lens = realloc(a->lens, sizeof(*lens) * (size_t)cap);
+        if (lens)
+            a->lens = lens;
+        size_t *offs = lens ? realloc(a->offs, sizeof(*offs) * (size_t)cap) : NULL;
+        if (offs)
+            a->offs = offs;
+        if (!lens || !offs)
+            return -ENOMEM;
+        a->cap = cap;
+    }
+    a->offs[a->argc] = buf_used(&a->store);
+    a->lens[a->argc] = n;
+    a->argc++;
+    return buf_append(&a->store, p, n);
+}
+
+static int er_args_str(struct er_args *a, const char *s) { return er_args_add(a, s, strlen(s)); }
+
+static int er_args_key(struct er_args *a, const char *prefix, const char *kind, struct str name)
+{
+    char head[96];
+    int n = snprintf(head, sizeof(head), "%s%s", prefix, kind);
+    if (buf_append(&a->store, head, (size_t)n) < 0)
+        return -ENOMEM;
+    a->store.len -= (size_t)n;   /* rewritten as one argument below */
+    if (er_args_add(a, head, (size_t)n) < 0)
+        return -ENOMEM;
+    a->lens[a->argc - 1] += name.len;
+    return buf_append(&a->store, name.p, name.len);
+}
+
+static int er_args_fix(struct er_args *a)
+{
+    a->argv = malloc(sizeof(*a->argv) * (size_t)(a->argc ? a->argc : 1));
+    if (!a->argv)
+        return -ENOMEM;
+    for (int i = 0; i < a->argc; i++)
+        a->argv[i] = (const char *)buf_head(&a->store) + a->offs[i];
+    return 0;
+}
+
+static void er_args_free(struct er_args *a)
+{
+    free(a->argv);
+    free(a->lens);
+    free(a->offs);
+    buf_free(&a->store);
+    memset(a, 0, sizeof(*a));
+}
+
+/* A script call: EVALSHA first; NOSCRIPT (a restarted or promoted
+ * server) sends the same call once more as EVAL. */
+typedef void er_reply_fn(struct engine_redis *r, void *arg, int status, const redisReply *rep);
+
+struct er_call {
+    struct engine_redis *r;
+    enum er_script       script;
+    struct er_args       a;        /* argv[0] EVALSHA, argv[1] the sha */
+    er_reply_fn         *cb;
+    void                *arg;
+    int                  eval;     /* sent as EVAL already */
+};
+
+static void er_call_reply(void *arg, int status, const redisReply *rep)
+{
+    struct er_call *c = arg;
+    if (status == 0 && rep->type == REDIS_REPLY_ERROR && !c->eval &&
+        strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        c->eval = 1;
+        c->a.argv[0] = "EVAL";
+        c->a.lens[0] = 4;
+        c->a.argv[1] = er_scripts[c->script];
+        c->a.lens[1] = strlen(er_scripts[c->script]);
+        redis_link_command(c->r->link, c->a.argc, c->a.argv, c->a.lens, er_call_reply, c);
+        return;
+    }
+    if (status == 0 && rep->type == REDIS_REPLY_ERROR)
+        log_warn("redis: script refused: %.200s", rep->str);
+    c->cb(c->r, c->arg, status, rep);
+    er_args_free(&c->a);
+    free(c);
+}
+
+/* A call with room for its arguments; add them, then er_call_send. */
+static struct er_call *er_call_new(struct engine_redis *r, enum er_script s, int nkeys)
+{
+    struct er_call *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->r = r;
+    c->script = s;
+    char n[16];
+    snprintf(n, sizeof(n), "%d", nkeys);
+    if (er_args_str(&c->a, "EVALSHA") < 0 || er_args_str(&c->a, r->sha[s]) < 0 ||
+        er_args_str(&c->a, n) < 0) {
+        er_args_free(&c->a);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Sends c (or fails it with -ENOMEM through cb). */
+static void er_call_send(struct er_call *c, int built, er_reply_fn *cb, void *arg)
+{
+    c->cb = cb;
+    c->arg = arg;
+    if (built < 0 || er_args_fix(&c->a) < 0) {
+        cb(c->r, arg, -ENOMEM, NULL);
+        er_args_free(&c->a);
+        free(c);
+        return;
+    }
+    redis_link_command(c->r->link, c->a.argc, c->a.argv, c->a.lens, er_call_reply, c);
+}
+
+static int er_status(int link_status)
+{
+    if (link_status == -ENOMEM)
+        return ENGINE_E_NOMEM;
+    return link_status == REDIS_LINK_E_TIMEOUT ? ENGINE_E_TIMEOUT : ENGINE_E_UNAVAILABLE;
+}
+
+/* "e-s" of a stream entry id (decimal) to the id. */
+static int er_stream_id(const char *p, size_t n, struct msgid *out)
+{
+    unsigned long long e = 0, s = 0;
+    size_t i = 0;
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+        e = e * 10 + (unsigned)(p[i] - '0');
+    if (i == 0 || i >= n || p[i] != '-' || e > UINT32_MAX)
+        return -1;
+    size_t start = ++i;
+    for (; i < n && p[i] >= '0' && p[i] <= '9' && i - start < 19; i++)
+        s = s * 10 + (unsigned)(p[i] - '0');
+    if (i != n || i == start)
+        return -1;
+    out->epoch = (uint32_t)e;
+    out->seq = s;
+    return 0;
+}
+
+static void er_seen(struct engine_redis *r, struct msgid id)
+{
+    if (msgid_cmp(id, r->mnewest) > 0) {
+        r->mnewest = id;
+        msgid_format(id, r->newest);
+    }
+}
+
+/* ---- publish ---- */
+
+struct er_pub {
+    engine_published_fn *cb;
+    void                *arg;
+    struct engine_result res;
+    struct str           names[WSPUSH_MAX_CHANNELS];
+    int                  n;
+    char                 store[];   /* the names */
+};
+
+static void er_pub_done(struct engine_redis *r, struct er_pub *p, int status)
+{
+    (void)r;
+    p->cb(p->arg, status, status == 0 ? &p->res : NULL);
+    free(p);
+}
+
+static void er_waited(void *arg, int status, const redisReply *rep)
+{
+    struct er_pub *p = arg;
+    if (status < 0) {
+        er_pub_done(NULL, p, ENGINE_E_TIMEOUT);
+        return;
+    }
+    /* Fewer replicas than asked within the time: published, not as
+     * durable as asked. The publisher hears "may or may not". */
+    er_pub_done(NULL, p, rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0 ? 0 : ENGINE_E_TIMEOUT);
+}
+
+static void er_published(struct engine_redis *r, void *arg, int status, const redisReply *rep)
+{
+    struct er_pub *p = arg;
+    if (status < 0) {
+        er_pub_done(r, p, er_status(status));
+        return;
+    }
+    struct msgid id;
+    if (rep->type != REDIS_REPLY_STRING || rep->len >= MSG_ID_MAX ||
+        msgid_parse((struct str){ rep->str, rep->len }, &id) < 0) {
+        er_pub_done(r, p, ENGINE_E_UNAVAILABLE);
+        return;
+    }
+    memcpy(p->res.id, rep->str, rep->len);
+    p->res.id[rep->len] = '\0';
+    er_seen(r, id);
+    /* The deliveries this node queues: its own subscribers of the
+     * channels (the copies come back by PUB/SUB, like every node's). */
+    p->res.deliveries = 0;
+    for (int i = 0; i < p->n; i++)
+        p->res.deliveries += r->h.count ? r->h.count(r->h.ctx, p->names[i]) : 0;
+    if (r->cfg->redis_wait_replicas > 0) {
+        char n[16], ms[16];
+        snprintf(n, sizeof(n), "%d", r->cfg->redis_wait_replicas);
+        int t = r->cfg->redis_command_timeout_ms / 2;
+        snprintf(ms, sizeof(ms), "%d", t > 0 ? t : 1);
+        const char *argv[3] = { "WAIT", n, ms };
+        size_t lens[3] = { 4, strlen(n), strlen(ms) };
+        redis_link_command(r->link, 3, argv, lens, er_waited, p);
+        return;
+    }
+    er_pub_done(r, p, 0);
+}
+
+static void er_publish(engine_t *e, const struct engine_publish *pub, engine_published_fn *cb,
+                       void *arg)
+{
+    struct engine_redis *r = er(e);
+    if (pub->id.len) {
+        cb(arg, ENGINE_E_INVALID, NULL);   /* ids are Redis's to give */
+        return;
+    }
+    if (!redis_link_is_up(r->link)) {
+        cb(arg, ENGINE_E_UNAVAILABLE, NULL);
+        return;
+    }
+    size_t total = 0;
+    for (int i = 0; i < pub->nchannels; i++)
+        total += pub->channels[i].len;
+    struct er_pub *p = malloc(sizeof(*p) + total);
+    struct er_call *c = p ? er_call_new(r, ER_PUBLISH, 1 + 2 * pub->nchannels) : NULL;
+    if (!c) {
+        free(p);
+        cb(arg, ENGINE_E_NOMEM, NULL);
+        return;
+    }
+    p->cb = cb;
+    p->arg = arg;
+    p->n = pub->nchannels;
+    size_t off = 0;
+    for (int i = 0; i < p->n; i++) {
+        memcpy(p->store + off, pub->channels[i].p, pub->channels[i].len);
+        p->names[i] = (struct str){ p->store + off, pub->channels[i].len };
+        off += pub->channels[i].len;
+    }
+    const char *prefix = r->cfg->redis_prefix;
+    char num[3][24];
+    snprintf(num[0], sizeof(num[0]), "%d", r->cfg->redis_channel_history_size);
+    snprintf(num[1], sizeof(num[1]), "%d", r->cfg->redis_channel_history_ttl_s);
+    snprintf(num[2], sizeof(num[2]), "%d", ER_META_TTL_S);
+    int rc = er_args_key(&c->a, prefix, "epoch", (struct str){ "", 0 });
+    for (int i = 0; i < p->n && rc == 0; i++) {
+        rc |= er_args_key(&c->a, prefix, "s:", p->names[i]);
+        rc |= er_args_key(&c->a, prefix, "l:", p->names[i]);
+    }
+    rc |= er_args_str(&c->a, redis_link_run_id(r->link));
+    for (int i = 0; i < 3; i++)
+        rc |= er_args_str(&c->a, num[i]);
+    rc |= er_args_str(&c->a, prefix);
+    rc |= er_args_add(&c->a, pub->data.p, pub->data.len);
+    char seen[16];
+    snprintf(seen, sizeof(seen), "%u", (unsigned)r->mnewest.epoch);
+    rc |= er_args_str(&c->a, seen);
+    for (int i = 0; i < p->n; i++)
+        rc |= er_args_add(&c->a, p->names[i].p, p->names[i].len);
+    er_call_send(c, rc, er_published, p);
+}
+
+/* ---- channels this node subscribes to ---- */
+
+static struct er_chan *er_chan_get(struct engine_redis *r, struct str name, int create)
+{
+    struct channel *ch = chan_lookup(r->reg, name.p, name.len, create);
+    if (!ch)
+        return NULL;
+    void **slot = chan_userdata(ch);
+    if (!*slot && create) {
+        struct er_chan *c = calloc(1, sizeof(*c));
+        if (!c) {
+            chan_release(r->reg, ch);
+            return NULL;
+        }
+        c->ch = ch;
+        *slot = c;
+        chan_pin(ch, 1);
+    }
+    return *slot;
+}
+
+static struct str er_chan_name(const struct er_chan *c)
+{
+    return (struct str){ chan_name(c->ch), chan_name_len(c->ch) };
+}
+
+static void er_chan_drop(struct engine_redis *r, struct er_chan *c)
+{
+    struct channel *ch = c->ch;
+    *chan_userdata(ch) = NULL;
+    free(c);
+    chan_pin(ch, 0);
+    chan_release(r->reg, ch);
+}
+
+static void er_batch_add(struct engine_redis *r, struct er_chan *c)
+{
+    if (c->queued)
+        return;
+    if (r->nbatch == r->capbatch) {
+        size_t cap = r->capbatch ? r->capbatch * 2 : 64;
+        struct er_chan **b = realloc(r->batch, sizeof(*b) * cap);
+        if (!b) {
+            log_error("redis: out of memory: channel subscription delayed");
+            return;
+        }
+        r->batch = b;
+        r->capbatch = cap;
+    }
+    r->batch[r->nbatch++] = c;
+    c->queued = 1;
+    ev_poll_now(r->loop);
+}
+
+/* Once per loop pass: one SUBSCRIBE and one UNSUBSCRIBE for every channel
+ * that got its first or lost its last local subscriber meanwhile. A
+ * channel with one of the two in flight waits for its confirmation
+ * (hiredis 0.14 must never have both in flight for one channel). */
+static void er_flush_batch(ev_loop_t *loop, void *data)
+{
+    (void)loop;
+    struct engine_redis *r = data;
+    if (r->nbatch == 0 || !redis_link_sub_is_up(r->link))
+        return;
+    for (int sub = 1; sub >= 0; sub--) {
+        struct buf names = { 0 };
+        size_t n = 0;
+        for (size_t i = 0; i < r->nbatch; i++) {
+            struct er_chan *c = r->batch[i];
+            if (!c || (sub ? !(c->wanted && c->state == ER_UNSUB)
+                           : !(!c->wanted && c->state == ER_SUBSCRIBED)))
+                continue;
+            struct str nm = er_chan_name(c);
+            if (buf_printf(&names, "%sm:%.*s", r->cfg->redis_prefix, (int)nm.len, nm.p) < 0 ||
+                buf_append(&names, "", 1) < 0)
+                break;
+            c->state = sub ? ER_SUBSCRIBING : ER_UNSUBSCRIBING;
+            n++;
+        }
+        if (n) {
+            const char **argv = malloc(sizeof(*argv) * n);
+            size_t *lens = malloc(sizeof(*lens) * n);
+            if (argv && lens) {
+                const char *p = (const char *)buf_head(&names);
+                for (size_t k = 0; k < n; k++) {
+                    argv[k] = p;
+                    lens[k] = strlen(p);
+                    p += lens[k] + 1;
+                }
+                if (redis_link_subscribe(r->link, sub, (int)n, argv, lens) < 0)
+                    log_warn("redis: %s of %zu channel(s) not sent", sub ? "SUBSCRIBE" : "UNSUBSCRIBE", n);
+            }
+            free(argv);
+            free(lens);
+        }
+        buf_free(&names);
+    }
+    for (size_t i = 0; i < r->nbatch; i++) {
+        struct er_chan *c = r->batch[i];
+        c->queued = 0;
+        if (!c->wanted && c->state == ER_UNSUB)
+            er_chan_drop(r, c);
+    }
+    r->nbatch = 0;
+}
+
+static void er_watch(engine_t *e, struct str name, int on)
+{
+    struct engine_redis *r = er(e);
+    struct er_chan *c = er_chan_get(r, name, on);
+    if (!c)
+        return;
+    c->wanted = on;
+    if (on && c->state == ER_UNSUB && !c->has_last)
+        c->mark = r->mnewest;
+    er_batch_add(r, c);
+}
+
+/* ---- delivery, gaps, catch-up ---- */
+
+static void er_deliver(struct engine_redis *r, struct er_chan *c, struct msg *m, struct msgid id)
+{
+    c->last = id;
+    c->has_last = 1;
+    c->recovered = 0;
+    er_seen(r, id);
+    r->base.deliver(r->base.deliver_ctx, m);
+}
+
+static void er_reset(struct engine_redis *r, struct er_chan *c, const char *why)
+{
+    struct str nm = er_chan_name(c);
+    log_warn("redis: channel '%.*s': %s: its subscribers here are reset", (int)nm.len, nm.p, why);
+    if (r->h.reset)
+        r->h.reset(r->h.ctx, nm);
+}
+
+static void er_catch_up(struct engine_redis *r, struct er_chan *c);
+
+/* Keeps a copy until the reads in flight are answered; at_front: it was
+ * the oldest held (taken out by er_release) and stays so. */
+static void er_hold(struct engine_redis *r, struct msg *m, int has_prev, struct msgid prev,
+                    int at_front)
+{
+    if (at_front && r->hhead > 0) {
+        r->held[--r->hhead] = (struct er_held){ msg_ref(m), has_prev, prev };
+        r->nheld++;
+        return;
+    }
+    if (r->hhead + r->nheld == r->capheld) {
+        if (r->hhead > 0) {
+            memmove(r->held, r->held + r->hhead, sizeof(*r->held) * r->nheld);
+            r->hhead = 0;
+        } else {
+            size_t cap = r->capheld ? r->capheld * 2 : 64;
+            struct er_held *nh = realloc(r->held, sizeof(*nh) * cap);
+            if (!nh) {
+                log_error("redis: out of memory: a message copy dropped");
+                return;
+            }
+            r->held = nh;
+            r->capheld = cap;
+        }
+    }
+    if (at_front) {
+        memmove(r->held + 1, r->held, sizeof(*r->held) * r->nheld);
+        r->held[0] = (struct er_held){ msg_ref(m), has_prev, prev };
+    } else {
+        r->held[r->hhead + r->nheld] = (struct er_held){ msg_ref(m), has_prev, prev };
+    }
+    r->nheld++;
+}
+
+/* One copy, in the order Redis published it (no read in flight). */
+static void er_copy(struct engine_redis *r, struct er_chan *c, struct msg *m, int has_prev,
+                    struct msgid prev)
+{
+    struct msgid id;
+    msgid_parse(msg_id(m), &id);
+    if (c->has_last && msgid_cmp(id, c->last) <= 0)
+        return;                          /* recovered from the stream already */
+    if (c->has_last && has_prev && msgid_cmp(prev, c->last) != 0) {
+        if (!c->recovered) {
+            /* A copy was missed: read the stream; this one waits, first. */
+            er_catch_up(r, c);
+            if (r->reads > 0) {
+                er_hold(r, m, has_prev, prev, 1);
+                return;
+            }
+            er_copy(r, c, m, has_prev, prev);   /* the read failed at once */
+            return;
+        }
+        er_reset(r, c, "a message was missed and is not in the stream");
+    }
+    er_deliver(r, c, m, id);
+}
+
+/* The held copies, once no read is in flight. */
+static void er_release(struct engine_redis *r)
+{
+    if (r->releasing)
+        return;
+    r->releasing = 1;
+    while (r->reads == 0 && r->nheld > 0) {
+        struct er_held h = r->held[r->hhead++];
+        r->nheld--;
+        struct er_chan *c = er_chan_get(r, msg_channel(h.m, 0), 0);
+        if (c && c->state == ER_SUBSCRIBED)
+            er_copy(r, c, h.m, h.has_prev, h.prev);
+        msg_unref(h.m);
+    }
+    if (r->nheld == 0)
+        r->hhead = 0;
+    r->releasing = 0;
+}
+
+static void er_sub_event(void *ctx, char kind, const char *chan, size_t clen, const char *payload,
+                         size_t plen)
+{
+    struct engine_redis *r = ctx;
+    size_t pl = strlen(r->cfg->redis_prefix);
+    if (clen == pl + 7 && memcmp(chan, r->cfg->redis_prefix, pl) == 0 &&
+        memcmp(chan + pl, "control", 7) == 0) {
+        long second;
+        struct str user;
+        if (kind == 'm' && redis_msg_decode_revoke(payload, plen, &second, &user) == 0 && r->h.revoked)
+            r->h.revoked(r->h.ctx, user, second);
+        return;
+    }
+    if (clen <= pl + 2 || memcmp(chan, r->cfg->redis_prefix, pl) != 0 || memcmp(chan + pl, "m:", 2) != 0)
+        return;
+    struct str name = { chan + pl + 2, clen - pl - 2 };
+    struct er_chan *c = er_chan_get(r, name, 0);
+    if (!c)
+        return;
+    if (kind == 's') {
+        c->state = ER_SUBSCRIBED;
+        if (!c->wanted) {
+            er_batch_add(r, c);
+            return;
+        }
+        /* Subscribed from now on: what was published since the mark (or
+         * since the last copy, after a rebuilt connection) comes from the
+         * stream, and copies wait meanwhile. */
+        er_catch_up(r, c);
+        return;
+    }
+    if (kind == 'u') {
+        c->state = ER_UNSUB;
+        c->has_last = 0;
+        er_batch_add(r, c);
+        return;
+    }
+    if (c->state != ER_SUBSCRIBED)
+        return;
+    struct redis_msg rm;
+    if (redis_msg_decode(payload, plen, &rm) < 0) {
+        log_warn("redis: channel '%.*s': a copy that does not parse, ignored", (int)name.len, name.p);
+        return;
+    }
+    struct msg *m = msg_new(rm.id, &name, 1, rm.data);
+    if (!m) {
+        er_reset(r, c, "out of memory");
+        return;
+    }
+    if (r->reads > 0)
+        er_hold(r, m, rm.prev.len > 0, rm.mprev, 0);
+    else
+        er_copy(r, c, m, rm.prev.len > 0, rm.mprev);
+    msg_unref(m);
+}
+
+/* Entries of one channel from the history script: n of them in e. */
+struct er_entry {
+    struct msgid id;
+    int          has_prev;
+    struct msgid prev;
+    struct str   data;
+};
+
+/* Reads one XRANGE answer; -1 when it does not parse. */
+static int er_entries(const redisReply *rep, struct er_entry **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (rep->type != REDIS_REPLY_ARRAY)
+        return -1;
+    if (rep->elements == 0)
+        return 0;
+    struct er_entry *e = calloc(rep->elements, sizeof(*e));
+    if (!e)
+        return -1;
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *it = rep->element[i];
+        if (it->type != REDIS_REPLY_ARRAY || it->elements != 2 ||
+            it->element[0]->type != REDIS_REPLY_STRING || it->element[1]->type != REDIS_REPLY_ARRAY ||
+            er_stream_id(it->element[0]->str, it->element[0]->len, &e[i].id) < 0)
+            goto bad;
+        const redisReply *f = it->element[1];
+        for (size_t k = 0; k + 1 < f->elements; k += 2) {
+            const redisReply *key = f->element[k], *val = f->element[k + 1];
+            if (key->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
+                goto bad;
+            if (key->len == 1 && key->str[0] == 'p' && val->len) {
+                if (msgid_parse((struct str){ val->str, val->len }, &e[i].prev) < 0)
+                    goto bad;
+                e[i].has_prev = 1;
+            } else if (key->len == 1 && key->str[0] == 'd') {
+                e[i].data = (struct str){ val->str, val->len };
+            }
+        }
+        if (!e[i].data.len)
+            goto bad;
+    }
+    *out = e;
+    *n = rep->elements;
+    return 0;
+bad:
+    free(e);
+    return -1;
+}
+
+/* Can the gap after `after` be filled on a channel whose last id is
+ * `last` (none when has_last = 0), from entries e[0..n) after it? */
+static int er_continuous(uint32_t epoch, int has_epoch, struct msgid after, int has_last,
+                         struct msgid last, const struct er_entry *e, size_t n)
+{
+    if (!has_epoch || after.epoch != epoch)
+        return after.seq == 0 && !has_last && n == 0;   /* nothing was ever there */
+    if (n > 0)
+        return !e[0].has_prev || msgid_cmp(e[0].prev, after) <= 0;
+    return !has_last || msgid_cmp(last, after) <= 0;
+}
+
+/* The common head of a history answer: epoch, then (last, entries) per
+ * channel. */
+static int er_history_head(const redisReply *rep, size_t nch, uint32_t *epoch, int *has_epoch)
+{
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 1 + 2 * nch ||
+        rep->element[0]->type != REDIS_REPLY_STRING)
+        return -1;
+    *has_epoch = rep->element[0]->len > 0;
+    *epoch = *has_epoch ? (uint32_t)strtoul(rep->element[0]->str, NULL, 10) : 0;
+    return 0;
+}
+
+static int er_last_of(const redisReply *v, struct msgid *last)
+{
+    if (v->type != REDIS_REPLY_STRING || v->len == 0)
+        return 0;
+    return msgid_parse((struct str){ v->str, v->len }, last) == 0;
+}
+
+static struct er_call *er_history_call(struct engine_redis *r, const struct str *names, int n,
+                                       struct msgid after, int *rc)
+{
+    struct er_call *c = er_call_new(r, ER_HISTORY, 1 + 2 * n);
+    if (!c)
+        return NULL;
+    const char *prefix = r->cfg->redis_prefix;
+    *rc = er_args_key(&c->a, prefix, "epoch", (struct str){ "", 0 });
+    for (int i = 0; i < n; i++) {
+        *rc |= er_args_key(&c->a, prefix, "s:", names[i]);
+        *rc |= er_args_key(&c->a, prefix, "l:", names[i]);
+    }
+    char sid[48], count[24];
+    snprintf(sid, sizeof(sid), "%u-%llu", (unsigned)after.epoch, (unsigned long long)after.seq);
+    snprintf(count, sizeof(count), "%d", r->cfg->redis_channel_history_size > 0
+                                             ? r->cfg->redis_channel_history_size : 1);
+    *rc |= er_args_str(&c->a, sid);
+    *rc |= er_args_str(&c->a, count);
+    return c;
+}
+
+static void er_caught_up(struct engine_redis *r, void *arg, int status, const redisReply *rep)
+{
+    struct er_chan *c = arg;
+    r->reads--;
+    struct msgid after = c->has_last ? c->last : c->mark;
+    uint32_t epoch = 0;
+    int has_epoch = 0;
+    struct er_entry *e = NULL;
+    size_t n = 0;
+    struct msgid last = { 0, 0 };
+    int ok = status == 0 && er_history_head(rep, 1, &epoch, &has_epoch) == 0 &&
+             er_entries(rep->element[2], &e, &n) == 0;
+    int has_last = ok && er_last_of(rep->element[1], &last);
+    if (c->state != ER_SUBSCRIBED) {
+        free(e);
+        er_release(r);
+        return;
+    }
+    if (!ok) {
+        er_reset(r, c, status < 0 ? "Redis did not answer the catch-up" : "bad catch-up answer");
+        c->has_last = 0;
+    } else if (!er_continuous(epoch, has_epoch, after, has_last, last, e, n)) {
+        if (c->has_last || after.seq != 0)
+            er_reset(r, c, "messages were missed and the stream does not hold them all");
+        /* The page starts over: the copies held (or next) go out as they
+         * come, the first one sets the chain again. */
+        c->has_last = 0;
+        if (has_last)
+            er_seen(r, last);
+    } else {
+        struct str name = er_chan_name(c);
+        for (size_t i = 0; i < n; i++) {
+            char id[MSG_ID_MAX];
+            msgid_format(e[i].id, id);
+            struct msg *m = msg_new((struct str){ id, strlen(id) }, &name, 1, e[i].data);
+            if (!m) {
+                er_reset(r, c, "out of memory");
+                break;
+            }
+            er_deliver(r, c, m, e[i].id);
+            msg_unref(m);
+        }
+        if (n == 0 && has_last && !c->has_last) {
+            c->last = last;
+            c->has_last = 1;
+        }
+    }
+    c->recovered = 1;
+    free(e);
+    er_release(r);
+}
+
+static void er_catch_up(struct engine_redis *r, struct er_chan *c)
+{
+    struct str name = er_chan_name(c);
+    int rc = 0;
+    struct er_call *call = er_history_call(r, &name, 1, c->has_last ? c->last : c->mark, &rc);
+    r->reads++;
+    if (!call) {
+        er_caught_up(r, c, -ENOMEM, NULL);
+        return;
+    }
+    er_call_send(call, rc, er_caught_up, c);
+}
+
+/* ---- history for a resuming page ---- */
+
+struct er_query {
+    engine_answer_fn *cb;
+    void             *arg;
+    int               n;
+    struct msgid      after;
+    int               parsed;
+    size_t            max_bytes;
+    struct str        names[WSPUSH_MAX_CHANNELS];
+    char              store[];
+};
+
+struct er_visit {
+    struct msgid id;
+    int          chan;
+    struct str   data;
+};
+
+static int er_visit_cmp(const void *a, const void *b)
+{
+    const struct er_visit *x = a, *y = b;
+    int c = msgid_cmp(x->id, y->id);
+    return c ? c : (x->chan > y->chan) - (x->chan < y->chan);
+}
+
+static void er_answered(struct engine_redis *r, void *arg, int status, const redisReply *rep)
+{
+    struct er_query *q = arg;
+    struct engine_answer a;
+    memset(&a, 0, sizeof(a));
+    uint32_t epoch = 0;
+    int has_epoch = 0;
+    struct er_visit *v = NULL;
+    size_t nv = 0;
+    struct engine_item *items = NULL;
+    struct msg **msgs = NULL;
+    size_t nmsgs = 0;
+    int ok = status == 0 && q->parsed && er_history_head(rep, (size_t)q->n, &epoch, &has_epoch) == 0;
+    size_t cap = 0;
+    for (int i = 0; ok && i < q->n; i++)
+        if (rep->element[2 + 2 * i]->type == REDIS_REPLY_ARRAY)
+            cap += rep->element[2 + 2 * i]->elements;
+    v = ok && cap ? calloc(cap, sizeof(*v)) : NULL;
+    for (int i = 0; i < q->n; i++) {
+        struct er_entry *e = NULL;
+        size_t n = 0;
+        struct msgid last;
+        a.reset[i] = 1;
+        if (!ok || er_entries(rep->element[2 + 2 * i], &e, &n) < 0)
+            continue;
+        int has_last = er_last_of(rep->element[1 + 2 * i], &last);
+        if (er_continuous(epoch, has_epoch, q->after, has_last, last, e, n) && (n == 0 || v)) {
+            a.reset[i] = 0;
+            for (size_t k = 0; k < n; k++)
+                v[nv++] = (struct er_visit){ e[k].id, i, e[k].data };
+        }
+        free(e);
+    }
+    if (status < 0 || !ok)
+        a.failed = status == -ENOMEM;
+    if (nv)
+        qsort(v, nv, sizeof(*v), er_visit_cmp);
+    /* One message per id, with the requested channels it is on; sliced
+     * at max_bytes (at least one message). */
+    items = nv ? calloc(nv, sizeof(*items)) : NULL;
+    msgs = nv ? calloc(nv, sizeof(*msgs)) : NULL;
+    size_t bytes = 0, k = 0;
+    while (items && msgs && k < nv) {
+        size_t j = k;
+        struct str chans[WSPUSH_MAX_CHANNELS];
+        int nc = 0;
+        while (j < nv && msgid_cmp(v[j].id, v[k].id) == 0)
+            chans[nc++] = q->names[v[j++].chan];
+        char id[MSG_ID_MAX];
+        msgid_format(v[k].id, id);
+        struct msg *m = msg_new((struct str){ id, strlen(id) }, chans, nc, v[k].data);
+        if (!m) {
+            a.failed = 1;
+            break;
+        }
+        size_t mb = 0;
+        for (int c = 0; c < nc; c++)
+            mb += msg_envelope_len(m, c);
+        if (q->max_bytes && nmsgs > 0 && bytes + mb > q->max_bytes) {
+            msg_unref(m);
+            a.more = 1;
+            msgid_format(v[k - 1].id, a.next);
+            break;
+        }
+        bytes += mb;
+        msgs[nmsgs++] = m;
+        for (int c = 0; c < nc; c++)
+            items[a.nitems++] = (struct engine_item){ m, c };
+        k = j;
+    }
+    if (a.failed) {
+        for (int i = 0; i < q->n; i++)
+            a.reset[i] = 1;
+        a.nitems = 0;
+        a.more = 0;
+    }
+    a.items = items;
+    q->cb(q->arg, &a);
+    for (size_t i = 0; i < nmsgs; i++)
+        msg_unref(msgs[i]);
+    free(msgs);
+    free(items);
+    free(v);
+    free(q);
+    r->reads--;
+    er_release(r);
+}
+
+static void er_history(engine_t *e, const struct engine_query *eq, engine_answer_fn *cb, void *arg)
+{
+    struct engine_redis *r = er(e);
+    size_t total = 0;
+    int n = eq->nchannels < WSPUSH_MAX_CHANNELS ? eq->nchannels : WSPUSH_MAX_CHANNELS;
+    for (int i = 0; i < n; i++)
+        total += eq->channels[i].len;
+    struct er_query *q = calloc(1, sizeof(*q) + total);
+    if (!q) {
+        struct engine_answer a = { .failed = 1 };
+        for (int i = 0; i < n; i++)
+            a.reset[i] = 1;
+        cb(arg, &a);
+        return;
+    }
+    q->cb = cb;
+    q->arg = arg;
+    q->n = n;
+    q->max_bytes = eq->max_bytes;
+    q->parsed = msgid_parse(eq->after, &q->after) == 0;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(q->store + off, eq->channels[i].p, eq->channels[i].len);
+        q->names[i] = (struct str){ q->store + off, eq->channels[i].len };
+        off += eq->channels[i].len;
+    }
+    /* Copies wait until the answer is handed out: a page resuming gets
+     * the stream's messages first, the live ones after (session.c drops
+     * those it already replayed). */
+    r->reads++;
+    int rc = 0;
+    struct er_call *c = q->parsed ? er_history_call(r, q->names, n, q->after, &rc) : NULL;
+    if (!c) {
+        er_answered(r, q, q->parsed ? -ENOMEM : 0, NULL);
+        return;
+    }
+    er_call_send(c, rc, er_answered, q);
+}
+
+/* ---- revocations ---- */
+
+struct er_revoke {
+    engine_revoke_fn *cb;
+    void             *arg;
+};
+
+static void er_revoked(struct engine_redis *r, void *arg, int status, const redisReply *rep)
+{
+    (void)r;
+    struct er_revoke *v = arg;
+    v->cb(v->arg, status == 0 && rep->type == REDIS_REPLY_INTEGER ? 0 : ENGINE_E_UNAVAILABLE);
+    free(v);
+}
+
+static void er_revoke(engine_t *e, struct str user, long second, engine_revoke_fn *cb, void *arg)
+{
+    struct engine_redis *r = er(e);
+    struct er_revoke *v = malloc(sizeof(*v));
+    struct er_call *c = v && redis_link_is_up(r->link) ? er_call_new(r, ER_REVOKE, 1) : NULL;
+    if (!c) {
+        free(v);
+        cb(arg, ENGINE_E_UNAVAILABLE);
+        return;
+    }
+    v->cb = cb;
+    v->arg = arg;
+    struct buf msg = { 0 };
+    char sec[24], oldest[24], max[24], chan[96];
+    snprintf(sec, sizeof(sec), "%ld", second);
+    snprintf(oldest, sizeof(oldest), "%ld", second - r->cfg->max_token_lifetime_s);
+    snprintf(max, sizeof(max), "%d", r->cfg->max_revocations);
+    snprintf(chan, sizeof(chan), "%scontrol", r->cfg->redis_prefix);
+    int rc = redis_msg_encode_revoke(&msg, second, user);
+    rc |= er_args_key(&c->a, r->cfg->redis_prefix, "revoked", (struct str){ "", 0 });
+    rc |= er_args_add(&c->a, user.p, user.len);
+    rc |= er_args_str(&c->a, sec);
+    rc |= er_args_str(&c->a, oldest);
+    rc |= er_args_str(&c->a, max);
+    rc |= er_args_str(&c->a, chan);
+    rc |= er_args_add(&c->a, buf_head(&msg), buf_used(&msg));
+    buf_free(&msg);
+    er_call_send(c, rc, er_revoked, v);
+}
+
+/* The records kept in Redis, applied at every (re)connection: what was
+ * revoked while this node was away is refused here too. */
+static void er_revocations_loaded(void *arg, int status, const redisReply *rep)
+{
+    struct engine_redis *r = arg;
+    if (status < 0 || rep->type != REDIS_REPLY_ARRAY || !r->h.revoked)
+        return;
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        const redisReply *u = rep->element[i], *s = rep->element[i + 1];
+        if (u->type == REDIS_REPLY_STRING && s->type == REDIS_REPLY_STRING && u->len > 0 && u->len <= 255)
+            r->h.revoked(r->h.ctx, (struct str){ u->str, u->len }, strtol(s->str, NULL, 10));
+    }
+}
+
+/* ---- the link ---- */
+
+static void er_newest_loaded(void *arg, int status, const redisReply *rep)
+{
+    struct engine_redis *r = arg;
+    if (status < 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
+        return;
+    struct msgid id = { (uint32_t)strtoul(rep->element[0]->str, NULL, 10),
+                        strtoull(rep->element[1]->str, NULL, 10) };
+    er_seen(r, id);
+}
+
+static void er_up(void *ctx, int writes_lost)
+{
+    struct engine_redis *r = ctx;
+    (void)writes_lost;   /* the publish script starts the new epoch itself (run_id) */
+    char key[96], floor[24];
+    snprintf(key, sizeof(key), "%sepoch", r->cfg->redis_prefix);
+    const char *a1[4] = { "HMGET", key, "e", "s" };
+    size_t l1[4] = { 5, strlen(key), 1, 1 };
+    redis_link_command(r->link, 4, a1, l1, er_newest_loaded, r);
+    snprintf(key, sizeof(key), "%srevoked", r->cfg->redis_prefix);
+    snprintf(floor, sizeof(floor), "%ld", revoke_clock() - r->cfg->max_token_lifetime_s);
+    const char *a2[5] = { "ZRANGEBYSCORE", key, floor, "+inf", "WITHSCORES" };
+    size_t l2[5] = { 13, strlen(key), strlen(floor), 4, 10 };
+    redis_link_command(r->link, 5, a2, l2, er_revocations_loaded, r);
+}
+
+static void er_each_resubscribe(struct channel *ch, void *arg)
+{
+    struct engine_redis *r = arg;
+    struct er_chan *c = *chan_userdata(ch);
+    if (!c)
+        return;
+    c->state = ER_UNSUB;     /* the new connection is subscribed to nothing */
+    er_batch_add(r, c);
+}
+
+static void er_sub_up(void *ctx)
+{
+    struct engine_redis *r = ctx;
+    char chan[96];
+    snprintf(chan, sizeof(chan), "%scontrol", r->cfg->redis_prefix);
+    const char *names[1] = { chan };
+    size_t lens[1] = { strlen(chan) };
+    redis_link_subscribe(r->link, 1, 1, names, lens);
+    chan_registry_each(r->reg, er_each_resubscribe, r);
+}
+
+static struct str er_last_id(const engine_t *e)
+{
+    const struct engine_redis *r = (const struct engine_redis *)e;
+    return (struct str){ r->newest, strlen(r->newest) };
+}
+
+static void er_each_free(struct channel *ch, void *arg)
+{
+    (void)arg;
+    free(*chan_userdata(ch));
+    *chan_userdata(ch) = NULL;
+}
+
+static void er_free(engine_t *e)
+{
+    struct engine_redis *r = er(e);
+    redis_link_free(r->link);   /* fails what is in flight first */
+    ev_after_remove(r->loop, &r->after);
+    for (size_t i = 0; i < r->nheld; i++)
+        msg_unref(r->held[r->hhead + i].m);
+    free(r->held);
+    free(r->batch);
+    chan_registry_each(r->reg, er_each_free, NULL);
+    chan_registry_free(r->reg);
+    free(r);
+}
+
+static const struct engine_ops er_ops = {
+    .publish = er_publish,
+    .history = er_history,
+    .last_id = er_last_id,
+    .free = er_free,
+    .watch = er_watch,
+    .revoke = er_revoke,
+};
+
+engine_t *engine_redis_new(ev_loop_t *loop, const struct cfg *cfg, const struct engine_hooks *h)
+{
+    struct engine_redis *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->loop = loop;
+    r->own = *cfg;
+    struct cfg_list *lists[] = { &r->own.listen, &r->own.tls_listen, &r->own.allowed_origins,
+                                 &r->own.trusted_proxies, &r->own.publish_allow_uids,
+                                 &r->own.publish_allow_gids, &r->own.pub_allowed_origins,
+                                 &r->own.public_channels, &r->own.publish, &r->own.subscribe };
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+        memset(lists[i], 0, sizeof(*lists[i]));
+    for (int i = 0; i < r->own.redis_sentinels.n; i++)
+        r->own.redis_sentinels.items[i] = r->own.redis_sentinel_host[i];
+    r->cfg = &r->own;
+    cfg = &r->own;
+    r->h = *h;
+    r->base.ops = &er_ops;
+    r->base.deliver = h->deliver;
+    r->base.deliver_ctx = h->ctx;
+    msgid_format(r->mnewest, r->newest);
+    for (int i = 0; i < ER_SCRIPTS; i++) {
+        unsigned char d[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)er_scripts[i], strlen(er_scripts[i]), d);
+        for (int k = 0; k < SHA_DIGEST_LENGTH; k++)
+            snprintf(r->sha[i] + 2 * k, 3, "%02x", d[k]);
+    }
+    r->reg = chan_registry_new();
+    ev_after_add(loop, &r->after, er_flush_batch, r);
+    const struct redis_link_handlers lh = { er_up, NULL, er_sub_up, er_sub_event };
+    r->link = r->reg ? redis_link_new(loop, cfg, &lh, r) : NULL;
+    if (!r->link) {
+        ev_after_remove(loop, &r->after);
+        chan_registry_free(r->reg);
+        free(r);
+        return NULL;
+    }
+    return &r->base;
+}
+
+int engine_redis_up(const engine_t *e)
+{
+    return redis_link_is_up(((const struct engine_redis *)e)->link);
+}
