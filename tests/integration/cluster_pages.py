@@ -4,6 +4,7 @@ outcome (acked with an id, refused with an error, or unknown), and the
 checks a page's sequence must pass: ids in order, no duplicate, nothing
 that was not published, and never a silent gap (an acked message of the
 page's channels that it did not get, without a reset in its place)."""
+import bisect
 import json
 import time
 
@@ -106,7 +107,8 @@ class Ledger:
         records the outcome; returns the entry."""
         if isinstance(channels, str):
             channels = [channels]
-        e = {"channels": list(channels), "data": data, "id": None, "error": None}
+        e = {"channels": list(channels), "data": data, "id": None, "error": None,
+             "idx": len(self.entries)}
         try:
             pub = node_or_client.publish(channels, data)
             e["id"] = pub["id"]
@@ -153,18 +155,27 @@ def check_page(page, ledger, since=0):
         if c in last and last[c][0] == ep:
             assert sq > last[c][1], f"{c}: {ev['id']} after {last[c]}: out of order"
         last[c] = (ep, sq)
-        per_channel[c].append(ledger.entries.index(e))
+        per_channel[c].append(e["idx"])
     # Never a silent gap: an acked message of a channel that the page did
-    # not get needs a reset of that channel between its neighbours.
+    # not get needs a reset of that channel between the acked messages
+    # around it (publishes here are sequential: acked ones arrive in ledger
+    # order; unacked ones may arrive anywhere, or not at all).
     for c, stream in per_channel.items():
-        for idx, e in enumerate(ledger.entries):
-            if idx < since or e["id"] is None or c not in e["channels"] or idx in stream:
+        resets = [0]                              # resets before each position
+        for item in stream:
+            resets.append(resets[-1] + (item == "reset"))
+        got = sorted((item, pos) for pos, item in enumerate(stream)
+                     if item != "reset" and ledger.entries[item]["id"] is not None)
+        got_idx = [i for i, _ in got]
+        have = set(got_idx)
+        for e in ledger.entries[since:]:
+            idx = e["idx"]
+            if e["id"] is None or c not in e["channels"] or idx in have:
                 continue
-            before = [k for k, s in enumerate(stream) if s != "reset" and s < idx]
-            after = [k for k, s in enumerate(stream) if s != "reset" and s > idx]
-            lo = before[-1] if before else -1
-            hi = after[0] if after else len(stream)
-            assert "reset" in stream[lo + 1:hi], (
+            k = bisect.bisect_left(got_idx, idx)
+            lo = got[k - 1][1] if k > 0 else -1
+            hi = got[k][1] if k < len(got) else len(stream)
+            assert lo < hi and resets[hi] - resets[lo + 1] > 0, (
                 f"silent gap on {c}: acked {e['id']} ({e['data']!r}) never delivered and no reset "
                 f"in its place; the page got {stream}")
     return [ledger.entries[s] for st in per_channel.values() for s in st if s != "reset"]

@@ -81,6 +81,7 @@ def test_redis_sigstop_during_a_publish_loop(cluster):
         i += 1
         if stopped_at is not None and resumed_at is None:
             during.append(e)
+        time.sleep(0.01)
         if e["error"] is not None:
             assert e["error"] in (IPC_ERR_TIMEOUT, IPC_ERR_UNAVAILABLE), e
             assert took < 3.0, f"an error took {took:.1f}s"
