@@ -56,15 +56,16 @@ static const char er_publish_lua[] =
     "return id\n";
 
 /* KEYS: epoch hash, then per channel its stream and its last-id key.
- * ARGV: the stream id to read after ("" = none), the most entries per
- * channel. Returns { epoch or '', then per channel: last id or '',
- * entries after ARGV[1] }. */
+ * ARGV: the most entries per channel, then per channel the stream id to
+ * read after ("" = none). Returns { epoch or '', then per channel: last
+ * id or '', entries after its id }. */
 static const char er_history_lua[] =
     "local res = { redis.call('HGET', KEYS[1], 'e') or '' }\n"
     "for i = 2, #KEYS, 2 do\n"
+    "  local after = ARGV[1 + i / 2]\n"
     "  res[#res + 1] = redis.call('GET', KEYS[i + 1]) or ''\n"
-    "  if ARGV[1] ~= '' then\n"
-    "    res[#res + 1] = redis.call('XRANGE', KEYS[i], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])\n"
+    "  if after ~= '' then\n"
+    "    res[#res + 1] = redis.call('XRANGE', KEYS[i], '(' .. after, '+', 'COUNT', ARGV[1])\n"
     "  else\n"
     "    res[#res + 1] = {}\n"
     "  end\n"
@@ -96,6 +97,8 @@ struct er_chan {
     struct msgid    last;       /* the last copy delivered here */
     struct msgid    mark;       /* with no last: catch up after this id */
     int             recovered;  /* a catch-up just ran: a gap now is a reset */
+    int             reading;    /* catch-ups asked or in flight: not freed before */
+    int             catching;   /* on the next catch-up batch */
 };
 
 /* A copy waiting while a read of the streams is in flight. */
@@ -118,12 +121,16 @@ struct engine_redis {
     chan_registry_t    *reg;
     char                sha[ER_SCRIPTS][41];
     char                newest[MSG_ID_MAX];  /* the newest id seen: the greeting's */
+    uint64_t            published;           /* publishes Redis took through this node */
     struct msgid        mnewest;
     /* channels whose (un)subscribe waits for the after-pass batch */
     struct er_chan    **batch;
     size_t              nbatch, capbatch;
     struct ev_hook      after;
-    /* copies held while reads are in flight, oldest first */
+    /* channels whose catch-up is read in the after-pass, all in one call */
+    struct er_chan    **catchup;
+    size_t              ncatchup, capcatchup;
+    /* copies held while reads are in flight (or asked), oldest first */
     int                 reads;
     struct er_held     *held;
     size_t              hhead, nheld, capheld;
@@ -302,6 +309,7 @@ static void er_seen(struct engine_redis *r, struct msgid id)
 /* ---- publish ---- */
 
 struct er_pub {
+    struct engine_redis *r;
     engine_published_fn *cb;
     void                *arg;
     struct engine_result res;
@@ -312,7 +320,8 @@ struct er_pub {
 
 static void er_pub_done(struct engine_redis *r, struct er_pub *p, int status)
 {
-    (void)r;
+    if (r && status == 0)
+        r->published++;
     p->cb(p->arg, status, status == 0 ? &p->res : NULL);
     free(p);
 }
@@ -321,12 +330,13 @@ static void er_waited(void *arg, int status, const redisReply *rep)
 {
     struct er_pub *p = arg;
     if (status < 0) {
-        er_pub_done(NULL, p, ENGINE_E_TIMEOUT);
+        er_pub_done(p->r, p, ENGINE_E_TIMEOUT);
         return;
     }
     /* Fewer replicas than asked within the time: published, not as
      * durable as asked. The publisher hears "may or may not". */
-    er_pub_done(NULL, p, rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0 ? 0 : ENGINE_E_TIMEOUT);
+    er_pub_done(p->r, p, rep->type == REDIS_REPLY_INTEGER &&
+                         rep->integer >= p->r->cfg->redis_wait_replicas ? 0 : ENGINE_E_TIMEOUT);
 }
 
 static void er_published(struct engine_redis *r, void *arg, int status, const redisReply *rep)
@@ -385,6 +395,7 @@ static void er_publish(engine_t *e, const struct engine_publish *pub, engine_pub
         cb(arg, ENGINE_E_NOMEM, NULL);
         return;
     }
+    p->r = r;
     p->cb = cb;
     p->arg = arg;
     p->n = pub->nchannels;
@@ -475,10 +486,20 @@ static void er_batch_add(struct engine_redis *r, struct er_chan *c)
  * that got its first or lost its last local subscriber meanwhile. A
  * channel with one of the two in flight waits for its confirmation
  * (hiredis 0.14 must never have both in flight for one channel). */
+static void er_flush_subscriptions(struct engine_redis *r);
+static void er_flush_catchup(struct engine_redis *r);
+
+/* The after-pass: this pass's subscription changes, then its catch-ups. */
 static void er_flush_batch(ev_loop_t *loop, void *data)
 {
     (void)loop;
     struct engine_redis *r = data;
+    er_flush_subscriptions(r);
+    er_flush_catchup(r);
+}
+
+static void er_flush_subscriptions(struct engine_redis *r)
+{
     if (r->nbatch == 0 || !redis_link_sub_is_up(r->link))
         return;
     for (int sub = 1; sub >= 0; sub--) {
@@ -517,7 +538,7 @@ static void er_flush_batch(ev_loop_t *loop, void *data)
     for (size_t i = 0; i < r->nbatch; i++) {
         struct er_chan *c = r->batch[i];
         c->queued = 0;
-        if (!c->wanted && c->state == ER_UNSUB)
+        if (!c->wanted && c->state == ER_UNSUB && !c->reading)
             er_chan_drop(r, c);
     }
     r->nbatch = 0;
@@ -606,8 +627,6 @@ static void er_copy(struct engine_redis *r, struct er_chan *c, struct msg *m, in
                 er_hold(r, m, has_prev, prev, 1);
                 return;
             }
-            er_copy(r, c, m, has_prev, prev);   /* the read failed at once */
-            return;
         }
         er_reset(r, c, "a message was missed and is not in the stream");
     }
@@ -740,12 +759,16 @@ bad:
 }
 
 /* Can the gap after `after` be filled on a channel whose last id is
- * `last` (none when has_last = 0), from entries e[0..n) after it? */
+ * `last` (none when has_last = 0), from entries e[0..n) after it? An
+ * after of seq 0 ("nothing yet", of any epoch) asks for the channel's
+ * whole life: its first entry must be the channel's first message. */
 static int er_continuous(uint32_t epoch, int has_epoch, struct msgid after, int has_last,
                          struct msgid last, const struct er_entry *e, size_t n)
 {
+    if (after.seq == 0)
+        return n > 0 ? !e[0].has_prev : !has_last;
     if (!has_epoch || after.epoch != epoch)
-        return after.seq == 0 && !has_last && n == 0;   /* nothing was ever there */
+        return 0;
     if (n > 0)
         return !e[0].has_prev || msgid_cmp(e[0].prev, after) <= 0;
     return !has_last || msgid_cmp(last, after) <= 0;
@@ -771,7 +794,7 @@ static int er_last_of(const redisReply *v, struct msgid *last)
 }
 
 static struct er_call *er_history_call(struct engine_redis *r, const struct str *names, int n,
-                                       struct msgid after, int *rc)
+                                       const struct msgid *after, int *rc)
 {
     struct er_call *c = er_call_new(r, ER_HISTORY, 1 + 2 * n);
     if (!c)
@@ -783,77 +806,194 @@ static struct er_call *er_history_call(struct engine_redis *r, const struct str 
         *rc |= er_args_key(&c->a, prefix, "l:", names[i]);
     }
     char sid[48], count[24];
-    snprintf(sid, sizeof(sid), "%u-%llu", (unsigned)after.epoch, (unsigned long long)after.seq);
     snprintf(count, sizeof(count), "%d", r->cfg->redis_channel_history_size > 0
                                              ? r->cfg->redis_channel_history_size : 1);
-    *rc |= er_args_str(&c->a, sid);
     *rc |= er_args_str(&c->a, count);
+    for (int i = 0; i < n; i++) {
+        snprintf(sid, sizeof(sid), "%u-%llu", (unsigned)after[i].epoch,
+                 (unsigned long long)after[i].seq);
+        *rc |= er_args_str(&c->a, sid);
+    }
     return c;
 }
 
+/* One catch-up call: its channels and where each was read from. */
+struct er_catchup {
+    int              n;
+    struct er_chan **c;
+    struct msgid    *after;
+};
+
+struct er_cvisit {
+    struct msgid  id;
+    int           k;       /* the channel: b->c[k] */
+    struct str    data;
+};
+
+static int er_cvisit_cmp(const void *a, const void *b)
+{
+    const struct er_cvisit *x = a, *y = b;
+    int c = msgid_cmp(x->id, y->id);
+    return c ? c : (x->k > y->k) - (x->k < y->k);
+}
+
+static void er_catchup_free(struct er_catchup *b)
+{
+    free(b->c);
+    free(b->after);
+    free(b);
+}
+
+/* What the channels missed, from their streams, merged in id order over
+ * all of them (a page on two of them gets them in id order); a channel
+ * whose stream does not reach back is reset. */
 static void er_caught_up(struct engine_redis *r, void *arg, int status, const redisReply *rep)
 {
-    struct er_chan *c = arg;
+    struct er_catchup *b = arg;
     r->reads--;
-    struct msgid after = c->has_last ? c->last : c->mark;
     uint32_t epoch = 0;
     int has_epoch = 0;
-    struct er_entry *e = NULL;
-    size_t n = 0;
-    struct msgid last = { 0, 0 };
-    int ok = status == 0 && er_history_head(rep, 1, &epoch, &has_epoch) == 0 &&
-             er_entries(rep->element[2], &e, &n) == 0;
-    int has_last = ok && er_last_of(rep->element[1], &last);
-    if (c->state != ER_SUBSCRIBED) {
-        free(e);
-        er_release(r);
-        return;
-    }
-    if (!ok) {
-        er_reset(r, c, status < 0 ? "Redis did not answer the catch-up" : "bad catch-up answer");
-        c->has_last = 0;
-    } else if (!er_continuous(epoch, has_epoch, after, has_last, last, e, n)) {
-        if (c->has_last || after.seq != 0)
-            er_reset(r, c, "messages were missed and the stream does not hold them all");
-        /* The page starts over: the copies held (or next) go out as they
-         * come, the first one sets the chain again. */
-        c->has_last = 0;
+    int ok = status == 0 && er_history_head(rep, (size_t)b->n, &epoch, &has_epoch) == 0;
+    struct er_entry **es = calloc((size_t)b->n, sizeof(*es));
+    size_t *ns = calloc((size_t)b->n, sizeof(*ns));
+    size_t total = 0;
+    if (!es || !ns)
+        ok = 0;
+    for (int k = 0; k < b->n; k++) {
+        struct er_chan *c = b->c[k];
+        c->reading--;
+        if (c->state != ER_SUBSCRIBED)
+            continue;
+        if (!ok || er_entries(rep->element[2 + 2 * k], &es[k], &ns[k]) < 0) {
+            er_reset(r, c, status < 0 ? "Redis did not answer the catch-up" : "bad catch-up answer");
+            c->has_last = 0;
+            c->recovered = 1;
+            continue;
+        }
+        struct msgid last = { 0, 0 };
+        int has_last = er_last_of(rep->element[1 + 2 * k], &last);
         if (has_last)
             er_seen(r, last);
-    } else {
-        struct str name = er_chan_name(c);
-        for (size_t i = 0; i < n; i++) {
-            char id[MSG_ID_MAX];
-            msgid_format(e[i].id, id);
-            struct msg *m = msg_new((struct str){ id, strlen(id) }, &name, 1, e[i].data);
-            if (!m) {
-                er_reset(r, c, "out of memory");
-                break;
-            }
-            er_deliver(r, c, m, e[i].id);
-            msg_unref(m);
-        }
-        if (n == 0 && has_last && !c->has_last) {
+        if (!er_continuous(epoch, has_epoch, b->after[k], has_last, last, es[k], ns[k])) {
+            if (c->has_last || b->after[k].seq != 0)
+                er_reset(r, c, "messages were missed and the stream does not hold them all");
+            else if (has_last)
+                c->mark = last;  /* knew nothing: the next catch-up starts from here */
+            /* The page starts over: the copies held (or next) go out as
+             * they come, the first one sets the chain again. */
+            c->has_last = 0;
+            free(es[k]);
+            es[k] = NULL;
+            ns[k] = 0;
+        } else if (ns[k] == 0 && has_last && !c->has_last) {
             c->last = last;
             c->has_last = 1;
         }
+        c->recovered = 1;
+        total += ns[k];
     }
-    c->recovered = 1;
-    free(e);
+    struct er_cvisit *v = total ? calloc(total, sizeof(*v)) : NULL;
+    size_t nv = 0;
+    for (int k = 0; v && k < b->n; k++)
+        for (size_t i = 0; i < ns[k]; i++)
+            v[nv++] = (struct er_cvisit){ es[k][i].id, k, es[k][i].data };
+    if (nv)
+        qsort(v, nv, sizeof(*v), er_cvisit_cmp);
+    for (size_t i = 0; i < nv; i++) {
+        struct er_chan *c = b->c[v[i].k];
+        struct str name = er_chan_name(c);
+        char id[MSG_ID_MAX];
+        msgid_format(v[i].id, id);
+        struct msg *m = msg_new((struct str){ id, strlen(id) }, &name, 1, v[i].data);
+        if (!m) {
+            er_reset(r, c, "out of memory");
+            continue;
+        }
+        er_deliver(r, c, m, v[i].id);
+        c->recovered = 1;
+        msg_unref(m);
+    }
+    if (total && !v)
+        for (int k = 0; k < b->n; k++)
+            if (ns[k])
+                er_reset(r, b->c[k], "out of memory");
+    for (int k = 0; k < b->n; k++) {
+        struct er_chan *c = b->c[k];
+        if (es)
+            free(es[k]);
+        if (!c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued)
+            er_chan_drop(r, c);      /* left while its catch-up was read */
+    }
+    free(v);
+    free(es);
+    free(ns);
+    er_catchup_free(b);
     er_release(r);
 }
 
+/* Asks for c's catch-up: read in the after-pass, with every other channel
+ * asking in the same pass; copies are held from now on. */
 static void er_catch_up(struct engine_redis *r, struct er_chan *c)
 {
-    struct str name = er_chan_name(c);
-    int rc = 0;
-    struct er_call *call = er_history_call(r, &name, 1, c->has_last ? c->last : c->mark, &rc);
-    r->reads++;
-    if (!call) {
-        er_caught_up(r, c, -ENOMEM, NULL);
+    if (c->catching)
+        return;
+    if (r->ncatchup == r->capcatchup) {
+        size_t cap = r->capcatchup ? r->capcatchup * 2 : 64;
+        struct er_chan **a = realloc(r->catchup, sizeof(*a) * cap);
+        if (!a) {
+            er_reset(r, c, "out of memory");
+            c->has_last = 0;
+            return;
+        }
+        r->catchup = a;
+        r->capcatchup = cap;
+    }
+    if (r->ncatchup == 0)
+        r->reads++;          /* the batch's read, from now until its answer */
+    r->catchup[r->ncatchup++] = c;
+    c->catching = 1;
+    c->reading++;
+    ev_poll_now(r->loop);
+}
+
+static void er_flush_catchup(struct engine_redis *r)
+{
+    if (r->ncatchup == 0)
+        return;
+    int n = (int)r->ncatchup;
+    struct er_catchup *b = calloc(1, sizeof(*b));
+    struct str *names = calloc((size_t)n, sizeof(*names));
+    if (b) {
+        b->c = malloc(sizeof(*b->c) * (size_t)n);
+        b->after = malloc(sizeof(*b->after) * (size_t)n);
+    }
+    if (!b || !names || !b->c || !b->after) {
+        free(names);
+        if (b)
+            er_catchup_free(b);
+        log_error("redis: out of memory: catch-up of %d channel(s) not read", n);
+        r->ncatchup = 0;
+        r->reads--;
+        er_release(r);
         return;
     }
-    er_call_send(call, rc, er_caught_up, c);
+    b->n = n;
+    for (int k = 0; k < n; k++) {
+        struct er_chan *c = r->catchup[k];
+        c->catching = 0;
+        b->c[k] = c;
+        b->after[k] = c->has_last ? c->last : c->mark;
+        names[k] = er_chan_name(c);
+    }
+    r->ncatchup = 0;
+    int rc = 0;
+    struct er_call *call = er_history_call(r, names, n, b->after, &rc);
+    free(names);
+    if (!call) {
+        er_caught_up(r, b, -ENOMEM, NULL);
+        return;
+    }
+    er_call_send(call, rc, er_caught_up, b);
 }
 
 /* ---- history for a resuming page ---- */
@@ -1001,7 +1141,10 @@ static void er_history(engine_t *e, const struct engine_query *eq, engine_answer
      * those it already replayed). */
     r->reads++;
     int rc = 0;
-    struct er_call *c = q->parsed ? er_history_call(r, q->names, n, q->after, &rc) : NULL;
+    struct msgid afters[WSPUSH_MAX_CHANNELS];
+    for (int i = 0; i < n; i++)
+        afters[i] = q->after;
+    struct er_call *c = q->parsed ? er_history_call(r, q->names, n, afters, &rc) : NULL;
     if (!c) {
         er_answered(r, q, q->parsed ? -ENOMEM : 0, NULL);
         return;
@@ -1140,6 +1283,7 @@ static void er_free(engine_t *e)
         msg_unref(r->held[r->hhead + i].m);
     free(r->held);
     free(r->batch);
+    free(r->catchup);
     chan_registry_each(r->reg, er_each_free, NULL);
     chan_registry_free(r->reg);
     free(r);
@@ -1193,6 +1337,11 @@ engine_t *engine_redis_new(ev_loop_t *loop, const struct cfg *cfg, const struct 
         return NULL;
     }
     return &r->base;
+}
+
+uint64_t engine_redis_published(const engine_t *e)
+{
+    return ((const struct engine_redis *)e)->published;
 }
 
 int engine_redis_up(const engine_t *e)

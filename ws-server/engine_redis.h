@@ -29,6 +29,8 @@
 #ifndef WSPUSH_ENGINE_REDIS_H
 #define WSPUSH_ENGINE_REDIS_H
 
+#include <stdint.h>
+
 #include "cfg.h"
 #include "engine.h"
 #include "ev.h"
@@ -41,6 +43,9 @@
  * until Redis answers. cfg must outlive the engine. NULL when out of
  * memory. */
 engine_t *engine_redis_new(ev_loop_t *loop, const struct cfg *cfg, const struct engine_hooks *h);
+
+/* Publishes Redis acknowledged through this node (wspush_published_total). */
+uint64_t engine_redis_published(const engine_t *e);
 
 /* 1 while the command connection to Redis is up (readiness). */
 int engine_redis_up(const engine_t *e);

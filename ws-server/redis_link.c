@@ -383,7 +383,11 @@ static void rl_cmd_ready(struct rl_conn *c)
     int lost = (l->last_run_id[0] && strcmp(l->last_run_id, l->run_id) != 0) || l->master_moved;
     l->master_moved = 0;
     memcpy(l->last_run_id, l->run_id, sizeof(l->run_id));
-    const char *where = l->cfg->redis_sentinels.n ? l->master_host : l->cfg->redis_address;
+    char where[96];
+    if (l->cfg->redis_sentinels.n)
+        snprintf(where, sizeof(where), "%s:%d", l->master_host, l->master_port);
+    else
+        snprintf(where, sizeof(where), "%.90s", l->cfg->redis_address);
     if (lost)
         log_warn("redis: connected to %s, another server than before (run_id %s): writes may "
                  "have been lost, a new epoch starts", where, l->run_id);

@@ -231,7 +231,8 @@ static int server_metrics(void *ctx, struct buf *out)
         .hub = hub_stats(srv->hub),
         .pubsock = pubsock_stats(srv->pubsock),
         .tls = srv->tls ? tls_stats(srv->tls) : &srv->tls_off,
-        .published = server_is_redis(srv) ? 0 : engine_memory_published(srv->engine),
+        .published = server_is_redis(srv) ? engine_redis_published(srv->engine)
+                                          : engine_memory_published(srv->engine),
         .channels = hub_channels(srv->hub),
         .history_messages = server_is_redis(srv) ? 0 : engine_memory_entries(srv->engine),
         .history_bytes = server_is_redis(srv) ? 0 : engine_memory_bytes(srv->engine),

@@ -227,10 +227,17 @@ class Env:
             self.redis = RedisServer(self.dir)
             _redis_started.append(self.redis)
             self.sections["ws-server"]["engine"] = "redis"
-            self.sections["redis"] = redis_ini(self.redis)
+            # Loaded suites (big messages, many publishes) on 2 shared
+            # cores: a longer command_timeout than the fault tests use.
+            self.sections["redis"] = redis_ini(self.redis, command_timeout="3s")
         self.write_ini()
 
     def write_ini(self):
+        if self.__dict__.get("redis") is not None:
+            # The per-channel history of the Redis pass keeps what the
+            # memory engine's global history would (default 1000).
+            self.sections["redis"]["channel_history_size"] = \
+                self.sections["ws-server"].get("history_size", "1000")
         lines = []
         for name, kv in self.sections.items():
             lines.append(f"[{name}]")

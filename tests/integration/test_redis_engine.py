@@ -11,10 +11,7 @@ import websockets
 
 from harness import IpcError, make_token, wait_for
 from redis_servers import RedisServer, redis_node, wait_redis_up
-
-
-def run(coro, timeout=30):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+from test_history import drain, run
 
 
 @pytest.fixture
@@ -43,15 +40,6 @@ async def connect(env, query):
 
 async def recv(ws, timeout=5):
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def drain(ws, quiet=0.5):
-    out = []
-    while True:
-        try:
-            out.append(json.loads(await asyncio.wait_for(ws.recv(), quiet)))
-        except asyncio.TimeoutError:
-            return out
 
 
 def id_key(i):
@@ -242,3 +230,68 @@ def test_disconnect_closes_the_user_s_pages_on_every_node(tmp_path):
         for n in nodes:
             assert n.stop_ws() == 0
         redis.stop()
+
+
+def test_a_rebuilt_pubsub_connection_catches_every_channel_up(cluster):
+    """The PUB/SUB connections are cut (as a dead connection the probe
+    finds would be): what is published meanwhile comes from the streams,
+    in order, then live messages."""
+    redis, a, b = cluster
+
+    async def go():
+        p, _ = await connect(b, "channels=public/k,public/l")
+        await asyncio.sleep(0.3)
+        acks = [a.publish("public/k", 0)["id"]]
+        assert (await recv(p))["id"] == acks[0]
+        ups = b.log_text().count("PUB/SUB connection up")
+        redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+        for i in range(1, 8):
+            acks.append(a.publish(["public/k", "public/l"][i % 2], i)["id"])
+        wait_for(lambda: b.log_text().count("PUB/SUB connection up") > ups, what="rebuilt")
+        await asyncio.sleep(0.3)
+        acks.append(a.publish("public/l", 8)["id"])
+        got = await drain(p)
+        assert [m["id"] for m in got] == acks[1:]
+        assert all(m["type"] == "message" for m in got)
+        await p.close()
+    run(go())
+
+
+def test_redis_restarted_empty_resets_resumes_and_never_reuses_an_id(cluster):
+    redis, a, b = cluster
+
+    async def go():
+        old = a.publish("public/e", 1)
+        redis.restart()                  # no persistence: everything lost
+        wait_for(lambda: _publishes(a), timeout=10, what="publishing again")
+        p, _ = await connect(b, "channels=public/e&last_id=" + old["id"])
+        assert (await recv(p)) == {"type": "reset", "channels": ["public/e"]}
+        new = a.publish("public/e", 2)
+        assert id_key(new["id"]) > id_key(old["id"])
+        assert (await recv(p))["id"] == new["id"]
+        await p.close()
+    run(go())
+
+
+def test_wait_replicas_acks_only_what_the_replicas_confirm(tmp_path):
+    """wait_replicas = 1: with a replica the ack comes; without one the
+    publish is answered 504 (the master has it, the replicas do not)."""
+    master = RedisServer(tmp_path, name="m", tcp=True)
+    replica = RedisServer(tmp_path, name="r", replicaof=master)
+    a = redis_node(tmp_path, master, "a", wait_replicas=1)
+    a.start_ws()
+    try:
+        wait_redis_up(a)
+        wait_for(lambda: b"state=online" in master.command("INFO", "replication"),
+                 timeout=10, what="the replica in sync")
+        assert a.publish("public/w", 1)["id"]
+        replica.stop()
+        wait_for(lambda: b"connected_slaves:0" in master.command("INFO", "replication"),
+                 what="the replica gone")
+        with pytest.raises(IpcError) as e:
+            a.publish("public/w", 2)
+        assert e.value.code == 8
+    finally:
+        assert a.stop_ws() == 0
+        replica.stop()
+        master.stop()

@@ -8,7 +8,7 @@
 # (test_redis_engine.py) run in the plain integration stage. Plain build
 # only: the sanitizer stages run the Redis tests of test_redis_engine.py.
 set -eu
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 make -s -j"$(nproc 2>/dev/null || echo 2)" all
 WSPUSH_ENGINE=redis WSPUSH_BIN="$PWD/build/bin" bash tests/run-integration.sh \
   test_ws_server.py test_history.py test_revocation.py test_sse.py test_publisher.py \
