@@ -12,7 +12,7 @@ import pytest
 
 from cluster_pages import Ledger, Page, check_page, opens, user_token
 from harness import IpcError, PublishClient, wait_for
-from redis_servers import engine_is_redis
+from redis_servers import engine_is_redis, wait_redis_up
 from redis_servers import cluster, cluster_factory, redis_factory, redis_server, wait_synced  # noqa: F401 (fixtures)
 
 IPC_ERR_UNAVAILABLE = 7      # shared/ipc.h: Redis unreachable -> HTTP 503, CLI exit 3
@@ -299,9 +299,13 @@ def test_redis_down_disconnect_and_revocation(redis_factory, cluster_factory):
     redis = redis_factory.server()
     c = cluster_factory(redis=redis)
     a, b = c[0], c[1]
+    for n in (a, b):
+        wait_redis_up(n)
     now = int(time.time())
     old = user_token("alice", iat=now)
     assert a.disconnect("alice") == 0
+    for n in (a, b):             # every node has heard of it
+        wait_for(lambda: opens(n, old) == 4401, 3, f"{n.name} to refuse the revoked token")
     carol = [Page(n, ["user/carol/x"], token=user_token("carol")) for n in (a, b)]
     resume_from = a.publish("public/d", "before")["id"]
     redis.kill()
