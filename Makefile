@@ -98,6 +98,7 @@ TEST_EXTRA_pubsock := ws-server/stats.c
 TEST_EXTRA_revoke  := ws-server/channel.c
 TEST_EXTRA_peers   := ws-server/channel.c
 TEST_EXTRA_redis_msg := ws-server/msgid.c
+TEST_EXTRA_redis_history := ws-server/msgid.c
 # A test linking a library beyond the programs' names it in TEST_LIBS_<name>.
 TEST_EXTRA_fcgi_libfcgi := fcgi-publisher/fcgi.c fcgi-publisher/front.c tests/diff/fcgi_diff.c
 TEST_LIBS_fcgi_libfcgi  := -lfcgi

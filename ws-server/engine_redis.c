@@ -11,6 +11,7 @@
 #include "channel.h"
 #include "log.h"
 #include "msgid.h"
+#include "redis_history.h"
 #include "redis_link.h"
 #include "redis_msg.h"
 #include "revoke.h"
@@ -277,25 +278,6 @@ static int er_status(int link_status)
     if (link_status == -ENOMEM)
         return ENGINE_E_NOMEM;
     return link_status == REDIS_LINK_E_TIMEOUT ? ENGINE_E_TIMEOUT : ENGINE_E_UNAVAILABLE;
-}
-
-/* "e-s" of a stream entry id (decimal) to the id. */
-static int er_stream_id(const char *p, size_t n, struct msgid *out)
-{
-    unsigned long long e = 0, s = 0;
-    size_t i = 0;
-    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++)
-        e = e * 10 + (unsigned)(p[i] - '0');
-    if (i == 0 || i >= n || p[i] != '-' || e > UINT32_MAX)
-        return -1;
-    size_t start = ++i;
-    for (; i < n && p[i] >= '0' && p[i] <= '9' && i - start < 19; i++)
-        s = s * 10 + (unsigned)(p[i] - '0');
-    if (i != n || i == start)
-        return -1;
-    out->epoch = (uint32_t)e;
-    out->seq = s;
-    return 0;
 }
 
 static void er_seen(struct engine_redis *r, struct msgid id)
@@ -685,7 +667,10 @@ static void er_sub_event(void *ctx, char kind, const char *chan, size_t clen, co
     }
     if (kind == 'u') {
         c->state = ER_UNSUB;
-        c->has_last = 0;
+        /* Wanted again meanwhile: its pages got the copies until now, so
+         * the next SUBSCRIBE catches up from the last one. */
+        if (!c->wanted)
+            c->has_last = 0;
         er_batch_add(r, c);
         return;
     }
@@ -706,91 +691,6 @@ static void er_sub_event(void *ctx, char kind, const char *chan, size_t clen, co
     else
         er_copy(r, c, m, rm.prev.len > 0, rm.mprev);
     msg_unref(m);
-}
-
-/* Entries of one channel from the history script: n of them in e. */
-struct er_entry {
-    struct msgid id;
-    int          has_prev;
-    struct msgid prev;
-    struct str   data;
-};
-
-/* Reads one XRANGE answer; -1 when it does not parse. */
-static int er_entries(const redisReply *rep, struct er_entry **out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    if (rep->type != REDIS_REPLY_ARRAY)
-        return -1;
-    if (rep->elements == 0)
-        return 0;
-    struct er_entry *e = calloc(rep->elements, sizeof(*e));
-    if (!e)
-        return -1;
-    for (size_t i = 0; i < rep->elements; i++) {
-        const redisReply *it = rep->element[i];
-        if (it->type != REDIS_REPLY_ARRAY || it->elements != 2 ||
-            it->element[0]->type != REDIS_REPLY_STRING || it->element[1]->type != REDIS_REPLY_ARRAY ||
-            er_stream_id(it->element[0]->str, it->element[0]->len, &e[i].id) < 0)
-            goto bad;
-        const redisReply *f = it->element[1];
-        for (size_t k = 0; k + 1 < f->elements; k += 2) {
-            const redisReply *key = f->element[k], *val = f->element[k + 1];
-            if (key->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
-                goto bad;
-            if (key->len == 1 && key->str[0] == 'p' && val->len) {
-                if (msgid_parse((struct str){ val->str, val->len }, &e[i].prev) < 0)
-                    goto bad;
-                e[i].has_prev = 1;
-            } else if (key->len == 1 && key->str[0] == 'd') {
-                e[i].data = (struct str){ val->str, val->len };
-            }
-        }
-        if (!e[i].data.len)
-            goto bad;
-    }
-    *out = e;
-    *n = rep->elements;
-    return 0;
-bad:
-    free(e);
-    return -1;
-}
-
-/* Can the gap after `after` be filled on a channel whose last id is
- * `last` (none when has_last = 0), from entries e[0..n) after it? An
- * after of seq 0 ("nothing yet", of any epoch) asks for the channel's
- * whole life: its first entry must be the channel's first message. */
-static int er_continuous(uint32_t epoch, int has_epoch, struct msgid after, int has_last,
-                         struct msgid last, const struct er_entry *e, size_t n)
-{
-    if (after.seq == 0)
-        return n > 0 ? !e[0].has_prev : !has_last;
-    if (!has_epoch || after.epoch != epoch)
-        return 0;
-    if (n > 0)
-        return !e[0].has_prev || msgid_cmp(e[0].prev, after) <= 0;
-    return !has_last || msgid_cmp(last, after) <= 0;
-}
-
-/* The common head of a history answer: epoch, then (last, entries) per
- * channel. */
-static int er_history_head(const redisReply *rep, size_t nch, uint32_t *epoch, int *has_epoch)
-{
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 1 + 2 * nch ||
-        rep->element[0]->type != REDIS_REPLY_STRING)
-        return -1;
-    *has_epoch = rep->element[0]->len > 0;
-    *epoch = *has_epoch ? (uint32_t)strtoul(rep->element[0]->str, NULL, 10) : 0;
-    return 0;
-}
-
-static int er_last_of(const redisReply *v, struct msgid *last)
-{
-    if (v->type != REDIS_REPLY_STRING || v->len == 0)
-        return 0;
-    return msgid_parse((struct str){ v->str, v->len }, last) == 0;
 }
 
 static struct er_call *er_history_call(struct engine_redis *r, const struct str *names, int n,
@@ -853,8 +753,8 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
     r->reads--;
     uint32_t epoch = 0;
     int has_epoch = 0;
-    int ok = status == 0 && er_history_head(rep, (size_t)b->n, &epoch, &has_epoch) == 0;
-    struct er_entry **es = calloc((size_t)b->n, sizeof(*es));
+    int ok = status == 0 && redis_history_head(rep, (size_t)b->n, &epoch, &has_epoch) == 0;
+    struct redis_entry **es = calloc((size_t)b->n, sizeof(*es));
     size_t *ns = calloc((size_t)b->n, sizeof(*ns));
     size_t total = 0;
     if (!es || !ns)
@@ -864,17 +764,17 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
         c->reading--;
         if (c->state != ER_SUBSCRIBED)
             continue;
-        if (!ok || er_entries(rep->element[2 + 2 * k], &es[k], &ns[k]) < 0) {
+        if (!ok || redis_history_entries(rep->element[2 + 2 * k], &es[k], &ns[k]) < 0) {
             er_reset(r, c, status < 0 ? "Redis did not answer the catch-up" : "bad catch-up answer");
             c->has_last = 0;
             c->recovered = 1;
             continue;
         }
         struct msgid last = { 0, 0 };
-        int has_last = er_last_of(rep->element[1 + 2 * k], &last);
+        int has_last = redis_history_last(rep->element[1 + 2 * k], &last);
         if (has_last)
             er_seen(r, last);
-        if (!er_continuous(epoch, has_epoch, b->after[k], has_last, last, es[k], ns[k])) {
+        if (!redis_history_continuous(epoch, has_epoch, b->after[k], has_last, last, es[k], ns[k])) {
             if (c->has_last || b->after[k].seq != 0)
                 er_reset(r, c, "messages were missed and the stream does not hold them all");
             else if (has_last)
@@ -1034,21 +934,21 @@ static void er_answered(struct engine_redis *r, void *arg, int status, const red
     struct engine_item *items = NULL;
     struct msg **msgs = NULL;
     size_t nmsgs = 0;
-    int ok = status == 0 && q->parsed && er_history_head(rep, (size_t)q->n, &epoch, &has_epoch) == 0;
+    int ok = status == 0 && q->parsed && redis_history_head(rep, (size_t)q->n, &epoch, &has_epoch) == 0;
     size_t cap = 0;
     for (int i = 0; ok && i < q->n; i++)
         if (rep->element[2 + 2 * i]->type == REDIS_REPLY_ARRAY)
             cap += rep->element[2 + 2 * i]->elements;
     v = ok && cap ? calloc(cap, sizeof(*v)) : NULL;
     for (int i = 0; i < q->n; i++) {
-        struct er_entry *e = NULL;
+        struct redis_entry *e = NULL;
         size_t n = 0;
         struct msgid last;
         a.reset[i] = 1;
-        if (!ok || er_entries(rep->element[2 + 2 * i], &e, &n) < 0)
+        if (!ok || redis_history_entries(rep->element[2 + 2 * i], &e, &n) < 0)
             continue;
-        int has_last = er_last_of(rep->element[1 + 2 * i], &last);
-        if (er_continuous(epoch, has_epoch, q->after, has_last, last, e, n) && (n == 0 || v)) {
+        int has_last = redis_history_last(rep->element[1 + 2 * i], &last);
+        if (redis_history_continuous(epoch, has_epoch, q->after, has_last, last, e, n) && (n == 0 || v)) {
             a.reset[i] = 0;
             for (size_t k = 0; k < n; k++)
                 v[nv++] = (struct er_visit){ e[k].id, i, e[k].data };

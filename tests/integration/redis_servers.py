@@ -308,87 +308,6 @@ class Sentinel:
             stop_process(p, signal.SIGTERM, 5.0)
 
 
-class TcpProxy:
-    """A 127.0.0.1 TCP relay to a Redis port that can make a node's PUB/SUB
-    connections silently dead: blackhole_pubsub() drops, from then on,
-    every byte both ways of each relayed connection that has sent a
-    SUBSCRIBE, without closing it (a firewall that forgot the flow).
-    Connections made afterwards relay normally."""
-
-    def __init__(self, target_port):
-        import threading
-        self.target = target_port
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(64)
-        self.port = self.lsock.getsockname()[1]
-        self.conns = []            # [client, upstream, {"pubsub": bool, "dead": bool}]
-        self.lock = threading.Lock()
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        import threading
-        while not self.closed:
-            try:
-                c, _ = self.lsock.accept()
-                u = socket.create_connection(("127.0.0.1", self.target), timeout=2)
-                u.settimeout(None)
-            except OSError:
-                if self.closed:
-                    return
-                continue
-            st = {"pubsub": False, "dead": False}
-            with self.lock:
-                self.conns.append((c, u, st))
-            threading.Thread(target=self._pump, args=(c, u, st, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(u, c, st, False), daemon=True).start()
-
-    def _pump(self, src, dst, st, from_client):
-        while True:
-            try:
-                data = src.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                for s in (src, dst):
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-                return
-            if from_client and b"SUBSCRIBE" in data.upper():
-                st["pubsub"] = True
-            if st["dead"]:
-                continue
-            try:
-                dst.sendall(data)
-            except OSError:
-                return
-
-    def blackhole_pubsub(self):
-        """Returns how many connections went silent."""
-        n = 0
-        with self.lock:
-            for _, _, st in self.conns:
-                if st["pubsub"] and not st["dead"]:
-                    st["dead"] = True
-                    n += 1
-        return n
-
-    def stop(self):
-        self.closed = True
-        self.lsock.close()
-        with self.lock:
-            for c, u, _ in self.conns:
-                for s in (c, u):
-                    try:
-                        s.close()
-                    except OSError:
-                        pass
-
-
 def redis_node(dir, server, name="node", prefix="wspush:", ws=None, **redis_extra):
     """An Env (harness.py) for one ws-server node on server, ini written,
     not started: call .start_ws()."""
@@ -470,6 +389,68 @@ class Cluster:
         assert not bad, "\n".join(bad)
 
 
+class FreezingProxy:
+    """A Unix-socket proxy in front of a Redis server, forwarding both ways
+    on a thread per direction; freeze(n) stops forwarding Redis's bytes to
+    the n-th connection accepted (0-based) without closing anything: the
+    silently dead connection a liveness probe has to find."""
+
+    def __init__(self, dir, server, name="proxy"):
+        import threading
+        self.path = pathlib.Path(dir) / f"{name}.sock"
+        self.server = server
+        self.frozen = set()
+        self.conns = 0
+        self.lsock = socket.socket(socket.AF_UNIX)
+        self.lsock.bind(str(self.path))
+        self.lsock.listen(16)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self):
+        return str(self.path)
+
+    def _pump(self, src, dst, index, down):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if down and index in self.frozen:
+                    continue          # swallowed: the client waits forever
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _accept(self):
+        import threading
+        while not self.stopping:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            up = socket.socket(socket.AF_UNIX)
+            up.connect(str(self.server.socket))
+            i = self.conns
+            self.conns += 1
+            threading.Thread(target=self._pump, args=(c, up, i, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, c, i, True), daemon=True).start()
+
+    def freeze(self, index):
+        self.frozen.add(index)
+
+    def close(self):
+        self.stopping = True
+        self.lsock.close()
+
+
 # ---- pytest fixtures (a test module imports the ones it uses by name)
 
 try:
@@ -503,12 +484,6 @@ if pytest is not None:
                 s = Sentinel(fresh_dir(), master, **kw)
                 made.append(s)
                 return s
-
-            @staticmethod
-            def proxy(server):
-                p = TcpProxy(server.port)
-                made.append(p)
-                return p
         try:
             yield Factory
         finally:

@@ -263,34 +263,6 @@ def test_pubsub_connections_cut_then_caught_up(cluster):
         check_page(p, led, since)
 
 
-def test_silently_dead_pubsub_connection_found_by_the_probe(redis_factory, cluster_factory):
-    """Node B reaches Redis through a relay that goes silent on its PUB/SUB
-    connection (no close, no error: a firewall that dropped the flow).
-    The probe finds it within probe_interval + command_timeout; B builds a
-    new one and catches its channels up, or resets them: the page gets
-    every message published meanwhile, or a reset, never a silent gap."""
-    redis = redis_factory.server(tcp=True)
-    proxy = redis_factory.proxy(redis)
-    a = cluster_factory(redis=redis, n=1, prefix="direct")[0]
-    b = cluster_factory(redis=redis, n=1, prefix="relayed",
-                        redis_keys={"address": f"127.0.0.1:{proxy.port}"})[0]
-    led = Ledger()
-    page = Page(b, ["public/z"])
-    warm(page, a, led, "public/z")
-    since = len(led.entries)
-    assert proxy.blackhole_pubsub() == 1
-    for i in range(10):
-        assert led.publish(a, "public/z", {"silent": i})["id"]
-        time.sleep(0.1)
-    page.read_until(lambda m: m.get("data") == {"silent": 9} or m["type"] == "reset", 5,
-                    "the messages published while the PUB/SUB connection was dead, or a reset")
-    assert led.publish(a, "public/z", "live")["id"]
-    page.read_until(lambda m: m.get("data") == "live", 3, "a live message on the new connection")
-    page.read(quiet=0.3)
-    assert page.closed is None
-    check_page(page, led, since)
-
-
 def test_redis_down_disconnect_and_revocation(redis_factory, cluster_factory):
     """While Redis is down: disconnect closes the local node's pages and
     answers an error naming the other nodes; every node still refuses a

@@ -295,3 +295,60 @@ def test_wait_replicas_acks_only_what_the_replicas_confirm(tmp_path):
         assert a.stop_ws() == 0
         replica.stop()
         master.stop()
+
+
+def test_a_page_joining_while_its_channel_is_unsubscribed_gets_exactly_the_new_messages(cluster):
+    """The last page leaves and a new one joins before Redis confirmed the
+    UNSUBSCRIBE: the new page gets the later messages once, no old one."""
+    redis, a, b = cluster
+
+    async def go():
+        for round_ in range(5):
+            p1, _ = await connect(b, "channels=public/u")
+            await asyncio.sleep(0.2)
+            old = a.publish("public/u", "old%d" % round_)
+            assert (await recv(p1))["id"] == old["id"]
+            closing = asyncio.ensure_future(p1.close())
+            p2, _ = await connect(b, "channels=public/u")
+            await closing
+            await asyncio.sleep(0.2)
+            new = a.publish("public/u", "new%d" % round_)
+            got = await drain(p2, quiet=0.3)
+            assert [m.get("id") for m in got] == [new["id"]]
+            await p2.close()
+    run(go())
+
+
+def test_a_silently_dead_pubsub_connection_is_found_by_the_probe(tmp_path):
+    """Redis's bytes stop reaching the node's PUB/SUB connection, which
+    stays open: the probe does not come back within command_timeout, the
+    connection is rebuilt, and the page gets what was published meanwhile."""
+    from redis_servers import FreezingProxy
+    redis = RedisServer(tmp_path)
+    proxy = FreezingProxy(tmp_path, redis)
+    b = redis_node(tmp_path, redis, "b")
+    b.sections["redis"]["address"] = proxy.address
+    b.write_ini()
+    a = redis_node(tmp_path, redis, "a")
+    for n in (a, b):
+        n.start_ws()
+        wait_redis_up(n)
+    try:
+        async def go():
+            p, _ = await connect(b, "channels=public/p")
+            await asyncio.sleep(0.3)
+            first = a.publish("public/p", 0)
+            assert (await recv(p))["id"] == first["id"]
+            proxy.freeze(1)                  # b's second connection: PUB/SUB
+            acks = [a.publish("public/p", i)["id"] for i in range(1, 4)]
+            wait_for(lambda: "liveness probe did not come back" in b.log_text(), timeout=5,
+                     what="the probe to fail")
+            got = await drain(p, quiet=1.0)
+            assert [m["id"] for m in got] == acks
+            await p.close()
+        run(go())
+    finally:
+        for n in (a, b):
+            assert n.stop_ws() == 0
+        proxy.close()
+        redis.stop()

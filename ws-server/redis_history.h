@@ -1,0 +1,49 @@
+/* redis_history — what the history script answers (engine_redis.c), read
+ * and judged: the entries of a channel's stream, and whether they fill
+ * the gap after an id. Pure: over hiredis replies already parsed, no I/O;
+ * entries point into the reply.
+ *
+ * The script's answer: { epoch or "", then per channel: its last id or
+ * "", its entries after the id asked } with an entry
+ * [ "<epoch>-<seq>" (decimal), [ "p", prev id or "", "d", data ] ].
+ */
+#ifndef WSPUSH_REDIS_HISTORY_H
+#define WSPUSH_REDIS_HISTORY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include "msgid.h"
+#include "str.h"
+
+struct redis_entry {
+    struct msgid id;
+    int          has_prev;
+    struct msgid prev;       /* the channel's message before it */
+    struct str   data;       /* into the reply */
+};
+
+/* A stream entry id "<epoch>-<seq>" in decimal. 0 or -1. */
+int redis_history_stream_id(const char *p, size_t n, struct msgid *out);
+
+/* The entries of one XRANGE answer, in *out (calloc'ed, the caller frees;
+ * NULL when none). 0, or -1 when it does not parse (or out of memory). */
+int redis_history_entries(const redisReply *rep, struct redis_entry **out, size_t *n);
+
+/* Can the gap after `after` be filled, on a channel whose last id is
+ * `last` (has_last = 0: none on record) in epoch `epoch` (has_epoch = 0:
+ * no epoch in Redis), from the entries e[0..n) after it? After an id of
+ * seq 0 ("nothing yet", any epoch) the channel's whole life is needed:
+ * its first entry must have no previous message. 1 or 0. */
+int redis_history_continuous(uint32_t epoch, int has_epoch, struct msgid after, int has_last,
+                             struct msgid last, const struct redis_entry *e, size_t n);
+
+/* The answer's head for nch channels: 0 with the epoch, or -1. */
+int redis_history_head(const redisReply *rep, size_t nch, uint32_t *epoch, int *has_epoch);
+
+/* A channel's last id from the answer: 1 when there is one. */
+int redis_history_last(const redisReply *v, struct msgid *last);
+
+#endif
