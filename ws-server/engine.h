@@ -34,12 +34,15 @@ typedef uint32_t engine_deliver_fn(void *ctx, struct msg *m);
  *   reset    this node's subscribers of channel missed messages that
  *            cannot be recovered: they get {"type":"reset"} for it;
  *   count    this node's subscribers of channel (the ack's count);
- *   revoked  another node ran `disconnect user` at second. */
+ *   revoked  another node ran `disconnect user` at second;
+ *   refuse_before  revocation records up to second were dropped (a full
+ *            table): refuse every token dated up to then. */
 struct engine_hooks {
     engine_deliver_fn *deliver;
     void     (*reset)(void *ctx, struct str channel);
     uint32_t (*count)(void *ctx, struct str channel);
     void     (*revoked)(void *ctx, struct str user, long second);
+    void     (*refuse_before)(void *ctx, long second);
     void      *ctx;
 };
 

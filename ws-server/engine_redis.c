@@ -73,13 +73,22 @@ static const char er_history_lua[] =
     "end\n"
     "return res\n";
 
-/* KEYS: the revocation set. ARGV: user, second, oldest second kept, most
- * records, control channel, the broadcast. */
+/* KEYS: the revocation set, its floor. ARGV: user, second, oldest second
+ * kept, most records, control channel, the broadcast. Records past the
+ * most are dropped oldest first and raise the floor to their second
+ * (fail closed, as revoke.c does: every token dated up to it is refused
+ * by a node that loads the records). */
 static const char er_revoke_lua[] =
     "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])\n"
     "local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])\n"
-    "if over > 0 then redis.call('ZPOPMIN', KEYS[1], over) end\n"
+    "if over > 0 then\n"
+    "  local gone = redis.call('ZPOPMIN', KEYS[1], over)\n"
+    "  local s = tonumber(gone[#gone])\n"
+    "  if s > tonumber(redis.call('GET', KEYS[2]) or '0') then\n"
+    "    redis.call('SET', KEYS[2], s, 'EX', ARGV[7])\n"
+    "  end\n"
+    "end\n"
     "return redis.call('PUBLISH', ARGV[5], ARGV[6])\n";
 
 enum er_script { ER_PUBLISH, ER_HISTORY, ER_REVOKE, ER_SCRIPTS };
@@ -1071,7 +1080,7 @@ static void er_revoke(engine_t *e, struct str user, long second, engine_revoke_f
 {
     struct engine_redis *r = er(e);
     struct er_revoke *v = malloc(sizeof(*v));
-    struct er_call *c = v && redis_link_is_up(r->link) ? er_call_new(r, ER_REVOKE, 1) : NULL;
+    struct er_call *c = v && redis_link_is_up(r->link) ? er_call_new(r, ER_REVOKE, 2) : NULL;
     if (!c) {
         free(v);
         cb(arg, ENGINE_E_UNAVAILABLE);
@@ -1087,12 +1096,16 @@ static void er_revoke(engine_t *e, struct str user, long second, engine_revoke_f
     snprintf(chan, sizeof(chan), "%scontrol", r->cfg->redis_prefix);
     int rc = redis_msg_encode_revoke(&msg, second, user);
     rc |= er_args_key(&c->a, r->cfg->redis_prefix, "revoked", (struct str){ "", 0 });
+    rc |= er_args_key(&c->a, r->cfg->redis_prefix, "revoked_floor", (struct str){ "", 0 });
     rc |= er_args_add(&c->a, user.p, user.len);
     rc |= er_args_str(&c->a, sec);
     rc |= er_args_str(&c->a, oldest);
     rc |= er_args_str(&c->a, max);
     rc |= er_args_str(&c->a, chan);
     rc |= er_args_add(&c->a, buf_head(&msg), buf_used(&msg));
+    char life[24];
+    snprintf(life, sizeof(life), "%d", r->cfg->max_token_lifetime_s);
+    rc |= er_args_str(&c->a, life);
     buf_free(&msg);
     er_call_send(c, rc, er_revoked, v);
 }
@@ -1111,6 +1124,14 @@ static void er_revocations_loaded(void *arg, int status, const redisReply *rep)
     }
 }
 
+/* Records dropped from a full set: tokens dated up to then are refused. */
+static void er_floor_loaded(void *arg, int status, const redisReply *rep)
+{
+    struct engine_redis *r = arg;
+    if (status == 0 && rep->type == REDIS_REPLY_STRING && r->h.refuse_before)
+        r->h.refuse_before(r->h.ctx, strtol(rep->str, NULL, 10));
+}
+
 /* ---- the link ---- */
 
 static void er_newest_loaded(void *arg, int status, const redisReply *rep)
@@ -1124,20 +1145,32 @@ static void er_newest_loaded(void *arg, int status, const redisReply *rep)
     er_seen(r, id);
 }
 
-static void er_up(void *ctx, int writes_lost)
+/* The revocations kept in Redis: at every (re)connection of either
+ * connection, since broadcasts sent meanwhile were missed. */
+static void er_load_revocations(struct engine_redis *r)
 {
-    struct engine_redis *r = ctx;
-    (void)writes_lost;   /* the publish script starts the new epoch itself (run_id) */
     char key[96], floor[24];
-    snprintf(key, sizeof(key), "%sepoch", r->cfg->redis_prefix);
-    const char *a1[4] = { "HMGET", key, "e", "s" };
-    size_t l1[4] = { 5, strlen(key), 1, 1 };
-    redis_link_command(r->link, 4, a1, l1, er_newest_loaded, r);
     snprintf(key, sizeof(key), "%srevoked", r->cfg->redis_prefix);
     snprintf(floor, sizeof(floor), "%ld", revoke_clock() - r->cfg->max_token_lifetime_s);
     const char *a2[5] = { "ZRANGEBYSCORE", key, floor, "+inf", "WITHSCORES" };
     size_t l2[5] = { 13, strlen(key), strlen(floor), 4, 10 };
     redis_link_command(r->link, 5, a2, l2, er_revocations_loaded, r);
+    snprintf(key, sizeof(key), "%srevoked_floor", r->cfg->redis_prefix);
+    const char *a3[2] = { "GET", key };
+    size_t l3[2] = { 3, strlen(key) };
+    redis_link_command(r->link, 2, a3, l3, er_floor_loaded, r);
+}
+
+static void er_up(void *ctx, int writes_lost)
+{
+    struct engine_redis *r = ctx;
+    (void)writes_lost;   /* the publish script starts the new epoch itself (run_id) */
+    char key[96];
+    snprintf(key, sizeof(key), "%sepoch", r->cfg->redis_prefix);
+    const char *a1[4] = { "HMGET", key, "e", "s" };
+    size_t l1[4] = { 5, strlen(key), 1, 1 };
+    redis_link_command(r->link, 4, a1, l1, er_newest_loaded, r);
+    er_load_revocations(r);
 }
 
 static void er_each_resubscribe(struct channel *ch, void *arg)
@@ -1159,6 +1192,7 @@ static void er_sub_up(void *ctx)
     size_t lens[1] = { strlen(chan) };
     redis_link_subscribe(r->link, 1, 1, names, lens);
     chan_registry_each(r->reg, er_each_resubscribe, r);
+    er_load_revocations(r);
 }
 
 static struct str er_last_id(const engine_t *e)

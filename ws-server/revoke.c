@@ -163,6 +163,12 @@ int revoke_check(revoke_t *r, struct str user, long iat, long exp, long now_s)
 size_t revoke_count(const revoke_t *r) { return r->fifo.n; }
 long revoke_not_before(const revoke_t *r) { return r->not_before; }
 
+void revoke_refuse_before(revoke_t *r, long s)
+{
+    if (s > r->not_before)
+        r->not_before = s;
+}
+
 const char *revoke_strerror(int code)
 {
     switch (code) {

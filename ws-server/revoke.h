@@ -61,6 +61,9 @@ void      revoke_set_limits(revoke_t *r, const struct revoke_limits *lim, long n
 /* Records (user, now). Out of memory fails closed too (not_before = now).
  * Returns 0 or -ENOMEM. */
 int       revoke_user(revoke_t *r, struct str user, long now_s);
+/* Raises not_before to s (never lowers it): records dropped elsewhere (a
+ * full table in Redis) refuse every token dated up to them here too. */
+void      revoke_refuse_before(revoke_t *r, long s);
 /* REVOKE_OK or a REVOKE_E_ code for a token; iat 0 means "no iat". */
 int       revoke_check(revoke_t *r, struct str user, long iat, long exp, long now_s);
 

@@ -176,6 +176,12 @@ static void server_revoked(void *ctx, struct str user, long second)
         log_info("disconnect user '%.*s' (cluster): %u connection(s) here", (int)user.len, user.p, n);
 }
 
+static void server_refuse_before(void *ctx, long second)
+{
+    struct server *srv = ctx;
+    revoke_refuse_before(srv->revoked, second);
+}
+
 static void server_watch(void *ctx, struct str channel, int on)
 {
     struct server *srv = ctx;
@@ -518,7 +524,7 @@ static int server_build(struct server *srv, char *err, size_t errlen)
     srv->redis = srv->cfg->engine == CFG_ENGINE_REDIS;
     if (srv->redis) {
         const struct engine_hooks eh = { server_fan_out, server_reset, server_count,
-                                         server_revoked, srv };
+                                         server_revoked, server_refuse_before, srv };
         srv->engine = srv->hub ? engine_redis_new(srv->loop, srv->cfg, &eh) : NULL;
         if (srv->engine)
             hub_set_watch(srv->hub, server_watch, srv);

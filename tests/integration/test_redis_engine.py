@@ -5,6 +5,7 @@ silent, a missed PUB/SUB copy recovered from the stream (or reset), an
 epoch change resetting resumes, and disconnect across nodes."""
 import asyncio
 import json
+import time
 
 import pytest
 import websockets
@@ -349,6 +350,59 @@ def test_a_silently_dead_pubsub_connection_is_found_by_the_probe(tmp_path):
         run(go())
     finally:
         for n in (a, b):
+            assert n.stop_ws() == 0
+        proxy.close()
+        redis.stop()
+
+
+def test_a_node_that_missed_revocations_loads_them_even_past_max_revocations(tmp_path):
+    """Node C's PUB/SUB connection is silently dead while A disconnects
+    alice then bob: C missed both broadcasts, and loads the records from
+    Redis once the probe rebuilt the connection. max_revocations = 1: the
+    older record (alice) was dropped and fails closed: every token dated
+    up to it is refused."""
+    from redis_servers import FreezingProxy
+    redis = RedisServer(tmp_path)
+    proxy = FreezingProxy(tmp_path, redis)
+    a = redis_node(tmp_path, redis, "a", ws={"max_revocations": "1"})
+    c = redis_node(tmp_path, redis, "c")
+    c.sections["redis"]["address"] = proxy.address
+    c.sections["channels"]["subscribe"] = "user/{user}/*"
+    c.write_ini()
+    for n in (a, c):
+        n.start_ws()
+        wait_redis_up(n)
+    try:
+        time.sleep(1.1)                  # tokens dated after C's start
+        now = int(time.time())
+        alice = make_token(sub="alice", channels=("user/alice/*",), claims={"iat": now})
+        bob = make_token(sub="bob", channels=("user/bob/*",), claims={"iat": now})
+        time.sleep(1.1)                  # the disconnects come a second later
+        proxy.freeze(1)
+        assert a.disconnect("alice") == 0
+        assert a.disconnect("bob") == 0
+        assert redis.command("ZCARD", "wspush:revoked") == 1
+        wait_for(lambda: c.log_text().count("PUB/SUB connection up") >= 2, timeout=5,
+                 what="C's PUB/SUB connection rebuilt")
+        time.sleep(0.3)
+
+        async def refused(tok, user):
+            ws = await websockets.connect(c.ws_url("channels=user/%s/x&token=%s" % (user, tok)),
+                                          close_timeout=1)
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                await asyncio.wait_for(ws.recv(), 5)
+            return e.value.code
+
+        async def go():
+            assert await refused(bob, "bob") == 4401      # its record
+            assert await refused(alice, "alice") == 4401  # the floor
+            fresh = make_token(sub="carol", channels=("user/carol/*",),
+                               claims={"iat": int(time.time())})
+            ws, _ = await connect(c, "channels=user/carol/x&token=" + fresh)
+            await ws.close()
+        run(go())
+    finally:
+        for n in (a, c):
             assert n.stop_ws() == 0
         proxy.close()
         redis.stop()
