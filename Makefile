@@ -68,7 +68,7 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 PROGRAMS := $(BIN)/ws-server $(BIN)/fcgi-publisher $(BIN)/wspush
 
-.PHONY: all deps test unit integration run run-php bench fuzz fuzz-build install clean
+.PHONY: all deps test unit integration run run-php run-cluster bench fuzz fuzz-build install clean
 all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -139,6 +139,13 @@ run-php:
 	@bash tests/deps.sh run-php
 	@$(MAKE) --no-print-directory all
 	@WSPUSH_DEMO_SITE=php exec bash conf/demo/run.sh $(abspath $(BIN))
+
+# Two sites of `make run` (site A on 8080, site B on 8090) sharing one Redis
+# (engine = redis) and one secret: docs/cluster.md.
+run-cluster:
+	@bash tests/deps.sh run-cluster
+	@$(MAKE) --no-print-directory all
+	@exec bash conf/demo/run-cluster.sh $(abspath $(BIN))
 
 bench:
 	@bash tests/deps.sh bench
