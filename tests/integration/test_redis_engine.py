@@ -458,3 +458,43 @@ def test_publishers_see_503_and_504_and_the_cli_exits_3_and_4(tmp_path):
         assert site.publisher.stop() == 0
         assert node.stop_ws() == 0
         redis.stop()
+
+
+def test_sentinel_failover_publishing_resumes_in_a_new_epoch(tmp_path):
+    """The master is asked of Sentinel; when it dies the replica Sentinel
+    promotes is found, publishing resumes without a restart, and a new
+    epoch starts (writes may have been lost): a page resuming from before
+    gets a reset."""
+    from redis_servers import SentinelServer
+    master = RedisServer(tmp_path, name="m", tcp=True)
+    replica = RedisServer(tmp_path, name="r", replicaof=master)
+    sentinel = SentinelServer(tmp_path, master)
+    node = redis_node(tmp_path, master, "a", sentinels=sentinel.address, master_name="wspush")
+    node.start_ws()
+    try:
+        wait_redis_up(node)
+        before = node.publish("public/f", 1)
+        master.kill()
+        after = wait_for(lambda: _publish_or_none(node), timeout=20, what="a publish after failover")
+        assert sentinel.master_addr()[1] == replica.port
+        assert "failover" in node.log_text()
+        assert id_key(after["id"]) > id_key(before["id"])
+        assert id_key(after["id"])[0] > id_key(before["id"])[0]     # a new epoch
+
+        async def go():
+            p, _ = await connect(node, "channels=public/f&last_id=" + before["id"])
+            assert (await recv(p)) == {"type": "reset", "channels": ["public/f"]}
+            await p.close()
+        run(go())
+    finally:
+        assert node.stop_ws() == 0
+        sentinel.stop()
+        replica.stop()
+        master.stop()
+
+
+def _publish_or_none(node):
+    try:
+        return node.publish("public/f", 2)
+    except IpcError:
+        return None
