@@ -261,6 +261,7 @@ def test_ws_server_stopped_is_503_then_recovers(site):
         ws.close()
 
 
+@pytest.mark.memory_only(reason="with Redis the late 'stalled' message may be published after the page's greeting (past its last_id), and then reaches the page, rightly")
 def test_no_ack_in_time_is_504(site):
     assert site.publish("news", "warm").status == 200
     pid = site.env.ws_proc.pid
