@@ -24,7 +24,11 @@ export function assert(cond, msg) {
   if (!cond) throw new Error(msg);
 }
 
-export function freePort(host = '127.0.0.1') {
+// A port nothing listens on now, and never one this process handed out
+// before: the kernel may give a just-closed port again, and two servers of
+// one test must not be told the same port.
+const portsGiven = new Set();
+function anyFreePort(host) {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
@@ -33,6 +37,17 @@ export function freePort(host = '127.0.0.1') {
       s.close(() => resolve(port));
     });
   });
+}
+
+export async function freePort(host = '127.0.0.1') {
+  for (let i = 0; i < 100; i++) {
+    const port = await anyFreePort(host);
+    if (!portsGiven.has(port)) {
+      portsGiven.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free port not handed out before in 100 tries');
 }
 
 export function portOpen(port, host = '127.0.0.1') {
