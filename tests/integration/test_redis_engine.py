@@ -498,3 +498,32 @@ def _publish_or_none(node):
         return node.publish("public/f", 2)
     except IpcError:
         return None
+
+
+def test_publishes_refused_during_an_outage_are_logged_once_and_summed_after(tmp_path):
+    """Every publish refused while Redis is down is answered (error 7) and
+    counted, but only the first is logged; the number refused is logged
+    once when a publish is accepted again."""
+    redis = RedisServer(tmp_path)
+    node = redis_node(tmp_path, redis, "a")
+    node.start_ws()
+    try:
+        wait_redis_up(node)
+        redis.stop()
+        wait_for(lambda: "unreachable" in node.log_text() or "connection lost" in node.log_text(),
+                 timeout=10, what="the outage logged")
+        for i in range(200):
+            with pytest.raises(IpcError) as e:
+                node.publish("public/o", i)
+            assert e.value.code == 7
+        assert node.log_text().count("refused: Redis is unreachable") == 1
+        redis.start()
+        wait_for(lambda: node.log_text().count("PUB/SUB connection up") >= 2, timeout=10,
+                 what="reconnect")
+        node.publish("public/o", "back")
+        log = node.log_text()
+        assert log.count("refused: Redis is unreachable") == 1
+        assert "200 publish(es) refused while Redis was unreachable or silent" in log, log[-3000:]
+    finally:
+        assert node.stop_ws() == 0
+        redis.stop()
