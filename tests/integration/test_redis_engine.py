@@ -10,9 +10,10 @@ import time
 import pytest
 import websockets
 
-from harness import IpcError, make_token, wait_for
+from harness import IpcError, free_port, make_token, wait_for
 from redis_servers import RedisServer, redis_node, wait_redis_up
 from test_history import drain, run
+from test_metrics import metrics_up, scrape
 
 
 @pytest.fixture
@@ -327,7 +328,7 @@ def test_a_silently_dead_pubsub_connection_is_found_by_the_probe(tmp_path):
     from redis_servers import FreezingProxy
     redis = RedisServer(tmp_path)
     proxy = FreezingProxy(tmp_path, redis)
-    b = redis_node(tmp_path, redis, "b")
+    b = metered_node(tmp_path, redis, "b")
     b.sections["redis"]["address"] = proxy.address
     b.write_ini()
     a = redis_node(tmp_path, redis, "a")
@@ -347,6 +348,12 @@ def test_a_silently_dead_pubsub_connection_is_found_by_the_probe(tmp_path):
             got = await drain(p, quiet=1.0)
             assert [m["id"] for m in got] == acks
             await p.close()
+            m = scrape(b)
+            assert m("wspush_redis_probe_failures_total") == 1
+            assert m("wspush_redis_catchups_total", result="recovered") == 1
+            assert m("wspush_redis_catchups_total", result="reset") == 0
+            assert m("wspush_redis_reconnects_total") == 1       # PUB/SUB only
+            assert m("wspush_redis_up", link="pubsub") == 1
         run(go())
     finally:
         for n in (a, b):
@@ -491,6 +498,61 @@ def test_sentinel_failover_publishing_resumes_in_a_new_epoch(tmp_path):
         sentinel.stop()
         replica.stop()
         master.stop()
+
+
+def metered_node(tmp_path, redis, name, **ws):
+    """A redis_node with metrics_listen (test_metrics.scrape reads it)."""
+    node = redis_node(tmp_path, redis, name,
+                      ws={"metrics_listen": f"127.0.0.1:{free_port()}", **ws})
+    node.metrics = node.sections["ws-server"]["metrics_listen"]
+    return node
+
+
+def test_redis_link_metrics_follow_an_outage_and_a_restart(tmp_path):
+    """wspush_redis_up drops to 0 for both links while Redis is stopped and
+    comes back to 1; the restart counts one reconnect of each link and one
+    epoch change (a restarted Redis has a new run_id)."""
+    redis = RedisServer(tmp_path)
+    node = metered_node(tmp_path, redis, "a")
+    node.start_ws()
+    try:
+        wait_redis_up(node)
+        wait_for(lambda: metrics_up(node.metrics), what="metrics listener")
+
+        def up():
+            m = scrape(node)
+            return m("wspush_redis_up", link="commands"), m("wspush_redis_up", link="pubsub")
+        wait_for(lambda: up() == (1, 1), timeout=5, what="both links up")
+        m = scrape(node)
+        assert (m("wspush_redis_reconnects_total"), m("wspush_redis_epoch_changes_total"),
+                m("wspush_redis_probe_failures_total")) == (0, 0, 0)
+        redis.stop()
+        wait_for(lambda: up() == (0, 0), timeout=10, what="both links down")
+        redis.start()
+        wait_for(lambda: up() == (1, 1), timeout=10, what="both links up again")
+        m = scrape(node)
+        assert m("wspush_redis_reconnects_total") == 2
+        assert m("wspush_redis_epoch_changes_total") == 1
+    finally:
+        assert node.stop_ws() == 0
+        redis.stop()
+
+
+def test_redis_up_counts_the_workers_linked(tmp_path):
+    """workers = 2: wspush_redis_up is the sum over the workers (2 per
+    link), whichever worker answers the scrape."""
+    redis = RedisServer(tmp_path)
+    node = metered_node(tmp_path, redis, "a", workers="2")
+    node.start_ws()
+    try:
+        wait_for(lambda: node.log_text().count("PUB/SUB connection up") >= 2, timeout=10,
+                 what="both workers linked")
+        wait_for(lambda: metrics_up(node.metrics), what="metrics listener")
+        wait_for(lambda: [scrape(node)("wspush_redis_up", link=k) for k in ("commands", "pubsub")]
+                 == [2, 2], timeout=5, what="wspush_redis_up 2 per link")
+    finally:
+        assert node.stop_ws() == 0
+        redis.stop()
 
 
 def _publish_or_none(node):
