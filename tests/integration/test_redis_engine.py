@@ -472,18 +472,19 @@ def test_sentinel_failover_publishing_resumes_in_a_new_epoch(tmp_path):
     promotes is found, publishing resumes without a restart, and a new
     epoch starts (writes may have been lost): a page resuming from before
     gets a reset."""
-    from redis_servers import SentinelServer
+    from redis_servers import Node, Sentinel
     master = RedisServer(tmp_path, name="m", tcp=True)
     replica = RedisServer(tmp_path, name="r", replicaof=master)
-    sentinel = SentinelServer(tmp_path, master)
-    node = redis_node(tmp_path, master, "a", sentinels=sentinel.address, master_name="wspush")
+    sentinel = Sentinel(tmp_path, master)
+    sentinel.wait_replicas(1)
+    node = Node(tmp_path, "a", sentinel=sentinel)
     node.start_ws()
     try:
         wait_redis_up(node)
         before = node.publish("public/f", 1)
         master.kill()
         after = wait_for(lambda: _publish_or_none(node), timeout=20, what="a publish after failover")
-        assert sentinel.master_addr()[1] == replica.port
+        assert sentinel.master_port() == replica.port
         assert "failover" in node.log_text()
         assert id_key(after["id"]) > id_key(before["id"])
         assert id_key(after["id"])[0] > id_key(before["id"])[0]     # a new epoch
