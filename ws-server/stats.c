@@ -187,8 +187,8 @@ int stats_write(struct buf *out, const struct stats_view *v)
                             "Connected to another Redis server than before (restart, failover): "
                             "a new epoch, writes may have been lost.", r->epoch_changes);
         rc |= stats_family(out, "wspush_redis_catchups_total", "counter",
-                           "Channels caught up after a missed PUB/SUB copy or a new PUB/SUB connection, "
-                           "by result: recovered from the stream, or reset.");
+                           "Channels that missed PUB/SUB copies, by result: recovered from their stream, "
+                           "or reset.");
         rc |= stats_u64(out, "wspush_redis_catchups_total", "{result=\"recovered\"}", r->catchups_recovered);
         rc |= stats_u64(out, "wspush_redis_catchups_total", "{result=\"reset\"}", r->catchups_reset);
         rc |= stats_counter(out, "wspush_redis_probe_failures_total",
