@@ -132,6 +132,8 @@ struct engine_redis {
     char                sha[ER_SCRIPTS][41];
     char                newest[MSG_ID_MAX];  /* the newest id seen: the greeting's */
     uint64_t            published;           /* publishes Redis took through this node */
+    uint64_t            catchups_recovered;  /* channels whose missed copies a catch-up found */
+    uint64_t            catchups_reset;      /* channels a catch-up read had to reset */
     struct msgid        mnewest;
     /* channels whose (un)subscribe waits for the after-pass batch */
     struct er_chan    **batch;
@@ -775,6 +777,7 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
             continue;
         if (!ok || redis_history_entries(rep->element[2 + 2 * k], &es[k], &ns[k]) < 0) {
             er_reset(r, c, status < 0 ? "Redis did not answer the catch-up" : "bad catch-up answer");
+            r->catchups_reset++;
             c->has_last = 0;
             c->recovered = 1;
             continue;
@@ -784,19 +787,24 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
         if (has_last)
             er_seen(r, last);
         if (!redis_history_continuous(epoch, has_epoch, b->after[k], has_last, last, es[k], ns[k])) {
-            if (c->has_last || b->after[k].seq != 0)
+            if (c->has_last || b->after[k].seq != 0) {
                 er_reset(r, c, "messages were missed and the stream does not hold them all");
-            else if (has_last)
+                r->catchups_reset++;
+            } else if (has_last) {
                 c->mark = last;  /* knew nothing: the next catch-up starts from here */
+            }
             /* The page starts over: the copies held (or next) go out as
              * they come, the first one sets the chain again. */
             c->has_last = 0;
             free(es[k]);
             es[k] = NULL;
             ns[k] = 0;
-        } else if (ns[k] == 0 && has_last && !c->has_last) {
-            c->last = last;
-            c->has_last = 1;
+        } else {
+            r->catchups_recovered += ns[k] > 0;   /* missed copies found in the stream */
+            if (ns[k] == 0 && has_last && !c->has_last) {
+                c->last = last;
+                c->has_last = 1;
+            }
         }
         c->recovered = 1;
         total += ns[k];
@@ -1276,6 +1284,14 @@ engine_t *engine_redis_new(ev_loop_t *loop, const struct cfg *cfg, const struct 
 uint64_t engine_redis_published(const engine_t *e)
 {
     return ((const struct engine_redis *)e)->published;
+}
+
+void engine_redis_stats(const engine_t *e, struct stats_redis *out)
+{
+    const struct engine_redis *r = (const struct engine_redis *)e;
+    redis_link_stats(r->link, out);
+    out->catchups_recovered = r->catchups_recovered;
+    out->catchups_reset = r->catchups_reset;
 }
 
 int engine_redis_up(const engine_t *e)

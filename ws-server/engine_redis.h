@@ -35,6 +35,7 @@
 #include "cfg.h"
 #include "engine.h"
 #include "ev.h"
+#include "stats.h"
 
 /* A channel's last id is forgotten after this long without a publish;
  * a page subscribed that long without a message may then get a reset. */
@@ -50,5 +51,8 @@ uint64_t engine_redis_published(const engine_t *e);
 
 /* 1 while the command connection to Redis is up (readiness). */
 int engine_redis_up(const engine_t *e);
+
+/* The link's numbers and the engine's catch-ups, for the metrics. */
+void engine_redis_stats(const engine_t *e, struct stats_redis *out);
 
 #endif

@@ -67,6 +67,12 @@ struct pubsock {
     struct list             peers;
     struct list             dead;
     struct stats_pubsock    stats;
+    /* Publishes the engine refused (Redis unreachable or silent) since the
+     * last one it accepted: the first is logged, the rest only counted,
+     * and the count is logged once publishing works again. The link logs
+     * the outage itself; a line per refused publish would flood the log
+     * for as long as it lasts. */
+    uint64_t                engine_refused_run;
 };
 
 static void pubsock_peer_kill(struct pubpeer *p)
@@ -195,6 +201,11 @@ static void pubsock_published(void *arg, int status, const struct engine_result 
         int64_t ns = (int64_t)(t1.tv_sec - r->t0.tv_sec) * 1000000000 + (t1.tv_nsec - r->t0.tv_nsec);
         stats_hist_observe(&ps->stats.fanout, ns > 0 ? (uint64_t)ns : 0);
         ps->stats.ok++;
+        if (ps->engine_refused_run) {
+            log_info("publish socket: publishing again; %llu publish(es) refused while Redis was "
+                     "unreachable or silent", (unsigned long long)ps->engine_refused_run);
+            ps->engine_refused_run = 0;
+        }
         log_debug("published %s to %d channel(s), %u subscriber(s)", res->id, r->nchannels,
                   res->deliveries);
         r->type = IPC_ACK;
@@ -218,7 +229,11 @@ static void pubsock_published(void *arg, int status, const struct engine_result 
             break;
         }
         snprintf(r->text, sizeof(r->text), "%s", why);
-        log_info("publish socket: request %u refused: %s", r->req_id, why);
+        if (r->code == IPC_ERR_INTERNAL)
+            log_info("publish socket: request %u refused: %s", r->req_id, why);
+        else if (ps->engine_refused_run++ == 0)
+            log_warn("publish socket: request %u refused: %s (the next refusals are counted, "
+                     "not logged, until a publish is accepted)", r->req_id, why);
         if (r->code == IPC_ERR_INTERNAL)
             ps->stats.error++;
         else

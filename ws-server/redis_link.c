@@ -59,6 +59,8 @@ struct redis_link {
     char                       last_run_id[48]; /* of the previous command connection */
     int                        logged_down;     /* "unreachable" said once per outage */
     int                        freeing;
+    int                        cmd_was_up, sub_was_up;  /* ready once: later readies are reconnects */
+    struct stats_redis         stats;           /* counters; the up gauges are read at scrape */
     /* the probe */
     char                       probe_chan[96];
     struct ev_timer            probe_timer;     /* next probe */
@@ -388,6 +390,9 @@ static void rl_cmd_ready(struct rl_conn *c)
         snprintf(where, sizeof(where), "%s:%d", l->master_host, l->master_port);
     else
         snprintf(where, sizeof(where), "%.90s", l->cfg->redis_address);
+    l->stats.reconnects += l->cmd_was_up;
+    l->cmd_was_up = 1;
+    l->stats.epoch_changes += lost != 0;
     if (lost)
         log_warn("redis: connected to %s, another server than before (run_id %s): writes may "
                  "have been lost, a new epoch starts", where, l->run_id);
@@ -544,6 +549,7 @@ static void rl_probe_lost(ev_loop_t *loop, struct ev_timer *t)
 {
     (void)loop;
     struct redis_link *l = ev_container_of(t, struct redis_link, probe_deadline);
+    l->stats.probe_failures++;
     if (l->sub.ac)
         rl_drop(&l->sub, REDIS_LINK_E_DOWN, "the liveness probe did not come back within "
                 "command_timeout");
@@ -599,6 +605,8 @@ static void rl_hs_sub(redisAsyncContext *ac, void *reply, void *privdata)
             c->backoff_ms = 0;
             ev_timer_stop(l->loop, &c->connect_timer);
             log_info("redis: PUB/SUB connection up");
+            l->stats.reconnects += l->sub_was_up;
+            l->sub_was_up = 1;
             if (!ev_timer_armed(&l->probe_timer))
                 ev_timer_start(l->loop, &l->probe_timer,
                                (uint64_t)l->cfg->redis_probe_interval_ms, rl_probe_send);
@@ -697,4 +705,11 @@ void redis_link_free(redis_link_t *l)
 
 int redis_link_is_up(const redis_link_t *l) { return l->cmd.ready; }
 int redis_link_sub_is_up(const redis_link_t *l) { return l->sub.ready; }
+void redis_link_stats(const redis_link_t *l, struct stats_redis *out)
+{
+    *out = l->stats;
+    out->up_commands = l->cmd.ready != 0;
+    out->up_pubsub = l->sub.ready != 0;
+}
+
 const char *redis_link_run_id(const redis_link_t *l) { return l->run_id; }

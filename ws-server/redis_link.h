@@ -35,6 +35,7 @@
 
 #include "cfg.h"
 #include "ev.h"
+#include "stats.h"
 
 typedef struct redis_link redis_link_t;
 
@@ -85,6 +86,8 @@ int  redis_link_subscribe(redis_link_t *l, int subscribe, int n, const char **na
 
 int  redis_link_is_up(const redis_link_t *l);      /* command connection ready */
 int  redis_link_sub_is_up(const redis_link_t *l);  /* PUB/SUB connection ready */
+/* The link's numbers (the catch-ups aside: they are the engine's) into out. */
+void redis_link_stats(const redis_link_t *l, struct stats_redis *out);
 /* The run_id of the server of the current command connection ("" when down). */
 const char *redis_link_run_id(const redis_link_t *l);
 

@@ -73,6 +73,7 @@ struct server {
     mhttp_t         *metrics;      /* metrics_listen, NULL when off */
     tls_t           *tls;          /* the certificate pair of tls_listen, NULL without it */
     struct stats_tls tls_off;      /* zeros, shown when there is no TLS */
+    struct stats_redis redis_stats; /* engine = redis: filled at each view */
     struct stats_server stats;     /* refusals at accept */
     int              shutting_down;
     struct ev_timer  shutdown_timer;
@@ -236,6 +237,8 @@ static void server_disconnect_user(void *ctx, struct str user, pubsock_disconnec
 
 static void server_metrics_view(struct server *srv, struct stats_view *out)
 {
+    if (server_is_redis(srv))
+        engine_redis_stats(srv->engine, &srv->redis_stats);
     struct stats_view v = {
         .conn = conns_stats(srv->conns),
         .server = &srv->stats,
@@ -243,6 +246,7 @@ static void server_metrics_view(struct server *srv, struct stats_view *out)
         .hub = hub_stats(srv->hub),
         .pubsock = pubsock_stats(srv->pubsock),
         .tls = srv->tls ? tls_stats(srv->tls) : &srv->tls_off,
+        .redis = server_is_redis(srv) ? &srv->redis_stats : NULL,
         .published = server_is_redis(srv) ? engine_redis_published(srv->engine)
                                           : engine_memory_published(srv->engine),
         .channels = hub_channels(srv->hub),

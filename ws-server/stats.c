@@ -174,6 +174,28 @@ int stats_write(struct buf *out, const struct stats_view *v)
     rc |= stats_u64(out, "wspush_tls_handshakes_total", "{result=\"ok\"}", v->tls->handshakes_ok);
     rc |= stats_u64(out, "wspush_tls_handshakes_total", "{result=\"failed\"}", v->tls->handshakes_failed);
 
+    if (v->redis) {
+        const struct stats_redis *r = v->redis;
+        rc |= stats_family(out, "wspush_redis_up", "gauge",
+                           "Connections to Redis ready, by link (with workers: workers whose link is ready).");
+        rc |= stats_u64(out, "wspush_redis_up", "{link=\"commands\"}", r->up_commands);
+        rc |= stats_u64(out, "wspush_redis_up", "{link=\"pubsub\"}", r->up_pubsub);
+        rc |= stats_counter(out, "wspush_redis_reconnects_total",
+                            "Connections to Redis made ready again after the first of their kind.",
+                            r->reconnects);
+        rc |= stats_counter(out, "wspush_redis_epoch_changes_total",
+                            "Connected to another Redis server than before (restart, failover): "
+                            "a new epoch, writes may have been lost.", r->epoch_changes);
+        rc |= stats_family(out, "wspush_redis_catchups_total", "counter",
+                           "Channels that missed PUB/SUB copies, by result: recovered from their stream, "
+                           "or reset.");
+        rc |= stats_u64(out, "wspush_redis_catchups_total", "{result=\"recovered\"}", r->catchups_recovered);
+        rc |= stats_u64(out, "wspush_redis_catchups_total", "{result=\"reset\"}", r->catchups_reset);
+        rc |= stats_counter(out, "wspush_redis_probe_failures_total",
+                            "Liveness probes not seen back on the PUB/SUB connection within command_timeout.",
+                            r->probe_failures);
+    }
+
     rc |= stats_hist_write(out, "wspush_fanout_seconds",
                            "From a publish read off the publish socket to its frame queued to the last local subscriber.",
                            &v->pubsock->fanout);
@@ -207,7 +229,8 @@ void stats_counts_of(const struct stats_view *v, struct stats_counts *c)
 {
     *c = (struct stats_counts){
         .conn = *v->conn, .server = *v->server, .session = *v->session, .hub = *v->hub,
-        .pubsock = *v->pubsock, .tls = *v->tls, .published = v->published,
+        .pubsock = *v->pubsock, .tls = *v->tls,
+        .redis = v->redis ? *v->redis : (struct stats_redis){ 0 }, .published = v->published,
         .channels = v->channels, .history_messages = v->history_messages,
         .history_bytes = v->history_bytes,
     };
@@ -221,6 +244,7 @@ void stats_view_of(struct stats_view *v, const struct stats_counts *c)
     v->hub = &c->hub;
     v->pubsock = &c->pubsock;
     v->tls = &c->tls;
+    v->redis = v->redis ? &c->redis : NULL;
     v->published = c->published;
     v->channels = c->channels;
     v->history_messages = c->history_messages;
@@ -235,4 +259,6 @@ void stats_counts_drop_gauges(struct stats_counts *c)
     c->channels = 0;
     c->history_messages = 0;
     c->history_bytes = 0;
+    c->redis.up_commands = 0;
+    c->redis.up_pubsub = 0;
 }

@@ -121,6 +121,18 @@ struct stats_tls {
     uint64_t handshakes_failed;   /* refused, broken, timed out, or the client left first */
 };
 
+/* engine = redis: redis_link.c (the connections, the probe) and
+ * engine_redis.c (catch-ups), gathered by engine_redis_stats(). */
+struct stats_redis {
+    uint64_t up_commands;         /* gauge: the command connection is ready */
+    uint64_t up_pubsub;           /* gauge: the PUB/SUB connection is ready */
+    uint64_t reconnects;          /* connections made ready after the first of their kind */
+    uint64_t epoch_changes;       /* connected to another server than before: writes may be lost */
+    uint64_t catchups_recovered;  /* channels caught up from their stream */
+    uint64_t catchups_reset;      /* channels a catch-up could not bring back: reset */
+    uint64_t probe_failures;      /* liveness probes not back within command_timeout */
+};
+
 /* The process, read from /proc/self at scrape time. */
 struct stats_process {
     uint64_t rss_bytes;
@@ -135,7 +147,7 @@ struct stats_process {
 int stats_process_read(struct stats_process *p);
 
 /* Everything one scrape shows. Pointers are borrowed for the call; none
- * may be NULL. A number added here goes into struct stats_counts too, or
+ * may be NULL but redis. A number added here goes into struct stats_counts too, or
  * a scrape of several workers (tally.h) would not sum it. */
 struct stats_view {
     const struct stats_conn    *conn;
@@ -144,6 +156,7 @@ struct stats_view {
     const struct stats_hub     *hub;
     const struct stats_pubsock *pubsock;
     const struct stats_tls     *tls;
+    const struct stats_redis   *redis;  /* NULL with engine = memory: no wspush_redis_* */
     uint64_t published;           /* messages accepted by the engine */
     uint64_t channels;            /* gauge: channels with subscribers */
     uint64_t history_messages;    /* gauges: what the engine holds */
@@ -161,6 +174,7 @@ struct stats_counts {
     struct stats_hub     hub;
     struct stats_pubsock pubsock;
     struct stats_tls     tls;
+    struct stats_redis   redis;
     uint64_t published, channels, history_messages, history_bytes;
 };
 
@@ -168,10 +182,12 @@ struct stats_counts {
 
 /* Copies what v shows (its process metrics aside) into c. */
 void stats_counts_of(const struct stats_view *v, struct stats_counts *c);
-/* Points v at c's numbers (v->process untouched); c must outlive v's use. */
+/* Points v at c's numbers (v->process untouched, v->redis only when it
+ * was set: whether the engine is Redis is the caller's to say); c must
+ * outlive v's use. */
 void stats_view_of(struct stats_view *v, const struct stats_counts *c);
 /* Zeroes c's gauges (open connections and streams, subscriptions,
- * channels, history held), keeping the counters: what a process that is
+ * channels, history held, Redis connections up), keeping the counters: what a process that is
  * gone still adds to a sum. */
 void stats_counts_drop_gauges(struct stats_counts *c);
 

@@ -451,45 +451,6 @@ class FreezingProxy:
         self.lsock.close()
 
 
-class SentinelServer:
-    """redis-sentinel on 127.0.0.1:<free port> (Sentinel speaks TCP only)
-    watching master under `name`, quorum 1, quick to decide (down after
-    down_ms), started at once and waited for."""
-
-    def __init__(self, dir, master, name="wspush", down_ms=500, failover_ms=2000):
-        self.dir = pathlib.Path(dir)
-        self.name = name
-        self.port = free_port()
-        self.conf = self.dir / f"sentinel-{self.port}.conf"
-        self.conf.write_text(
-            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
-            f"sentinel monitor {name} 127.0.0.1 {master.port} 1\n"
-            f"sentinel down-after-milliseconds {name} {down_ms}\n"
-            f"sentinel failover-timeout {name} {failover_ms}\n")
-        self.log = self.dir / f"sentinel-{self.port}.log"
-        self.proc = subprocess.Popen([shutil.which("redis-sentinel") or "/usr/bin/redis-sentinel",
-                                      str(self.conf)], stdout=open(self.log, "w"),
-                                     stderr=subprocess.STDOUT)
-        wait_for(self.master_addr, timeout=10, what="redis-sentinel to answer")
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
-
-    def master_addr(self):
-        try:
-            with Resp(("127.0.0.1", self.port), timeout=0.5) as r:
-                a = r.command("SENTINEL", "get-master-addr-by-name", self.name)
-                return (a[0].decode(), int(a[1])) if a else None
-        except (OSError, ConnectionError, RespError):
-            return None
-
-    def stop(self):
-        if self.proc is not None:
-            p, self.proc = self.proc, None
-            stop_process(p, signal.SIGTERM, 10)
-
-
 # ---- pytest fixtures (a test module imports the ones it uses by name)
 
 try:

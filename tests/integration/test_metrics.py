@@ -3,6 +3,7 @@ check metrics, python3-prometheus-client's parser), counters move by
 exactly what known traffic should add, and /healthz, /readyz and the
 responder's refusals answer as documented (docs/observability.md)."""
 import json
+import os
 import re
 import signal
 import socket
@@ -40,6 +41,19 @@ FAMILIES = {
     "process_open_fds": ("gauge", set()),
     "process_start_time_seconds": ("gauge", set()),
 }
+# engine = redis only (absent with the memory engine: a wspush_redis_up of 0
+# would read as Redis down).
+REDIS_FAMILIES = {
+    "wspush_redis_up": ("gauge", {"link"}),
+    "wspush_redis_reconnects": ("counter", set()),
+    "wspush_redis_epoch_changes": ("counter", set()),
+    "wspush_redis_catchups": ("counter", {"result"}),
+    "wspush_redis_probe_failures": ("counter", set()),
+}
+REDIS_SAMPLES = {"wspush_redis_up", "wspush_redis_reconnects_total",
+                 "wspush_redis_epoch_changes_total", "wspush_redis_catchups_total",
+                 "wspush_redis_probe_failures_total"}
+REDIS = os.environ.get("WSPUSH_ENGINE", "memory") == "redis"
 REASONS = {"origin", "token", "channels", "not_covered", "limit", "per_ip", "version", "bad_request"}
 
 
@@ -137,7 +151,15 @@ def check_exposition(s, families):
 
 def test_exposition_is_valid_and_complete(menv):
     s = scrape(menv)
-    check_exposition(s, FAMILIES)
+    check_exposition(s, {**FAMILIES, **REDIS_FAMILIES} if REDIS else FAMILIES)
+    if not REDIS:
+        assert not [n for n in s.families if n.startswith("wspush_redis")]
+
+
+def exported_names(env):
+    """The sample names of a scrape, plus the Redis engine's when env runs
+    the memory engine (the dashboard and the rules cover both)."""
+    return {name for name, _ in scrape(env).samples} | REDIS_SAMPLES
     assert {l["reason"] for l in (smp.labels for smp in s.families["wspush_handshakes_refused"].samples)} == REASONS
     assert s("process_open_fds") > 3
     assert s("process_resident_memory_bytes") > 1 << 20
@@ -338,7 +360,7 @@ def test_alert_rules_check_and_use_only_exported_names(menv):
                  ["test", "rules", str(rules.with_name("wspush-alerts.test.yml"))]):
         p = subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=30)
         assert p.returncode == 0, p.stdout + p.stderr
-    exported = {name for name, _ in scrape(menv).samples}
+    exported = exported_names(menv)
     # fcgi-publisher's names are checked against its own scrape
     # (test_publisher_metrics.py).
     used = set(re.findall(r"\b(wspush_[a-z_]+)", rules.read_text())) - \
@@ -461,7 +483,7 @@ def test_grafana_dashboard_queries_parse_and_use_exported_names(menv, tmp_path):
     p = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True,
                        timeout=30)
     assert p.returncode == 0, p.stdout + p.stderr
-    exported = {name for name, _ in scrape(menv).samples} | {"up"}
+    exported = exported_names(menv) | {"up"}
     used = {n for e in exprs for n in re.findall(r"\b((?:wspush|process)_[a-z_]+|up)\{", e)}
     assert used <= exported, used - exported
     assert {n for n in exported if n.startswith("wspush_")} - {

@@ -10,9 +10,10 @@ import time
 import pytest
 import websockets
 
-from harness import IpcError, make_token, wait_for
+from harness import IpcError, free_port, make_token, wait_for
 from redis_servers import RedisServer, redis_node, wait_redis_up
 from test_history import drain, run
+from test_metrics import metrics_up, scrape
 
 
 @pytest.fixture
@@ -327,7 +328,7 @@ def test_a_silently_dead_pubsub_connection_is_found_by_the_probe(tmp_path):
     from redis_servers import FreezingProxy
     redis = RedisServer(tmp_path)
     proxy = FreezingProxy(tmp_path, redis)
-    b = redis_node(tmp_path, redis, "b")
+    b = metered_node(tmp_path, redis, "b")
     b.sections["redis"]["address"] = proxy.address
     b.write_ini()
     a = redis_node(tmp_path, redis, "a")
@@ -347,6 +348,12 @@ def test_a_silently_dead_pubsub_connection_is_found_by_the_probe(tmp_path):
             got = await drain(p, quiet=1.0)
             assert [m["id"] for m in got] == acks
             await p.close()
+            m = scrape(b)
+            assert m("wspush_redis_probe_failures_total") == 1
+            assert m("wspush_redis_catchups_total", result="recovered") == 1
+            assert m("wspush_redis_catchups_total", result="reset") == 0
+            assert m("wspush_redis_reconnects_total") == 1       # PUB/SUB only
+            assert m("wspush_redis_up", link="pubsub") == 1
         run(go())
     finally:
         for n in (a, b):
@@ -465,18 +472,19 @@ def test_sentinel_failover_publishing_resumes_in_a_new_epoch(tmp_path):
     promotes is found, publishing resumes without a restart, and a new
     epoch starts (writes may have been lost): a page resuming from before
     gets a reset."""
-    from redis_servers import SentinelServer
+    from redis_servers import Node, Sentinel
     master = RedisServer(tmp_path, name="m", tcp=True)
     replica = RedisServer(tmp_path, name="r", replicaof=master)
-    sentinel = SentinelServer(tmp_path, master)
-    node = redis_node(tmp_path, master, "a", sentinels=sentinel.address, master_name="wspush")
+    sentinel = Sentinel(tmp_path, master)
+    sentinel.wait_replicas(1)
+    node = Node(tmp_path, "a", sentinel=sentinel)
     node.start_ws()
     try:
         wait_redis_up(node)
         before = node.publish("public/f", 1)
         master.kill()
         after = wait_for(lambda: _publish_or_none(node), timeout=20, what="a publish after failover")
-        assert sentinel.master_addr()[1] == replica.port
+        assert sentinel.master_port() == replica.port
         assert "failover" in node.log_text()
         assert id_key(after["id"]) > id_key(before["id"])
         assert id_key(after["id"])[0] > id_key(before["id"])[0]     # a new epoch
@@ -493,8 +501,92 @@ def test_sentinel_failover_publishing_resumes_in_a_new_epoch(tmp_path):
         master.stop()
 
 
+def metered_node(tmp_path, redis, name, **ws):
+    """A redis_node with metrics_listen (test_metrics.scrape reads it)."""
+    node = redis_node(tmp_path, redis, name,
+                      ws={"metrics_listen": f"127.0.0.1:{free_port()}", **ws})
+    node.metrics = node.sections["ws-server"]["metrics_listen"]
+    return node
+
+
+def test_redis_link_metrics_follow_an_outage_and_a_restart(tmp_path):
+    """wspush_redis_up drops to 0 for both links while Redis is stopped and
+    comes back to 1; the restart counts one reconnect of each link and one
+    epoch change (a restarted Redis has a new run_id)."""
+    redis = RedisServer(tmp_path)
+    node = metered_node(tmp_path, redis, "a")
+    node.start_ws()
+    try:
+        wait_redis_up(node)
+        wait_for(lambda: metrics_up(node.metrics), what="metrics listener")
+
+        def up():
+            m = scrape(node)
+            return m("wspush_redis_up", link="commands"), m("wspush_redis_up", link="pubsub")
+        wait_for(lambda: up() == (1, 1), timeout=5, what="both links up")
+        m = scrape(node)
+        assert (m("wspush_redis_reconnects_total"), m("wspush_redis_epoch_changes_total"),
+                m("wspush_redis_probe_failures_total")) == (0, 0, 0)
+        redis.stop()
+        wait_for(lambda: up() == (0, 0), timeout=10, what="both links down")
+        redis.start()
+        wait_for(lambda: up() == (1, 1), timeout=10, what="both links up again")
+        m = scrape(node)
+        assert m("wspush_redis_reconnects_total") == 2
+        assert m("wspush_redis_epoch_changes_total") == 1
+    finally:
+        assert node.stop_ws() == 0
+        redis.stop()
+
+
+def test_redis_up_counts_the_workers_linked(tmp_path):
+    """workers = 2: wspush_redis_up is the sum over the workers (2 per
+    link), whichever worker answers the scrape."""
+    redis = RedisServer(tmp_path)
+    node = metered_node(tmp_path, redis, "a", workers="2")
+    node.start_ws()
+    try:
+        wait_for(lambda: node.log_text().count("PUB/SUB connection up") >= 2, timeout=10,
+                 what="both workers linked")
+        wait_for(lambda: metrics_up(node.metrics), what="metrics listener")
+        wait_for(lambda: [scrape(node)("wspush_redis_up", link=k) for k in ("commands", "pubsub")]
+                 == [2, 2], timeout=5, what="wspush_redis_up 2 per link")
+    finally:
+        assert node.stop_ws() == 0
+        redis.stop()
+
+
 def _publish_or_none(node):
     try:
         return node.publish("public/f", 2)
     except IpcError:
         return None
+
+
+def test_publishes_refused_during_an_outage_are_logged_once_and_summed_after(tmp_path):
+    """Every publish refused while Redis is down is answered (error 7) and
+    counted, but only the first is logged; the number refused is logged
+    once when a publish is accepted again."""
+    redis = RedisServer(tmp_path)
+    node = redis_node(tmp_path, redis, "a")
+    node.start_ws()
+    try:
+        wait_redis_up(node)
+        redis.stop()
+        wait_for(lambda: "unreachable" in node.log_text() or "connection lost" in node.log_text(),
+                 timeout=10, what="the outage logged")
+        for i in range(200):
+            with pytest.raises(IpcError) as e:
+                node.publish("public/o", i)
+            assert e.value.code == 7
+        assert node.log_text().count("refused: Redis is unreachable") == 1
+        redis.start()
+        wait_for(lambda: node.log_text().count("PUB/SUB connection up") >= 2, timeout=10,
+                 what="reconnect")
+        node.publish("public/o", "back")
+        log = node.log_text()
+        assert log.count("refused: Redis is unreachable") == 1
+        assert "200 publish(es) refused while Redis was unreachable or silent" in log, log[-3000:]
+    finally:
+        assert node.stop_ws() == 0
+        redis.stop()

@@ -57,7 +57,11 @@ static int st_setup(void **state)
     f->c.channels = 15;
     f->c.history_messages = 16;
     f->c.history_bytes = 17;
+    f->c.redis = (struct stats_redis){ .up_commands = 2, .up_pubsub = 1, .reconnects = 31,
+                                       .epoch_changes = 32, .catchups_recovered = 33,
+                                       .catchups_reset = 34, .probe_failures = 35 };
     f->v = (struct stats_view){
+        .redis = &f->c.redis,     /* engine = redis: stats_view_of keeps it */
         .process = { .rss_bytes = 4096, .cpu_seconds = 1.25, .open_fds = 8, .start_time = 1764700000.5 },
     };
     stats_view_of(&f->v, &f->c);
@@ -117,6 +121,13 @@ static const char *const want_lines[] = {
     "wspush_publish_socket_requests_total{result=\"error\"} 1\n",
     "wspush_tls_handshakes_total{result=\"ok\"} 21\n",
     "wspush_tls_handshakes_total{result=\"failed\"} 22\n",
+    "wspush_redis_up{link=\"commands\"} 2\n",
+    "wspush_redis_up{link=\"pubsub\"} 1\n",
+    "wspush_redis_reconnects_total 31\n",
+    "wspush_redis_epoch_changes_total 32\n",
+    "wspush_redis_catchups_total{result=\"recovered\"} 33\n",
+    "wspush_redis_catchups_total{result=\"reset\"} 34\n",
+    "wspush_redis_probe_failures_total 35\n",
     "wspush_fanout_seconds_bucket{le=\"0.0001\"} 2\n",
     "wspush_fanout_seconds_bucket{le=\"0.0025\"} 2\n",
     "wspush_fanout_seconds_bucket{le=\"0.005\"} 3\n",
@@ -178,7 +189,7 @@ static void test_help_and_type_first(void **state)
         }
         p = eol + 1;
     }
-    assert_int_equal(nfamilies, 24);
+    assert_int_equal(nfamilies, 29);
 }
 
 static void test_close_slots(void **state)
@@ -227,10 +238,25 @@ static void test_counts(void **state)
     assert_int_equal(c.channels, 0);
     assert_int_equal(c.history_messages, 0);
     assert_int_equal(c.history_bytes, 0);
+    assert_int_equal(c.redis.up_commands, 0);
+    assert_int_equal(c.redis.up_pubsub, 0);
+    assert_int_equal(c.redis.reconnects, 31);
+    assert_int_equal(c.redis.catchups_reset, 34);
     assert_int_equal(c.conn.accepted, 7);
     assert_int_equal(c.hub.deliveries, 300);
     assert_int_equal(c.published, 99);
     assert_int_equal(c.pubsock.fanout.count, 4);
+}
+
+/* engine = memory: no wspush_redis_* family at all (a wspush_redis_up
+ * of 0 would read as Redis down), even from a sum of counts. */
+static void test_no_redis_families_without_redis(void **state)
+{
+    struct st_fixture *f = *state;
+    f->v.redis = NULL;
+    stats_view_of(&f->v, &f->c);
+    assert_null(f->v.redis);
+    assert_null(strstr(st_text(f), "wspush_redis"));
 }
 
 static void test_process(void **state)
@@ -251,6 +277,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_samples, st_setup, st_teardown),
         cmocka_unit_test_setup_teardown(test_help_and_type_first, st_setup, st_teardown),
         cmocka_unit_test_setup_teardown(test_counts, st_setup, st_teardown),
+        cmocka_unit_test_setup_teardown(test_no_redis_families_without_redis, st_setup, st_teardown),
         cmocka_unit_test(test_close_slots),
         cmocka_unit_test(test_hist_edges),
         cmocka_unit_test(test_process),
