@@ -13,7 +13,7 @@ case "${1:-build}" in
          want="$want redis-server redis-sentinel" ;;    # the Redis engine's tests
   run)   want="$want nginx apache2-utils openssl" ;;
   run-php) want="$want nginx apache2-utils php-fpm php-cli" ;;
-  bench) want="$want nginx libnginx-mod-nchan linux-perf openssl" ;;
+  bench) want="$want nginx libnginx-mod-nchan linux-perf openssl redis-server" ;;
   *) echo "usage: $0 build|test|run|run-php|bench" >&2; exit 2 ;;
 esac
 # run-php: Apache too, for WSPUSH_DEMO_WEB=apache (small next to the rest).
