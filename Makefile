@@ -68,7 +68,7 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 PROGRAMS := $(BIN)/ws-server $(BIN)/fcgi-publisher $(BIN)/wspush
 
-.PHONY: all deps test unit integration run run-php bench fuzz fuzz-build install clean
+.PHONY: all deps test unit integration run run-php run-cluster bench fuzz fuzz-build install clean
 all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -100,6 +100,7 @@ TEST_EXTRA_pubsock := ws-server/stats.c
 TEST_EXTRA_revoke  := ws-server/channel.c
 TEST_EXTRA_peers   := ws-server/channel.c
 TEST_EXTRA_session := ws-server/hub.c ws-server/channel.c ws-server/msg.c ws-server/revoke.c ws-server/msgid.c
+TEST_EXTRA_tally   := ws-server/stats.c
 TEST_EXTRA_redis_msg := ws-server/msgid.c
 TEST_EXTRA_redis_history := ws-server/msgid.c
 # A test linking a library beyond the programs' names it in TEST_LIBS_<name>.
@@ -138,6 +139,13 @@ run-php:
 	@bash tests/deps.sh run-php
 	@$(MAKE) --no-print-directory all
 	@WSPUSH_DEMO_SITE=php exec bash conf/demo/run.sh $(abspath $(BIN))
+
+# Two sites of `make run` (site A on 8080, site B on 8090) sharing one Redis
+# (engine = redis) and one secret: docs/cluster.md.
+run-cluster:
+	@bash tests/deps.sh run-cluster
+	@$(MAKE) --no-print-directory all
+	@exec bash conf/demo/run-cluster.sh $(abspath $(BIN))
 
 bench:
 	@bash tests/deps.sh bench

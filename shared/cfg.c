@@ -89,7 +89,7 @@ static const struct cfg_key cfg_keys[] = {
     { "ws-server", "history_bytes", CFG_T_LSIZE, CFG_F(history_bytes), 0, 64L * 1024 * CFG_MIB, 0 },
     { "ws-server", "history_ttl", CFG_T_SEC, CFG_F(history_ttl_s), 0, INT_MAX, 0 },
     { "ws-server", "history_file", CFG_T_PATH, CFG_F(history_file), 0, 0, 0 },
-    { "ws-server", "workers", CFG_T_INT, CFG_F(ws_workers), 1, 1, 0 },
+    { "ws-server", "workers", CFG_T_INT, CFG_F(ws_workers), 1, 256, 0 },
     { "ws-server", "max_token_lifetime", CFG_T_SEC, CFG_F(max_token_lifetime_s), 1, INT_MAX, 0 },
     { "ws-server", "max_revocations", CFG_T_INT, CFG_F(max_revocations), 1, 10000000, 0 },
     { "ws-server", "deflate", CFG_T_BOOL, CFG_F(deflate), 0, 0, 0 },
@@ -770,6 +770,16 @@ static int cfg_validate(struct cfg_ctx *x, char *err, size_t errlen)
         cfg_where(x, x->seen[cfg_key_index("ws-server", "listen")], where, sizeof(where));
         snprintf(err, errlen, "%skey 'listen': empty and no unix_listen or tls_listen: "
                  "ws-server would accept nothing", where);
+        return -1;
+    }
+    /* Each worker process is a node of its own: with ids and history in
+     * each process's memory, a page reconnecting to another worker would
+     * miss messages or see them twice. Only Redis shares them. */
+    if (c->ws_workers > 1 && c->engine != CFG_ENGINE_REDIS) {
+        cfg_where(x, x->seen[cfg_key_index("ws-server", "workers")], where, sizeof(where));
+        snprintf(err, errlen, "%skey 'workers': %d needs engine = redis: with the memory engine "
+                 "each worker process would keep its own message ids and history, and a page "
+                 "landing on another worker would miss messages", where, c->ws_workers);
         return -1;
     }
     /* The pair itself (readable, matching, in date) is checked by

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and the tests need, only those that
 # are missing: `apt-get update` once, then one `apt-get install -y`.
-# Usage: tests/deps.sh build|test|run|run-php|bench
+# Usage: tests/deps.sh build|test|run|run-php|run-cluster|bench
 set -euo pipefail
 want="build-essential pkg-config libssl-dev libjansson-dev libjwt-dev libinih-dev zlib1g-dev libhiredis-dev"
 case "${1:-build}" in
@@ -13,8 +13,9 @@ case "${1:-build}" in
          want="$want redis-server redis-sentinel" ;;    # the Redis engine's tests
   run)   want="$want nginx apache2-utils openssl" ;;
   run-php) want="$want nginx apache2-utils php-fpm php-cli" ;;
+  run-cluster) want="$want nginx apache2-utils openssl redis-server redis-sentinel" ;;
   bench) want="$want nginx libnginx-mod-nchan linux-perf openssl redis-server" ;;
-  *) echo "usage: $0 build|test|run|run-php|bench" >&2; exit 2 ;;
+  *) echo "usage: $0 build|test|run|run-php|run-cluster|bench" >&2; exit 2 ;;
 esac
 # run-php: Apache too, for WSPUSH_DEMO_WEB=apache (small next to the rest).
 [ "${1:-build}" = run-php ] && want="$want apache2"

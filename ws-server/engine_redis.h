@@ -12,7 +12,8 @@
  *                       channel's previous id), d (data)
  *   <prefix>l:<channel> the channel's last id (expires after a day of
  *                       silence: ER_META_TTL_S)
- *   <prefix>revoked     hash user -> second of the last `disconnect`
+ *   <prefix>revoked     sorted set user -> second of the last `disconnect`
+ *   <prefix>revoked_floor  the second of the newest record dropped (full)
  * PUB/SUB channels: <prefix>m:<channel> (message copies, redis_msg.h),
  * <prefix>control (revocations), <prefix>probe:... (redis_link's probe).
  *

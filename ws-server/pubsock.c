@@ -483,10 +483,13 @@ static void pubsock_reap(ev_loop_t *loop, void *data)
         pubsock_peer_free(ps, list_entry(n, struct pubpeer, node));
 }
 
-struct pubsock *pubsock_open(ev_loop_t *loop, struct cfg *const *cfgp, engine_t *engine,
-                             const struct pubsock_handlers *h, void *ctx, char *err, size_t errlen)
+/* Serves fd (a listening socket, owned from here on success) as the
+ * publish socket; owned_id names the socket file to remove at stop (an
+ * invalid one: someone else's, never removed). */
+static struct pubsock *pubsock_serve(ev_loop_t *loop, struct cfg *const *cfgp, engine_t *engine,
+                                     const struct pubsock_handlers *h, void *ctx, int fd,
+                                     struct addr_unix_id owned_id, char *err, size_t errlen)
 {
-    const struct cfg *cfg = *cfgp;
     struct pubsock *ps = calloc(1, sizeof(*ps));
     if (!ps) {
         snprintf(err, errlen, "out of memory");
@@ -499,24 +502,40 @@ struct pubsock *pubsock_open(ev_loop_t *loop, struct cfg *const *cfgp, engine_t 
     ps->ctx = ctx;
     list_init(&ps->peers);
     list_init(&ps->dead);
-    snprintf(ps->path, sizeof(ps->path), "%s", cfg->publish_socket);
-    int fd = addr_listen(cfg->publish_socket, 128, 0, (mode_t)cfg->publish_socket_mode,
-                         cfg->publish_socket_group, err, errlen);
-    if (fd < 0) {
-        free(ps);
-        return NULL;
-    }
-    ps->path_id = addr_unix_identity(ps->path);
+    snprintf(ps->path, sizeof(ps->path), "%s", (*cfgp)->publish_socket);
+    ps->path_id = owned_id;
     if (listener_start(&ps->listener, loop, fd, "publish socket", 0, pubsock_accept, ps) < 0) {
         snprintf(err, errlen, "publish socket: cannot watch");
-        close(fd);
-        addr_unlink_owned(ps->path, &ps->path_id);
         free(ps);
         return NULL;
     }
     ps->listening = 1;
     ev_after_add(loop, &ps->after, pubsock_reap, ps);
     return ps;
+}
+
+struct pubsock *pubsock_open(ev_loop_t *loop, struct cfg *const *cfgp, engine_t *engine,
+                             const struct pubsock_handlers *h, void *ctx, char *err, size_t errlen)
+{
+    const struct cfg *cfg = *cfgp;
+    int fd = addr_listen(cfg->publish_socket, 128, 0, (mode_t)cfg->publish_socket_mode,
+                         cfg->publish_socket_group, err, errlen);
+    if (fd < 0)
+        return NULL;
+    struct addr_unix_id id = addr_unix_identity(cfg->publish_socket);
+    struct pubsock *ps = pubsock_serve(loop, cfgp, engine, h, ctx, fd, id, err, errlen);
+    if (!ps) {
+        close(fd);
+        addr_unlink_owned(cfg->publish_socket, &id);
+    }
+    return ps;
+}
+
+struct pubsock *pubsock_open_fd(ev_loop_t *loop, struct cfg *const *cfgp, engine_t *engine,
+                                const struct pubsock_handlers *h, void *ctx, int fd, char *err,
+                                size_t errlen)
+{
+    return pubsock_serve(loop, cfgp, engine, h, ctx, fd, (struct addr_unix_id){ 0 }, err, errlen);
 }
 
 void pubsock_stop(struct pubsock *ps)

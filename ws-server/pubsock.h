@@ -44,6 +44,13 @@ struct pubsock_handlers {
  * hook on loop. Returns NULL with err filled on failure. */
 struct pubsock *pubsock_open(ev_loop_t *loop, struct cfg *const *cfg, engine_t *engine,
                              const struct pubsock_handlers *h, void *ctx, char *err, size_t errlen);
+/* The same on fd, a publish socket bound by someone else (the supervisor
+ * of several workers, bound.h): owned from success on (closed by
+ * pubsock_free; left open on failure); its socket file is never removed
+ * here. */
+struct pubsock *pubsock_open_fd(ev_loop_t *loop, struct cfg *const *cfg, engine_t *engine,
+                                const struct pubsock_handlers *h, void *ctx, int fd, char *err,
+                                size_t errlen);
 /* Reads and answers whatever the publish peers have already sent, without
  * waiting. Called every few hundred writes during a long fan-out: a
  * publisher gets its ack at once and sends the next message, which then

@@ -76,6 +76,13 @@ struct server {
     struct stats_server stats;     /* refusals at accept */
     int              shutting_down;
     struct ev_timer  shutdown_timer;
+    /* One worker of several (workers > 1), else worker.tally is NULL. */
+    struct server_worker worker;
+    uint64_t         tallied;      /* connections last written to our slot */
+    struct ev_timer  tally_timer;  /* publishes our counters to the slot */
+    struct ev_timer  hold_timer;   /* a worker's sockets wait for Redis */
+    uint64_t         hold_until;   /* ev_now() after which they open anyway */
+    int              failed;       /* the held sockets could not be opened */
 };
 
 static void server_history_limits(const struct cfg *cfg, struct history_limits *lim)
@@ -227,9 +234,8 @@ static void server_disconnect_user(void *ctx, struct str user, pubsock_disconnec
 
 /* ---- metrics: the exporter reads every module's counters ---- */
 
-static int server_metrics(void *ctx, struct buf *out)
+static void server_metrics_view(struct server *srv, struct stats_view *out)
 {
-    struct server *srv = ctx;
     struct stats_view v = {
         .conn = conns_stats(srv->conns),
         .server = &srv->stats,
@@ -243,8 +249,41 @@ static int server_metrics(void *ctx, struct buf *out)
         .history_messages = server_is_redis(srv) ? 0 : engine_memory_entries(srv->engine),
         .history_bytes = server_is_redis(srv) ? 0 : engine_memory_bytes(srv->engine),
     };
-    if (stats_process_read(&v.process) < 0)
+    *out = v;
+}
+
+/* Our counters into our slot, for the scrapes other workers answer. */
+static void server_tally_publish(struct server *srv)
+{
+    struct stats_view v;
+    struct stats_counts mine;
+    server_metrics_view(srv, &v);
+    stats_counts_of(&v, &mine);
+    tally_publish(srv->worker.tally, srv->worker.slot, &mine);
+}
+
+static void server_tally_due(ev_loop_t *loop, struct ev_timer *t)
+{
+    struct server *srv = ev_container_of(t, struct server, tally_timer);
+    server_tally_publish(srv);
+    ev_timer_start(loop, t, TALLY_PUBLISH_MS, server_tally_due);
+}
+
+/* One worker of several answers a scrape with the sum over all of them. */
+static int server_metrics(void *ctx, struct buf *out)
+{
+    struct server *srv = ctx;
+    struct stats_view v;
+    struct stats_counts sum;
+    server_metrics_view(srv, &v);
+    if (srv->worker.tally) {
+        server_tally_publish(srv);
+        tally_sum(srv->worker.tally, &sum);
+        stats_view_of(&v, &sum);
+        tally_process(srv->worker.tally, &v.process);
+    } else if (stats_process_read(&v.process) < 0) {
         log_debug("metrics: /proc/self not fully read");
+    }
     return stats_write(out, &v);
 }
 
@@ -298,8 +337,21 @@ static void server_on_accept(struct listener *l, int fd, void *data)
             peer = peers_hold(srv->peers, (struct sockaddr *)&ss, len, &n);
     }
     size_t limited = conns_limited(srv->conns);
-    int full = conns_count(srv->conns) - limited >= (size_t)cfg->max_connections;
+    size_t mine = conns_count(srv->conns) - limited;
     uint32_t per_ip = (uint32_t)cfg->max_connections_per_ip;
+    int full;
+    if (srv->worker.tally) {
+        /* max_connections counts every worker's connections; the per-address
+         * limit is split, each worker holding its share of an address's. */
+        full = !tally_admit(srv->worker.tally, srv->worker.slot, mine,
+                            (uint64_t)cfg->max_connections);
+        /* What the slot holds now; the after-pass hook corrects it when
+         * the connection does not open or takes a reserve slot. */
+        srv->tallied = full ? mine : mine + 1;
+        per_ip = (per_ip + (uint32_t)srv->worker.n - 1) / (uint32_t)srv->worker.n;
+    } else {
+        full = mine >= (size_t)cfg->max_connections;
+    }
     int over_ip = per_ip > 0 && n > per_ip;
     unsigned flags = 0;
     if (full || over_ip) {
@@ -356,13 +408,18 @@ static int server_listen(struct server *srv, const char *spec, int tls, char *er
         return -1;
     }
     struct server_listener *sl = &srv->listeners[srv->nlisteners];
-    int fd = addr_listen(spec, 1024, srv->cfg->ws_workers > 1, 0666, NULL, err, errlen);
-    if (fd < 0)
+    /* A worker's sockets are its supervisor's, which removes their files. */
+    int fd = srv->worker.bound ? bound_take(srv->worker.bound, spec, srv->worker.slot)
+                               : addr_listen(spec, 1024, 0, 0666, NULL, err, errlen);
+    if (fd < 0) {
+        if (srv->worker.bound)
+            snprintf(err, errlen, "%s: not bound by the supervisor", spec);
         return -1;
+    }
     sl->srv = srv;
     sl->is_unix = addr_is_unix(spec);
     sl->is_tls = tls;
-    sl->id = addr_unix_identity(spec);
+    sl->id = srv->worker.bound ? (struct addr_unix_id){ 0 } : addr_unix_identity(spec);
     snprintf(sl->spec, sizeof(sl->spec), "%s", spec);
     if (listener_start(&sl->l, srv->loop, fd, spec, SERVER_ACCEPT_PER_PASS, server_on_accept, sl) < 0) {
         close(fd);
@@ -409,8 +466,10 @@ static void server_shutdown(struct server *srv)
             revoke_save(srv->revoked, path, why, sizeof(why)) < 0)
             log_error("revocations not saved: %s", why);
     }
+    ev_timer_stop(srv->loop, &srv->hold_timer);
     server_stop_listening(srv);
-    pubsock_stop(srv->pubsock);
+    if (srv->pubsock)
+        pubsock_stop(srv->pubsock);
     conns_close_all(srv->conns, 1001);
     uint64_t wait = (uint64_t)srv->cfg->close_timeout_ms;
     ev_timer_start(srv->loop, &srv->shutdown_timer, wait < SERVER_SHUTDOWN_MS ? wait : SERVER_SHUTDOWN_MS,
@@ -475,11 +534,48 @@ static void server_on_signal(ev_loop_t *loop, int signo, void *data)
 static void server_after(ev_loop_t *loop, void *data)
 {
     struct server *srv = data;
+    if (srv->worker.tally) {
+        uint64_t mine = conns_count(srv->conns) - conns_limited(srv->conns);
+        if (mine != srv->tallied)
+            tally_connections(srv->worker.tally, srv->worker.slot, mine);
+        srv->tallied = mine;
+    }
     if (srv->shutting_down && conns_count(srv->conns) == 0)
         ev_stop(loop);
 }
 
 /* ---- life cycle ---- */
+
+/* A worker serves nothing until its link to Redis is up, or until
+ * [redis] connect_timeout has passed (then it serves without, as a node
+ * does while Redis is down): a page reconnecting to a worker just started
+ * in place of a dead one resumes from Redis instead of getting a reset,
+ * and a publish it takes is not refused. Meanwhile connections wait in
+ * the supervisor's sockets (and the other workers take the shared ones).
+ * The engine has no "up" event, so this polls its state, briefly. */
+#define SERVER_HOLD_POLL_MS 10
+
+static int server_open(struct server *srv, char *err, size_t errlen);
+
+static void server_hold_due(ev_loop_t *loop, struct ev_timer *t)
+{
+    struct server *srv = ev_container_of(t, struct server, hold_timer);
+    int up = engine_redis_up(srv->engine);
+    if (!up && ev_now(loop) < srv->hold_until) {
+        if (ev_timer_start(loop, t, SERVER_HOLD_POLL_MS, server_hold_due) == 0)
+            return;
+    }
+    if (!up)
+        log_warn("Redis not reached within connect_timeout: serving without it for now");
+    char err[512];
+    if (server_open(srv, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        srv->failed = 1;
+        ev_stop(loop);
+        return;
+    }
+    server_tally_due(loop, &srv->tally_timer);
+}
 
 static void server_restore_history(struct server *srv)
 {
@@ -544,28 +640,52 @@ static int server_build(struct server *srv, char *err, size_t errlen)
         log_warn("trusted_proxies: an entry does not parse and is left out");
     server_restore_history(srv);
     server_restore_revocations(srv);
-    for (int i = 0; i < srv->cfg->listen.n; i++)
-        if (server_listen(srv, srv->cfg->listen.items[i], 0, err, errlen) < 0)
-            return -1;
-    if (srv->cfg->unix_listen[0] && server_listen(srv, srv->cfg->unix_listen, 0, err, errlen) < 0)
-        return -1;
     if (srv->cfg->tls_listen.n > 0) {
         srv->tls = tls_new(srv->cfg, err, errlen);
         if (!srv->tls)
             return -1;
     }
+    return 0;
+}
+
+/* Listeners, the publish socket and metrics_listen: from here on the
+ * server is reachable. */
+static int server_open(struct server *srv, char *err, size_t errlen)
+{
+    struct cfg *const *cfg = &srv->cfg;
+    for (int i = 0; i < srv->cfg->listen.n; i++)
+        if (server_listen(srv, srv->cfg->listen.items[i], 0, err, errlen) < 0)
+            return -1;
+    if (srv->cfg->unix_listen[0] && server_listen(srv, srv->cfg->unix_listen, 0, err, errlen) < 0)
+        return -1;
     for (int i = 0; i < srv->cfg->tls_listen.n; i++)
         if (server_listen(srv, srv->cfg->tls_listen.items[i], 1, err, errlen) < 0)
             return -1;
     const struct pubsock_handlers ph = { server_disconnect_user };
-    srv->pubsock = pubsock_open(srv->loop, cfg, srv->engine, &ph, srv, err, errlen);
+    if (srv->worker.bound) {
+        int fd = bound_take_publish(srv->worker.bound);
+        srv->pubsock = fd < 0 ? NULL : pubsock_open_fd(srv->loop, cfg, srv->engine, &ph, srv, fd,
+                                                       err, errlen);
+        if (!srv->pubsock && fd >= 0)
+            close(fd);
+    } else {
+        srv->pubsock = pubsock_open(srv->loop, cfg, srv->engine, &ph, srv, err, errlen);
+    }
     if (!srv->pubsock)
         return -1;
     log_info("publish socket %s", srv->cfg->publish_socket);
     if (srv->cfg->metrics_listen[0]) {
         const struct mhttp_handlers mh = { server_metrics, server_ready };
         char why[256];
-        srv->metrics = mhttp_open(srv->loop, srv->cfg->metrics_listen, &mh, srv, why, sizeof(why));
+        int fd = srv->worker.bound ? bound_take_metrics(srv->worker.bound) : -1;
+        if (fd >= 0)
+            srv->metrics = mhttp_open_fd(srv->loop, fd, srv->cfg->metrics_listen, &mh, srv, why,
+                                         sizeof(why));
+        else
+            srv->metrics = mhttp_open(srv->loop, srv->cfg->metrics_listen, &mh, srv, why,
+                                      sizeof(why));
+        if (!srv->metrics && fd >= 0)
+            close(fd);
         if (!srv->metrics) {
             snprintf(err, errlen, "metrics_listen: %s", why);
             return -1;
@@ -575,7 +695,8 @@ static int server_build(struct server *srv, char *err, size_t errlen)
     return 0;
 }
 
-server_t *server_new(ev_loop_t *loop, struct cfg *cfg, const char *cfg_path, char *err, size_t errlen)
+server_t *server_new(ev_loop_t *loop, struct cfg *cfg, const char *cfg_path,
+                     const struct server_worker *w, char *err, size_t errlen)
 {
     struct server *srv = calloc(1, sizeof(*srv));
     if (!srv) {
@@ -586,8 +707,11 @@ server_t *server_new(ev_loop_t *loop, struct cfg *cfg, const char *cfg_path, cha
     }
     srv->loop = loop;
     srv->cfg = cfg;
+    if (w)
+        srv->worker = *w;
     snprintf(srv->cfg_path, sizeof(srv->cfg_path), "%s", cfg_path);
-    if (server_build(srv, err, errlen) < 0) {
+    if (server_build(srv, err, errlen) < 0 ||
+        (!srv->worker.bound && server_open(srv, err, errlen) < 0)) {
         server_free(srv);
         return NULL;
     }
@@ -604,8 +728,14 @@ server_t *server_new(ev_loop_t *loop, struct cfg *cfg, const char *cfg_path, cha
     }
     signal(SIGPIPE, SIG_IGN);
     ev_after_add(loop, &srv->after, server_after, srv);
+    if (srv->worker.bound) {
+        srv->hold_until = ev_now(loop) + (uint64_t)srv->cfg->redis_connect_timeout_ms;
+        server_hold_due(loop, &srv->hold_timer);
+    }
     return srv;
 }
+
+int server_failed(const server_t *srv) { return srv->failed; }
 
 void server_free(server_t *srv)
 {
@@ -623,6 +753,8 @@ void server_free(server_t *srv)
     hub_free(srv->hub);
     revoke_free(srv->revoked);
     ev_timer_stop(srv->loop, &srv->shutdown_timer);
+    ev_timer_stop(srv->loop, &srv->tally_timer);
+    ev_timer_stop(srv->loop, &srv->hold_timer);
     cfg_free(srv->cfg);
     free(srv->cfg);
     free(srv);

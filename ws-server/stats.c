@@ -199,3 +199,40 @@ int stats_process_read(struct stats_process *p)
                                  .open_fds = ps.open_fds, .start_time = ps.start_time };
     return rc;
 }
+
+_Static_assert(sizeof(struct stats_counts) % sizeof(uint64_t) == 0,
+               "stats_counts is summed as uint64_t words");
+
+void stats_counts_of(const struct stats_view *v, struct stats_counts *c)
+{
+    *c = (struct stats_counts){
+        .conn = *v->conn, .server = *v->server, .session = *v->session, .hub = *v->hub,
+        .pubsock = *v->pubsock, .tls = *v->tls, .published = v->published,
+        .channels = v->channels, .history_messages = v->history_messages,
+        .history_bytes = v->history_bytes,
+    };
+}
+
+void stats_view_of(struct stats_view *v, const struct stats_counts *c)
+{
+    v->conn = &c->conn;
+    v->server = &c->server;
+    v->session = &c->session;
+    v->hub = &c->hub;
+    v->pubsock = &c->pubsock;
+    v->tls = &c->tls;
+    v->published = c->published;
+    v->channels = c->channels;
+    v->history_messages = c->history_messages;
+    v->history_bytes = c->history_bytes;
+}
+
+void stats_counts_drop_gauges(struct stats_counts *c)
+{
+    c->conn.open = 0;
+    c->conn.sse_open = 0;
+    c->hub.subscriptions = 0;
+    c->channels = 0;
+    c->history_messages = 0;
+    c->history_bytes = 0;
+}

@@ -135,7 +135,8 @@ struct stats_process {
 int stats_process_read(struct stats_process *p);
 
 /* Everything one scrape shows. Pointers are borrowed for the call; none
- * may be NULL. */
+ * may be NULL. A number added here goes into struct stats_counts too, or
+ * a scrape of several workers (tally.h) would not sum it. */
 struct stats_view {
     const struct stats_conn    *conn;
     const struct stats_server  *server;
@@ -149,6 +150,30 @@ struct stats_view {
     uint64_t history_bytes;
     struct stats_process process;
 };
+
+/* Every counter and gauge of one process as plain numbers, nothing but
+ * uint64_t words: worker processes publish theirs in shared memory and a
+ * scrape sums them word by word (tally.h). */
+struct stats_counts {
+    struct stats_conn    conn;
+    struct stats_server  server;
+    struct stats_session session;
+    struct stats_hub     hub;
+    struct stats_pubsock pubsock;
+    struct stats_tls     tls;
+    uint64_t published, channels, history_messages, history_bytes;
+};
+
+#define STATS_COUNTS_WORDS (sizeof(struct stats_counts) / sizeof(uint64_t))
+
+/* Copies what v shows (its process metrics aside) into c. */
+void stats_counts_of(const struct stats_view *v, struct stats_counts *c);
+/* Points v at c's numbers (v->process untouched); c must outlive v's use. */
+void stats_view_of(struct stats_view *v, const struct stats_counts *c);
+/* Zeroes c's gauges (open connections and streams, subscriptions,
+ * channels, history held), keeping the counters: what a process that is
+ * gone still adds to a sum. */
+void stats_counts_drop_gauges(struct stats_counts *c);
 
 /* Appends the exposition of v to out: HELP and TYPE for every family, the
  * samples in a fixed order. Returns 0 or -ENOMEM (out then holds a

@@ -16,6 +16,11 @@
 #   WSPUSH_DEMO_PUB_METRICS_PORT  fcgi-publisher's metrics_listen (default 8083)
 #   WSPUSH_DEMO_DIR      runtime directory to create; it must not exist yet
 #                        (default: a fresh mktemp directory)
+#   WSPUSH_DEMO_REDIS    a Redis Unix socket: ws-server runs with engine = redis
+#                        on it, one node of a cluster (conf/demo/run-cluster.sh)
+#   WSPUSH_DEMO_SECRET_FILE  the secret to use (copied), so that several sites
+#                        share one (default: a fresh random secret)
+#   WSPUSH_DEMO_BANNER   0: print no banner (run-cluster.sh prints its own)
 #
 # Everything the demo needs (ini, secret, htpasswd with demo/demo, nginx.conf,
 # php-fpm.conf, the TLS certificate and key, sessions, sockets, pid files,
@@ -38,6 +43,7 @@ host=127.0.0.1
 
 say() { printf 'demo: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+. "$here/lib.sh"
 
 for p in ws-server fcgi-publisher; do
   [ -x "$bin/$p" ] || die "$bin/$p is missing: run 'make' first (or 'make run')"
@@ -57,18 +63,11 @@ if [ "$site" = php ]; then
   [ -f "$php_client" ] || die "$php_client is missing"
 fi
 
-port_busy() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
 for p in "$port" "$ws_port" "$tls_port" "$metrics_port" "$pub_metrics_port"; do
   port_busy "$p" && die "port $p is in use (another demo running?); set WSPUSH_DEMO_PORT / WSPUSH_DEMO_WS_PORT / WSPUSH_DEMO_TLS_PORT / WSPUSH_DEMO_METRICS_PORT / WSPUSH_DEMO_PUB_METRICS_PORT"
 done
 
-if [ -n "${WSPUSH_DEMO_DIR:-}" ]; then
-  [ -e "$WSPUSH_DEMO_DIR" ] && die "WSPUSH_DEMO_DIR=$WSPUSH_DEMO_DIR already exists"
-  { mkdir -p "$WSPUSH_DEMO_DIR" && chmod 0700 "$WSPUSH_DEMO_DIR"; } || die "cannot create $WSPUSH_DEMO_DIR"
-  run=$(cd "$WSPUSH_DEMO_DIR" && pwd)
-else
-  run=$(mktemp -d "${TMPDIR:-/tmp}/wspush-demo.XXXXXX") || die "mktemp failed"
-fi
+make_runtime_dir wspush-demo
 
 pids=()
 names=()
@@ -122,17 +121,15 @@ start() {
 # one started) exits first.
 wait_ready() {
   local what=$1; shift
-  local pid=${pids[${#pids[@]} - 1]} t
-  for ((t = 0; t < 100; t++)); do
-    "$@" && return 0
-    kill -0 "$pid" 2>/dev/null || die "$what exited during start-up"
-    sleep 0.05
-  done
-  die "$what did not come up in 5s"
+  wait_up "$what" "${pids[${#pids[@]} - 1]}" 5 "$@"
 }
 
 # ---- the runtime directory
-head -c 32 /dev/urandom | base64 > "$run/secret"
+if [ -n "${WSPUSH_DEMO_SECRET_FILE:-}" ]; then
+  cp "$WSPUSH_DEMO_SECRET_FILE" "$run/secret" || die "cannot copy $WSPUSH_DEMO_SECRET_FILE"
+else
+  head -c 32 /dev/urandom | base64 > "$run/secret"
+fi
 chmod 0600 "$run/secret"
 mkdir -p "$run/nginx-tmp"
 if command -v htpasswd >/dev/null 2>&1; then
@@ -152,6 +149,14 @@ origins="http://$host:$port http://localhost:$port"
 # Apache has no auth_request: the PHP site's login sets a JWT cookie.
 auth=remote_user
 [ "$site/$web" = php/apache ] && auth=jwt
+# One node of `make run-cluster`: the Redis engine on the shared Redis.
+engine_lines=""
+if [ -n "${WSPUSH_DEMO_REDIS:-}" ]; then
+  engine_lines="engine = redis
+
+[redis]
+address = $WSPUSH_DEMO_REDIS"
+fi
 cat > "$run/wspush.ini" <<EOF
 ; Written by conf/demo/run.sh for the demo; see conf/wspush.ini for every key.
 [wspush]
@@ -167,6 +172,7 @@ tls_certificate_key = key.pem
 metrics_listen = $host:$metrics_port
 allowed_origins = $origins
 publish_socket_mode = 0600
+$engine_lines
 
 [publisher]
 listen = $run/fcgi.sock
@@ -214,11 +220,14 @@ else
 fi
 wait_ready "$web" bash -c "(exec 3<>/dev/tcp/$host/$port) 2>/dev/null"
 
+# Every process is up: what conf/demo/run-cluster.sh waits for.
+: > "$run/ready"
+
 page_what="page      "
 tls_page="; page: http://$host:$port/?ws=tls"
 sse_page="     page: http://$host:$port/?transport=sse"
 [ "$site" = php ] && page_what="PHP site  " && tls_page="" && sse_page=""
-cat <<EOF
+[ "${WSPUSH_DEMO_BANNER:-1}" = 0 ] || cat <<EOF
 
   wspush demo running
     $page_what  http://$host:$port/          login: demo / demo

@@ -11,7 +11,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { BIN, OUT, ROOT, Demo, assert, checkBinaries, evilServer, freePort, freePorts, launchChromium,
-         portOpen, run, runTest, sleep, step, uniq } from './lib.mjs';
+         openDemoPageAt, portOpen, publishViaForm, rowWith, run, runTest, sleep, step, uniq } from './lib.mjs';
 
 const CREDS = { username: 'demo', password: 'demo' };
 const DELIVERY_MS = 1000;   // "the other shows the message within a second"
@@ -117,28 +117,8 @@ push.connect();
   return srv;
 }
 
-async function openDemoPage(browser, demo, creds, label, query = '') {
-  const ctx = await browser.newContext(creds ? { httpCredentials: creds } : {});
-  const page = await ctx.newPage();
-  page.on('console', (m) => consoleLog.write(`[${label}] ${m.type()}: ${m.text()}\n`));
-  page.on('pageerror', (e) => consoleLog.write(`[${label}] pageerror: ${e.message}\n`));
-  await page.goto(demo.origin + '/' + query);
-  await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
-  return { ctx, page };
-}
-
-const rowWith = (text) => `#messages tr.message:has(td.data:text-is("${text}"))`;
-
-// Fills the form and clicks Publish; returns the time of the click.
-async function publishViaForm(page, channel, text) {
-  // The previous publish clears the input when it completes: wait for it.
-  await page.locator('#send:enabled').waitFor();
-  await page.selectOption('#channel', channel);
-  await page.fill('#text', text);
-  const t0 = Date.now();
-  await page.click('#send', { noWaitAfter: true });
-  return t0;
-}
+const openDemoPage = (browser, demo, creds, label, query = '') =>
+  openDemoPageAt(browser, demo.origin + '/' + query, creds, label, consoleLog);
 
 // Milliseconds from t0 to the moment the page received the message (the
 // page stamps each row); waits at most `timeout` for it to appear.

@@ -24,7 +24,11 @@ export function assert(cond, msg) {
   if (!cond) throw new Error(msg);
 }
 
-export function freePort(host = '127.0.0.1') {
+// A port nothing listens on now, and never one this process handed out
+// before: the kernel may give a just-closed port again, and two servers of
+// one test must not be told the same port.
+const portsGiven = new Set();
+function anyFreePort(host) {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
@@ -33,6 +37,17 @@ export function freePort(host = '127.0.0.1') {
       s.close(() => resolve(port));
     });
   });
+}
+
+export async function freePort(host = '127.0.0.1') {
+  for (let i = 0; i < 100; i++) {
+    const port = await anyFreePort(host);
+    if (!portsGiven.has(port)) {
+      portsGiven.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free port not handed out before in 100 tries');
 }
 
 export function portOpen(port, host = '127.0.0.1') {
@@ -65,12 +80,16 @@ export async function freePorts() {
 }
 
 // conf/demo/run.sh on the given ports; env selects the site
-// (WSPUSH_DEMO_SITE, WSPUSH_DEMO_WEB), log is a writable stream.
+// (WSPUSH_DEMO_SITE, WSPUSH_DEMO_WEB), log is a writable stream. script
+// and ready name another demo script and the line that says it is up
+// (conf/demo/run-cluster.sh).
 export class Demo {
-  constructor(ports, { env = {}, log } = {}) {
+  constructor(ports, { env = {}, log, script = 'conf/demo/run.sh', ready = 'wspush demo running' } = {}) {
     Object.assign(this, ports);
     this.env = env;
     this.log = log;
+    this.script = script;
+    this.readyText = ready;
     this.origin = `http://127.0.0.1:${this.port}`;
     const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'wspush-browser-'));
     fs.chmodSync(parent, 0o711);   // Apache's workers (www-data) pass through to the sockets
@@ -78,7 +97,8 @@ export class Demo {
   }
 
   async start() {
-    this.proc = spawn('bash', [path.join(ROOT, 'conf/demo/run.sh'), BIN], {
+    this.out = '';
+    this.proc = spawn('bash', [path.join(ROOT, this.script), BIN], {
       env: { ...process.env, ...this.env, WSPUSH_DEMO_PORT: String(this.port),
              WSPUSH_DEMO_WS_PORT: String(this.wsPort),
              WSPUSH_DEMO_METRICS_PORT: String(this.metricsPort),
@@ -91,13 +111,12 @@ export class Demo {
       liveDemos.delete(this);
       resolve({ code, sig });
     }));
-    let out = '';
     this.proc.stderr.on('data', (d) => this.log.write(d));
     const ready = new Promise((resolve, reject) => {
       this.proc.stdout.on('data', (d) => {
         this.log.write(d);
-        out += d;
-        if (out.includes('wspush demo running')) resolve();
+        this.out += d;
+        if (this.out.includes(this.readyText)) resolve();
       });
       this.exited.then(({ code }) => reject(new Error(`run.sh exited early (status ${code}); see ${this.log.path}`)));
       setTimeout(() => reject(new Error(`demo not ready in 20s; see ${this.log.path}`)), 20000);
@@ -179,6 +198,33 @@ export function launchChromium(extraArgs = []) {
            '--disable-background-networking', '--disable-component-update', '--disable-sync',
            ...extraArgs],
   });
+}
+
+// ---- the demo page (conf/demo/www/index.html)
+
+// A new browser context (with login creds, if any) on the demo page at
+// url, its console written to log; returns once wspush.js is connected.
+export async function openDemoPageAt(browser, url, creds, label, log) {
+  const ctx = await browser.newContext(creds ? { httpCredentials: creds } : {});
+  const page = await ctx.newPage();
+  page.on('console', (m) => log.write(`[${label}] ${m.type()}: ${m.text()}\n`));
+  page.on('pageerror', (e) => log.write(`[${label}] pageerror: ${e.message}\n`));
+  await page.goto(url);
+  await page.waitForSelector('#state[data-state="open"]', { timeout: 10000 });
+  return { ctx, page };
+}
+
+export const rowWith = (text) => `#messages tr.message:has(td.data:text-is("${text}"))`;
+
+// Fills the form and clicks Publish; returns the time of the click.
+export async function publishViaForm(page, channel, text) {
+  // The previous publish clears the input when it completes: wait for it.
+  await page.locator('#send:enabled').waitFor();
+  await page.selectOption('#channel', channel);
+  await page.fill('#text', text);
+  const t0 = Date.now();
+  await page.click('#send', { noWaitAfter: true });
+  return t0;
 }
 
 // ---- the steps: each prints ok/FAIL with its time, the summary counts them

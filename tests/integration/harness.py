@@ -35,10 +35,21 @@ def _stop_redis_servers():
 atexit.register(_stop_redis_servers)
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, and never one this process handed
+    out before: the kernel may give a just-closed port again, and two
+    servers of one test must not be told the same port."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise AssertionError("no free port not handed out before in 100 tries")
 
 
 def wait_for(pred, timeout=5.0, what="condition"):

@@ -10,9 +10,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
-from harness import free_port, stop_process, wait_for
+from harness import Env, free_port, stop_process, wait_for
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -216,22 +217,176 @@ def engine_is_redis():
     return os.environ.get("WSPUSH_ENGINE", "memory") == "redis"
 
 
+# ---- replication, Sentinel and ws-server nodes: the cluster and fault tests
+
+REDIS_SENTINEL = shutil.which("redis-sentinel") or "/usr/bin/redis-sentinel"
+MASTER_NAME = "wspush"
+
+
+def info(server, section):
+    """INFO <section> of a RedisServer as a dict of str."""
+    out = {}
+    for line in server.command("INFO", section).decode().splitlines():
+        if ":" in line and not line.startswith("#"):
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def wait_synced(replica, timeout=10.0):
+    """Until a replica's link to its master is up and the first sync done."""
+    def synced():
+        i = info(replica, "replication")
+        return i.get("master_link_status") == "up" and i.get("master_sync_in_progress") == "0"
+    wait_for(synced, timeout, f"{replica.name} to sync with its master")
+
+
+class Sentinel:
+    """redis-sentinel in dir watching master (a RedisServer with a TCP
+    port) under MASTER_NAME: quorum 1, down after 500 ms, failover timeout
+    3 s, so a killed master is replaced within a few seconds. Sentinel
+    speaks TCP only (127.0.0.1) and rewrites its config file, which lives
+    in dir."""
+
+    def __init__(self, dir, master, down_after_ms=500, failover_timeout_ms=3000):
+        self.dir = pathlib.Path(dir)
+        self.port = free_port()
+        self.conf = self.dir / "sentinel.conf"
+        self.log = self.dir / "sentinel.log"
+        self.conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndaemonize no\nprotected-mode no\n"
+            f"dir {self.dir}\nlogfile {self.log}\n"
+            f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master.port} 1\n"
+            f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}\n"
+            f"sentinel failover-timeout {MASTER_NAME} {failover_timeout_ms}\n"
+            f"sentinel parallel-syncs {MASTER_NAME} 1\n")
+        self.proc = subprocess.Popen([REDIS_SENTINEL, str(self.conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError("redis-sentinel exited: " + self.log_text()[-2000:])
+            try:
+                return self.command("PING") == "PONG"
+            except (OSError, ConnectionError, RespError):
+                return False
+        wait_for(up, 10.0, "redis-sentinel to answer")
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def command(self, *args):
+        with Resp(("127.0.0.1", self.port)) as r:
+            return r.command(*args)
+
+    def master_port(self):
+        r = self.command("SENTINEL", "get-master-addr-by-name", MASTER_NAME)
+        return int(r[1]) if r else None
+
+    def wait_replicas(self, n, timeout=15.0):
+        """Until the sentinel knows n replicas of the master, up and linked
+        (it learns them from the master's INFO)."""
+        def known():
+            up = 0
+            for r in self.command("SENTINEL", "replicas", MASTER_NAME):
+                d = dict(zip(r[0::2], r[1::2]))
+                if b"s_down" not in d.get(b"flags", b"") and d.get(b"master-link-status") == b"ok":
+                    up += 1
+            return up >= n
+        wait_for(known, timeout, f"sentinel to see {n} replica(s)")
+
+    def log_text(self):
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc is not None:
+            p, self.proc = self.proc, None
+            stop_process(p, signal.SIGTERM, 5.0)
+
+
 def redis_node(dir, server, name="node", prefix="wspush:", ws=None, **redis_extra):
     """An Env (harness.py) for one ws-server node on server, ini written,
     not started: call .start_ws()."""
-    from harness import Env
-    d = pathlib.Path(dir) / name
-    d.mkdir(parents=True, exist_ok=True)
-    e = Env(d, ws={"engine": "redis", **(ws or {})}, own_redis=False)
-    e.sections["redis"] = redis_ini(server, prefix=prefix, **redis_extra)
-    e.write_ini()
-    return e
+    return Node(dir, name, redis=server, ws=ws, redis_keys={"prefix": prefix, **redis_extra})
 
 
 def wait_redis_up(env, timeout=5.0):
     """Until the node's log says it reached Redis (command and PUB/SUB)."""
     wait_for(lambda: "PUB/SUB connection up" in env.log_text(), timeout=timeout,
              what="ws-server to reach Redis")
+
+
+class Node(Env):
+    """One ws-server of a cluster: an Env in its own directory under
+    tmp_path (same SECRET as every Env) with engine = redis on server, or
+    on the master sentinel names."""
+
+    def __init__(self, tmp_path, name, redis=None, sentinel=None, ws=None, redis_keys=None,
+                 channels=None):
+        d = pathlib.Path(tmp_path) / name
+        d.mkdir(parents=True, exist_ok=True)
+        super().__init__(d, ws={"engine": "redis", **(ws or {})}, channels=channels, own_redis=False)
+        self.name = name
+        keys = dict(redis_keys or {})
+        if sentinel is not None:
+            sec = redis_ini(redis or sentinel, **keys)
+            del sec["address"]
+            sec.update({"sentinels": sentinel.address, "master_name": MASTER_NAME})
+        else:
+            sec = redis_ini(redis, **keys)
+        self.sections["redis"] = sec
+        self.write_ini()
+
+
+class Cluster:
+    """n ws-server nodes on one Redis (or one Sentinel); stop() stops them
+    and asserts each exited 0 (a sanitizer report makes it exit non-zero);
+    a node the test killed with SIGKILL is let be."""
+
+    def __init__(self, tmp_path, redis=None, sentinel=None, n=2, prefix="node", **node_kw):
+        self.tmp_path = tmp_path
+        self.prefix = prefix
+        self.redis, self.sentinel = redis, sentinel
+        self.node_kw = node_kw
+        self.nodes = []
+        for _ in range(n):
+            self.add()
+
+    def add(self, start=False):
+        node = Node(self.tmp_path, self.prefix + "abcdefgh"[len(self.nodes)], self.redis,
+                    self.sentinel, **self.node_kw)
+        self.nodes.append(node)
+        if start:
+            node.start_ws()
+        return node
+
+    def start(self):
+        for n in self.nodes:
+            n.start_ws()
+        return self
+
+    def __getitem__(self, i):
+        return self.nodes[i]
+
+    def stop(self):
+        bad = []
+        for n in self.nodes:
+            if n.ws_proc is None:
+                continue
+            if n.ws_proc.poll() == -signal.SIGKILL:
+                n.ws_proc = None
+                continue
+            try:
+                rc = n.stop_ws()
+            except subprocess.TimeoutExpired:
+                rc = "no exit in time"
+            if rc != 0:
+                bad.append(f"{n.name} exited {rc!r}:\n{n.log_text()[-3000:]}")
+        assert not bad, "\n".join(bad)
 
 
 class FreezingProxy:
@@ -294,3 +449,118 @@ class FreezingProxy:
     def close(self):
         self.stopping = True
         self.lsock.close()
+
+
+class SentinelServer:
+    """redis-sentinel on 127.0.0.1:<free port> (Sentinel speaks TCP only)
+    watching master under `name`, quorum 1, quick to decide (down after
+    down_ms), started at once and waited for."""
+
+    def __init__(self, dir, master, name="wspush", down_ms=500, failover_ms=2000):
+        self.dir = pathlib.Path(dir)
+        self.name = name
+        self.port = free_port()
+        self.conf = self.dir / f"sentinel-{self.port}.conf"
+        self.conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+            f"sentinel monitor {name} 127.0.0.1 {master.port} 1\n"
+            f"sentinel down-after-milliseconds {name} {down_ms}\n"
+            f"sentinel failover-timeout {name} {failover_ms}\n")
+        self.log = self.dir / f"sentinel-{self.port}.log"
+        self.proc = subprocess.Popen([shutil.which("redis-sentinel") or "/usr/bin/redis-sentinel",
+                                      str(self.conf)], stdout=open(self.log, "w"),
+                                     stderr=subprocess.STDOUT)
+        wait_for(self.master_addr, timeout=10, what="redis-sentinel to answer")
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def master_addr(self):
+        try:
+            with Resp(("127.0.0.1", self.port), timeout=0.5) as r:
+                a = r.command("SENTINEL", "get-master-addr-by-name", self.name)
+                return (a[0].decode(), int(a[1])) if a else None
+        except (OSError, ConnectionError, RespError):
+            return None
+
+    def stop(self):
+        if self.proc is not None:
+            p, self.proc = self.proc, None
+            stop_process(p, signal.SIGTERM, 10)
+
+
+# ---- pytest fixtures (a test module imports the ones it uses by name)
+
+try:
+    import pytest
+except ImportError:          # imported by a script outside pytest
+    pytest = None
+
+if pytest is not None:
+    @pytest.fixture
+    def redis_factory():
+        """.server(tcp=False, persist=False, replicaof=None) -> a started
+        RedisServer; .sentinel(master) -> a started Sentinel; each in a
+        short directory of its own (a Unix socket path must fit in 108
+        bytes), all stopped and removed at the end whatever happened."""
+        made, dirs = [], []
+
+        def fresh_dir():
+            d = tempfile.mkdtemp(prefix="wsr-")
+            dirs.append(d)
+            return d
+
+        class Factory:
+            @staticmethod
+            def server(**kw):
+                r = RedisServer(fresh_dir(), **kw)
+                made.append(r)
+                return r
+
+            @staticmethod
+            def sentinel(master, **kw):
+                s = Sentinel(fresh_dir(), master, **kw)
+                made.append(s)
+                return s
+        try:
+            yield Factory
+        finally:
+            for r in reversed(made):
+                try:
+                    r.stop()
+                except subprocess.TimeoutExpired:
+                    pass
+            for d in dirs:
+                shutil.rmtree(d, ignore_errors=True)
+
+    @pytest.fixture
+    def cluster_factory(tmp_path, redis_factory):
+        """make(redis=..., sentinel=..., n=2, ws=..., redis_keys=...,
+        start=True) -> a Cluster; its nodes are stopped (and must exit 0)
+        before Redis is."""
+        made = []
+
+        def make(start=True, **kw):
+            c = Cluster(tmp_path, **kw)
+            made.append(c)
+            return c.start() if start else c
+        try:
+            yield make
+        finally:
+            errors = []
+            for c in made:
+                try:
+                    c.stop()
+                except AssertionError as e:
+                    errors.append(str(e))
+            assert not errors, "\n".join(errors)
+
+    @pytest.fixture
+    def redis_server(redis_factory):
+        return redis_factory.server()
+
+    @pytest.fixture
+    def cluster(redis_server, cluster_factory):
+        """Two nodes on one non-persistent Redis."""
+        return cluster_factory(redis=redis_server)

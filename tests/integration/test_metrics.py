@@ -144,6 +144,7 @@ def test_exposition_is_valid_and_complete(menv):
     assert s("process_start_time_seconds") > 1.6e9
 
 
+@pytest.mark.memory_only(reason="history gauges are 0 with Redis: the history is in Redis")
 def test_one_publish_to_three_subscribers_counts_three_deliveries(menv):
     subs = [subscriber(menv, "channels=public/m") for _ in range(3)]
     before = scrape(menv)
@@ -228,6 +229,7 @@ def test_bad_origin_counts_one_origin_refusal(menv):
         before("wspush_connections_accepted_total", transport="ws")
 
 
+@pytest.mark.memory_only(reason="with Redis the ack counts this node's subscribers when Redis took the message, not deliveries queued")
 def test_slow_consumer_counts_one_1013_close(menv):
     r = subscriber(menv, "channels=public/big")
     before = scrape(menv)

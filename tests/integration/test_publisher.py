@@ -130,8 +130,10 @@ def test_reload_on_sighup(site):
     site.env.sections["publisher"]["max_body"] = "512"
     site.env.write_ini()
     site.publisher.proc.send_signal(signal.SIGHUP)
+    # Every worker reloads on its own and logs it: a publish may reach any.
+    workers = int(site.env.sections["publisher"]["workers"])
     deadline = time.monotonic() + 5
-    while "configuration reloaded" not in site.publisher.log_text():
+    while site.publisher.log_text().count("configuration reloaded") < workers:
         assert time.monotonic() < deadline, site.publisher.log_text()
         time.sleep(0.05)
     error(site.publish("news", "x" * 600), 413, "too_large")
@@ -259,6 +261,7 @@ def test_ws_server_stopped_is_503_then_recovers(site):
         ws.close()
 
 
+@pytest.mark.memory_only(reason="with Redis the late 'stalled' message may be published after the page's greeting (past its last_id), and then reaches the page, rightly")
 def test_no_ack_in_time_is_504(site):
     assert site.publish("news", "warm").status == 200
     pid = site.env.ws_proc.pid
@@ -275,7 +278,13 @@ def test_no_ack_in_time_is_504(site):
     try:
         r = site.publish("news", "next")
         assert r.status == 200, r
-        assert ws.recv_json()["data"] == "next"
+        got = ws.recv_json()
+        if got["data"] == "stalled":
+            # A 504 may or may not be published: ws-server takes the
+            # stalled message when it runs again, and with the Redis engine
+            # it can still be on its way when this page subscribes.
+            got = ws.recv_json()
+        assert got["data"] == "next" and got["id"] == r.json["id"], (got, r)
     finally:
         ws.close()
 

@@ -406,3 +406,95 @@ def test_a_node_that_missed_revocations_loads_them_even_past_max_revocations(tmp
             assert n.stop_ws() == 0
         proxy.close()
         redis.stop()
+
+
+def test_publishers_see_503_and_504_and_the_cli_exits_3_and_4(tmp_path):
+    """What a publisher gets from fcgi-publisher (FastCGI, no web server)
+    and from the wspush CLI when Redis is down (503, exit 3: not
+    published) or silent (504, exit 4: may be published)."""
+    import subprocess
+    from harness import BIN
+    from test_fastcgi import Conn, publish_params, request
+    from webservers import Site
+    redis = RedisServer(tmp_path)
+    node = redis_node(tmp_path, redis, "a")
+    site = Site(node, "nginx")
+    node.start_ws()
+    wait_redis_up(node)
+    site.publisher.start()
+    try:
+        body = json.dumps({"channel": "news", "data": 1}).encode()
+
+        def http():
+            c = Conn(site.publisher.port)
+            c.send(request(1, publish_params(body), body))
+            status, _, out, _ = c.answer(1)
+            c.close()
+            return status, json.loads(out)
+
+        def cli():
+            return subprocess.run([str(BIN / "wspush"), "-s", str(node.publish_socket), "publish",
+                                   "news", "1"], capture_output=True, text=True, timeout=10)
+
+        assert http()[0] == 200
+        assert cli().returncode == 0
+        # Silent: the first publish times out; the connection is then
+        # rebuilt, so while Redis stays silent the next ones get 503.
+        redis.pause()
+        r = cli()
+        assert r.returncode == 4, r.stderr
+        redis.resume()
+        wait_for(lambda: _publishes(node), timeout=10, what="publishing again")
+        redis.pause()
+        status, out = http()
+        assert status == 504 and out["error"] == "timeout", out
+        redis.resume()
+        redis.stop()
+        status, out = http()
+        assert status == 503 and out["error"] == "unavailable", out
+        r = cli()
+        assert r.returncode == 3 and "not published" in r.stderr, r.stderr
+    finally:
+        assert site.publisher.stop() == 0
+        assert node.stop_ws() == 0
+        redis.stop()
+
+
+def test_sentinel_failover_publishing_resumes_in_a_new_epoch(tmp_path):
+    """The master is asked of Sentinel; when it dies the replica Sentinel
+    promotes is found, publishing resumes without a restart, and a new
+    epoch starts (writes may have been lost): a page resuming from before
+    gets a reset."""
+    from redis_servers import SentinelServer
+    master = RedisServer(tmp_path, name="m", tcp=True)
+    replica = RedisServer(tmp_path, name="r", replicaof=master)
+    sentinel = SentinelServer(tmp_path, master)
+    node = redis_node(tmp_path, master, "a", sentinels=sentinel.address, master_name="wspush")
+    node.start_ws()
+    try:
+        wait_redis_up(node)
+        before = node.publish("public/f", 1)
+        master.kill()
+        after = wait_for(lambda: _publish_or_none(node), timeout=20, what="a publish after failover")
+        assert sentinel.master_addr()[1] == replica.port
+        assert "failover" in node.log_text()
+        assert id_key(after["id"]) > id_key(before["id"])
+        assert id_key(after["id"])[0] > id_key(before["id"])[0]     # a new epoch
+
+        async def go():
+            p, _ = await connect(node, "channels=public/f&last_id=" + before["id"])
+            assert (await recv(p)) == {"type": "reset", "channels": ["public/f"]}
+            await p.close()
+        run(go())
+    finally:
+        assert node.stop_ws() == 0
+        sentinel.stop()
+        replica.stop()
+        master.stop()
+
+
+def _publish_or_none(node):
+    try:
+        return node.publish("public/f", 2)
+    except IpcError:
+        return None

@@ -3,9 +3,10 @@
 # (tests/browser/wspush.unit.test.mjs), permessage-deflate with Node's ws
 # and chromium (tests/browser/deflate.test.mjs), then the demo page in Debian's
 # chromium driven by playwright-core (tests/browser/demo.test.mjs), then the
-# PHP example site under nginx and Apache (tests/browser/php-site.test.mjs). Builds when needed,
-# installs playwright-core and ws from package-lock.json the first time (no browser
-# download), starts its own servers on free ports.
+# PHP example site under nginx and Apache (tests/browser/php-site.test.mjs),
+# then `make run-cluster`'s two sites on one Redis (tests/browser/cluster.test.mjs).
+# Builds when needed, installs playwright-core and ws from package-lock.json
+# the first time (no browser download), starts its own servers on free ports.
 # WSPUSH_BIN=DIR uses binaries from DIR instead of building build/bin.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -38,4 +39,5 @@ rc=0
 node deflate.test.mjs || rc=1
 node demo.test.mjs || rc=1
 node php-site.test.mjs || rc=1
+node cluster.test.mjs || rc=1
 exit $rc

@@ -12,4 +12,4 @@ cd "$(dirname "$0")/../.."
 make -s -j"$(nproc 2>/dev/null || echo 2)" all
 WSPUSH_ENGINE=redis WSPUSH_BIN="$PWD/build/bin" bash tests/run-integration.sh \
   test_ws_server.py test_history.py test_revocation.py test_sse.py test_publisher.py \
-  test_hardening_ws.py
+  test_hardening_ws.py test_metrics.py

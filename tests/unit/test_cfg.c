@@ -419,7 +419,10 @@ static void test_errors(void **state)
         { "[ws-server]\nmax_channels = 33\n", 2, "max_channels", "out of range (max 32)" },
         { "[ws-server]\nworkers = 0\n", 2, "workers", "out of range (min 1)" },
         { "[publisher]\nmax_params = 512\n", 2, "max_params", "out of range (min 1024)" },
-        { "[ws-server]\nworkers = 2\n", 2, "workers", "out of range (max 1)" },
+        { "[ws-server]\nworkers = 257\n", 2, "workers", "out of range (max 256)" },
+        { "[ws-server]\nworkers = 2\n", 2, "workers", "2 needs engine = redis: with the memory "
+          "engine each worker process would keep its own message ids and history" },
+        { "[ws-server]\nengine = memory\n\nworkers = 4\n", 4, "workers", "4 needs engine = redis" },
         { "[ws-server]\npublish_socket_mode = 0890\n", 2, "publish_socket_mode", "not an octal mode" },
         { "[ws-server]\npublish_socket_mode = 1000\n", 2, "publish_socket_mode", "not an octal mode" },
         { "[ws-server]\npublish_socket_mode = rw\n", 2, "publish_socket_mode", "not an octal mode" },
@@ -732,6 +735,12 @@ static void test_redis(void **state)
     assert_int_equal(c.redis_command_timeout_ms, 2000);
     assert_int_equal(c.redis_wait_replicas, 1);
     assert_int_equal(c.redis_channel_history_ttl_s, 60);
+    cfg_free(&c);
+
+    /* Several workers are nodes of one Redis. */
+    tw_ini("[wspush]\nsecret_file = secret\n[ws-server]\nengine = redis\nworkers = 4\n");
+    assert_int_equal(cfg_load(&c, ini, err, sizeof(err)), 0);
+    assert_int_equal(c.ws_workers, 4);
     cfg_free(&c);
 
     tw_ini("[wspush]\nsecret_file = secret\n[ws-server]\nengine = redis\n[redis]\n"

@@ -98,6 +98,21 @@ static void test_full_table_drops_the_oldest_and_fails_closed(void **state)
     revoke_free(r);
 }
 
+/* A floor from elsewhere (records dropped from a full set in Redis) only
+ * ever rises, and refuses every token dated up to it. */
+static void test_refuse_before(void **state)
+{
+    (void)state;
+    revoke_t *r = revoke_new(&tr_lim, 99);
+    revoke_refuse_before(r, 150);
+    assert_int_equal(revoke_not_before(r), 150);
+    revoke_refuse_before(r, 120);
+    assert_int_equal(revoke_not_before(r), 150);
+    assert_int_equal(revoke_check(r, (struct str){ "u", 1 }, 150, 400, 200), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_check(r, (struct str){ "u", 1 }, 151, 400, 200), REVOKE_OK);
+    revoke_free(r);
+}
+
 static void test_file_across_two_restarts(void **state)
 {
     (void)state;
@@ -151,6 +166,7 @@ int main(void)
         cmocka_unit_test(test_expiry_in_age_order),
         cmocka_unit_test(test_full_table_drops_the_oldest_and_fails_closed),
         cmocka_unit_test(test_file_across_two_restarts),
+        cmocka_unit_test(test_refuse_before),
     };
     return cmocka_run_group_tests_name("revoke", tests, NULL, NULL);
 }

@@ -15,12 +15,7 @@
 #include "stats.h"
 
 struct st_fixture {
-    struct stats_conn    conn;
-    struct stats_server  server;
-    struct stats_session session;
-    struct stats_hub     hub;
-    struct stats_pubsock pubsock;
-    struct stats_tls     tls;
+    struct stats_counts  c;
     struct stats_view    v;
     struct buf           out;
 };
@@ -28,42 +23,44 @@ struct st_fixture {
 static int st_setup(void **state)
 {
     struct st_fixture *f = calloc(1, sizeof(*f));
-    f->conn.accepted = 7;
-    f->conn.open = 3;
-    f->conn.sse_accepted = 4;
-    f->conn.sse_open = 2;
-    f->conn.closed[stats_close_slot(1013)] = 2;
-    f->conn.closed[stats_close_slot(3000)] = 5;
-    f->conn.refused.n[STATS_REFUSED_ORIGIN] = 1;
-    f->conn.refused.n[STATS_REFUSED_LIMIT] = 4;
-    f->conn.deflate_upgrades = 21;
-    f->conn.deflate_compressed = 22;
-    f->conn.deflate_plain = 23;
-    f->conn.deflate_in_bytes = 24000;
-    f->conn.deflate_out_bytes = 2500;
-    f->server.refused.n[STATS_REFUSED_LIMIT] = 6;
-    f->session.refused.n[STATS_REFUSED_TOKEN] = 9;
-    f->session.replayed = 11;
-    f->session.resumes_exact = 12;
-    f->session.resumes_reset = 13;
-    f->hub.deliveries = 300;
-    f->hub.delivery_bytes = 18446744073709551615ull;
-    f->hub.subscriptions = 14;
-    f->pubsock.ok = 100;
-    f->pubsock.refused = 2;
-    f->pubsock.error = 1;
-    f->tls.handshakes_ok = 21;
-    f->tls.handshakes_failed = 22;
-    stats_hist_observe(&f->pubsock.fanout, 50000);       /* 50 us */
-    stats_hist_observe(&f->pubsock.fanout, 100000);      /* on the first edge */
-    stats_hist_observe(&f->pubsock.fanout, 3000000);     /* 3 ms */
-    stats_hist_observe(&f->pubsock.fanout, 9000000000ull); /* 9 s: +Inf */
+    f->c.conn.accepted = 7;
+    f->c.conn.open = 3;
+    f->c.conn.sse_accepted = 4;
+    f->c.conn.sse_open = 2;
+    f->c.conn.closed[stats_close_slot(1013)] = 2;
+    f->c.conn.closed[stats_close_slot(3000)] = 5;
+    f->c.conn.refused.n[STATS_REFUSED_ORIGIN] = 1;
+    f->c.conn.refused.n[STATS_REFUSED_LIMIT] = 4;
+    f->c.conn.deflate_upgrades = 21;
+    f->c.conn.deflate_compressed = 22;
+    f->c.conn.deflate_plain = 23;
+    f->c.conn.deflate_in_bytes = 24000;
+    f->c.conn.deflate_out_bytes = 2500;
+    f->c.server.refused.n[STATS_REFUSED_LIMIT] = 6;
+    f->c.session.refused.n[STATS_REFUSED_TOKEN] = 9;
+    f->c.session.replayed = 11;
+    f->c.session.resumes_exact = 12;
+    f->c.session.resumes_reset = 13;
+    f->c.hub.deliveries = 300;
+    f->c.hub.delivery_bytes = 18446744073709551615ull;
+    f->c.hub.subscriptions = 14;
+    f->c.pubsock.ok = 100;
+    f->c.pubsock.refused = 2;
+    f->c.pubsock.error = 1;
+    f->c.tls.handshakes_ok = 21;
+    f->c.tls.handshakes_failed = 22;
+    stats_hist_observe(&f->c.pubsock.fanout, 50000);       /* 50 us */
+    stats_hist_observe(&f->c.pubsock.fanout, 100000);      /* on the first edge */
+    stats_hist_observe(&f->c.pubsock.fanout, 3000000);     /* 3 ms */
+    stats_hist_observe(&f->c.pubsock.fanout, 9000000000ull); /* 9 s: +Inf */
+    f->c.published = 99;
+    f->c.channels = 15;
+    f->c.history_messages = 16;
+    f->c.history_bytes = 17;
     f->v = (struct stats_view){
-        .conn = &f->conn, .server = &f->server, .session = &f->session, .hub = &f->hub,
-        .pubsock = &f->pubsock, .tls = &f->tls, .published = 99, .channels = 15, .history_messages = 16,
-        .history_bytes = 17,
         .process = { .rss_bytes = 4096, .cpu_seconds = 1.25, .open_fds = 8, .start_time = 1764700000.5 },
     };
+    stats_view_of(&f->v, &f->c);
     *state = f;
     return 0;
 }
@@ -215,6 +212,27 @@ static void test_hist_edges(void **state)
     assert_int_equal(h.bucket[STATS_HIST_BUCKETS - 1], 1);
 }
 
+/* What a worker publishes is what its view shows; a worker gone keeps
+ * its counters in a sum but none of its gauges. */
+static void test_counts(void **state)
+{
+    struct st_fixture *f = *state;
+    struct stats_counts c;
+    stats_counts_of(&f->v, &c);
+    assert_memory_equal(&c, &f->c, sizeof(c));
+    stats_counts_drop_gauges(&c);
+    assert_int_equal(c.conn.open, 0);
+    assert_int_equal(c.conn.sse_open, 0);
+    assert_int_equal(c.hub.subscriptions, 0);
+    assert_int_equal(c.channels, 0);
+    assert_int_equal(c.history_messages, 0);
+    assert_int_equal(c.history_bytes, 0);
+    assert_int_equal(c.conn.accepted, 7);
+    assert_int_equal(c.hub.deliveries, 300);
+    assert_int_equal(c.published, 99);
+    assert_int_equal(c.pubsock.fanout.count, 4);
+}
+
 static void test_process(void **state)
 {
     (void)state;
@@ -232,6 +250,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_samples, st_setup, st_teardown),
         cmocka_unit_test_setup_teardown(test_help_and_type_first, st_setup, st_teardown),
+        cmocka_unit_test_setup_teardown(test_counts, st_setup, st_teardown),
         cmocka_unit_test(test_close_slots),
         cmocka_unit_test(test_hist_edges),
         cmocka_unit_test(test_process),
