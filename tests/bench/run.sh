@@ -530,7 +530,7 @@ idle_rss() {
          "pids=${MPIDS[*]// /,}" >>"$OUT/raw.txt"
     record "$row" "$srv" "$per"
   else
-    log "  $srv: idle connections did not come up: $(tail -2 "$OUT/loadclient.log" | tr '\n' ' ')"
+    log "  $srv: idle connections did not come up: [$(head -c 300 "$idle")] $(tail -2 "$OUT/loadclient.log" | tr '\n' ' ')"
     record "$row" "$srv" "-"
   fi
 }
