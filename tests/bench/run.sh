@@ -507,7 +507,7 @@ idle_rss() {
   local row=$1 srv=$2 n=$3 path=${4:-$SUBPATH}
   shift 3; shift $(( $# > 0 ? 1 : 0 ))
   sleep 0.5
-  local before after idle=$RT/idle.out
+  local before after idle=$RT/idle.$row.$srv.out
   before=$(rss_sum_kb "${MPIDS[@]}")
   timeout $((TIMEOUT + 120)) "$LC" idle --subs "$n" --hold $((TIMEOUT + 60)) --timeout $((TIMEOUT + 60)) \
       --host 127.0.0.1 --port "$PORT" --path "$path" --proto "$PROTO" "${COPTS[@]}" "$@" \
