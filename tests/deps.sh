@@ -14,7 +14,7 @@ case "${1:-build}" in
   run)   want="$want nginx apache2-utils openssl" ;;
   run-php) want="$want nginx apache2-utils php-fpm php-cli" ;;
   run-cluster) want="$want nginx apache2-utils openssl redis-server redis-sentinel" ;;
-  bench) want="$want nginx libnginx-mod-nchan linux-perf openssl" ;;
+  bench) want="$want nginx libnginx-mod-nchan linux-perf openssl redis-server" ;;
   *) echo "usage: $0 build|test|run|run-php|run-cluster|bench" >&2; exit 2 ;;
 esac
 # run-php: Apache too, for WSPUSH_DEMO_WEB=apache (small next to the rest).

@@ -33,6 +33,11 @@
  * --proto sse: GET with Accept: text/event-stream; every event with a data
  * line is a delivery (chunked or not), its timestamp found as for WebSocket.
  *
+ * Several nodes and channels (the Redis rows): --port2 P sends every other
+ * subscriber to a second node; --sub-spread gives subscriber i the path
+ * PATH<i> (its own channel, e.g. /ws?channels=bench/c); --pub-spread N
+ * publishes request j to channel C<j % N> (or HTTP path P<j % N>).
+ *
  * Subscribers bind to 127.0.0.2.. before connect (IP_BIND_ADDRESS_NO_PORT)
  * so 10k+ connections to one port do not exhaust one source address's
  * ephemeral ports.
@@ -99,7 +104,9 @@ struct lc_opts {
     int           tls;
     const char   *host;
     int           port;
+    int           port2;               /* >0: every other subscriber connects here */
     const char   *path;
+    int           sub_spread;          /* subscriber i's path gets i appended */
     int           subs;
     int           src_ips;
     int           connect_par;
@@ -113,6 +120,7 @@ struct lc_opts {
     int           npub_headers;
     const char   *pub_prefix, *pub_suffix;
     const char   *channel;
+    uint32_t      pub_spread;          /* >0: publish j goes to channel/path + (j % n) */
     int           publishers;
     int           window;
     uint64_t      msgs;
@@ -151,6 +159,7 @@ struct lc_ctx {
     /* publisher counters */
     uint64_t  remaining;             /* requests not started yet */
     uint64_t  pub_sent, pub_ok, pub_err, pub_lost, pub_reconnects;
+    uint64_t  pub_seq;               /* requests built: the --pub-spread counter */
     int       pub_last_err;
     uint64_t  first_tx_ns;
     uint32_t  req_id;
@@ -351,13 +360,19 @@ static void lc_sub_fail(struct lc_ctx *x, struct lc_conn *c, const char *why)
     lc_close(x, c);
 }
 
+/* --port2: subscribers alternate between the two ports (two nodes). */
+static int lc_sub_port(const struct lc_ctx *x, const struct lc_conn *c)
+{
+    return x->o.port2 > 0 && (c->idx & 1) ? x->o.port2 : x->o.port;
+}
+
 static int lc_sub_start(struct lc_ctx *x, struct lc_conn *c)
 {
     char src[32];
     snprintf(src, sizeof(src), "127.0.0.%d", 2 + (int)(c->idx % (uint32_t)x->o.src_ips));
     x->subs_started++;
     int rc = lc_tcp_socket(strcmp(x->o.host, "127.0.0.1") == 0 ? src : NULL, x->o.host,
-                           x->o.port, &c->fd);
+                           lc_sub_port(x, c), &c->fd);
     if (rc < 0) {
         c->fd = -1;
         x->subs_failed++;
@@ -583,16 +598,21 @@ static ssize_t lc_sub_parse_sse(struct lc_ctx *x, struct lc_conn *c, unsigned ch
 /* Sends the WebSocket upgrade or the event-stream GET. */
 static void lc_sub_request(struct lc_ctx *x, struct lc_conn *c)
 {
-    char req[1024];
+    char req[1024], path[512];
+    if (x->o.sub_spread)
+        snprintf(path, sizeof(path), "%s%u", x->o.path, c->idx);
+    else
+        snprintf(path, sizeof(path), "%s", x->o.path);
+    int port = lc_sub_port(x, c);
     int n = x->o.proto == LC_P_SSE
         ? snprintf(req, sizeof(req),
                    "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n",
-                   x->o.path, x->o.host, x->o.port)
+                   path, x->o.host, port)
         : snprintf(req, sizeof(req),
                    "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                    "Sec-WebSocket-Version: 13\r\n%s\r\n",
-                   x->o.path, x->o.host, x->o.port,
+                   path, x->o.host, port,
                    x->o.deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "");
     c->state = LC_HANDSHAKE;
     lc_ep_set(x, c, EPOLL_CTL_MOD, EPOLLIN);
@@ -753,13 +773,21 @@ static int lc_pub_request(struct lc_ctx *x, struct lc_conn *c)
 {
     char body[LC_PAYLOAD_MAX + 1024];
     char head[2048];
+    /* --pub-spread: the channel (or the HTTP path) of this request. */
+    char target[512];
+    const char *base = x->o.pub_ipc ? x->o.channel : x->o.pub_path;
+    uint64_t seq = x->pub_seq++;
+    if (x->o.pub_spread)
+        snprintf(target, sizeof(target), "%s%" PRIu64, base, seq % x->o.pub_spread);
+    else
+        snprintf(target, sizeof(target), "%s", base);
     if (x->o.pub_ipc) {
         unsigned char *b = (unsigned char *)body;
-        size_t cl = strlen(x->o.channel);
+        size_t cl = strlen(target);
         size_t at = 9;
         b[at++] = 1;
         b[at++] = (unsigned char)cl;
-        memcpy(b + at, x->o.channel, cl);
+        memcpy(b + at, target, cl);
         at += cl;
         size_t dl = lc_payload(x, body + at + 4, sizeof(body) - at - 4);
         uint32_t v = (uint32_t)dl;
@@ -782,7 +810,7 @@ static int lc_pub_request(struct lc_ctx *x, struct lc_conn *c)
     int hl = snprintf(head, sizeof(head),
                       "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\n"
                       "Content-Length: %zu\r\n",
-                      x->o.pub_path, x->o.pub_target, x->o.pub_port, x->o.pub_ctype, bl);
+                      target, x->o.pub_target, x->o.pub_port, x->o.pub_ctype, bl);
     for (int i = 0; i < x->o.npub_headers && hl < (int)sizeof(head) - 300; i++)
         hl += snprintf(head + hl, sizeof(head) - (size_t)hl, "%s\r\n", x->o.pub_headers[i]);
     hl += snprintf(head + hl, sizeof(head) - (size_t)hl, "\r\n");
@@ -1366,6 +1394,9 @@ static void lc_usage(void)
     fprintf(stderr,
             "usage: loadclient deliver|latency|httppub|idle|selftest [options]\n"
             "  --host H --port P --path PATH --proto ws|socketio|sse [--tls]   subscribers\n"
+            "  --port2 P        every other subscriber connects to P (two nodes)\n"
+            "  --sub-spread     subscriber i's path gets i appended (a channel each)\n"
+            "  --pub-spread N   publish j goes to channel (or pub path) + (j %% N)\n"
             "  --subs N --src-ips K --connect-par C\n"
             "  --pub ipc:SOCKET | http:HOST:PORT  --pub-path P --pub-ctype T\n"
             "  --pub-header 'H: v' (repeat) --pub-prefix S --pub-suffix S --channel C\n"
@@ -1389,6 +1420,7 @@ static int lc_parse_args(int argc, char **argv, struct lc_opts *o)
         { "settle", 1, 0, 's' }, { "deflate", 0, 0, 'D' }, { "pad-words", 0, 0, 'W' },
         { "no-inflate", 0, 0, 'I' },
         { "settle", 1, 0, 's' }, { "tls", 0, 0, 'L' }, { "cpu-pids", 1, 0, 'K' },
+        { "port2", 1, 0, '2' }, { "sub-spread", 0, 0, 'S' }, { "pub-spread", 1, 0, 'Y' },
         { 0, 0, 0, 0 },
     };
     *o = (struct lc_opts){
@@ -1463,12 +1495,16 @@ static int lc_parse_args(int argc, char **argv, struct lc_opts *o)
         case 'I': o->no_inflate = 1; break;
         case 'L': o->tls = 1; break;
         case 'K': o->cpu_pids = optarg; break;
+        case '2': o->port2 = atoi(optarg); break;
+        case 'S': o->sub_spread = 1; break;
+        case 'Y': o->pub_spread = (uint32_t)strtoul(optarg, NULL, 10); break;
         default: return -1;
         }
     }
     if (o->subs < 0 || o->src_ips < 1 || o->src_ips > 250 || o->connect_par < 1 ||
         o->publishers < 1 || o->publishers > 4096 || o->window < 1 || o->rate <= 0 ||
-        o->payload < 0 || o->payload > LC_PAYLOAD_MAX - 100 || strlen(o->channel) > 200)
+        o->payload < 0 || o->payload > LC_PAYLOAD_MAX - 100 || strlen(o->channel) > 200 ||
+        strlen(o->pub_path) > 400 || strlen(o->path) > 400 || o->port2 < 0 || o->port2 > 65535)
         return -1;
     if (o->mode != LC_M_IDLE && !o->pub_target[0])
         return -1;

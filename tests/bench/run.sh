@@ -22,6 +22,15 @@
 #   nchan-tls           wss:// to nchan (nginx ssl, one worker)
 #   wsserver-sse        SSE straight to ws-server (GET /sse?channels=)
 #   nchan-sse           nchan's EventSource subscriber
+# and several nodes (issue 12), each with its own redis-server started for
+# the run in the runtime directory (--save '' --appendonly no):
+#   wsserver-redis2     two ws-server nodes, engine = redis, on one Redis
+#                       (Unix socket); subscribers alternate between the two
+#                       nodes' ports, messages are published on node 1's socket
+#   nchan-redis         nchan in its Redis mode (nchan_redis_url; nchan
+#                       1.3 speaks TCP only: Redis on a loopback port), one
+#                       nginx worker like the other nchan peer
+# Their CPU row counts redis-server too (every process on the path).
 # A path whose feature the ws-server binary lacks (TLS, SSE) gets "n/a".
 # The deployed paths run the back-to-back delivery rows, the latency row
 # of the largest BENCH_LAT_SUBS and idle memory; memory counts every
@@ -37,11 +46,17 @@
 #   BENCH_RATE [25]        messages/s of the latency runs
 #   BENCH_LAT_SUBS ["100 1000"], BENCH_LAT_SECS [8]
 #   BENCH_HTTP_CONNS [8], BENCH_HTTP_SECS [5], BENCH_HTTP_SUBS [0]
+#   BENCH_CHAN_SUBS [BENCH_SUBS]  chanmem: subscribers, each on a channel of its own
+#   BENCH_REDIS_MSGS [10000]  redismem: messages published into BENCH_REDIS_MSGS/100
+#                           channels (100 each = the channel history both keep)
 #   BENCH_TIMEOUT [40]      cap of one run, seconds
 #   BENCH_ROUNDS [1]        repetitions (alternating); the median is shown
 #   BENCH_SERVERS ["wsserver wsserver-http nchan nodews socketio"]
-#   BENCH_SCENARIOS ["deliver latency httppub idle"]  (b2b: only the two
-#                           back-to-back delivery rows of deliver)
+#   BENCH_SCENARIOS ["deliver latency httppub idle chanmem redismem"]  (b2b:
+#                           only the two back-to-back delivery rows of deliver;
+#                           chanmem: memory per subscribed channel = idle memory
+#                           with a channel per subscriber minus idle memory;
+#                           redismem: Redis used_memory per retained message)
 #   BENCH_PERF [1]          perf record in one extra BENCH_SUBS burst run ...
 #   BENCH_PERF_SERVERS [wsserver]  ... of these servers (every process on
 #                           the path): build/bench/perf-<server>.txt
@@ -64,7 +79,7 @@ mkdir -p "$OUT"
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   : "${BENCH_SUBS:=2000}" "${BENCH_SMALL:=200}" "${BENCH_MSGS:=50}" "${BENCH_RATE:=25}"
   : "${BENCH_LAT_SUBS:=50 200}" "${BENCH_LAT_SECS:=2}" "${BENCH_HTTP_SECS:=2}"
-  : "${BENCH_TIMEOUT:=15}" "${BENCH_PERF:=0}"
+  : "${BENCH_TIMEOUT:=15}" "${BENCH_PERF:=0}" "${BENCH_REDIS_MSGS:=2000}"
 fi
 SUBS=${BENCH_SUBS:-10000}
 SMALL=${BENCH_SMALL:-1000}
@@ -78,10 +93,12 @@ LAT_SECS=${BENCH_LAT_SECS:-8}
 HTTP_CONNS=${BENCH_HTTP_CONNS:-8}
 HTTP_SECS=${BENCH_HTTP_SECS:-5}
 HTTP_SUBS=${BENCH_HTTP_SUBS:-0}
+CHAN_SUBS=${BENCH_CHAN_SUBS:-}
+REDIS_MSGS=${BENCH_REDIS_MSGS:-10000}
 TIMEOUT=${BENCH_TIMEOUT:-40}
 ROUNDS=${BENCH_ROUNDS:-1}
-SERVERS=${BENCH_SERVERS:-wsserver wsserver-http nchan nodews socketio wsserver-tls nchan-tls wsserver-nginx wsserver-nginx-tls wsserver-sse nchan-sse}
-SCENARIOS=${BENCH_SCENARIOS:-deliver latency httppub idle}
+SERVERS=${BENCH_SERVERS:-wsserver wsserver-http nchan nodews socketio wsserver-tls nchan-tls wsserver-nginx wsserver-nginx-tls wsserver-sse nchan-sse wsserver-redis2 nchan-redis}
+SCENARIOS=${BENCH_SCENARIOS:-deliver latency httppub idle chanmem redismem}
 PERF=${BENCH_PERF:-1}
 PERF_SERVERS=${BENCH_PERF_SERVERS:-wsserver}
 PROXY_CONF=${BENCH_PROXY_CONF:-$ROOT/conf/nginx/wspush.conf}
@@ -98,6 +115,7 @@ if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt $((SUBS + 200)) ]; then
   SUBS=$((NOFILE - 200))
 fi
 [ "$NOFILE" = unlimited ] && NOFILE=1048576
+CHAN_SUBS=${CHAN_SUBS:-$SUBS}
 
 # ---- build the client, fetch the Node peers --------------------------------
 LC=$OUT/loadclient
@@ -116,7 +134,11 @@ if [[ " $SERVERS " == *" nodews "* || " $SERVERS " == *" socketio "* ]]; then
 fi
 if [[ " $SERVERS " == *" nchan"* ]] && [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
   log "libnginx-mod-nchan is not installed (bash tests/deps.sh bench); skipping nchan"
-  SERVERS=$(echo " $SERVERS " | sed 's/ nchan / /; s/ nchan-tls / /; s/ nchan-sse / /')
+  SERVERS=$(echo " $SERVERS " | sed 's/ nchan / /; s/ nchan-tls / /; s/ nchan-sse / /; s/ nchan-redis / /')
+fi
+if [[ " $SERVERS " == *"-redis"* ]] && ! command -v redis-server >/dev/null; then
+  log "redis-server is not installed (bash tests/deps.sh bench); skipping the Redis rows"
+  SERVERS=$(echo " $SERVERS " | sed 's/ wsserver-redis2 / /; s/ nchan-redis / /')
 fi
 # Paths the ws-server binary may not have (built from a branch without
 # them): their rows say "n/a". Its config keys and content type are in
@@ -124,8 +146,9 @@ fi
 UNAVAILABLE=""
 grep -aq tls_certificate_key "$BIN/ws-server" || UNAVAILABLE="$UNAVAILABLE wsserver-tls"
 grep -aq text/event-stream "$BIN/ws-server" || UNAVAILABLE="$UNAVAILABLE wsserver-sse"
+grep -aq channel_history_size "$BIN/ws-server" || UNAVAILABLE="$UNAVAILABLE wsserver-redis2"
 for u in $UNAVAILABLE; do
-  [[ " $SERVERS " == *" $u "* ]] && log "$u: not available (ws-server has no ${u#wsserver-}); its rows say n/a"
+  [[ " $SERVERS " == *" $u "* ]] && log "$u: not available (ws-server lacks ${u#wsserver-}); its rows say n/a"
 done
 HTTP_OK=1
 if [ ! -x "$BIN/fcgi-publisher" ]; then
@@ -217,9 +240,10 @@ spawn() {  # spawn LOG CMD...: runs CMD in the background, records its pid
 }
 
 # start_wsserver_common [TLS]: ws-server on PORT; with TLS also a TLS
-# listener on TLS_PORT.
+# listener on TLS_PORT. NODE_DIR (default $RT/ws) is its directory,
+# NODE_WS_LINES go into its [ws-server] section, NODE_EXTRA at the end.
 start_wsserver_common() {
-  local d=$RT/ws tls_lines=""
+  local d=${NODE_DIR:-$RT/ws} tls_lines=""
   mkdir -p "$d"
   (umask 077; head -c 32 /dev/urandom | base64 >"$d/secret")
   PORT=$(free_port)
@@ -244,6 +268,7 @@ max_connections = $((SUBS + 1000))
 handshake_timeout = 30s
 ping_interval = 600s
 pong_timeout = 60s
+${NODE_WS_LINES:-}
 
 [publisher]
 listen = $d/fcgi.sock
@@ -254,10 +279,11 @@ auth = remote_user
 [channels]
 public = bench/*
 publish = bench/*
+${NODE_EXTRA:-}
 EOF
   rm -f "$d/publish.sock" "$d/fcgi.sock" "$d/ws.sock"
   spawn "$OUT/ws-server.log" "$BIN/ws-server" -c "$d/wspush.ini"
-  MPIDS=("$SPAWNED")
+  MPIDS+=("$SPAWNED")
   wait_port "$PORT" "$SPAWNED" || { log "ws-server did not start (build/bench/ws-server.log)"; return 1; }
   if [ -n "$tls_lines" ]; then
     wait_port "$TLS_PORT" "$SPAWNED" || { log "ws-server's TLS listener did not start"; return 1; }
@@ -351,6 +377,50 @@ start_proxied() {
 start_wsserver-nginx() { start_proxied; }
 start_wsserver-nginx-tls() { start_proxied tls; }
 
+# start_redis [tcp]: a redis-server of its own for one server's runs, on
+# REDIS_SOCK (and 127.0.0.1:REDIS_PORT with tcp), nothing persisted; its
+# pid goes to XPIDS (its CPU is counted; its memory is the redismem row's).
+start_redis() {
+  local d=$RT/redis
+  mkdir -p "$d"
+  rm -f "$d/redis.sock"
+  REDIS_SOCK=$d/redis.sock
+  REDIS_PORT=0
+  [ "${1:-}" = tcp ] && REDIS_PORT=$(free_port)
+  spawn "$OUT/redis.log" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
+      --unixsocket "$REDIS_SOCK" --unixsocketperm 700 --dir "$d" --save '' --appendonly no \
+      --daemonize no --protected-mode no
+  XPIDS+=("$SPAWNED")
+  for _ in $(seq 100); do
+    redis-cli -s "$REDIS_SOCK" ping 2>/dev/null | grep -q PONG && return 0
+    kill -0 "$SPAWNED" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "redis-server did not start (build/bench/redis.log)"
+  return 1
+}
+redis_used_memory() {
+  redis-cli -s "$REDIS_SOCK" info memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)$/\1/p'
+}
+# Two ws-server nodes on one Redis: subscribers alternate between PORT and
+# PORT2 (--port2), messages go to node 1's publish socket.
+start_wsserver-redis2() {
+  start_redis || return 1
+  local ws_lines="engine = redis" extra="[redis]
+address = $REDIS_SOCK" pub port1
+  NODE_DIR=$RT/ws NODE_WS_LINES=$ws_lines NODE_EXTRA=$extra start_wsserver_common || return 1
+  pub=("${PUB[@]}")
+  port1=$PORT
+  NODE_DIR=$RT/ws2 NODE_WS_LINES=$ws_lines NODE_EXTRA=$extra start_wsserver_common || return 1
+  COPTS=(--port2 "$PORT")
+  PORT=$port1
+  PUB=("${pub[@]}")
+}
+start_nchan-redis() {
+  start_redis tcp || return 1
+  NCHAN_REDIS="nchan_redis_url redis://127.0.0.1:$REDIS_PORT; nchan_use_redis on;" start_nchan_common
+}
+
 # start_nchan_common [TLS]: nchan on PORT (and a TLS listener on TLS_PORT);
 # it is always published on the plain PORT.
 start_nchan_common() {
@@ -363,7 +433,7 @@ start_nchan_common() {
     tls="listen 127.0.0.1:$TLS_PORT ssl backlog=4096; ssl_certificate $CERT; ssl_certificate_key $KEY;"
   fi
   sed -e "s#@USER_LINE@#$USER_LINE#" -e "s#@RUN@#$n#g" -e "s#@PORT@#$PORT#g" -e "s#@NOFILE@#$NOFILE#g" \
-      -e "s#@TLS@#$tls#" -e "s#@EXTRA@#${BENCH_NCHAN_EXTRA:-}#" \
+      -e "s#@TLS@#$tls#" -e "s#@EXTRA@#${BENCH_NCHAN_EXTRA:-}#" -e "s#@REDIS@#${NCHAN_REDIS:-}#" \
       "$HERE/servers/nginx-nchan.conf.in" >"$n/nginx.conf"
   spawn "$OUT/nginx-nchan.log" nginx -e "$n/error.log" -p "$n" -c "$n/nginx.conf"
   local master=$SPAWNED
@@ -429,15 +499,18 @@ run_client() {
   fi
 }
 
-# idle_rss ROW SERVER N: resident memory of every process on the path
-# before and while N subscribers sit idle, per connection.
+# idle_rss ROW SERVER N [PATH --sub-spread]: resident memory of every
+# process on the path before and while N subscribers sit idle, per
+# connection; with --sub-spread subscriber i asks for PATH<i> (a channel of
+# its own).
 idle_rss() {
-  local row=$1 srv=$2 n=$3
+  local row=$1 srv=$2 n=$3 path=${4:-$SUBPATH}
+  shift 3; shift $(( $# > 0 ? 1 : 0 ))
   sleep 0.5
-  local before after idle=$RT/idle.out
+  local before after idle=$RT/idle.$row.$srv.out
   before=$(rss_sum_kb "${MPIDS[@]}")
   timeout $((TIMEOUT + 120)) "$LC" idle --subs "$n" --hold $((TIMEOUT + 60)) --timeout $((TIMEOUT + 60)) \
-      --host 127.0.0.1 --port "$PORT" --path "$SUBPATH" --proto "$PROTO" "${COPTS[@]}" \
+      --host 127.0.0.1 --port "$PORT" --path "$path" --proto "$PROTO" "${COPTS[@]}" "$@" \
       >"$idle" 2>>"$OUT/loadclient.log" &
   local lc=$! ready=0 i
   for ((i = 0; i < (TIMEOUT + 60) * 5; i++)); do
@@ -457,7 +530,33 @@ idle_rss() {
          "pids=${MPIDS[*]// /,}" >>"$OUT/raw.txt"
     record "$row" "$srv" "$per"
   else
-    log "  $srv: idle connections did not come up: $(tail -2 "$OUT/loadclient.log" | tr '\n' ' ')"
+    log "  $srv: idle connections did not come up: [$(head -c 300 "$idle")] $(tail -2 "$OUT/loadclient.log" | tr '\n' ' ')"
+    record "$row" "$srv" "-"
+  fi
+}
+
+# redis_mem ROW SERVER: Redis's used_memory before and after publishing
+# REDIS_MSGS messages, 100 into each of REDIS_MSGS/100 channels (both
+# engines keep the last 100 per channel), per message.
+redis_mem() {
+  local row=$1 srv=$2 before after out spread=$(( (REDIS_MSGS + 99) / 100 ))
+  local target=(--channel bench/r)
+  [[ " ${PUB[*]} " == *" ipc:"* ]] || target=(--pub-path "/pub?id=r")
+  before=$(redis_used_memory)
+  out=$(timeout $((TIMEOUT + 60)) "$LC" deliver --subs 0 --msgs "$REDIS_MSGS" --publishers 4 \
+        --timeout "$TIMEOUT" "${PUB[@]}" "${target[@]}" --pub-spread "$spread" \
+        2>>"$OUT/loadclient.log" | grep '^RESULT')
+  sleep 0.5
+  after=$(redis_used_memory)
+  local ok
+  ok=$(field pub_ok "$out")
+  echo "[$row] $srv: before=$before after=$after msgs=${ok:-0} channels=$spread $out" >>"$OUT/raw.txt"
+  if num "${ok:-}" && [ "$ok" -gt 0 ] && num "$before" && num "$after"; then
+    local per=$(( (after - before) / ok ))
+    log "  $srv: Redis used_memory $before -> $after B after $ok messages in $spread channels: $per B/msg"
+    record "$row" "$srv" "$per"
+  else
+    log "  $srv: no Redis memory figure (published ${ok:-0}; see build/bench/raw.txt)"
     record "$row" "$srv" "-"
   fi
 }
@@ -482,7 +581,7 @@ scenario_run() {
   case $row in
     d-small-b2b) run_client "$row" "$srv" rate deliver --subs "$SMALL" --msgs "$SMALL_MSGS" ;;
     d-big-b2b)   run_client "$row" "$srv" rate deliver --subs "$SUBS" --msgs "$MSGS" \
-                     --cpu-pids "$(IFS=,; echo "${MPIDS[*]}")" ;;
+                     --cpu-pids "$(IFS=,; echo "${MPIDS[*]} ${XPIDS[*]}" | tr ' ' ,)" ;;
     d-small-burst) run_client "$row" "$srv" rate deliver --subs "$SMALL" --msgs "$SMALL_MSGS" \
                      --publishers "$PUBLISHERS" --burst "$BURST" --burst-gap-ms 100 ;;
     d-big-burst) run_client "$row" "$srv" rate deliver --subs "$SUBS" --msgs "$MSGS" \
@@ -491,6 +590,8 @@ scenario_run() {
     httppub)     run_client "$row" "$srv" rate httppub --subs "$HTTP_SUBS" \
                      --publishers "$HTTP_CONNS" --duration "$HTTP_SECS" ;;
     idle)        idle_rss "$row" "$srv" "$SUBS" ;;
+    idle-spread) idle_rss "$row" "$srv" "$CHAN_SUBS" "${SUBPATH%x}c" --sub-spread ;;
+    redismem)    redis_mem "$row" "$srv" ;;
   esac
 }
 
@@ -506,12 +607,19 @@ for s in $SCENARIOS; do
     latency) for n in $LAT_SUBS; do ROWS+=("lat-$n-p99"); done ;;
     httppub) ROWS+=(httppub) ;;
     idle)    ROWS+=(idle) ;;
+    chanmem) [[ " $SCENARIOS " == *" idle "* ]] || ROWS+=(idle)
+             ROWS+=(idle-spread) ;;
+    redismem) ROWS+=(redismem) ;;
   esac
 done
 deployed() { case $1 in *-tls|*-nginx|*-sse) return 0 ;; esac; return 1; }
 applies() {
   case "$1|$2" in
     idle\|wsserver-http) return 1 ;;
+    idle-spread\|wsserver|idle-spread\|nchan|idle-spread\|*-redis*) return 0 ;;
+    idle-spread\|*) return 1 ;;
+    redismem\|*-redis*) return 0 ;;
+    redismem\|*) return 1 ;;
   esac
   if deployed "$2"; then
     case $1 in
@@ -536,6 +644,7 @@ for row in "${ROWS[@]}"; do
         [[ $row == lat-*-p99 ]] && record "${row%-p99}-p50" "$srv" n/a
         continue
       fi
+      MPIDS=() XPIDS=()
       if "start_$srv"; then
         scenario_run "$row" "$srv"
       else
@@ -552,6 +661,7 @@ if [ "$PERF" = 1 ] && command -v perf >/dev/null; then
   for srv in $PERF_SERVERS; do
     [[ " $SERVERS " == *" $srv "* && " $UNAVAILABLE " != *" $srv "* ]] || continue
     log "perf: recording $srv during a $SUBS-subscriber burst delivery run"
+    MPIDS=() XPIDS=()
     start_"$srv" || { stop_server; continue; }
     name=$srv; [ "$srv" = wsserver ] && name=ws-server
     pids=$(IFS=,; echo "${MPIDS[*]}")
@@ -582,7 +692,17 @@ median() {
   n=$(wc -l <<<"$vals")
   sed -n "$(( (n + 1) / 2 ))p" <<<"$vals"
 }
-val() { median "${RES["$1|$2"]:-}"; }
+val() {
+  # chanmem: what a subscribed channel adds to an idle connection.
+  if [ "$1" = chanmem ]; then
+    local a b
+    a=$(val idle-spread "$2"); b=$(val idle "$2")
+    num "$a" && num "$b" || { echo "${a:--}"; return; }
+    echo $((a - b))
+    return
+  fi
+  median "${RES["$1|$2"]:-}"
+}
 ratio() {  # ratio A B [lower]: A/B, or B/A when lower is better
   local a=$1 b=$2
   num "$a" && num "$b" || { echo "-"; return; }
@@ -604,10 +724,12 @@ label() {
     lat-*-p99)     n=${1#lat-}; echo "latency p99 ms, ${n%-p99} subs, $RATE msg/s" ;;
     httppub)       echo "publish req/s, $HTTP_CONNS keep-alive conns" ;;
     idle)          echo "RSS bytes / idle conn ($SUBS), every process on the path" ;;
+    chanmem)       echo "RSS bytes / subscribed channel ($CHAN_SUBS channels, a subscriber each), every process on the path but Redis" ;;
+    redismem)      echo "Redis used_memory bytes / retained message ($REDIS_MSGS msgs, 100 per channel)" ;;
     cpu)           echo "server CPU ms / 1000 deliveries, $SUBS subs back to back, every process on the path" ;;
   esac
 }
-lower_better() { [[ $1 == lat-* || $1 == idle || $1 == cpu ]] && echo 1 || echo 0; }
+lower_better() { [[ $1 == lat-* || $1 == idle || $1 == cpu || $1 == *mem ]] && echo 1 || echo 0; }
 column() {
   case $1 in
     wsserver) echo "ws-server" ;;
@@ -620,13 +742,17 @@ column() {
     nchan-tls) echo "nchan wss" ;;
     wsserver-sse) echo "ws-server SSE" ;;
     nchan-sse) echo "nchan SSE" ;;
+    wsserver-redis2) echo "2 ws-server nodes, Redis" ;;
+    nchan-redis) echo "nchan Redis" ;;
     *) echo "$1" ;;
   esac
 }
 # Ratio columns: ours:theirs:heading, shown when both ran.
 PAIRS=(wsserver:nchan:ws/nchan wsserver:nodews:"ws/node ws" wsserver:socketio:ws/socket.io
        wsserver-tls:nchan-tls:"wss/nchan wss" wsserver-nginx-tls:nchan-tls:"wss via nginx/nchan wss"
-       wsserver-nginx:nchan:"via nginx/nchan" wsserver-sse:nchan-sse:"SSE/nchan SSE")
+       wsserver-nginx:nchan:"via nginx/nchan" wsserver-sse:nchan-sse:"SSE/nchan SSE"
+       wsserver-redis2:wsserver:"2 nodes Redis/1 node memory"
+       wsserver-redis2:nchan-redis:"2 nodes Redis/nchan Redis")
 SHOWN_PAIRS=()
 for p in "${PAIRS[@]}"; do
   IFS=: read -r a b _ <<<"$p"
@@ -636,7 +762,7 @@ done
 TABLE_ROWS=()
 for row in "${ROWS[@]}"; do
   [[ $row == lat-*-p99 ]] && { n=${row#lat-}; TABLE_ROWS+=("lat-${n%-p99}-p50"); }
-  TABLE_ROWS+=("$row")
+  if [ "$row" = idle-spread ]; then TABLE_ROWS+=(chanmem); else TABLE_ROWS+=("$row"); fi
   [ "$row" = d-big-b2b ] && TABLE_ROWS+=(cpu)
 done
 
@@ -666,6 +792,9 @@ target() {
       IFS=: read -r a b _ <<<"$p"
       # Publish throughput is an HTTP figure: compare ws-server's HTTP path.
       [ "$row" = httppub ] && [ "$a" = wsserver ] && a=wsserver-http
+      # ... which the Redis nodes are not measured on (their socket rate
+      # against nchan's HTTP one would compare two different paths).
+      if [ "$row" = httppub ] && [ "$b" = nchan-redis ]; then line="$line - |"; continue; fi
       line="$line $(ratio "$(val "$row" "$a")" "$(val "$row" "$b")" "$low") |"
     done
     echo "$line"
@@ -676,7 +805,10 @@ target() {
   echo "published through nginx + fcgi-publisher (the publish req/s ratio uses it);"
   echo "nchan, node ws and socket.io are published over HTTP. The deployed paths"
   echo "(wss, via nginx, SSE) are published like their plain peer. n/a: the ws-server"
-  echo "binary lacks that path. Rounds: $ROUNDS (median)."
+  echo "binary lacks that path. 2 ws-server nodes = engine = redis, subscribers split"
+  echo "half/half, published on node 1's socket (its publish req/s row: through the Redis"
+  echo "engine); nchan Redis = nchan_redis_url; their CPU row includes redis-server."
+  echo "Rounds: $ROUNDS (median)."
   [ "$HTTP_OK" = 0 ] && echo "HTTP publish path SKIPPED: fcgi-publisher not built."
   L=$LAT_MAX
   # The targets of issue 13 that this run measured.
@@ -702,6 +834,17 @@ target() {
                  "$(ratio "$(val d-big-b2b "$a")" "$(val d-big-b2b "$b")")" ">=" 3
           target "wss:// direct bytes/idle conn, share of nchan wss's" \
                  "$(ratio "$(val idle "$a")" "$(val idle "$b")")" "<=" 0.5 ;;
+        wsserver-redis2)
+          for row in "${ROWS[@]}"; do
+            [[ $row == d-* ]] || continue
+            if [ "$b" = wsserver ]; then
+              target "2 Redis nodes $(label "$row"), share of 1 memory node's" \
+                     "$(ratio "$(val "$row" "$a")" "$(val "$row" "$b")")" ">=" 0.8
+            else
+              target "2 Redis nodes $(label "$row"), over nchan Redis" \
+                     "$(ratio "$(val "$row" "$a")" "$(val "$row" "$b")")" ">=" 3
+            fi
+          done ;;
         wsserver-nginx|wsserver-nginx-tls)
           target "$(column "$a") bytes/idle conn, share of $(column "$b")'s" \
                  "$(ratio "$(val idle "$a")" "$(val idle "$b")")" "<=" 1
@@ -709,6 +852,15 @@ target() {
                  "$(ratio "$(val "lat-$L-p50" "$a")" "$(val "lat-$L-p50" "$b")")" "<=" 1.2 ;;
       esac
     done
+  fi
+  if [[ " $SERVERS " == *" wsserver-redis2 "* && " $UNAVAILABLE " != *" wsserver-redis2 "* ]]; then
+    [[ " $SCENARIOS " == *" httppub "* ]] && \
+      target "publishes/s through the Redis engine (node 1's socket, $HTTP_CONNS conns)" \
+             "$(val httppub wsserver-redis2)" ">=" 10000
+    [[ " $SCENARIOS " == *" redismem "* ]] && \
+      echo "- Redis memory per retained message: $(fmt "$(val redismem wsserver-redis2)") B (nchan Redis: $(fmt "$(val redismem nchan-redis)") B) — reported"
+    [[ " $SCENARIOS " == *" chanmem "* ]] && \
+      echo "- node memory per subscribed channel, 2 Redis nodes: $(fmt "$(val chanmem wsserver-redis2)") B (1 memory node: $(fmt "$(val chanmem wsserver)") B, nchan Redis: $(fmt "$(val chanmem nchan-redis)") B) — reported"
   fi
   echo
   echo "Raw client output: build/bench/raw.txt. Total time $((SECONDS - T0)) s."
