@@ -1298,3 +1298,5 @@ int engine_redis_up(const engine_t *e)
 {
     return redis_link_is_up(((const struct engine_redis *)e)->link);
 }
+
+void engine_redis_pump(engine_t *e) { redis_link_pump(er(e)->link); }

@@ -51,6 +51,8 @@ uint64_t engine_redis_published(const engine_t *e);
 
 /* 1 while the command connection to Redis is up (readiness). */
 int engine_redis_up(const engine_t *e);
+/* redis_link_pump() of the engine's link. */
+void engine_redis_pump(engine_t *e);
 
 /* The link's numbers and the engine's catch-ups, for the metrics. */
 void engine_redis_stats(const engine_t *e, struct stats_redis *out);

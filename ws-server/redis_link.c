@@ -124,6 +124,29 @@ static void rl_io(ev_loop_t *loop, struct ev_io *io, unsigned events)
     }
 }
 
+/* During a long fan-out: send what hiredis holds and read what waits, as
+ * an event would, on a connection that is up. */
+static void rl_pump_conn(struct rl_conn *c)
+{
+    redisAsyncContext *ac = c->ac;
+    if (!ac || !c->ready)
+        return;
+    unsigned ev = 0;
+    int avail = 0;
+    if (c->want & EV_WRITE)
+        ev |= EV_WRITE;
+    if ((c->want & EV_READ) && ioctl(ac->c.fd, FIONREAD, &avail) == 0 && avail > 0)
+        ev |= EV_READ;
+    if (ev)
+        rl_io(c->l->loop, &c->io, ev);
+}
+
+void redis_link_pump(redis_link_t *l)
+{
+    rl_pump_conn(&l->cmd);
+    rl_pump_conn(&l->sub);
+}
+
 /* ---- commands and their deadlines ---- */
 
 static void rl_cmd_timer(ev_loop_t *loop, struct ev_timer *t);

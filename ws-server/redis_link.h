@@ -84,6 +84,11 @@ void redis_link_command(redis_link_t *l, int argc, const char **argv, const size
 int  redis_link_subscribe(redis_link_t *l, int subscribe, int n, const char **names,
                           const size_t *lens);
 
+/* Sends what waits to be sent and reads what waits to be read, on both
+ * connections: called between connections of a long fan-out (as the
+ * publish socket is) so that messages published meanwhile join it. */
+void redis_link_pump(redis_link_t *l);
+
 int  redis_link_is_up(const redis_link_t *l);      /* command connection ready */
 int  redis_link_sub_is_up(const redis_link_t *l);  /* PUB/SUB connection ready */
 /* The link's numbers (the catch-ups aside: they are the engine's) into out. */

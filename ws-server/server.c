@@ -154,6 +154,8 @@ static void server_pump(void *ctx)
     struct server *srv = ctx;
     if (srv->pubsock)
         pubsock_pump(srv->pubsock);
+    if (srv->redis)
+        engine_redis_pump(srv->engine);
 }
 
 /* ---- the Redis engine's hooks (engine_hooks) ---- */
