@@ -12,7 +12,7 @@ case "${1:-build}" in
          want="$want python3-cryptography"              # certificates for the TLS tests
          want="$want redis-server redis-sentinel" ;;    # the Redis engine's tests
   run)   want="$want nginx apache2-utils openssl" ;;
-  run-php) want="$want nginx apache2-utils php-fpm php-cli" ;;
+  run-php) want="$want nginx apache2-utils openssl php-fpm php-cli" ;;
   run-cluster) want="$want nginx apache2-utils openssl redis-server redis-sentinel" ;;
   bench) want="$want nginx libnginx-mod-nchan linux-perf openssl redis-server" ;;
   *) echo "usage: $0 build|test|run|run-php|run-cluster|bench" >&2; exit 2 ;;
