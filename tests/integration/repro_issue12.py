@@ -1,0 +1,339 @@
+"""Reproductions of the open Redis-engine bugs found by the review of issue 12
+(not collected by pytest: the file name does not start with test_). Two of
+them pass (test_storm_with_pubsub_kills, test_pause_during_resumes); the
+others reproduce the bugs listed as open in docs/cluster.md, "Known
+limits". When a bug is fixed its scenario moves into test_redis_engine.py
+as a regression test, with its fixed sleeps replaced by awaited events.
+Run one by hand:
+  cp tests/integration/repro_issue12.py tests/integration/test_repro12.py
+  WSPUSH_BIN=$PWD/build/bin bash tests/run-integration.sh test_repro12.py -k NAME
+"""
+import time
+from cluster_pages import Ledger, Page, check_page
+from harness import wait_for
+from redis_servers import cluster, cluster_factory, redis_factory, redis_server  # noqa: F401
+
+
+def test_lost_writes_resume_before_first_publish(redis_factory, cluster_factory):
+    """RDB snapshot, 3 more acked publishes, SIGKILL, restart (loses them).
+    A page that left before them resumes before anyone publishes: it must
+    get a reset, not silence then the next epoch."""
+    redis = redis_factory.server(persist=False)
+    c = cluster_factory(redis=redis)
+    a, b = c[0], c[1]
+    led = Ledger()
+    p = Page(a, ["public/L"])
+    for i in range(3):
+        assert led.publish(b, "public/L", {"i": i})["id"]
+    p.read_until(lambda m: m.get("data") == {"i": 2}, 5, "m2")
+    last = p.last_id()
+    p.close()
+    assert redis.command("SAVE") in ("OK", b"OK")
+    for i in range(3, 6):
+        assert led.publish(b, "public/L", {"i": i})["id"]
+    redis.kill()
+    redis.start()
+    # both nodes relinked
+    for n in (a, b):
+        wait_for(lambda n=n: n.log_text().count("PUB/SUB connection up") >= 2, timeout=10,
+                 what="relink")
+    back = Page(b, ["public/L"], last_id=last)
+    back.read(quiet=1.0)
+    e = led.publish(a, "public/L", {"i": 6})
+    back.read(quiet=1.0)
+    print("acked", [(x["id"], x["data"]) for x in led.entries])
+    print("events", back.events)
+    got = [m["data"] for m in back.messages()]
+    assert back.resets() or got[:3] == [{"i": 3}, {"i": 4}, {"i": 5}], \
+        f"silent gap: acked i=3..5 never delivered, no reset: {back.events}"
+
+
+import threading
+from cluster_pages import parse_id
+
+
+def order_ok(page):
+    prev = None
+    for ev in page.events:
+        if ev["type"] == "reset":
+            prev = None
+            continue
+        cur = parse_id(ev["id"])
+        cur = (int(cur[0], 16), cur[1])
+        if prev is not None:
+            assert cur >= prev, f"cross-channel order broken: {ev['id']} after {prev}"
+        prev = cur
+
+
+def test_storm_with_pubsub_kills(cluster):
+    redis = cluster.redis
+    a, b = cluster[0], cluster[1]
+    led = Ledger()
+    chans = ["public/s1", "public/s2", "public/s3"]
+    pages = [Page(a, chans), Page(b, chans), Page(b, chans[:1]), Page(a, chans[1:])]
+    for p in pages:
+        pass
+    e = led.publish(a, chans, {"warm": 1})
+    for p in pages:
+        p.read_until(lambda m: m.get("data") == {"warm": 1}, 5, "warm")
+    since = len(led.entries)
+    stop = threading.Event()
+    kills = [0]
+
+    def killer():
+        while not stop.is_set():
+            try:
+                redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+                kills[0] += 1
+            except Exception:
+                pass
+            stop.wait(0.03)
+
+    def churn():
+        while not stop.is_set():
+            try:
+                q = Page(b, ["public/s3"])
+                stop.wait(0.05)
+                q.close()
+            except Exception:
+                pass
+    t = threading.Thread(target=killer); t.start()
+    t2 = threading.Thread(target=churn); t2.start()
+    try:
+        for i in range(4000):
+            ch = [chans[i % 3]] if i % 4 else chans[: 1 + i % 3]
+            led.publish((a, b)[i % 2], ch, {"i": i})
+            if i % 50 == 0:
+                for p in pages:
+                    p.read(quiet=0.01, limit=0.2)
+    finally:
+        stop.set(); t.join(); t2.join()
+    led.publish(a, chans, {"end": 1})
+    for p in pages:
+        p.read(quiet=1.5, limit=20)
+        assert p.closed is None
+    print("kills", kills[0], "acked", len(led.acked()), "errors", led.errors()[:5])
+    for p in pages:
+        print("page", p.channels, "msgs", len(p.messages()), "resets", len(p.resets()))
+        check_page(p, led, since)
+        order_ok(p)
+
+
+def test_pause_during_resumes(cluster):
+    redis = cluster.redis
+    a, b = cluster[0], cluster[1]
+    led = Ledger()
+    chans = ["public/r1", "public/r2"]
+    stay = [Page(a, chans), Page(b, chans)]
+    led.publish(a, chans, {"warm": 1})
+    for p in stay:
+        p.read_until(lambda m: m.get("data") == {"warm": 1}, 5, "warm")
+    since = len(led.entries)
+    movers = []
+    for i in range(200):
+        led.publish((a, b)[i % 2], chans[i % 2], {"i": i})
+        if i % 20 == 5:
+            q = Page((b, a)[i % 2], chans)
+            q.read(quiet=0.05, limit=0.3)
+            movers.append((q, len(led.entries)))
+        if i == 60:
+            redis.pause()
+        if i == 62:
+            # resumes while Redis is paused
+            for q, _ in movers[:3]:
+                lid = q.last_id(); q.close()
+                movers.append((Page((a, b)[i % 2], chans, last_id=lid), None))
+        if i == 70:
+            time.sleep(1.5)
+            redis.resume()
+    led.publish(a, chans, {"end": 1})
+    # resumes of the others now
+    res = []
+    for q, _ in movers[3:8]:
+        lid = q.last_id(); q.close()
+        res.append(Page(a, chans, last_id=lid))
+    led.publish(b, chans, {"end": 2})
+    for p in stay + [m for m, _ in movers] + res:
+        p.read(quiet=1.0, limit=15)
+    for p in stay:
+        assert p.closed is None
+        check_page(p, led, since)
+        order_ok(p)
+    for p in res:
+        order_ok(p)
+        print("resumed", len(p.messages()), len(p.resets()))
+    print("errors", led.errors())
+
+
+def test_wait_replicas_concurrent(redis_factory, cluster_factory):
+    redis = redis_factory.server()
+    c = cluster_factory(redis=redis, n=1, redis_keys={"wait_replicas": 1})
+    a = c[0]
+    led = Ledger()
+    out = []
+
+    def one(i):
+        out.append(led.publish(a, "public/w", {"i": i}))
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    t0 = time.monotonic()
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    print("took", time.monotonic() - t0, [e["error"] for e in out])
+    print(a.log_text()[-1500:])
+    assert "no answer within command_timeout" not in a.log_text()
+
+
+def test_token_from_before_a_node_restart(redis_factory, cluster_factory):
+    """A node (re)started after a token was issued: with the revocation
+    records in Redis, an un-revoked token should open."""
+    from cluster_pages import user_token, opens
+    redis = redis_factory.server()
+    c = cluster_factory(redis=redis)
+    a, b = c[0], c[1]
+    time.sleep(1.1); tok = user_token("alice")
+    assert opens(a, tok) == "open"
+    time.sleep(2.5)
+    b.stop_ws(); b.start_ws()
+    from redis_servers import wait_redis_up
+    wait_redis_up(b)
+    print("after restart:", opens(b, tok))
+    assert opens(b, tok) == "open"
+
+
+def test_many_channels_pubsub_cut(cluster):
+    redis = cluster.redis
+    a, b = cluster[0], cluster[1]
+    led = Ledger()
+    pages = []
+    for k in range(250):
+        pages.append(Page(a, [f"public/m{k}-{j}" for j in range(32)]))
+    for k in range(0, 250, 25):
+        assert led.publish(b, f"public/m{k}-0", {"k": k})["id"]
+    t0 = time.monotonic()
+    redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+    for k in range(0, 250, 25):
+        assert led.publish(b, f"public/m{k}-1", {"after": k})["id"]
+    time.sleep(3)
+    log = a.log_text()
+    print(log[-2500:])
+    print("pubsub ups", log.count("PUB/SUB connection up"), "lost", log.count("connection lost"))
+    assert log.count("command connection lost") == 0
+
+
+def test_two_catchups_in_flight_duplicate(redis_factory, cluster_factory, tmp_path):
+    """Replies to the command connection come 300 ms late; a PUB/SUB
+    reconnect during the first catch-up starts a second one for the same
+    range: are the messages delivered twice?"""
+    import socket, threading, pathlib
+    from redis_servers import FreezingProxy, Node, wait_redis_up
+
+    class SlowProxy(FreezingProxy):
+        def _pump(self, src, dst, index, down):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    if down and index == 0:
+                        threading.Timer(0.3, lambda d=data: dst.sendall(d)).start()
+                        continue
+                    dst.sendall(data)
+            except OSError:
+                pass
+            for s_ in (src, dst):
+                try:
+                    s_.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    redis = redis_factory.server()
+    b_cluster = cluster_factory(redis=redis, n=1, prefix="plain")
+    b = b_cluster[0]
+    d = tmp_path / "px"; d.mkdir()
+    import tempfile
+    px = SlowProxy(tempfile.mkdtemp(prefix="wpx-"), redis)
+    a = Node(tmp_path, "slow", redis=px, redis_keys={"connect_timeout": "3s", "command_timeout": "3s"})
+    a.start_ws()
+    try:
+        wait_redis_up(a, timeout=10)
+        led = Ledger()
+        # warm: the epoch exists
+        assert led.publish(b, "public/w0", {"w": 0})["id"]
+        time.sleep(0.5)
+        p = Page(a, ["public/dup"])
+        time.sleep(0.05)     # SUBSCRIBE confirmed fast, catch-up #1 answer is slow
+        for i in range(3):
+            assert led.publish(b, "public/dup", {"i": i})["id"]
+        redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+        time.sleep(2.0)
+        assert led.publish(b, "public/dup", {"end": 1})["id"]
+        p.read(quiet=1.5, limit=10)
+        print("events", p.events)
+        print(a.log_text()[-1500:])
+        check_page(p, led, 1)
+    finally:
+        a.stop_ws()
+        px.close()
+
+
+
+def test_resume_storm_starves_live(redis_factory, cluster_factory, tmp_path):
+    import socket, threading, tempfile
+    from redis_servers import FreezingProxy, Node, wait_redis_up
+
+    class SlowProxy(FreezingProxy):
+        def _pump(self, src, dst, index, down):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    if down and index == 0:
+                        threading.Timer(0.2, lambda d=data: dst.sendall(d)).start()
+                        continue
+                    dst.sendall(data)
+            except OSError:
+                pass
+            for s_ in (src, dst):
+                try:
+                    s_.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    redis = redis_factory.server()
+    b = cluster_factory(redis=redis, n=1, prefix="plain")[0]
+    px = SlowProxy(tempfile.mkdtemp(prefix="wpx-"), redis)
+    a = Node(tmp_path, "slow", redis=px, redis_keys={"connect_timeout": "3s", "command_timeout": "3s"})
+    a.start_ws()
+    try:
+        wait_redis_up(a, timeout=10)
+        led = Ledger()
+        assert led.publish(b, "public/live", {"w": 0})["id"]
+        p = Page(a, ["public/live"])
+        time.sleep(1.0)
+        stop = threading.Event()
+        lid = led.publish(b, "public/other", {"x": 0})["id"]
+
+        def resumer():
+            while not stop.is_set():
+                try:
+                    q = Page(a, ["public/other"], last_id=lid)
+                    q.close()
+                except Exception:
+                    pass
+                stop.wait(0.05)
+        ts = [threading.Thread(target=resumer) for _ in range(int(__import__("os").environ.get("NRES", "4")))]
+        [t.start() for t in ts]
+        time.sleep(0.3)
+        worst = 0
+        for i in range(10):
+            t0 = time.monotonic()
+            e = led.publish(b, "public/live", {"i": i})
+            p.read_until(lambda m: m.get("id") == e["id"], 15, "live")
+            worst = max(worst, time.monotonic() - t0)
+        stop.set(); [t.join() for t in ts]
+        print("worst live latency during resume storm: %.2fs" % worst)
+        assert worst < 1.0
+    finally:
+        a.stop_ws()
+        px.close()
