@@ -25,16 +25,20 @@
  * server's second, but past every epoch this node has seen (a Redis
  * restarted within the second would otherwise give an id twice). The stream entry id is "<epoch>-<seq>" in decimal, so XRANGE
  * reads "after an id" directly. */
-static const char er_publish_lua[] =
-    "local h = redis.call('HMGET', KEYS[1], 'e', 's', 'r')\n"
-    "local e, s = tonumber(h[1]), tonumber(h[2])\n"
-    "if (not e) or (not s) or h[3] ~= ARGV[1] then\n"
-    "  local t = tonumber(redis.call('TIME')[1])\n"
-    "  if e and t <= e then t = e + 1 end\n"
-    "  if t <= tonumber(ARGV[7]) then t = tonumber(ARGV[7]) + 1 end\n"
-    "  e, s = t, 0\n"
-    "  redis.call('HSET', KEYS[1], 'e', e, 'r', ARGV[1])\n"
+#define ER_ENSURE_EPOCH_LUA \
+    "local h = redis.call('HMGET', KEYS[1], 'e', 's', 'r')\n" \
+    "local e, s = tonumber(h[1]), tonumber(h[2])\n" \
+    "if (not e) or (not s) or h[3] ~= run then\n" \
+    "  local t = tonumber(redis.call('TIME')[1])\n" \
+    "  if e and t <= e then t = e + 1 end\n" \
+    "  if t <= tonumber(seen) then t = tonumber(seen) + 1 end\n" \
+    "  e, s = t, 0\n" \
+    "  redis.call('HSET', KEYS[1], 'e', e, 's', 0, 'r', run)\n" \
     "end\n"
+
+static const char er_publish_lua[] =
+    "local run, seen = ARGV[1], ARGV[7]\n"
+    ER_ENSURE_EPOCH_LUA
     "s = s + 1\n"
     "redis.call('HSET', KEYS[1], 's', s)\n"
     "local id = string.format('%x-%d', e, s)\n"
@@ -57,16 +61,21 @@ static const char er_publish_lua[] =
     "return id\n";
 
 /* KEYS: epoch hash, then per channel its stream and its last-id key.
- * ARGV: the most entries per channel, then per channel the stream id to
- * read after ("" = none). Returns { epoch or '', then per channel: last
- * id or '', entries after its id }. */
+ * ARGV: run_id, the newest epoch this node has seen, the most entries per
+ * channel, then per channel the stream id to read after ("" = none).
+ * Returns { epoch, then per channel: last id or '', entries after its id }.
+ * The epoch is made new here too, as the publish script does, when it was
+ * made on another server (or is gone): a page resuming after a restart
+ * that lost writes is reset before anyone publishes again. */
 static const char er_history_lua[] =
-    "local res = { redis.call('HGET', KEYS[1], 'e') or '' }\n"
+    "local run, seen = ARGV[1], ARGV[2]\n"
+    ER_ENSURE_EPOCH_LUA
+    "local res = { tostring(e) }\n"
     "for i = 2, #KEYS, 2 do\n"
-    "  local after = ARGV[1 + i / 2]\n"
+    "  local after = ARGV[3 + i / 2]\n"
     "  res[#res + 1] = redis.call('GET', KEYS[i + 1]) or ''\n"
     "  if after ~= '' then\n"
-    "    res[#res + 1] = redis.call('XRANGE', KEYS[i], '(' .. after, '+', 'COUNT', ARGV[1])\n"
+    "    res[#res + 1] = redis.call('XRANGE', KEYS[i], '(' .. after, '+', 'COUNT', ARGV[3])\n"
     "  else\n"
     "    res[#res + 1] = {}\n"
     "  end\n"
@@ -716,9 +725,12 @@ static struct er_call *er_history_call(struct engine_redis *r, const struct str 
         *rc |= er_args_key(&c->a, prefix, "s:", names[i]);
         *rc |= er_args_key(&c->a, prefix, "l:", names[i]);
     }
-    char sid[48], count[24];
+    char sid[48], count[24], seen[16];
     snprintf(count, sizeof(count), "%d", r->cfg->redis_channel_history_size > 0
                                              ? r->cfg->redis_channel_history_size : 1);
+    snprintf(seen, sizeof(seen), "%u", (unsigned)r->mnewest.epoch);
+    *rc |= er_args_str(&c->a, redis_link_run_id(r->link));
+    *rc |= er_args_str(&c->a, seen);
     *rc |= er_args_str(&c->a, count);
     for (int i = 0; i < n; i++) {
         snprintf(sid, sizeof(sid), "%u-%llu", (unsigned)after[i].epoch,
@@ -786,7 +798,12 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
         int has_last = redis_history_last(rep->element[1 + 2 * k], &last);
         if (has_last)
             er_seen(r, last);
-        if (!redis_history_continuous(epoch, has_epoch, b->after[k], has_last, last, es[k], ns[k])) {
+        /* From the last copy delivered here, an epoch made since (Redis
+         * restarted) is no gap: the chain of prev ids says whether the
+         * stream follows on from it. A page resuming has no such proof. */
+        int own = c->has_last && msgid_cmp(c->last, b->after[k]) == 0;
+        if (!redis_history_continuous(own ? b->after[k].epoch : epoch, own || has_epoch, b->after[k],
+                                      has_last, last, es[k], ns[k])) {
             if (c->has_last || b->after[k].seq != 0) {
                 er_reset(r, c, "messages were missed and the stream does not hold them all");
                 r->catchups_reset++;
@@ -1172,7 +1189,7 @@ static void er_load_revocations(struct engine_redis *r)
 static void er_up(void *ctx, int writes_lost)
 {
     struct engine_redis *r = ctx;
-    (void)writes_lost;   /* the publish script starts the new epoch itself (run_id) */
+    (void)writes_lost;   /* the publish and history scripts start the new epoch (run_id) */
     char key[96];
     snprintf(key, sizeof(key), "%sepoch", r->cfg->redis_prefix);
     const char *a1[4] = { "HMGET", key, "e", "s" };

@@ -11,7 +11,9 @@ import pytest
 import websockets
 
 from harness import IpcError, free_port, make_token, wait_for
+from cluster_pages import Ledger, Page
 from redis_servers import RedisServer, redis_node, wait_redis_up
+from redis_servers import cluster_factory, redis_factory  # noqa: F401 (fixtures)
 from test_history import drain, run
 from test_metrics import metrics_up, scrape
 
@@ -590,3 +592,32 @@ def test_publishes_refused_during_an_outage_are_logged_once_and_summed_after(tmp
     finally:
         assert node.stop_ws() == 0
         redis.stop()
+
+
+def test_lost_writes_resume_before_first_publish(redis_factory, cluster_factory):
+    """An RDB snapshot, three more acked publishes, SIGKILL and restart
+    (they are lost). A page that left before them resumes before anyone
+    publishes again: it gets a reset, not silence and then the next epoch."""
+    redis = redis_factory.server(persist=False)
+    c = cluster_factory(redis=redis)
+    a, b = c[0], c[1]
+    led = Ledger()
+    p = Page(a, ["public/L"])
+    for i in range(3):
+        assert led.publish(b, "public/L", {"i": i})["id"]
+    p.read_until(lambda m: m.get("data") == {"i": 2}, 5, "m2")
+    last = p.last_id()
+    p.close()
+    assert redis.command("SAVE") in ("OK", b"OK")
+    for i in range(3, 6):
+        assert led.publish(b, "public/L", {"i": i})["id"]
+    redis.kill()
+    redis.start()
+    for n in (a, b):
+        wait_for(lambda n=n: n.log_text().count("PUB/SUB connection up") >= 2, timeout=10,
+                 what="the node to link again")
+    back = Page(b, ["public/L"], last_id=last)
+    back.read(quiet=1.0)
+    led.publish(a, "public/L", {"i": 6})
+    back.read(quiet=1.0)
+    assert back.events and back.events[0] == {"type": "reset", "channels": ["public/L"]}, back.events
