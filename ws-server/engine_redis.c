@@ -118,6 +118,7 @@ struct er_chan {
     int             recovered;  /* a catch-up just ran: a gap now is a reset */
     int             reading;    /* catch-ups asked or in flight: not freed before */
     int             catching;   /* on the next catch-up batch */
+    int             reread;     /* asked again while one was in flight: once more after it */
 };
 
 /* A copy waiting while a read of the streams is in flight. */
@@ -835,6 +836,8 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
         qsort(v, nv, sizeof(*v), er_cvisit_cmp);
     for (size_t i = 0; i < nv; i++) {
         struct er_chan *c = b->c[v[i].k];
+        if (c->has_last && msgid_cmp(v[i].id, c->last) <= 0)
+            continue;                /* delivered here already */
         struct str name = er_chan_name(c);
         char id[MSG_ID_MAX];
         msgid_format(v[i].id, id);
@@ -855,6 +858,11 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
         struct er_chan *c = b->c[k];
         if (es)
             free(es[k]);
+        if (c->reread && !c->reading) {
+            c->reread = 0;
+            if (c->wanted && c->state == ER_SUBSCRIBED)
+                er_catch_up(r, c);   /* before er_release: copies stay held */
+        }
         if (!c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued)
             er_chan_drop(r, c);      /* left while its catch-up was read */
     }
@@ -871,6 +879,12 @@ static void er_catch_up(struct engine_redis *r, struct er_chan *c)
 {
     if (c->catching)
         return;
+    if (c->reading > 0) {
+        /* Two reads of one range at once would deliver it twice; what
+         * the one in flight cannot have seen is read after its answer. */
+        c->reread = 1;
+        return;
+    }
     if (r->ncatchup == r->capcatchup) {
         size_t cap = r->capcatchup ? r->capcatchup * 2 : 64;
         struct er_chan **a = realloc(r->catchup, sizeof(*a) * cap);
