@@ -140,6 +140,7 @@ struct engine_redis {
     redis_link_t       *link;
     chan_registry_t    *reg;
     char                sha[ER_SCRIPTS][41];
+    unsigned long long  refused_run; /* scripts refused since the last one that ran */
     char                newest[MSG_ID_MAX];  /* the newest id seen: the greeting's */
     uint64_t            published;           /* publishes Redis took through this node */
     uint64_t            catchups_recovered;  /* channels whose missed copies a catch-up found */
@@ -254,8 +255,17 @@ static void er_call_reply(void *arg, int status, const redisReply *rep)
         redis_link_command(c->r->link, c->a.argc, c->a.argv, c->a.lens, er_call_reply, c);
         return;
     }
-    if (status == 0 && rep->type == REDIS_REPLY_ERROR)
-        log_warn("redis: script refused: %.200s", rep->str);
+    /* Refusals (OOM, READONLY...) come in runs, one per publish: the
+     * first is logged, the rest counted until a script runs again. */
+    struct engine_redis *r = c->r;
+    if (status == 0 && rep->type == REDIS_REPLY_ERROR) {
+        if (r->refused_run++ == 0)
+            log_warn("redis: script refused: %.200s (the next refusals are counted, not logged, "
+                     "until a script runs)", rep->str);
+    } else if (status == 0 && r->refused_run) {
+        log_info("redis: scripts run again; %llu refused meanwhile", r->refused_run);
+        r->refused_run = 0;
+    }
     c->cb(c->r, c->arg, status, rep);
     er_args_free(&c->a);
     free(c);

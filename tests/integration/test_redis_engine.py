@@ -690,3 +690,29 @@ def test_a_catch_up_asked_while_one_is_in_flight_delivers_nothing_twice(redis_fa
     finally:
         a.stop_ws()
         px.close()
+
+
+def test_scripts_refused_by_redis_are_logged_once_per_run(tmp_path):
+    """Redis out of memory (maxmemory, noeviction) refuses every publish
+    script: each publish gets an error, the first refusal is logged, the
+    rest are counted and summed once when a script runs again."""
+    redis = RedisServer(tmp_path)
+    node = redis_node(tmp_path, redis, "a")
+    node.start_ws()
+    try:
+        wait_redis_up(node)
+        node.publish("public/r", "before")
+        redis.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        redis.command("CONFIG", "SET", "maxmemory", "1")
+        for i in range(50):
+            with pytest.raises(IpcError):
+                node.publish("public/r", i)
+        assert node.log_text().count("script refused") == 1
+        redis.command("CONFIG", "SET", "maxmemory", "0")
+        node.publish("public/r", "back")
+        log = node.log_text()
+        assert log.count("script refused") == 1, log[-3000:]
+        assert "scripts run again; 50 refused meanwhile" in log, log[-3000:]
+    finally:
+        assert node.stop_ws() == 0
+        redis.stop()
