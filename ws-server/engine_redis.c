@@ -25,16 +25,20 @@
  * server's second, but past every epoch this node has seen (a Redis
  * restarted within the second would otherwise give an id twice). The stream entry id is "<epoch>-<seq>" in decimal, so XRANGE
  * reads "after an id" directly. */
-static const char er_publish_lua[] =
-    "local h = redis.call('HMGET', KEYS[1], 'e', 's', 'r')\n"
-    "local e, s = tonumber(h[1]), tonumber(h[2])\n"
-    "if (not e) or (not s) or h[3] ~= ARGV[1] then\n"
-    "  local t = tonumber(redis.call('TIME')[1])\n"
-    "  if e and t <= e then t = e + 1 end\n"
-    "  if t <= tonumber(ARGV[7]) then t = tonumber(ARGV[7]) + 1 end\n"
-    "  e, s = t, 0\n"
-    "  redis.call('HSET', KEYS[1], 'e', e, 'r', ARGV[1])\n"
+#define ER_ENSURE_EPOCH_LUA \
+    "local h = redis.call('HMGET', KEYS[1], 'e', 's', 'r')\n" \
+    "local e, s = tonumber(h[1]), tonumber(h[2])\n" \
+    "if (not e) or (not s) or h[3] ~= run then\n" \
+    "  local t = tonumber(redis.call('TIME')[1])\n" \
+    "  if e and t <= e then t = e + 1 end\n" \
+    "  if t <= tonumber(seen) then t = tonumber(seen) + 1 end\n" \
+    "  e, s = t, 0\n" \
+    "  redis.call('HSET', KEYS[1], 'e', e, 's', 0, 'r', run)\n" \
     "end\n"
+
+static const char er_publish_lua[] =
+    "local run, seen = ARGV[1], ARGV[7]\n"
+    ER_ENSURE_EPOCH_LUA
     "s = s + 1\n"
     "redis.call('HSET', KEYS[1], 's', s)\n"
     "local id = string.format('%x-%d', e, s)\n"
@@ -57,16 +61,21 @@ static const char er_publish_lua[] =
     "return id\n";
 
 /* KEYS: epoch hash, then per channel its stream and its last-id key.
- * ARGV: the most entries per channel, then per channel the stream id to
- * read after ("" = none). Returns { epoch or '', then per channel: last
- * id or '', entries after its id }. */
+ * ARGV: run_id, the newest epoch this node has seen, the most entries per
+ * channel, then per channel the stream id to read after ("" = none).
+ * Returns { epoch, then per channel: last id or '', entries after its id }.
+ * The epoch is made new here too, as the publish script does, when it was
+ * made on another server (or is gone): a page resuming after a restart
+ * that lost writes is reset before anyone publishes again. */
 static const char er_history_lua[] =
-    "local res = { redis.call('HGET', KEYS[1], 'e') or '' }\n"
+    "local run, seen = ARGV[1], ARGV[2]\n"
+    ER_ENSURE_EPOCH_LUA
+    "local res = { tostring(e) }\n"
     "for i = 2, #KEYS, 2 do\n"
-    "  local after = ARGV[1 + i / 2]\n"
+    "  local after = ARGV[3 + i / 2]\n"
     "  res[#res + 1] = redis.call('GET', KEYS[i + 1]) or ''\n"
     "  if after ~= '' then\n"
-    "    res[#res + 1] = redis.call('XRANGE', KEYS[i], '(' .. after, '+', 'COUNT', ARGV[1])\n"
+    "    res[#res + 1] = redis.call('XRANGE', KEYS[i], '(' .. after, '+', 'COUNT', ARGV[3])\n"
     "  else\n"
     "    res[#res + 1] = {}\n"
     "  end\n"
@@ -109,6 +118,7 @@ struct er_chan {
     int             recovered;  /* a catch-up just ran: a gap now is a reset */
     int             reading;    /* catch-ups asked or in flight: not freed before */
     int             catching;   /* on the next catch-up batch */
+    int             reread;     /* asked again while one was in flight: once more after it */
 };
 
 /* A copy waiting while a read of the streams is in flight. */
@@ -130,6 +140,7 @@ struct engine_redis {
     redis_link_t       *link;
     chan_registry_t    *reg;
     char                sha[ER_SCRIPTS][41];
+    unsigned long long  refused_run; /* scripts refused since the last one that ran */
     char                newest[MSG_ID_MAX];  /* the newest id seen: the greeting's */
     uint64_t            published;           /* publishes Redis took through this node */
     uint64_t            catchups_recovered;  /* channels whose missed copies a catch-up found */
@@ -244,8 +255,17 @@ static void er_call_reply(void *arg, int status, const redisReply *rep)
         redis_link_command(c->r->link, c->a.argc, c->a.argv, c->a.lens, er_call_reply, c);
         return;
     }
-    if (status == 0 && rep->type == REDIS_REPLY_ERROR)
-        log_warn("redis: script refused: %.200s", rep->str);
+    /* Refusals (OOM, READONLY...) come in runs, one per publish: the
+     * first is logged, the rest counted until a script runs again. */
+    struct engine_redis *r = c->r;
+    if (status == 0 && rep->type == REDIS_REPLY_ERROR) {
+        if (r->refused_run++ == 0)
+            log_warn("redis: script refused: %.200s (the next refusals are counted, not logged, "
+                     "until a script runs)", rep->str);
+    } else if (status == 0 && r->refused_run) {
+        log_info("redis: scripts run again; %llu refused meanwhile", r->refused_run);
+        r->refused_run = 0;
+    }
     c->cb(c->r, c->arg, status, rep);
     er_args_free(&c->a);
     free(c);
@@ -716,9 +736,12 @@ static struct er_call *er_history_call(struct engine_redis *r, const struct str 
         *rc |= er_args_key(&c->a, prefix, "s:", names[i]);
         *rc |= er_args_key(&c->a, prefix, "l:", names[i]);
     }
-    char sid[48], count[24];
+    char sid[48], count[24], seen[16];
     snprintf(count, sizeof(count), "%d", r->cfg->redis_channel_history_size > 0
                                              ? r->cfg->redis_channel_history_size : 1);
+    snprintf(seen, sizeof(seen), "%u", (unsigned)r->mnewest.epoch);
+    *rc |= er_args_str(&c->a, redis_link_run_id(r->link));
+    *rc |= er_args_str(&c->a, seen);
     *rc |= er_args_str(&c->a, count);
     for (int i = 0; i < n; i++) {
         snprintf(sid, sizeof(sid), "%u-%llu", (unsigned)after[i].epoch,
@@ -786,7 +809,12 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
         int has_last = redis_history_last(rep->element[1 + 2 * k], &last);
         if (has_last)
             er_seen(r, last);
-        if (!redis_history_continuous(epoch, has_epoch, b->after[k], has_last, last, es[k], ns[k])) {
+        /* From the last copy delivered here, an epoch made since (Redis
+         * restarted) is no gap: the chain of prev ids says whether the
+         * stream follows on from it. A page resuming has no such proof. */
+        int own = c->has_last && msgid_cmp(c->last, b->after[k]) == 0;
+        if (!redis_history_continuous(own ? b->after[k].epoch : epoch, own || has_epoch, b->after[k],
+                                      has_last, last, es[k], ns[k])) {
             if (c->has_last || b->after[k].seq != 0) {
                 er_reset(r, c, "messages were missed and the stream does not hold them all");
                 r->catchups_reset++;
@@ -818,6 +846,8 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
         qsort(v, nv, sizeof(*v), er_cvisit_cmp);
     for (size_t i = 0; i < nv; i++) {
         struct er_chan *c = b->c[v[i].k];
+        if (c->has_last && msgid_cmp(v[i].id, c->last) <= 0)
+            continue;                /* delivered here already */
         struct str name = er_chan_name(c);
         char id[MSG_ID_MAX];
         msgid_format(v[i].id, id);
@@ -838,6 +868,11 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
         struct er_chan *c = b->c[k];
         if (es)
             free(es[k]);
+        if (c->reread && !c->reading) {
+            c->reread = 0;
+            if (c->wanted && c->state == ER_SUBSCRIBED)
+                er_catch_up(r, c);   /* before er_release: copies stay held */
+        }
         if (!c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued)
             er_chan_drop(r, c);      /* left while its catch-up was read */
     }
@@ -854,6 +889,12 @@ static void er_catch_up(struct engine_redis *r, struct er_chan *c)
 {
     if (c->catching)
         return;
+    if (c->reading > 0) {
+        /* Two reads of one range at once would deliver it twice; what
+         * the one in flight cannot have seen is read after its answer. */
+        c->reread = 1;
+        return;
+    }
     if (r->ncatchup == r->capcatchup) {
         size_t cap = r->capcatchup ? r->capcatchup * 2 : 64;
         struct er_chan **a = realloc(r->catchup, sizeof(*a) * cap);
@@ -1172,7 +1213,7 @@ static void er_load_revocations(struct engine_redis *r)
 static void er_up(void *ctx, int writes_lost)
 {
     struct engine_redis *r = ctx;
-    (void)writes_lost;   /* the publish script starts the new epoch itself (run_id) */
+    (void)writes_lost;   /* the publish and history scripts start the new epoch (run_id) */
     char key[96];
     snprintf(key, sizeof(key), "%sepoch", r->cfg->redis_prefix);
     const char *a1[4] = { "HMGET", key, "e", "s" };

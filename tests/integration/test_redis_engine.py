@@ -11,7 +11,9 @@ import pytest
 import websockets
 
 from harness import IpcError, free_port, make_token, wait_for
+from cluster_pages import Ledger, Page
 from redis_servers import RedisServer, redis_node, wait_redis_up
+from redis_servers import cluster_factory, redis_factory  # noqa: F401 (fixtures)
 from test_history import drain, run
 from test_metrics import metrics_up, scrape
 
@@ -587,6 +589,130 @@ def test_publishes_refused_during_an_outage_are_logged_once_and_summed_after(tmp
         log = node.log_text()
         assert log.count("refused: Redis is unreachable") == 1
         assert "200 publish(es) refused while Redis was unreachable or silent" in log, log[-3000:]
+    finally:
+        assert node.stop_ws() == 0
+        redis.stop()
+
+
+def test_lost_writes_resume_before_first_publish(redis_factory, cluster_factory):
+    """An RDB snapshot, three more acked publishes, SIGKILL and restart
+    (they are lost). A page that left before them resumes before anyone
+    publishes again: it gets a reset, not silence and then the next epoch."""
+    redis = redis_factory.server(persist=False)
+    c = cluster_factory(redis=redis)
+    a, b = c[0], c[1]
+    led = Ledger()
+    p = Page(a, ["public/L"])
+    for i in range(3):
+        assert led.publish(b, "public/L", {"i": i})["id"]
+    p.read_until(lambda m: m.get("data") == {"i": 2}, 5, "m2")
+    last = p.last_id()
+    p.close()
+    assert redis.command("SAVE") in ("OK", b"OK")
+    for i in range(3, 6):
+        assert led.publish(b, "public/L", {"i": i})["id"]
+    redis.kill()
+    redis.start()
+    for n in (a, b):
+        wait_for(lambda n=n: n.log_text().count("PUB/SUB connection up") >= 2, timeout=10,
+                 what="the node to link again")
+    back = Page(b, ["public/L"], last_id=last)
+    back.read(quiet=1.0)
+    led.publish(a, "public/L", {"i": 6})
+    back.read(quiet=1.0)
+    assert back.events and back.events[0] == {"type": "reset", "channels": ["public/L"]}, back.events
+
+
+def test_a_catch_up_asked_while_one_is_in_flight_delivers_nothing_twice(redis_factory,
+                                                                       cluster_factory, tmp_path):
+    """Replies on the command connection come 300 ms late; the PUB/SUB
+    connection is killed while the page's first catch-up is read, so the
+    new subscription asks for another of the same range: the page gets
+    every message once, in order."""
+    import queue
+    import socket
+    import tempfile
+    import threading
+    from cluster_pages import check_page
+    from redis_servers import FreezingProxy, Node
+
+    class SlowReplies(FreezingProxy):
+        """Redis's bytes to the first connection (the command one) leave
+        300 ms after they came, in order."""
+        def _pump(self, src, dst, index, down):
+            late = queue.Queue()
+
+            def send_late():
+                while (item := late.get()) is not None:
+                    time.sleep(max(0.0, item[0] - time.monotonic()))
+                    try:
+                        dst.sendall(item[1])
+                    except OSError:
+                        return
+            sender = threading.Thread(target=send_late, daemon=True)
+            sender.start()
+            try:
+                while data := src.recv(65536):
+                    if down and index == 0:
+                        late.put((time.monotonic() + 0.3, data))
+                    else:
+                        dst.sendall(data)
+            except OSError:
+                pass
+            late.put(None)
+            sender.join(5)
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    redis = redis_factory.server()
+    b = cluster_factory(redis=redis, n=1, prefix="plain")[0]
+    px = SlowReplies(tempfile.mkdtemp(prefix="wpx-"), redis)
+    a = Node(tmp_path, "slow", redis=px, redis_keys={"connect_timeout": "3s", "command_timeout": "3s"})
+    a.start_ws()
+    try:
+        wait_redis_up(a, timeout=10)
+        led = Ledger()
+        assert led.publish(b, "public/w0", {"w": 0})["id"]    # the epoch exists
+        p = Page(a, ["public/dup"])
+        for i in range(3):
+            assert led.publish(b, "public/dup", {"i": i})["id"]
+        redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+        wait_for(lambda: a.log_text().count("PUB/SUB connection up") >= 2, timeout=10,
+                 what="the PUB/SUB connection to come back")
+        end = led.publish(b, "public/dup", {"end": 1})
+        p.read_until(lambda m: m.get("id") == end["id"], 5, "the last message")
+        p.read(quiet=0.7)
+        check_page(p, led, 1)
+        assert [m["data"] for m in p.messages()] == [{"i": 0}, {"i": 1}, {"i": 2}, {"end": 1}]
+    finally:
+        a.stop_ws()
+        px.close()
+
+
+def test_scripts_refused_by_redis_are_logged_once_per_run(tmp_path):
+    """Redis out of memory (maxmemory, noeviction) refuses every publish
+    script: each publish gets an error, the first refusal is logged, the
+    rest are counted and summed once when a script runs again."""
+    redis = RedisServer(tmp_path)
+    node = redis_node(tmp_path, redis, "a")
+    node.start_ws()
+    try:
+        wait_redis_up(node)
+        node.publish("public/r", "before")
+        redis.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        redis.command("CONFIG", "SET", "maxmemory", "1")
+        for i in range(50):
+            with pytest.raises(IpcError):
+                node.publish("public/r", i)
+        assert node.log_text().count("script refused") == 1
+        redis.command("CONFIG", "SET", "maxmemory", "0")
+        node.publish("public/r", "back")
+        log = node.log_text()
+        assert log.count("script refused") == 1, log[-3000:]
+        assert "scripts run again; 50 refused meanwhile" in log, log[-3000:]
     finally:
         assert node.stop_ws() == 0
         redis.stop()
