@@ -1,8 +1,10 @@
 """Reproductions of the open Redis-engine bugs found by the review of issue 12
 (not collected by pytest: the file name does not start with test_). Two of
-them pass (test_storm_with_pubsub_kills, test_pause_during_resumes); the
-others reproduce the bugs listed as open in docs/cluster.md, "Known
-limits". When a bug is fixed its scenario moves into test_redis_engine.py
+them pass (test_storm_with_pubsub_kills, test_pause_during_resumes), two
+are fixed and now regression tests in test_redis_engine.py
+(test_lost_writes_resume_before_first_publish,
+test_two_catchups_in_flight_duplicate); the others reproduce the limits
+listed as open in docs/cluster.md, "Known limits". When a bug is fixed its scenario moves into test_redis_engine.py
 as a regression test, with its fixed sleeps replaced by awaited events.
 Run one by hand:
   cp tests/integration/repro_issue12.py tests/integration/test_repro12.py
