@@ -423,7 +423,11 @@ class FreezingProxy:
                 dst.sendall(data)
         except OSError:
             pass
-        for s in (src, dst):
+        self._hang_up(src, dst)
+
+    @staticmethod
+    def _hang_up(*socks):
+        for s in socks:
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -450,6 +454,42 @@ class FreezingProxy:
         self.stopping = True
         self.lsock.close()
 
+
+
+class SlowRepliesProxy(FreezingProxy):
+    """A FreezingProxy whose Redis bytes to the first connection accepted
+    (a node's command connection) leave `delay` seconds after they came,
+    in order: commands answered late, PUB/SUB on time."""
+
+    def __init__(self, dir, server, delay=0.3, name="proxy"):
+        self.delay = delay
+        super().__init__(dir, server, name)
+
+    def _pump(self, src, dst, index, down):
+        import queue
+        import threading
+        late = queue.Queue()
+
+        def send_late():
+            while (item := late.get()) is not None:
+                time.sleep(max(0.0, item[0] - time.monotonic()))
+                try:
+                    dst.sendall(item[1])
+                except OSError:
+                    return
+        sender = threading.Thread(target=send_late, daemon=True)
+        sender.start()
+        try:
+            while data := src.recv(65536):
+                if down and index == 0:
+                    late.put((time.monotonic() + self.delay, data))
+                else:
+                    dst.sendall(data)
+        except OSError:
+            pass
+        late.put(None)
+        sender.join(5)
+        self._hang_up(src, dst)
 
 # ---- pytest fixtures (a test module imports the ones it uses by name)
 

@@ -1,57 +1,21 @@
 """Reproductions of the open Redis-engine bugs found by the review of issue 12
 (not collected by pytest: the file name does not start with test_). Two of
-them pass (test_storm_with_pubsub_kills, test_pause_during_resumes), two
-are fixed and now regression tests in test_redis_engine.py
-(test_lost_writes_resume_before_first_publish,
-test_two_catchups_in_flight_duplicate); the others reproduce the limits
-listed as open in docs/cluster.md, "Known limits". When a bug is fixed its scenario moves into test_redis_engine.py
-as a regression test, with its fixed sleeps replaced by awaited events.
+them pass (test_storm_with_pubsub_kills, test_pause_during_resumes); the
+others reproduce the limits listed as open in docs/cluster.md, "Known
+limits". Two more, fixed, became regression tests in test_redis_engine.py
+(test_lost_writes_resume_before_first_publish and
+test_a_catch_up_asked_while_one_is_in_flight_delivers_nothing_twice).
+When a bug is fixed its scenario moves into test_redis_engine.py as a
+regression test, with its fixed sleeps replaced by awaited events.
 Run one by hand:
   cp tests/integration/repro_issue12.py tests/integration/test_repro12.py
   WSPUSH_BIN=$PWD/build/bin bash tests/run-integration.sh test_repro12.py -k NAME
 """
-import time
-from cluster_pages import Ledger, Page, check_page
-from harness import wait_for
-from redis_servers import cluster, cluster_factory, redis_factory, redis_server  # noqa: F401
-
-
-def test_lost_writes_resume_before_first_publish(redis_factory, cluster_factory):
-    """RDB snapshot, 3 more acked publishes, SIGKILL, restart (loses them).
-    A page that left before them resumes before anyone publishes: it must
-    get a reset, not silence then the next epoch."""
-    redis = redis_factory.server(persist=False)
-    c = cluster_factory(redis=redis)
-    a, b = c[0], c[1]
-    led = Ledger()
-    p = Page(a, ["public/L"])
-    for i in range(3):
-        assert led.publish(b, "public/L", {"i": i})["id"]
-    p.read_until(lambda m: m.get("data") == {"i": 2}, 5, "m2")
-    last = p.last_id()
-    p.close()
-    assert redis.command("SAVE") in ("OK", b"OK")
-    for i in range(3, 6):
-        assert led.publish(b, "public/L", {"i": i})["id"]
-    redis.kill()
-    redis.start()
-    # both nodes relinked
-    for n in (a, b):
-        wait_for(lambda n=n: n.log_text().count("PUB/SUB connection up") >= 2, timeout=10,
-                 what="relink")
-    back = Page(b, ["public/L"], last_id=last)
-    back.read(quiet=1.0)
-    e = led.publish(a, "public/L", {"i": 6})
-    back.read(quiet=1.0)
-    print("acked", [(x["id"], x["data"]) for x in led.entries])
-    print("events", back.events)
-    got = [m["data"] for m in back.messages()]
-    assert back.resets() or got[:3] == [{"i": 3}, {"i": 4}, {"i": 5}], \
-        f"silent gap: acked i=3..5 never delivered, no reset: {back.events}"
-
-
 import threading
-from cluster_pages import parse_id
+import time
+
+from cluster_pages import Ledger, Page, check_page, parse_id
+from redis_servers import cluster, cluster_factory, redis_factory, redis_server  # noqa: F401
 
 
 def order_ok(page):
@@ -222,89 +186,13 @@ def test_many_channels_pubsub_cut(cluster):
     assert log.count("command connection lost") == 0
 
 
-def test_two_catchups_in_flight_duplicate(redis_factory, cluster_factory, tmp_path):
-    """Replies to the command connection come 300 ms late; a PUB/SUB
-    reconnect during the first catch-up starts a second one for the same
-    range: are the messages delivered twice?"""
-    import socket, threading, pathlib
-    from redis_servers import FreezingProxy, Node, wait_redis_up
-
-    class SlowProxy(FreezingProxy):
-        def _pump(self, src, dst, index, down):
-            try:
-                while True:
-                    data = src.recv(65536)
-                    if not data:
-                        break
-                    if down and index == 0:
-                        threading.Timer(0.3, lambda d=data: dst.sendall(d)).start()
-                        continue
-                    dst.sendall(data)
-            except OSError:
-                pass
-            for s_ in (src, dst):
-                try:
-                    s_.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    redis = redis_factory.server()
-    b_cluster = cluster_factory(redis=redis, n=1, prefix="plain")
-    b = b_cluster[0]
-    d = tmp_path / "px"; d.mkdir()
-    import tempfile
-    px = SlowProxy(tempfile.mkdtemp(prefix="wpx-"), redis)
-    a = Node(tmp_path, "slow", redis=px, redis_keys={"connect_timeout": "3s", "command_timeout": "3s"})
-    a.start_ws()
-    try:
-        wait_redis_up(a, timeout=10)
-        led = Ledger()
-        # warm: the epoch exists
-        assert led.publish(b, "public/w0", {"w": 0})["id"]
-        time.sleep(0.5)
-        p = Page(a, ["public/dup"])
-        time.sleep(0.05)     # SUBSCRIBE confirmed fast, catch-up #1 answer is slow
-        for i in range(3):
-            assert led.publish(b, "public/dup", {"i": i})["id"]
-        redis.command("CLIENT", "KILL", "TYPE", "pubsub")
-        time.sleep(2.0)
-        assert led.publish(b, "public/dup", {"end": 1})["id"]
-        p.read(quiet=1.5, limit=10)
-        print("events", p.events)
-        print(a.log_text()[-1500:])
-        check_page(p, led, 1)
-    finally:
-        a.stop_ws()
-        px.close()
-
-
-
 def test_resume_storm_starves_live(redis_factory, cluster_factory, tmp_path):
-    import socket, threading, tempfile
-    from redis_servers import FreezingProxy, Node, wait_redis_up
-
-    class SlowProxy(FreezingProxy):
-        def _pump(self, src, dst, index, down):
-            try:
-                while True:
-                    data = src.recv(65536)
-                    if not data:
-                        break
-                    if down and index == 0:
-                        threading.Timer(0.2, lambda d=data: dst.sendall(d)).start()
-                        continue
-                    dst.sendall(data)
-            except OSError:
-                pass
-            for s_ in (src, dst):
-                try:
-                    s_.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    import tempfile
+    from redis_servers import Node, SlowRepliesProxy, wait_redis_up
 
     redis = redis_factory.server()
     b = cluster_factory(redis=redis, n=1, prefix="plain")[0]
-    px = SlowProxy(tempfile.mkdtemp(prefix="wpx-"), redis)
+    px = SlowRepliesProxy(tempfile.mkdtemp(prefix="wpx-"), redis, delay=0.2)
     a = Node(tmp_path, "slow", redis=px, redis_keys={"connect_timeout": "3s", "command_timeout": "3s"})
     a.start_ws()
     try:

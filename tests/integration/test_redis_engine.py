@@ -629,47 +629,13 @@ def test_a_catch_up_asked_while_one_is_in_flight_delivers_nothing_twice(redis_fa
     connection is killed while the page's first catch-up is read, so the
     new subscription asks for another of the same range: the page gets
     every message once, in order."""
-    import queue
-    import socket
     import tempfile
-    import threading
     from cluster_pages import check_page
-    from redis_servers import FreezingProxy, Node
-
-    class SlowReplies(FreezingProxy):
-        """Redis's bytes to the first connection (the command one) leave
-        300 ms after they came, in order."""
-        def _pump(self, src, dst, index, down):
-            late = queue.Queue()
-
-            def send_late():
-                while (item := late.get()) is not None:
-                    time.sleep(max(0.0, item[0] - time.monotonic()))
-                    try:
-                        dst.sendall(item[1])
-                    except OSError:
-                        return
-            sender = threading.Thread(target=send_late, daemon=True)
-            sender.start()
-            try:
-                while data := src.recv(65536):
-                    if down and index == 0:
-                        late.put((time.monotonic() + 0.3, data))
-                    else:
-                        dst.sendall(data)
-            except OSError:
-                pass
-            late.put(None)
-            sender.join(5)
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    from redis_servers import Node, SlowRepliesProxy
 
     redis = redis_factory.server()
     b = cluster_factory(redis=redis, n=1, prefix="plain")[0]
-    px = SlowReplies(tempfile.mkdtemp(prefix="wpx-"), redis)
+    px = SlowRepliesProxy(tempfile.mkdtemp(prefix="wpx-"), redis, delay=0.3)
     a = Node(tmp_path, "slow", redis=px, redis_keys={"connect_timeout": "3s", "command_timeout": "3s"})
     a.start_ws()
     try:
