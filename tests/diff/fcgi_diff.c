@@ -156,6 +156,14 @@ static void fdiff_scan(const uint8_t *p, size_t n, struct fdiff_scan *s)
         if (rest < clen + h[6]) {
             if (state == IN_STDIN && rid == id && type == FD_STDIN && clen == 0)
                 s->cause = FDIFF_SKIP_PADDING_CUT;
+            /* The content is whole and only its padding is cut: after the
+             * BEGIN_REQUEST or the empty PARAMS record libfcgi reads that
+             * padding as the next header all the same (its fault, below). */
+            else if (rest >= clen && h[6] > 0 &&
+                     ((type == FD_BEGIN && state == WAIT_BEGIN && rid != 0 && clen == 8 &&
+                       buf_get_u16(c) == 1) ||
+                      (type == FD_PARAMS && state == IN_PARAMS && rid == id && clen == 0)))
+                s->cause = FDIFF_SKIP_LIB_PADDING;
             break;
         }
         off += 8 + clen + h[6];
@@ -261,6 +269,11 @@ static enum fdiff_verdict fdiff_lib_unsafe(const uint8_t *p, size_t n)
             params_open = clen > 0;
             if (buf_append(&params, h + 8, have) < 0)
                 why = FDIFF_SKIP_LIB_HUGE;  /* cannot tell: do not risk it */
+        } else if (rid == 0 && type != FD_GET_VALUES && clen > 0 && params_open) {
+            /* libfcgi reads such a record's content as the stream's data
+             * (FDIFF_SKIP_LIB_MGMT_DATA): here as params, pairs and all. */
+            if (buf_append(&params, h + 8, have) < 0)
+                why = FDIFF_SKIP_LIB_HUGE;
         }
         if (rest < clen + h[6])
             break;
