@@ -35,14 +35,22 @@ typedef uint32_t engine_deliver_fn(void *ctx, struct msg *m);
  *            cannot be recovered: they get {"type":"reset"} for it;
  *   count    this node's subscribers of channel (the ack's count);
  *   revoked  another node ran `disconnect user` at second;
- *   refuse_before  revocation records up to second were dropped (a full
- *            table): refuse every token dated up to then. */
+ *   restored a revocation record kept by the engine (read at a
+ *            (re)connection: made while this node was away, or before it
+ *            started), one call per record, then
+ *   loaded   once every record was given: floor is the engine's own bound
+ *            (records dropped from a full set, or writes the store may
+ *            have lost), every token dated up to it is refused; complete
+ *            is 1 when no revocation since can have been missed (they
+ *            come through revoked), so the process start no longer needs
+ *            to bound tokens. */
 struct engine_hooks {
     engine_deliver_fn *deliver;
     void     (*reset)(void *ctx, struct str channel);
     uint32_t (*count)(void *ctx, struct str channel);
     void     (*revoked)(void *ctx, struct str user, long second);
-    void     (*refuse_before)(void *ctx, long second);
+    void     (*restored)(void *ctx, struct str user, long second);
+    void     (*loaded)(void *ctx, long floor, int complete);
     void      *ctx;
 };
 

@@ -100,8 +100,28 @@ static const char er_revoke_lua[] =
     "end\n"
     "return redis.call('PUBLISH', ARGV[5], ARGV[6])\n";
 
-enum er_script { ER_PUBLISH, ER_HISTORY, ER_REVOKE, ER_SCRIPTS };
-static const char *const er_scripts[ER_SCRIPTS] = { er_publish_lua, er_history_lua, er_revoke_lua };
+/* KEYS: the revocation set, its floor, the "since" hash. ARGV: oldest
+ * second kept, this node's second, run_id. Returns { the floor, the
+ * records as ZRANGEBYSCORE WITHSCORES }, read at once so that no record
+ * popped by a revocation in between escapes both. The floor is at least
+ * "since": the second from which this server holds every revocation. A
+ * server with another run_id (restarted, or a promoted replica), or none
+ * recorded, may have lost some: it holds them from now on, and every token
+ * dated up to now is refused by the nodes that load it. */
+static const char er_revocations_lua[] =
+    "local h = redis.call('HMGET', KEYS[3], 's', 'r')\n"
+    "local since = tonumber(h[1])\n"
+    "if (not since) or h[2] ~= ARGV[3] then\n"
+    "  since = tonumber(ARGV[2])\n"
+    "  redis.call('HSET', KEYS[3], 's', since, 'r', ARGV[3])\n"
+    "end\n"
+    "local floor = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+    "if since > floor then floor = since end\n"
+    "return { tostring(floor), redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES') }\n";
+
+enum er_script { ER_PUBLISH, ER_HISTORY, ER_REVOKE, ER_REVOCATIONS, ER_SCRIPTS };
+static const char *const er_scripts[ER_SCRIPTS] = { er_publish_lua, er_history_lua, er_revoke_lua,
+                                                    er_revocations_lua };
 
 enum er_state { ER_UNSUB, ER_SUBSCRIBING, ER_SUBSCRIBED, ER_UNSUBSCRIBING };
 
@@ -158,11 +178,15 @@ struct engine_redis {
     struct er_held     *held;
     size_t              hhead, nheld, capheld;
     int                 releasing;
+    /* the PUB/SUB connection is subscribed to <prefix>control: from then
+     * on no revocation is missed, so a load sent now is complete */
+    int                 control_subscribed;
 };
 
 static struct engine_redis *er(engine_t *e) { return (struct engine_redis *)e; }
 
 static void er_release(struct engine_redis *r);
+static void er_load_revocations(struct engine_redis *r);
 
 /* ---- commands ---- */
 
@@ -676,6 +700,10 @@ static void er_sub_event(void *ctx, char kind, const char *chan, size_t clen, co
         struct str user;
         if (kind == 'm' && redis_msg_decode_revoke(payload, plen, &second, &user) == 0 && r->h.revoked)
             r->h.revoked(r->h.ctx, user, second);
+        if (kind == 's') {
+            r->control_subscribed = 1;
+            er_load_revocations(r);
+        }
         return;
     }
     if (clen <= pl + 2 || memcmp(chan, r->cfg->redis_prefix, pl) != 0 || memcmp(chan + pl, "m:", 2) != 0)
@@ -1160,25 +1188,33 @@ static void er_revoke(engine_t *e, struct str user, long second, engine_revoke_f
 }
 
 /* The records kept in Redis, applied at every (re)connection: what was
- * revoked while this node was away is refused here too. */
-static void er_revocations_loaded(void *arg, int status, const redisReply *rep)
+ * revoked while this node was away (or before it started) is refused
+ * here too. */
+static void er_revocations_loaded(struct engine_redis *r, int complete, int status,
+                                  const redisReply *rep)
 {
-    struct engine_redis *r = arg;
-    if (status < 0 || rep->type != REDIS_REPLY_ARRAY || !r->h.revoked)
+    if (status < 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY)
         return;
-    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
-        const redisReply *u = rep->element[i], *s = rep->element[i + 1];
+    const redisReply *recs = rep->element[1];
+    for (size_t i = 0; i + 1 < recs->elements; i += 2) {
+        const redisReply *u = recs->element[i], *s = recs->element[i + 1];
         if (u->type == REDIS_REPLY_STRING && s->type == REDIS_REPLY_STRING && u->len > 0 && u->len <= 255)
-            r->h.revoked(r->h.ctx, (struct str){ u->str, u->len }, strtol(s->str, NULL, 10));
+            r->h.restored(r->h.ctx, (struct str){ u->str, u->len }, strtol(s->str, NULL, 10));
     }
+    r->h.loaded(r->h.ctx, strtol(rep->element[0]->str, NULL, 10), complete);
 }
 
-/* Records dropped from a full set: tokens dated up to then are refused. */
-static void er_floor_loaded(void *arg, int status, const redisReply *rep)
+static void er_revocations_partial(struct engine_redis *r, void *arg, int status, const redisReply *rep)
 {
-    struct engine_redis *r = arg;
-    if (status == 0 && rep->type == REDIS_REPLY_STRING && r->h.refuse_before)
-        r->h.refuse_before(r->h.ctx, strtol(rep->str, NULL, 10));
+    (void)arg;
+    er_revocations_loaded(r, 0, status, rep);
+}
+
+static void er_revocations_complete(struct engine_redis *r, void *arg, int status, const redisReply *rep)
+{
+    (void)arg;
+    er_revocations_loaded(r, 1, status, rep);
 }
 
 /* ---- the link ---- */
@@ -1195,19 +1231,29 @@ static void er_newest_loaded(void *arg, int status, const redisReply *rep)
 }
 
 /* The revocations kept in Redis: at every (re)connection of either
- * connection, since broadcasts sent meanwhile were missed. */
+ * connection, since broadcasts sent meanwhile were missed. Complete only
+ * when sent once <prefix>control is subscribed: a revocation made after
+ * the script ran then comes as a broadcast, one made before is in its
+ * answer. */
 static void er_load_revocations(struct engine_redis *r)
 {
-    char key[96], floor[24];
-    snprintf(key, sizeof(key), "%srevoked", r->cfg->redis_prefix);
-    snprintf(floor, sizeof(floor), "%ld", revoke_clock() - r->cfg->max_token_lifetime_s);
-    const char *a2[5] = { "ZRANGEBYSCORE", key, floor, "+inf", "WITHSCORES" };
-    size_t l2[5] = { 13, strlen(key), strlen(floor), 4, 10 };
-    redis_link_command(r->link, 5, a2, l2, er_revocations_loaded, r);
-    snprintf(key, sizeof(key), "%srevoked_floor", r->cfg->redis_prefix);
-    const char *a3[2] = { "GET", key };
-    size_t l3[2] = { 3, strlen(key) };
-    redis_link_command(r->link, 2, a3, l3, er_floor_loaded, r);
+    if (!r->h.restored || !r->h.loaded || !redis_link_is_up(r->link))
+        return;
+    struct er_call *c = er_call_new(r, ER_REVOCATIONS, 3);
+    if (!c)
+        return;
+    char oldest[24], now[24];
+    long t = revoke_clock();
+    snprintf(oldest, sizeof(oldest), "%ld", t - r->cfg->max_token_lifetime_s);
+    snprintf(now, sizeof(now), "%ld", t);
+    int rc = er_args_key(&c->a, r->cfg->redis_prefix, "revoked", (struct str){ "", 0 });
+    rc |= er_args_key(&c->a, r->cfg->redis_prefix, "revoked_floor", (struct str){ "", 0 });
+    rc |= er_args_key(&c->a, r->cfg->redis_prefix, "revoked_since", (struct str){ "", 0 });
+    rc |= er_args_str(&c->a, oldest);
+    rc |= er_args_str(&c->a, now);
+    rc |= er_args_str(&c->a, redis_link_run_id(r->link));
+    int complete = r->control_subscribed && redis_link_sub_is_up(r->link);
+    er_call_send(c, rc, complete ? er_revocations_complete : er_revocations_partial, NULL);
 }
 
 static void er_up(void *ctx, int writes_lost)
@@ -1240,8 +1286,8 @@ static void er_sub_up(void *ctx)
     const char *names[1] = { chan };
     size_t lens[1] = { strlen(chan) };
     redis_link_subscribe(r->link, 1, 1, names, lens);
+    r->control_subscribed = 0;   /* until confirmed: then the revocations are loaded */
     chan_registry_each(r->reg, er_each_resubscribe, r);
-    er_load_revocations(r);
 }
 
 static struct str er_last_id(const engine_t *e)
