@@ -101,13 +101,12 @@ static const char er_revoke_lua[] =
     "return redis.call('PUBLISH', ARGV[5], ARGV[6])\n";
 
 /* KEYS: the revocation set, its floor, the "since" hash. ARGV: oldest
- * second kept, this node's second, run_id. Returns { the floor, the
- * records as ZRANGEBYSCORE WITHSCORES }, read at once so that no record
- * popped by a revocation in between escapes both. The floor is at least
- * "since": the second from which this server holds every revocation. A
- * server with another run_id (restarted, or a promoted replica), or none
- * recorded, may have lost some: it holds them from now on, and every token
- * dated up to now is refused by the nodes that load it. */
+ * second kept, this node's second, run_id. Returns { the floor, since,
+ * the records as ZRANGEBYSCORE WITHSCORES }, read at once so that no
+ * record popped by a revocation in between escapes both. "since" is the
+ * second from which this server holds every revocation: a server with
+ * another run_id than the one that set it (restarted, or a promoted
+ * replica), or none, may have lost some, and holds them from now on. */
 static const char er_revocations_lua[] =
     "local h = redis.call('HMGET', KEYS[3], 's', 'r')\n"
     "local since = tonumber(h[1])\n"
@@ -115,9 +114,8 @@ static const char er_revocations_lua[] =
     "  since = tonumber(ARGV[2])\n"
     "  redis.call('HSET', KEYS[3], 's', since, 'r', ARGV[3])\n"
     "end\n"
-    "local floor = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
-    "if since > floor then floor = since end\n"
-    "return { tostring(floor), redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES') }\n";
+    "return { redis.call('GET', KEYS[2]) or '0', tostring(since),\n"
+    "         redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES') }\n";
 
 enum er_script { ER_PUBLISH, ER_HISTORY, ER_REVOKE, ER_REVOCATIONS, ER_SCRIPTS };
 static const char *const er_scripts[ER_SCRIPTS] = { er_publish_lua, er_history_lua, er_revoke_lua,
@@ -1193,16 +1191,18 @@ static void er_revoke(engine_t *e, struct str user, long second, engine_revoke_f
 static void er_revocations_loaded(struct engine_redis *r, int complete, int status,
                                   const redisReply *rep)
 {
-    if (status < 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY)
+    if (status < 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING ||
+        rep->element[2]->type != REDIS_REPLY_ARRAY)
         return;
-    const redisReply *recs = rep->element[1];
+    const redisReply *recs = rep->element[2];
     for (size_t i = 0; i + 1 < recs->elements; i += 2) {
         const redisReply *u = recs->element[i], *s = recs->element[i + 1];
         if (u->type == REDIS_REPLY_STRING && s->type == REDIS_REPLY_STRING && u->len > 0 && u->len <= 255)
             r->h.restored(r->h.ctx, (struct str){ u->str, u->len }, strtol(s->str, NULL, 10));
     }
-    r->h.loaded(r->h.ctx, strtol(rep->element[0]->str, NULL, 10), complete);
+    r->h.loaded(r->h.ctx, strtol(rep->element[0]->str, NULL, 10),
+                strtol(rep->element[1]->str, NULL, 10), complete);
 }
 
 static void er_revocations_partial(struct engine_redis *r, void *arg, int status, const redisReply *rep)

@@ -20,7 +20,10 @@ struct rv_rec {
 struct revoke {
     struct revoke_limits lim;
     long                 not_before;   /* raised by dropped records, reloads, out of memory */
-    long                 start_floor;  /* the process start, until records are restored (then 0) */
+    /* Nothing is known of revocations up to this second: the process
+     * start, lowered to what restored records cover (0: a planned stop's
+     * file covers everything). */
+    long                 start_floor;
     long                 last_s;   /* S never goes back, so the FIFO stays sorted */
     chan_registry_t     *users;    /* channel.c's table keyed by user name;
                                       userdata = struct rv_rec */
@@ -177,12 +180,13 @@ int revoke_restore_user(revoke_t *r, struct str user, long s, long now_s)
 
 void revoke_refuse_before(revoke_t *r, long s) { rv_raise(r, s); }
 
-int revoke_restored(revoke_t *r, long floor_s)
+int revoke_restored(revoke_t *r, long floor_s, long since_s)
 {
-    int lifted = r->start_floor != 0;
-    r->start_floor = 0;
+    int lowered = since_s < r->start_floor;
+    if (lowered)
+        r->start_floor = since_s;
     rv_raise(r, floor_s);
-    return lifted;
+    return lowered;
 }
 
 int revoke_is_revoked(revoke_t *r, struct str user, long iat)

@@ -7,7 +7,8 @@
  *     bound is what lets a record expire after lifetime_s;
  *   - a token with iat <= not_before is refused: not_before is the process
  *     start until records are restored (an unplanned restart forgot them;
- *     the file of a planned stop, or Redis, gives them back), and at least
+ *     the file of a planned stop gives them back, or Redis, from the second
+ *     it holds them since), and at least
  *     the S of records dropped because a table was full (fail closed:
  *     everyone refetches rather than U's token coming back);
  *   - a token of U with iat <= S is refused while (U, S) is kept;
@@ -70,11 +71,13 @@ void      revoke_refuse_before(revoke_t *r, long s);
  * never lowering a newer S held for user; an expired one is ignored.
  * Returns 0 or -ENOMEM (then not_before rises to s). */
 int       revoke_restore_user(revoke_t *r, struct str user, long s, long now_s);
-/* Every record of the store was given to revoke_restore_user: the
- * process start no longer bounds tokens; floor_s, the store's own
- * not_before, does (never lowering what dropped records, reloads or out of
- * memory raised). Returns 1 when the start bound was in force until now. */
-int       revoke_restored(revoke_t *r, long floor_s);
+/* Every record of the store was given to revoke_restore_user, and the
+ * store holds every revocation made after since_s: the process start
+ * bound is lowered to since_s (never raised: this process heard what was
+ * revoked since its start); floor_s, the store's own not_before (records
+ * dropped from a full set), raises not_before. Returns 1 when the start
+ * bound was lowered. */
+int       revoke_restored(revoke_t *r, long floor_s, long since_s);
 /* Whether a record of user covers a token dated iat (0: no iat), the
  * floors aside: what a connection opened with that token must be closed
  * for once the record is learned. */

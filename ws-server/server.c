@@ -197,19 +197,26 @@ static void server_restored(void *ctx, struct str user, long second)
 }
 
 /* Every record kept in Redis was read: connections whose tokens they
- * cover are closed (one pass), and once the load was complete the start of
- * this process no longer bounds tokens, Redis's floor does. */
-static void server_loaded(void *ctx, long floor, int complete)
+ * cover are closed (one pass). Once a load was complete, tokens are
+ * bounded by the second Redis holds revocations since, not by this
+ * start (unless Redis may have lost some since: a restart, a failover). */
+static void server_loaded(void *ctx, long floor, long since, int complete)
 {
     struct server *srv = ctx;
-    if (complete)
+    revoke_refuse_before(srv->revoked, floor);
+    if (complete) {
+        int lowered = revoke_restored(srv->revoked, floor, since);
+        if (lowered && !srv->revocations_loaded)
+            log_info("revocations: %zu record(s) loaded from Redis, which holds them since %ld: "
+                     "tokens dated up to %ld are refused (no longer every token dated before "
+                     "this start)", revoke_count(srv->revoked), since, revoke_not_before(srv->revoked));
+        else if (!srv->revocations_loaded)
+            log_info("revocations: %zu record(s) loaded from Redis, which holds them only since "
+                     "%ld (a first start on that server, or a restart or failover that may have "
+                     "lost older ones): tokens dated before this start stay refused",
+                     revoke_count(srv->revoked), since);
         srv->revocations_loaded = 1;
-    if (!complete)
-        revoke_refuse_before(srv->revoked, floor);
-    else if (revoke_restored(srv->revoked, floor))
-        log_info("revocations: %zu record(s) loaded from Redis; tokens dated up to %ld are refused "
-                 "(no longer every token dated before this start)",
-                 revoke_count(srv->revoked), revoke_not_before(srv->revoked));
+    }
     uint32_t n = srv->sessions ? sessions_close_revoked(srv->sessions) : 0;
     if (n)
         log_info("revocations from Redis: %u connection(s) here closed (revoked while this node "
