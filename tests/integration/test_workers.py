@@ -31,6 +31,7 @@ def wenv(env):
                                      unix_listen=str(env.unix_listen))
     env.sections["redis"] = redis_ini(redis)
     env.write_ini()
+    env.worker_redis = redis
     yield env
     if redis is not env.redis:
         redis.stop()
