@@ -14,6 +14,9 @@
  *                       silence: ER_META_TTL_S)
  *   <prefix>revoked     sorted set user -> second of the last `disconnect`
  *   <prefix>revoked_floor  the second of the newest record dropped (full)
+ *   <prefix>revoked_since  hash s (the second from which this server holds
+ *                       every revocation), r (the run_id that set it: a
+ *                       restart or failover may have lost older ones)
  * PUB/SUB channels: <prefix>m:<channel> (message copies, redis_msg.h),
  * <prefix>control (revocations), <prefix>probe:... (redis_link's probe).
  *
