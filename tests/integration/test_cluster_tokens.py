@@ -17,7 +17,7 @@ import pytest
 
 from cluster_pages import Page, opens, user_token
 from harness import RawWs, wait_for
-from redis_servers import engine_is_redis, wait_redis_up
+from redis_servers import SlowRepliesProxy, engine_is_redis, wait_redis_up
 from redis_servers import cluster_factory, redis_factory  # noqa: F401 (fixtures)
 from test_workers import N, children, connections_of, start_workers, wenv  # noqa: F401 (fixture)
 
@@ -107,6 +107,32 @@ def test_a_node_started_while_redis_is_unreachable_refuses_then_lets_in(redis_fa
     wait_for(lambda: LOADED in a.log_text(), 5, "node A to load the records")
     assert opens(a, user_token("bob", iat=before), "user/bob/x") == "open"
     assert opens(a, user_token("alice", iat=before)) == 4401
+
+
+def test_a_revocation_broadcast_while_the_load_is_in_flight(redis_factory, cluster_factory):
+    """Node A's commands are answered a second late, its PUB/SUB on time:
+    carol is revoked through node B while A's load of the records is on
+    its way; the load (which may or may not hold carol's record) neither
+    drops nor lowers the record the broadcast gave A."""
+    redis = redis_factory.server()
+    held_since(redis)
+    b = cluster_factory(redis=redis, n=1)[0]
+    wait_redis_up(b)
+    before = int(time.time()) - 5
+    proxy = SlowRepliesProxy(redis.socket.parent, redis, delay=1.0)
+    try:
+        a = cluster_factory(redis=proxy, n=1, prefix="slow", start=False,
+                            redis_keys={"connect_timeout": "5s", "command_timeout": "5s"})[0]
+        a.start_ws()
+        wait_redis_up(a, timeout=10)
+        issued = int(time.time())
+        assert LOADED not in a.log_text(), "the load ended before the revocation: no race"
+        assert b.disconnect("carol") == 0
+        wait_for(lambda: LOADED in a.log_text(), 5, "node A to load the records")
+        assert opens(a, user_token("carol", iat=issued), "user/carol/x") == 4401
+        assert opens(a, user_token("bob", iat=before), "user/bob/x") == "open"
+    finally:
+        proxy.close()
 
 
 def test_records_redis_may_have_lost_keep_older_tokens_out(redis_factory, cluster_factory):
