@@ -8,7 +8,6 @@ Until the records are loaded it refuses those tokens; a user revoked while
 it was down stays refused; and when Redis itself may have lost records (a
 restart without persistence), tokens dated before then stay refused by a
 node that cannot have heard of them."""
-import os
 import re
 import signal
 import time
@@ -19,7 +18,7 @@ from cluster_pages import Page, opens, user_token
 from harness import RawWs, wait_for
 from redis_servers import SlowRepliesProxy, engine_is_redis, wait_redis_up
 from redis_servers import cluster_factory, redis_factory  # noqa: F401 (fixtures)
-from test_workers import N, children, connections_of, start_workers, wenv  # noqa: F401 (fixture)
+from test_workers import children, connections_of, kill_worker, start_workers, wenv  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(engine_is_redis(), reason="runs in the first pass")
 
@@ -34,25 +33,34 @@ def held_since(redis, ago=HELD_SINCE_AGO, prefix="wspush:"):
                   "r", redis.run_id())
 
 
-def restart(node):
-    """kill -9, then a start on the same ports; returns once the node has
-    loaded the records from Redis."""
+def kill9(node):
     node.ws_proc.send_signal(signal.SIGKILL)
     node.ws_proc.wait(5)
+
+
+def start_loaded(node):
+    """A start on the same ports; returns once the node has loaded the
+    records from Redis."""
     before = node.log_text().count(LOADED)
     node.start_ws()
     wait_for(lambda: node.log_text().count(LOADED) > before, 5, f"{node.name} to load the records")
 
 
-def test_a_node_killed_and_restarted_lets_in_tokens_issued_before(redis_factory, cluster_factory):
+def two_nodes(redis_factory, cluster_factory, **kw):
+    """Redis (holding the records for HELD_SINCE_AGO s) and two nodes on it."""
     redis = redis_factory.server()
     held_since(redis)
-    c = cluster_factory(redis=redis)
-    a, b = c[0], c[1]
-    for n in (a, b):
+    c = cluster_factory(redis=redis, **kw)
+    for n in c.nodes:
         wait_redis_up(n)
+    return redis, c[0], c[1]
+
+
+def test_a_node_killed_and_restarted_lets_in_tokens_issued_before(redis_factory, cluster_factory):
+    _, a, b = two_nodes(redis_factory, cluster_factory)
     old = user_token("alice", iat=int(time.time()) - 5)
-    restart(a)
+    kill9(a)
+    start_loaded(a)
     assert "no longer every token dated before this start" in a.log_text()
     page = Page(a, ["user/alice/x"], token=old)
     e = b.publish("user/alice/x", {"after": "restart"})
@@ -62,27 +70,20 @@ def test_a_node_killed_and_restarted_lets_in_tokens_issued_before(redis_factory,
 
 
 def test_a_user_revoked_while_the_node_was_down_stays_refused(redis_factory, cluster_factory):
-    redis = redis_factory.server()
-    held_since(redis)
-    c = cluster_factory(redis=redis, ws={"max_revocations": "2"})
-    a, b = c[0], c[1]
-    for n in (a, b):
-        wait_redis_up(n)
+    _, a, b = two_nodes(redis_factory, cluster_factory, ws={"max_revocations": "2"})
     before = int(time.time()) - 5
-    a.ws_proc.send_signal(signal.SIGKILL)
-    a.ws_proc.wait(5)
+    kill9(a)
     issued = int(time.time())
     assert b.disconnect("alice") == 0
-    loaded = a.log_text().count(LOADED)
-    a.start_ws()
-    wait_for(lambda: a.log_text().count(LOADED) > loaded, 5, "node A to load the records")
+    start_loaded(a)
     assert opens(a, user_token("alice", iat=before)) == 4401
     assert opens(a, user_token("alice", iat=issued)) == 4401
     assert opens(a, user_token("bob", iat=before), "user/bob/x") == "open"
     # Records past max_revocations leave Redis's set (alice's first); its
     # floor covers them on a node that loads it afterwards.
     assert b.disconnect("u2") == 0 and b.disconnect("u3") == 0
-    restart(a)
+    kill9(a)
+    start_loaded(a)
     assert opens(a, user_token("alice", iat=issued)) == 4401
     assert opens(a, user_token("bob", iat=before), "user/bob/x") == 4401
     assert opens(a, user_token("bob", iat=int(time.time()) + 1), "user/bob/x") == "open"
@@ -140,22 +141,14 @@ def test_records_redis_may_have_lost_keep_older_tokens_out(redis_factory, cluste
     restarted afterwards cannot know what was revoked before, so it keeps
     refusing tokens dated before its start; node B, running all along,
     heard every revocation and keeps letting them in."""
-    redis = redis_factory.server()
-    held_since(redis)
-    c = cluster_factory(redis=redis)
-    a, b = c[0], c[1]
-    for n in (a, b):
-        wait_redis_up(n)
+    redis, a, b = two_nodes(redis_factory, cluster_factory)
     iat = int(time.time())
-    a.ws_proc.send_signal(signal.SIGKILL)
-    a.ws_proc.wait(5)
+    kill9(a)
     redis.kill()
     redis.restart()
     while int(time.time()) <= iat:         # the clock, not an event: a's start after iat
         time.sleep(0.05)
-    loaded = a.log_text().count(LOADED)
-    a.start_ws()
-    wait_for(lambda: a.log_text().count(LOADED) > loaded, 5, "node A to load the records")
+    start_loaded(a)
     tok = user_token("bob", iat=iat)
     assert opens(a, tok, "user/bob/x") == 4401
     wait_for(lambda: b.log_text().count("PUB/SUB connection up") >= 2, 5, "node B back on Redis")
@@ -166,15 +159,7 @@ def test_a_restarted_worker_lets_in_tokens_issued_before(wenv):
     held_since(wenv.worker_redis)
     pids = start_workers(wenv)
     old = user_token("alice", iat=int(time.time()) - 5)
-    victim = pids[0]
-    os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: f"(pid {victim}) killed" in wenv.log_text(), what="the supervisor to see it")
-    wait_for(lambda: len(children(wenv.ws_proc.pid)) == N and victim not in
-             children(wenv.ws_proc.pid), what="a new worker")
-    slot = re.search(rf"worker (\d+) \(pid {victim}\) killed", wenv.log_text()).group(1)
-    wait_for(lambda: f"worker {slot}: publish socket" in
-             wenv.log_text().split(f"(pid {victim}) killed", 1)[1], what="the new worker serving")
-    after = wenv.log_text().split(f"(pid {victim}) killed", 1)[1]
+    slot, after = kill_worker(wenv, pids[0])
     # It serves once the records are loaded: no connection meets the
     # start bound, whichever worker the kernel gives it to.
     loaded = re.search(rf"worker {slot}: revocations: \d+ {re.escape(LOADED)}", after)

@@ -115,6 +115,20 @@ def message_id(frame):
     return json.loads(frame[1])["id"]
 
 
+def kill_worker(env, victim):
+    """kill -9 of worker pid victim; returns once the supervisor's new
+    worker in its slot serves: (the slot, the log since the kill)."""
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: f"(pid {victim}) killed by signal 9" in env.log_text(),
+             what="the supervisor to see it")
+    wait_for(lambda: len(children(env.ws_proc.pid)) == N and victim not in
+             children(env.ws_proc.pid), what="a new worker")
+    slot = re.search(rf"worker (\d+) \(pid {victim}\) killed", env.log_text()).group(1)
+    wait_for(lambda: f"worker {slot}: publish socket" in
+             env.log_text().split(f"(pid {victim}) killed", 1)[1], what="the new worker serving")
+    return slot, env.log_text().split(f"(pid {victim}) killed", 1)[1]
+
+
 def test_workers_with_the_memory_engine_are_refused(env):
     env.sections["ws-server"].update(workers="2", engine="memory")
     env.write_ini()
@@ -165,16 +179,9 @@ def test_a_killed_worker_is_restarted_and_its_pages_resume(wenv):
         assert message_id(next_message(p)) == first
     victim = max(pids, key=lambda p: connections_of(p, wenv.ws_port))
     held = connections_of(victim, wenv.ws_port)
-    os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: "killed by signal 9" in wenv.log_text(), what="the supervisor to see it")
-    wait_for(lambda: len(children(wenv.ws_proc.pid)) == N and victim not in
-             children(wenv.ws_proc.pid), what="a new worker")
     # The new worker opens its sockets only once Redis answers it, so a
     # page resuming there is answered from Redis, not reset.
-    slot = re.search(rf"worker (\d+) \(pid {victim}\) killed", wenv.log_text()).group(1)
-    wait_for(lambda: f"worker {slot}: publish socket" in
-             wenv.log_text().split(f"(pid {victim}) killed", 1)[1], what="the new worker serving")
-    after = wenv.log_text().split(f"(pid {victim}) killed", 1)[1]
+    slot, after = kill_worker(wenv, victim)
     assert after.index(f"worker {slot}: redis: connected") < \
         after.index(f"worker {slot}: publish socket")
     # Its pages saw their connection end, the others keep theirs; a
