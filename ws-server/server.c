@@ -588,8 +588,9 @@ static void server_after(ev_loop_t *loop, void *data)
  * has passed (then it serves without, as a node does while Redis is
  * down): a page reconnecting to a worker just started in place of a dead
  * one resumes from Redis instead of getting a reset, its token (dated
- * before this start) is let in, and a publish it takes is not refused. Meanwhile connections wait in
- * the supervisor's sockets (and the other workers take the shared ones).
+ * before this start) is let in, and a publish it takes is not refused.
+ * Meanwhile connections wait in the supervisor's sockets (and the other
+ * workers take the shared ones).
  * The engine has no "up" event, so this polls its state, briefly. */
 #define SERVER_HOLD_POLL_MS 10
 
@@ -653,7 +654,7 @@ static int server_build(struct server *srv, char *err, size_t errlen)
     struct cfg *const *cfg = &srv->cfg;
     struct revoke_limits rl = server_revoke_limits(srv->cfg);
     /* Tokens dated before the second this run started are refused until a
-     * planned stop's records say otherwise (see revoke.h). */
+     * planned stop's records, or Redis's, say otherwise (see revoke.h). */
     long start = revoke_clock() - 1;
     srv->revoked = revoke_new(&rl, start);
     srv->hub = srv->revoked ? hub_new(session_deliver) : NULL;
