@@ -1368,6 +1368,19 @@ engine_t *engine_redis_new(ev_loop_t *loop, const struct cfg *cfg, const struct 
     return &r->base;
 }
 
+void engine_redis_reload(engine_t *e, const struct cfg *next)
+{
+    struct cfg *own = &er(e)->own;   /* the link reads the same copy */
+    own->redis_connect_timeout_ms = next->redis_connect_timeout_ms;
+    own->redis_command_timeout_ms = next->redis_command_timeout_ms;
+    own->redis_probe_interval_ms = next->redis_probe_interval_ms;
+    own->redis_channel_history_size = next->redis_channel_history_size;
+    own->redis_channel_history_ttl_s = next->redis_channel_history_ttl_s;
+    own->redis_wait_replicas = next->redis_wait_replicas;
+    own->max_token_lifetime_s = next->max_token_lifetime_s;
+    own->max_revocations = next->max_revocations;
+}
+
 uint64_t engine_redis_published(const engine_t *e)
 {
     return ((const struct engine_redis *)e)->published;

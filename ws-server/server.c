@@ -523,7 +523,13 @@ static void server_reload(struct server *srv)
     }
     /* A certificate pair that cannot be used fails the reload like a bad
      * key would: the running config and pair stay, and the log says why. */
-    if (cfg_load(next, srv->cfg_path, err, sizeof(err)) < 0 ||
+    int failed = cfg_load(next, srv->cfg_path, err, sizeof(err)) < 0;
+    const char *store = failed ? NULL : cfg_store_key_changed(srv->cfg, next);
+    if (store) {
+        snprintf(err, sizeof(err), "%s changed: restart to move the node to another store", store);
+        failed = 1;
+    }
+    if (failed ||
         (srv->tls && next->tls_certificate[0] && tls_reload(srv->tls, next, err, sizeof(err)) < 0)) {
         log_error("reload failed, keeping the running config: %s", err);
         cfg_free(next);
@@ -545,7 +551,9 @@ static void server_reload(struct server *srv)
     srv->cfg = next;
     struct history_limits lim;
     server_history_limits(next, &lim);
-    if (!server_is_redis(srv))
+    if (server_is_redis(srv))
+        engine_redis_reload(srv->engine, next);
+    else
         engine_memory_set_limits(srv->engine, &lim);
     struct revoke_limits rl = server_revoke_limits(next);
     revoke_set_limits(srv->revoked, &rl, revoke_clock());

@@ -5,6 +5,7 @@ silent, a missed PUB/SUB copy recovered from the stream (or reset), an
 epoch change resetting resumes, and disconnect across nodes."""
 import asyncio
 import json
+import signal
 import time
 
 import pytest
@@ -682,3 +683,33 @@ def test_scripts_refused_by_redis_are_logged_once_per_run(tmp_path):
     finally:
         assert node.stop_ws() == 0
         redis.stop()
+
+
+def test_reload_applies_the_history_cap_and_refuses_another_store(cluster):
+    """SIGHUP applies [redis] channel_history_size from the next publish;
+    a changed prefix (another store) fails the reload as a whole, with the
+    reason, and the node stays on the keys it was using."""
+    redis, a, _ = cluster
+    for i in range(5):
+        a.publish("public/cap", i)
+    assert redis.command("XLEN", "wspush:s:public/cap") == 5
+
+    def reload(what):
+        seen = a.log_text().count(what)
+        a.ws_proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: a.log_text().count(what) > seen, what=what)
+
+    a.sections["redis"]["channel_history_size"] = "2"
+    a.write_ini()
+    reload("configuration reloaded")
+    a.publish("public/cap", 5)
+    assert redis.command("XLEN", "wspush:s:public/cap") == 2
+
+    a.sections["redis"]["prefix"] = "other:"
+    a.sections["redis"]["channel_history_size"] = "50"
+    a.write_ini()
+    reload("reload failed, keeping the running config: [redis] prefix changed")
+    for i in range(6, 9):
+        a.publish("public/cap", i)
+    assert redis.command("XLEN", "wspush:s:public/cap") == 2   # the whole reload was refused
+    assert redis.command("KEYS", "other:*") == []

@@ -216,9 +216,17 @@ def test_sighup_reaches_every_worker_and_sigterm_stops_them_all(wenv):
     wait_for(lambda: "reload failed, the workers keep the running config" in wenv.log_text(),
              what="the supervisor to refuse the file")
     assert "key 'bogus'" in wenv.log_text()
+    # Another store is refused by the supervisor too: a worker it restarts
+    # later would otherwise join another Redis keyspace than its siblings.
+    del wenv.sections["ws-server"]["bogus"]
+    wenv.sections["redis"]["prefix"] = "elsewhere:"
+    wenv.write_ini()
+    wenv.ws_proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "keep the running config: [redis] prefix changed" in wenv.log_text(),
+             what="the supervisor to refuse another store")
+    wenv.sections["redis"]["prefix"] = "wspush:"
     # Fixed and reloaded: by the workers' second reload, a forwarded bad
     # one would have been logged before it.
-    del wenv.sections["ws-server"]["bogus"]
     wenv.write_ini()
     wenv.ws_proc.send_signal(signal.SIGHUP)
     wait_for(lambda: all(wenv.log_text().count(f"ws-server worker {i}: configuration reloaded")
