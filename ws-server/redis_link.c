@@ -67,6 +67,7 @@ struct redis_link {
     char                       run_id[48];
     char                       last_run_id[48]; /* of the previous command connection */
     int                        logged_down;     /* "unreachable" said once per outage */
+    const char                *refusal;         /* why the server refuses us, said once */
     int                        freeing;
     int                        cmd_was_up, sub_was_up;  /* ready once: later readies are reconnects */
     struct stats_redis         stats;           /* counters; the up gauges are read at scrape */
@@ -220,8 +221,10 @@ static void rl_reply(redisAsyncContext *ac, void *reply, void *privdata)
      * may have run: they are answered as they come). The handshake reads
      * such replies itself. */
     const char *gone = c->which == RL_CMD && c->ready ? redis_link_not_serving(reply) : NULL;
-    if (gone && !c->leaving)
+    if (gone && !c->leaving) {
         c->leaving = gone;
+        c->l->refusal = gone;   /* the "lost" line says it */
+    }
     /* No reply: the connection broke after the command was sent. */
     k->cb(k->arg, gone ? REDIS_LINK_E_DOWN : reply ? 0 : REDIS_LINK_E_TIMEOUT, gone ? NULL : reply);
     free(k);
@@ -433,11 +436,35 @@ static void rl_connect_timer(ev_loop_t *loop, struct ev_timer *t)
 
 /* ---- handshakes ---- */
 
+/* The server of the command connection, for the log. */
+static void rl_where(const struct redis_link *l, char *out, size_t n)
+{
+    if (l->cfg->redis_sentinels.n)
+        snprintf(out, n, "%s:%d", l->master_host, l->master_port);
+    else
+        snprintf(out, n, "%.90s", l->cfg->redis_address);
+}
+
+/* The server answers but will not serve us (a replica, loading): said
+ * once per reason until the connection is up again. */
+static void rl_refused(struct redis_link *l, const char *why)
+{
+    if (l->refusal == why)
+        return;
+    l->refusal = why;
+    char where[96];
+    rl_where(l, where, sizeof(where));
+    log_warn("redis: %s is not serving: %s; retrying", where, why);
+}
+
 static int rl_reply_ok(int status, const redisReply *r, struct rl_conn *c, const char *what)
 {
     if (status < 0)
         return 0;    /* the connection is being dropped already */
     if (r->type == REDIS_REPLY_ERROR) {
+        const char *gone = redis_link_not_serving(r);
+        if (gone)
+            rl_refused(c->l, gone);
         char why[160];
         snprintf(why, sizeof(why), "%s: %.*s", what, (int)(r->len > 100 ? 100 : r->len), r->str);
         rl_drop(c, REDIS_LINK_E_DOWN, why);
@@ -464,10 +491,8 @@ static void rl_cmd_ready(struct rl_conn *c)
     l->master_moved = 0;
     memcpy(l->last_run_id, l->run_id, sizeof(l->run_id));
     char where[96];
-    if (l->cfg->redis_sentinels.n)
-        snprintf(where, sizeof(where), "%s:%d", l->master_host, l->master_port);
-    else
-        snprintf(where, sizeof(where), "%.90s", l->cfg->redis_address);
+    rl_where(l, where, sizeof(where));
+    l->refusal = NULL;
     l->stats.reconnects += l->cmd_was_up;
     l->cmd_was_up = 1;
     l->stats.epoch_changes += lost != 0;
@@ -490,7 +515,9 @@ static void rl_hs_role(void *arg, int status, const redisReply *r)
         return;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_STRING ||
         strcmp(r->element[0]->str, "master") != 0) {
-        rl_drop(c, REDIS_LINK_E_DOWN, "the server is not a master (ROLE)");
+        static const char not_master[] = "the server is not a master (ROLE)";
+        rl_refused(c->l, not_master);
+        rl_drop(c, REDIS_LINK_E_DOWN, not_master);
         return;
     }
     rl_cmd_ready(c);

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import IpcError, wait_for
+from harness import IpcError, free_port, wait_for
 from cluster_pages import Page
 from redis_servers import Node, RedisServer, SlowRepliesProxy, wait_redis_up, wait_synced
 
@@ -136,3 +136,116 @@ def _acked(node):
         return node.publish("public/s", "again")["id"]
     except IpcError:
         return None
+
+
+def _publish_code(node, data):
+    """The publish's answer: its id, or the error code."""
+    try:
+        return node.publish("public/d", data)["id"]
+    except IpcError as e:
+        return e.code
+
+
+def test_a_demoted_master_answers_503_and_the_node_follows_sentinel_to_the_new_one(tmp_path):
+    """The master the node reached through Sentinel is made a replica at run
+    time (REPLICAOF; its replica promoted): every publish is answered 503
+    (READONLY: not published), never 200, logged once. Once Sentinel names
+    the new master (re-pointed by the operator), the node asks it again and
+    publishes there, without a restart (it used to keep its connection to
+    the replica: 503 forever)."""
+    from redis_servers import MASTER_NAME, Sentinel
+    master = RedisServer(tmp_path, name="m", tcp=True, extra=("--repl-diskless-sync-delay", "0"))
+    replica = RedisServer(tmp_path, name="r", replicaof=master)
+    wait_synced(replica)
+    sentinel = Sentinel(tmp_path, master)
+    node = Node(tmp_path, "a", sentinel=sentinel)
+    node.start_ws()
+    try:
+        wait_redis_up(node)
+        before = node.publish("public/d", 0)["id"]
+        replica.command("REPLICAOF", "NO", "ONE")
+        master.command("REPLICAOF", "127.0.0.1", replica.port)
+        assert [_publish_code(node, i) for i in range(1, 6)] == [7] * 5
+        sentinel.command("SENTINEL", "REMOVE", MASTER_NAME)
+        sentinel.command("SENTINEL", "MONITOR", MASTER_NAME, "127.0.0.1", replica.port, 1)
+        after = wait_for(lambda: _publish_or_none(node), timeout=10,
+                         what="a publish on the new master")
+        assert after > before      # a new epoch: the new master's own, later
+        log = node.log_text()
+        assert log.count("READONLY") == 1, log[-3000:]
+        assert "script refused" not in log, log[-3000:]
+    finally:
+        rc = node.stop_ws()
+        sentinel.stop()
+        replica.stop()
+        master.stop()
+        assert rc == 0
+
+
+def _publish_or_none(node):
+    r = _publish_code(node, "again")
+    return r if isinstance(r, str) else None
+
+
+def test_a_replica_cut_off_from_its_master_answers_503_until_it_is_master_again(tmp_path):
+    """The node's address made a replica of a master that is gone, serving
+    no stale data: MASTERDOWN to every command. Publishes get 503, the
+    link is down (the node reconnects and is refused: ROLE, PING), and
+    REPLICAOF NO ONE brings publishing back without a restart."""
+    redis = RedisServer(tmp_path)
+    node = Node(tmp_path, "a", redis=redis)
+    node.start_ws()
+    try:
+        wait_redis_up(node)
+        assert isinstance(_publish_code(node, 0), str)
+        redis.command("CONFIG", "SET", "replica-serve-stale-data", "no")
+        redis.command("REPLICAOF", "127.0.0.1", free_port())     # nobody there
+        assert [_publish_code(node, i) for i in range(1, 6)] == [7] * 5
+        redis.command("REPLICAOF", "NO", "ONE")
+        wait_for(lambda: _publish_or_none(node), timeout=10, what="publishing again")
+        log = node.log_text()
+        assert log.count("MASTERDOWN") == 1, log[-3000:]
+        assert "command connection lost: MASTERDOWN" in log, log[-3000:]
+    finally:
+        rc = node.stop_ws()
+        redis.stop()
+        assert rc == 0
+
+
+def test_a_redis_loading_its_data_is_not_up_until_it_has_loaded(tmp_path):
+    """Redis restarted with data to load (slowed: key-load-delay) answers
+    INFO and ROLE but LOADING to the rest: the node does not count it as
+    up (wspush_redis_up 0, publishes 503) until the data is loaded, then
+    publishes without a restart."""
+    from test_metrics import metrics_up, scrape
+    redis = RedisServer(tmp_path, extra=("--key-load-delay", "100",
+                                         "--loading-process-events-interval-bytes", "1024"))
+    node = Node(tmp_path, "a", redis=redis, ws={"metrics_listen": f"127.0.0.1:{free_port()}"})
+    node.metrics = node.sections["ws-server"]["metrics_listen"]
+    node.write_ini()
+    node.start_ws()
+    try:
+        wait_redis_up(node)
+        wait_for(lambda: metrics_up(node.metrics), what="metrics listener")
+        redis.command("EVAL", "for i = 1, 10000 do redis.call('SET', 'k' .. i, i) end", "0")
+        redis.command("SAVE")
+        restart = threading.Thread(target=redis.restart)
+        restart.start()
+        loading = []
+
+        def while_loading():
+            try:
+                return redis.command("INFO", "persistence").find(b"loading:1") >= 0
+            except (OSError, ConnectionError):
+                return False
+        wait_for(while_loading, timeout=10, what="Redis loading its data")
+        while while_loading():
+            loading.append((_publish_code(node, "loading"),
+                            scrape(node)("wspush_redis_up", link="commands")))
+        restart.join()
+        assert loading and {l for l in loading} == {(7, 0)}, loading
+        wait_for(lambda: _publish_or_none(node), timeout=10, what="publishing once loaded")
+    finally:
+        rc = node.stop_ws()
+        redis.stop()
+        assert rc == 0
