@@ -121,10 +121,10 @@ def test_a_stopped_replica_gives_504_within_the_deadline_then_acks_again(tmp_pat
         assert max(o[2] for o in out) < 0.4 + 0.25, out
         replica.resume()
         wait_for(lambda: _acked(node), timeout=10, what="acks once the replica is back")
-        out = publish_loops(node, 8, seconds=2.0, tag="t")
+        out = publish_loops(node, 8, seconds=1.0, tag="t")
         assert [o for o in out if o[0] != "ok"] == []
         print("wait_replicas=1, 8 publishers: %.0f publishes/s, slowest %.1f ms"
-              % (len(out) / 2.0, 1000 * max(o[2] for o in out)))
+              % (len(out) / 1.0, 1000 * max(o[2] for o in out)))
         log = node.log_text()
         assert not any(s in log for s in RECONNECTS), log[-3000:]
     finally:
