@@ -34,10 +34,10 @@ struct rl_conn {
     struct ev_timer    cmd_timer;      /* the oldest pending command's deadline */
     struct ev_timer    retry_timer;
     int                backoff_ms;
-    /* A command the server may hold (WAIT) answers by this time at the
-     * latest: nothing sent after it can be answered before, so no later
-     * command's deadline is earlier (command_timeout is for Redis's own
-     * delay, not the wait it was asked for). */
+    /* While a command the server may hold (WAIT) waits for its answer:
+     * its deadline. Nothing sent after it can be answered before it, so no
+     * later command's deadline is earlier (command_timeout is for Redis's
+     * own delay, not the wait it was asked for). 0: none waits. */
     uint64_t           blocked_until;
     /* Set when the server said it no longer serves us (READONLY,
      * MASTERDOWN, LOADING): no new command is sent; once the ones sent
@@ -51,6 +51,7 @@ struct rl_cmd {
     redis_link_reply_fn *cb;
     void                *arg;
     uint64_t             deadline;
+    int                  blocks;       /* the server may hold it (WAIT) */
     int                  done;         /* outcome given: hiredis's later call only frees */
 };
 
@@ -204,6 +205,24 @@ const char *redis_link_not_serving(const redisReply *r)
     return NULL;
 }
 
+/* A command that could be held was answered: the ones queued behind it
+ * are next in line, so each gets command_timeout from now, up to the next
+ * one that could be held. */
+static void rl_unblocked(struct rl_conn *c)
+{
+    uint64_t limit = ev_now(c->l->loop) + (uint64_t)c->l->cfg->redis_command_timeout_ms;
+    c->blocked_until = 0;
+    for (struct list_node *n = list_last(&c->pending); n && n != &c->pending.head; n = n->prev) {
+        struct rl_cmd *k = list_entry(n, struct rl_cmd, node);
+        if (k->blocks) {
+            c->blocked_until = k->deadline;
+            break;
+        }
+        if (k->deadline > limit)
+            k->deadline = limit;
+    }
+}
+
 static void rl_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     struct rl_cmd *k = privdata;
@@ -214,12 +233,14 @@ static void rl_reply(redisAsyncContext *ac, void *reply, void *privdata)
     struct rl_conn *c = k->conn;
     list_remove(&c->pending, &k->node);
     k->done = 1;
+    if (k->blocks)
+        rl_unblocked(c);
     rl_arm(c);
     /* A server that stopped serving us did not run the command: the
      * caller hears "not sent" (a publish gets 503), and the connection
-     * goes once the commands sent before this answer have theirs (they
-     * may have run: they are answered as they come). The handshake reads
-     * such replies itself. */
+     * goes once the commands still pending have their answers (they may
+     * have run before the change: each is answered as it comes). The
+     * handshake reads such replies itself. */
     const char *gone = c->which == RL_CMD && c->ready ? redis_link_not_serving(reply) : NULL;
     if (gone && !c->leaving) {
         c->leaving = gone;
@@ -244,6 +265,7 @@ static void rl_send(struct rl_conn *c, int argc, const char **argv, const size_t
     k->conn = c;
     k->cb = cb;
     k->arg = arg;
+    k->blocks = block_ms > 0;
     k->deadline = ev_now(c->l->loop) + (uint64_t)c->l->cfg->redis_command_timeout_ms +
                   (uint64_t)(block_ms > 0 ? block_ms : 0);
     if (k->deadline < c->blocked_until)

@@ -82,7 +82,8 @@ void redis_link_command(redis_link_t *l, int argc, const char **argv, const size
 /* The same for a command the server may hold up to block_ms before it
  * answers (WAIT): its deadline is block_ms + command_timeout, and every
  * command sent after it while it waits gets at least that deadline (they
- * are answered after it), the liveness probe too. */
+ * are answered after it), the liveness probe too; once it is answered,
+ * those still waiting get command_timeout from then. */
 void redis_link_command_blocking(redis_link_t *l, int argc, const char **argv,
                                  const size_t *argvlen, int block_ms, redis_link_reply_fn *cb,
                                  void *arg);
