@@ -10,8 +10,12 @@ import pytest
 
 from harness import IpcError, free_port, wait_for
 from cluster_pages import Page
-from redis_servers import Node, RedisServer, SlowRepliesProxy, wait_redis_up, wait_synced
+from redis_servers import Node, RedisServer, SlowRepliesProxy, engine_is_redis, wait_redis_up
+from redis_servers import wait_synced
 
+# These start their own Redis and nodes: once per run, not again in the
+# suites' second pass with WSPUSH_ENGINE=redis.
+pytestmark = pytest.mark.skipif(engine_is_redis(), reason="runs in the first pass")
 RECONNECTS = ("no answer within command_timeout", "connection lost")
 
 
