@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "channel.h"
+#include "list.h"
 #include "log.h"
 #include "msgid.h"
 #include "redis_history.h"
@@ -161,6 +162,11 @@ struct engine_redis {
     unsigned long long  refused_run; /* scripts refused since the last one that ran */
     char                newest[MSG_ID_MAX];  /* the newest id seen: the greeting's */
     uint64_t            published;           /* publishes Redis took through this node */
+    /* wait_replicas: publishes the scripts answered, for the next WAIT;
+     * the one WAIT in flight (NULL: none); the hook that sends it */
+    struct list         unwaited;
+    struct er_wait     *waiting;
+    struct ev_hook      wait_hook;
     uint64_t            catchups_recovered;  /* channels whose missed copies a catch-up found */
     uint64_t            catchups_reset;      /* channels a catch-up read had to reset */
     struct msgid        mnewest;
@@ -343,40 +349,120 @@ static void er_seen(struct engine_redis *r, struct msgid id)
 
 /* ---- publish ---- */
 
+/* With wait_replicas, a publish is acked once a WAIT sent after its
+ * script's answer says enough replicas have it. WAIT holds the command
+ * connection (Redis answers nothing behind it), and counts the writes of
+ * the connection that sends it, so it goes there, one at a time: every
+ * publish the scripts answered meanwhile waits for the next one, which
+ * covers them all. Each publish keeps its own deadline (command_timeout
+ * from its start): past it, it is answered "timeout" whatever its step;
+ * a WAIT with too few replicas answers "timeout" to the publishes it
+ * covers. Never an ack the replicas did not confirm. */
 struct er_pub {
     struct engine_redis *r;
     engine_published_fn *cb;
     void                *arg;
     struct engine_result res;
+    struct list_node     wnode;     /* on r->unwaited or its WAIT's list */
+    struct list         *on;        /* that list; NULL: on none */
+    struct ev_timer      deadline;  /* wait_replicas only */
+    uint64_t             due;
+    int                  scripting; /* the script's answer is still to come */
+    int                  answered;  /* its outcome given (the deadline passed) */
     struct str           names[WSPUSH_MAX_CHANNELS];
     int                  n;
     char                 store[];   /* the names */
 };
 
+/* One WAIT in flight and the publishes it covers. */
+struct er_wait {
+    struct engine_redis *r;
+    struct list          covered;
+};
+
+/* Gives p its outcome; frees it unless its script's answer is to come. */
 static void er_pub_done(struct engine_redis *r, struct er_pub *p, int status)
 {
     if (r && status == 0)
         r->published++;
+    ev_timer_stop(p->r->loop, &p->deadline);
+    if (p->on)
+        list_remove(p->on, &p->wnode);
+    p->on = NULL;
+    p->answered = 1;
     p->cb(p->arg, status, status == 0 ? &p->res : NULL);
-    free(p);
+    if (!p->scripting)
+        free(p);
+}
+
+static void er_pub_expired(ev_loop_t *loop, struct ev_timer *t)
+{
+    (void)loop;
+    struct er_pub *p = ev_container_of(t, struct er_pub, deadline);
+    er_pub_done(p->r, p, ENGINE_E_TIMEOUT);
+}
+
+/* Answers every publish on l with status (0: acked). */
+static void er_pubs_done(struct engine_redis *r, struct list *l, int status)
+{
+    struct list_node *n;
+    while ((n = list_last(l)) != NULL)
+        er_pub_done(r, list_entry(n, struct er_pub, wnode), status);
 }
 
 static void er_waited(void *arg, int status, const redisReply *rep)
 {
-    struct er_pub *p = arg;
-    if (status < 0) {
-        er_pub_done(p->r, p, ENGINE_E_TIMEOUT);
+    struct er_wait *w = arg;
+    struct engine_redis *r = w->r;
+    r->waiting = NULL;
+    /* Fewer replicas than asked within the time (or no answer): published,
+     * not as durable as asked. The publisher hears "may or may not". */
+    int ok = status == 0 && rep->type == REDIS_REPLY_INTEGER &&
+             rep->integer >= r->cfg->redis_wait_replicas;
+    er_pubs_done(r, &w->covered, ok ? 0 : ENGINE_E_TIMEOUT);
+    free(w);
+}
+
+/* The after-pass: one WAIT for every publish the scripts answered, when
+ * none is in flight. It waits as long as the latest deadline among them. */
+static void er_send_wait(ev_loop_t *loop, void *data)
+{
+    struct engine_redis *r = data;
+    if (r->waiting || list_empty(&r->unwaited))
+        return;
+    struct er_wait *w = malloc(sizeof(*w));
+    if (!w) {
+        er_pubs_done(r, &r->unwaited, ENGINE_E_TIMEOUT);
         return;
     }
-    /* Fewer replicas than asked within the time: published, not as
-     * durable as asked. The publisher hears "may or may not". */
-    er_pub_done(p->r, p, rep->type == REDIS_REPLY_INTEGER &&
-                         rep->integer >= p->r->cfg->redis_wait_replicas ? 0 : ENGINE_E_TIMEOUT);
+    w->r = r;
+    list_init(&w->covered);
+    uint64_t now = ev_now(loop), due = now + 1;
+    struct list_node *n;
+    while ((n = list_last(&r->unwaited)) != NULL) {
+        struct er_pub *p = list_entry(n, struct er_pub, wnode);
+        list_move(&r->unwaited, &w->covered, n);
+        p->on = &w->covered;
+        if (p->due > due)
+            due = p->due;
+    }
+    char num[16], ms[24];
+    snprintf(num, sizeof(num), "%d", r->cfg->redis_wait_replicas);
+    snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(due - now));   /* never 0: forever */
+    const char *argv[3] = { "WAIT", num, ms };
+    size_t lens[3] = { 4, strlen(num), strlen(ms) };
+    r->waiting = w;
+    redis_link_command_blocking(r->link, 3, argv, lens, (int)(due - now), er_waited, w);
 }
 
 static void er_published(struct engine_redis *r, void *arg, int status, const redisReply *rep)
 {
     struct er_pub *p = arg;
+    p->scripting = 0;
+    if (p->answered) {        /* its deadline passed first: answered "timeout" */
+        free(p);
+        return;
+    }
     if (status < 0) {
         er_pub_done(r, p, er_status(status));
         return;
@@ -396,13 +482,8 @@ static void er_published(struct engine_redis *r, void *arg, int status, const re
     for (int i = 0; i < p->n; i++)
         p->res.deliveries += r->h.count ? r->h.count(r->h.ctx, p->names[i]) : 0;
     if (r->cfg->redis_wait_replicas > 0) {
-        char n[16], ms[16];
-        snprintf(n, sizeof(n), "%d", r->cfg->redis_wait_replicas);
-        int t = r->cfg->redis_command_timeout_ms / 2;
-        snprintf(ms, sizeof(ms), "%d", t > 0 ? t : 1);
-        const char *argv[3] = { "WAIT", n, ms };
-        size_t lens[3] = { 4, strlen(n), strlen(ms) };
-        redis_link_command(r->link, 3, argv, lens, er_waited, p);
+        list_push(&r->unwaited, &p->wnode);   /* for the WAIT after this pass */
+        p->on = &r->unwaited;
         return;
     }
     er_pub_done(r, p, 0);
@@ -434,6 +515,15 @@ static void er_publish(engine_t *e, const struct engine_publish *pub, engine_pub
     p->cb = cb;
     p->arg = arg;
     p->n = pub->nchannels;
+    list_node_init(&p->wnode);
+    p->on = NULL;
+    memset(&p->deadline, 0, sizeof(p->deadline));
+    p->scripting = 1;
+    p->answered = 0;
+    p->due = ev_now(r->loop) + (uint64_t)r->cfg->redis_command_timeout_ms;
+    if (r->cfg->redis_wait_replicas > 0)
+        ev_timer_start(r->loop, &p->deadline, (uint64_t)r->cfg->redis_command_timeout_ms,
+                       er_pub_expired);
     size_t off = 0;
     for (int i = 0; i < p->n; i++) {
         memcpy(p->store + off, pub->channels[i].p, pub->channels[i].len);
@@ -1307,6 +1397,8 @@ static void er_free(engine_t *e)
 {
     struct engine_redis *r = er(e);
     redis_link_free(r->link);   /* fails what is in flight first */
+    er_pubs_done(r, &r->unwaited, ENGINE_E_TIMEOUT);   /* their scripts ran */
+    ev_after_remove(r->loop, &r->wait_hook);
     ev_after_remove(r->loop, &r->after);
     for (size_t i = 0; i < r->nheld; i++)
         msg_unref(r->held[r->hhead + i].m);
@@ -1357,9 +1449,12 @@ engine_t *engine_redis_new(ev_loop_t *loop, const struct cfg *cfg, const struct 
     }
     r->reg = chan_registry_new();
     ev_after_add(loop, &r->after, er_flush_batch, r);
+    list_init(&r->unwaited);
+    ev_after_add(loop, &r->wait_hook, er_send_wait, r);
     const struct redis_link_handlers lh = { er_up, NULL, er_sub_up, er_sub_event };
     r->link = r->reg ? redis_link_new(loop, cfg, &lh, r) : NULL;
     if (!r->link) {
+        ev_after_remove(loop, &r->wait_hook);
         ev_after_remove(loop, &r->after);
         chan_registry_free(r->reg);
         free(r);
