@@ -154,8 +154,10 @@ static void rl_pump_conn(struct rl_conn *c)
 
 void redis_link_pump(redis_link_t *l)
 {
-    rl_pump_conn(&l->cmd);
+    /* PUB/SUB first: a script's copies reach us before its reply (seen in
+     * traces), so both are read in one pump, not the ack one pump late. */
     rl_pump_conn(&l->sub);
+    rl_pump_conn(&l->cmd);
 }
 
 /* ---- commands and their deadlines ---- */
