@@ -929,8 +929,10 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
          * restarted) is no gap: the chain of prev ids says whether the
          * stream follows on from it. A page resuming has no such proof. */
         int own = c->has_last && msgid_cmp(c->last, b->after[k]) == 0;
-        if (!redis_history_continuous(own ? b->after[k].epoch : epoch, own || has_epoch, b->after[k],
-                                      has_last, last, es[k], ns[k])) {
+        int follows = own ? redis_history_follows(b->after[k], has_last, last, es[k], ns[k])
+                          : redis_history_continuous(epoch, has_epoch, b->after[k], has_last, last,
+                                                     es[k], ns[k]);
+        if (!follows) {
             if (c->has_last || b->after[k].seq != 0) {
                 er_reset(r, c, "messages were missed and the stream does not hold them all");
                 r->catchups_reset++;

@@ -40,6 +40,16 @@ int redis_history_entries(const redisReply *rep, struct redis_entry **out, size_
 int redis_history_continuous(uint32_t epoch, int has_epoch, struct msgid after, int has_last,
                              struct msgid last, const struct redis_entry *e, size_t n);
 
+/* The same question from the last copy this node delivered itself
+ * (`after`), where an epoch made since is no gap by itself (a Redis
+ * restart that kept its data): only the chain of previous ids can say
+ * the entries follow on from it — the first entry's previous id, or with
+ * no entry the channel's last id, at or before `after`. An entry without
+ * a previous id or no last id on record proves nothing (Redis lost them,
+ * or the last id expired): 0, and the caller resets. */
+int redis_history_follows(struct msgid after, int has_last, struct msgid last,
+                          const struct redis_entry *e, size_t n);
+
 /* The answer's head for nch channels: 0 with the epoch, or -1. */
 int redis_history_head(const redisReply *rep, size_t nch, uint32_t *epoch, int *has_epoch);
 

@@ -713,3 +713,46 @@ def test_reload_applies_the_history_cap_and_refuses_another_store(cluster):
         a.publish("public/cap", i)
     assert redis.command("XLEN", "wspush:s:public/cap") == 2   # the whole reload was refused
     assert redis.command("KEYS", "other:*") == []
+
+
+def test_a_copy_lost_with_the_writes_redis_lost_is_a_reset(tmp_path):
+    """B's PUB/SUB connection stops getting Redis's bytes; a message is
+    published and acked meanwhile; then Redis loses every write (FLUSHALL:
+    what a restart without persistence or a failover to an empty replica
+    does, without the reconnections that would race the catch-up). B's
+    catch-up from the last copy it delivered finds an empty stream and no
+    last id: nothing proves nothing was missed, so its page gets a reset
+    for the channel, then the next messages (before the fix it got
+    neither the message nor a reset: a silent gap)."""
+    from redis_servers import FreezingProxy
+    redis = RedisServer(tmp_path)
+    proxy = FreezingProxy(tmp_path, redis)
+    b = redis_node(tmp_path, redis, "b")
+    b.sections["redis"]["address"] = proxy.address
+    b.write_ini()
+    a = redis_node(tmp_path, redis, "a")
+    for n in (a, b):
+        n.start_ws()
+        wait_redis_up(n)
+    try:
+        async def go():
+            p, _ = await connect(b, "channels=public/q")
+            await asyncio.sleep(0.3)
+            first = a.publish("public/q", 0)
+            assert (await recv(p))["id"] == first["id"]
+            proxy.freeze(1)                  # b's second connection: PUB/SUB
+            a.publish("public/q", 1)         # acked; its copy never reaches b
+            redis.command("FLUSHALL")
+            wait_for(lambda: "liveness probe did not come back" in b.log_text(), timeout=5,
+                     what="the probe to fail")
+            got = await drain(p, quiet=1.0)
+            assert got == [{"type": "reset", "channels": ["public/q"]}], got
+            after = a.publish("public/q", 2)
+            assert (await recv(p))["id"] == after["id"]
+            await p.close()
+        run(go())
+    finally:
+        for n in (a, b):
+            assert n.stop_ws() == 0
+        proxy.close()
+        redis.stop()

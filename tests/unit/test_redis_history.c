@@ -135,6 +135,24 @@ static void test_continuous(void **state)
     assert_true(redis_history_continuous(26, 0, (struct msgid){ 25, 0 }, 0, zero, NULL, 0));
 }
 
+/* From a node's own last copy: only the chain of previous ids counts, in
+ * any epoch; nothing on record proves nothing. */
+static void test_follows(void **state)
+{
+    (void)state;
+    struct msgid a5 = { 26, 5 }, a7 = { 26, 7 }, zero = { 0, 0 };
+    struct redis_entry next_epoch[] = { { { 27, 1 }, 1, { 26, 5 }, { "1", 1 } } };
+    struct redis_entry gap[] = { { { 27, 2 }, 1, { 27, 1 }, { "1", 1 } } };
+    struct redis_entry unchained[] = { { { 27, 1 }, 0, { 0, 0 }, { "1", 1 } } };
+    assert_true(redis_history_follows(a5, 1, (struct msgid){ 27, 1 }, next_epoch, 1));
+    assert_false(redis_history_follows(a5, 1, (struct msgid){ 27, 2 }, gap, 1));
+    assert_false(redis_history_follows(a5, 1, (struct msgid){ 27, 1 }, unchained, 1)); /* Redis lost it */
+    assert_true(redis_history_follows(a7, 1, a7, NULL, 0));
+    assert_true(redis_history_follows(a7, 1, a5, NULL, 0));    /* Redis lost what we delivered */
+    assert_false(redis_history_follows(a5, 1, a7, NULL, 0));   /* trimmed, or history off */
+    assert_false(redis_history_follows(a5, 0, zero, NULL, 0)); /* no last id: lost or expired */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -142,6 +160,7 @@ int main(void)
         cmocka_unit_test(test_entries),
         cmocka_unit_test(test_head_and_last),
         cmocka_unit_test(test_continuous),
+        cmocka_unit_test(test_follows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
