@@ -34,6 +34,8 @@ static void listener_log(struct listener *l, int err, int pausing)
 static void listener_resume(ev_loop_t *loop, struct ev_timer *t)
 {
     struct listener *l = ev_container_of(t, struct listener, backoff);
+    if (l->held)
+        return;                  /* listener_hold(l, 0) watches it again */
     /* Level-triggered: a backlog still waiting makes the next wait report
      * the socket readable at once. */
     int rc = ev_io_set(loop, &l->io, EV_READ);
@@ -124,6 +126,17 @@ void listener_stop(struct listener *l)
     close(l->io.fd);
     l->io.fd = -1;
     l->loop = NULL;
+}
+
+void listener_hold(struct listener *l, int hold)
+{
+    if (!l->loop || l->held == !!hold)
+        return;
+    l->held = !!hold;
+    if (hold)
+        ev_io_set(l->loop, &l->io, 0);
+    else if (!ev_timer_armed(&l->backoff))
+        listener_resume(l->loop, &l->backoff);
 }
 
 int listener_paused(const struct listener *l) { return ev_timer_armed(&l->backoff); }

@@ -42,6 +42,7 @@ struct listener {
     uint64_t            last_log_ms;   /* ev_now() of the last log line, 0 = none */
     unsigned long       failures;      /* failed accepts since the last log line */
     int                 max_per_pass;  /* accepts per readiness, 0 = until EAGAIN */
+    int                 held;          /* listener_hold(): not accepting */
 };
 
 /* Starts accepting on fd (made non-blocking here); from now on l owns fd.
@@ -62,6 +63,10 @@ void listener_stop(struct listener *l);
  * force. */
 long listener_fd_limit(long want, const char *what);
 
+/* hold = 1: bound but not accepting (connections wait in the backlog,
+ * e.g. until what a server needs to answer them is ready); hold = 0:
+ * accepting again. */
+void listener_hold(struct listener *l, int hold);
 /* 1 while accepting is paused by a back-off (0 once stopped). */
 int  listener_paused(const struct listener *l);
 

@@ -81,7 +81,7 @@ struct server {
     struct server_worker worker;
     uint64_t         tallied;      /* connections last written to our slot */
     struct ev_timer  tally_timer;  /* publishes our counters to the slot */
-    struct ev_timer  hold_timer;   /* a worker's sockets wait for Redis */
+    struct ev_timer  hold_timer;   /* a node's page sockets wait for Redis */
     uint64_t         hold_until;   /* ev_now() after which they open anyway */
     int              revocations_loaded;  /* from Redis, complete (server_loaded) */
     int              failed;       /* the held sockets could not be opened */
@@ -591,14 +591,16 @@ static void server_after(ev_loop_t *loop, void *data)
 
 /* ---- life cycle ---- */
 
-/* A worker serves nothing until its link to Redis is up and the
+/* A node on Redis takes no page until its link to Redis is up and the
  * revocation records are loaded from it, or until [redis] connect_timeout
  * has passed (then it serves without, as a node does while Redis is
- * down): a page reconnecting to a worker just started in place of a dead
- * one resumes from Redis instead of getting a reset, its token (dated
- * before this start) is let in, and a publish it takes is not refused.
- * Meanwhile connections wait in the supervisor's sockets (and the other
- * workers take the shared ones).
+ * down): a page reconnecting to a node (or worker) just restarted resumes
+ * from Redis instead of getting a reset, its token (dated before this
+ * start) is let in, and a publish it takes is not refused. Meanwhile
+ * connections wait in the backlog: a worker's in the supervisor's
+ * sockets (the other workers take the shared ones), a single node's in
+ * its own, bound at start (so a port in use still fails the start) but
+ * not accepted from (listener_hold).
  * The engine has no "up" event, so this polls its state, briefly. */
 #define SERVER_HOLD_POLL_MS 10
 
@@ -615,6 +617,12 @@ static void server_hold_due(ev_loop_t *loop, struct ev_timer *t)
     if (!up)
         log_warn("Redis not reached (or its revocation records not loaded) within connect_timeout: "
                  "serving without it for now");
+    if (!srv->worker.bound) {
+        for (int i = 0; i < srv->nlisteners; i++)
+            listener_hold(&srv->listeners[i].l, 0);
+        log_info("accepting pages");
+        return;
+    }
     char err[512];
     if (server_open(srv, err, sizeof(err)) < 0) {
         log_error("%s", err);
@@ -781,7 +789,9 @@ server_t *server_new(ev_loop_t *loop, struct cfg *cfg, const char *cfg_path,
     }
     signal(SIGPIPE, SIG_IGN);
     ev_after_add(loop, &srv->after, server_after, srv);
-    if (srv->worker.bound) {
+    if (srv->worker.bound || server_is_redis(srv)) {
+        for (int i = 0; !srv->worker.bound && i < srv->nlisteners; i++)
+            listener_hold(&srv->listeners[i].l, 1);
         srv->hold_until = ev_now(loop) + (uint64_t)srv->cfg->redis_connect_timeout_ms;
         server_hold_due(loop, &srv->hold_timer);
     }

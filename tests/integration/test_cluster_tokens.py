@@ -136,6 +136,28 @@ def test_a_revocation_broadcast_while_the_load_is_in_flight(redis_factory, clust
         proxy.close()
 
 
+def test_a_page_at_a_node_s_start_waits_for_the_records(redis_factory, cluster_factory):
+    """A single node (no workers) just started, its commands answered late:
+    a page reconnecting at once waits in the listening socket's backlog
+    until the records are loaded, then its token (dated before the start)
+    is let in — it was refused with 4401 while the node took pages before
+    the load."""
+    redis = redis_factory.server()
+    held_since(redis)
+    proxy = SlowRepliesProxy(redis.socket.parent, redis, delay=0.3)
+    try:
+        a = cluster_factory(redis=proxy, n=1, prefix="slow", start=False,
+                            redis_keys={"connect_timeout": "5s", "command_timeout": "5s"})[0]
+        old = user_token("alice", iat=int(time.time()) - 5)
+        a.start_ws()
+        assert LOADED not in a.log_text(), "loaded before the page came: no race"
+        assert opens(a, old) == "open"
+        log = a.log_text()
+        assert log.index(LOADED) < log.index("accepting pages"), log
+    finally:
+        proxy.close()
+
+
 def test_records_redis_may_have_lost_keep_older_tokens_out(redis_factory, cluster_factory):
     """Redis restarted without persistence forgot every record: a node
     restarted afterwards cannot know what was revoked before, so it keeps

@@ -313,6 +313,29 @@ static void test_max_per_pass(void **state)
     tl_done(&t, clients, 10);
 }
 
+/* Held: clients wait in the backlog, none is accepted; released: all are,
+ * without a new connect. */
+static void test_hold(void **state)
+{
+    (void)state;
+    struct tl t;
+    struct sockaddr_in sa;
+    int clients[3];
+    tl_init(&t, 0, &sa);
+    listener_hold(&t.l, 1);
+    for (int i = 0; i < 3; i++)
+        clients[i] = tl_connect(&sa);
+    t.want = 3;
+    tl_run(&t, 0, 100);
+    assert_true(t.hard_hit);
+    assert_int_equal(t.naccepted, 0);
+    listener_hold(&t.l, 0);
+    tl_run(&t, 0, 2000);
+    assert_false(t.hard_hit);
+    assert_int_equal(t.naccepted, 3);
+    tl_done(&t, clients, 3);
+}
+
 static void test_stop(void **state)
 {
     (void)state;
@@ -359,6 +382,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_emfile_backs_off, tl_save_limit, tl_restore_limit),
         cmocka_unit_test(test_max_per_pass),
+        cmocka_unit_test(test_hold),
         cmocka_unit_test(test_stop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
