@@ -746,3 +746,57 @@ def test_a_resume_storm_does_not_stall_live_delivery(redis_factory, cluster_fact
         [t.join(30) for t in threads]
         a.stop_ws()
         px.close()
+
+
+def test_copies_held_past_max_held_bytes_reset_the_channels_being_caught_up(
+        redis_factory, cluster_factory, tmp_path):
+    """Replies on the command connection come 2 s late. The PUB/SUB
+    connection is cut: every channel catches up from its stream, and live
+    copies are held meanwhile. Past max_held_bytes (4 KiB) the catch-ups
+    are given up: the pages get a reset in place of what the streams would
+    have filled, the held messages go out at once, in order, and the log
+    says so once."""
+    import tempfile
+    from cluster_pages import check_page
+    from redis_servers import Node, SlowRepliesProxy
+
+    redis = redis_factory.server()
+    b = cluster_factory(redis=redis, n=1, prefix="plain")[0]
+    px = SlowRepliesProxy(tempfile.mkdtemp(prefix="wpx-"), redis, delay=2.0)
+    a = Node(tmp_path, "slow", redis=px, redis_keys={"connect_timeout": "5s", "command_timeout": "5s",
+                                                     "max_held_bytes": "4k"})
+    a.start_ws()
+    try:
+        wait_redis_up(a, timeout=15)
+        led = Ledger()
+        chans = ["public/cap1", "public/cap2"]
+        p1, p2 = Page(a, chans), Page(a, chans[1:])
+        warm = led.publish(b, chans, {"warm": 1})
+        for p in (p1, p2):
+            p.read_until(lambda m: m.get("id") == warm["id"], 10, "the first message")
+        since = len(led.entries)
+        ups = a.log_text().count("PUB/SUB connection up")
+        redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+        led.publish(b, chans[0], {"gap": 1})
+        led.publish(b, chans[1], {"gap": 2})
+        wait_for(lambda: a.log_text().count("PUB/SUB connection up") > ups, timeout=10,
+                 what="the PUB/SUB connection to come back")
+        big = "x" * 1000
+        for i in range(8):
+            e = led.publish(b, chans[i % 2], {"i": i, "pad": big})
+        t0 = time.monotonic()
+        p1.read_until(lambda m: m.get("id") == e["id"], 10, "the last held message")
+        took = time.monotonic() - t0
+        end = led.publish(b, chans, {"end": 1})
+        for p in (p1, p2):
+            for c in p.channels:
+                p.read_until(lambda m, c=c: m.get("id") == end["id"] and m["channel"] == c, 10,
+                             "the last message")
+            check_page(p, led, since)
+            assert p.resets(), p.events
+        assert took < 1.0, took            # not held until the 2 s answer
+        log = a.log_text()
+        assert log.count("past max_held_bytes") == 1, log[-3000:]
+    finally:
+        assert a.stop_ws() == 0, a.log_text()[-3000:]
+        px.close()
