@@ -168,6 +168,36 @@ static struct msg *ts_msg(const char *id, const char *chan, size_t datalen)
     return m;
 }
 
+/* The real hub and sessions over eng, every channel public. */
+struct ts_world {
+    struct cfg  cfg, *cfgp;
+    revoke_t   *rv;
+    hub_t      *hub;
+    sessions_t *ss;
+};
+
+static void ts_world_open(struct ts_world *w, struct ts_engine *eng)
+{
+    cfg_defaults(&w->cfg);
+    w->cfg.send_buffer_bytes = TS_BUDGET;
+    w->cfg.public_channels.n = 1;
+    w->cfg.public_channels.items[0] = strdup("*");
+    w->cfgp = &w->cfg;
+    struct revoke_limits lim = { 3600, 100 };
+    w->rv = revoke_new(&lim, 0);
+    w->hub = hub_new(session_deliver);
+    w->ss = sessions_new(w->hub, &eng->head, w->rv, &w->cfgp);
+    assert_true(w->rv && w->hub && w->ss);
+}
+
+static void ts_world_close(struct ts_world *w)
+{
+    sessions_free(w->ss);
+    hub_free(w->hub);
+    revoke_free(w->rv);
+    cfg_free(&w->cfg);
+}
+
 /* A page resumes a and b; b cannot be filled (reset) while a's replay
  * goes on, so b's live messages are held. When the replay ends the queue
  * takes two of the three held; the hold then counts the third only, and a
@@ -177,18 +207,11 @@ static struct msg *ts_msg(const char *id, const char *chan, size_t datalen)
 static void test_hold_counts_what_it_charged(void **state)
 {
     (void)state;
-    struct cfg cfg;
-    cfg_defaults(&cfg);
-    cfg.send_buffer_bytes = TS_BUDGET;
-    cfg.public_channels.n = 1;
-    cfg.public_channels.items[0] = strdup("*");
-    struct cfg *cfgp = &cfg;
-    struct revoke_limits lim = { 3600, 100 };
-    revoke_t *rv = revoke_new(&lim, 0);
-    hub_t *hub = hub_new(session_deliver);
     struct ts_engine eng = { .head = { &ts_engine_ops, NULL, NULL } };
-    sessions_t *ss = sessions_new(hub, &eng.head, rv, &cfgp);
-    assert_true(rv && hub && ss);
+    struct ts_world w;
+    ts_world_open(&w, &eng);
+    hub_t *hub = w.hub;
+    sessions_t *ss = w.ss;
 
     /* a's last replayed message leaves 30,000 bytes of room. */
     struct msg *replayed = ts_msg("1-5", "a", TS_BUDGET - 30000 - 80);
@@ -239,10 +262,7 @@ static void test_hold_counts_what_it_charged(void **state)
     for (int i = 0; i < 4; i++)
         msg_unref(live[i]);
     msg_unref(replayed);
-    sessions_free(ss);
-    hub_free(hub);
-    revoke_free(rv);
-    cfg_free(&cfg);
+    ts_world_close(&w);
 }
 
 /* An engine that answers later (Redis): live messages of the replaying
@@ -254,18 +274,11 @@ static void test_hold_counts_what_it_charged(void **state)
 static void test_live_messages_during_a_late_answer_are_settled(void **state)
 {
     (void)state;
-    struct cfg cfg;
-    cfg_defaults(&cfg);
-    cfg.send_buffer_bytes = TS_BUDGET;
-    cfg.public_channels.n = 1;
-    cfg.public_channels.items[0] = strdup("*");
-    struct cfg *cfgp = &cfg;
-    struct revoke_limits lim = { 3600, 100 };
-    revoke_t *rv = revoke_new(&lim, 0);
-    hub_t *hub = hub_new(session_deliver);
     struct ts_engine eng = { .head = { &ts_engine_ops, NULL, NULL }, .later = 1 };
-    sessions_t *ss = sessions_new(hub, &eng.head, rv, &cfgp);
-    assert_true(rv && hub && ss);
+    struct ts_world w;
+    ts_world_open(&w, &eng);
+    hub_t *hub = w.hub;
+    sessions_t *ss = w.ss;
 
     struct msg *m[5] = { ts_msg("1-2", "a", 100), ts_msg("1-3", "a", 100), ts_msg("1-4", "a", 100),
                          ts_msg("1-5", "a", 100), ts_msg("1-4", "a", 100) };
@@ -303,10 +316,7 @@ static void test_live_messages_during_a_late_answer_are_settled(void **state)
     session_close(s);
     for (int i = 0; i < 5; i++)
         msg_unref(m[i]);
-    sessions_free(ss);
-    hub_free(hub);
-    revoke_free(rv);
-    cfg_free(&cfg);
+    ts_world_close(&w);
 }
 
 int main(void)
