@@ -216,6 +216,32 @@ void cfg_free(struct cfg *c)
             cfg_list_clear((struct cfg_list *)((char *)c + cfg_keys[i].off));
 }
 
+const char *cfg_store_key_changed(const struct cfg *a, const struct cfg *b)
+{
+    if (a->engine != b->engine)
+        return "[ws-server] engine";
+    if (a->engine != CFG_ENGINE_REDIS)
+        return NULL;
+    if (strcmp(a->redis_host, b->redis_host) != 0 || a->redis_port != b->redis_port ||
+        (!a->redis_host[0] && strcmp(a->redis_address, b->redis_address) != 0))
+        return "[redis] address";
+    int sentinels = a->redis_sentinels.n != b->redis_sentinels.n;
+    for (int i = 0; !sentinels && i < a->redis_sentinels.n; i++)
+        sentinels = strcmp(a->redis_sentinel_host[i], b->redis_sentinel_host[i]) != 0 ||
+                    a->redis_sentinel_port[i] != b->redis_sentinel_port[i];
+    if (sentinels)
+        return "[redis] sentinels";
+    if (strcmp(a->redis_master_name, b->redis_master_name) != 0)
+        return "[redis] master_name";
+    if (strcmp(a->redis_password, b->redis_password) != 0)
+        return "[redis] password_file";
+    if (a->redis_db != b->redis_db)
+        return "[redis] db";
+    if (strcmp(a->redis_prefix, b->redis_prefix) != 0)
+        return "[redis] prefix";
+    return NULL;
+}
+
 /* Records the first error only: later ones are usually its consequences. */
 __attribute__((format(printf, 3, 4)))
 static int cfg_fail(struct cfg_ctx *x, const char *key, const char *fmt, ...)

@@ -51,6 +51,16 @@ static inline void list_push(struct list *l, struct list_node *n)
     l->n++;
 }
 
+/* Links n in front of at (a node of l, or &l->head for the end). */
+static inline void list_insert_before(struct list *l, struct list_node *at, struct list_node *n)
+{
+    n->next = at;
+    n->prev = at->prev;
+    at->prev->next = n;
+    at->prev = n;
+    l->n++;
+}
+
 /* Unlinks n from l (n must be on l). */
 static inline void list_remove(struct list *l, struct list_node *n)
 {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -22,8 +23,14 @@
 #define CONN_READ_CHUNK 65536
 /* How long a reserve slot waits for its request head. */
 #define CONN_LIMITED_HEAD_MS 1000
-/* Publish-socket peers are pumped every this many flushed connections. */
-#define CONN_PUMP_EVERY 256
+/* During a fan-out, publish-socket peers and the Redis link are pumped
+ * once CONN_PUMP_US microseconds have passed since the last pump, looked
+ * at every CONN_PUMP_CHECK flushed connections: a publisher waiting for
+ * its ack waits about that long at most, whatever a writev costs, and a
+ * pump (a read per publish peer, two ioctls for Redis) stays a small
+ * share of the time. */
+#define CONN_PUMP_US    50
+#define CONN_PUMP_CHECK 16
 /* Bound on flush rounds per pass, so a relentless publisher cannot starve
  * accepts and timers; what is left stays dirty for the next pass. */
 #define CONN_FLUSH_ROUNDS 16
@@ -68,6 +75,7 @@ struct conns {
     struct list          live;      /* every connection not yet killed */
     struct list          dead;      /* killed this pass, freed by the hook */
     struct conn         *dirty;     /* singly linked: queued frames to flush */
+    unsigned             pump_us;   /* CONN_PUMP_US, or conns_set_pump_interval's */
     unsigned char       *scratch;   /* CONN_READ_CHUNK */
     size_t               nlimited;  /* CONN_LIMITED connections not yet freed */
     pmd_t               *pmd;       /* the one compressor, made on first use */
@@ -822,8 +830,17 @@ static void conn_flush(struct conn *c)
     }
 }
 
+/* The loop's clock is per pass (milliseconds); a fan-out needs finer. */
+static uint64_t conn_clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void conns_flush_dirty(conns_t *cs)
 {
+    uint64_t pumped = conn_clock_us();
     for (int round = 0; round < CONN_FLUSH_ROUNDS && cs->dirty; round++) {
         struct conn *c = cs->dirty;
         cs->dirty = NULL;
@@ -837,8 +854,13 @@ static void conns_flush_dirty(conns_t *cs)
             /* Connections still ahead keep CONN_DIRTY, so messages pumped
              * in now ride in their coming writev; those behind are queued
              * again on cs->dirty for the next round. */
-            if (++k % CONN_PUMP_EVERY == 0 && c && cs->h.pump)
-                cs->h.pump(cs->ctx);
+            if (++k % CONN_PUMP_CHECK == 0 && c && cs->h.pump) {
+                uint64_t now = conn_clock_us();
+                if (now - pumped >= cs->pump_us) {
+                    cs->h.pump(cs->ctx);
+                    pumped = now;
+                }
+            }
         }
     }
     if (cs->dirty)
@@ -986,6 +1008,7 @@ conns_t *conns_new(ev_loop_t *loop, struct cfg *const *cfg, const struct conn_ha
     }
     cs->loop = loop;
     cs->cfg = cfg;
+    cs->pump_us = CONN_PUMP_US;
     cs->h = *h;
     cs->ctx = ctx;
     list_init(&cs->live);
@@ -993,6 +1016,8 @@ conns_t *conns_new(ev_loop_t *loop, struct cfg *const *cfg, const struct conn_ha
     ev_after_add(loop, &cs->after, conns_after, cs);
     return cs;
 }
+
+void conns_set_pump_interval(conns_t *cs, unsigned us) { cs->pump_us = us; }
 
 void conns_close_all(conns_t *cs, uint16_t code)
 {

@@ -70,6 +70,10 @@ struct conn_handlers {
 conns_t *conns_new(ev_loop_t *loop, struct cfg *const *cfg, const struct conn_handlers *h, void *ctx);
 /* Frees every connection at once (process exit) and the set. */
 void     conns_free(conns_t *cs);
+/* How long a fan-out runs between two pump() calls, in microseconds
+ * (default 50); 0 pumps at every look, every 16 connections (unit tests:
+ * a count, not a clock). */
+void     conns_set_pump_interval(conns_t *cs, unsigned us);
 
 /* conn_accept() flags. LIMITED: a slot of the reserve past the connection
  * limits: the request head is read as usual, GET /healthz is answered 200

@@ -35,14 +35,23 @@ typedef uint32_t engine_deliver_fn(void *ctx, struct msg *m);
  *            cannot be recovered: they get {"type":"reset"} for it;
  *   count    this node's subscribers of channel (the ack's count);
  *   revoked  another node ran `disconnect user` at second;
- *   refuse_before  revocation records up to second were dropped (a full
- *            table): refuse every token dated up to then. */
+ *   restored a revocation record kept by the engine (read at a
+ *            (re)connection: made while this node was away, or before it
+ *            started), one call per record, then
+ *   loaded   once every record was given: floor is the engine's own bound
+ *            (records dropped from a full set): every token dated up to it
+ *            is refused; since: the store holds every revocation made after
+ *            that second (before it, it may have lost some: a restart, a
+ *            failover); complete is 1 when no revocation made after the
+ *            read can be missed (it comes through revoked), so the process
+ *            start need only bound tokens down to since. */
 struct engine_hooks {
     engine_deliver_fn *deliver;
     void     (*reset)(void *ctx, struct str channel);
     uint32_t (*count)(void *ctx, struct str channel);
     void     (*revoked)(void *ctx, struct str user, long second);
-    void     (*refuse_before)(void *ctx, long second);
+    void     (*restored)(void *ctx, struct str user, long second);
+    void     (*loaded)(void *ctx, long floor, long since, int complete);
     void      *ctx;
 };
 

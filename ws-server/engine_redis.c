@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "channel.h"
+#include "list.h"
 #include "log.h"
 #include "msgid.h"
 #include "redis_history.h"
@@ -100,8 +101,26 @@ static const char er_revoke_lua[] =
     "end\n"
     "return redis.call('PUBLISH', ARGV[5], ARGV[6])\n";
 
-enum er_script { ER_PUBLISH, ER_HISTORY, ER_REVOKE, ER_SCRIPTS };
-static const char *const er_scripts[ER_SCRIPTS] = { er_publish_lua, er_history_lua, er_revoke_lua };
+/* KEYS: the revocation set, its floor, the "since" hash. ARGV: oldest
+ * second kept, this node's second, run_id. Returns { the floor, since,
+ * the records as ZRANGEBYSCORE WITHSCORES }, read at once so that no
+ * record popped by a revocation in between escapes both. "since" is the
+ * second from which this server holds every revocation: a server with
+ * another run_id than the one that set it (restarted, or a promoted
+ * replica), or none, may have lost some, and holds them from now on. */
+static const char er_revocations_lua[] =
+    "local h = redis.call('HMGET', KEYS[3], 's', 'r')\n"
+    "local since = tonumber(h[1])\n"
+    "if (not since) or h[2] ~= ARGV[3] then\n"
+    "  since = tonumber(ARGV[2])\n"
+    "  redis.call('HSET', KEYS[3], 's', since, 'r', ARGV[3])\n"
+    "end\n"
+    "return { redis.call('GET', KEYS[2]) or '0', tostring(since),\n"
+    "         redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES') }\n";
+
+enum er_script { ER_PUBLISH, ER_HISTORY, ER_REVOKE, ER_REVOCATIONS, ER_SCRIPTS };
+static const char *const er_scripts[ER_SCRIPTS] = { er_publish_lua, er_history_lua, er_revoke_lua,
+                                                    er_revocations_lua };
 
 enum er_state { ER_UNSUB, ER_SUBSCRIBING, ER_SUBSCRIBED, ER_UNSUBSCRIBING };
 
@@ -144,6 +163,11 @@ struct engine_redis {
     unsigned long long  refused_run; /* scripts refused since the last one that ran */
     char                newest[MSG_ID_MAX];  /* the newest id seen: the greeting's */
     uint64_t            published;           /* publishes Redis took through this node */
+    /* wait_replicas: publishes the scripts answered, for the next WAIT;
+     * the one WAIT in flight (NULL: none); the hook that sends it */
+    struct list         unwaited;
+    struct er_wait     *waiting;
+    struct ev_hook      wait_hook;
     uint64_t            catchups_recovered;  /* channels whose missed copies a catch-up found */
     uint64_t            catchups_reset;      /* channels a catch-up read had to reset */
     struct msgid        mnewest;
@@ -161,11 +185,15 @@ struct engine_redis {
     size_t              held_bytes;          /* at most [redis] max_held_bytes */
     unsigned            gen;                 /* catch-ups sent before an er_give_up are moot */
     int                 releasing;
+    /* the PUB/SUB connection is subscribed to <prefix>control: from then
+     * on no revocation is missed, so a load sent now is complete */
+    int                 control_subscribed;
 };
 
 static struct engine_redis *er(engine_t *e) { return (struct engine_redis *)e; }
 
 static void er_release(struct engine_redis *r);
+static void er_load_revocations(struct engine_redis *r);
 
 /* ---- commands ---- */
 
@@ -324,40 +352,120 @@ static void er_seen(struct engine_redis *r, struct msgid id)
 
 /* ---- publish ---- */
 
+/* With wait_replicas, a publish is acked once a WAIT sent after its
+ * script's answer says enough replicas have it. WAIT holds the command
+ * connection (Redis answers nothing behind it), and counts the writes of
+ * the connection that sends it, so it goes there, one at a time: every
+ * publish the scripts answered meanwhile waits for the next one, which
+ * covers them all. Each publish keeps its own deadline (command_timeout
+ * from its start): past it, it is answered "timeout" whatever its step;
+ * a WAIT with too few replicas answers "timeout" to the publishes it
+ * covers. Never an ack the replicas did not confirm. */
 struct er_pub {
     struct engine_redis *r;
     engine_published_fn *cb;
     void                *arg;
     struct engine_result res;
+    struct list_node     wnode;     /* on r->unwaited or its WAIT's list */
+    struct list         *on;        /* that list; NULL: on none */
+    struct ev_timer      deadline;  /* wait_replicas only */
+    uint64_t             due;
+    int                  scripting; /* the script's answer is still to come */
+    int                  answered;  /* its outcome given (the deadline passed) */
     struct str           names[WSPUSH_MAX_CHANNELS];
     int                  n;
     char                 store[];   /* the names */
 };
 
+/* One WAIT in flight and the publishes it covers. */
+struct er_wait {
+    struct engine_redis *r;
+    struct list          covered;
+};
+
+/* Gives p its outcome; frees it unless its script's answer is to come. */
 static void er_pub_done(struct engine_redis *r, struct er_pub *p, int status)
 {
     if (r && status == 0)
         r->published++;
+    ev_timer_stop(p->r->loop, &p->deadline);
+    if (p->on)
+        list_remove(p->on, &p->wnode);
+    p->on = NULL;
+    p->answered = 1;
     p->cb(p->arg, status, status == 0 ? &p->res : NULL);
-    free(p);
+    if (!p->scripting)
+        free(p);
+}
+
+static void er_pub_expired(ev_loop_t *loop, struct ev_timer *t)
+{
+    (void)loop;
+    struct er_pub *p = ev_container_of(t, struct er_pub, deadline);
+    er_pub_done(p->r, p, ENGINE_E_TIMEOUT);
+}
+
+/* Answers every publish on l with status (0: acked). */
+static void er_pubs_done(struct engine_redis *r, struct list *l, int status)
+{
+    struct list_node *n;
+    while ((n = list_last(l)) != NULL)
+        er_pub_done(r, list_entry(n, struct er_pub, wnode), status);
 }
 
 static void er_waited(void *arg, int status, const redisReply *rep)
 {
-    struct er_pub *p = arg;
-    if (status < 0) {
-        er_pub_done(p->r, p, ENGINE_E_TIMEOUT);
+    struct er_wait *w = arg;
+    struct engine_redis *r = w->r;
+    r->waiting = NULL;
+    /* Fewer replicas than asked within the time (or no answer): published,
+     * not as durable as asked. The publisher hears "may or may not". */
+    int ok = status == 0 && rep->type == REDIS_REPLY_INTEGER &&
+             rep->integer >= r->cfg->redis_wait_replicas;
+    er_pubs_done(r, &w->covered, ok ? 0 : ENGINE_E_TIMEOUT);
+    free(w);
+}
+
+/* The after-pass: one WAIT for every publish the scripts answered, when
+ * none is in flight. It waits as long as the latest deadline among them. */
+static void er_send_wait(ev_loop_t *loop, void *data)
+{
+    struct engine_redis *r = data;
+    if (r->waiting || list_empty(&r->unwaited))
+        return;
+    struct er_wait *w = malloc(sizeof(*w));
+    if (!w) {
+        er_pubs_done(r, &r->unwaited, ENGINE_E_TIMEOUT);
         return;
     }
-    /* Fewer replicas than asked within the time: published, not as
-     * durable as asked. The publisher hears "may or may not". */
-    er_pub_done(p->r, p, rep->type == REDIS_REPLY_INTEGER &&
-                         rep->integer >= p->r->cfg->redis_wait_replicas ? 0 : ENGINE_E_TIMEOUT);
+    w->r = r;
+    list_init(&w->covered);
+    uint64_t now = ev_now(loop), due = now + 1;
+    struct list_node *n;
+    while ((n = list_last(&r->unwaited)) != NULL) {
+        struct er_pub *p = list_entry(n, struct er_pub, wnode);
+        list_move(&r->unwaited, &w->covered, n);
+        p->on = &w->covered;
+        if (p->due > due)
+            due = p->due;
+    }
+    char num[16], ms[24];
+    snprintf(num, sizeof(num), "%d", r->cfg->redis_wait_replicas);
+    snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(due - now));   /* never 0: forever */
+    const char *argv[3] = { "WAIT", num, ms };
+    size_t lens[3] = { 4, strlen(num), strlen(ms) };
+    r->waiting = w;
+    redis_link_command_blocking(r->link, 3, argv, lens, (int)(due - now), er_waited, w);
 }
 
 static void er_published(struct engine_redis *r, void *arg, int status, const redisReply *rep)
 {
     struct er_pub *p = arg;
+    p->scripting = 0;
+    if (p->answered) {        /* its deadline passed first: answered "timeout" */
+        free(p);
+        return;
+    }
     if (status < 0) {
         er_pub_done(r, p, er_status(status));
         return;
@@ -377,13 +485,8 @@ static void er_published(struct engine_redis *r, void *arg, int status, const re
     for (int i = 0; i < p->n; i++)
         p->res.deliveries += r->h.count ? r->h.count(r->h.ctx, p->names[i]) : 0;
     if (r->cfg->redis_wait_replicas > 0) {
-        char n[16], ms[16];
-        snprintf(n, sizeof(n), "%d", r->cfg->redis_wait_replicas);
-        int t = r->cfg->redis_command_timeout_ms / 2;
-        snprintf(ms, sizeof(ms), "%d", t > 0 ? t : 1);
-        const char *argv[3] = { "WAIT", n, ms };
-        size_t lens[3] = { 4, strlen(n), strlen(ms) };
-        redis_link_command(r->link, 3, argv, lens, er_waited, p);
+        list_push(&r->unwaited, &p->wnode);   /* for the WAIT after this pass */
+        p->on = &r->unwaited;
         return;
     }
     er_pub_done(r, p, 0);
@@ -415,6 +518,15 @@ static void er_publish(engine_t *e, const struct engine_publish *pub, engine_pub
     p->cb = cb;
     p->arg = arg;
     p->n = pub->nchannels;
+    list_node_init(&p->wnode);
+    p->on = NULL;
+    memset(&p->deadline, 0, sizeof(p->deadline));
+    p->scripting = 1;
+    p->answered = 0;
+    p->due = ev_now(r->loop) + (uint64_t)r->cfg->redis_command_timeout_ms;
+    if (r->cfg->redis_wait_replicas > 0)
+        ev_timer_start(r->loop, &p->deadline, (uint64_t)r->cfg->redis_command_timeout_ms,
+                       er_pub_expired);
     size_t off = 0;
     for (int i = 0; i < p->n; i++) {
         memcpy(p->store + off, pub->channels[i].p, pub->channels[i].len);
@@ -756,6 +868,10 @@ static void er_sub_event(void *ctx, char kind, const char *chan, size_t clen, co
         struct str user;
         if (kind == 'm' && redis_msg_decode_revoke(payload, plen, &second, &user) == 0 && r->h.revoked)
             r->h.revoked(r->h.ctx, user, second);
+        if (kind == 's') {
+            r->control_subscribed = 1;
+            er_load_revocations(r);
+        }
         return;
     }
     if (clen <= pl + 2 || memcmp(chan, r->cfg->redis_prefix, pl) != 0 || memcmp(chan + pl, "m:", 2) != 0)
@@ -1263,25 +1379,35 @@ static void er_revoke(engine_t *e, struct str user, long second, engine_revoke_f
 }
 
 /* The records kept in Redis, applied at every (re)connection: what was
- * revoked while this node was away is refused here too. */
-static void er_revocations_loaded(void *arg, int status, const redisReply *rep)
+ * revoked while this node was away (or before it started) is refused
+ * here too. */
+static void er_revocations_loaded(struct engine_redis *r, int complete, int status,
+                                  const redisReply *rep)
 {
-    struct engine_redis *r = arg;
-    if (status < 0 || rep->type != REDIS_REPLY_ARRAY || !r->h.revoked)
+    if (status < 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING ||
+        rep->element[2]->type != REDIS_REPLY_ARRAY)
         return;
-    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
-        const redisReply *u = rep->element[i], *s = rep->element[i + 1];
+    const redisReply *recs = rep->element[2];
+    for (size_t i = 0; i + 1 < recs->elements; i += 2) {
+        const redisReply *u = recs->element[i], *s = recs->element[i + 1];
         if (u->type == REDIS_REPLY_STRING && s->type == REDIS_REPLY_STRING && u->len > 0 && u->len <= 255)
-            r->h.revoked(r->h.ctx, (struct str){ u->str, u->len }, strtol(s->str, NULL, 10));
+            r->h.restored(r->h.ctx, (struct str){ u->str, u->len }, strtol(s->str, NULL, 10));
     }
+    r->h.loaded(r->h.ctx, strtol(rep->element[0]->str, NULL, 10),
+                strtol(rep->element[1]->str, NULL, 10), complete);
 }
 
-/* Records dropped from a full set: tokens dated up to then are refused. */
-static void er_floor_loaded(void *arg, int status, const redisReply *rep)
+static void er_revocations_partial(struct engine_redis *r, void *arg, int status, const redisReply *rep)
 {
-    struct engine_redis *r = arg;
-    if (status == 0 && rep->type == REDIS_REPLY_STRING && r->h.refuse_before)
-        r->h.refuse_before(r->h.ctx, strtol(rep->str, NULL, 10));
+    (void)arg;
+    er_revocations_loaded(r, 0, status, rep);
+}
+
+static void er_revocations_complete(struct engine_redis *r, void *arg, int status, const redisReply *rep)
+{
+    (void)arg;
+    er_revocations_loaded(r, 1, status, rep);
 }
 
 /* ---- the link ---- */
@@ -1298,19 +1424,29 @@ static void er_newest_loaded(void *arg, int status, const redisReply *rep)
 }
 
 /* The revocations kept in Redis: at every (re)connection of either
- * connection, since broadcasts sent meanwhile were missed. */
+ * connection, since broadcasts sent meanwhile were missed. Complete only
+ * when sent once <prefix>control is subscribed: a revocation made after
+ * the script ran then comes as a broadcast, one made before is in its
+ * answer. */
 static void er_load_revocations(struct engine_redis *r)
 {
-    char key[96], floor[24];
-    snprintf(key, sizeof(key), "%srevoked", r->cfg->redis_prefix);
-    snprintf(floor, sizeof(floor), "%ld", revoke_clock() - r->cfg->max_token_lifetime_s);
-    const char *a2[5] = { "ZRANGEBYSCORE", key, floor, "+inf", "WITHSCORES" };
-    size_t l2[5] = { 13, strlen(key), strlen(floor), 4, 10 };
-    redis_link_command(r->link, 5, a2, l2, er_revocations_loaded, r);
-    snprintf(key, sizeof(key), "%srevoked_floor", r->cfg->redis_prefix);
-    const char *a3[2] = { "GET", key };
-    size_t l3[2] = { 3, strlen(key) };
-    redis_link_command(r->link, 2, a3, l3, er_floor_loaded, r);
+    if (!r->h.restored || !r->h.loaded || !redis_link_is_up(r->link))
+        return;
+    struct er_call *c = er_call_new(r, ER_REVOCATIONS, 3);
+    if (!c)
+        return;
+    char oldest[24], now[24];
+    long t = revoke_clock();
+    snprintf(oldest, sizeof(oldest), "%ld", t - r->cfg->max_token_lifetime_s);
+    snprintf(now, sizeof(now), "%ld", t);
+    int rc = er_args_key(&c->a, r->cfg->redis_prefix, "revoked", (struct str){ "", 0 });
+    rc |= er_args_key(&c->a, r->cfg->redis_prefix, "revoked_floor", (struct str){ "", 0 });
+    rc |= er_args_key(&c->a, r->cfg->redis_prefix, "revoked_since", (struct str){ "", 0 });
+    rc |= er_args_str(&c->a, oldest);
+    rc |= er_args_str(&c->a, now);
+    rc |= er_args_str(&c->a, redis_link_run_id(r->link));
+    int complete = r->control_subscribed && redis_link_sub_is_up(r->link);
+    er_call_send(c, rc, complete ? er_revocations_complete : er_revocations_partial, NULL);
 }
 
 static void er_up(void *ctx, int writes_lost)
@@ -1343,8 +1479,8 @@ static void er_sub_up(void *ctx)
     const char *names[1] = { chan };
     size_t lens[1] = { strlen(chan) };
     redis_link_subscribe(r->link, 1, 1, names, lens);
+    r->control_subscribed = 0;   /* until confirmed: then the revocations are loaded */
     chan_registry_each(r->reg, er_each_resubscribe, r);
-    er_load_revocations(r);
 }
 
 static struct str er_last_id(const engine_t *e)
@@ -1364,6 +1500,8 @@ static void er_free(engine_t *e)
 {
     struct engine_redis *r = er(e);
     redis_link_free(r->link);   /* fails what is in flight first */
+    er_pubs_done(r, &r->unwaited, ENGINE_E_TIMEOUT);   /* their scripts ran */
+    ev_after_remove(r->loop, &r->wait_hook);
     ev_after_remove(r->loop, &r->after);
     for (size_t i = 0; i < r->nheld; i++)
         msg_unref(r->held[r->hhead + i].m);
@@ -1414,15 +1552,32 @@ engine_t *engine_redis_new(ev_loop_t *loop, const struct cfg *cfg, const struct 
     }
     r->reg = chan_registry_new();
     ev_after_add(loop, &r->after, er_flush_batch, r);
+    list_init(&r->unwaited);
+    ev_after_add(loop, &r->wait_hook, er_send_wait, r);
     const struct redis_link_handlers lh = { er_up, NULL, er_sub_up, er_sub_event };
     r->link = r->reg ? redis_link_new(loop, cfg, &lh, r) : NULL;
     if (!r->link) {
+        ev_after_remove(loop, &r->wait_hook);
         ev_after_remove(loop, &r->after);
         chan_registry_free(r->reg);
         free(r);
         return NULL;
     }
     return &r->base;
+}
+
+void engine_redis_reload(engine_t *e, const struct cfg *next)
+{
+    struct cfg *own = &er(e)->own;   /* the link reads the same copy */
+    own->redis_connect_timeout_ms = next->redis_connect_timeout_ms;
+    own->redis_command_timeout_ms = next->redis_command_timeout_ms;
+    own->redis_probe_interval_ms = next->redis_probe_interval_ms;
+    own->redis_channel_history_size = next->redis_channel_history_size;
+    own->redis_channel_history_ttl_s = next->redis_channel_history_ttl_s;
+    own->redis_wait_replicas = next->redis_wait_replicas;
+    own->redis_max_held_bytes = next->redis_max_held_bytes;
+    own->max_token_lifetime_s = next->max_token_lifetime_s;
+    own->max_revocations = next->max_revocations;
 }
 
 uint64_t engine_redis_published(const engine_t *e)

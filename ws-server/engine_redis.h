@@ -14,6 +14,9 @@
  *                       silence: ER_META_TTL_S)
  *   <prefix>revoked     sorted set user -> second of the last `disconnect`
  *   <prefix>revoked_floor  the second of the newest record dropped (full)
+ *   <prefix>revoked_since  hash s (the second from which this server holds
+ *                       every revocation), r (the run_id that set it: a
+ *                       restart or failover may have lost older ones)
  * PUB/SUB channels: <prefix>m:<channel> (message copies, redis_msg.h),
  * <prefix>control (revocations), <prefix>probe:... (redis_link's probe).
  *
@@ -42,9 +45,15 @@
 #define ER_META_TTL_S 86400
 
 /* Starts connecting at once; publishes fail with ENGINE_E_UNAVAILABLE
- * until Redis answers. cfg must outlive the engine. NULL when out of
- * memory. */
+ * until Redis answers. The engine keeps its own copy of cfg's scalar
+ * keys. NULL when out of memory. */
 engine_t *engine_redis_new(ev_loop_t *loop, const struct cfg *cfg, const struct engine_hooks *h);
+
+/* A reload (SIGHUP) with the same store (cfg_store_key_changed() NULL):
+ * connect_timeout, command_timeout, probe_interval, channel_history_size,
+ * channel_history_ttl, wait_replicas and the revocation limits apply from
+ * the next command, probe or connection on. */
+void engine_redis_reload(engine_t *e, const struct cfg *next);
 
 /* Publishes Redis acknowledged through this node (wspush_published_total). */
 uint64_t engine_redis_published(const engine_t *e);

@@ -82,6 +82,15 @@ static int main_reload(void *ctx)
         log_error("reload failed, the workers keep the running config: %s", err);
         return -1;
     }
+    /* Workers restarted later start from ms->cfg: one on another store
+     * would split the server in two. */
+    const char *store = cfg_store_key_changed(ms->cfg, next);
+    if (store) {
+        log_error("reload failed, the workers keep the running config: %s changed: restart to "
+                  "move the node to another store", store);
+        main_cfg_free(next);
+        return -1;
+    }
     if (next->ws_workers != ms->cfg->ws_workers)
         log_warn("reload: workers changes only on a restart (%d running)", ms->cfg->ws_workers);
     log_set_level((enum log_level)next->log_level);

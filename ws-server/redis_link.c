@@ -34,6 +34,15 @@ struct rl_conn {
     struct ev_timer    cmd_timer;      /* the oldest pending command's deadline */
     struct ev_timer    retry_timer;
     int                backoff_ms;
+    /* While a command the server may hold (WAIT) waits for its answer:
+     * its deadline. Nothing sent after it can be answered before it, so no
+     * later command's deadline is earlier (command_timeout is for Redis's
+     * own delay, not the wait it was asked for). 0: none waits. */
+    uint64_t           blocked_until;
+    /* Set when the server said it no longer serves us (READONLY,
+     * MASTERDOWN, LOADING): no new command is sent; once the ones sent
+     * have their answers the connection is dropped and made again. */
+    const char        *leaving;
 };
 
 struct rl_cmd {
@@ -42,6 +51,7 @@ struct rl_cmd {
     redis_link_reply_fn *cb;
     void                *arg;
     uint64_t             deadline;
+    int                  blocks;       /* the server may hold it (WAIT) */
     int                  done;         /* outcome given: hiredis's later call only frees */
 };
 
@@ -58,6 +68,7 @@ struct redis_link {
     char                       run_id[48];
     char                       last_run_id[48]; /* of the previous command connection */
     int                        logged_down;     /* "unreachable" said once per outage */
+    const char                *refusal;         /* why the server refuses us, said once */
     int                        freeing;
     int                        cmd_was_up, sub_was_up;  /* ready once: later readies are reconnects */
     struct stats_redis         stats;           /* counters; the up gauges are read at scrape */
@@ -143,8 +154,10 @@ static void rl_pump_conn(struct rl_conn *c)
 
 void redis_link_pump(redis_link_t *l)
 {
-    rl_pump_conn(&l->cmd);
+    /* PUB/SUB first: a script's copies reach us before its reply (seen in
+     * traces), so both are read in one pump, not the ack one pump late. */
     rl_pump_conn(&l->sub);
+    rl_pump_conn(&l->cmd);
 }
 
 /* ---- commands and their deadlines ---- */
@@ -171,9 +184,49 @@ static void rl_cmd_timer(ev_loop_t *loop, struct ev_timer *t)
     rl_drop(c, REDIS_LINK_E_TIMEOUT, "no answer within command_timeout");
 }
 
+/* An error reply saying this server does not take our commands now,
+ * whatever they are: the master was demoted to a replica (READONLY;
+ * MASTERDOWN when the replica has lost its own master and serves no stale
+ * data), or it is loading its data after a restart (LOADING). The why
+ * of the reconnection, or NULL for any other reply. */
+const char *redis_link_not_serving(const redisReply *r)
+{
+    static const struct { const char *code, *why; } states[] = {
+        { "READONLY", "READONLY: the server is a replica now" },
+        { "MASTERDOWN", "MASTERDOWN: the server is a replica without its master" },
+        { "LOADING", "LOADING: the server is loading its data" },
+    };
+    if (!r || r->type != REDIS_REPLY_ERROR || !r->str)
+        return NULL;
+    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+        size_t n = strlen(states[i].code);
+        if ((size_t)r->len >= n && memcmp(r->str, states[i].code, n) == 0 &&
+            ((size_t)r->len == n || r->str[n] == ' '))
+            return states[i].why;
+    }
+    return NULL;
+}
+
+/* A command that could be held was answered: the ones queued behind it
+ * are next in line, so each gets command_timeout from now, up to the next
+ * one that could be held. */
+static void rl_unblocked(struct rl_conn *c)
+{
+    uint64_t limit = ev_now(c->l->loop) + (uint64_t)c->l->cfg->redis_command_timeout_ms;
+    c->blocked_until = 0;
+    for (struct list_node *n = list_last(&c->pending); n && n != &c->pending.head; n = n->prev) {
+        struct rl_cmd *k = list_entry(n, struct rl_cmd, node);
+        if (k->blocks) {
+            c->blocked_until = k->deadline;
+            break;
+        }
+        if (k->deadline > limit)
+            k->deadline = limit;
+    }
+}
+
 static void rl_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    (void)ac;
     struct rl_cmd *k = privdata;
     if (k->done) {
         free(k);
@@ -182,15 +235,29 @@ static void rl_reply(redisAsyncContext *ac, void *reply, void *privdata)
     struct rl_conn *c = k->conn;
     list_remove(&c->pending, &k->node);
     k->done = 1;
+    if (k->blocks)
+        rl_unblocked(c);
     rl_arm(c);
+    /* A server that stopped serving us did not run the command: the
+     * caller hears "not sent" (a publish gets 503), and the connection
+     * goes once the commands still pending have their answers (they may
+     * have run before the change: each is answered as it comes). The
+     * handshake reads such replies itself. */
+    const char *gone = c->which == RL_CMD && c->ready ? redis_link_not_serving(reply) : NULL;
+    if (gone && !c->leaving) {
+        c->leaving = gone;
+        c->l->refusal = gone;   /* the "lost" line says it */
+    }
     /* No reply: the connection broke after the command was sent. */
-    k->cb(k->arg, reply ? 0 : REDIS_LINK_E_TIMEOUT, reply);
+    k->cb(k->arg, gone ? REDIS_LINK_E_DOWN : reply ? 0 : REDIS_LINK_E_TIMEOUT, gone ? NULL : reply);
     free(k);
+    if (c->leaving && c->ac == ac && list_empty(&c->pending))
+        rl_drop(c, REDIS_LINK_E_DOWN, c->leaving);
 }
 
 /* Sends on c whatever its state (the handshake uses it too). */
 static void rl_send(struct rl_conn *c, int argc, const char **argv, const size_t *lens,
-                    redis_link_reply_fn *cb, void *arg)
+                    int block_ms, redis_link_reply_fn *cb, void *arg)
 {
     struct rl_cmd *k = c->ac ? calloc(1, sizeof(*k)) : NULL;
     if (!k) {
@@ -200,13 +267,19 @@ static void rl_send(struct rl_conn *c, int argc, const char **argv, const size_t
     k->conn = c;
     k->cb = cb;
     k->arg = arg;
-    k->deadline = ev_now(c->l->loop) + (uint64_t)c->l->cfg->redis_command_timeout_ms;
+    k->blocks = block_ms > 0;
+    k->deadline = ev_now(c->l->loop) + (uint64_t)c->l->cfg->redis_command_timeout_ms +
+                  (uint64_t)(block_ms > 0 ? block_ms : 0);
+    if (k->deadline < c->blocked_until)
+        k->deadline = c->blocked_until;
     if (redisAsyncCommandArgv(c->ac, rl_reply, k, argc, argv, lens) != REDIS_OK) {
         free(k);
         cb(arg, REDIS_LINK_E_DOWN, NULL);
         return;
     }
     list_push(&c->pending, &k->node);
+    if (block_ms > 0)
+        c->blocked_until = k->deadline;
     if (!ev_timer_armed(&c->cmd_timer))
         rl_arm(c);
 }
@@ -222,17 +295,24 @@ static void rl_send0(struct rl_conn *c, redis_link_reply_fn *cb, int argc, ...)
         lens[i] = strlen(argv[i]);
     }
     va_end(ap);
-    rl_send(c, argc, argv, lens, cb, c);
+    rl_send(c, argc, argv, lens, 0, cb, c);
 }
 
 void redis_link_command(redis_link_t *l, int argc, const char **argv, const size_t *argvlen,
                         redis_link_reply_fn *cb, void *arg)
 {
-    if (!l->cmd.ready) {
+    redis_link_command_blocking(l, argc, argv, argvlen, 0, cb, arg);
+}
+
+void redis_link_command_blocking(redis_link_t *l, int argc, const char **argv,
+                                 const size_t *argvlen, int block_ms, redis_link_reply_fn *cb,
+                                 void *arg)
+{
+    if (!redis_link_is_up(l)) {
         cb(arg, REDIS_LINK_E_DOWN, NULL);
         return;
     }
-    rl_send(&l->cmd, argc, argv, argvlen, cb, arg);
+    rl_send(&l->cmd, argc, argv, argvlen, block_ms, cb, arg);
 }
 
 /* ---- connection life ---- */
@@ -264,6 +344,8 @@ static void rl_lost(struct rl_conn *c, int status, const char *why)
     struct redis_link *l = c->l;
     int was_ready = c->ready;
     c->ready = 0;
+    c->leaving = NULL;
+    c->blocked_until = 0;
     ev_timer_stop(l->loop, &c->connect_timer);
     ev_timer_stop(l->loop, &c->cmd_timer);
     struct list_node *n;
@@ -378,11 +460,35 @@ static void rl_connect_timer(ev_loop_t *loop, struct ev_timer *t)
 
 /* ---- handshakes ---- */
 
+/* The server of the command connection, for the log. */
+static void rl_where(const struct redis_link *l, char *out, size_t n)
+{
+    if (l->cfg->redis_sentinels.n)
+        snprintf(out, n, "%s:%d", l->master_host, l->master_port);
+    else
+        snprintf(out, n, "%.90s", l->cfg->redis_address);
+}
+
+/* The server answers but will not serve us (a replica, loading): said
+ * once per reason until the connection is up again. */
+static void rl_refused(struct redis_link *l, const char *why)
+{
+    if (l->refusal == why)
+        return;
+    l->refusal = why;
+    char where[96];
+    rl_where(l, where, sizeof(where));
+    log_warn("redis: %s is not serving: %s; retrying", where, why);
+}
+
 static int rl_reply_ok(int status, const redisReply *r, struct rl_conn *c, const char *what)
 {
     if (status < 0)
         return 0;    /* the connection is being dropped already */
     if (r->type == REDIS_REPLY_ERROR) {
+        const char *gone = redis_link_not_serving(r);
+        if (gone)
+            rl_refused(c->l, gone);
         char why[160];
         snprintf(why, sizeof(why), "%s: %.*s", what, (int)(r->len > 100 ? 100 : r->len), r->str);
         rl_drop(c, REDIS_LINK_E_DOWN, why);
@@ -409,10 +515,8 @@ static void rl_cmd_ready(struct rl_conn *c)
     l->master_moved = 0;
     memcpy(l->last_run_id, l->run_id, sizeof(l->run_id));
     char where[96];
-    if (l->cfg->redis_sentinels.n)
-        snprintf(where, sizeof(where), "%s:%d", l->master_host, l->master_port);
-    else
-        snprintf(where, sizeof(where), "%.90s", l->cfg->redis_address);
+    rl_where(l, where, sizeof(where));
+    l->refusal = NULL;
     l->stats.reconnects += l->cmd_was_up;
     l->cmd_was_up = 1;
     l->stats.epoch_changes += lost != 0;
@@ -435,7 +539,9 @@ static void rl_hs_role(void *arg, int status, const redisReply *r)
         return;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_STRING ||
         strcmp(r->element[0]->str, "master") != 0) {
-        rl_drop(c, REDIS_LINK_E_DOWN, "the server is not a master (ROLE)");
+        static const char not_master[] = "the server is not a master (ROLE)";
+        rl_refused(c->l, not_master);
+        rl_drop(c, REDIS_LINK_E_DOWN, not_master);
         return;
     }
     rl_cmd_ready(c);
@@ -517,6 +623,10 @@ static void rl_handshake(struct rl_conn *c)
         rl_send0(c, rl_hs_step, 2, "SELECT", db);
     }
     rl_send0(c, rl_hs_info, 2, "INFO", "server");
+    /* INFO and ROLE are answered while the server loads its data; PING is
+     * refused then (LOADING), and by a replica cut off from its master
+     * (MASTERDOWN): not up yet, try again later. */
+    rl_send0(c, rl_hs_step, 1, "PING");
     rl_send0(c, rl_hs_role, 1, "ROLE");
 }
 
@@ -589,14 +699,17 @@ static void rl_probe_send(ev_loop_t *loop, struct ev_timer *t)
 {
     struct redis_link *l = ev_container_of(t, struct redis_link, probe_timer);
     ev_timer_start(loop, &l->probe_timer, (uint64_t)l->cfg->redis_probe_interval_ms, rl_probe_send);
-    if (!l->cmd.ready || !l->sub.ready || ev_timer_armed(&l->probe_deadline))
+    if (!redis_link_is_up(l) || !l->sub.ready || ev_timer_armed(&l->probe_deadline))
         return;
     char seq[24];
     snprintf(seq, sizeof(seq), "%llu", (unsigned long long)++l->probe_seq);
     const char *argv[3] = { "PUBLISH", l->probe_chan, seq };
     size_t lens[3] = { 7, strlen(l->probe_chan), strlen(seq) };
-    ev_timer_start(loop, &l->probe_deadline, (uint64_t)l->cfg->redis_command_timeout_ms,
-                   rl_probe_lost);
+    /* Behind a WAIT the PUBLISH runs once the WAIT is answered. */
+    uint64_t wait = (uint64_t)l->cfg->redis_command_timeout_ms, now = ev_now(loop);
+    if (l->cmd.blocked_until > now + wait)
+        wait = l->cmd.blocked_until - now;
+    ev_timer_start(loop, &l->probe_deadline, wait, rl_probe_lost);
     redis_link_command(l, 3, argv, lens, rl_probe_published, l);
 }
 
@@ -726,12 +839,12 @@ void redis_link_free(redis_link_t *l)
     free(l);
 }
 
-int redis_link_is_up(const redis_link_t *l) { return l->cmd.ready; }
+int redis_link_is_up(const redis_link_t *l) { return l->cmd.ready && !l->cmd.leaving; }
 int redis_link_sub_is_up(const redis_link_t *l) { return l->sub.ready; }
 void redis_link_stats(const redis_link_t *l, struct stats_redis *out)
 {
     *out = l->stats;
-    out->up_commands = l->cmd.ready != 0;
+    out->up_commands = redis_link_is_up(l);
     out->up_pubsub = l->sub.ready != 0;
 }
 

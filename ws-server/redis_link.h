@@ -4,7 +4,7 @@
  * contexts do the protocol; this module adds what hiredis 0.14 lacks:
  *
  * - every timeout on ev timers: connect_timeout for a connection and its
- *   handshake (AUTH, SELECT, INFO run_id, ROLE), command_timeout for each
+ *   handshake (AUTH, SELECT, INFO run_id, PING, ROLE), command_timeout for each
  *   command. A command not answered in time fails with REDIS_LINK_E_TIMEOUT
  *   with every command sent after it, and the connection is rebuilt: a late
  *   answer could not be told from the next one.
@@ -12,7 +12,10 @@
  *   connections, forever; each state change logged once.
  * - Sentinel: with sentinels configured the master is asked of them
  *   (SENTINEL get-master-addr-by-name, the first that answers), and a
- *   master that does not say ROLE master is left for the next lookup.
+ *   master that does not say ROLE master, or refuses PING (LOADING,
+ *   MASTERDOWN), is left for the next lookup. A server that stops serving
+ *   on a live connection (READONLY after a demotion, LOADING) has the
+ *   connection rebuilt the same way (redis_link_not_serving).
  * - the liveness probe: every probe_interval a PUBLISH, on the command
  *   connection, to a channel only this node subscribes to; not seen back
  *   on the PUB/SUB connection within command_timeout, the PUB/SUB
@@ -75,6 +78,23 @@ void redis_link_free(redis_link_t *l);
  * REDIS_LINK_E_DOWN when not connected. */
 void redis_link_command(redis_link_t *l, int argc, const char **argv, const size_t *argvlen,
                         redis_link_reply_fn *cb, void *arg);
+
+/* The same for a command the server may hold up to block_ms before it
+ * answers (WAIT): its deadline is block_ms + command_timeout, and every
+ * command sent after it while it waits gets at least that deadline (they
+ * are answered after it), the liveness probe too; once it is answered,
+ * those still waiting get command_timeout from then. */
+void redis_link_command_blocking(redis_link_t *l, int argc, const char **argv,
+                                 const size_t *argvlen, int block_ms, redis_link_reply_fn *cb,
+                                 void *arg);
+
+/* Why a reply means the server no longer takes commands from this node
+ * (READONLY, MASTERDOWN: a replica; LOADING: loading its data), or NULL.
+ * A command answered so gets REDIS_LINK_E_DOWN (it did not run); the
+ * command connection takes no new command (redis_link_is_up() says 0),
+ * and once those sent before have their answers it is dropped and made
+ * again (with Sentinel, asking them again) with the usual back-off. */
+const char *redis_link_not_serving(const redisReply *r);
 
 /* SUBSCRIBE (subscribe = 1) or UNSUBSCRIBE the n channels on the PUB/SUB
  * connection; the confirmations come as sub_event 's' / 'u'. Never have a

@@ -19,7 +19,11 @@ struct rv_rec {
 
 struct revoke {
     struct revoke_limits lim;
-    long                 not_before;
+    long                 not_before;   /* raised by dropped records, reloads, out of memory */
+    /* Nothing is known of revocations up to this second: the process
+     * start, lowered to what restored records cover (0: a planned stop's
+     * file covers everything). */
+    long                 start_floor;
     long                 last_s;   /* S never goes back, so the FIFO stays sorted */
     chan_registry_t     *users;    /* channel.c's table keyed by user name;
                                       userdata = struct rv_rec */
@@ -44,7 +48,7 @@ revoke_t *revoke_new(const struct revoke_limits *lim, long start_s)
         return NULL;
     }
     r->lim = *lim;
-    r->not_before = start_s;
+    r->start_floor = start_s;
     r->last_s = start_s;
     list_init(&r->fifo);
     return r;
@@ -59,7 +63,18 @@ static void rv_drop(revoke_t *r, struct rv_rec *rec)
     free(rec);
 }
 
-/* list_push() puts the newest first, so the oldest is the last. */
+static void rv_raise(revoke_t *r, long s)
+{
+    if (s > r->not_before)
+        r->not_before = s;
+}
+
+static long rv_floor(const revoke_t *r)
+{
+    return r->not_before > r->start_floor ? r->not_before : r->start_floor;
+}
+
+/* The newest is first, so the oldest is the last. */
 static struct rv_rec *rv_oldest(const revoke_t *r)
 {
     struct list_node *n = list_last(&r->fifo);
@@ -75,8 +90,7 @@ static void rv_trim(revoke_t *r, long now_s)
         if (rec->s + r->lim.lifetime_s < now_s) {
             rv_drop(r, rec);
         } else if (r->fifo.n > r->lim.max_users) {
-            if (rec->s > r->not_before)
-                r->not_before = rec->s;
+            rv_raise(r, rec->s);
             rv_drop(r, rec);
         } else {
             break;
@@ -97,13 +111,15 @@ void revoke_free(revoke_t *r)
 
 void revoke_set_limits(revoke_t *r, const struct revoke_limits *lim, long now_s)
 {
-    if (lim->lifetime_s > r->lim.lifetime_s && now_s > r->not_before)
-        r->not_before = now_s;
+    if (lim->lifetime_s > r->lim.lifetime_s)
+        rv_raise(r, now_s);
     r->lim = *lim;
     rv_trim(r, now_s);
 }
 
-/* Records (user, s) with s >= every S held. Returns 0 or -ENOMEM. */
+/* Records (user, s), the FIFO kept sorted by S: a record restored from
+ * elsewhere may be older than the newest held. A disconnect's S is the
+ * newest, so its place is found at once. Returns 0 or -ENOMEM. */
 static int rv_add(revoke_t *r, struct str user, long s)
 {
     struct channel *key = chan_lookup(r->users, user.p, user.len, 1);
@@ -124,7 +140,10 @@ static int rv_add(revoke_t *r, struct str user, long s)
     if (list_node_linked(&rec->node))
         list_remove(&r->fifo, &rec->node);
     rec->s = s;
-    list_push(&r->fifo, &rec->node);      /* newest first */
+    struct list_node *at = r->fifo.head.next;     /* newest first */
+    while (at != &r->fifo.head && list_entry(at, struct rv_rec, node)->s > s)
+        at = at->next;
+    list_insert_before(&r->fifo, at, &rec->node);
     return 0;
 }
 
@@ -134,11 +153,47 @@ int revoke_user(revoke_t *r, struct str user, long now_s)
     r->last_s = s;
     rv_trim(r, now_s);
     if (rv_add(r, user, s) < 0) {
-        r->not_before = s;     /* cannot remember U alone: refuse everyone's older tokens */
+        rv_raise(r, s);     /* cannot remember U alone: refuse everyone's older tokens */
         return -ENOMEM;
     }
     rv_trim(r, now_s);
     return 0;
+}
+
+int revoke_restore_user(revoke_t *r, struct str user, long s, long now_s)
+{
+    if (s + r->lim.lifetime_s < now_s)
+        return 0;
+    struct channel *key = chan_lookup(r->users, user.p, user.len, 0);
+    const struct rv_rec *held = key ? *chan_userdata(key) : NULL;
+    if (held && held->s >= s)
+        return 0;
+    if (s > r->last_s)
+        r->last_s = s;
+    if (rv_add(r, user, s) < 0) {
+        rv_raise(r, s);
+        return -ENOMEM;
+    }
+    rv_trim(r, now_s);
+    return 0;
+}
+
+void revoke_refuse_before(revoke_t *r, long s) { rv_raise(r, s); }
+
+int revoke_restored(revoke_t *r, long floor_s, long since_s)
+{
+    int lowered = since_s < r->start_floor;
+    if (lowered)
+        r->start_floor = since_s;
+    rv_raise(r, floor_s);
+    return lowered;
+}
+
+int revoke_is_revoked(revoke_t *r, struct str user, long iat)
+{
+    struct channel *key = chan_lookup(r->users, user.p, user.len, 0);
+    const struct rv_rec *rec = key ? *chan_userdata(key) : NULL;
+    return rec && (iat == 0 || iat <= rec->s);
 }
 
 int revoke_check(revoke_t *r, struct str user, long iat, long exp, long now_s)
@@ -155,19 +210,13 @@ int revoke_check(revoke_t *r, struct str user, long iat, long exp, long now_s)
         return REVOKE_E_FUTURE;
     if (exp - iat > r->lim.lifetime_s)
         return REVOKE_E_LIFETIME;
-    if (iat <= r->not_before || (rec && iat <= rec->s))
+    if (iat <= rv_floor(r) || (rec && iat <= rec->s))
         return REVOKE_E_REVOKED;
     return REVOKE_OK;
 }
 
 size_t revoke_count(const revoke_t *r) { return r->fifo.n; }
-long revoke_not_before(const revoke_t *r) { return r->not_before; }
-
-void revoke_refuse_before(revoke_t *r, long s)
-{
-    if (s > r->not_before)
-        r->not_before = s;
-}
+long revoke_not_before(const revoke_t *r) { return rv_floor(r); }
 
 const char *revoke_strerror(int code)
 {
@@ -190,7 +239,7 @@ int revoke_save(const revoke_t *r, const char *path, char *err, size_t errlen)
     struct buf out = { 0 };
     unsigned char hdr[8 + 8 + 8 + 4];
     memcpy(hdr, RV_MAGIC, 8);
-    buf_put_u64(hdr + 8, (uint64_t)r->not_before);
+    buf_put_u64(hdr + 8, (uint64_t)rv_floor(r));
     buf_put_u64(hdr + 16, (uint64_t)r->last_s);
     buf_put_u32(hdr + 24, (uint32_t)r->fifo.n);
     int rc = buf_append(&out, hdr, sizeof(hdr));
@@ -268,6 +317,7 @@ int revoke_load(revoke_t *r, const char *path, long now_s, char *err, size_t err
         list_push(&r->fifo, &rec->node);
     }
     r->not_before = fresh->not_before;
+    r->start_floor = 0;
     r->last_s = fresh->last_s;
     revoke_free(fresh);
     rv_trim(r, now_s);

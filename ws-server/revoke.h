@@ -6,9 +6,11 @@
  *   - a token with iat whose exp - iat exceeds lifetime_s is refused: that
  *     bound is what lets a record expire after lifetime_s;
  *   - a token with iat <= not_before is refused: not_before is the process
- *     start when nothing was restored (an unplanned restart forgot the
- *     records), or the S of records dropped because the table was full
- *     (fail closed: everyone refetches rather than U's token coming back);
+ *     start until records are restored (an unplanned restart forgot them;
+ *     the file of a planned stop gives them back, or Redis, from the second
+ *     it holds them since), and at least
+ *     the S of records dropped because a table was full (fail closed:
+ *     everyone refetches rather than U's token coming back);
  *   - a token of U with iat <= S is refused while (U, S) is kept;
  *   - a token with iat more than REVOKE_SKEW_S in the future is refused;
  *   - a token without iat cannot be dated: it is refused while U has a
@@ -64,6 +66,22 @@ int       revoke_user(revoke_t *r, struct str user, long now_s);
 /* Raises not_before to s (never lowers it): records dropped elsewhere (a
  * full table in Redis) refuse every token dated up to them here too. */
 void      revoke_refuse_before(revoke_t *r, long s);
+/* A record (user, s) from a store shared with other processes (Redis),
+ * kept at its own S (not moved to the newest like revoke_user's) and
+ * never lowering a newer S held for user; an expired one is ignored.
+ * Returns 0 or -ENOMEM (then not_before rises to s). */
+int       revoke_restore_user(revoke_t *r, struct str user, long s, long now_s);
+/* Every record of the store was given to revoke_restore_user, and the
+ * store holds every revocation made after since_s: the process start
+ * bound is lowered to since_s (never raised: this process heard what was
+ * revoked since its start); floor_s, the store's own not_before (records
+ * dropped from a full set), raises not_before. Returns 1 when the start
+ * bound was lowered. */
+int       revoke_restored(revoke_t *r, long floor_s, long since_s);
+/* Whether a record of user covers a token dated iat (0: no iat), the
+ * floors aside: what a connection opened with that token must be closed
+ * for once the record is learned. */
+int       revoke_is_revoked(revoke_t *r, struct str user, long iat);
 /* REVOKE_OK or a REVOKE_E_ code for a token; iat 0 means "no iat". */
 int       revoke_check(revoke_t *r, struct str user, long iat, long exp, long now_s);
 

@@ -83,6 +83,7 @@ struct server {
     struct ev_timer  tally_timer;  /* publishes our counters to the slot */
     struct ev_timer  hold_timer;   /* a worker's sockets wait for Redis */
     uint64_t         hold_until;   /* ev_now() after which they open anyway */
+    int              revocations_loaded;  /* from Redis, complete (server_loaded) */
     int              failed;       /* the held sockets could not be opened */
 };
 
@@ -186,10 +187,40 @@ static void server_revoked(void *ctx, struct str user, long second)
         log_info("disconnect user '%.*s' (cluster): %u connection(s) here", (int)user.len, user.p, n);
 }
 
-static void server_refuse_before(void *ctx, long second)
+/* A record kept in Redis, read at a (re)connection. */
+static void server_restored(void *ctx, struct str user, long second)
 {
     struct server *srv = ctx;
-    revoke_refuse_before(srv->revoked, second);
+    if (revoke_restore_user(srv->revoked, user, second, revoke_clock()) < 0)
+        log_error("revocation of '%.*s' from Redis: out of memory: every token issued until then "
+                  "is refused instead", (int)user.len, user.p);
+}
+
+/* Every record kept in Redis was read: connections whose tokens they
+ * cover are closed (one pass). Once a load was complete, tokens are
+ * bounded by the second Redis holds revocations since, not by this
+ * start (unless Redis may have lost some since: a restart, a failover). */
+static void server_loaded(void *ctx, long floor, long since, int complete)
+{
+    struct server *srv = ctx;
+    revoke_refuse_before(srv->revoked, floor);
+    if (complete) {
+        int lowered = revoke_restored(srv->revoked, floor, since);
+        if (lowered && !srv->revocations_loaded)
+            log_info("revocations: %zu record(s) loaded from Redis, which holds them since %ld: "
+                     "tokens dated up to %ld are refused (no longer every token dated before "
+                     "this start)", revoke_count(srv->revoked), since, revoke_not_before(srv->revoked));
+        else if (!srv->revocations_loaded)
+            log_info("revocations: %zu record(s) loaded from Redis, which holds them only since "
+                     "%ld (a first start on that server, or a restart or failover that may have "
+                     "lost older ones): tokens dated before this start stay refused",
+                     revoke_count(srv->revoked), since);
+        srv->revocations_loaded = 1;
+    }
+    uint32_t n = srv->sessions ? sessions_close_revoked(srv->sessions) : 0;
+    if (n)
+        log_info("revocations from Redis: %u connection(s) here closed (revoked while this node "
+                 "was away)", n);
 }
 
 static void server_watch(void *ctx, struct str channel, int on)
@@ -492,7 +523,13 @@ static void server_reload(struct server *srv)
     }
     /* A certificate pair that cannot be used fails the reload like a bad
      * key would: the running config and pair stay, and the log says why. */
-    if (cfg_load(next, srv->cfg_path, err, sizeof(err)) < 0 ||
+    int failed = cfg_load(next, srv->cfg_path, err, sizeof(err)) < 0;
+    const char *store = failed ? NULL : cfg_store_key_changed(srv->cfg, next);
+    if (store) {
+        snprintf(err, sizeof(err), "%s changed: restart to move the node to another store", store);
+        failed = 1;
+    }
+    if (failed ||
         (srv->tls && next->tls_certificate[0] && tls_reload(srv->tls, next, err, sizeof(err)) < 0)) {
         log_error("reload failed, keeping the running config: %s", err);
         cfg_free(next);
@@ -514,7 +551,9 @@ static void server_reload(struct server *srv)
     srv->cfg = next;
     struct history_limits lim;
     server_history_limits(next, &lim);
-    if (!server_is_redis(srv))
+    if (server_is_redis(srv))
+        engine_redis_reload(srv->engine, next);
+    else
         engine_memory_set_limits(srv->engine, &lim);
     struct revoke_limits rl = server_revoke_limits(next);
     revoke_set_limits(srv->revoked, &rl, revoke_clock());
@@ -552,12 +591,14 @@ static void server_after(ev_loop_t *loop, void *data)
 
 /* ---- life cycle ---- */
 
-/* A worker serves nothing until its link to Redis is up, or until
- * [redis] connect_timeout has passed (then it serves without, as a node
- * does while Redis is down): a page reconnecting to a worker just started
- * in place of a dead one resumes from Redis instead of getting a reset,
- * and a publish it takes is not refused. Meanwhile connections wait in
- * the supervisor's sockets (and the other workers take the shared ones).
+/* A worker serves nothing until its link to Redis is up and the
+ * revocation records are loaded from it, or until [redis] connect_timeout
+ * has passed (then it serves without, as a node does while Redis is
+ * down): a page reconnecting to a worker just started in place of a dead
+ * one resumes from Redis instead of getting a reset, its token (dated
+ * before this start) is let in, and a publish it takes is not refused.
+ * Meanwhile connections wait in the supervisor's sockets (and the other
+ * workers take the shared ones).
  * The engine has no "up" event, so this polls its state, briefly. */
 #define SERVER_HOLD_POLL_MS 10
 
@@ -566,13 +607,14 @@ static int server_open(struct server *srv, char *err, size_t errlen);
 static void server_hold_due(ev_loop_t *loop, struct ev_timer *t)
 {
     struct server *srv = ev_container_of(t, struct server, hold_timer);
-    int up = engine_redis_up(srv->engine);
+    int up = engine_redis_up(srv->engine) && srv->revocations_loaded;
     if (!up && ev_now(loop) < srv->hold_until) {
         if (ev_timer_start(loop, t, SERVER_HOLD_POLL_MS, server_hold_due) == 0)
             return;
     }
     if (!up)
-        log_warn("Redis not reached within connect_timeout: serving without it for now");
+        log_warn("Redis not reached (or its revocation records not loaded) within connect_timeout: "
+                 "serving without it for now");
     char err[512];
     if (server_open(srv, err, sizeof(err)) < 0) {
         log_error("%s", err);
@@ -620,13 +662,18 @@ static int server_build(struct server *srv, char *err, size_t errlen)
     struct cfg *const *cfg = &srv->cfg;
     struct revoke_limits rl = server_revoke_limits(srv->cfg);
     /* Tokens dated before the second this run started are refused until a
-     * planned stop's records say otherwise (see revoke.h). */
-    srv->revoked = revoke_new(&rl, revoke_clock() - 1);
+     * planned stop's records, or Redis's, say otherwise (see revoke.h). */
+    long start = revoke_clock() - 1;
+    srv->revoked = revoke_new(&rl, start);
     srv->hub = srv->revoked ? hub_new(session_deliver) : NULL;
     srv->redis = srv->cfg->engine == CFG_ENGINE_REDIS;
     if (srv->redis) {
-        const struct engine_hooks eh = { server_fan_out, server_reset, server_count,
-                                         server_revoked, server_refuse_before, srv };
+        const struct engine_hooks eh = { server_fan_out, server_reset, server_count, server_revoked,
+                                         server_restored, server_loaded, srv };
+        /* The records are in Redis, not lost: once they are read, the
+         * start no longer bounds tokens (server_loaded). */
+        log_info("revocations: tokens dated up to %ld (this start) are refused until the records "
+                 "kept in Redis are loaded", start);
         srv->engine = srv->hub ? engine_redis_new(srv->loop, srv->cfg, &eh) : NULL;
         if (srv->engine)
             hub_set_watch(srv->hub, server_watch, srv);

@@ -62,6 +62,7 @@ struct session {
     void                       *transport;
     const struct transport_ops *ops;
     char                       *user;      /* token sub, NULL without one */
+    long                        iat;       /* the token's iat (0: none), for records learned later */
     char                       *resume_after; /* MSG_ID_MAX bytes while a resume streams */
     struct session_hold        *hold;      /* while a resume streams */
     size_t                      resume_len;
@@ -490,6 +491,8 @@ static struct session *session_open_checked(sessions_t *ss, struct str query, st
             session_close(s);
             s = NULL;
         }
+        if (s && has_claims)
+            s->iat = claims.iat;
         if (!s)
             *close_code = 1011;
     }
@@ -640,6 +643,21 @@ uint32_t sessions_disconnect_user(sessions_t *ss, struct str user)
         struct session *s = list_entry(pos, struct session, node);
         if (s->user && strlen(s->user) == user.len && memcmp(s->user, user.p, user.len) == 0 &&
             s->ops->is_open(s->transport)) {
+            s->ops->close(s->transport, 4401);
+            n++;
+        }
+    }
+    return n;
+}
+
+uint32_t sessions_close_revoked(sessions_t *ss)
+{
+    uint32_t n = 0;
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &ss->all) {
+        struct session *s = list_entry(pos, struct session, node);
+        if (s->user && s->ops->is_open(s->transport) &&
+            revoke_is_revoked(ss->revoked, (struct str){ s->user, strlen(s->user) }, s->iat)) {
             s->ops->close(s->transport, 4401);
             n++;
         }

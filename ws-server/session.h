@@ -64,6 +64,10 @@ void        session_drained(struct session *s);
 /* Closes (4401) every session whose token's sub equals user. Returns how
  * many. */
 uint32_t    sessions_disconnect_user(sessions_t *ss, struct str user);
+/* Closes (4401) every session whose token a record of the revocation
+ * table now covers (records learned in bulk: one pass, not one per
+ * record). Returns how many. */
+uint32_t    sessions_close_revoked(sessions_t *ss);
 size_t      sessions_count(const sessions_t *ss);
 /* Refusals at subscribe, replayed messages and resumes (stats.h). Valid
  * while ss lives. */

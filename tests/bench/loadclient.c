@@ -74,11 +74,12 @@
 #define LC_CARRY_MAX    (256 * 1024)  /* largest frame / response kept across reads */
 #define LC_MAX_HEADERS  8
 #define LC_MAX_EVENTS   512
+#define LC_PUB_EVERY    64   /* subscriber events between two looks at the publishers */
 #define LC_MAX_SAMPLES  (16u * 1024 * 1024)
 #define LC_PAYLOAD_MAX  60000
 
 enum lc_mode { LC_M_DELIVER, LC_M_LATENCY, LC_M_HTTPPUB, LC_M_IDLE };
-enum lc_kind { LC_SUB, LC_PUB_HTTP, LC_PUB_IPC, LC_SIGNAL };
+enum lc_kind { LC_SUB, LC_PUB_HTTP, LC_PUB_IPC, LC_SIGNAL, LC_PUB_POLL };
 enum lc_state { LC_CONNECTING, LC_TLS, LC_HANDSHAKE, LC_OPEN, LC_DEAD };
 enum lc_proto { LC_P_WS, LC_P_SOCKETIO, LC_P_SSE };
 
@@ -141,9 +142,11 @@ struct lc_opts {
 struct lc_ctx {
     struct lc_opts o;
     int       ep;
+    int       pep;                   /* the publishers' own epoll, itself watched by ep */
     struct lc_conn *subs;
     struct lc_conn *pubs;
     struct lc_conn  sig;
+    struct lc_conn  pep_watch;     /* x->pep as an event source of x->ep */
     SSL_CTX  *tls;
     int       stop;                  /* a signal arrived */
     unsigned char *rbuf;             /* carry + one read, shared by every socket */
@@ -174,16 +177,26 @@ static uint64_t lc_now(void)
 
 /* ---- socket plumbing ---------------------------------------------------- */
 
+/* Publishers live on their own epoll (x->pep), polled between every
+ * LC_PUB_EVERY subscriber events: a site's publisher is another process,
+ * whose next request does not wait for the subscribers' reads, and here
+ * it must not wait behind thousands of ready subscriber sockets either,
+ * or the client's own backlog, not the server, would set the pace. */
+static int lc_ep_of(const struct lc_ctx *x, const struct lc_conn *c)
+{
+    return c->kind == LC_PUB_HTTP || c->kind == LC_PUB_IPC ? x->pep : x->ep;
+}
+
 static int lc_ep_set(struct lc_ctx *x, struct lc_conn *c, int op, uint32_t events)
 {
     struct epoll_event ev = { .events = events, .data.ptr = c };
-    return epoll_ctl(x->ep, op, c->fd, &ev);
+    return epoll_ctl(lc_ep_of(x, c), op, c->fd, &ev);
 }
 
 static void lc_close(struct lc_ctx *x, struct lc_conn *c)
 {
     if (c->fd >= 0) {
-        epoll_ctl(x->ep, EPOLL_CTL_DEL, c->fd, NULL);
+        epoll_ctl(lc_ep_of(x, c), EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
     }
     SSL_free(c->ssl);
@@ -957,12 +970,25 @@ static void lc_dispatch(struct lc_ctx *x, struct lc_conn *c, uint32_t ev)
     }
 }
 
+static void lc_poll_pubs(struct lc_ctx *x)
+{
+    struct epoll_event evs[64];
+    int n = epoll_wait(x->pep, evs, 64, 0);
+    for (int i = 0; i < n; i++)
+        lc_dispatch(x, evs[i].data.ptr, evs[i].events);
+}
+
 static void lc_poll(struct lc_ctx *x, int timeout_ms)
 {
     struct epoll_event evs[LC_MAX_EVENTS];
     int n = epoll_wait(x->ep, evs, LC_MAX_EVENTS, timeout_ms);
-    for (int i = 0; i < n; i++)
-        lc_dispatch(x, evs[i].data.ptr, evs[i].events);
+    for (int i = 0; i < n; i++) {
+        struct lc_conn *c = evs[i].data.ptr;
+        if (c->kind == LC_PUB_POLL || i % LC_PUB_EVERY == LC_PUB_EVERY - 1)
+            lc_poll_pubs(x);
+        if (c->kind != LC_PUB_POLL)
+            lc_dispatch(x, c, evs[i].events);
+    }
 }
 
 static double lc_secs(uint64_t a, uint64_t b) { return b > a ? (double)(b - a) / 1e9 : 0.0; }
@@ -1522,6 +1548,7 @@ int main(int argc, char **argv)
     if (!x)
         return 1;
     x->ep = -1;
+    x->pep = -1;
     x->sig.fd = -1;
     if (lc_parse_args(argc, argv, &x->o) < 0) {
         lc_usage();
@@ -1552,6 +1579,11 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     x->ep = epoll_create1(EPOLL_CLOEXEC);
+    x->pep = epoll_create1(EPOLL_CLOEXEC);
+    x->pep_watch = (struct lc_conn){ .fd = x->pep, .kind = LC_PUB_POLL };
+    struct epoll_event pev = { .events = EPOLLIN, .data.ptr = &x->pep_watch };
+    if (x->ep < 0 || x->pep < 0 || epoll_ctl(x->ep, EPOLL_CTL_ADD, x->pep, &pev) < 0)
+        goto out;
     x->rbuf = malloc(LC_CARRY_MAX + LC_READ_CHUNK);
     x->subs = calloc((size_t)x->o.subs + 1, sizeof(*x->subs));
     if (x->o.tls && !(x->tls = lc_tls_ctx())) {
@@ -1621,6 +1653,8 @@ out:
         close(x->sig.fd);
     if (x->ep >= 0)
         close(x->ep);
+    if (x->pep >= 0)
+        close(x->pep);
     SSL_CTX_free(x->tls);
     free(x->subs);
     free(x->pubs);

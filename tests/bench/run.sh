@@ -27,6 +27,9 @@
 #   wsserver-redis2     two ws-server nodes, engine = redis, on one Redis
 #                       (Unix socket); subscribers alternate between the two
 #                       nodes' ports, messages are published on node 1's socket
+#   wsserver-redis1     one node on the same: the engine's own cost, apart
+#                       from two nodes sharing the machine's cores (not in
+#                       the default list)
 #   nchan-redis         nchan in its Redis mode (nchan_redis_url; nchan
 #                       1.3 speaks TCP only: Redis on a loopback port), one
 #                       nginx worker like the other nchan peer
@@ -138,7 +141,7 @@ if [[ " $SERVERS " == *" nchan"* ]] && [ ! -e /usr/lib/nginx/modules/ngx_nchan_m
 fi
 if [[ " $SERVERS " == *"-redis"* ]] && ! command -v redis-server >/dev/null; then
   log "redis-server is not installed (bash tests/deps.sh bench); skipping the Redis rows"
-  SERVERS=$(echo " $SERVERS " | sed 's/ wsserver-redis2 / /; s/ nchan-redis / /')
+  SERVERS=$(echo " $SERVERS " | sed 's/ wsserver-redis[12] / /g; s/ nchan-redis / /')
 fi
 # Paths the ws-server binary may not have (built from a branch without
 # them): their rows say "n/a". Its config keys and content type are in
@@ -146,7 +149,7 @@ fi
 UNAVAILABLE=""
 grep -aq tls_certificate_key "$BIN/ws-server" || UNAVAILABLE="$UNAVAILABLE wsserver-tls"
 grep -aq text/event-stream "$BIN/ws-server" || UNAVAILABLE="$UNAVAILABLE wsserver-sse"
-grep -aq channel_history_size "$BIN/ws-server" || UNAVAILABLE="$UNAVAILABLE wsserver-redis2"
+grep -aq channel_history_size "$BIN/ws-server" || UNAVAILABLE="$UNAVAILABLE wsserver-redis1 wsserver-redis2"
 for u in $UNAVAILABLE; do
   [[ " $SERVERS " == *" $u "* ]] && log "$u: not available (ws-server lacks ${u#wsserver-}); its rows say n/a"
 done
@@ -415,6 +418,11 @@ address = $REDIS_SOCK" pub port1
   COPTS=(--port2 "$PORT")
   PORT=$port1
   PUB=("${pub[@]}")
+}
+start_wsserver-redis1() {
+  start_redis || return 1
+  NODE_DIR=$RT/ws NODE_WS_LINES="engine = redis" NODE_EXTRA="[redis]
+address = $REDIS_SOCK" start_wsserver_common
 }
 start_nchan-redis() {
   start_redis tcp || return 1
@@ -743,6 +751,7 @@ column() {
     wsserver-sse) echo "ws-server SSE" ;;
     nchan-sse) echo "nchan SSE" ;;
     wsserver-redis2) echo "2 ws-server nodes, Redis" ;;
+    wsserver-redis1) echo "1 ws-server node, Redis" ;;
     nchan-redis) echo "nchan Redis" ;;
     *) echo "$1" ;;
   esac
@@ -752,6 +761,7 @@ PAIRS=(wsserver:nchan:ws/nchan wsserver:nodews:"ws/node ws" wsserver:socketio:ws
        wsserver-tls:nchan-tls:"wss/nchan wss" wsserver-nginx-tls:nchan-tls:"wss via nginx/nchan wss"
        wsserver-nginx:nchan:"via nginx/nchan" wsserver-sse:nchan-sse:"SSE/nchan SSE"
        wsserver-redis2:wsserver:"2 nodes Redis/1 node memory"
+       wsserver-redis1:wsserver:"1 node Redis/1 node memory"
        wsserver-redis2:nchan-redis:"2 nodes Redis/nchan Redis")
 SHOWN_PAIRS=()
 for p in "${PAIRS[@]}"; do

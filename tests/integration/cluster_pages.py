@@ -133,9 +133,11 @@ def check_page(page, ledger, since=0):
     it happened before it subscribed). Returns the delivered entries."""
     seen = set()
     last = {}                       # channel -> (epoch, seq)
+    newest = None                   # across channels, since the last reset
     per_channel = {c: [] for c in page.channels}     # 'reset' or entry index
     for ev in page.events:
         if ev["type"] == "reset":
+            newest = None
             for c in ev["channels"]:
                 assert c in per_channel, f"reset for a channel not subscribed: {ev}"
                 per_channel[c].append("reset")
@@ -155,6 +157,13 @@ def check_page(page, ledger, since=0):
         if c in last and last[c][0] == ep:
             assert sq > last[c][1], f"{c}: {ev['id']} after {last[c]}: out of order"
         last[c] = (ep, sq)
+        # One order across the page's channels (a message on two of them
+        # comes once per channel, with one id): a recovering channel's
+        # later messages wait for it, or it is reset.
+        cur = (int(ep, 16), sq)
+        assert newest is None or cur >= newest, (
+            f"{ev['id']} on {c} after {newest} on another channel: cross-channel order broken")
+        newest = cur
         per_channel[c].append(e["idx"])
     # Never a silent gap: an acked message of a channel that the page did
     # not get needs a reset of that channel between the acked messages

@@ -393,16 +393,20 @@ class FreezingProxy:
     """A Unix-socket proxy in front of a Redis server, forwarding both ways
     on a thread per direction; freeze(n) stops forwarding Redis's bytes to
     the n-th connection accepted (0-based) without closing anything: the
-    silently dead connection a liveness probe has to find."""
+    silently dead connection a liveness probe has to find. tcp=True: on
+    127.0.0.1:port to the server's TCP port instead (a replica's link to
+    its master: RedisServer(replicaof=proxy))."""
 
-    def __init__(self, dir, server, name="proxy"):
+    def __init__(self, dir, server, name="proxy", tcp=False):
         import threading
         self.path = pathlib.Path(dir) / f"{name}.sock"
         self.server = server
         self.frozen = set()
         self.conns = 0
-        self.lsock = socket.socket(socket.AF_UNIX)
-        self.lsock.bind(str(self.path))
+        self.tcp = tcp
+        self.port = free_port() if tcp else 0
+        self.lsock = socket.socket(socket.AF_INET if tcp else socket.AF_UNIX)
+        self.lsock.bind(("127.0.0.1", self.port) if tcp else str(self.path))
         self.lsock.listen(16)
         self.stopping = False
         self.thread = threading.Thread(target=self._accept, daemon=True)
@@ -440,8 +444,11 @@ class FreezingProxy:
                 c, _ = self.lsock.accept()
             except OSError:
                 return
-            up = socket.socket(socket.AF_UNIX)
-            up.connect(str(self.server.socket))
+            if self.tcp:
+                up = socket.create_connection(("127.0.0.1", self.server.port))
+            else:
+                up = socket.socket(socket.AF_UNIX)
+                up.connect(str(self.server.socket))
             i = self.conns
             self.conns += 1
             threading.Thread(target=self._pump, args=(c, up, i, False), daemon=True).start()
@@ -461,9 +468,9 @@ class SlowRepliesProxy(FreezingProxy):
     (a node's command connection) leave `delay` seconds after they came,
     in order: commands answered late, PUB/SUB on time."""
 
-    def __init__(self, dir, server, delay=0.3, name="proxy"):
+    def __init__(self, dir, server, delay=0.3, name="proxy", tcp=False):
         self.delay = delay
-        super().__init__(dir, server, name)
+        super().__init__(dir, server, name, tcp)
 
     def _pump(self, src, dst, index, down):
         import queue

@@ -5,7 +5,10 @@ others reproduce the limits listed as open in docs/cluster.md, "Known
 limits". Three more, fixed, became regression tests in test_redis_engine.py
 (test_lost_writes_resume_before_first_publish,
 test_a_catch_up_asked_while_one_is_in_flight_delivers_nothing_twice and
-test_a_resume_storm_does_not_stall_live_delivery).
+test_a_resume_storm_does_not_stall_live_delivery), and
+the wait_replicas one in test_redis_replication.py
+(test_concurrent_publishes_with_wait_replicas_are_all_acked_without_reconnecting,
+test_a_stopped_replica_gives_504_within_the_deadline_then_acks_again).
 When a bug is fixed its scenario moves into test_redis_engine.py as a
 regression test, with its fixed sleeps replaced by awaited events.
 Run one by hand:
@@ -130,24 +133,6 @@ def test_pause_during_resumes(cluster):
         order_ok(p)
         print("resumed", len(p.messages()), len(p.resets()))
     print("errors", led.errors())
-
-
-def test_wait_replicas_concurrent(redis_factory, cluster_factory):
-    redis = redis_factory.server()
-    c = cluster_factory(redis=redis, n=1, redis_keys={"wait_replicas": 1})
-    a = c[0]
-    led = Ledger()
-    out = []
-
-    def one(i):
-        out.append(led.publish(a, "public/w", {"i": i}))
-    ts = [threading.Thread(target=one, args=(i,)) for i in range(6)]
-    t0 = time.monotonic()
-    [t.start() for t in ts]
-    [t.join() for t in ts]
-    print("took", time.monotonic() - t0, [e["error"] for e in out])
-    print(a.log_text()[-1500:])
-    assert "no answer within command_timeout" not in a.log_text()
 
 
 def test_token_from_before_a_node_restart(redis_factory, cluster_factory):

@@ -5,6 +5,7 @@ silent, a missed PUB/SUB copy recovered from the stream (or reset), an
 epoch change resetting resumes, and disconnect across nodes."""
 import asyncio
 import json
+import signal
 import time
 
 import pytest
@@ -752,7 +753,8 @@ def test_copies_held_past_max_held_bytes_reset_the_channels_being_caught_up(
         redis_factory, cluster_factory, tmp_path):
     """Replies on the command connection come 2 s late. The PUB/SUB
     connection is cut: every channel catches up from its stream, and live
-    copies are held meanwhile. Past max_held_bytes (4 KiB) the catch-ups
+    copies are held meanwhile. Past max_held_bytes (4 KiB, set by a
+    reload) the catch-ups
     are given up: the pages get a reset in place of what the streams would
     have filled, the held messages go out at once, in order, and the log
     says so once."""
@@ -763,8 +765,7 @@ def test_copies_held_past_max_held_bytes_reset_the_channels_being_caught_up(
     redis = redis_factory.server()
     b = cluster_factory(redis=redis, n=1, prefix="plain")[0]
     px = SlowRepliesProxy(tempfile.mkdtemp(prefix="wpx-"), redis, delay=2.0)
-    a = Node(tmp_path, "slow", redis=px, redis_keys={"connect_timeout": "5s", "command_timeout": "5s",
-                                                     "max_held_bytes": "4k"})
+    a = Node(tmp_path, "slow", redis=px, redis_keys={"connect_timeout": "5s", "command_timeout": "5s"})
     a.start_ws()
     try:
         wait_redis_up(a, timeout=15)
@@ -775,6 +776,12 @@ def test_copies_held_past_max_held_bytes_reset_the_channels_being_caught_up(
         for p in (p1, p2):
             p.read_until(lambda m: m.get("id") == warm["id"], 10, "the first message")
         since = len(led.entries)
+        a.sections["redis"]["max_held_bytes"] = "4k"     # applied by a reload
+        a.write_ini()
+        reloads = a.log_text().count("configuration reloaded")
+        a.ws_proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: a.log_text().count("configuration reloaded") > reloads,
+                 what="the reload")
         ups = a.log_text().count("PUB/SUB connection up")
         redis.command("CLIENT", "KILL", "TYPE", "pubsub")
         led.publish(b, chans[0], {"gap": 1})
@@ -800,3 +807,33 @@ def test_copies_held_past_max_held_bytes_reset_the_channels_being_caught_up(
     finally:
         assert a.stop_ws() == 0, a.log_text()[-3000:]
         px.close()
+
+
+def test_reload_applies_the_history_cap_and_refuses_another_store(cluster):
+    """SIGHUP applies [redis] channel_history_size from the next publish;
+    a changed prefix (another store) fails the reload as a whole, with the
+    reason, and the node stays on the keys it was using."""
+    redis, a, _ = cluster
+    for i in range(5):
+        a.publish("public/cap", i)
+    assert redis.command("XLEN", "wspush:s:public/cap") == 5
+
+    def reload(what):
+        seen = a.log_text().count(what)
+        a.ws_proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: a.log_text().count(what) > seen, what=what)
+
+    a.sections["redis"]["channel_history_size"] = "2"
+    a.write_ini()
+    reload("configuration reloaded")
+    a.publish("public/cap", 5)
+    assert redis.command("XLEN", "wspush:s:public/cap") == 2
+
+    a.sections["redis"]["prefix"] = "other:"
+    a.sections["redis"]["channel_history_size"] = "50"
+    a.write_ini()
+    reload("reload failed, keeping the running config: [redis] prefix changed")
+    for i in range(6, 9):
+        a.publish("public/cap", i)
+    assert redis.command("XLEN", "wspush:s:public/cap") == 2   # the whole reload was refused
+    assert redis.command("KEYS", "other:*") == []

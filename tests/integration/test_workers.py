@@ -31,6 +31,7 @@ def wenv(env):
                                      unix_listen=str(env.unix_listen))
     env.sections["redis"] = redis_ini(redis)
     env.write_ini()
+    env.worker_redis = redis
     yield env
     if redis is not env.redis:
         redis.stop()
@@ -114,6 +115,20 @@ def message_id(frame):
     return json.loads(frame[1])["id"]
 
 
+def kill_worker(env, victim):
+    """kill -9 of worker pid victim; returns once the supervisor's new
+    worker in its slot serves: (the slot, the log since the kill)."""
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: f"(pid {victim}) killed by signal 9" in env.log_text(),
+             what="the supervisor to see it")
+    wait_for(lambda: len(children(env.ws_proc.pid)) == N and victim not in
+             children(env.ws_proc.pid), what="a new worker")
+    slot = re.search(rf"worker (\d+) \(pid {victim}\) killed", env.log_text()).group(1)
+    wait_for(lambda: f"worker {slot}: publish socket" in
+             env.log_text().split(f"(pid {victim}) killed", 1)[1], what="the new worker serving")
+    return slot, env.log_text().split(f"(pid {victim}) killed", 1)[1]
+
+
 def test_workers_with_the_memory_engine_are_refused(env):
     env.sections["ws-server"].update(workers="2", engine="memory")
     env.write_ini()
@@ -164,16 +179,9 @@ def test_a_killed_worker_is_restarted_and_its_pages_resume(wenv):
         assert message_id(next_message(p)) == first
     victim = max(pids, key=lambda p: connections_of(p, wenv.ws_port))
     held = connections_of(victim, wenv.ws_port)
-    os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: "killed by signal 9" in wenv.log_text(), what="the supervisor to see it")
-    wait_for(lambda: len(children(wenv.ws_proc.pid)) == N and victim not in
-             children(wenv.ws_proc.pid), what="a new worker")
     # The new worker opens its sockets only once Redis answers it, so a
     # page resuming there is answered from Redis, not reset.
-    slot = re.search(rf"worker (\d+) \(pid {victim}\) killed", wenv.log_text()).group(1)
-    wait_for(lambda: f"worker {slot}: publish socket" in
-             wenv.log_text().split(f"(pid {victim}) killed", 1)[1], what="the new worker serving")
-    after = wenv.log_text().split(f"(pid {victim}) killed", 1)[1]
+    slot, after = kill_worker(wenv, victim)
     assert after.index(f"worker {slot}: redis: connected") < \
         after.index(f"worker {slot}: publish socket")
     # Its pages saw their connection end, the others keep theirs; a
@@ -208,9 +216,17 @@ def test_sighup_reaches_every_worker_and_sigterm_stops_them_all(wenv):
     wait_for(lambda: "reload failed, the workers keep the running config" in wenv.log_text(),
              what="the supervisor to refuse the file")
     assert "key 'bogus'" in wenv.log_text()
+    # Another store is refused by the supervisor too: a worker it restarts
+    # later would otherwise join another Redis keyspace than its siblings.
+    del wenv.sections["ws-server"]["bogus"]
+    wenv.sections["redis"]["prefix"] = "elsewhere:"
+    wenv.write_ini()
+    wenv.ws_proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "keep the running config: [redis] prefix changed" in wenv.log_text(),
+             what="the supervisor to refuse another store")
+    wenv.sections["redis"]["prefix"] = "wspush:"
     # Fixed and reloaded: by the workers' second reload, a forwarded bad
     # one would have been logged before it.
-    del wenv.sections["ws-server"]["bogus"]
     wenv.write_ini()
     wenv.ws_proc.send_signal(signal.SIGHUP)
     wait_for(lambda: all(wenv.log_text().count(f"ws-server worker {i}: configuration reloaded")

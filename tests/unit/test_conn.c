@@ -381,6 +381,8 @@ static int tc_setup(void **state)
     tc->cfg.ping_interval_ms = 0;   /* no timers unless a case asks */
     tc->cfgp = &tc->cfg;
     tc->cs = conns_new(tc->loop, &tc->cfgp, &tc_handlers, tc);
+    if (tc->cs)
+        conns_set_pump_interval(tc->cs, 0);     /* counted, not timed */
     assert_non_null(tc->cs);
     ev_after_add(tc->loop, &tc->stop, tc_stop_hook, tc);
     tc_cur = tc;
@@ -2053,15 +2055,15 @@ static void tc_pump_send(struct tc *tc)
         assert_int_equal(conn_transport.send_msg(tc->tios[i]->conn, tc->pump_msg, 0), 1);
 }
 
-/* pump() runs every 256 connections flushed in one pass (and only when
- * more remain); what it queues reaches every connection, after what was
- * queued before, in the same pass or the next round. */
+/* pump() runs every 16 connections flushed in one pass (with interval 0;
+ * and only when more remain); what it queues reaches every connection,
+ * after what was queued before, in the same pass or the next round. */
 static void test_pump(void **state)
 {
     struct tc *tc = *state;
     static const struct {
         int nconn, pumps;
-    } rows[] = { { 256, 0 }, { 257, 1 }, { 300, 1 }, { 513, 2 } };
+    } rows[] = { { 16, 0 }, { 17, 1 }, { 40, 2 }, { 49, 3 } };
     for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
         while (tc->ntio < rows[r].nconn)
             tc_open_conn(tc);
@@ -2097,6 +2099,17 @@ static void test_pump(void **state)
     msg_unref(m);
     tc->on_pump = NULL;
     assert_int_equal(conns_count(tc->cs), (size_t)tc->ntio);
+    /* Timed: no pump before the interval has passed, however many
+     * connections were flushed. */
+    conns_set_pump_interval(tc->cs, 1000000000u);
+    tc->pumps = 0;
+    m = tc_msg("3", "c", "3");
+    for (int i = 0; i < tc->ntio; i++)
+        assert_int_equal(conn_transport.send_msg(tc->tios[i]->conn, m, 0), 1);
+    tc_pass(tc);
+    assert_int_equal(tc->pumps, 0);
+    msg_unref(m);
+    conns_set_pump_interval(tc->cs, 0);
 }
 
 /* conns_free() ends every connection: closed() once each, fds closed

@@ -113,6 +113,65 @@ static void test_refuse_before(void **state)
     revoke_free(r);
 }
 
+/* Records restored from Redis keep their own second (a disconnect by
+ * this process is always the newest), stay in age order for expiry and
+ * the full-table rule, and never lower a newer record. */
+static void test_restored_records_keep_their_second(void **state)
+{
+    (void)state;
+    struct revoke_limits lim = { 1000, 3 };
+    revoke_t *r = revoke_new(&lim, 499);       /* started at 500 */
+    revoke_user(r, S("new"), 520);             /* heard live before the load */
+    assert_int_equal(revoke_restore_user(r, S("old"), 300, 530), 0);
+    assert_int_equal(revoke_restore_user(r, S("mid"), 400, 530), 0);
+    assert_int_equal(revoke_restore_user(r, S("new"), 450, 530), 0);   /* older: ignored */
+    assert_int_equal(revoke_restore_user(r, S("gone"), 20, 1030), 0);  /* expired: ignored */
+    assert_int_equal(revoke_count(r), 3);
+    assert_int_equal(revoke_check(r, S("old"), 301, 900, 530), REVOKE_E_REVOKED); /* start bound */
+    assert_int_equal(revoke_is_revoked(r, S("old"), 300), 1);
+    assert_int_equal(revoke_is_revoked(r, S("old"), 301), 0);
+    assert_int_equal(revoke_is_revoked(r, S("new"), 520), 1);
+    assert_int_equal(revoke_is_revoked(r, S("bob"), 0), 0);
+    assert_int_equal(revoke_is_revoked(r, S("mid"), 0), 1);
+    /* Redis holds every revocation since 100: the start no longer bounds
+     * tokens, the records do. */
+    assert_int_equal(revoke_restored(r, 0, 100), 1);
+    assert_int_equal(revoke_not_before(r), 100);
+    assert_int_equal(revoke_check(r, S("old"), 301, 900, 530), REVOKE_OK);
+    assert_int_equal(revoke_check(r, S("old"), 300, 900, 530), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_check(r, S("mid"), 400, 900, 530), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_check(r, S("new"), 500, 900, 530), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_check(r, S("bob"), 101, 900, 530), REVOKE_OK);
+    assert_int_equal(revoke_check(r, S("bob"), 100, 900, 530), REVOKE_E_REVOKED);
+    /* A later load from a server that holds them only since 510 (it lost
+     * some) does not raise the bound: this process heard everything since;
+     * its floor (records dropped from a full set) does raise it. */
+    assert_int_equal(revoke_restored(r, 200, 510), 0);
+    assert_int_equal(revoke_not_before(r), 200);
+    /* The oldest restored record is dropped first when the table is full. */
+    revoke_user(r, S("x"), 540);
+    assert_int_equal(revoke_not_before(r), 300);
+    assert_int_equal(revoke_is_revoked(r, S("old"), 1), 0);
+    assert_int_equal(revoke_is_revoked(r, S("mid"), 400), 1);
+    /* mid (400) expires before new (520). */
+    assert_int_equal(revoke_check(r, S("mid"), 0, 1450, 1450), REVOKE_OK);
+    assert_int_equal(revoke_check(r, S("new"), 0, 1450, 1450), REVOKE_E_REVOKED);
+    revoke_free(r);
+}
+
+/* A load from a server that holds the records only since after this start
+ * keeps the start bound. */
+static void test_restored_since_after_the_start(void **state)
+{
+    (void)state;
+    revoke_t *r = revoke_new(&tr_lim, 499);
+    assert_int_equal(revoke_restored(r, 0, 600), 0);
+    assert_int_equal(revoke_not_before(r), 499);
+    assert_int_equal(revoke_check(r, S("u"), 499, 900, 700), REVOKE_E_REVOKED);
+    assert_int_equal(revoke_check(r, S("u"), 500, 900, 700), REVOKE_OK);
+    revoke_free(r);
+}
+
 static void test_file_across_two_restarts(void **state)
 {
     (void)state;
@@ -167,6 +226,8 @@ int main(void)
         cmocka_unit_test(test_full_table_drops_the_oldest_and_fails_closed),
         cmocka_unit_test(test_file_across_two_restarts),
         cmocka_unit_test(test_refuse_before),
+        cmocka_unit_test(test_restored_records_keep_their_second),
+        cmocka_unit_test(test_restored_since_after_the_start),
     };
     return cmocka_run_group_tests_name("revoke", tests, NULL, NULL);
 }
