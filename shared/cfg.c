@@ -127,6 +127,7 @@ static const struct cfg_key cfg_keys[] = {
     { "redis", "channel_history_ttl", CFG_T_SEC, CFG_F(redis_channel_history_ttl_s), 1, INT_MAX / 1000, 0 },
     { "redis", "wait_replicas", CFG_T_INT, CFG_F(redis_wait_replicas), 0, 1000, 0 },
     { "redis", "probe_interval", CFG_T_MS, CFG_F(redis_probe_interval_ms), 10, 3600000, 0 },
+    { "redis", "max_held_bytes", CFG_T_SIZE, CFG_F(redis_max_held_bytes), 1024, 1024 * CFG_MIB, 0 },
 };
 
 #define CFG_NKEYS ((int)(sizeof(cfg_keys) / sizeof(cfg_keys[0])))
@@ -197,6 +198,7 @@ void cfg_defaults(struct cfg *c)
     c->redis_channel_history_size = 100;
     c->redis_channel_history_ttl_s = 300;
     c->redis_probe_interval_ms = 1000;
+    c->redis_max_held_bytes = 16 * CFG_MIB;
 }
 
 static void cfg_list_clear(struct cfg_list *l)

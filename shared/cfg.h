@@ -122,6 +122,7 @@ struct cfg {
     int    redis_channel_history_ttl_s;   /* 300: stream expiry after its last publish */
     int    redis_wait_replicas;           /* 0 = off: WAIT this many replicas before acking */
     int    redis_probe_interval_ms;       /* 1000: PUB/SUB liveness probe period */
+    int    redis_max_held_bytes;          /* 16M: copies held while catch-ups are read */
 
     /* [publisher] */
     char   pub_listen[CFG_PATH_MAX];  /* Unix path or host:port; empty = fd 0 */

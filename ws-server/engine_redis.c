@@ -140,11 +140,12 @@ struct er_chan {
     int             reread;     /* asked again while one was in flight: once more after it */
 };
 
-/* A copy waiting while a read of the streams is in flight. */
+/* A copy waiting while a catch-up read of the streams is in flight. */
 struct er_held {
     struct msg  *m;
     int          has_prev;
     struct msgid prev;
+    size_t       bytes;     /* msg_bytes(m) when held */
 };
 
 struct engine_redis {
@@ -177,10 +178,12 @@ struct engine_redis {
     /* channels whose catch-up is read in the after-pass, all in one call */
     struct er_chan    **catchup;
     size_t              ncatchup, capcatchup;
-    /* copies held while reads are in flight (or asked), oldest first */
+    /* copies held while catch-ups are in flight (or asked), oldest first */
     int                 reads;
     struct er_held     *held;
     size_t              hhead, nheld, capheld;
+    size_t              held_bytes;          /* at most [redis] max_held_bytes */
+    unsigned            gen;                 /* catch-ups sent before an er_give_up are moot */
     int                 releasing;
     /* the PUB/SUB connection is subscribed to <prefix>control: from then
      * on no revocation is missed, so a load sent now is complete */
@@ -702,38 +705,114 @@ static void er_reset(struct engine_redis *r, struct er_chan *c, const char *why)
 
 static void er_catch_up(struct engine_redis *r, struct er_chan *c);
 
-/* Keeps a copy until the reads in flight are answered; at_front: it was
- * the oldest held (taken out by er_release) and stays so. */
-static void er_hold(struct engine_redis *r, struct msg *m, int has_prev, struct msgid prev,
-                    int at_front)
+/* Room for one more held copy at the end. */
+static int er_held_room(struct engine_redis *r)
 {
-    if (at_front && r->hhead > 0) {
-        r->held[--r->hhead] = (struct er_held){ msg_ref(m), has_prev, prev };
-        r->nheld++;
+    if (r->hhead + r->nheld < r->capheld)
+        return 0;
+    if (r->hhead > 0) {
+        memmove(r->held, r->held + r->hhead, sizeof(*r->held) * r->nheld);
+        r->hhead = 0;
+        return 0;
+    }
+    size_t cap = r->capheld ? r->capheld * 2 : 64;
+    struct er_held *nh = realloc(r->held, sizeof(*nh) * cap);
+    if (!nh)
+        return -1;
+    r->held = nh;
+    r->capheld = cap;
+    return 0;
+}
+
+/* What er_give_up resets, for its one log line. */
+struct er_abandoned {
+    struct engine_redis *r;
+    struct buf           names;     /* the first few, quoted */
+    size_t               n;
+};
+
+/* c's catch-up is given up: its subscribers here get a reset in place of
+ * what the read would have found; the next copy starts the chain again. */
+static void er_abandon(struct er_abandoned *a, struct er_chan *c)
+{
+    struct str nm = er_chan_name(c);
+    if (a->n++ < 5)
+        buf_printf(&a->names, "%s'%.*s'", a->n > 1 ? ", " : "", (int)nm.len, nm.p);
+    c->has_last = 0;
+    c->reread = 0;
+    a->r->catchups_reset++;
+    if (a->r->h.reset)
+        a->r->h.reset(a->r->h.ctx, nm);
+}
+
+static void er_each_abandon(struct channel *ch, void *arg)
+{
+    struct er_chan *c = *chan_userdata(ch);
+    if (c && c->reading > 0)
+        er_abandon(arg, c);     /* its catch-up is in flight */
+}
+
+/* Holding one more copy would pass max_held_bytes (or memory ran out):
+ * every catch-up asked or in flight is given up, its channel reset here,
+ * so the copies held can go out now (er_release) and live delivery never
+ * waits on an unbounded hold. Their answers, when they come, are moot
+ * (gen). One log line per event. */
+static void er_give_up(struct engine_redis *r, const char *why)
+{
+    struct er_abandoned a = { r, { 0 }, 0 };
+    for (size_t i = 0; i < r->ncatchup; i++) {
+        struct er_chan *c = r->catchup[i];
+        c->catching = 0;
+        c->reading--;
+        er_abandon(&a, c);
+        if (!c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued)
+            er_chan_drop(r, c);
+    }
+    r->ncatchup = 0;
+    chan_registry_each(r->reg, er_each_abandon, &a);
+    log_warn("redis: %zu message copies (%zu bytes) held while %zu channel(s) caught up, %s: "
+             "those channels' subscribers here are reset: %s%s", r->nheld, r->held_bytes, a.n, why,
+             buf_used(&a.names) ? (const char *)buf_head(&a.names) : "",
+             a.n > 5 ? ", ..." : "");
+    buf_free(&a.names);
+    r->reads = 0;
+    r->gen++;
+}
+
+static void er_copy(struct engine_redis *r, struct er_chan *c, struct msg *m, int has_prev,
+                    struct msgid prev);
+
+/* Keeps a copy until the catch-ups in flight are answered; at_front: it
+ * was the oldest held (taken out by er_release) and stays so. Past
+ * max_held_bytes, or out of memory, the catch-ups are given up and the
+ * copy goes out in its place in the order: never a silent loss. */
+static void er_hold(struct engine_redis *r, struct er_chan *c, struct msg *m, int has_prev,
+                    struct msgid prev, int at_front)
+{
+    size_t bytes = msg_bytes(m);
+    const char *why = NULL;
+    if (r->held_bytes + bytes > (size_t)r->cfg->redis_max_held_bytes)
+        why = "past max_held_bytes";
+    else if (!(at_front && r->hhead > 0) && er_held_room(r) < 0)
+        why = "out of memory";
+    if (why) {
+        er_give_up(r, why);
+        if (!at_front)
+            er_release(r);      /* the older copies first */
+        er_copy(r, c, m, has_prev, prev);
         return;
     }
-    if (r->hhead + r->nheld == r->capheld) {
-        if (r->hhead > 0) {
-            memmove(r->held, r->held + r->hhead, sizeof(*r->held) * r->nheld);
-            r->hhead = 0;
-        } else {
-            size_t cap = r->capheld ? r->capheld * 2 : 64;
-            struct er_held *nh = realloc(r->held, sizeof(*nh) * cap);
-            if (!nh) {
-                log_error("redis: out of memory: a message copy dropped");
-                return;
-            }
-            r->held = nh;
-            r->capheld = cap;
-        }
-    }
-    if (at_front) {
+    struct er_held h = { msg_ref(m), has_prev, prev, bytes };
+    if (at_front && r->hhead > 0) {
+        r->held[--r->hhead] = h;
+    } else if (at_front) {
         memmove(r->held + 1, r->held, sizeof(*r->held) * r->nheld);
-        r->held[0] = (struct er_held){ msg_ref(m), has_prev, prev };
+        r->held[0] = h;
     } else {
-        r->held[r->hhead + r->nheld] = (struct er_held){ msg_ref(m), has_prev, prev };
+        r->held[r->hhead + r->nheld] = h;
     }
     r->nheld++;
+    r->held_bytes += bytes;
 }
 
 /* One copy, in the order Redis published it (no read in flight). */
@@ -749,7 +828,7 @@ static void er_copy(struct engine_redis *r, struct er_chan *c, struct msg *m, in
             /* A copy was missed: read the stream; this one waits, first. */
             er_catch_up(r, c);
             if (r->reads > 0) {
-                er_hold(r, m, has_prev, prev, 1);
+                er_hold(r, c, m, has_prev, prev, 1);
                 return;
             }
         }
@@ -767,6 +846,7 @@ static void er_release(struct engine_redis *r)
     while (r->reads == 0 && r->nheld > 0) {
         struct er_held h = r->held[r->hhead++];
         r->nheld--;
+        r->held_bytes -= h.bytes;
         struct er_chan *c = er_chan_get(r, msg_channel(h.m, 0), 0);
         if (c && c->state == ER_SUBSCRIBED)
             er_copy(r, c, h.m, h.has_prev, h.prev);
@@ -834,7 +914,7 @@ static void er_sub_event(void *ctx, char kind, const char *chan, size_t clen, co
         return;
     }
     if (r->reads > 0)
-        er_hold(r, m, rm.prev.len > 0, rm.mprev, 0);
+        er_hold(r, c, m, rm.prev.len > 0, rm.mprev, 0);
     else
         er_copy(r, c, m, rm.prev.len > 0, rm.mprev);
     msg_unref(m);
@@ -869,6 +949,7 @@ static struct er_call *er_history_call(struct engine_redis *r, const struct str 
 
 /* One catch-up call: its channels and where each was read from. */
 struct er_catchup {
+    unsigned         gen;      /* r->gen when sent */
     int              n;
     struct er_chan **c;
     struct msgid    *after;
@@ -894,12 +975,35 @@ static void er_catchup_free(struct er_catchup *b)
     free(b);
 }
 
+/* The answer to a catch-up given up (er_give_up): its channels were
+ * reset, only the bookkeeping is left. */
+static void er_caught_up_moot(struct engine_redis *r, struct er_catchup *b)
+{
+    for (int k = 0; k < b->n; k++) {
+        struct er_chan *c = b->c[k];
+        c->reading--;
+        if (c->reread && !c->reading) {
+            c->reread = 0;
+            if (c->wanted && c->state == ER_SUBSCRIBED)
+                er_catch_up(r, c);
+        }
+        if (!c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued)
+            er_chan_drop(r, c);
+    }
+    er_catchup_free(b);
+    er_release(r);
+}
+
 /* What the channels missed, from their streams, merged in id order over
  * all of them (a page on two of them gets them in id order); a channel
  * whose stream does not reach back is reset. */
 static void er_caught_up(struct engine_redis *r, void *arg, int status, const redisReply *rep)
 {
     struct er_catchup *b = arg;
+    if (b->gen != r->gen) {
+        er_caught_up_moot(r, b);
+        return;
+    }
     r->reads--;
     uint32_t epoch = 0;
     int has_epoch = 0;
@@ -1054,6 +1158,7 @@ static void er_flush_catchup(struct engine_redis *r)
         return;
     }
     b->n = n;
+    b->gen = r->gen;
     for (int k = 0; k < n; k++) {
         struct er_chan *c = r->catchup[k];
         c->catching = 0;
@@ -1100,6 +1205,7 @@ static int er_visit_cmp(const void *a, const void *b)
 
 static void er_answered(struct engine_redis *r, void *arg, int status, const redisReply *rep)
 {
+    (void)r;
     struct er_query *q = arg;
     struct engine_answer a;
     memset(&a, 0, sizeof(a));
@@ -1182,8 +1288,6 @@ static void er_answered(struct engine_redis *r, void *arg, int status, const red
     free(items);
     free(v);
     free(q);
-    r->reads--;
-    er_release(r);
 }
 
 static void er_history(engine_t *e, const struct engine_query *eq, engine_answer_fn *cb, void *arg)
@@ -1212,10 +1316,9 @@ static void er_history(engine_t *e, const struct engine_query *eq, engine_answer
         q->names[i] = (struct str){ q->store + off, eq->channels[i].len };
         off += eq->channels[i].len;
     }
-    /* Copies wait until the answer is handed out: a page resuming gets
-     * the stream's messages first, the live ones after (session.c drops
-     * those it already replayed). */
-    r->reads++;
+    /* Nothing is held here: the page's session keeps the live copies
+     * that come while its question is in flight and settles them with
+     * the answer (session.c); other pages are not made to wait. */
     int rc = 0;
     struct msgid afters[WSPUSH_MAX_CHANNELS];
     for (int i = 0; i < n; i++)
@@ -1474,6 +1577,7 @@ void engine_redis_reload(engine_t *e, const struct cfg *next)
     own->redis_channel_history_size = next->redis_channel_history_size;
     own->redis_channel_history_ttl_s = next->redis_channel_history_ttl_s;
     own->redis_wait_replicas = next->redis_wait_replicas;
+    own->redis_max_held_bytes = next->redis_max_held_bytes;
     own->max_token_lifetime_s = next->max_token_lifetime_s;
     own->max_revocations = next->max_revocations;
 }

@@ -38,12 +38,20 @@ struct sessions {
  * A channel reset mid-resume leaves the replay, but its live messages are
  * held (session_hold) until the resume ends: sent at once they would carry
  * ids past messages still to be replayed on the other channels, and a
- * page that reconnects from the last id it saw would skip those. */
+ * page that reconnects from the last id it saw would skip those.
+ *
+ * An engine that answers later (Redis) may hand over, while a slice's
+ * question is in flight, a live copy that its answer will not hold (it
+ * was published after the read ran): such copies of replaying channels
+ * are held too ("pending") and settled by the answer (session_settle):
+ * dropped when the replay goes on past them or sent them already, kept
+ * otherwise. So the engine holds nothing for a resume, and a page's
+ * resume makes only that page wait (within send_buffer_bytes). */
 struct session_hold {
     size_t first, n, cap, bytes;          /* items[first..n) still held */
     /* bytes: msg_bytes() when held; sending may add encodings to the
      * message, so that, not msg_bytes() then, comes off the total. */
-    struct session_held { struct msg *m; int chan; size_t bytes; } *items;
+    struct session_held { struct msg *m; int chan; size_t bytes; int pending; } *items;
 };
 
 struct session_slice;
@@ -221,7 +229,7 @@ static void session_hold_flush(struct session *s)
  * be sent when the resume ends) or 0: closing, out of memory, or more held
  * than send_buffer_bytes (then the page is closed with 1013 and resumes
  * later from what it has). */
-static int session_hold(struct session *s, struct msg *m, int chan)
+static int session_hold(struct session *s, struct msg *m, int chan, int pending)
 {
     struct session_hold *h = s->hold;
     if (!h || !s->ops->is_open(s->transport))
@@ -241,9 +249,39 @@ static int session_hold(struct session *s, struct msg *m, int chan)
         h->items = items;
         h->cap = cap;
     }
-    h->items[h->n++] = (struct session_held){ msg_ref(m), chan, msg_bytes(m) };
+    h->items[h->n++] = (struct session_held){ msg_ref(m), chan, msg_bytes(m), pending };
     h->bytes += msg_bytes(m);
     return 1;
+}
+
+static int session_replays(const struct session *s, struct str name);
+static int session_sent(const struct session *s, struct msg *m, int chan);
+
+/* The answer to a slice is in: the live copies held while it was asked
+ * (pending) are dropped when their channel still replays (the next
+ * question, asked after they came, reaches them) or when the replay sent
+ * them; the others now wait like any held message. ending: the replay is
+ * over for every channel. */
+static void session_settle(struct session *s, int ending)
+{
+    struct session_hold *h = s->hold;
+    if (!h)
+        return;
+    size_t out = h->first;
+    for (size_t i = h->first; i < h->n; i++) {
+        struct session_held it = h->items[i];
+        if (it.pending) {
+            if ((!ending && session_replays(s, msg_channel(it.m, it.chan))) ||
+                session_sent(s, it.m, it.chan)) {
+                h->bytes -= it.bytes;
+                msg_unref(it.m);
+                continue;
+            }
+            it.pending = 0;
+        }
+        h->items[out++] = it;
+    }
+    h->n = out;
 }
 
 static void session_resume_end(struct session *s)
@@ -318,6 +356,8 @@ static void session_on_slice_now(struct session *s, struct session_slice *r,
     }
     log_debug("subscribe: resume slice: %zu of %zu replayed, %d channel(s) reset", k, a->nitems,
               nreset);
+    session_settle(s, rc2 < 0 || !s->replaying || !s->ops->is_open(s->transport) ||
+                      (k == a->nitems && !a->more));
     if (rc2 < 0 || !s->replaying || !s->ops->is_open(s->transport)) {
         session_resume_end(s);      /* closing, or every channel reset */
         return;
@@ -533,14 +573,12 @@ static void session_mark(struct session *s, const struct session_slice *r, struc
 }
 
 /* 1 when m is on a marked channel and not newer than the mark: the
- * replay has sent it already. The first newer one clears the marks. */
-static int session_replayed(struct session *s, struct msg *m, int chan)
+ * replay has sent it already. */
+static int session_sent(const struct session *s, struct msg *m, int chan)
 {
     struct msgid id;
-    if (msgid_parse(msg_id(m), &id) < 0 || msgid_cmp(id, s->mark) > 0) {
-        s->marked = 0;
+    if (!s->marked || msgid_parse(msg_id(m), &id) < 0 || msgid_cmp(id, s->mark) > 0)
         return 0;
-    }
     struct str name = msg_channel(m, chan);
     for (int i = 0; i < s->nsubs; i++) {
         const struct channel *ch = s->subs[i].ch;
@@ -549,6 +587,18 @@ static int session_replayed(struct session *s, struct msg *m, int chan)
             return 1;
     }
     return 0;
+}
+
+/* session_sent for a live copy; the first newer one clears the marks
+ * (copies come in id order). */
+static int session_replayed(struct session *s, struct msg *m, int chan)
+{
+    struct msgid id;
+    if (msgid_parse(msg_id(m), &id) < 0 || msgid_cmp(id, s->mark) > 0) {
+        s->marked = 0;
+        return 0;
+    }
+    return session_sent(s, m, chan);
 }
 
 /* The hub's reset for a channel of this session (hub_each): the node
@@ -571,10 +621,13 @@ int session_deliver(void *owner, struct msg *m, int chan)
         return 1;
     /* Counted as queued while the page can still get it: the replay
      * brings it, after the older messages, in id order. */
-    if (s->replaying && session_replays(s, msg_channel(m, chan)))
+    if (s->replaying && session_replays(s, msg_channel(m, chan))) {
+        if (s->asking)      /* the answer may not hold it: settled by the answer */
+            return session_hold(s, m, chan, 1);
         return s->ops->is_open(s->transport);
+    }
     if (s->hold)
-        return session_hold(s, m, chan);    /* after the replay and what is held */
+        return session_hold(s, m, chan, 0); /* after the replay and what is held */
     return s->ops->send_msg(s->transport, m, chan);
 }
 

@@ -4,6 +4,7 @@ id order, resume on the other node, 503 / 504 when Redis is down or
 silent, a missed PUB/SUB copy recovered from the stream (or reset), an
 epoch change resetting resumes, and disconnect across nodes."""
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -624,23 +625,39 @@ def test_lost_writes_resume_before_first_publish(redis_factory, cluster_factory)
     assert back.events and back.events[0] == {"type": "reset", "channels": ["public/L"]}, back.events
 
 
+@contextlib.contextmanager
+def slow_node(redis_factory, cluster_factory, tmp_path, delay, timeout="3s"):
+    """A Redis, node B on it directly and node A behind a SlowRepliesProxy
+    (command replies `delay` seconds late, PUB/SUB on time), A linked;
+    yields (redis, a, b). A is stopped (and must exit 0) and the proxy
+    closed at the end."""
+    import tempfile
+    from redis_servers import Node, SlowRepliesProxy
+
+    redis = redis_factory.server()
+    b = cluster_factory(redis=redis, n=1, prefix="plain")[0]
+    px = SlowRepliesProxy(tempfile.mkdtemp(prefix="wpx-"), redis, delay=delay)
+    a = Node(tmp_path, "slow", redis=px, redis_keys={"connect_timeout": timeout,
+                                                     "command_timeout": timeout})
+    a.start_ws()
+    try:
+        wait_redis_up(a, timeout=15)
+        yield redis, a, b
+    finally:
+        rc = a.stop_ws()
+        px.close()
+    assert rc == 0, a.log_text()[-3000:]
+
+
 def test_a_catch_up_asked_while_one_is_in_flight_delivers_nothing_twice(redis_factory,
                                                                        cluster_factory, tmp_path):
     """Replies on the command connection come 300 ms late; the PUB/SUB
     connection is killed while the page's first catch-up is read, so the
     new subscription asks for another of the same range: the page gets
     every message once, in order."""
-    import tempfile
     from cluster_pages import check_page
-    from redis_servers import Node, SlowRepliesProxy
 
-    redis = redis_factory.server()
-    b = cluster_factory(redis=redis, n=1, prefix="plain")[0]
-    px = SlowRepliesProxy(tempfile.mkdtemp(prefix="wpx-"), redis, delay=0.3)
-    a = Node(tmp_path, "slow", redis=px, redis_keys={"connect_timeout": "3s", "command_timeout": "3s"})
-    a.start_ws()
-    try:
-        wait_redis_up(a, timeout=10)
+    with slow_node(redis_factory, cluster_factory, tmp_path, 0.3) as (redis, a, b):
         led = Ledger()
         assert led.publish(b, "public/w0", {"w": 0})["id"]    # the epoch exists
         p = Page(a, ["public/dup"])
@@ -654,9 +671,6 @@ def test_a_catch_up_asked_while_one_is_in_flight_delivers_nothing_twice(redis_fa
         p.read(quiet=0.7)
         check_page(p, led, 1)
         assert [m["data"] for m in p.messages()] == [{"i": 0}, {"i": 1}, {"i": 2}, {"end": 1}]
-    finally:
-        a.stop_ws()
-        px.close()
 
 
 def test_scripts_refused_by_redis_are_logged_once_per_run(tmp_path):
@@ -683,6 +697,109 @@ def test_scripts_refused_by_redis_are_logged_once_per_run(tmp_path):
     finally:
         assert node.stop_ws() == 0
         redis.stop()
+
+
+def test_a_resume_storm_does_not_stall_live_delivery(redis_factory, cluster_factory, tmp_path):
+    """Replies on the command connection come 200 ms late; pages keep
+    resuming on one channel (a reconnect storm, a few hundred resumes)
+    while a page on another channel waits for live messages: each comes
+    within a second (no node-wide hold while history is read), and the
+    resuming pages get exactly what they missed."""
+    import threading
+
+    stop = threading.Event()
+    threads = []
+    with slow_node(redis_factory, cluster_factory, tmp_path, 0.2) as (redis, a, b):
+        try:
+            led = Ledger()
+            assert led.publish(b, "public/live", {"w": 0})["id"]
+            p = Page(a, ["public/live"])
+            warm = led.publish(b, "public/live", {"w": 1})
+            p.read_until(lambda m: m.get("id") == warm["id"], 5, "the first live message")
+            lid = led.publish(b, "public/other", {"x": 0})["id"]
+            missed = led.publish(b, "public/other", {"x": 1})["id"]
+            resumed, wrong = [0], []
+            tick = threading.Event()      # a resume ended: time to measure again
+
+            def resumer():
+                for _ in range(20):
+                    if stop.is_set():
+                        return
+                    q = Page(a, ["public/other"], last_id=lid)
+                    first = q.next(5.0)
+                    q.close()
+                    if first is None or first.get("id") != missed:
+                        wrong.append(first)
+                    resumed[0] += 1
+                    tick.set()
+            threads = [threading.Thread(target=resumer) for _ in range(10)]
+            [t.start() for t in threads]
+            wait_for(lambda: resumed[0] >= 10, timeout=10, what="the storm to start")
+            delays = []
+            while any(t.is_alive() for t in threads):
+                tick.wait(5)
+                tick.clear()
+                t0 = time.monotonic()
+                e = led.publish(b, "public/live", {"i": len(delays)})
+                p.read_until(lambda m: m.get("id") == e["id"], 5, "a live message during the storm")
+                delays.append(time.monotonic() - t0)
+            [t.join(30) for t in threads]
+            print("live delay during the storm: worst %.3fs, median %.3fs over %d messages, %d resumes"
+                  % (max(delays), sorted(delays)[len(delays) // 2], len(delays), resumed[0]))
+            assert max(delays) < 1.0, delays
+            assert resumed[0] == 200 and not wrong, wrong[:3]
+        finally:
+            stop.set()
+            [t.join(30) for t in threads]
+
+
+def test_copies_held_past_max_held_bytes_reset_the_channels_being_caught_up(
+        redis_factory, cluster_factory, tmp_path):
+    """Replies on the command connection come 2 s late. The PUB/SUB
+    connection is cut: every channel catches up from its stream, and live
+    copies are held meanwhile. Past max_held_bytes (4 KiB, set by a
+    reload) the catch-ups
+    are given up: the pages get a reset in place of what the streams would
+    have filled, the held messages go out at once, in order, and the log
+    says so once."""
+    from cluster_pages import check_page
+
+    with slow_node(redis_factory, cluster_factory, tmp_path, 2.0, "5s") as (redis, a, b):
+        led = Ledger()
+        chans = ["public/cap1", "public/cap2"]
+        p1, p2 = Page(a, chans), Page(a, chans[1:])
+        warm = led.publish(b, chans, {"warm": 1})
+        for p in (p1, p2):
+            p.read_until(lambda m: m.get("id") == warm["id"], 10, "the first message")
+        since = len(led.entries)
+        a.sections["redis"]["max_held_bytes"] = "4k"     # applied by a reload
+        a.write_ini()
+        reloads = a.log_text().count("configuration reloaded")
+        a.ws_proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: a.log_text().count("configuration reloaded") > reloads,
+                 what="the reload")
+        ups = a.log_text().count("PUB/SUB connection up")
+        redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+        led.publish(b, chans[0], {"gap": 1})
+        led.publish(b, chans[1], {"gap": 2})
+        wait_for(lambda: a.log_text().count("PUB/SUB connection up") > ups, timeout=10,
+                 what="the PUB/SUB connection to come back")
+        big = "x" * 1000
+        for i in range(8):
+            e = led.publish(b, chans[i % 2], {"i": i, "pad": big})
+        t0 = time.monotonic()
+        p1.read_until(lambda m: m.get("id") == e["id"], 10, "the last held message")
+        took = time.monotonic() - t0
+        end = led.publish(b, chans, {"end": 1})
+        for p in (p1, p2):
+            for c in p.channels:
+                p.read_until(lambda m, c=c: m.get("id") == end["id"] and m["channel"] == c, 10,
+                             "the last message")
+            check_page(p, led, since)
+            assert p.resets(), p.events
+        assert took < 1.0, took            # not held until the 2 s answer
+        log = a.log_text()
+        assert log.count("past max_held_bytes") == 1, log[-3000:]
 
 
 def test_reload_applies_the_history_cap_and_refuses_another_store(cluster):

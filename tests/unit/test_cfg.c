@@ -467,6 +467,7 @@ static void test_errors(void **state)
           "syntax error: expected [section] or key = value" },
         { "[ws-server]\nengine = disk\n", 2, "engine", "'disk' is not memory or redis" },
         { "[redis]\nprobe_interval = 5ms\n", 2, "probe_interval", "out of range (min 10)" },
+        { "[redis]\nmax_held_bytes = 100\n", 2, "max_held_bytes", "out of range (min 1024)" },
         { "[redis]\nsentinels = 127.0.0.1\n", 2, "sentinels", "is not host:port" },
         { "[wspush]\nsecret_file = secret\n[ws-server]\nengine = redis\n[redis]\n"
           "sentinels = 127.0.0.1:26379\n", 6, "master_name", "not set, but sentinels is" },
@@ -720,6 +721,7 @@ static void test_redis(void **state)
     assert_int_equal(c.redis_command_timeout_ms, 1000);
     assert_int_equal(c.redis_channel_history_size, 100);
     assert_int_equal(c.redis_channel_history_ttl_s, 300);
+    assert_int_equal(c.redis_max_held_bytes, 16 * 1024 * 1024);
     cfg_free(&c);
 
     tw_ini("[wspush]\nsecret_file = secret\n[ws-server]\nengine = redis\n[redis]\n"

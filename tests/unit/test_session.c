@@ -30,6 +30,9 @@ struct ts_engine {
     struct engine               head;
     const struct engine_answer *answers[4];   /* the next questions' answers */
     int                         next, asked;
+    int                         later;        /* answer when ts_answer says (Redis) */
+    engine_answer_fn           *cb;           /* the question awaiting ts_answer */
+    void                       *arg;
 };
 
 static void ts_publish(engine_t *e, const struct engine_publish *p, engine_published_fn *cb, void *arg)
@@ -44,7 +47,22 @@ static void ts_history(engine_t *e, const struct engine_query *q, engine_answer_
     (void)q;
     assert_non_null(t->answers[t->next]);
     t->asked++;
+    if (t->later) {
+        assert_null(t->cb);
+        t->cb = cb;
+        t->arg = arg;
+        return;
+    }
     cb(arg, t->answers[t->next++]);
+}
+
+/* The question in flight gets its scripted answer. */
+static void ts_answer(struct ts_engine *t)
+{
+    engine_answer_fn *cb = t->cb;
+    assert_non_null(cb);
+    t->cb = NULL;
+    cb(t->arg, t->answers[t->next++]);
 }
 
 static struct str ts_last_id(const engine_t *e)
@@ -150,6 +168,36 @@ static struct msg *ts_msg(const char *id, const char *chan, size_t datalen)
     return m;
 }
 
+/* The real hub and sessions over eng, every channel public. */
+struct ts_world {
+    struct cfg  cfg, *cfgp;
+    revoke_t   *rv;
+    hub_t      *hub;
+    sessions_t *ss;
+};
+
+static void ts_world_open(struct ts_world *w, struct ts_engine *eng)
+{
+    cfg_defaults(&w->cfg);
+    w->cfg.send_buffer_bytes = TS_BUDGET;
+    w->cfg.public_channels.n = 1;
+    w->cfg.public_channels.items[0] = strdup("*");
+    w->cfgp = &w->cfg;
+    struct revoke_limits lim = { 3600, 100 };
+    w->rv = revoke_new(&lim, 0);
+    w->hub = hub_new(session_deliver);
+    w->ss = sessions_new(w->hub, &eng->head, w->rv, &w->cfgp);
+    assert_true(w->rv && w->hub && w->ss);
+}
+
+static void ts_world_close(struct ts_world *w)
+{
+    sessions_free(w->ss);
+    hub_free(w->hub);
+    revoke_free(w->rv);
+    cfg_free(&w->cfg);
+}
+
 /* A page resumes a and b; b cannot be filled (reset) while a's replay
  * goes on, so b's live messages are held. When the replay ends the queue
  * takes two of the three held; the hold then counts the third only, and a
@@ -159,18 +207,11 @@ static struct msg *ts_msg(const char *id, const char *chan, size_t datalen)
 static void test_hold_counts_what_it_charged(void **state)
 {
     (void)state;
-    struct cfg cfg;
-    cfg_defaults(&cfg);
-    cfg.send_buffer_bytes = TS_BUDGET;
-    cfg.public_channels.n = 1;
-    cfg.public_channels.items[0] = strdup("*");
-    struct cfg *cfgp = &cfg;
-    struct revoke_limits lim = { 3600, 100 };
-    revoke_t *rv = revoke_new(&lim, 0);
-    hub_t *hub = hub_new(session_deliver);
     struct ts_engine eng = { .head = { &ts_engine_ops, NULL, NULL } };
-    sessions_t *ss = sessions_new(hub, &eng.head, rv, &cfgp);
-    assert_true(rv && hub && ss);
+    struct ts_world w;
+    ts_world_open(&w, &eng);
+    hub_t *hub = w.hub;
+    sessions_t *ss = w.ss;
 
     /* a's last replayed message leaves 30,000 bytes of room. */
     struct msg *replayed = ts_msg("1-5", "a", TS_BUDGET - 30000 - 80);
@@ -221,16 +262,68 @@ static void test_hold_counts_what_it_charged(void **state)
     for (int i = 0; i < 4; i++)
         msg_unref(live[i]);
     msg_unref(replayed);
-    sessions_free(ss);
-    hub_free(hub);
-    revoke_free(rv);
-    cfg_free(&cfg);
+    ts_world_close(&w);
+}
+
+/* An engine that answers later (Redis): live messages of the replaying
+ * channel that come while a question is in flight are held by the
+ * session and settled by the answer. During slice 1 (more follows) 1-3
+ * comes: dropped, slice 2 (asked after it came) has it. During slice 2,
+ * 1-4 (in its answer: sent once) and 1-5 (published after the read ran:
+ * not in it, sent after the replay) come. */
+static void test_live_messages_during_a_late_answer_are_settled(void **state)
+{
+    (void)state;
+    struct ts_engine eng = { .head = { &ts_engine_ops, NULL, NULL }, .later = 1 };
+    struct ts_world w;
+    ts_world_open(&w, &eng);
+    hub_t *hub = w.hub;
+    sessions_t *ss = w.ss;
+
+    struct msg *m[5] = { ts_msg("1-2", "a", 100), ts_msg("1-3", "a", 100), ts_msg("1-4", "a", 100),
+                         ts_msg("1-5", "a", 100), ts_msg("1-4", "a", 100) };
+    struct engine_item it1[1] = { { m[0], 0 } };
+    struct engine_item it2[2] = { { m[1], 0 }, { m[4], 0 } };
+    struct engine_answer first = { .items = it1, .nitems = 1, .more = 1 };
+    strcpy(first.next, "1-2");
+    struct engine_answer second = { .items = it2, .nitems = 2 };
+    eng.answers[0] = &first;
+    eng.answers[1] = &second;
+
+    struct ts_conn c = { 0 };
+    int code = -1;
+    static const char q[] = "channels=a&last_id=1-1";
+    struct session *s = session_open(ss, (struct str){ q, sizeof(q) - 1 }, (struct str){ 0 }, &c,
+                                     &ts_ops, &code);
+    assert_non_null(s);
+    c.want_drained = 1;       /* the greeting */
+    ts_drain(&c, s);          /* slice 1 asked */
+    assert_int_equal(hub_publish(hub, m[1]), 1);
+    assert_int_equal(c.ngot, 0);
+    ts_answer(&eng);          /* 1-2; 1-3 is left to slice 2 */
+    assert_int_equal(c.ngot, 1);
+    ts_drain(&c, s);          /* slice 2 asked */
+    assert_int_equal(hub_publish(hub, m[2]), 1);
+    assert_int_equal(hub_publish(hub, m[3]), 1);
+    assert_int_equal(c.ngot, 1);
+    ts_answer(&eng);          /* 1-3, 1-4 replayed; then the held 1-5 */
+    assert_int_equal(c.close_code, 0);
+    static const char *want[] = { "1-2", "1-3", "1-4", "1-5" };
+    assert_int_equal(c.ngot, 4);
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(c.got[i], want[i]);
+
+    session_close(s);
+    for (int i = 0; i < 5; i++)
+        msg_unref(m[i]);
+    ts_world_close(&w);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hold_counts_what_it_charged),
+        cmocka_unit_test(test_live_messages_during_a_late_answer_are_settled),
     };
     return cmocka_run_group_tests_name("session", tests, NULL, NULL);
 }
