@@ -4,8 +4,12 @@
  * FCGX_Accept_r (in a forked child) read it from Unix sockets, and must
  * serve the same params and body or both refuse, but for the intended
  * differences docs/design.md lists (skips). A difference, a harness
- * failure, libfcgi dying (but after one of its listed faults) or either
- * side hanging is a crash.
+ * failure, libfcgi dying (but of its own failed allocation, or after one
+ * of its listed faults that desynchronise its reading) or either side
+ * hanging is a crash. The libfcgi child dies by SIGABRT's default, not
+ * through libFuzzer's handler: what it wrote to stderr tells the harness
+ * why, and only the verdict of this process makes a crash and an
+ * artifact.
  *
  * max_params is 2048 here, so short inputs reach the 431 of a request
  * head over the limit. Inputs over FDIFF_MAX_INPUT are ignored (the
@@ -20,7 +24,12 @@
  * read any length and allocate it (up to 4 GiB) before finding the
  * stream too short. LLVMFuzzerInitialize raises the cap to 5 GiB: that
  * memory is only reserved, never touched, and -rss_limit_mb still bounds
- * what is used. FUZZ_VERBOSE=1 prints each verdict.
+ * what is used. Where the harness cannot predict it (libfcgi's faults
+ * change how it reads the stream), libfcgi can still ask for a size past
+ * the sanitizer's maximum and die of it: that death is a skip
+ * (FDIFF_SKIP_LIB_HUGE), and front is judged against libfcgi refusing,
+ * as it would have on finding the pair cut. FUZZ_VERBOSE=1 prints each
+ * verdict.
  *
  * The input is the record stream itself, no selector byte. */
 #include <stdlib.h>
