@@ -31,7 +31,7 @@ enum { FD_BEGIN = 1, FD_PARAMS = 4, FD_STDIN = 5, FD_GET_VALUES = 9 };
 struct fdiff {
     char dir[64];
     char lib_path[96], front_path[96];
-    int  no_predict;          /* fdiff_predict(d, 0) */
+    unsigned predict;         /* fdiff_predict */
 };
 
 /* What one side made of the stream. */
@@ -271,7 +271,7 @@ static void fdiff_scan(const uint8_t *p, size_t n, struct fdiff_scan *s)
  *    on the stack, overruns it (libfcgi 2.4.2 to 2.4.7);
  *  - FDIFF_SKIP_LIB_HUGE: a pair of a GET_VALUES or of the first request's
  *    params whose lengths add up past FDIFF_MAX_INPUT: libfcgi allocates
- *    their sum before reading the bytes (up to 4 GiB), and where the int
+ *    their sum before reading the bytes (up to 2 GiB), and where the int
  *    sum overflows it aborts (Debian's 2.4.2-2+deb12u1; fixed in 2.4.7).
  *    No stream here can hold such a pair.
  * Records are read as libfcgi does, a cut one as far as it goes, the
@@ -279,8 +279,8 @@ static void fdiff_scan(const uint8_t *p, size_t n, struct fdiff_scan *s)
  * stream is safe to give. Where libfcgi's reading leaves the records'
  * bounds (FDIFF_SKIP_LIB_PADDING) this cannot follow it: its death then
  * is that fault's, and any other death of a failed allocation is caught
- * after the fact (fdiff_lib_died). */
-static enum fdiff_verdict fdiff_lib_unsafe(const uint8_t *p, size_t n)
+ * after the fact (fdiff_lib_died_of_malloc). */
+static enum fdiff_verdict fdiff_lib_unsafe(const uint8_t *p, size_t n, unsigned predict)
 {
     struct buf params = { 0 };
     struct fdiff_pairs pv;
@@ -301,6 +301,8 @@ static enum fdiff_verdict fdiff_lib_unsafe(const uint8_t *p, size_t n)
                 why = FDIFF_SKIP_LIB_HUGE;
             else if (pv.whole && have == clen && pv.known >= 4)
                 why = FDIFF_SKIP_GET_VALUES_4;
+            if (!(predict & FDIFF_PREDICT(why)))
+                why = 0;
         } else if (type == FD_BEGIN && rid != 0 && !id) {
             id = rid;
             params_open = 1;
@@ -320,7 +322,7 @@ static enum fdiff_verdict fdiff_lib_unsafe(const uint8_t *p, size_t n)
             break;
         off += 8 + clen + h[6];
     }
-    if (!why) {
+    if (!why && (predict & FDIFF_PREDICT(FDIFF_SKIP_LIB_HUGE))) {
         fdiff_pairs((const uint8_t *)fdiff_bytes(&params), buf_used(&params), &pv);
         if (pv.huge)
             why = FDIFF_SKIP_LIB_HUGE;
@@ -867,7 +869,7 @@ enum fdiff_verdict fdiff_run(fdiff_t *d, const void *buf, size_t len, size_t par
         return r->verdict;
     }
     fdiff_scan(buf, len, &sc);
-    enum fdiff_verdict unsafe = d->no_predict ? 0 : fdiff_lib_unsafe(buf, len);
+    enum fdiff_verdict unsafe = fdiff_lib_unsafe(buf, len, d->predict);
     /* libfcgi first: its child must not inherit front's loop and sockets. */
     int lib_rc = unsafe ? 0 : fdiff_libfcgi(d, buf, len, &lib, &lib_said, r);
     int lib_huge = 0;
@@ -919,12 +921,13 @@ fdiff_t *fdiff_new(void)
     /* front's warnings about the streams it refuses would be most of the
      * output; its errors still show. */
     log_set_level(LOG_ERROR);
+    d->predict = FDIFF_PREDICT_ALL;
     snprintf(d->lib_path, sizeof d->lib_path, "%s/libfcgi.sock", d->dir);
     snprintf(d->front_path, sizeof d->front_path, "%s/front.sock", d->dir);
     return d;
 }
 
-void fdiff_predict(fdiff_t *d, int on) { d->no_predict = !on; }
+void fdiff_predict(fdiff_t *d, unsigned which) { d->predict = which; }
 
 void fdiff_free(fdiff_t *d)
 {

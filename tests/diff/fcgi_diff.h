@@ -59,9 +59,9 @@ enum fdiff_verdict {
                                    libfcgi's 64-byte answer overflows; not run */
     FDIFF_SKIP_LIB_HUGE,        /* a pair whose lengths add up past FDIFF_MAX_INPUT:
                                    libfcgi allocates that, or aborts; not run where
-                                   the harness predicts it, and a libfcgi child that
-                                   dies of its own failed allocation anyway counts as
-                                   having refused (front is judged against that) */
+                                   the harness predicts it (fdiff_predict), and a
+                                   libfcgi child dead of its own failed allocation
+                                   counts as having refused (front judged so) */
     FDIFF_SKIP_LIB_PADDING,     /* padding after the BEGIN_REQUEST or the empty PARAMS
                                    record: libfcgi reads it as the next header */
     FDIFF_SKIP_LIB_MGMT_DATA,   /* a management record other than GET_VALUES with
@@ -92,13 +92,18 @@ fdiff_t *fdiff_new(void);
 /* Removes the directory. */
 void     fdiff_free(fdiff_t *d);
 
-/* Whether libfcgi is kept from the streams the harness predicts it cannot
- * take (FDIFF_SKIP_GET_VALUES_4 and FDIFF_SKIP_LIB_HUGE, not run): on by
- * default. Off, libfcgi runs them all, and only its death tells: of its
- * own failed allocation (its Malloc's assertion, or the sanitizer's report
- * of a malloc called from libfcgi) FDIFF_SKIP_LIB_HUGE, of anything else
- * FDIFF_ERROR. Tests turn it off to exercise that backstop. */
-void     fdiff_predict(fdiff_t *d, int on);
+/* Which of the streams the harness predicts libfcgi cannot take it keeps
+ * from libfcgi (the verdict without running it): FDIFF_PREDICT_ALL by
+ * default. Without FDIFF_SKIP_LIB_HUGE, libfcgi runs the huge pairs: it
+ * allocates up to 2 GiB and finds the pair cut, front judged against
+ * that; or it dies of its failed allocation (its Malloc's assertion, or
+ * the sanitizer's report of a malloc called from libfcgi), which is
+ * FDIFF_SKIP_LIB_HUGE with front judged against libfcgi refusing, as it
+ * would have. The fuzz target runs so. Without FDIFF_SKIP_GET_VALUES_4,
+ * libfcgi smashes its stack: FDIFF_ERROR, as any other death (tests). */
+#define FDIFF_PREDICT(v)  (1u << (v))
+#define FDIFF_PREDICT_ALL (FDIFF_PREDICT(FDIFF_SKIP_GET_VALUES_4) | FDIFF_PREDICT(FDIFF_SKIP_LIB_HUGE))
+void     fdiff_predict(fdiff_t *d, unsigned which);
 
 /* Feeds [buf, buf+len) to both sides, front with max_params = params_limit
  * (its body limit is above FDIFF_MAX_INPUT, so every body is kept whole),

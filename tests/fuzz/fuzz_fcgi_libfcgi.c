@@ -18,18 +18,18 @@
  * libfcgi runs in a forked child of this process, and its allocations go
  * through the sanitizer's malloc, which libFuzzer caps at -malloc_limit_mb
  * (by default -rss_limit_mb, 2048): past it, the child would report an
- * out-of-memory of its own and write an artifact. The harness keeps
- * libfcgi from pairs longer than a stream can hold, but after one of its
- * faults (tests/diff/fcgi_diff.h: it reads padding as a header...) it can
- * read any length and allocate it (up to 4 GiB) before finding the
- * stream too short. LLVMFuzzerInitialize raises the cap to 5 GiB: that
+ * out-of-memory of its own and write an artifact. libfcgi is given the
+ * pairs longer than a stream can hold (fdiff_predict without
+ * FDIFF_SKIP_LIB_HUGE), so that front is judged on them too: libfcgi
+ * allocates what the two lengths say (their int sum, up to 2 GiB) before
+ * finding the stream too short, or, where that sum overflows, asks for a
+ * size near 2^64, which the sanitizer refuses (NULL here: the fuzz stage
+ * sets allocator_may_return_null=1), and its Malloc asserts. That death
+ * is the skip FDIFF_SKIP_LIB_HUGE, front judged against libfcgi refusing,
+ * as it would have. LLVMFuzzerInitialize raises the cap to 5 GiB: that
  * memory is only reserved, never touched, and -rss_limit_mb still bounds
- * what is used. Where the harness cannot predict it (libfcgi's faults
- * change how it reads the stream), libfcgi can still ask for a size past
- * the sanitizer's maximum and die of it: that death is a skip
- * (FDIFF_SKIP_LIB_HUGE), and front is judged against libfcgi refusing,
- * as it would have on finding the pair cut. FUZZ_VERBOSE=1 prints each
- * verdict.
+ * what is used. A GET_VALUES naming 4 known variables is still kept from
+ * libfcgi (it smashes its stack). FUZZ_VERBOSE=1 prints each verdict.
  *
  * The input is the record stream itself, no selector byte. */
 #include <stdlib.h>
@@ -57,6 +57,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     *argv = args;
     ffl_harness = fdiff_new();
     FUZZ_CHECK(ffl_harness != NULL);
+    fdiff_predict(ffl_harness, FDIFF_PREDICT(FDIFF_SKIP_GET_VALUES_4));
     atexit(ffl_cleanup);
     return 0;
 }

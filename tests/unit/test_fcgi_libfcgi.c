@@ -677,7 +677,7 @@ static void test_libfcgi_dying_of_its_allocation(void **state)
     rec(&b, PARAMS, 1, NULL, 0, 0);
     rec(&b, STDIN, 1, NULL, 0, 0);
     expect(&b, FDIFF_SKIP_LIB_SKIP_NEXT);
-    fdiff_predict(harness, 1);
+    fdiff_predict(harness, FDIFF_PREDICT_ALL);
     expect(&b, FDIFF_SKIP_LIB_HUGE);      /* predicted: not run */
     fdiff_predict(harness, 0);
     buf_reset(&b);
@@ -692,7 +692,7 @@ static void test_libfcgi_dying_of_its_allocation(void **state)
     assert_int_equal(fdiff_run(harness, buf_head(&b), buf_used(&b), PARAMS_LIMIT, &r), FDIFF_ERROR);
     assert_non_null(strstr(r.why, "the libfcgi child died (signal 6)"));
 
-    fdiff_predict(harness, 1);
+    fdiff_predict(harness, FDIFF_PREDICT_ALL);
     buf_free(&b);
     buf_free(&p);
     buf_free(&e);
