@@ -125,6 +125,20 @@ static void publish_request(struct buf *b, unsigned id)
     buf_free(&p);
 }
 
+/* A GET_VALUES naming 4 of the 3 variables libfcgi answers (its answer
+ * overruns its 64-byte array), then a publish. */
+static void get_values_4_then_publish(struct buf *b)
+{
+    struct buf e = { 0 };
+    pair(&e, "FCGI_MAX_CONNS", "");
+    pair(&e, "FCGI_MAX_REQS", "");
+    pair(&e, "FCGI_MPXS_CONNS", "");
+    pair(&e, "FCGI_MAX_CONNS", "");
+    rec(b, GET_VALUES, 0, buf_head(&e), buf_used(&e), 0);
+    publish_request(b, 1);
+    buf_free(&e);
+}
+
 /* ---- running ----------------------------------------------------------- */
 
 static enum fdiff_verdict run_limit(const struct buf *b, size_t params_limit)
@@ -449,15 +463,9 @@ static void test_intended_differences(void **state)
 
     /* A GET_VALUES naming 4 known variables overruns libfcgi's answer
      * buffer: libfcgi is not run. */
-    pair(&e, "FCGI_MAX_CONNS", "");
-    pair(&e, "FCGI_MAX_REQS", "");
-    pair(&e, "FCGI_MPXS_CONNS", "");
-    pair(&e, "FCGI_MAX_CONNS", "");
-    rec(&b, GET_VALUES, 0, buf_head(&e), buf_used(&e), 0);
-    publish_request(&b, 1);
+    get_values_4_then_publish(&b);
     expect(&b, FDIFF_SKIP_GET_VALUES_4);
     buf_reset(&b);
-    buf_free(&e);
 
     /* Pairs whose lengths say more than any stream here holds: libfcgi
      * would allocate it all first (and its int sum of two lengths near
@@ -637,8 +645,8 @@ static void test_generated_damage(void **state)
     buf_free(&b);
 }
 
-/* libfcgi run on the pairs the harness would keep from it (fdiff_predict
- * off): where its int sum of a pair's two lengths overflows, its Malloc
+/* libfcgi run on everything the harness would keep from it (fdiff_predict
+ * 0): where its int sum of a pair's two lengths overflows, its Malloc
  * asserts (malloc gave NULL: glibc's, or the sanitizer's with
  * allocator_may_return_null=1) or the sanitizer refuses the size and
  * reports it; either way the child's death, told by its stderr, is
@@ -650,7 +658,7 @@ static void test_libfcgi_dying_of_its_allocation(void **state)
 {
     (void)state;
     static const char overflow[] = "\xff\xff\xff\xfe\x80\x00\x00\x10", gib[] = "\xc0\x00\x00\x00\x01" "ab";
-    struct buf b = { 0 }, p = { 0 }, e = { 0 };
+    struct buf b = { 0 };
     fdiff_predict(harness, 0);
 
     rec(&b, GET_VALUES, 0, overflow, 8, 0);
@@ -682,20 +690,13 @@ static void test_libfcgi_dying_of_its_allocation(void **state)
     fdiff_predict(harness, 0);
     buf_reset(&b);
 
-    pair(&e, "FCGI_MAX_CONNS", "");
-    pair(&e, "FCGI_MAX_REQS", "");
-    pair(&e, "FCGI_MPXS_CONNS", "");
-    pair(&e, "FCGI_MAX_CONNS", "");
-    rec(&b, GET_VALUES, 0, buf_head(&e), buf_used(&e), 0);
-    publish_request(&b, 1);
+    get_values_4_then_publish(&b);
     struct fdiff_report r;
     assert_int_equal(fdiff_run(harness, buf_head(&b), buf_used(&b), PARAMS_LIMIT, &r), FDIFF_ERROR);
     assert_non_null(strstr(r.why, "the libfcgi child died (signal 6)"));
 
     fdiff_predict(harness, FDIFF_PREDICT_ALL);
     buf_free(&b);
-    buf_free(&p);
-    buf_free(&e);
 }
 
 /* Every verdict seen, for the log; the table of skips above made each
