@@ -870,9 +870,25 @@ enum fdiff_verdict fdiff_run(fdiff_t *d, const void *buf, size_t len, size_t par
     }
     fdiff_scan(buf, len, &sc);
     enum fdiff_verdict unsafe = fdiff_lib_unsafe(buf, len, d->predict);
-    /* libfcgi first: its child must not inherit front's loop and sockets. */
-    int lib_rc = unsafe ? 0 : fdiff_libfcgi(d, buf, len, &lib, &lib_said, r);
-    int lib_huge = 0;
+    int lib_rc = 0, lib_huge = 0, front_rc = 1;
+    if (unsafe == FDIFF_SKIP_LIB_HUGE) {
+        /* libfcgi would refuse: allocate up to 2 GiB (slow under a
+         * sanitizer) and find the pair cut, or die of the allocation. So
+         * front runs first, and refusing too settles it; serving, it needs
+         * libfcgi's real answer (the prediction may see a pair libfcgi
+         * never reads, after the request or past one of its faults). */
+        if ((front_rc = fdiff_front(d, buf, len, params_limit, &fr, r)) < 0)
+            goto out;
+        if (!fr.served || fr.truncated) {
+            r->verdict = unsafe;
+            goto out;
+        }
+        unsafe = 0;
+    }
+    /* libfcgi before front where it can: its child must not inherit
+     * front's loop and sockets (fdiff_front closes them all on return). */
+    if (!unsafe)
+        lib_rc = fdiff_libfcgi(d, buf, len, &lib, &lib_said, r);
     if (lib_rc < -1 && (sc.cause == FDIFF_SKIP_LIB_PADDING || sc.cause == FDIFF_SKIP_LIB_MGMT_DATA)) {
         /* libfcgi read bytes as headers or pairs that are not: whatever it
          * then did, even dying, is that fault's. */
@@ -885,7 +901,9 @@ enum fdiff_verdict fdiff_run(fdiff_t *d, const void *buf, size_t len, size_t par
         lib_huge = 1;
         lib_rc = 0;
     }
-    if (lib_rc == 0 && fdiff_front(d, buf, len, params_limit, &fr, r) == 0) {
+    if (lib_rc == 0 && front_rc > 0)
+        front_rc = fdiff_front(d, buf, len, params_limit, &fr, r);
+    if (lib_rc == 0 && front_rc == 0) {
         if (unsafe)
             r->verdict = unsafe;
         else
@@ -896,6 +914,7 @@ enum fdiff_verdict fdiff_run(fdiff_t *d, const void *buf, size_t len, size_t par
             snprintf(r->why + strlen(r->why), sizeof r->why - strlen(r->why),
                      " (libfcgi died allocating for a pair past the stream's end)");
     }
+out:
     if (r->verdict == FDIFF_ERROR && buf_used(&lib_said) > 1)
         fprintf(stderr, "fcgi_diff: the libfcgi child's stderr:\n%s\n", buf_head(&lib_said));
     buf_free(&lib_said);

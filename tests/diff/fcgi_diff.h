@@ -59,9 +59,9 @@ enum fdiff_verdict {
                                    libfcgi's 64-byte answer overflows; not run */
     FDIFF_SKIP_LIB_HUGE,        /* a pair whose lengths add up past FDIFF_MAX_INPUT:
                                    libfcgi allocates that, or aborts; not run where
-                                   the harness predicts it (fdiff_predict), and a
-                                   libfcgi child dead of its own failed allocation
-                                   counts as having refused (front judged so) */
+                                   the harness predicts it and front refuses
+                                   (fdiff_predict); a libfcgi child dead of its own
+                                   failed allocation counts as having refused */
     FDIFF_SKIP_LIB_PADDING,     /* padding after the BEGIN_REQUEST or the empty PARAMS
                                    record: libfcgi reads it as the next header */
     FDIFF_SKIP_LIB_MGMT_DATA,   /* a management record other than GET_VALUES with
@@ -93,14 +93,16 @@ fdiff_t *fdiff_new(void);
 void     fdiff_free(fdiff_t *d);
 
 /* Which of the streams the harness predicts libfcgi cannot take it keeps
- * from libfcgi (the verdict without running it): FDIFF_PREDICT_ALL by
- * default. Without FDIFF_SKIP_LIB_HUGE, libfcgi runs the huge pairs: it
- * allocates up to 2 GiB and finds the pair cut, front judged against
- * that; or it dies of its failed allocation (its Malloc's assertion, or
- * the sanitizer's report of a malloc called from libfcgi), which is
- * FDIFF_SKIP_LIB_HUGE with front judged against libfcgi refusing, as it
- * would have. The fuzz target runs so. Without FDIFF_SKIP_GET_VALUES_4,
- * libfcgi smashes its stack: FDIFF_ERROR, as any other death (tests). */
+ * from libfcgi: FDIFF_PREDICT_ALL by default. A GET_VALUES_4 stream is
+ * not run (libfcgi would smash its stack). A huge pair: front runs first,
+ * and its refusal settles it (libfcgi would refuse too); where front
+ * serves, libfcgi runs after all. Without FDIFF_SKIP_LIB_HUGE, libfcgi
+ * runs them all: it allocates up to 2 GiB and finds the pair cut, or dies
+ * of its failed allocation (its Malloc's assertion, or the sanitizer's
+ * report of a malloc called from libfcgi): FDIFF_SKIP_LIB_HUGE, front
+ * judged against libfcgi refusing. Without FDIFF_SKIP_GET_VALUES_4 it
+ * smashes its stack: FDIFF_ERROR, as any other death. Tests turn them
+ * off to exercise those deaths. */
 #define FDIFF_PREDICT(v)  (1u << (v))
 #define FDIFF_PREDICT_ALL (FDIFF_PREDICT(FDIFF_SKIP_GET_VALUES_4) | FDIFF_PREDICT(FDIFF_SKIP_LIB_HUGE))
 void     fdiff_predict(fdiff_t *d, unsigned which);

@@ -18,18 +18,19 @@
  * libfcgi runs in a forked child of this process, and its allocations go
  * through the sanitizer's malloc, which libFuzzer caps at -malloc_limit_mb
  * (by default -rss_limit_mb, 2048): past it, the child would report an
- * out-of-memory of its own and write an artifact. libfcgi is given the
- * pairs longer than a stream can hold (fdiff_predict without
- * FDIFF_SKIP_LIB_HUGE), so that front is judged on them too: libfcgi
- * allocates what the two lengths say (their int sum, up to 2 GiB) before
- * finding the stream too short, or, where that sum overflows, asks for a
- * size near 2^64, which the sanitizer refuses (NULL here: the fuzz stage
- * sets allocator_may_return_null=1), and its Malloc asserts. That death
- * is the skip FDIFF_SKIP_LIB_HUGE, front judged against libfcgi refusing,
- * as it would have. LLVMFuzzerInitialize raises the cap to 5 GiB: that
- * memory is only reserved, never touched, and -rss_limit_mb still bounds
- * what is used. A GET_VALUES naming 4 known variables is still kept from
- * libfcgi (it smashes its stack). FUZZ_VERBOSE=1 prints each verdict.
+ * out-of-memory of its own and write an artifact. Where the harness
+ * predicts a pair longer than a stream can hold (fcgi_diff.c), front is
+ * run first, and libfcgi only if front serves (its real answer then
+ * decides). But after one of its faults (tests/diff/fcgi_diff.h: it
+ * reads padding as a header...) libfcgi can read any length the harness
+ * did not see and allocate it (their int sum, up to 2 GiB) before finding
+ * the stream too short; where that sum overflows it asks for a size near
+ * 2^64, which the sanitizer refuses (NULL here: the fuzz stage sets
+ * allocator_may_return_null=1), and its Malloc asserts: a skip
+ * (FDIFF_SKIP_LIB_HUGE, front judged against libfcgi refusing, as it
+ * would have). LLVMFuzzerInitialize raises the cap to 5 GiB: that memory
+ * is only reserved, never touched, and -rss_limit_mb still bounds what
+ * is used. FUZZ_VERBOSE=1 prints each verdict.
  *
  * The input is the record stream itself, no selector byte. */
 #include <stdlib.h>
@@ -57,7 +58,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     *argv = args;
     ffl_harness = fdiff_new();
     FUZZ_CHECK(ffl_harness != NULL);
-    fdiff_predict(ffl_harness, FDIFF_PREDICT(FDIFF_SKIP_GET_VALUES_4));
     atexit(ffl_cleanup);
     return 0;
 }
