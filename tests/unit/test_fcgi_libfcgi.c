@@ -657,14 +657,14 @@ static void test_generated_damage(void **state)
  * asserts (malloc gave NULL: glibc's, or the sanitizer's with
  * allocator_may_return_null=1) or the sanitizer refuses the size and
  * reports it; either way the child's death, told by its stderr, is
- * libfcgi having refused, and front is judged against that. A pair of a
- * GiB it allocates, then finds cut: both refuse. Any other death stays an
+ * libfcgi having refused, and front is judged against that. A pair of 16
+ * MiB it allocates, then finds cut: both refuse. Any other death stays an
  * error: the stack smashed by a GET_VALUES naming 4 known variables (the
  * child's stderr shows in the log). */
 static void test_libfcgi_dying_of_its_allocation(void **state)
 {
     (void)state;
-    static const char overflow[] = "\xff\xff\xff\xfe\x80\x00\x00\x10", gib[] = "\xc0\x00\x00\x00\x01" "ab";
+    static const char overflow[] = "\xff\xff\xff\xfe\x80\x00\x00\x10", big[] = "\x81\x00\x00\x00\x01" "ab";
     struct buf b = { 0 };
     fdiff_predict(harness, 0);
 
@@ -678,7 +678,7 @@ static void test_libfcgi_dying_of_its_allocation(void **state)
     expect(&b, FDIFF_SKIP_LIB_HUGE);
     buf_reset(&b);
     begin(&b, 1, RESPONDER, 1);
-    rec(&b, PARAMS, 1, gib, 7, 0);
+    rec(&b, PARAMS, 1, big, 7, 0);
     expect(&b, FDIFF_SAME_REFUSED);
     buf_reset(&b);
 
