@@ -31,6 +31,7 @@ enum { FD_BEGIN = 1, FD_PARAMS = 4, FD_STDIN = 5, FD_GET_VALUES = 9 };
 struct fdiff {
     char dir[64];
     char lib_path[96], front_path[96];
+    unsigned predict;         /* fdiff_predict */
 };
 
 /* What one side made of the stream. */
@@ -65,6 +66,7 @@ static const char *const fdiff_names[FDIFF_VERDICTS] = {
     [FDIFF_SKIP_LIB_HUGE] = "skip-lib-huge",
     [FDIFF_SKIP_LIB_PADDING] = "skip-lib-padding",
     [FDIFF_SKIP_LIB_MGMT_DATA] = "skip-lib-mgmt-data",
+    [FDIFF_SKIP_LIB_SKIP_NEXT] = "skip-lib-skip-next",
     [FDIFF_SKIP_PADDING_CUT] = "skip-padding-cut",
     [FDIFF_DIFFERENT] = "different",
     [FDIFF_ERROR] = "error",
@@ -132,6 +134,30 @@ static void fdiff_pairs(const uint8_t *p, size_t n, struct fdiff_pairs *out)
     out->whole = 1;
 }
 
+/* libfcgi's skip flag (FillBuffProc, 2.4.2 to 2.4.7): it skips the
+ * content of a record of another request (or of a BEGIN_REQUEST once it
+ * has one) by setting a flag that only the end of skipped content clears.
+ * After an empty such record the flag stays set, and the next record with
+ * content, whatever it is, loses it: libfcgi's own PARAMS or STDIN, a
+ * management record (a GET_VALUES then reads as empty), its first
+ * BEGIN_REQUEST (it closes). SetReaderType clears it when a request
+ * begins and when its params end; the caller does that. Returns whether
+ * libfcgi drops the content of this record; *flag is the flag. */
+static int fdiff_lib_drops(int *flag, unsigned type, unsigned rid, unsigned id, size_t clen)
+{
+    if (type == FD_BEGIN && (rid == 0 || clen != 8))
+        return 0;                            /* it closes before any content */
+    int skipped = type == FD_BEGIN ? id != 0 : rid != 0 && rid != id;
+    if (clen == 0) {
+        if (skipped)
+            *flag = 1;
+        return 0;
+    }
+    int drop = *flag && !skipped;
+    *flag = 0;
+    return drop;
+}
+
 /* What the stream holds that the two treat differently on purpose, found
  * by walking its records in order up to the end of the first request. */
 struct fdiff_scan {
@@ -145,6 +171,7 @@ static void fdiff_scan(const uint8_t *p, size_t n, struct fdiff_scan *s)
 {
     enum { WAIT_BEGIN, IN_PARAMS, IN_STDIN } state = WAIT_BEGIN;
     unsigned id = 0;
+    int lib_skip = 0;
     struct buf params = { 0 };
     size_t off = 0;
     memset(s, 0, sizeof *s);
@@ -167,6 +194,10 @@ static void fdiff_scan(const uint8_t *p, size_t n, struct fdiff_scan *s)
             break;
         }
         off += 8 + clen + h[6];
+        if (fdiff_lib_drops(&lib_skip, type, rid, id, clen)) {
+            s->cause = FDIFF_SKIP_LIB_SKIP_NEXT;
+            break;
+        }
         if (type == FD_BEGIN) {
             if (rid == 0) {
                 s->cause = FDIFF_SKIP_BEGIN_ID0;
@@ -185,6 +216,7 @@ static void fdiff_scan(const uint8_t *p, size_t n, struct fdiff_scan *s)
                 }
                 state = IN_PARAMS;
                 id = rid;
+                lib_skip = 0;
             } else if (rid == id) {
                 s->cause = FDIFF_SKIP_BEGIN_AGAIN;
                 break;
@@ -223,6 +255,7 @@ static void fdiff_scan(const uint8_t *p, size_t n, struct fdiff_scan *s)
             s->empty_name = pp.empty_name;
             s->params_count = pp.count;
             state = IN_STDIN;
+            lib_skip = 0;
             continue;
         }
         s->params_bytes += clen;
@@ -238,35 +271,45 @@ static void fdiff_scan(const uint8_t *p, size_t n, struct fdiff_scan *s)
  *    on the stack, overruns it (libfcgi 2.4.2 to 2.4.7);
  *  - FDIFF_SKIP_LIB_HUGE: a pair of a GET_VALUES or of the first request's
  *    params whose lengths add up past FDIFF_MAX_INPUT: libfcgi allocates
- *    their sum before reading the bytes (up to 4 GiB), and where the int
+ *    their sum before reading the bytes (up to 2 GiB), and where the int
  *    sum overflows it aborts (Debian's 2.4.2-2+deb12u1; fixed in 2.4.7).
  *    No stream here can hold such a pair.
- * Records are read as libfcgi does, a cut one as far as it goes; 0 when
- * the stream is safe to give. */
-static enum fdiff_verdict fdiff_lib_unsafe(const uint8_t *p, size_t n)
+ * Records are read as libfcgi does, a cut one as far as it goes, the
+ * content its skip flag drops left out (fdiff_lib_drops); 0 when the
+ * stream is safe to give. Where libfcgi's reading leaves the records'
+ * bounds (FDIFF_SKIP_LIB_PADDING) this cannot follow it: its death then
+ * is that fault's, and any other death of a failed allocation is caught
+ * after the fact (fdiff_lib_died_of_malloc). */
+static enum fdiff_verdict fdiff_lib_unsafe(const uint8_t *p, size_t n, unsigned predict)
 {
     struct buf params = { 0 };
     struct fdiff_pairs pv;
     enum fdiff_verdict why = 0;
     unsigned id = 0;
-    int params_open = 0;
+    int params_open = 0, lib_skip = 0;
     size_t off = 0;
     while (!why && n - off >= 8 && p[off] == 1) {
         const uint8_t *h = p + off;
         unsigned type = h[1], rid = buf_get_u16(h + 2);
         size_t clen = buf_get_u16(h + 4), rest = n - off - 8;
         size_t have = rest < clen ? rest : clen;
-        if (type == FD_GET_VALUES && rid == 0) {
+        if (fdiff_lib_drops(&lib_skip, type, rid, id, clen)) {
+            /* its content is skipped, not read */
+        } else if (type == FD_GET_VALUES && rid == 0) {
             fdiff_pairs(h + 8, have, &pv);
             if (pv.huge)
                 why = FDIFF_SKIP_LIB_HUGE;
             else if (pv.whole && have == clen && pv.known >= 4)
                 why = FDIFF_SKIP_GET_VALUES_4;
+            if (!(predict & FDIFF_PREDICT(why)))
+                why = 0;
         } else if (type == FD_BEGIN && rid != 0 && !id) {
             id = rid;
             params_open = 1;
+            lib_skip = 0;
         } else if (type == FD_PARAMS && rid == id && params_open) {
             params_open = clen > 0;
+            lib_skip &= params_open;
             if (buf_append(&params, h + 8, have) < 0)
                 why = FDIFF_SKIP_LIB_HUGE;  /* cannot tell: do not risk it */
         } else if (rid == 0 && type != FD_GET_VALUES && clen > 0 && params_open) {
@@ -279,7 +322,7 @@ static enum fdiff_verdict fdiff_lib_unsafe(const uint8_t *p, size_t n)
             break;
         off += 8 + clen + h[6];
     }
-    if (!why) {
+    if (!why && (predict & FDIFF_PREDICT(FDIFF_SKIP_LIB_HUGE))) {
         fdiff_pairs((const uint8_t *)fdiff_bytes(&params), buf_used(&params), &pv);
         if (pv.huge)
             why = FDIFF_SKIP_LIB_HUGE;
@@ -373,12 +416,18 @@ static int fdiff_put_str(struct buf *b, const void *p, size_t n)
 /* The child: accepts, reads, and writes to out
  *   'R'                                   refused
  *   'S' u32 n, n x (u32 len, bytes), u32 len, body   served
- * then exits without running the parent's exit handlers. */
-static void fdiff_child(int listen_fd, int out)
+ * then exits without running the parent's exit handlers. Its stderr is
+ * err; an abort kills it (SIGABRT's default), instead of reaching the
+ * fuzzer's handler, which would report the child's death as a crash of
+ * its own and write the input out before the parent has judged it. */
+static void fdiff_child(int listen_fd, int out, int err)
 {
     FCGX_Request req;
     struct buf res = { 0 }, body = { 0 };
     char c = 'R';
+    signal(SIGABRT, SIG_DFL);
+    if (dup2(err, STDERR_FILENO) < 0)
+        _exit(2);
     if (FCGX_Init() != 0 || FCGX_InitRequest(&req, listen_fd, 0) != 0)
         _exit(2);
     if (FCGX_Accept_r(&req) == 0) {
@@ -466,16 +515,65 @@ static int fdiff_lib_result(const struct buf *res, struct fdiff_side *s)
     return off == buf_used(res) ? 0 : -1;
 }
 
-/* Runs libfcgi on the stream into s. Returns 0, -2 when the child died,
- * -1 on another failure (r->why says). */
-static int fdiff_libfcgi(fdiff_t *d, const void *buf, size_t len, struct fdiff_side *s,
-                         struct fdiff_report *r)
+/* What the child wrote to its stderr is kept up to this much. */
+#define FDIFF_STDERR_MAX (16 * 1024)
+
+/* Whether the child, dead with status, died of libfcgi's own failed
+ * allocation, by what it wrote to its stderr (err, a C string):
+ *  - libfcgi's Malloc asserting that malloc gave memory (glibc's message
+ *    names the function and the expression), and the abort that follows:
+ *    malloc returned NULL, as the sanitizer's allocator does for a size
+ *    past its maximum with allocator_may_return_null=1 (the fuzz stage's
+ *    setting), and as glibc does when the kernel refuses the memory;
+ *  - a sanitizer's report of a malloc it would not serve (a size past its
+ *    maximum, out of memory, libFuzzer's -malloc_limit_mb), where the
+ *    frame calling malloc is in libfcgi.
+ * The only sizes libfcgi takes from the stream are a pair's two lengths
+ * (ReadParams: their int sum, negative when it overflows, so a size near
+ * 2^64); the rest are constants. */
+static int fdiff_lib_died_of_malloc(int status, const char *err)
 {
-    int lfd = -1, cfd = -1, pfd[2] = { -1, -1 }, rc = -1;
+    static const char *const reports[] = {
+        "AddressSanitizer: requested allocation size", /* allocation-size-too-big */
+        "AddressSanitizer: out of memory",
+        "AddressSanitizer: allocator is out of memory",
+        "libFuzzer: out-of-memory (malloc(",
+    };
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(err, "fcgiapp.c:") &&
+        strstr(err, ": Malloc: Assertion `size == 0 || result != "))
+        return 1;
+    for (size_t i = 0; i < sizeof reports / sizeof reports[0]; i++) {
+        const char *at = strstr(err, reports[i]), *in_malloc;
+        if (!at)
+            continue;
+        /* The stack trace: the frame in malloc (its interceptor's name
+         * with gcc, malloc's with clang), then its caller's. */
+        if (!(in_malloc = strstr(at, " in malloc ")) &&
+            !(in_malloc = strstr(at, " in __interceptor_malloc ")))
+            continue;
+        const char *caller = strchr(in_malloc, '\n'), *end, *lib;
+        if (!caller)
+            continue;
+        end = strchr(caller + 1, '\n');
+        lib = strstr(caller + 1, "libfcgi.so");
+        if (lib && (!end || lib < end))
+            return 1;
+    }
+    return 0;
+}
+
+/* Runs libfcgi on the stream into s. Returns 0; -2 when the child died
+ * (what it wrote to its stderr is then in *said, a C string), -3 when it
+ * died of libfcgi's own failed allocation (fdiff_lib_died_of_malloc); -1
+ * on another failure (r->why says). */
+static int fdiff_libfcgi(fdiff_t *d, const void *buf, size_t len, struct fdiff_side *s,
+                         struct buf *said, struct fdiff_report *r)
+{
+    int lfd = -1, cfd = -1, pfd[2] = { -1, -1 }, efd[2] = { -1, -1 }, rc = -1;
     pid_t pid = -1;
-    struct buf res = { 0 };
+    struct buf res = { 0 }, err = { 0 };
     if ((lfd = fdiff_listen(d->lib_path)) < 0 || (cfd = fdiff_client(d->lib_path, buf, len)) < 0 ||
-        pipe2(pfd, O_CLOEXEC) < 0) {
+        pipe2(pfd, O_CLOEXEC) < 0 || pipe2(efd, O_CLOEXEC) < 0) {
         snprintf(r->why, sizeof r->why, "libfcgi side: sockets: %s", strerror(errno));
         goto out;
     }
@@ -486,26 +584,42 @@ static int fdiff_libfcgi(fdiff_t *d, const void *buf, size_t len, struct fdiff_s
     }
     if (pid == 0) {
         close(pfd[0]);
-        fdiff_child(lfd, pfd[1]);
+        close(efd[0]);
+        fdiff_child(lfd, pfd[1], efd[1]);
     }
     close(pfd[1]);
-    pfd[1] = -1;
+    close(efd[1]);
+    pfd[1] = efd[1] = -1;
     /* The child's answers to the web server (END_REQUEST, UNKNOWN_TYPE...)
-     * are drained meanwhile: libfcgi writes them blocking. */
+     * are drained meanwhile: libfcgi writes them blocking; so is its
+     * stderr, to its end (a sanitizer's report is written before it dies). */
     uint64_t until = fdiff_ms() + FDIFF_WAIT_MS;
-    int pipe_open = 1, sock_open = 1;
-    while (pipe_open) {
+    int pipe_open = 1, sock_open = 1, err_open = 1;
+    while (pipe_open || err_open) {
         uint64_t now = fdiff_ms();
         if (now >= until) {
             snprintf(r->why, sizeof r->why, "libfcgi took over %d ms", FDIFF_WAIT_MS);
             kill(pid, SIGKILL);
             goto out;
         }
-        struct pollfd fds[2] = { { pfd[0], POLLIN, 0 }, { cfd, POLLIN, 0 } };
-        if (poll(fds, sock_open ? 2 : 1, (int)(until - now)) < 0 && errno != EINTR)
+        struct pollfd fds[3] = { { pipe_open ? pfd[0] : -1, POLLIN, 0 },
+                                 { err_open ? efd[0] : -1, POLLIN, 0 },
+                                 { sock_open ? cfd : -1, POLLIN, 0 } };
+        if (poll(fds, 3, (int)(until - now)) < 0 && errno != EINTR)
             goto out;
-        if (sock_open && fds[1].revents && fdiff_drain(cfd))
+        if (fds[2].revents && fdiff_drain(cfd))
             sock_open = 0;
+        if (fds[1].revents) {
+            char chunk[4096];
+            ssize_t k = read(efd[0], chunk, sizeof chunk);
+            size_t keep = k > 0 && buf_used(&err) < FDIFF_STDERR_MAX ? (size_t)k : 0;
+            if (keep > FDIFF_STDERR_MAX - buf_used(&err))
+                keep = FDIFF_STDERR_MAX - buf_used(&err);
+            if (keep > 0 && buf_append(&err, chunk, keep) < 0)
+                goto out;
+            if (k == 0 || (k < 0 && errno != EINTR))
+                err_open = 0;
+        }
         if (fds[0].revents) {
             if (buf_reserve(&res, 4096) < 0)
                 goto out;
@@ -521,10 +635,18 @@ static int fdiff_libfcgi(fdiff_t *d, const void *buf, size_t len, struct fdiff_s
         ;
     pid = -1;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        snprintf(r->why, sizeof r->why, "the libfcgi child died (%s %d)",
+        static const char nul = '\0';
+        if (buf_append(&err, &nul, 1) < 0)
+            goto out;
+        snprintf(r->why, sizeof r->why, "the libfcgi child died (%s %d)%s",
                  WIFSIGNALED(status) ? "signal" : "status",
-                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-        rc = -2;
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+                 buf_used(&err) > 1 ? ", its stderr above" : "");
+        rc = fdiff_lib_died_of_malloc(status, buf_head(&err)) ? -3 : -2;
+        if (rc == -3)
+            snprintf(r->why, sizeof r->why, "the libfcgi child died of a failed allocation");
+        *said = err;
+        err = (struct buf){ 0 };
         goto out;
     }
     if (fdiff_lib_result(&res, s) < 0) {
@@ -544,7 +666,12 @@ out:
         close(pfd[0]);
     if (pfd[1] >= 0)
         close(pfd[1]);
+    if (efd[0] >= 0)
+        close(efd[0]);
+    if (efd[1] >= 0)
+        close(efd[1]);
     buf_free(&res);
+    buf_free(&err);
     return rc;
 }
 
@@ -734,6 +861,7 @@ enum fdiff_verdict fdiff_run(fdiff_t *d, const void *buf, size_t len, size_t par
 {
     struct fdiff_side fr = { 0 }, lib = { 0 };
     struct fdiff_scan sc;
+    struct buf lib_said = { 0 };
     r->why[0] = '\0';
     r->verdict = FDIFF_ERROR;
     if (len > FDIFF_MAX_INPUT) {
@@ -741,21 +869,55 @@ enum fdiff_verdict fdiff_run(fdiff_t *d, const void *buf, size_t len, size_t par
         return r->verdict;
     }
     fdiff_scan(buf, len, &sc);
-    enum fdiff_verdict unsafe = fdiff_lib_unsafe(buf, len);
-    /* libfcgi first: its child must not inherit front's loop and sockets. */
-    int lib_rc = unsafe ? 0 : fdiff_libfcgi(d, buf, len, &lib, r);
-    if (lib_rc == -2 && (sc.cause == FDIFF_SKIP_LIB_PADDING || sc.cause == FDIFF_SKIP_LIB_MGMT_DATA)) {
+    enum fdiff_verdict unsafe = fdiff_lib_unsafe(buf, len, d->predict);
+    int lib_rc = 0, lib_huge = 0, front_rc = 1;
+    if (unsafe == FDIFF_SKIP_LIB_HUGE) {
+        /* libfcgi would refuse: allocate up to 2 GiB (slow under a
+         * sanitizer) and find the pair cut, or die of the allocation. So
+         * front runs first, and refusing too settles it; serving, it needs
+         * libfcgi's real answer (the prediction may see a pair libfcgi
+         * never reads, after the request or past one of its faults). */
+        if ((front_rc = fdiff_front(d, buf, len, params_limit, &fr, r)) < 0)
+            goto out;
+        if (!fr.served || fr.truncated) {
+            r->verdict = unsafe;
+            goto out;
+        }
+        unsafe = 0;
+    }
+    /* libfcgi before front where it can: its child must not inherit
+     * front's loop and sockets (fdiff_front closes them all on return). */
+    if (!unsafe)
+        lib_rc = fdiff_libfcgi(d, buf, len, &lib, &lib_said, r);
+    if (lib_rc < -1 && (sc.cause == FDIFF_SKIP_LIB_PADDING || sc.cause == FDIFF_SKIP_LIB_MGMT_DATA)) {
         /* libfcgi read bytes as headers or pairs that are not: whatever it
          * then did, even dying, is that fault's. */
         unsafe = sc.cause;
         lib_rc = 0;
+    } else if (lib_rc == -3) {
+        /* libfcgi died allocating for a pair longer than the stream: had
+         * it got the memory, it would have found the pair cut, and closed
+         * (ReadParams fails, in the params or in a GET_VALUES): it refused. */
+        lib_huge = 1;
+        lib_rc = 0;
     }
-    if (lib_rc == 0 && fdiff_front(d, buf, len, params_limit, &fr, r) == 0) {
+    if (lib_rc == 0 && front_rc > 0)
+        front_rc = fdiff_front(d, buf, len, params_limit, &fr, r);
+    if (lib_rc == 0 && front_rc == 0) {
         if (unsafe)
             r->verdict = unsafe;
         else
             r->verdict = fdiff_judge(&sc, params_limit, &fr, &lib, r);
+        if (lib_huge && r->verdict == FDIFF_SAME_REFUSED)
+            r->verdict = FDIFF_SKIP_LIB_HUGE;
+        else if (lib_huge && r->verdict == FDIFF_DIFFERENT)
+            snprintf(r->why + strlen(r->why), sizeof r->why - strlen(r->why),
+                     " (libfcgi died allocating for a pair past the stream's end)");
     }
+out:
+    if (r->verdict == FDIFF_ERROR && buf_used(&lib_said) > 1)
+        fprintf(stderr, "fcgi_diff: the libfcgi child's stderr:\n%s\n", buf_head(&lib_said));
+    buf_free(&lib_said);
     fdiff_side_free(&fr);
     fdiff_side_free(&lib);
     return r->verdict;
@@ -778,10 +940,13 @@ fdiff_t *fdiff_new(void)
     /* front's warnings about the streams it refuses would be most of the
      * output; its errors still show. */
     log_set_level(LOG_ERROR);
+    d->predict = FDIFF_PREDICT_ALL;
     snprintf(d->lib_path, sizeof d->lib_path, "%s/libfcgi.sock", d->dir);
     snprintf(d->front_path, sizeof d->front_path, "%s/front.sock", d->dir);
     return d;
 }
+
+void fdiff_predict(fdiff_t *d, unsigned which) { d->predict = which; }
 
 void fdiff_free(fdiff_t *d)
 {

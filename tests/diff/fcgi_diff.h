@@ -19,7 +19,9 @@
  * shut down first, so it sees the end), it allocates whatever a 4-byte
  * pair length says, and it can abort; the child sends its result back
  * through a pipe while the parent drains what libfcgi writes to the web
- * server (its writes block too).
+ * server (its writes block too) and what the child writes to its stderr
+ * (a death is told apart by it: libfcgi's failed allocation is a skip,
+ * anything else an error, with that stderr shown).
  *
  * "The same" is: both served, with the same params in the same order
  * (each as libfcgi keeps it, "name=value" cut at its first NUL byte;
@@ -56,17 +58,25 @@ enum fdiff_verdict {
     FDIFF_SKIP_GET_VALUES_4,    /* a GET_VALUES asking for 4 or more known names:
                                    libfcgi's 64-byte answer overflows; not run */
     FDIFF_SKIP_LIB_HUGE,        /* a pair whose lengths add up past FDIFF_MAX_INPUT:
-                                   libfcgi allocates that, or aborts; not run */
+                                   libfcgi allocates that, or aborts; not run where
+                                   the harness predicts it and front refuses
+                                   (fdiff_predict); a libfcgi child dead of its own
+                                   failed allocation counts as having refused */
     FDIFF_SKIP_LIB_PADDING,     /* padding after the BEGIN_REQUEST or the empty PARAMS
                                    record: libfcgi reads it as the next header */
     FDIFF_SKIP_LIB_MGMT_DATA,   /* a management record other than GET_VALUES with
                                    content: libfcgi reads that as the stream's data */
+    FDIFF_SKIP_LIB_SKIP_NEXT,   /* an empty record of another request, then a record
+                                   with content libfcgi reads: it drops that content
+                                   (its skip flag stays set past an empty record) */
     FDIFF_SKIP_PADDING_CUT,     /* the stream ends inside the padding of the empty
                                    STDIN record: libfcgi has its end, front waits for
                                    the whole record and then sees the connection end */
     FDIFF_DIFFERENT,
     FDIFF_ERROR,                /* the harness failed (sockets, fork, a stream too long),
-                                   or libfcgi died or hung */
+                                   or libfcgi died (but of a failed allocation, or
+                                   after a fault that desynchronises its reading) or
+                                   hung; its stderr is then copied to ours */
     FDIFF_VERDICTS
 };
 
@@ -81,6 +91,21 @@ typedef struct fdiff fdiff_t;
 fdiff_t *fdiff_new(void);
 /* Removes the directory. */
 void     fdiff_free(fdiff_t *d);
+
+/* Which of the streams the harness predicts libfcgi cannot take it keeps
+ * from libfcgi: FDIFF_PREDICT_ALL by default. A GET_VALUES_4 stream is
+ * not run (libfcgi would smash its stack). A huge pair: front runs first,
+ * and its refusal settles it (libfcgi would refuse too); where front
+ * serves, libfcgi runs after all. Without FDIFF_SKIP_LIB_HUGE, libfcgi
+ * runs them all: it allocates up to 2 GiB and finds the pair cut, or dies
+ * of its failed allocation (its Malloc's assertion, or the sanitizer's
+ * report of a malloc called from libfcgi): FDIFF_SKIP_LIB_HUGE, front
+ * judged against libfcgi refusing. Without FDIFF_SKIP_GET_VALUES_4 it
+ * smashes its stack: FDIFF_ERROR, as any other death. Tests turn them
+ * off to exercise those deaths. */
+#define FDIFF_PREDICT(v)  (1u << (v))
+#define FDIFF_PREDICT_ALL (FDIFF_PREDICT(FDIFF_SKIP_GET_VALUES_4) | FDIFF_PREDICT(FDIFF_SKIP_LIB_HUGE))
+void     fdiff_predict(fdiff_t *d, unsigned which);
 
 /* Feeds [buf, buf+len) to both sides, front with max_params = params_limit
  * (its body limit is above FDIFF_MAX_INPUT, so every body is kept whole),

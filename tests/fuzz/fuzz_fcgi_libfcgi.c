@@ -4,8 +4,12 @@
  * FCGX_Accept_r (in a forked child) read it from Unix sockets, and must
  * serve the same params and body or both refuse, but for the intended
  * differences docs/design.md lists (skips). A difference, a harness
- * failure, libfcgi dying (but after one of its listed faults) or either
- * side hanging is a crash.
+ * failure, libfcgi dying (but of its own failed allocation, or after one
+ * of its listed faults that desynchronise its reading) or either side
+ * hanging is a crash. The libfcgi child dies by SIGABRT's default, not
+ * through libFuzzer's handler: what it wrote to stderr tells the harness
+ * why, and only the verdict of this process makes a crash and an
+ * artifact.
  *
  * max_params is 2048 here, so short inputs reach the 431 of a request
  * head over the limit. Inputs over FDIFF_MAX_INPUT are ignored (the
@@ -14,13 +18,19 @@
  * libfcgi runs in a forked child of this process, and its allocations go
  * through the sanitizer's malloc, which libFuzzer caps at -malloc_limit_mb
  * (by default -rss_limit_mb, 2048): past it, the child would report an
- * out-of-memory of its own and write an artifact. The harness keeps
- * libfcgi from pairs longer than a stream can hold, but after one of its
- * faults (tests/diff/fcgi_diff.h: it reads padding as a header...) it can
- * read any length and allocate it (up to 4 GiB) before finding the
- * stream too short. LLVMFuzzerInitialize raises the cap to 5 GiB: that
- * memory is only reserved, never touched, and -rss_limit_mb still bounds
- * what is used. FUZZ_VERBOSE=1 prints each verdict.
+ * out-of-memory of its own and write an artifact. Where the harness
+ * predicts a pair longer than a stream can hold (fcgi_diff.c), front is
+ * run first, and libfcgi only if front serves (its real answer then
+ * decides). But after one of its faults (tests/diff/fcgi_diff.h: it
+ * reads padding as a header...) libfcgi can read any length the harness
+ * did not see and allocate it (their int sum, up to 2 GiB) before finding
+ * the stream too short; where that sum overflows it asks for a size near
+ * 2^64, which the sanitizer refuses (NULL here: the fuzz stage sets
+ * allocator_may_return_null=1), and its Malloc asserts: a skip
+ * (FDIFF_SKIP_LIB_HUGE, front judged against libfcgi refusing, as it
+ * would have). LLVMFuzzerInitialize raises the cap to 5 GiB: that memory
+ * is only reserved, never touched, and -rss_limit_mb still bounds what
+ * is used. FUZZ_VERBOSE=1 prints each verdict.
  *
  * The input is the record stream itself, no selector byte. */
 #include <stdlib.h>

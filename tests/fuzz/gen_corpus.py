@@ -278,6 +278,7 @@ def fcgi_libfcgi():
     put("fcgi_libfcgi", "padded-begin", begin(1, pad=8) + request()[16:])
     put("fcgi_libfcgi", "management-content", rec(99, 0, b"12345678") + request())
     put("fcgi_libfcgi", "padding-cut", request()[:-8] + rec(STDIN, 1, b"", 4)[:-2])
+    put("fcgi_libfcgi", "skip-next", begin(1) + rec(STDIN, 2) + request()[16:])
 
 
 

@@ -125,6 +125,20 @@ static void publish_request(struct buf *b, unsigned id)
     buf_free(&p);
 }
 
+/* A GET_VALUES naming 4 of the 3 variables libfcgi answers (its answer
+ * overruns its 64-byte array), then a publish. */
+static void get_values_4_then_publish(struct buf *b)
+{
+    struct buf e = { 0 };
+    pair(&e, "FCGI_MAX_CONNS", "");
+    pair(&e, "FCGI_MAX_REQS", "");
+    pair(&e, "FCGI_MPXS_CONNS", "");
+    pair(&e, "FCGI_MAX_CONNS", "");
+    rec(b, GET_VALUES, 0, buf_head(&e), buf_used(&e), 0);
+    publish_request(b, 1);
+    buf_free(&e);
+}
+
 /* ---- running ----------------------------------------------------------- */
 
 static enum fdiff_verdict run_limit(const struct buf *b, size_t params_limit)
@@ -449,19 +463,14 @@ static void test_intended_differences(void **state)
 
     /* A GET_VALUES naming 4 known variables overruns libfcgi's answer
      * buffer: libfcgi is not run. */
-    pair(&e, "FCGI_MAX_CONNS", "");
-    pair(&e, "FCGI_MAX_REQS", "");
-    pair(&e, "FCGI_MPXS_CONNS", "");
-    pair(&e, "FCGI_MAX_CONNS", "");
-    rec(&b, GET_VALUES, 0, buf_head(&e), buf_used(&e), 0);
-    publish_request(&b, 1);
+    get_values_4_then_publish(&b);
     expect(&b, FDIFF_SKIP_GET_VALUES_4);
     buf_reset(&b);
-    buf_free(&e);
 
     /* Pairs whose lengths say more than any stream here holds: libfcgi
      * would allocate it all first (and its int sum of two lengths near
-     * 2^31 overflows: it aborts); it is not given them, front refuses. */
+     * 2^31 overflows: it aborts); front refuses, which settles it: libfcgi
+     * is not given them. */
     static const char *const huge[] = { "\xff\xff\xff\xff\x01" "ab",
                                         "\x7f\xff\xff\xfe\x7f\xff\xff\xfe" "ab",
                                         "\x80\x01\x00\x01\x00" };
@@ -475,6 +484,12 @@ static void test_intended_differences(void **state)
         expect(&b, FDIFF_SKIP_LIB_HUGE);
         buf_reset(&b);
     }
+    /* Predicted, but front serves: libfcgi runs after all, and never
+     * reads a GET_VALUES after the request. */
+    publish_request(&b, 1);
+    rec(&b, GET_VALUES, 0, huge[0], huge_len[0], 0);
+    expect(&b, FDIFF_SAME_SERVED);
+    buf_reset(&b);
 
     /* libfcgi's faults: padding after the BEGIN_REQUEST or after the
      * empty PARAMS record read as a header; a management record's content
@@ -505,6 +520,30 @@ static void test_intended_differences(void **state)
             rec(&b, 99, 0, "xy", 2, 0);
         rec(&b, STDIN, 1, NULL, 0, 0);
         expect(&b, FDIFF_SKIP_LIB_MGMT_DATA);
+        buf_reset(&b);
+    }
+    /* An empty record of another request leaves libfcgi's skip flag set:
+     * it drops the content of the next record, here its first
+     * BEGIN_REQUEST's (it closes), a PARAMS record, a STDIN record. Where
+     * the next record with content is of another request anyway, or the
+     * stream ends first (the flag is cleared when the params end), both
+     * agree. */
+    for (int where = 0; where < 5; where++) {
+        if (where == 0)
+            rec(&b, PARAMS, 2, NULL, 0, 0);
+        begin(&b, 1, RESPONDER, 1);
+        if (where == 1 || where == 3)
+            rec(&b, STDIN, 2, NULL, 0, 0);
+        if (where == 3)
+            rec(&b, STDIN, 2, "12", 2, 0);
+        rec(&b, PARAMS, 1, buf_head(&p), buf_used(&p), 0);
+        if (where == 4)
+            rec(&b, PARAMS, 7, NULL, 0, 0);
+        rec(&b, PARAMS, 1, NULL, 0, 0);
+        if (where == 2)
+            rec(&b, ABORT, 3, NULL, 0, 0);
+        stream(&b, STDIN, 1, publish_body, strlen(publish_body), 0, 0);
+        expect(&b, where < 3 ? FDIFF_SKIP_LIB_SKIP_NEXT : FDIFF_SAME_SERVED);
         buf_reset(&b);
     }
     publish_request(&b, 1);
@@ -613,6 +652,60 @@ static void test_generated_damage(void **state)
     buf_free(&b);
 }
 
+/* libfcgi run on everything the harness would keep from it (fdiff_predict
+ * 0): where its int sum of a pair's two lengths overflows, its Malloc
+ * asserts (malloc gave NULL: glibc's, or the sanitizer's with
+ * allocator_may_return_null=1) or the sanitizer refuses the size and
+ * reports it; either way the child's death, told by its stderr, is
+ * libfcgi having refused, and front is judged against that. A pair of 16
+ * MiB it allocates, then finds cut: both refuse. Any other death stays an
+ * error: the stack smashed by a GET_VALUES naming 4 known variables (the
+ * child's stderr shows in the log). */
+static void test_libfcgi_dying_of_its_allocation(void **state)
+{
+    (void)state;
+    static const char overflow[] = "\xff\xff\xff\xfe\x80\x00\x00\x10", big[] = "\x81\x00\x00\x00\x01" "ab";
+    struct buf b = { 0 };
+    fdiff_predict(harness, 0);
+
+    rec(&b, GET_VALUES, 0, overflow, 8, 0);
+    expect(&b, FDIFF_SKIP_LIB_HUGE);
+    publish_request(&b, 1);
+    expect(&b, FDIFF_SKIP_GET_VALUES);    /* libfcgi closed; front served the request */
+    buf_reset(&b);
+    begin(&b, 1, RESPONDER, 1);
+    rec(&b, PARAMS, 1, overflow, 8, 0);
+    expect(&b, FDIFF_SKIP_LIB_HUGE);
+    buf_reset(&b);
+    begin(&b, 1, RESPONDER, 1);
+    rec(&b, PARAMS, 1, big, 7, 0);
+    expect(&b, FDIFF_SAME_REFUSED);
+    buf_reset(&b);
+
+    /* The pair libfcgi reads only because its skip flag dropped the
+     * record before it (tests/fuzz/regressions/fcgi_libfcgi/
+     * skip-next-huge-pair): front serves A=<8 bytes>. */
+    begin(&b, 1, RESPONDER, 1);
+    rec(&b, PARAMS, 2, NULL, 0, 0);
+    rec(&b, PARAMS, 1, "\x01\x08" "A", 3, 0);
+    rec(&b, PARAMS, 1, overflow, 8, 0);
+    rec(&b, PARAMS, 1, NULL, 0, 0);
+    rec(&b, STDIN, 1, NULL, 0, 0);
+    expect(&b, FDIFF_SKIP_LIB_SKIP_NEXT);
+    fdiff_predict(harness, FDIFF_PREDICT_ALL);
+    expect(&b, FDIFF_SKIP_LIB_SKIP_NEXT); /* predicted, but front serves: run */
+    fdiff_predict(harness, 0);
+    buf_reset(&b);
+
+    get_values_4_then_publish(&b);
+    struct fdiff_report r;
+    assert_int_equal(fdiff_run(harness, buf_head(&b), buf_used(&b), PARAMS_LIMIT, &r), FDIFF_ERROR);
+    assert_non_null(strstr(r.why, "the libfcgi child died (signal 6)"));
+
+    fdiff_predict(harness, FDIFF_PREDICT_ALL);
+    buf_free(&b);
+}
+
 /* Every verdict seen, for the log; the table of skips above made each
  * happen at least once. */
 static void test_every_skip_was_exercised(void **state)
@@ -649,6 +742,7 @@ int main(void)
         cmocka_unit_test(test_other_records_around_the_request),
         cmocka_unit_test(test_both_refuse),
         cmocka_unit_test(test_intended_differences),
+        cmocka_unit_test(test_libfcgi_dying_of_its_allocation),
         cmocka_unit_test(test_generated_requests),
         cmocka_unit_test(test_generated_damage),
         cmocka_unit_test(test_every_skip_was_exercised),
