@@ -233,8 +233,6 @@ const char *cfg_store_key_changed(const struct cfg *a, const struct cfg *b)
         return "[redis] sentinels";
     if (strcmp(a->redis_master_name, b->redis_master_name) != 0)
         return "[redis] master_name";
-    if (strcmp(a->redis_password, b->redis_password) != 0)
-        return "[redis] password_file";
     if (a->redis_db != b->redis_db)
         return "[redis] db";
     if (strcmp(a->redis_prefix, b->redis_prefix) != 0)

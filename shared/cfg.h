@@ -169,8 +169,8 @@ void cfg_defaults(struct cfg *c);
 int  cfg_load(struct cfg *c, const char *path, char *err, size_t errlen);
 
 /* The first key of those that say where channels live — [ws-server]
- * engine and [redis] address, sentinels, master_name, password_file, db,
- * prefix — whose value differs between a and b ("[redis] prefix"), or
+ * engine and [redis] address, sentinels, master_name, db, prefix — whose
+ * value differs between a and b ("[redis] prefix"), or
  * NULL. A reload cannot move a running node to another store: it would
  * split it from the nodes still on the old one. */
 const char *cfg_store_key_changed(const struct cfg *a, const struct cfg *b);

@@ -17,16 +17,26 @@
 #include "redis_msg.h"
 #include "revoke.h"
 
+/* `run` (the node's run_id:master_replid of its connection) made current:
+ * the replication id is read here, in the script, because it changes
+ * without the connection closing — a master made a replica and master
+ * again (REPLICAOF) has had its data replaced by a full resync while a
+ * node stayed connected, and its epoch hash may be an older copy. */
+#define ER_SERVER_ID_LUA \
+    "run = string.match(run, '^[^:]*') .. ':' ..\n" \
+    "      (string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or '')\n"
+
 /* KEYS: epoch hash, then per channel its stream and its last-id key.
- * ARGV: run_id, history size, history ttl, last-id ttl, prefix, data,
+ * ARGV: the server id (run_id:master_replid), history size, history ttl, last-id ttl, prefix, data,
  * the newest epoch this node has seen, then the channel names. Returns the
- * id. An epoch made on another master (run_id), or none at all, is
+ * id. An epoch made on another master or data set (server id), or none, is
  * replaced by a newer one: writes may have been lost there, and resuming
  * pages must be reset, never given an id again. The new epoch is the
  * server's second, but past every epoch this node has seen (a Redis
  * restarted within the second would otherwise give an id twice). The stream entry id is "<epoch>-<seq>" in decimal, so XRANGE
  * reads "after an id" directly. */
 #define ER_ENSURE_EPOCH_LUA \
+    ER_SERVER_ID_LUA \
     "local h = redis.call('HMGET', KEYS[1], 'e', 's', 'r')\n" \
     "local e, s = tonumber(h[1]), tonumber(h[2])\n" \
     "if (not e) or (not s) or h[3] ~= run then\n" \
@@ -102,18 +112,21 @@ static const char er_revoke_lua[] =
     "return redis.call('PUBLISH', ARGV[5], ARGV[6])\n";
 
 /* KEYS: the revocation set, its floor, the "since" hash. ARGV: oldest
- * second kept, this node's second, run_id. Returns { the floor, since,
- * the records as ZRANGEBYSCORE WITHSCORES }, read at once so that no
- * record popped by a revocation in between escapes both. "since" is the
- * second from which this server holds every revocation: a server with
- * another run_id than the one that set it (restarted, or a promoted
- * replica), or none, may have lost some, and holds them from now on. */
+ * second kept, the server id (run_id:master_replid). Returns { the floor,
+ * since, the records as ZRANGEBYSCORE WITHSCORES }, read at once so that
+ * no record popped by a revocation in between escapes both. "since" is
+ * the second from which this server holds every revocation: a server
+ * with another id than the one that set it (restarted, a promoted
+ * replica, data replaced by a resync), or none, may have lost some, and
+ * holds them from now on — by Redis's clock, not a node's. */
 static const char er_revocations_lua[] =
+    "local run = ARGV[2]\n"
+    ER_SERVER_ID_LUA
     "local h = redis.call('HMGET', KEYS[3], 's', 'r')\n"
     "local since = tonumber(h[1])\n"
-    "if (not since) or h[2] ~= ARGV[3] then\n"
-    "  since = tonumber(ARGV[2])\n"
-    "  redis.call('HSET', KEYS[3], 's', since, 'r', ARGV[3])\n"
+    "if (not since) or h[2] ~= run then\n"
+    "  since = tonumber(redis.call('TIME')[1])\n"
+    "  redis.call('HSET', KEYS[3], 's', since, 'r', run)\n"
     "end\n"
     "return { redis.call('GET', KEYS[2]) or '0', tostring(since),\n"
     "         redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES') }\n";
@@ -370,6 +383,7 @@ struct er_pub {
     struct list         *on;        /* that list; NULL: on none */
     struct ev_timer      deadline;  /* wait_replicas only */
     uint64_t             due;
+    int                  replicas;  /* wait_replicas when it came (a reload may change it) */
     int                  scripting; /* the script's answer is still to come */
     int                  answered;  /* its outcome given (the deadline passed) */
     struct str           names[WSPUSH_MAX_CHANNELS];
@@ -418,11 +432,15 @@ static void er_waited(void *arg, int status, const redisReply *rep)
     struct er_wait *w = arg;
     struct engine_redis *r = w->r;
     r->waiting = NULL;
-    /* Fewer replicas than asked within the time (or no answer): published,
-     * not as durable as asked. The publisher hears "may or may not". */
-    int ok = status == 0 && rep->type == REDIS_REPLY_INTEGER &&
-             rep->integer >= r->cfg->redis_wait_replicas;
-    er_pubs_done(r, &w->covered, ok ? 0 : ENGINE_E_TIMEOUT);
+    /* Fewer replicas than a publish asked for within the time (or no
+     * answer): published, not as durable as asked. The publisher hears
+     * "may or may not". */
+    long long have = status == 0 && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+    struct list_node *n;
+    while ((n = list_last(&w->covered)) != NULL) {
+        struct er_pub *p = list_entry(n, struct er_pub, wnode);
+        er_pub_done(r, p, have >= p->replicas ? 0 : ENGINE_E_TIMEOUT);
+    }
     free(w);
 }
 
@@ -441,6 +459,7 @@ static void er_send_wait(ev_loop_t *loop, void *data)
     w->r = r;
     list_init(&w->covered);
     uint64_t now = ev_now(loop), due = now + 1;
+    int replicas = 1;
     struct list_node *n;
     while ((n = list_last(&r->unwaited)) != NULL) {
         struct er_pub *p = list_entry(n, struct er_pub, wnode);
@@ -448,9 +467,11 @@ static void er_send_wait(ev_loop_t *loop, void *data)
         p->on = &w->covered;
         if (p->due > due)
             due = p->due;
+        if (p->replicas > replicas)
+            replicas = p->replicas;   /* the most any of them asked for */
     }
     char num[16], ms[24];
-    snprintf(num, sizeof(num), "%d", r->cfg->redis_wait_replicas);
+    snprintf(num, sizeof(num), "%d", replicas);
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(due - now));   /* never 0: forever */
     const char *argv[3] = { "WAIT", num, ms };
     size_t lens[3] = { 4, strlen(num), strlen(ms) };
@@ -484,7 +505,7 @@ static void er_published(struct engine_redis *r, void *arg, int status, const re
     p->res.deliveries = 0;
     for (int i = 0; i < p->n; i++)
         p->res.deliveries += r->h.count ? r->h.count(r->h.ctx, p->names[i]) : 0;
-    if (r->cfg->redis_wait_replicas > 0) {
+    if (p->replicas > 0) {
         list_push(&r->unwaited, &p->wnode);   /* for the WAIT after this pass */
         p->on = &r->unwaited;
         return;
@@ -524,7 +545,8 @@ static void er_publish(engine_t *e, const struct engine_publish *pub, engine_pub
     p->scripting = 1;
     p->answered = 0;
     p->due = ev_now(r->loop) + (uint64_t)r->cfg->redis_command_timeout_ms;
-    if (r->cfg->redis_wait_replicas > 0)
+    p->replicas = r->cfg->redis_wait_replicas;
+    if (p->replicas > 0)
         ev_timer_start(r->loop, &p->deadline, (uint64_t)r->cfg->redis_command_timeout_ms,
                        er_pub_expired);
     size_t off = 0;
@@ -543,7 +565,7 @@ static void er_publish(engine_t *e, const struct engine_publish *pub, engine_pub
         rc |= er_args_key(&c->a, prefix, "s:", p->names[i]);
         rc |= er_args_key(&c->a, prefix, "l:", p->names[i]);
     }
-    rc |= er_args_str(&c->a, redis_link_run_id(r->link));
+    rc |= er_args_str(&c->a, redis_link_server_id(r->link));
     for (int i = 0; i < 3; i++)
         rc |= er_args_str(&c->a, num[i]);
     rc |= er_args_str(&c->a, prefix);
@@ -936,7 +958,7 @@ static struct er_call *er_history_call(struct engine_redis *r, const struct str 
     snprintf(count, sizeof(count), "%d", r->cfg->redis_channel_history_size > 0
                                              ? r->cfg->redis_channel_history_size : 1);
     snprintf(seen, sizeof(seen), "%u", (unsigned)r->mnewest.epoch);
-    *rc |= er_args_str(&c->a, redis_link_run_id(r->link));
+    *rc |= er_args_str(&c->a, redis_link_server_id(r->link));
     *rc |= er_args_str(&c->a, seen);
     *rc |= er_args_str(&c->a, count);
     for (int i = 0; i < n; i++) {
@@ -1033,7 +1055,8 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
          * restarted) is no gap: the chain of prev ids says whether the
          * stream follows on from it. A page resuming has no such proof. */
         int own = c->has_last && msgid_cmp(c->last, b->after[k]) == 0;
-        int follows = own ? redis_history_follows(b->after[k], has_last, last, es[k], ns[k])
+        int follows = own ? redis_history_follows(epoch, has_epoch, b->after[k], has_last, last,
+                                                  es[k], ns[k])
                           : redis_history_continuous(epoch, has_epoch, b->after[k], has_last, last,
                                                      es[k], ns[k]);
         if (!follows) {
@@ -1437,16 +1460,13 @@ static void er_load_revocations(struct engine_redis *r)
     struct er_call *c = er_call_new(r, ER_REVOCATIONS, 3);
     if (!c)
         return;
-    char oldest[24], now[24];
-    long t = revoke_clock();
-    snprintf(oldest, sizeof(oldest), "%ld", t - r->cfg->max_token_lifetime_s);
-    snprintf(now, sizeof(now), "%ld", t);
+    char oldest[24];
+    snprintf(oldest, sizeof(oldest), "%ld", revoke_clock() - r->cfg->max_token_lifetime_s);
     int rc = er_args_key(&c->a, r->cfg->redis_prefix, "revoked", (struct str){ "", 0 });
     rc |= er_args_key(&c->a, r->cfg->redis_prefix, "revoked_floor", (struct str){ "", 0 });
     rc |= er_args_key(&c->a, r->cfg->redis_prefix, "revoked_since", (struct str){ "", 0 });
     rc |= er_args_str(&c->a, oldest);
-    rc |= er_args_str(&c->a, now);
-    rc |= er_args_str(&c->a, redis_link_run_id(r->link));
+    rc |= er_args_str(&c->a, redis_link_server_id(r->link));
     int complete = r->control_subscribed && redis_link_sub_is_up(r->link);
     er_call_send(c, rc, complete ? er_revocations_complete : er_revocations_partial, NULL);
 }
@@ -1571,6 +1591,8 @@ engine_t *engine_redis_new(ev_loop_t *loop, const struct cfg *cfg, const struct 
 void engine_redis_reload(engine_t *e, const struct cfg *next)
 {
     struct cfg *own = &er(e)->own;   /* the link reads the same copy */
+    /* A rotated password: the next connection authenticates with it. */
+    memcpy(own->redis_password, next->redis_password, sizeof(own->redis_password));
     own->redis_connect_timeout_ms = next->redis_connect_timeout_ms;
     own->redis_command_timeout_ms = next->redis_command_timeout_ms;
     own->redis_probe_interval_ms = next->redis_probe_interval_ms;

@@ -50,9 +50,10 @@
 engine_t *engine_redis_new(ev_loop_t *loop, const struct cfg *cfg, const struct engine_hooks *h);
 
 /* A reload (SIGHUP) with the same store (cfg_store_key_changed() NULL):
- * connect_timeout, command_timeout, probe_interval, channel_history_size,
- * channel_history_ttl, wait_replicas and the revocation limits apply from
- * the next command, probe or connection on. */
+ * the password (read again from password_file), connect_timeout,
+ * command_timeout, probe_interval, channel_history_size,
+ * channel_history_ttl, wait_replicas (for publishes from now on) and the
+ * revocation limits apply from the next command, probe or connection on. */
 void engine_redis_reload(engine_t *e, const struct cfg *next);
 
 /* Publishes Redis acknowledged through this node (wspush_published_total). */

@@ -80,9 +80,11 @@ int redis_history_continuous(uint32_t epoch, int has_epoch, struct msgid after, 
     return !has_last || msgid_cmp(last, after) <= 0;
 }
 
-int redis_history_follows(struct msgid after, int has_last, struct msgid last,
-                          const struct redis_entry *e, size_t n)
+int redis_history_follows(uint32_t epoch, int has_epoch, struct msgid after, int has_last,
+                          struct msgid last, const struct redis_entry *e, size_t n)
 {
+    if (!has_epoch || epoch != after.epoch)
+        return 0;
     if (n > 0)
         return e[0].has_prev && msgid_cmp(e[0].prev, after) <= 0;
     return has_last && msgid_cmp(last, after) <= 0;

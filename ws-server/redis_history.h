@@ -41,14 +41,16 @@ int redis_history_continuous(uint32_t epoch, int has_epoch, struct msgid after, 
                              struct msgid last, const struct redis_entry *e, size_t n);
 
 /* The same question from the last copy this node delivered itself
- * (`after`), where an epoch made since is no gap by itself (a Redis
- * restart that kept its data): only the chain of previous ids can say
- * the entries follow on from it — the first entry's previous id, or with
- * no entry the channel's last id, at or before `after`. An entry without
- * a previous id or no last id on record proves nothing (Redis lost them,
- * or the last id expired): 0, and the caller resets. */
-int redis_history_follows(struct msgid after, int has_last, struct msgid last,
-                          const struct redis_entry *e, size_t n);
+ * (`after`), where the chain of previous ids can prove more than for a
+ * page resuming: the first entry's previous id, or with no entry the
+ * channel's last id, at or before `after`. Only within after's epoch: a
+ * new epoch means the server may have lost writes (a restart, a
+ * failover), among them a copy this node missed and the new server never
+ * had, which its chain cannot show. An entry without a previous id or no
+ * last id on record proves nothing either (Redis lost them, or the last
+ * id expired). 0: the caller resets. */
+int redis_history_follows(uint32_t epoch, int has_epoch, struct msgid after, int has_last,
+                          struct msgid last, const struct redis_entry *e, size_t n);
 
 /* The answer's head for nch channels: 0 with the epoch, or -1. */
 int redis_history_head(const redisReply *rep, size_t nch, uint32_t *epoch, int *has_epoch);

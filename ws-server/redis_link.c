@@ -65,8 +65,8 @@ struct redis_link {
     char                       master_host[64]; /* from Sentinel */
     int                        master_port;
     int                        master_moved;    /* Sentinel named another master */
-    char                       run_id[48];
-    char                       last_run_id[48]; /* of the previous command connection */
+    char                       server_id[96];      /* "<run_id>:<master_replid>" (INFO) */
+    char                       last_server_id[96]; /* of the previous command connection */
     int                        logged_down;     /* "unreachable" said once per outage */
     const char                *refusal;         /* why the server refuses us, said once */
     int                        freeing;
@@ -379,7 +379,7 @@ static void rl_lost(struct rl_conn *c, int status, const char *why)
         log_error("redis: %s unreachable: %s; retrying", l->cfg->redis_address, why);
     if (c->which == RL_CMD) {
         l->logged_down = 1;
-        l->run_id[0] = '\0';
+        l->server_id[0] = '\0';
         ev_timer_stop(l->loop, &l->probe_timer);
         ev_timer_stop(l->loop, &l->probe_deadline);
         if (was_ready && l->h.down)
@@ -511,9 +511,10 @@ static void rl_cmd_ready(struct rl_conn *c)
     c->ready = 1;
     c->backoff_ms = 0;
     ev_timer_stop(l->loop, &c->connect_timer);
-    int lost = (l->last_run_id[0] && strcmp(l->last_run_id, l->run_id) != 0) || l->master_moved;
+    int lost = (l->last_server_id[0] && strcmp(l->last_server_id, l->server_id) != 0) ||
+               l->master_moved;
     l->master_moved = 0;
-    memcpy(l->last_run_id, l->run_id, sizeof(l->run_id));
+    memcpy(l->last_server_id, l->server_id, sizeof(l->server_id));
     char where[96];
     rl_where(l, where, sizeof(where));
     l->refusal = NULL;
@@ -521,10 +522,10 @@ static void rl_cmd_ready(struct rl_conn *c)
     l->cmd_was_up = 1;
     l->stats.epoch_changes += lost != 0;
     if (lost)
-        log_warn("redis: connected to %s, another server than before (run_id %s): writes may "
-                 "have been lost, a new epoch starts", where, l->run_id);
+        log_warn("redis: connected to %s, another server or data set than before (run_id:replid "
+                 "%s): writes may have been lost, a new epoch starts", where, l->server_id);
     else
-        log_info("redis: connected to %s (run_id %s)", where, l->run_id);
+        log_info("redis: connected to %s (run_id:replid %s)", where, l->server_id);
     l->logged_down = 0;
     if (l->h.up)
         l->h.up(l->ctx, lost);
@@ -547,24 +548,39 @@ static void rl_hs_role(void *arg, int status, const redisReply *r)
     rl_cmd_ready(c);
 }
 
+/* One "name:value" line of an INFO answer into out (size n); 0 or -1. */
+static int rl_info_field(const char *info, const char *name, char *out, size_t n)
+{
+    size_t nl = strlen(name);
+    for (const char *p = info; (p = strstr(p, name)) != NULL; p += nl) {
+        if ((p != info && p[-1] != '\n') || p[nl] != ':')
+            continue;
+        p += nl + 1;
+        size_t len = strcspn(p, "\r\n");
+        if (len == 0 || len >= n)
+            return -1;
+        memcpy(out, p, len);
+        out[len] = '\0';
+        return 0;
+    }
+    return -1;
+}
+
+/* The server's identity: its run_id (a new one at each restart) and its
+ * master_replid (a new one whenever it becomes a master, and when a full
+ * resync replaces its data): either changed, writes may have been lost. */
 static void rl_hs_info(void *arg, int status, const redisReply *r)
 {
     struct rl_conn *c = arg;
     if (!rl_reply_ok(status, r, c, "INFO"))
         return;
-    const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, "run_id:") : NULL;
-    if (!p) {
-        rl_drop(c, REDIS_LINK_E_DOWN, "INFO server without run_id");
+    char run_id[48], replid[48];
+    if (r->type != REDIS_REPLY_STRING || rl_info_field(r->str, "run_id", run_id, sizeof(run_id)) < 0 ||
+        rl_info_field(r->str, "master_replid", replid, sizeof(replid)) < 0) {
+        rl_drop(c, REDIS_LINK_E_DOWN, "INFO without run_id or master_replid");
         return;
     }
-    p += 7;
-    size_t n = strcspn(p, "\r\n");
-    if (n == 0 || n >= sizeof(c->l->run_id)) {
-        rl_drop(c, REDIS_LINK_E_DOWN, "INFO server: bad run_id");
-        return;
-    }
-    memcpy(c->l->run_id, p, n);
-    c->l->run_id[n] = '\0';
+    snprintf(c->l->server_id, sizeof(c->l->server_id), "%s:%s", run_id, replid);
 }
 
 static void rl_hs_sub(redisAsyncContext *ac, void *reply, void *privdata);
@@ -622,7 +638,7 @@ static void rl_handshake(struct rl_conn *c)
         snprintf(db, sizeof(db), "%d", cfg->redis_db);
         rl_send0(c, rl_hs_step, 2, "SELECT", db);
     }
-    rl_send0(c, rl_hs_info, 2, "INFO", "server");
+    rl_send0(c, rl_hs_info, 1, "INFO");
     /* INFO and ROLE are answered while the server loads its data; PING is
      * refused then (LOADING), and by a replica cut off from its master
      * (MASTERDOWN): not up yet, try again later. */
@@ -848,4 +864,4 @@ void redis_link_stats(const redis_link_t *l, struct stats_redis *out)
     out->up_pubsub = l->sub.ready != 0;
 }
 
-const char *redis_link_run_id(const redis_link_t *l) { return l->run_id; }
+const char *redis_link_server_id(const redis_link_t *l) { return l->server_id; }

@@ -4,7 +4,7 @@
  * contexts do the protocol; this module adds what hiredis 0.14 lacks:
  *
  * - every timeout on ev timers: connect_timeout for a connection and its
- *   handshake (AUTH, SELECT, INFO run_id, PING, ROLE), command_timeout for each
+ *   handshake (AUTH, SELECT, INFO run_id + master_replid, PING, ROLE), command_timeout for each
  *   command. A command not answered in time fails with REDIS_LINK_E_TIMEOUT
  *   with every command sent after it, and the connection is rebuilt: a late
  *   answer could not be told from the next one.
@@ -25,9 +25,10 @@
  *   a flood on one connection cannot starve the loop.
  *
  * "Writes may have been lost": whenever the command connection comes up on
- * a server whose run_id differs from the last one seen (a restart, a
- * promoted replica), or Sentinel names another master, up() says so; the
- * engine then starts a new epoch (engine_redis.c).
+ * a server whose run_id or master_replid differs from the last one seen (a
+ * restart, a promoted replica, data replaced by a resync), or Sentinel
+ * names another master, up() says so; the engine then starts a new epoch
+ * (engine_redis.c).
  */
 #ifndef WSPUSH_REDIS_LINK_H
 #define WSPUSH_REDIS_LINK_H
@@ -52,7 +53,7 @@ typedef void redis_link_reply_fn(void *arg, int status, const redisReply *r);
 
 struct redis_link_handlers {
     /* The command connection is ready. writes_lost: the server is not the
-     * one of the last connection (run_id changed, or a failover). */
+     * one of the last connection (run_id or replid changed, a failover). */
     void (*up)(void *ctx, int writes_lost);
     /* The command connection is gone (commands fail until up again). */
     void (*down)(void *ctx);
@@ -113,7 +114,9 @@ int  redis_link_is_up(const redis_link_t *l);      /* command connection ready *
 int  redis_link_sub_is_up(const redis_link_t *l);  /* PUB/SUB connection ready */
 /* The link's numbers (the catch-ups aside: they are the engine's) into out. */
 void redis_link_stats(const redis_link_t *l, struct stats_redis *out);
-/* The run_id of the server of the current command connection ("" when down). */
-const char *redis_link_run_id(const redis_link_t *l);
+/* "<run_id>:<master_replid>" of the server of the current command
+ * connection ("" when down): a new one when it restarted, became a
+ * master or had its data replaced by a full resync. */
+const char *redis_link_server_id(const redis_link_t *l);
 
 #endif

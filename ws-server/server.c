@@ -217,7 +217,7 @@ static void server_loaded(void *ctx, long floor, long since, int complete)
                      revoke_count(srv->revoked), since);
         srv->revocations_loaded = 1;
     }
-    uint32_t n = srv->sessions ? sessions_close_revoked(srv->sessions) : 0;
+    uint32_t n = srv->sessions ? sessions_close_revoked(srv->sessions, floor) : 0;
     if (n)
         log_info("revocations from Redis: %u connection(s) here closed (revoked while this node "
                  "was away)", n);

@@ -650,14 +650,15 @@ uint32_t sessions_disconnect_user(sessions_t *ss, struct str user)
     return n;
 }
 
-uint32_t sessions_close_revoked(sessions_t *ss)
+uint32_t sessions_close_revoked(sessions_t *ss, long floor_s)
 {
     uint32_t n = 0;
     struct list_node *pos, *tmp;
     list_for_each_safe(pos, tmp, &ss->all) {
         struct session *s = list_entry(pos, struct session, node);
         if (s->user && s->ops->is_open(s->transport) &&
-            revoke_is_revoked(ss->revoked, (struct str){ s->user, strlen(s->user) }, s->iat)) {
+            ((s->iat != 0 && s->iat <= floor_s) ||
+             revoke_is_revoked(ss->revoked, (struct str){ s->user, strlen(s->user) }, s->iat))) {
             s->ops->close(s->transport, 4401);
             n++;
         }

@@ -65,9 +65,11 @@ void        session_drained(struct session *s);
  * many. */
 uint32_t    sessions_disconnect_user(sessions_t *ss, struct str user);
 /* Closes (4401) every session whose token a record of the revocation
- * table now covers (records learned in bulk: one pass, not one per
- * record). Returns how many. */
-uint32_t    sessions_close_revoked(sessions_t *ss);
+ * table now covers, or whose dated token (iat) is at or before floor_s
+ * (the store's floor: records dropped from its full set, whose users
+ * this node may never have heard of); records learned in bulk: one pass,
+ * not one per record. Returns how many. */
+uint32_t    sessions_close_revoked(sessions_t *ss, long floor_s);
 size_t      sessions_count(const sessions_t *ss);
 /* Refusals at subscribe, replayed messages and resumes (stats.h). Valid
  * while ss lives. */

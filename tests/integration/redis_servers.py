@@ -196,11 +196,19 @@ class RedisServer:
         return self.start(timeout)
 
     def run_id(self):
-        info = self.command("INFO", "server").decode()
+        return self.info_field("server", "run_id")
+
+    def info_field(self, section, name):
+        info = self.command("INFO", section).decode()
         for line in info.splitlines():
-            if line.startswith("run_id:"):
+            if line.startswith(name + ":"):
                 return line.split(":", 1)[1].strip()
         return None
+
+    def server_id(self):
+        """What a node keys its epoch and revocation hashes with: the run_id
+        and the replication id (new on a restart, a promotion, a resync)."""
+        return self.run_id() + ":" + self.info_field("replication", "master_replid")
 
 
 def redis_ini(server, prefix="wspush:", **extra):
