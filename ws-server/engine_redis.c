@@ -187,6 +187,9 @@ struct engine_redis {
     /* channels whose (un)subscribe waits for the after-pass batch */
     struct er_chan    **batch;
     size_t              nbatch, capbatch;
+    int                 batch_lost;   /* a channel could not be queued (out of memory) */
+    int                 batch_failing; /* logged; cleared by the next batch sent */
+    struct ev_timer     batch_retry;  /* then, or a batch not sent: try again */
     struct ev_hook      after;
     /* channels whose catch-up is read in the after-pass, all in one call */
     struct er_chan    **catchup;
@@ -613,6 +616,22 @@ static void er_chan_drop(struct engine_redis *r, struct er_chan *c)
     chan_release(r->reg, ch);
 }
 
+#define ER_BATCH_RETRY_MS 100
+
+static void er_batch_retry(ev_loop_t *loop, struct ev_timer *t);
+
+/* Out of memory on the way to Redis's (UN)SUBSCRIBE: nothing is given up;
+ * the batch is tried again shortly (a channel left out is found again by
+ * its state, er_each_rebatch). */
+static void er_batch_later(struct engine_redis *r, const char *what)
+{
+    if (!r->batch_failing)
+        log_error("redis: %s: channel subscriptions retried every %d ms", what, ER_BATCH_RETRY_MS);
+    r->batch_failing = 1;
+    if (!ev_timer_armed(&r->batch_retry))
+        ev_timer_start(r->loop, &r->batch_retry, ER_BATCH_RETRY_MS, er_batch_retry);
+}
+
 static void er_batch_add(struct engine_redis *r, struct er_chan *c)
 {
     if (c->queued)
@@ -621,7 +640,8 @@ static void er_batch_add(struct engine_redis *r, struct er_chan *c)
         size_t cap = r->capbatch ? r->capbatch * 2 : 64;
         struct er_chan **b = realloc(r->batch, sizeof(*b) * cap);
         if (!b) {
-            log_error("redis: out of memory: channel subscription delayed");
+            r->batch_lost = 1;
+            er_batch_later(r, "out of memory");
             return;
         }
         r->batch = b;
@@ -648,42 +668,85 @@ static void er_flush_batch(ev_loop_t *loop, void *data)
     er_flush_catchup(r);
 }
 
+/* Whether c needs a SUBSCRIBE (sub) or an UNSUBSCRIBE (!sub) now. */
+static int er_needs(const struct er_chan *c, int sub)
+{
+    return sub ? c->wanted && c->state == ER_UNSUB : !c->wanted && c->state == ER_SUBSCRIBED;
+}
+
+static void er_each_rebatch(struct channel *ch, void *arg)
+{
+    struct engine_redis *r = arg;
+    struct er_chan *c = *chan_userdata(ch);
+    if (c && !c->queued && (er_needs(c, 1) || er_needs(c, 0)))
+        er_batch_add(r, c);
+}
+
+static void er_batch_retry(ev_loop_t *loop, struct ev_timer *t)
+{
+    struct engine_redis *r = ev_container_of(t, struct engine_redis, batch_retry);
+    if (r->batch_lost) {
+        r->batch_lost = 0;
+        chan_registry_each(r->reg, er_each_rebatch, r);
+    }
+    ev_poll_now(loop);               /* the after-pass sends the batch */
+}
+
+/* One (UN)SUBSCRIBE for the batch's channels that need it; they are
+ * marked as in flight only once it is sent. 0, or -1 (nothing sent). */
+static int er_send_batch(struct engine_redis *r, int sub)
+{
+    struct buf names = { 0 };
+    size_t n = 0;
+    int rc = 0;
+    for (size_t i = 0; i < r->nbatch && rc == 0; i++) {
+        struct er_chan *c = r->batch[i];
+        if (!c || !er_needs(c, sub))
+            continue;
+        struct str nm = er_chan_name(c);
+        if (buf_printf(&names, "%sm:%.*s", r->cfg->redis_prefix, (int)nm.len, nm.p) < 0 ||
+            buf_append(&names, "", 1) < 0)
+            rc = -1;
+        n++;
+    }
+    const char **argv = rc == 0 && n ? malloc(sizeof(*argv) * n) : NULL;
+    size_t *lens = argv ? malloc(sizeof(*lens) * n) : NULL;
+    if (n && (!argv || !lens))
+        rc = -1;
+    if (rc == 0 && n) {
+        const char *p = (const char *)buf_head(&names);
+        for (size_t k = 0; k < n; k++) {
+            argv[k] = p;
+            lens[k] = strlen(p);
+            p += lens[k] + 1;
+        }
+        if (redis_link_subscribe(r->link, sub, (int)n, argv, lens) < 0) {
+            log_warn("redis: %s of %zu channel(s) not sent", sub ? "SUBSCRIBE" : "UNSUBSCRIBE", n);
+            rc = -1;
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < r->nbatch; i++) {
+        struct er_chan *c = r->batch[i];
+        if (c && er_needs(c, sub))
+            c->state = sub ? ER_SUBSCRIBING : ER_UNSUBSCRIBING;
+    }
+    free(argv);
+    free(lens);
+    buf_free(&names);
+    return rc;
+}
+
 static void er_flush_subscriptions(struct engine_redis *r)
 {
     if (r->nbatch == 0 || !redis_link_sub_is_up(r->link))
         return;
-    for (int sub = 1; sub >= 0; sub--) {
-        struct buf names = { 0 };
-        size_t n = 0;
-        for (size_t i = 0; i < r->nbatch; i++) {
-            struct er_chan *c = r->batch[i];
-            if (!c || (sub ? !(c->wanted && c->state == ER_UNSUB)
-                           : !(!c->wanted && c->state == ER_SUBSCRIBED)))
-                continue;
-            struct str nm = er_chan_name(c);
-            if (buf_printf(&names, "%sm:%.*s", r->cfg->redis_prefix, (int)nm.len, nm.p) < 0 ||
-                buf_append(&names, "", 1) < 0)
-                break;
-            c->state = sub ? ER_SUBSCRIBING : ER_UNSUBSCRIBING;
-            n++;
-        }
-        if (n) {
-            const char **argv = malloc(sizeof(*argv) * n);
-            size_t *lens = malloc(sizeof(*lens) * n);
-            if (argv && lens) {
-                const char *p = (const char *)buf_head(&names);
-                for (size_t k = 0; k < n; k++) {
-                    argv[k] = p;
-                    lens[k] = strlen(p);
-                    p += lens[k] + 1;
-                }
-                if (redis_link_subscribe(r->link, sub, (int)n, argv, lens) < 0)
-                    log_warn("redis: %s of %zu channel(s) not sent", sub ? "SUBSCRIBE" : "UNSUBSCRIBE", n);
-            }
-            free(argv);
-            free(lens);
-        }
-        buf_free(&names);
+    if (er_send_batch(r, 1) < 0 || er_send_batch(r, 0) < 0) {
+        er_batch_later(r, "(UN)SUBSCRIBE not sent");   /* the batch stays as it is */
+        return;
+    }
+    if (r->batch_failing && !r->batch_lost) {
+        r->batch_failing = 0;
+        log_info("redis: channel subscriptions sent again");
     }
     for (size_t i = 0; i < r->nbatch; i++) {
         struct er_chan *c = r->batch[i];
@@ -1525,6 +1588,7 @@ static void er_free(engine_t *e)
     er_pubs_done(r, &r->unwaited, ENGINE_E_TIMEOUT);   /* their scripts ran */
     ev_after_remove(r->loop, &r->wait_hook);
     ev_after_remove(r->loop, &r->after);
+    ev_timer_stop(r->loop, &r->batch_retry);
     for (size_t i = 0; i < r->nheld; i++)
         msg_unref(r->held[r->hhead + i].m);
     free(r->held);
