@@ -801,6 +801,15 @@ static int cfg_validate(struct cfg_ctx *x, char *err, size_t errlen)
     /* Each worker process is a node of its own: with ids and history in
      * each process's memory, a page reconnecting to another worker would
      * miss messages or see them twice. Only Redis shares them. */
+    /* One message held during a catch-up must fit, or every catch-up
+     * would be given up (and its channels reset) at the first big one. */
+    if (c->engine == CFG_ENGINE_REDIS && c->redis_max_held_bytes < c->max_message_bytes) {
+        cfg_where(x, x->seen[cfg_key_index("redis", "max_held_bytes")], where, sizeof(where));
+        snprintf(err, errlen, "%skey 'max_held_bytes': %d is below max_message_bytes (%d): one "
+                 "message held during a catch-up would give up every catch-up", where,
+                 c->redis_max_held_bytes, c->max_message_bytes);
+        return -1;
+    }
     if (c->ws_workers > 1 && c->engine != CFG_ENGINE_REDIS) {
         cfg_where(x, x->seen[cfg_key_index("ws-server", "workers")], where, sizeof(where));
         snprintf(err, errlen, "%skey 'workers': %d needs engine = redis: with the memory engine "

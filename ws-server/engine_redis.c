@@ -72,8 +72,12 @@ static const char er_publish_lua[] =
     "return id\n";
 
 /* KEYS: epoch hash, then per channel its stream and its last-id key.
- * ARGV: run_id, the newest epoch this node has seen, the most entries per
- * channel, then per channel the stream id to read after ("" = none).
+ * ARGV: run_id, the newest epoch this node has seen, then per channel the
+ * stream id to read after ("" = none). Every entry after it is read (no
+ * COUNT): the streams are trimmed to an exact MAXLEN at each publish, and
+ * a COUNT below a stream's length (a node with a smaller
+ * channel_history_size, or one lowered by a reload before the next
+ * publish trimmed) would return its oldest entries as if they were all.
  * Returns { epoch, then per channel: last id or '', entries after its id }.
  * The epoch is made new here too, as the publish script does, when it was
  * made on another server (or is gone): a page resuming after a restart
@@ -83,10 +87,10 @@ static const char er_history_lua[] =
     ER_ENSURE_EPOCH_LUA
     "local res = { tostring(e) }\n"
     "for i = 2, #KEYS, 2 do\n"
-    "  local after = ARGV[3 + i / 2]\n"
+    "  local after = ARGV[2 + i / 2]\n"
     "  res[#res + 1] = redis.call('GET', KEYS[i + 1]) or ''\n"
     "  if after ~= '' then\n"
-    "    res[#res + 1] = redis.call('XRANGE', KEYS[i], '(' .. after, '+', 'COUNT', ARGV[3])\n"
+    "    res[#res + 1] = redis.call('XRANGE', KEYS[i], '(' .. after, '+')\n"
     "  else\n"
     "    res[#res + 1] = {}\n"
     "  end\n"
@@ -721,7 +725,8 @@ static int er_send_batch(struct engine_redis *r, int sub)
             p += lens[k] + 1;
         }
         if (redis_link_subscribe(r->link, sub, (int)n, argv, lens) < 0) {
-            log_warn("redis: %s of %zu channel(s) not sent", sub ? "SUBSCRIBE" : "UNSUBSCRIBE", n);
+            if (!r->batch_failing)
+                log_warn("redis: %s of %zu channel(s) not sent", sub ? "SUBSCRIBE" : "UNSUBSCRIBE", n);
             rc = -1;
         }
     }
@@ -1005,6 +1010,10 @@ static void er_sub_event(void *ctx, char kind, const char *chan, size_t clen, co
     msg_unref(m);
 }
 
+/* An epoch (Redis's second when it began) younger than a last-id key
+ * lives: within it, a missing key means "never set", not "expired". */
+static int er_young(uint32_t epoch) { return (long)epoch + ER_META_TTL_S > revoke_clock(); }
+
 static struct er_call *er_history_call(struct engine_redis *r, const struct str *names, int n,
                                        const struct msgid *after, int *rc)
 {
@@ -1017,13 +1026,10 @@ static struct er_call *er_history_call(struct engine_redis *r, const struct str 
         *rc |= er_args_key(&c->a, prefix, "s:", names[i]);
         *rc |= er_args_key(&c->a, prefix, "l:", names[i]);
     }
-    char sid[48], count[24], seen[16];
-    snprintf(count, sizeof(count), "%d", r->cfg->redis_channel_history_size > 0
-                                             ? r->cfg->redis_channel_history_size : 1);
+    char sid[48], seen[16];
     snprintf(seen, sizeof(seen), "%u", (unsigned)r->mnewest.epoch);
     *rc |= er_args_str(&c->a, redis_link_server_id(r->link));
     *rc |= er_args_str(&c->a, seen);
-    *rc |= er_args_str(&c->a, count);
     for (int i = 0; i < n; i++) {
         snprintf(sid, sizeof(sid), "%u-%llu", (unsigned)after[i].epoch,
                  (unsigned long long)after[i].seq);
@@ -1120,7 +1126,8 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
         int own = c->has_last && msgid_cmp(c->last, b->after[k]) == 0;
         int follows = own ? redis_history_follows(epoch, has_epoch, b->after[k], has_last, last,
                                                   es[k], ns[k])
-                          : redis_history_continuous(epoch, has_epoch, b->after[k], has_last, last,
+                          : redis_history_continuous(epoch, has_epoch, er_young(epoch), b->after[k],
+                                                     has_last, last,
                                                      es[k], ns[k]);
         if (!follows) {
             if (c->has_last || b->after[k].seq != 0) {
@@ -1237,7 +1244,21 @@ static void er_flush_catchup(struct engine_redis *r)
         free(names);
         if (b)
             er_catchup_free(b);
-        log_error("redis: out of memory: catch-up of %d channel(s) not read", n);
+        log_error("redis: out of memory: catch-up of %d channel(s) not read: their subscribers "
+                  "here are reset", n);
+        /* Given up as a late answer would be: each channel starts over
+         * with a reset, never a gap (nor stuck "catching" for ever). */
+        for (int k = 0; k < n; k++) {
+            struct er_chan *c = r->catchup[k];
+            c->catching = 0;
+            c->reading--;
+            c->reread = 0;
+            c->has_last = 0;
+            c->recovered = 1;
+            r->catchups_reset++;
+            if (r->h.reset)
+                r->h.reset(r->h.ctx, er_chan_name(c));
+        }
         r->ncatchup = 0;
         r->reads--;
         er_release(r);
@@ -1316,7 +1337,9 @@ static void er_answered(struct engine_redis *r, void *arg, int status, const red
         if (!ok || redis_history_entries(rep->element[2 + 2 * i], &e, &n) < 0)
             continue;
         int has_last = redis_history_last(rep->element[1 + 2 * i], &last);
-        if (redis_history_continuous(epoch, has_epoch, q->after, has_last, last, e, n) && (n == 0 || v)) {
+        if (redis_history_continuous(epoch, has_epoch, er_young(epoch), q->after, has_last, last, e,
+                                     n) &&
+            (n == 0 || v)) {
             a.reset[i] = 0;
             for (size_t k = 0; k < n; k++)
                 v[nv++] = (struct er_visit){ e[k].id, i, e[k].data };

@@ -68,16 +68,18 @@ bad:
  * `last` (none when has_last = 0), from entries e[0..n) after it? An
  * after of seq 0 ("nothing yet", of any epoch) asks for the channel's
  * whole life: its first entry must be the channel's first message. */
-int redis_history_continuous(uint32_t epoch, int has_epoch, struct msgid after, int has_last,
-                         struct msgid last, const struct redis_entry *e, size_t n)
+int redis_history_continuous(uint32_t epoch, int has_epoch, int young, struct msgid after,
+                             int has_last, struct msgid last, const struct redis_entry *e, size_t n)
 {
+    /* "No previous id" and "no last id" say "nothing before" only while
+     * the keys that would say otherwise cannot have expired. */
     if (after.seq == 0)
-        return n > 0 ? !e[0].has_prev : !has_last;
+        return young && (n > 0 ? !e[0].has_prev : !has_last);
     if (!has_epoch || after.epoch != epoch)
         return 0;
     if (n > 0)
-        return !e[0].has_prev || msgid_cmp(e[0].prev, after) <= 0;
-    return !has_last || msgid_cmp(last, after) <= 0;
+        return e[0].has_prev ? msgid_cmp(e[0].prev, after) <= 0 : young;
+    return has_last ? msgid_cmp(last, after) <= 0 : young;
 }
 
 int redis_history_follows(uint32_t epoch, int has_epoch, struct msgid after, int has_last,

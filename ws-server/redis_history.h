@@ -36,9 +36,12 @@ int redis_history_entries(const redisReply *rep, struct redis_entry **out, size_
  * `last` (has_last = 0: none on record) in epoch `epoch` (has_epoch = 0:
  * no epoch in Redis), from the entries e[0..n) after it? After an id of
  * seq 0 ("nothing yet", any epoch) the channel's whole life is needed:
- * its first entry must have no previous message. 1 or 0. */
-int redis_history_continuous(uint32_t epoch, int has_epoch, struct msgid after, int has_last,
-                             struct msgid last, const struct redis_entry *e, size_t n);
+ * its first entry must have no previous message. young: the epoch is
+ * younger than the channels' last-id keys live (ER_META_TTL_S); in an
+ * older one a missing last id, or an entry without a previous id, may be
+ * an expired key, not "nothing before", and proves nothing. 1 or 0. */
+int redis_history_continuous(uint32_t epoch, int has_epoch, int young, struct msgid after,
+                             int has_last, struct msgid last, const struct redis_entry *e, size_t n);
 
 /* The same question from the last copy this node delivered itself
  * (`after`), where the chain of previous ids can prove more than for a

@@ -6,14 +6,17 @@ wait_replicas does not ack a publish made under the old value; a server
 whose data a full resync replaced (REPLICAOF, then master again) keeps its
 run_id but not its replication id, so its revocation "since" and its
 epoch are not trusted; a connected page whose node missed a copy that a
-failover lost gets a reset (a new epoch proves nothing)."""
+failover lost gets a reset (a new epoch proves nothing); a resume reads
+every entry of a stream longer than its node's channel_history_size, and
+gets a reset where the channel's keys may have expired."""
 import signal
 import threading
 import time
 
-from cluster_pages import Page, user_token
+from cluster_pages import Ledger, Page, check_page, user_token
 from harness import IpcError, wait_for
 from redis_servers import FreezingProxy, RedisServer, redis_node, wait_redis_up
+from redis_servers import cluster_factory, redis_factory  # noqa: F401 (fixtures)
 from test_redis_replication import replicated, stop_all
 
 
@@ -243,3 +246,66 @@ def _try_publish_on(node, channel, data):
         return node.publish(channel, data)["id"]
     except IpcError:
         return None
+
+
+def _reload(node, what="configuration reloaded"):
+    seen = node.log_text().count(what)
+    node.ws_proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: node.log_text().count(what) > seen, what=what)
+
+
+def test_a_resume_after_channel_history_size_was_lowered_gets_every_message_or_a_reset(
+        redis_factory, cluster_factory):
+    """20 messages are published after the page's last id; the node's
+    channel_history_size is then lowered to 5 by a reload (documented
+    reloadable; two nodes with different values do the same). The stream
+    still holds all 20 until the next publish trims it, but the resume
+    read XRANGE ... COUNT 5: the page got the 5 oldest, no `more`, no
+    reset, and never the other 15 (a silent gap). Every entry is read."""
+    redis = redis_factory.server()
+    a = cluster_factory(redis=redis, n=1)[0]
+    wait_redis_up(a)
+    led = Ledger()
+    lid = led.publish(a, "public/cap", {"l": 0})["id"]
+    since = len(led.entries)
+    for i in range(20):
+        led.publish(a, "public/cap", {"i": i})
+    a.sections["redis"]["channel_history_size"] = "5"
+    a.write_ini()
+    _reload(a)
+    p = Page(a, ["public/cap"], last_id=lid)
+    p.read(quiet=0.5)
+    end = led.publish(a, "public/cap", {"end": 1})
+    p.read_until(lambda m: m.get("id") == end["id"], 5, "the live message")
+    print("page got", [e.get("data") for e in p.events])
+    check_page(p, led, since)
+
+
+def test_a_resume_after_the_channel_s_keys_expired_gets_a_reset(redis_factory, cluster_factory):
+    """A page saw id L and went away (a laptop asleep overnight). Three
+    messages were published on its channel, then nothing for more than a
+    day: the stream (channel_history_ttl) and the last-id key (l:, one day)
+    expired — done here with DEL, which is what the expiry does. The
+    epoch is the same (Redis kept running), and older than the keys live.
+    The page resumes after L: no stream and no last id prove nothing in
+    such an epoch (they may have expired), so it gets a reset — it got
+    neither the three messages nor a reset before."""
+    redis = redis_factory.server()
+    a = cluster_factory(redis=redis, n=1)[0]
+    wait_redis_up(a)
+    # The epoch began two days ago (Redis kept running since): its keys
+    # may have expired, which DEL stands for below.
+    redis.command("HSET", "wspush:epoch", "e", str(int(time.time()) - 2 * 86400), "s", "0",
+                  "r", redis.server_id())
+    led = Ledger()
+    lid = led.publish(a, "public/sleepy", {"l": 0})["id"]
+    since = len(led.entries)
+    for i in range(3):
+        led.publish(a, "public/sleepy", {"i": i})
+    redis.command("DEL", "wspush:s:public/sleepy", "wspush:l:public/sleepy")   # expired
+    p = Page(a, ["public/sleepy"], last_id=lid)
+    p.read(quiet=0.5)
+    end = led.publish(a, "public/sleepy", {"end": 1})
+    p.read_until(lambda m: m.get("id") == end["id"], 5, "the live message")
+    print("page got", p.events)
+    check_page(p, led, since)

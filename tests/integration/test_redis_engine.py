@@ -773,6 +773,7 @@ def test_copies_held_past_max_held_bytes_reset_the_channels_being_caught_up(
             p.read_until(lambda m: m.get("id") == warm["id"], 10, "the first message")
         since = len(led.entries)
         a.sections["redis"]["max_held_bytes"] = "4k"     # applied by a reload
+        a.sections["ws-server"]["max_message_bytes"] = "2k"   # must fit in it (-t)
         a.write_ini()
         reloads = a.log_text().count("configuration reloaded")
         a.ws_proc.send_signal(signal.SIGHUP)

@@ -468,6 +468,8 @@ static void test_errors(void **state)
         { "[ws-server]\nengine = disk\n", 2, "engine", "'disk' is not memory or redis" },
         { "[redis]\nprobe_interval = 5ms\n", 2, "probe_interval", "out of range (min 10)" },
         { "[redis]\nmax_held_bytes = 100\n", 2, "max_held_bytes", "out of range (min 1024)" },
+        { "[ws-server]\nengine = redis\n[redis]\nmax_held_bytes = 4k\n", 4, "max_held_bytes",
+          "below max_message_bytes" },
         { "[redis]\nsentinels = 127.0.0.1\n", 2, "sentinels", "is not host:port" },
         { "[wspush]\nsecret_file = secret\n[ws-server]\nengine = redis\n[redis]\n"
           "sentinels = 127.0.0.1:26379\n", 6, "master_name", "not set, but sentinels is" },

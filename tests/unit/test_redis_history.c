@@ -118,21 +118,29 @@ static void test_continuous(void **state)
     struct redis_entry skipped[] = { { { 26, 9 }, 1, { 26, 7 }, { "1", 1 } } };
     struct redis_entry first[] = { { { 26, 1 }, 0, { 0, 0 }, { "1", 1 } } };
     /* entries chain on: fine; one trimmed between: gap */
-    assert_true(redis_history_continuous(26, 1, a5, 1, a7, follows, 1));
-    assert_false(redis_history_continuous(26, 1, a5, 1, (struct msgid){ 26, 9 }, skipped, 1));
+    assert_true(redis_history_continuous(26, 1, 1, a5, 1, a7, follows, 1));
+    assert_false(redis_history_continuous(26, 1, 1, a5, 1, (struct msgid){ 26, 9 }, skipped, 1));
     /* a prev older than after (after is a node's mark, not on this channel) */
-    assert_true(redis_history_continuous(26, 1, (struct msgid){ 26, 6 }, 1, a7, follows, 1));
+    assert_true(redis_history_continuous(26, 1, 1, (struct msgid){ 26, 6 }, 1, a7, follows, 1));
     /* nothing after: fine when the channel's last is not past it */
-    assert_true(redis_history_continuous(26, 1, a7, 1, a7, NULL, 0));
-    assert_false(redis_history_continuous(26, 1, a5, 1, a7, NULL, 0));  /* history off, or trimmed */
-    assert_true(redis_history_continuous(26, 1, a5, 0, zero, NULL, 0)); /* channel never used */
+    assert_true(redis_history_continuous(26, 1, 1, a7, 1, a7, NULL, 0));
+    assert_false(redis_history_continuous(26, 1, 1, a5, 1, a7, NULL, 0));  /* history off, or trimmed */
+    assert_true(redis_history_continuous(26, 1, 1, a5, 0, zero, NULL, 0)); /* channel never used */
     /* another epoch, or the epoch gone: writes may be lost */
-    assert_false(redis_history_continuous(26, 1, old, 0, zero, NULL, 0));
-    assert_false(redis_history_continuous(26, 0, a5, 0, zero, NULL, 0));
+    assert_false(redis_history_continuous(26, 1, 1, old, 0, zero, NULL, 0));
+    assert_false(redis_history_continuous(26, 0, 1, a5, 0, zero, NULL, 0));
     /* "nothing yet": the whole life, from the channel's first message */
-    assert_true(redis_history_continuous(26, 1, zero, 1, a7, first, 1));
-    assert_false(redis_history_continuous(26, 1, zero, 1, a7, follows, 1));
-    assert_true(redis_history_continuous(26, 0, (struct msgid){ 25, 0 }, 0, zero, NULL, 0));
+    assert_true(redis_history_continuous(26, 1, 1, zero, 1, a7, first, 1));
+    assert_false(redis_history_continuous(26, 1, 1, zero, 1, a7, follows, 1));
+    assert_true(redis_history_continuous(26, 0, 1, (struct msgid){ 25, 0 }, 0, zero, NULL, 0));
+    /* An epoch older than the last-id keys live: nothing on record may be
+     * keys expired, not a channel never used. */
+    struct redis_entry unchained[] = { { { 26, 6 }, 0, { 0, 0 }, { "1", 1 } } };
+    assert_false(redis_history_continuous(26, 1, 0, a5, 0, zero, NULL, 0));
+    assert_false(redis_history_continuous(26, 1, 0, a5, 1, a7, unchained, 1));
+    assert_false(redis_history_continuous(26, 1, 0, zero, 0, zero, NULL, 0));
+    assert_true(redis_history_continuous(26, 1, 0, a5, 1, a7, follows, 1));   /* the chain still holds */
+    assert_true(redis_history_continuous(26, 1, 0, a7, 1, a7, NULL, 0));
 }
 
 /* From a node's own last copy: only the chain of previous ids counts, in
