@@ -284,6 +284,49 @@ static void session_settle(struct session *s, int ending)
     h->n = out;
 }
 
+/* The answer reset some channels: their copies that came while it was
+ * asked now wait like any held message of a reset channel (not "pending":
+ * no question of theirs will reach them). */
+static void session_settle_reset(struct session *s)
+{
+    struct session_hold *h = s->hold;
+    for (size_t i = h ? h->first : 0; h && i < h->n; i++)
+        if (h->items[i].pending && !session_replays(s, msg_channel(h->items[i].m, h->items[i].chan)))
+            h->items[i].pending = 0;
+}
+
+/* Before a replayed message of id `before` is queued: the held messages
+ * of reset channels older than it go first, so the page sees one id
+ * order across its channels (they used to wait for the resume's end,
+ * behind newer replayed ones). Pending copies keep their place: settled
+ * with the answer. 1: done; 0: no room (the replay waits too); -1:
+ * closing. */
+static int session_hold_send_before(struct session *s, struct str before)
+{
+    struct session_hold *h = s->hold;
+    struct msgid limit, id;
+    if (!h || h->first == h->n || msgid_parse(before, &limit) < 0)
+        return 1;
+    int rc = 1;
+    size_t out = h->first;
+    for (size_t i = h->first; i < h->n; i++) {
+        struct session_held it = h->items[i];
+        if (rc == 1 && !it.pending && msgid_parse(msg_id(it.m), &id) == 0 &&
+            msgid_cmp(id, limit) < 0) {
+            int r = s->ops->replay_msg(s->transport, it.m, &it.chan, 1);
+            if (r > 0) {
+                h->bytes -= it.bytes;
+                msg_unref(it.m);
+                continue;
+            }
+            rc = r < 0 ? -1 : 0;
+        }
+        h->items[out++] = it;
+    }
+    h->n = out;
+    return rc;
+}
+
 static void session_resume_end(struct session *s)
 {
     if (s->resume_reset)
@@ -338,6 +381,8 @@ static void session_on_slice_now(struct session *s, struct session_slice *r,
         s->ops->close(s->transport, 1011);
         return;
     }
+    if (nreset)
+        session_settle_reset(s);
     /* The visits of one message (one per replayed channel it is on) are
      * consecutive, the items being in id order; they are queued together. */
     size_t k = 0;
@@ -347,6 +392,9 @@ static void session_on_slice_now(struct session *s, struct session_slice *r,
         size_t j = k;
         while (j < a->nitems && a->items[j].m == a->items[k].m && n < WSPUSH_MAX_CHANNELS)
             chans[n++] = a->items[j++].chan;
+        rc2 = session_hold_send_before(s, msg_id(a->items[k].m));
+        if (rc2 <= 0)
+            break;
         rc2 = s->ops->replay_msg(s->transport, a->items[k].m, chans, n);
         if (rc2 <= 0)
             break;
