@@ -301,6 +301,13 @@ class Env:
         if self.redis is not None:
             self.redis.stop()
 
+    def reload_ws(self, line="configuration reloaded"):
+        """SIGHUP; returns once the log has one more `line` (a reload's
+        outcome) than before."""
+        seen = self.log_text().count(line)
+        self.ws_proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.log_text().count(line) > seen, what=line)
+
     def log_text(self):
         try:
             return self.ws_log.read_text(errors="replace")

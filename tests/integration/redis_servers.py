@@ -474,11 +474,17 @@ class FreezingProxy:
 class SlowRepliesProxy(FreezingProxy):
     """A FreezingProxy whose Redis bytes to the first connection accepted
     (a node's command connection) leave `delay` seconds after they came,
-    in order: commands answered late, PUB/SUB on time."""
+    in order: commands answered late, PUB/SUB on time. A subclass picks
+    other bytes to delay by overriding late()."""
 
     def __init__(self, dir, server, delay=0.3, name="proxy", tcp=False):
         self.delay = delay
         super().__init__(dir, server, name, tcp)
+
+    def late(self, index, down, data):
+        """Seconds these bytes of connection `index` wait (down: Redis to
+        the node); 0 = at once."""
+        return self.delay if down and index == 0 else 0
 
     def _pump(self, src, dst, index, down):
         import queue
@@ -496,10 +502,8 @@ class SlowRepliesProxy(FreezingProxy):
         sender.start()
         try:
             while data := src.recv(65536):
-                if down and index == 0:
-                    late.put((time.monotonic() + self.delay, data))
-                else:
-                    dst.sendall(data)
+                # Through the one queue even when on time: bytes keep their order.
+                late.put((time.monotonic() + self.late(index, down, data), data))
         except OSError:
             pass
         late.put(None)

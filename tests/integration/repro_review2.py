@@ -12,37 +12,12 @@ test_redis_resume_order.py. Still open:
 - test_a_page_joining_a_channel_new_to_its_node_gets_ids_in_order: the
   catch-up hold starts at SUBSCRIBE confirmation, not at the subscribe.
 """
-import signal
 import time
 
 from harness import wait_for
-from cluster_pages import Ledger, Page, check_page, parse_id
+from cluster_pages import Ledger, Page, check_page
 from redis_servers import cluster_factory, redis_factory, wait_redis_up  # noqa: F401
-from test_redis_engine import slow_node
-
-
-def ids_in_order(page):
-    """(channel, id) of every message, and the first pair out of id order
-    across the page's channels (resets included: the promise stays)."""
-    prev, seq, bad = None, [], None
-    for ev in page.events:
-        if ev["type"] != "message":
-            seq.append(("reset", ev["channels"]))
-            continue
-        ep, sq = parse_id(ev["id"])
-        cur = (int(ep, 16), sq)
-        seq.append((ev["channel"], ev["id"]))
-        if prev is not None and cur < prev[0] and bad is None:
-            bad = (ev["channel"], ev["id"], "after", prev[1])
-        if prev is None or cur > prev[0]:
-            prev = (cur, (ev["channel"], ev["id"]))
-    return seq, bad
-
-
-def _reload(node, what="configuration reloaded"):
-    seen = node.log_text().count(what)
-    node.ws_proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: node.log_text().count(what) > seen, what=what)
+from test_redis_resume_order import ids_in_order
 
 
 def test_a_resume_on_channels_new_to_the_node_is_not_closed_by_their_catch_up(
@@ -62,7 +37,6 @@ def test_a_resume_on_channels_new_to_the_node_is_not_closed_by_their_catch_up(
     of a reset channel is flushed at the end of the resume instead of
     being merged into the replay by id (the memory engine does the same
     when its slices are driven by a slow reader)."""
-    import contextlib
     import tempfile
     from redis_servers import Node, SlowRepliesProxy
 
@@ -102,39 +76,20 @@ def test_a_resume_on_channels_new_to_the_node_is_not_closed_by_their_catch_up(
 
 
 def _slow_subscribes_proxy(dir, server, delay):
-    """A FreezingProxy whose node-to-Redis bytes on a PUB/SUB connection
-    (from its first SUBSCRIBE on) leave `delay` seconds late; Redis's
-    copies come on time."""
-    import queue
-    import threading
-    from redis_servers import FreezingProxy
+    """A proxy whose node-to-Redis bytes on a connection, from its first
+    SUBSCRIBE on, leave `delay` seconds late; Redis's copies come on time."""
+    from redis_servers import SlowRepliesProxy
 
-    class SlowSubscribes(FreezingProxy):
-        def _pump(self, src, dst, index, down):
+    class SlowSubscribes(SlowRepliesProxy):
+        subscribed = set()
+
+        def late(self, index, down, data):
             if down:
-                return super()._pump(src, dst, index, down)
-            late = queue.Queue()
-            slow = [False]
-
-            def send_late():
-                while (item := late.get()) is not None:
-                    time.sleep(max(0.0, item[0] - time.monotonic()))
-                    try:
-                        dst.sendall(item[1])
-                    except OSError:
-                        return
-            t = threading.Thread(target=send_late, daemon=True)
-            t.start()
-            try:
-                while data := src.recv(65536):
-                    slow[0] = slow[0] or b"SUBSCRIBE" in data.upper()
-                    late.put((time.monotonic() + (delay if slow[0] else 0), data))
-            except OSError:
-                pass
-            late.put(None)
-            t.join(5)
-            self._hang_up(src, dst)
-    return SlowSubscribes(dir, server)
+                return 0
+            if b"SUBSCRIBE" in data.upper():
+                self.subscribed.add(index)
+            return self.delay if index in self.subscribed else 0
+    return SlowSubscribes(dir, server, delay=delay)
 
 
 def test_a_page_joining_a_channel_new_to_its_node_gets_ids_in_order(redis_factory,

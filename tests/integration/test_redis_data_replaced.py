@@ -248,12 +248,6 @@ def _try_publish_on(node, channel, data):
         return None
 
 
-def _reload(node, what="configuration reloaded"):
-    seen = node.log_text().count(what)
-    node.ws_proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: node.log_text().count(what) > seen, what=what)
-
-
 def test_a_resume_after_channel_history_size_was_lowered_gets_every_message_or_a_reset(
         redis_factory, cluster_factory):
     """20 messages are published after the page's last id; the node's
@@ -272,7 +266,7 @@ def test_a_resume_after_channel_history_size_was_lowered_gets_every_message_or_a
         led.publish(a, "public/cap", {"i": i})
     a.sections["redis"]["channel_history_size"] = "5"
     a.write_ini()
-    _reload(a)
+    a.reload_ws()
     p = Page(a, ["public/cap"], last_id=lid)
     p.read(quiet=0.5)
     end = led.publish(a, "public/cap", {"end": 1})

@@ -6,7 +6,6 @@ epoch change resetting resumes, and disconnect across nodes."""
 import asyncio
 import contextlib
 import json
-import signal
 import time
 
 import pytest
@@ -775,10 +774,7 @@ def test_copies_held_past_max_held_bytes_reset_the_channels_being_caught_up(
         a.sections["redis"]["max_held_bytes"] = "4k"     # applied by a reload
         a.sections["ws-server"]["max_message_bytes"] = "2k"   # must fit in it (-t)
         a.write_ini()
-        reloads = a.log_text().count("configuration reloaded")
-        a.ws_proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: a.log_text().count("configuration reloaded") > reloads,
-                 what="the reload")
+        a.reload_ws()
         ups = a.log_text().count("PUB/SUB connection up")
         redis.command("CLIENT", "KILL", "TYPE", "pubsub")
         led.publish(b, chans[0], {"gap": 1})
@@ -812,21 +808,16 @@ def test_reload_applies_the_history_cap_and_refuses_another_store(cluster):
         a.publish("public/cap", i)
     assert redis.command("XLEN", "wspush:s:public/cap") == 5
 
-    def reload(what):
-        seen = a.log_text().count(what)
-        a.ws_proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: a.log_text().count(what) > seen, what=what)
-
     a.sections["redis"]["channel_history_size"] = "2"
     a.write_ini()
-    reload("configuration reloaded")
+    a.reload_ws()
     a.publish("public/cap", 5)
     assert redis.command("XLEN", "wspush:s:public/cap") == 2
 
     a.sections["redis"]["prefix"] = "other:"
     a.sections["redis"]["channel_history_size"] = "50"
     a.write_ini()
-    reload("reload failed, keeping the running config: [redis] prefix changed")
+    a.reload_ws("reload failed, keeping the running config: [redis] prefix changed")
     for i in range(6, 9):
         a.publish("public/cap", i)
     assert redis.command("XLEN", "wspush:s:public/cap") == 2   # the whole reload was refused

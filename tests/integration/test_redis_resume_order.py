@@ -4,11 +4,10 @@ answer resets, or of a channel reset in an earlier slice, goes out before
 the newer replayed messages of the page's other channels (it was sent at
 the resume's end, after them; a page reconnecting in between skipped it
 without a reset). Found by the second review of issue 12."""
-import signal
 import time
 
 from harness import wait_for
-from cluster_pages import Ledger, Page, check_page, parse_id
+from cluster_pages import Ledger, Page, parse_id
 from redis_servers import cluster_factory, redis_factory, wait_redis_up  # noqa: F401
 from test_redis_engine import slow_node
 
@@ -29,12 +28,6 @@ def ids_in_order(page):
         if prev is None or cur > prev[0]:
             prev = (cur, (ev["channel"], ev["id"]))
     return seq, bad
-
-
-def _reload(node, what="configuration reloaded"):
-    seen = node.log_text().count(what)
-    node.ws_proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: node.log_text().count(what) > seen, what=what)
 
 
 def test_a_pending_copy_of_a_channel_the_answer_resets_goes_out_after_newer_replayed_ones(
@@ -92,7 +85,6 @@ def test_live_copies_of_a_channel_reset_mid_resume_go_out_after_newer_replayed_o
     of a reset channel is flushed at the end of the resume instead of
     being merged into the replay by id (the memory engine does the same
     when its slices are driven by a slow reader)."""
-    import contextlib
     import tempfile
     from redis_servers import Node, SlowRepliesProxy
 
