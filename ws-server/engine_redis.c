@@ -847,18 +847,24 @@ static void er_each_abandon(struct channel *ch, void *arg)
  * so the copies held can go out now (er_release) and live delivery never
  * waits on an unbounded hold. Their answers, when they come, are moot
  * (gen). One log line per event. */
-static void er_give_up(struct engine_redis *r, const char *why)
+/* The catch-ups asked this pass, not sent yet, are given up. */
+static void er_abandon_asked(struct engine_redis *r, struct er_abandoned *a)
 {
-    struct er_abandoned a = { r, { 0 }, 0 };
     for (size_t i = 0; i < r->ncatchup; i++) {
         struct er_chan *c = r->catchup[i];
         c->catching = 0;
         c->reading--;
-        er_abandon(&a, c);
+        er_abandon(a, c);
         if (!c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued)
             er_chan_drop(r, c);
     }
     r->ncatchup = 0;
+}
+
+static void er_give_up(struct engine_redis *r, const char *why)
+{
+    struct er_abandoned a = { r, { 0 }, 0 };
+    er_abandon_asked(r, &a);
     chan_registry_each(r->reg, er_each_abandon, &a);
     log_warn("redis: %zu message copies (%zu bytes) held while %zu channel(s) caught up, %s: "
              "those channels' subscribers here are reset: %s%s", r->nheld, r->held_bytes, a.n, why,
@@ -1244,22 +1250,13 @@ static void er_flush_catchup(struct engine_redis *r)
         free(names);
         if (b)
             er_catchup_free(b);
+        /* Given up: each channel starts over with a reset, never a gap
+         * (nor stuck "catching" for ever). */
+        struct er_abandoned a = { r, { 0 }, 0 };
+        er_abandon_asked(r, &a);
         log_error("redis: out of memory: catch-up of %d channel(s) not read: their subscribers "
                   "here are reset", n);
-        /* Given up as a late answer would be: each channel starts over
-         * with a reset, never a gap (nor stuck "catching" for ever). */
-        for (int k = 0; k < n; k++) {
-            struct er_chan *c = r->catchup[k];
-            c->catching = 0;
-            c->reading--;
-            c->reread = 0;
-            c->has_last = 0;
-            c->recovered = 1;
-            r->catchups_reset++;
-            if (r->h.reset)
-                r->h.reset(r->h.ctx, er_chan_name(c));
-        }
-        r->ncatchup = 0;
+        buf_free(&a.names);
         r->reads--;
         er_release(r);
         return;
