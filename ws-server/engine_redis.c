@@ -81,7 +81,9 @@ static const char er_publish_lua[] =
  * Returns { epoch, then per channel: last id or '', entries after its id }.
  * The epoch is made new here too, as the publish script does, when it was
  * made on another server (or is gone): a page resuming after a restart
- * that lost writes is reset before anyone publishes again. */
+ * that lost writes is reset before anyone publishes again. Two more ARGV
+ * (a node's catch-up): a channel and a message PUBLISHed there once read,
+ * the marker that places the entries among the node's copies. */
 static const char er_history_lua[] =
     "local run, seen = ARGV[1], ARGV[2]\n"
     ER_ENSURE_EPOCH_LUA
@@ -95,6 +97,8 @@ static const char er_history_lua[] =
     "    res[#res + 1] = {}\n"
     "  end\n"
     "end\n"
+    "local mc = ARGV[3 + (#KEYS - 1) / 2]\n"
+    "if mc then redis.call('PUBLISH', mc, ARGV[4 + (#KEYS - 1) / 2]) end\n"
     "return res\n";
 
 /* KEYS: the revocation set, its floor. ARGV: user, second, oldest second
@@ -152,17 +156,26 @@ struct er_chan {
     struct msgid    last;       /* the last copy delivered here */
     struct msgid    mark;       /* with no last: catch up after this id */
     int             recovered;  /* a catch-up just ran: a gap now is a reset */
-    int             reading;    /* catch-ups asked or in flight: not freed before */
+    int             reading;    /* catch-ups asked or in flight, until placed: not freed before */
     int             catching;   /* on the next catch-up batch */
     int             reread;     /* asked again while one was in flight: once more after it */
+    /* In doubt (see "order" below): r->doubts[doubt_ix - 1]; copies newer
+     * than floor wait until what it missed is placed. */
+    size_t          doubt_ix;   /* 0: not in doubt */
+    struct msgid    floor;
+    int             await_sub;  /* its catch-up is asked once the SUBSCRIBE is confirmed */
+    int             reset_at_sub; /* its hold was given up before that: reset then instead */
 };
 
-/* A copy waiting while a catch-up read of the streams is in flight. */
+/* A copy, or an entry a catch-up read, waiting its turn (r->held is in id
+ * order). */
 struct er_held {
     struct msg  *m;
+    struct msgid id;
     int          has_prev;
     struct msgid prev;
     size_t       bytes;     /* msg_bytes(m) when held */
+    int          entry;     /* read from the stream (its chain checked) */
 };
 
 struct engine_redis {
@@ -198,13 +211,20 @@ struct engine_redis {
     /* channels whose catch-up is read in the after-pass, all in one call */
     struct er_chan    **catchup;
     size_t              ncatchup, capcatchup;
-    /* copies held while catch-ups are in flight (or asked), oldest first */
-    int                 reads;
+    /* Order: the channels in doubt, the lowest floor of theirs; the copies
+     * and entries waiting, in id order; the catch-up reads sent, until
+     * their answer and their marker are both in */
+    struct er_chan    **doubts;
+    size_t              ndoubts, capdoubts;
+    struct msgid        floor;
     struct er_held     *held;
     size_t              hhead, nheld, capheld;
-    size_t              held_bytes;          /* at most [redis] max_held_bytes */
+    size_t              held_bytes;          /* at most [redis] max_held_bytes (entries too) */
+    struct list         reading;
+    unsigned long long  batch_seq;           /* the last catch-up read's marker */
     unsigned            gen;                 /* catch-ups sent before an er_give_up are moot */
     int                 releasing;
+    int                 freeing;
     /* the PUB/SUB connection is subscribed to <prefix>control: from then
      * on no revocation is missed, so a load sent now is complete */
     int                 control_subscribed;
@@ -611,8 +631,11 @@ static struct str er_chan_name(const struct er_chan *c)
     return (struct str){ chan_name(c->ch), chan_name_len(c->ch) };
 }
 
+static void er_doubt_stop(struct engine_redis *r, struct er_chan *c);
+
 static void er_chan_drop(struct engine_redis *r, struct er_chan *c)
 {
+    er_doubt_stop(r, c);
     struct channel *ch = c->ch;
     *chan_userdata(ch) = NULL;
     free(c);
@@ -662,6 +685,7 @@ static void er_batch_add(struct engine_redis *r, struct er_chan *c)
  * (hiredis 0.14 must never have both in flight for one channel). */
 static void er_flush_subscriptions(struct engine_redis *r);
 static void er_flush_catchup(struct engine_redis *r);
+static void er_release(struct engine_redis *r);
 
 /* The after-pass: this pass's subscription changes, then its catch-ups. */
 static void er_flush_batch(ev_loop_t *loop, void *data)
@@ -669,6 +693,7 @@ static void er_flush_batch(ev_loop_t *loop, void *data)
     (void)loop;
     struct engine_redis *r = data;
     er_flush_subscriptions(r);
+    er_release(r);
     er_flush_catchup(r);
 }
 
@@ -762,6 +787,9 @@ static void er_flush_subscriptions(struct engine_redis *r)
     r->nbatch = 0;
 }
 
+static int er_doubt_start(struct engine_redis *r, struct er_chan *c, struct msgid floor);
+static struct msgid er_after(const struct er_chan *c);
+
 static void er_watch(engine_t *e, struct str name, int on)
 {
     struct engine_redis *r = er(e);
@@ -771,10 +799,35 @@ static void er_watch(engine_t *e, struct str name, int on)
     c->wanted = on;
     if (on && c->state == ER_UNSUB && !c->has_last)
         c->mark = r->mnewest;
+    /* A page joins a channel whose copies this node does not get yet: what
+     * was published since it joined comes from the stream, and the copies
+     * of its other channels newer than that wait for it (er_doubt). */
+    if (on && c->state != ER_SUBSCRIBED && !c->await_sub && er_doubt_start(r, c, er_after(c)) == 0)
+        c->await_sub = 1;
     er_batch_add(r, c);
 }
 
-/* ---- delivery, gaps, catch-up ---- */
+/* ---- order: channels in doubt, the copies waiting, catch-ups ----
+ *
+ * Copies come on the PUB/SUB connection in id order, and a page sees
+ * every channel it is on in one id order. A channel is "in doubt" when
+ * this node may have missed messages of it: a page joined it here and the
+ * SUBSCRIBE is not confirmed yet, the PUB/SUB connection was rebuilt, or a
+ * copy's previous id is not the last one delivered (a gap). Its catch-up
+ * reads its stream after its floor (the last id delivered here, or the
+ * newest id this node knew when the page joined). Until what it read is
+ * placed, every copy newer than the lowest floor of the channels in doubt
+ * waits in r->held, in id order; older copies go on. A channel in doubt
+ * later has a floor past every copy come by then, so a steady flow of
+ * joining pages never stalls delivery: a copy waits only for the
+ * catch-ups of channels in doubt before it came.
+ *
+ * A catch-up's entries are placed among the copies waiting, by id, once
+ * its answer is in and its marker came: the read script publishes the
+ * marker to this node's own channel, so every copy published before the
+ * read came before it, and none older than an entry can come after the
+ * entry is placed. Past max_held_bytes waiting, every channel in doubt is
+ * reset here and the copies go out (er_give_up). */
 
 static void er_deliver(struct engine_redis *r, struct er_chan *c, struct msg *m, struct msgid id)
 {
@@ -785,6 +838,14 @@ static void er_deliver(struct engine_redis *r, struct er_chan *c, struct msg *m,
     r->base.deliver(r->base.deliver_ctx, m);
 }
 
+/* c's pages start over (after a reset): from the next copy, or a catch-up
+ * after the newest id known here, never from an older mark. */
+static void er_restart(struct engine_redis *r, struct er_chan *c)
+{
+    c->has_last = 0;
+    c->mark = r->mnewest;
+}
+
 static void er_reset(struct engine_redis *r, struct er_chan *c, const char *why)
 {
     struct str nm = er_chan_name(c);
@@ -793,25 +854,108 @@ static void er_reset(struct engine_redis *r, struct er_chan *c, const char *why)
         r->h.reset(r->h.ctx, nm);
 }
 
+/* Where c's catch-up reads from. */
+static struct msgid er_after(const struct er_chan *c) { return c->has_last ? c->last : c->mark; }
+
+static int er_doubt_start(struct engine_redis *r, struct er_chan *c, struct msgid floor)
+{
+    if (c->doubt_ix) {
+        if (msgid_cmp(floor, c->floor) < 0)
+            c->floor = floor;
+    } else {
+        if (r->ndoubts == r->capdoubts) {
+            size_t cap = r->capdoubts ? r->capdoubts * 2 : 64;
+            struct er_chan **d = realloc(r->doubts, sizeof(*d) * cap);
+            if (!d)
+                return -1;
+            r->doubts = d;
+            r->capdoubts = cap;
+        }
+        c->floor = floor;
+        r->doubts[r->ndoubts++] = c;
+        c->doubt_ix = r->ndoubts;
+    }
+    if (r->ndoubts == 1 || msgid_cmp(floor, r->floor) < 0)
+        r->floor = floor;
+    return 0;
+}
+
+/* c is no longer in doubt: what waited for it alone goes out in the
+ * after-pass (er_release), never from inside a caller's loop. */
+static void er_doubt_stop(struct engine_redis *r, struct er_chan *c)
+{
+    if (!c->doubt_ix)
+        return;
+    size_t i = c->doubt_ix - 1;
+    r->doubts[i] = r->doubts[--r->ndoubts];
+    r->doubts[i]->doubt_ix = i + 1;
+    c->doubt_ix = 0;
+    for (size_t k = 0; k < r->ndoubts; k++)
+        if (k == 0 || msgid_cmp(r->doubts[k]->floor, r->floor) < 0)
+            r->floor = r->doubts[k]->floor;
+    ev_poll_now(r->loop);
+}
+
+/* Ends c's doubt once it waits for nothing: no SUBSCRIBE to confirm, no
+ * catch-up asked, in flight or to ask again. */
+static void er_doubt_check(struct engine_redis *r, struct er_chan *c)
+{
+    if (c->doubt_ix && !c->await_sub && !c->catching && !c->reading && !c->reread)
+        er_doubt_stop(r, c);
+}
+
+/* A copy or entry of this id waits for a channel in doubt. */
+static int er_waits(const struct engine_redis *r, struct msgid id)
+{
+    return r->ndoubts > 0 && msgid_cmp(id, r->floor) > 0;
+}
+
 static void er_catch_up(struct engine_redis *r, struct er_chan *c);
 
-/* Room for one more held copy at the end. */
-static int er_held_room(struct engine_redis *r)
+/* Room for n more waiting at the end. */
+static int er_held_room(struct engine_redis *r, size_t n)
 {
-    if (r->hhead + r->nheld < r->capheld)
+    if (r->hhead + r->nheld + n <= r->capheld)
         return 0;
     if (r->hhead > 0) {
         memmove(r->held, r->held + r->hhead, sizeof(*r->held) * r->nheld);
         r->hhead = 0;
-        return 0;
+        if (r->nheld + n <= r->capheld)
+            return 0;
     }
-    size_t cap = r->capheld ? r->capheld * 2 : 64;
+    size_t cap = r->capheld ? r->capheld : 64;
+    while (cap < r->nheld + n)
+        cap *= 2;
     struct er_held *nh = realloc(r->held, sizeof(*nh) * cap);
     if (!nh)
         return -1;
     r->held = nh;
     r->capheld = cap;
     return 0;
+}
+
+/* One catch-up read: its channels, where each was read from, and what it
+ * found, until its answer and its marker are both in. */
+struct er_catchup {
+    struct list_node   node;     /* on r->reading */
+    unsigned long long seq;      /* its marker */
+    unsigned           gen;      /* r->gen when sent */
+    int                answered, marked;
+    int                n;
+    struct er_chan   **c;
+    struct msgid      *after;
+    struct er_held    *e;        /* the entries to place, in id order */
+    size_t             ne, bytes;
+};
+
+static void er_catchup_free(struct er_catchup *b)
+{
+    for (size_t i = 0; i < b->ne; i++)
+        msg_unref(b->e[i].m);
+    free(b->e);
+    free(b->c);
+    free(b->after);
+    free(b);
 }
 
 /* What er_give_up resets, for its one log line. */
@@ -821,67 +965,79 @@ struct er_abandoned {
     size_t               n;
 };
 
-/* c's catch-up is given up: its subscribers here get a reset in place of
- * what the read would have found; the next copy starts the chain again. */
-static void er_abandon(struct er_abandoned *a, struct er_chan *c)
+static void er_abandoned_add(struct er_abandoned *a, struct er_chan *c)
 {
     struct str nm = er_chan_name(c);
     if (a->n++ < 5)
         buf_printf(&a->names, "%s'%.*s'", a->n > 1 ? ", " : "", (int)nm.len, nm.p);
-    c->has_last = 0;
-    c->reread = 0;
-    a->r->catchups_reset++;
-    if (a->r->h.reset)
-        a->r->h.reset(a->r->h.ctx, nm);
 }
 
-static void er_each_abandon(struct channel *ch, void *arg)
-{
-    struct er_chan *c = *chan_userdata(ch);
-    if (c && c->reading > 0)
-        er_abandon(arg, c);     /* its catch-up is in flight */
-}
-
-/* Holding one more copy would pass max_held_bytes (or memory ran out):
- * every catch-up asked or in flight is given up, its channel reset here,
- * so the copies held can go out now (er_release) and live delivery never
- * waits on an unbounded hold. Their answers, when they come, are moot
- * (gen). One log line per event. */
-/* The catch-ups asked this pass, not sent yet, are given up. */
-static void er_abandon_asked(struct engine_redis *r, struct er_abandoned *a)
+/* The catch-ups asked this pass, not sent yet, are not read. */
+static void er_abandon_asked(struct engine_redis *r)
 {
     for (size_t i = 0; i < r->ncatchup; i++) {
         struct er_chan *c = r->catchup[i];
         c->catching = 0;
         c->reading--;
-        er_abandon(a, c);
-        if (!c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued)
-            er_chan_drop(r, c);
     }
     r->ncatchup = 0;
 }
 
+static void er_batch_done(struct engine_redis *r, struct er_catchup *b, int place);
+
+/* Past max_held_bytes waiting (or out of memory): every channel in doubt
+ * is given up and reset here (one joining, when its SUBSCRIBE is
+ * confirmed), so what waits goes out now (er_release) and live delivery
+ * never waits on an unbounded hold. Catch-ups in flight are moot (gen).
+ * One log line per event. */
 static void er_give_up(struct engine_redis *r, const char *why)
 {
     struct er_abandoned a = { r, { 0 }, 0 };
-    er_abandon_asked(r, &a);
-    chan_registry_each(r->reg, er_each_abandon, &a);
-    log_warn("redis: %zu message copies (%zu bytes) held while %zu channel(s) caught up, %s: "
-             "those channels' subscribers here are reset: %s%s", r->nheld, r->held_bytes, a.n, why,
-             buf_used(&a.names) ? (const char *)buf_head(&a.names) : "",
-             a.n > 5 ? ", ..." : "");
-    buf_free(&a.names);
-    r->reads = 0;
+    size_t nheld = r->nheld, bytes = r->held_bytes;
+    er_abandon_asked(r);
+    while (r->ndoubts > 0) {
+        struct er_chan *c = r->doubts[--r->ndoubts];
+        c->doubt_ix = 0;
+        c->reread = 0;
+        er_abandoned_add(&a, c);
+        r->catchups_reset++;
+        if (c->await_sub) {
+            c->await_sub = 0;
+            c->reset_at_sub = 1;
+        } else {
+            er_restart(r, c);
+            if (r->h.reset)
+                r->h.reset(r->h.ctx, er_chan_name(c));
+        }
+    }
     r->gen++;
+    for (;;) {
+        struct er_catchup *done = NULL;
+        struct list_node *pos, *tmp;
+        list_for_each_safe(pos, tmp, &r->reading) {
+            struct er_catchup *b = list_entry(pos, struct er_catchup, node);
+            if (b->answered)
+                done = b;
+        }
+        if (!done)
+            break;
+        er_batch_done(r, done, 0);   /* the others are moot when answered */
+    }
+    log_warn("redis: %zu message copies (%zu bytes) held while %zu channel(s) caught up, %s: "
+             "those channels' subscribers here are reset: %s%s", nheld, bytes, a.n, why,
+             buf_used(&a.names) ? (const char *)buf_head(&a.names) : "", a.n > 5 ? ", ..." : "");
+    buf_free(&a.names);
+    ev_poll_now(r->loop);
 }
 
 static void er_copy(struct engine_redis *r, struct er_chan *c, struct msg *m, int has_prev,
                     struct msgid prev);
+static void er_release(struct engine_redis *r);
 
-/* Keeps a copy until the catch-ups in flight are answered; at_front: it
- * was the oldest held (taken out by er_release) and stays so. Past
- * max_held_bytes, or out of memory, the catch-ups are given up and the
- * copy goes out in its place in the order: never a silent loss. */
+/* Keeps a copy in id order: at the end (it just came), or at the front
+ * (it was the first waiting, taken out by er_release, and found a gap).
+ * Past max_held_bytes, or out of memory, the channels in doubt are given
+ * up and the copy goes out in its turn: never a silent loss. */
 static void er_hold(struct engine_redis *r, struct er_chan *c, struct msg *m, int has_prev,
                     struct msgid prev, int at_front)
 {
@@ -889,16 +1045,19 @@ static void er_hold(struct engine_redis *r, struct er_chan *c, struct msg *m, in
     const char *why = NULL;
     if (r->held_bytes + bytes > (size_t)r->cfg->redis_max_held_bytes)
         why = "past max_held_bytes";
-    else if (!(at_front && r->hhead > 0) && er_held_room(r) < 0)
+    else if (!(at_front && r->hhead > 0) && er_held_room(r, 1) < 0)
         why = "out of memory";
     if (why) {
         er_give_up(r, why);
         if (!at_front)
             er_release(r);      /* the older copies first */
-        er_copy(r, c, m, has_prev, prev);
-        return;
+        if (at_front || r->nheld == 0 || er_held_room(r, 1) < 0) {
+            er_copy(r, c, m, has_prev, prev);
+            return;
+        }
     }
-    struct er_held h = { msg_ref(m), has_prev, prev, bytes };
+    struct er_held h = { msg_ref(m), { 0, 0 }, has_prev, prev, bytes, 0 };
+    msgid_parse(msg_id(m), &h.id);
     if (at_front && r->hhead > 0) {
         r->held[--r->hhead] = h;
     } else if (at_front) {
@@ -911,7 +1070,7 @@ static void er_hold(struct engine_redis *r, struct er_chan *c, struct msg *m, in
     r->held_bytes += bytes;
 }
 
-/* One copy, in the order Redis published it (no read in flight). */
+/* One copy in its turn. */
 static void er_copy(struct engine_redis *r, struct er_chan *c, struct msg *m, int has_prev,
                     struct msgid prev)
 {
@@ -923,34 +1082,110 @@ static void er_copy(struct engine_redis *r, struct er_chan *c, struct msg *m, in
         if (!c->recovered) {
             /* A copy was missed: read the stream; this one waits, first. */
             er_catch_up(r, c);
-            if (r->reads > 0) {
+            if (er_waits(r, id)) {
                 er_hold(r, c, m, has_prev, prev, 1);
                 return;
             }
         }
         er_reset(r, c, "a message was missed and is not in the stream");
+        r->catchups_reset++;
     }
     er_deliver(r, c, m, id);
 }
 
-/* The held copies, once no read is in flight. */
+/* One entry of a catch-up in its turn (no chain to check: the read did). */
+static void er_entry(struct engine_redis *r, struct er_chan *c, struct msg *m, struct msgid id)
+{
+    if (c->has_last && msgid_cmp(id, c->last) <= 0)
+        return;                          /* its copy came first */
+    er_deliver(r, c, m, id);
+    c->recovered = 1;
+}
+
+/* What waits and no channel in doubt holds back, in id order. */
 static void er_release(struct engine_redis *r)
 {
-    if (r->releasing)
+    if (r->releasing || r->freeing)
         return;
     r->releasing = 1;
-    while (r->reads == 0 && r->nheld > 0) {
+    while (r->nheld > 0 && !er_waits(r, r->held[r->hhead].id)) {
         struct er_held h = r->held[r->hhead++];
         r->nheld--;
         r->held_bytes -= h.bytes;
         struct er_chan *c = er_chan_get(r, msg_channel(h.m, 0), 0);
-        if (c && c->state == ER_SUBSCRIBED)
+        if (c && c->state == ER_SUBSCRIBED && h.entry)
+            er_entry(r, c, h.m, h.id);
+        else if (c && c->state == ER_SUBSCRIBED)
             er_copy(r, c, h.m, h.has_prev, h.prev);
         msg_unref(h.m);
     }
     if (r->nheld == 0)
         r->hhead = 0;
     r->releasing = 0;
+}
+
+/* The catch-up's entries join the copies waiting, by id (both are in id
+ * order: one merge from the back). */
+static int er_place(struct engine_redis *r, struct er_catchup *b)
+{
+    if (er_held_room(r, b->ne) < 0)
+        return -1;
+    size_t i = r->hhead + r->nheld, j = b->ne, out = i + b->ne;
+    while (j > 0) {
+        if (i > r->hhead && msgid_cmp(r->held[i - 1].id, b->e[j - 1].id) >= 0)
+            r->held[--out] = r->held[--i];
+        else
+            r->held[--out] = b->e[--j];
+    }
+    r->nheld += b->ne;
+    b->ne = 0;                 /* the messages are r->held's now */
+    b->bytes = 0;              /* counted in held_bytes at the answer */
+    return 0;
+}
+
+/* The catch-up is over (its answer and marker in, or moot): its entries
+ * placed (place), its channels' doubt ended where nothing else holds it. */
+static void er_batch_done(struct engine_redis *r, struct er_catchup *b, int place)
+{
+    list_remove(&r->reading, &b->node);
+    if (place && b->ne && er_place(r, b) < 0) {
+        for (int k = 0; k < b->n; k++)
+            if (b->c[k]->state == ER_SUBSCRIBED) {
+                er_reset(r, b->c[k], "out of memory");
+                er_restart(r, b->c[k]);
+            }
+    }
+    r->held_bytes -= b->bytes;
+    for (int k = 0; k < b->n; k++) {
+        struct er_chan *c = b->c[k];
+        c->reading--;
+        if (c->reread && !c->reading && !r->freeing) {
+            c->reread = 0;
+            if (c->wanted && c->state == ER_SUBSCRIBED)
+                er_catch_up(r, c);   /* still in doubt: what waits stays */
+        }
+        if (!c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued)
+            er_chan_drop(r, c);      /* left while its catch-up was read */
+        else
+            er_doubt_check(r, c);
+    }
+    er_catchup_free(b);
+    er_release(r);
+}
+
+static void er_marker(void *ctx, unsigned long long seq)
+{
+    struct engine_redis *r = ctx;
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &r->reading) {
+        struct er_catchup *b = list_entry(pos, struct er_catchup, node);
+        if (b->seq != seq)
+            continue;
+        b->marked = 1;
+        if (b->answered)
+            er_batch_done(r, b, 1);
+        return;
+    }
 }
 
 static void er_sub_event(void *ctx, char kind, const char *chan, size_t clen, const char *payload,
@@ -978,14 +1213,23 @@ static void er_sub_event(void *ctx, char kind, const char *chan, size_t clen, co
         return;
     if (kind == 's') {
         c->state = ER_SUBSCRIBED;
+        c->await_sub = 0;
         if (!c->wanted) {
+            c->reset_at_sub = 0;
             er_batch_add(r, c);
-            return;
+        } else if (c->reset_at_sub) {
+            /* Its catch-up was given up while the SUBSCRIBE was out: what
+             * was published meanwhile is not read; its pages start over. */
+            c->reset_at_sub = 0;
+            er_reset(r, c, "its catch-up was given up");
+            er_restart(r, c);
+        } else {
+            /* Subscribed from now on: what was published since the mark (or
+             * since the last copy, after a rebuilt connection) comes from the
+             * stream; it is in doubt until then. */
+            er_catch_up(r, c);
         }
-        /* Subscribed from now on: what was published since the mark (or
-         * since the last copy, after a rebuilt connection) comes from the
-         * stream, and copies wait meanwhile. */
-        er_catch_up(r, c);
+        er_doubt_check(r, c);
         return;
     }
     if (kind == 'u') {
@@ -1009,7 +1253,8 @@ static void er_sub_event(void *ctx, char kind, const char *chan, size_t clen, co
         er_reset(r, c, "out of memory");
         return;
     }
-    if (r->reads > 0)
+    er_seen(r, rm.mid);        /* come: a page joining from now starts after it */
+    if (r->nheld > 0 || er_waits(r, rm.mid))
         er_hold(r, c, m, rm.prev.len > 0, rm.mprev, 0);
     else
         er_copy(r, c, m, rm.prev.len > 0, rm.mprev);
@@ -1020,8 +1265,10 @@ static void er_sub_event(void *ctx, char kind, const char *chan, size_t clen, co
  * lives: within it, a missing key means "never set", not "expired". */
 static int er_young(uint32_t epoch) { return (long)epoch + ER_META_TTL_S > revoke_clock(); }
 
+/* The history script's call; marker (non-zero): published once read. */
 static struct er_call *er_history_call(struct engine_redis *r, const struct str *names, int n,
-                                       const struct msgid *after, int *rc)
+                                       const struct msgid *after, unsigned long long marker,
+                                       int *rc)
 {
     struct er_call *c = er_call_new(r, ER_HISTORY, 1 + 2 * n);
     if (!c)
@@ -1041,16 +1288,13 @@ static struct er_call *er_history_call(struct engine_redis *r, const struct str 
                  (unsigned long long)after[i].seq);
         *rc |= er_args_str(&c->a, sid);
     }
+    if (marker) {
+        snprintf(sid, sizeof(sid), "m%llu", marker);
+        *rc |= er_args_str(&c->a, redis_link_probe_channel(r->link));
+        *rc |= er_args_str(&c->a, sid);
+    }
     return c;
 }
-
-/* One catch-up call: its channels and where each was read from. */
-struct er_catchup {
-    unsigned         gen;      /* r->gen when sent */
-    int              n;
-    struct er_chan **c;
-    struct msgid    *after;
-};
 
 struct er_cvisit {
     struct msgid  id;
@@ -1065,46 +1309,22 @@ static int er_cvisit_cmp(const void *a, const void *b)
     return c ? c : (x->k > y->k) - (x->k < y->k);
 }
 
-static void er_catchup_free(struct er_catchup *b)
-{
-    free(b->c);
-    free(b->after);
-    free(b);
-}
-
-/* The answer to a catch-up given up (er_give_up): its channels were
- * reset, only the bookkeeping is left. */
-static void er_caught_up_moot(struct engine_redis *r, struct er_catchup *b)
-{
-    for (int k = 0; k < b->n; k++) {
-        struct er_chan *c = b->c[k];
-        c->reading--;
-        if (c->reread && !c->reading) {
-            c->reread = 0;
-            if (c->wanted && c->state == ER_SUBSCRIBED)
-                er_catch_up(r, c);
-        }
-        if (!c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued)
-            er_chan_drop(r, c);
-    }
-    er_catchup_free(b);
-    er_release(r);
-}
-
-/* What the channels missed, from their streams, merged in id order over
- * all of them (a page on two of them gets them in id order); a channel
- * whose stream does not reach back is reset. */
+/* What the channels missed, from their streams, in id order over all of
+ * them, kept to be placed when the marker comes; a channel whose stream
+ * does not reach back is reset. */
 static void er_caught_up(struct engine_redis *r, void *arg, int status, const redisReply *rep)
 {
     struct er_catchup *b = arg;
-    if (b->gen != r->gen) {
-        er_caught_up_moot(r, b);
+    b->answered = 1;
+    if (b->gen != r->gen || r->freeing) {
+        er_batch_done(r, b, 0);
         return;
     }
-    r->reads--;
     uint32_t epoch = 0;
     int has_epoch = 0;
     int ok = status == 0 && redis_history_head(rep, (size_t)b->n, &epoch, &has_epoch) == 0;
+    if (!ok)
+        b->marked = 1;      /* the script did not run (or may not have): no marker to wait for */
     struct redis_entry **es = calloc((size_t)b->n, sizeof(*es));
     size_t *ns = calloc((size_t)b->n, sizeof(*ns));
     size_t total = 0;
@@ -1112,13 +1332,12 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
         ok = 0;
     for (int k = 0; k < b->n; k++) {
         struct er_chan *c = b->c[k];
-        c->reading--;
         if (c->state != ER_SUBSCRIBED)
             continue;
         if (!ok || redis_history_entries(rep->element[2 + 2 * k], &es[k], &ns[k]) < 0) {
             er_reset(r, c, status < 0 ? "Redis did not answer the catch-up" : "bad catch-up answer");
             r->catchups_reset++;
-            c->has_last = 0;
+            er_restart(r, c);
             c->recovered = 1;
             continue;
         }
@@ -1133,18 +1352,15 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
         int follows = own ? redis_history_follows(epoch, has_epoch, b->after[k], has_last, last,
                                                   es[k], ns[k])
                           : redis_history_continuous(epoch, has_epoch, er_young(epoch), b->after[k],
-                                                     has_last, last,
-                                                     es[k], ns[k]);
+                                                     has_last, last, es[k], ns[k]);
         if (!follows) {
             if (c->has_last || b->after[k].seq != 0) {
                 er_reset(r, c, "messages were missed and the stream does not hold them all");
                 r->catchups_reset++;
-            } else if (has_last) {
-                c->mark = last;  /* knew nothing: the next catch-up starts from here */
             }
-            /* The page starts over: the copies held (or next) go out as
+            /* The page starts over: the copies waiting (or next) go out as
              * they come, the first one sets the chain again. */
-            c->has_last = 0;
+            er_restart(r, c);
             free(es[k]);
             es[k] = NULL;
             ns[k] = 0;
@@ -1165,7 +1381,8 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
             v[nv++] = (struct er_cvisit){ es[k][i].id, k, es[k][i].data };
     if (nv)
         qsort(v, nv, sizeof(*v), er_cvisit_cmp);
-    for (size_t i = 0; i < nv; i++) {
+    b->e = nv ? calloc(nv, sizeof(*b->e)) : NULL;
+    for (size_t i = 0; b->e && i < nv; i++) {
         struct er_chan *c = b->c[v[i].k];
         if (c->has_last && msgid_cmp(v[i].id, c->last) <= 0)
             continue;                /* delivered here already */
@@ -1177,42 +1394,44 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
             er_reset(r, c, "out of memory");
             continue;
         }
-        er_deliver(r, c, m, v[i].id);
-        c->recovered = 1;
-        msg_unref(m);
+        b->e[b->ne++] = (struct er_held){ m, v[i].id, 0, { 0, 0 }, msg_bytes(m), 1 };
+        b->bytes += msg_bytes(m);
     }
-    if (total && !v)
+    if (total && (!v || (nv && !b->e)))
         for (int k = 0; k < b->n; k++)
-            if (ns[k])
+            if (ns[k]) {
                 er_reset(r, b->c[k], "out of memory");
-    for (int k = 0; k < b->n; k++) {
-        struct er_chan *c = b->c[k];
-        if (es)
-            free(es[k]);
-        if (c->reread && !c->reading) {
-            c->reread = 0;
-            if (c->wanted && c->state == ER_SUBSCRIBED)
-                er_catch_up(r, c);   /* before er_release: copies stay held */
-        }
-        if (!c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued)
-            er_chan_drop(r, c);      /* left while its catch-up was read */
-    }
+                er_restart(r, b->c[k]);
+            }
+    for (int k = 0; es && k < b->n; k++)
+        free(es[k]);
     free(v);
     free(es);
     free(ns);
-    er_catchup_free(b);
-    er_release(r);
+    r->held_bytes += b->bytes;
+    if (r->held_bytes > (size_t)r->cfg->redis_max_held_bytes) {
+        er_give_up(r, "past max_held_bytes");   /* b with the rest */
+        er_release(r);
+        return;
+    }
+    if (b->marked)
+        er_batch_done(r, b, 1);
 }
 
-/* Asks for c's catch-up: read in the after-pass, with every other channel
- * asking in the same pass; copies are held from now on. */
+/* Asks for c's catch-up, read in the after-pass with every other channel
+ * asking in the same pass; c is in doubt from now on (if it was not). */
 static void er_catch_up(struct engine_redis *r, struct er_chan *c)
 {
+    if (er_doubt_start(r, c, er_after(c)) < 0) {
+        er_reset(r, c, "out of memory");
+        er_restart(r, c);
+        return;
+    }
     if (c->catching)
         return;
     if (c->reading > 0) {
         /* Two reads of one range at once would deliver it twice; what
-         * the one in flight cannot have seen is read after its answer. */
+         * the one in flight cannot have seen is read after it. */
         c->reread = 1;
         return;
     }
@@ -1221,14 +1440,13 @@ static void er_catch_up(struct engine_redis *r, struct er_chan *c)
         struct er_chan **a = realloc(r->catchup, sizeof(*a) * cap);
         if (!a) {
             er_reset(r, c, "out of memory");
-            c->has_last = 0;
+            er_restart(r, c);
+            er_doubt_check(r, c);
             return;
         }
         r->catchup = a;
         r->capcatchup = cap;
     }
-    if (r->ncatchup == 0)
-        r->reads++;          /* the batch's read, from now until its answer */
     r->catchup[r->ncatchup++] = c;
     c->catching = 1;
     c->reading++;
@@ -1250,29 +1468,23 @@ static void er_flush_catchup(struct engine_redis *r)
         free(names);
         if (b)
             er_catchup_free(b);
-        /* Given up: each channel starts over with a reset, never a gap
-         * (nor stuck "catching" for ever). */
-        struct er_abandoned a = { r, { 0 }, 0 };
-        er_abandon_asked(r, &a);
-        log_error("redis: out of memory: catch-up of %d channel(s) not read: their subscribers "
-                  "here are reset", n);
-        buf_free(&a.names);
-        r->reads--;
-        er_release(r);
+        er_give_up(r, "out of memory");   /* each channel starts over with a reset, never a gap */
         return;
     }
     b->n = n;
     b->gen = r->gen;
+    b->seq = ++r->batch_seq;
     for (int k = 0; k < n; k++) {
         struct er_chan *c = r->catchup[k];
         c->catching = 0;
         b->c[k] = c;
-        b->after[k] = c->has_last ? c->last : c->mark;
+        b->after[k] = er_after(c);
         names[k] = er_chan_name(c);
     }
     r->ncatchup = 0;
+    list_push(&r->reading, &b->node);
     int rc = 0;
-    struct er_call *call = er_history_call(r, names, n, b->after, &rc);
+    struct er_call *call = er_history_call(r, names, n, b->after, b->seq, &rc);
     free(names);
     if (!call) {
         er_caught_up(r, b, -ENOMEM, NULL);
@@ -1429,7 +1641,7 @@ static void er_history(engine_t *e, const struct engine_query *eq, engine_answer
     struct msgid afters[WSPUSH_MAX_CHANNELS];
     for (int i = 0; i < n; i++)
         afters[i] = q->after;
-    struct er_call *c = q->parsed ? er_history_call(r, q->names, n, afters, &rc) : NULL;
+    struct er_call *c = q->parsed ? er_history_call(r, q->names, n, afters, 0, &rc) : NULL;
     if (!c) {
         er_answered(r, q, q->parsed ? -ENOMEM : 0, NULL);
         return;
@@ -1573,6 +1785,9 @@ static void er_each_resubscribe(struct channel *ch, void *arg)
     if (!c)
         return;
     c->state = ER_UNSUB;     /* the new connection is subscribed to nothing */
+    /* What passed while it was down comes from the stream: in doubt. */
+    if (c->wanted && !c->await_sub && er_doubt_start(r, c, er_after(c)) == 0)
+        c->await_sub = 1;
     er_batch_add(r, c);
 }
 
@@ -1586,6 +1801,23 @@ static void er_sub_up(void *ctx)
     redis_link_subscribe(r->link, 1, 1, names, lens);
     r->control_subscribed = 0;   /* until confirmed: then the revocations are loaded */
     chan_registry_each(r->reg, er_each_resubscribe, r);
+    /* A catch-up whose marker went to the connection gone: its entries
+     * are placed once answered (the doubts just begun hold what is newer
+     * than the copies that connection may have lost). */
+    for (;;) {
+        struct er_catchup *open = NULL;
+        struct list_node *pos, *tmp;
+        list_for_each_safe(pos, tmp, &r->reading) {
+            struct er_catchup *b = list_entry(pos, struct er_catchup, node);
+            if (!b->marked)
+                open = b;
+        }
+        if (!open)
+            break;
+        open->marked = 1;
+        if (open->answered)
+            er_batch_done(r, open, 1);
+    }
 }
 
 static struct str er_last_id(const engine_t *e)
@@ -1604,7 +1836,10 @@ static void er_each_free(struct channel *ch, void *arg)
 static void er_free(engine_t *e)
 {
     struct engine_redis *r = er(e);
+    r->freeing = 1;
     redis_link_free(r->link);   /* fails what is in flight first */
+    while (!list_empty(&r->reading))
+        er_batch_done(r, list_entry(list_first(&r->reading), struct er_catchup, node), 0);
     er_pubs_done(r, &r->unwaited, ENGINE_E_TIMEOUT);   /* their scripts ran */
     ev_after_remove(r->loop, &r->wait_hook);
     ev_after_remove(r->loop, &r->after);
@@ -1612,6 +1847,7 @@ static void er_free(engine_t *e)
     for (size_t i = 0; i < r->nheld; i++)
         msg_unref(r->held[r->hhead + i].m);
     free(r->held);
+    free(r->doubts);
     free(r->batch);
     free(r->catchup);
     chan_registry_each(r->reg, er_each_free, NULL);
@@ -1659,8 +1895,9 @@ engine_t *engine_redis_new(ev_loop_t *loop, const struct cfg *cfg, const struct 
     r->reg = chan_registry_new();
     ev_after_add(loop, &r->after, er_flush_batch, r);
     list_init(&r->unwaited);
+    list_init(&r->reading);
     ev_after_add(loop, &r->wait_hook, er_send_wait, r);
-    const struct redis_link_handlers lh = { er_up, NULL, er_sub_up, er_sub_event };
+    const struct redis_link_handlers lh = { er_up, NULL, er_sub_up, er_sub_event, er_marker };
     r->link = r->reg ? redis_link_new(loop, cfg, &lh, r) : NULL;
     if (!r->link) {
         ev_after_remove(loop, &r->wait_hook);

@@ -764,6 +764,10 @@ static void rl_hs_sub(redisAsyncContext *ac, void *reply, void *privdata)
                                (uint64_t)l->cfg->redis_probe_interval_ms, rl_probe_send);
             if (l->h.sub_up)
                 l->h.sub_up(l->ctx);
+        } else if (rl_str_is(kind, "message") && body->type == REDIS_REPLY_STRING &&
+                   body->len > 0 && body->str[0] == 'm') {
+            if (l->h.marker)
+                l->h.marker(l->ctx, strtoull(body->str + 1, NULL, 10));
         } else if (rl_str_is(kind, "message")) {
             ev_timer_stop(l->loop, &l->probe_deadline);
         }
@@ -863,5 +867,7 @@ void redis_link_stats(const redis_link_t *l, struct stats_redis *out)
     out->up_commands = redis_link_is_up(l);
     out->up_pubsub = l->sub.ready != 0;
 }
+
+const char *redis_link_probe_channel(const redis_link_t *l) { return l->probe_chan; }
 
 const char *redis_link_server_id(const redis_link_t *l) { return l->server_id; }

@@ -64,6 +64,10 @@ struct redis_link_handlers {
      * message (payload set). Pointers live for the call. */
     void (*sub_event)(void *ctx, char kind, const char *chan, size_t clen, const char *payload,
                       size_t plen);
+    /* "m<n>" came on the probe channel (redis_link_probe_channel): a
+     * script published it there. Every message published before that
+     * script ran has come before it on this connection. */
+    void (*marker)(void *ctx, unsigned long long n);
 };
 
 /* Starts connecting at once (the first connection outlives this call).
@@ -118,5 +122,9 @@ void redis_link_stats(const redis_link_t *l, struct stats_redis *out);
  * connection ("" when down): a new one when it restarted, became a
  * master or had its data replaced by a full resync. */
 const char *redis_link_server_id(const redis_link_t *l);
+/* The channel only this node subscribes to (the probe's); a script that
+ * publishes "m<n>" there is seen by the marker handler, in order with the
+ * channels' messages. */
+const char *redis_link_probe_channel(const redis_link_t *l);
 
 #endif
