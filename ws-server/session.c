@@ -46,7 +46,13 @@ struct sessions {
  * are held too ("pending") and settled by the answer (session_settle):
  * dropped when the replay goes on past them or sent them already, kept
  * otherwise. So the engine holds nothing for a resume, and a page's
- * resume makes only that page wait (within send_buffer_bytes). */
+ * resume makes only that page wait (within send_buffer_bytes). Pending
+ * copies past send_buffer_bytes (a catch-up's burst, a busy channel) are
+ * dropped instead, and the replay asks once more after the answer, from
+ * the last message it sent: the history has them. Only when that happens
+ * SESSION_REASKS_MAX answers running is the page a slow consumer (1013). */
+#define SESSION_REASKS_MAX 3
+
 struct session_hold {
     size_t first, n, cap, bytes;          /* items[first..n) still held */
     /* bytes: msg_bytes() when held; sending may add encodings to the
@@ -68,6 +74,8 @@ struct session {
     size_t                      resume_len;
     uint32_t                    replaying; /* bit i: subs[i] still being replayed */
     int                         resume_reset; /* a channel of this resume was reset */
+    int                         reask;     /* pending copies were dropped: ask again */
+    int                         reasks;    /* answers running that ended so */
     struct session_slice       *asking;    /* the slice whose answer is awaited */
     /* An engine answering later (Redis) may hand a live copy of a message
      * already replayed after the replay: subs in `marked` skip live
@@ -225,6 +233,22 @@ static void session_hold_flush(struct session *s)
     session_hold_drop(s);
 }
 
+/* The pending copies go: a question asked after they came reaches them. */
+static void session_drop_pending(struct session *s)
+{
+    struct session_hold *h = s->hold;
+    size_t out = h->first;
+    for (size_t i = h->first; i < h->n; i++) {
+        if (h->items[i].pending) {
+            h->bytes -= h->items[i].bytes;
+            msg_unref(h->items[i].m);
+            continue;
+        }
+        h->items[out++] = h->items[i];
+    }
+    h->n = out;
+}
+
 /* Holds a live message of a channel reset mid-resume. Returns 1 (it will
  * be sent when the resume ends) or 0: closing, out of memory, or more held
  * than send_buffer_bytes (then the page is closed with 1013 and resumes
@@ -235,6 +259,11 @@ static int session_hold(struct session *s, struct msg *m, int chan, int pending)
     if (!h || !s->ops->is_open(s->transport))
         return 0;
     if (h->bytes + msg_bytes(m) > (size_t)(*s->ss->cfg)->send_buffer_bytes) {
+        if (pending && s->reasks < SESSION_REASKS_MAX) {
+            session_drop_pending(s);     /* the next question reaches them, and m */
+            s->reask = 1;
+            return 1;
+        }
         log_info("subscribe: live messages held behind a resume past send_buffer_bytes: 1013");
         s->ops->close(s->transport, 1013);
         return 0;
@@ -404,8 +433,11 @@ static void session_on_slice_now(struct session *s, struct session_slice *r,
     }
     log_debug("subscribe: resume slice: %zu of %zu replayed, %d channel(s) reset", k, a->nitems,
               nreset);
+    int reask = s->reask;
+    s->reask = 0;
+    s->reasks = reask ? s->reasks + 1 : 0;
     session_settle(s, rc2 < 0 || !s->replaying || !s->ops->is_open(s->transport) ||
-                      (k == a->nitems && !a->more));
+                      (k == a->nitems && !a->more && !reask));
     if (rc2 < 0 || !s->replaying || !s->ops->is_open(s->transport)) {
         session_resume_end(s);      /* closing, or every channel reset */
         return;
@@ -419,11 +451,14 @@ static void session_on_slice_now(struct session *s, struct session_slice *r,
             return;
         }
         next = msg_id(a->items[k - 1].m);   /* no room: go on after the last one queued */
-    } else if (!a->more) {
+    } else if (!a->more && !reask) {
         session_resume_end(s);      /* caught up */
         return;
+    } else if (!a->more) {
+        /* Copies published after the read were dropped: once more. */
+        next = k > 0 ? msg_id(a->items[k - 1].m) : (struct str){ s->resume_after, s->resume_len };
     }
-    memcpy(s->resume_after, next.p, next.len);
+    memmove(s->resume_after, next.p, next.len);
     s->resume_len = next.len;
     s->ops->want_drained(s->transport);
 }
@@ -670,7 +705,7 @@ int session_deliver(void *owner, struct msg *m, int chan)
     /* Counted as queued while the page can still get it: the replay
      * brings it, after the older messages, in id order. */
     if (s->replaying && session_replays(s, msg_channel(m, chan))) {
-        if (s->asking)      /* the answer may not hold it: settled by the answer */
+        if (s->asking && !s->reask)   /* the answer may not hold it: settled by the answer */
             return session_hold(s, m, chan, 1);
         return s->ops->is_open(s->transport);
     }

@@ -236,7 +236,6 @@ def test_non_reading_resumes_hold_one_slice_each(env):
     pub.close()
 
 
-@pytest.mark.memory_only(reason="with Redis each slice of the resume is a round trip, and the live messages of it are held within the 1 KiB budget: a page this slow can get 1013 and resume (docs/cluster.md, Known limits)")
 @pytest.mark.parametrize("pad", [300, 0], ids=["300-bytes", "tiny"])
 def test_slow_reader_resume_gets_every_message_once_in_order(env, pad):
     """A page that reads slowly resumes across 300 messages on two channels

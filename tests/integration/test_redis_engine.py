@@ -625,22 +625,26 @@ def test_lost_writes_resume_before_first_publish(redis_factory, cluster_factory)
 
 
 @contextlib.contextmanager
-def slow_node(redis_factory, cluster_factory, tmp_path, delay, timeout="3s"):
-    """A Redis, node B on it directly and node A behind a SlowRepliesProxy
-    (command replies `delay` seconds late, PUB/SUB on time), A linked;
-    yields (redis, a, b). A is stopped (and must exit 0) and the proxy
-    closed at the end."""
+def slow_node(redis_factory, cluster_factory, tmp_path, delay, timeout="3s", proxy=None, ws=None,
+              **proxy_kw):
+    """A Redis, node B on it directly and node A behind a proxy (by default
+    a SlowRepliesProxy: command replies `delay` seconds late, PUB/SUB on
+    time; else the class `proxy`, given proxy_kw), A's [ws-server] keys
+    ws, both linked; yields (redis, a, b). A is stopped (and must exit 0)
+    and the proxy closed at the end."""
     import tempfile
     from redis_servers import Node, SlowRepliesProxy
 
     redis = redis_factory.server()
     b = cluster_factory(redis=redis, n=1, prefix="plain")[0]
-    px = SlowRepliesProxy(tempfile.mkdtemp(prefix="wpx-"), redis, delay=delay)
-    a = Node(tmp_path, "slow", redis=px, redis_keys={"connect_timeout": timeout,
-                                                     "command_timeout": timeout})
+    px = (proxy or SlowRepliesProxy)(tempfile.mkdtemp(prefix="wpx-"), redis, delay=delay,
+                                     **proxy_kw)
+    a = Node(tmp_path, "slow", redis=px, ws=ws, redis_keys={"connect_timeout": timeout,
+                                                            "command_timeout": timeout})
     a.start_ws()
     try:
         wait_redis_up(a, timeout=15)
+        wait_redis_up(b, timeout=15)
         yield redis, a, b
     finally:
         rc = a.stop_ws()

@@ -5,20 +5,19 @@ than the catch-ups begun before a copy came (engine_redis.c, "order").
 Each test slows one direction of one connection between node A and Redis
 with a proxy, so that the window the engine must cover lasts long enough
 to be hit for sure; node B publishes straight to Redis."""
-import tempfile
 import time
 
 from harness import wait_for
 from cluster_pages import Ledger, Page, check_page
-from redis_servers import (Node, SlowRepliesProxy, cluster_factory, redis_factory,  # noqa: F401
-                           wait_redis_up)
+from redis_servers import SlowRepliesProxy, cluster_factory, redis_factory  # noqa: F401
+from test_redis_engine import slow_node
 from test_redis_resume_order import ids_in_order
 
 
 class _LateOnSubscribed(SlowRepliesProxy):
     """Bytes of a connection that has sent a SUBSCRIBE (node A's PUB/SUB
-    connection) wait `delay` seconds: node-to-Redis ones (down False) or
-    Redis-to-node ones (down True), as `down` says."""
+    connection) wait `delay` seconds: Redis-to-node ones when down is
+    True, node-to-Redis ones when it is False."""
 
     def __init__(self, dir, server, delay, down):
         self.subscribed = set()
@@ -31,18 +30,28 @@ class _LateOnSubscribed(SlowRepliesProxy):
         return self.delay if down == self.slow_down and index in self.subscribed else 0
 
 
-def _slow_node(tmp_path, redis, proxy_kind, **kw):
-    dir = tempfile.mkdtemp(prefix="wpx-")
-    px = proxy_kind(dir, redis, **kw)
-    a = Node(tmp_path, "slow", redis=px,
-             redis_keys={"connect_timeout": "3s", "command_timeout": "3s"})
-    a.start_ws()
-    return a, px
-
-
 def _wait_subscribed(redis, channel):
     wait_for(lambda: redis.command("PUBSUB", "NUMSUB", "wspush:m:" + channel)[1] >= 1,
              what=f"a node subscribed to {channel}")
+
+
+def _joins_and_gets_both(redis, a, b, x_chan, y_chan, y_first):
+    """A page on Y (subscribed on A), then a page on [X, Y] (X new to A);
+    B publishes one message on each (Y's first when y_first); returns the
+    second page, its ledger and where its part of the ledger begins."""
+    led = Ledger()
+    keep = Page(a, [y_chan])
+    _wait_subscribed(redis, y_chan)
+    time.sleep(0.6)        # the confirmation reaches A even when it comes late
+    p = Page(a, [x_chan, y_chan])
+    _wait_subscribed(redis, x_chan)
+    since = len(led.entries)
+    order = [y_chan, x_chan] if y_first else [x_chan, y_chan]
+    ids = [led.publish(b, c, {"on": c})["id"] for c in order]
+    got = set()
+    p.read_until(lambda m: got.add(m.get("id")) or set(ids) <= got, 5, "both messages")
+    keep.close()
+    return p, led, since
 
 
 def test_a_page_joining_a_channel_new_to_its_node_gets_ids_in_order(redis_factory,
@@ -53,31 +62,12 @@ def test_a_page_joining_a_channel_new_to_its_node_gets_ids_in_order(redis_factor
     catch-up, once the SUBSCRIBE is confirmed. Y's copy used to reach the
     page at once, before it (the hold began at the confirmation): X is in
     doubt from the page's join on, so Y's copy waits for X's catch-up."""
-    redis = redis_factory.server()
-    b = cluster_factory(redis=redis, n=1, prefix="plain")[0]
-    a, px = _slow_node(tmp_path, redis, _LateOnSubscribed, delay=0.5, down=False)
-    try:
-        wait_redis_up(a, timeout=15)
-        wait_redis_up(b, timeout=15)
-        X, Y = "public/jx", "public/jy"
-        led = Ledger()
-        keep = Page(a, [Y])
-        _wait_subscribed(redis, Y)
-        p = Page(a, [X, Y])
-        since = len(led.entries)
-        x = led.publish(b, X, {"x": 1})
-        y = led.publish(b, Y, {"y": 1})
-        got = set()
-        p.read_until(lambda m: got.add(m.get("id")) or {x["id"], y["id"]} <= got, 5,
-                     "both messages")
+    with slow_node(redis_factory, cluster_factory, tmp_path, 0.5, proxy=_LateOnSubscribed,
+                   down=False) as (redis, a, b):
+        p, led, since = _joins_and_gets_both(redis, a, b, "public/jx", "public/jy", False)
         seq, bad = ids_in_order(p)
         assert bad is None, f"cross-channel order broken: {bad} in {seq}"
         check_page(p, led, since)
-        keep.close()
-    finally:
-        rc = a.stop_ws()
-        px.close()
-    assert rc == 0, a.log_text()[-3000:]
 
 
 def test_a_catch_up_read_ahead_of_late_copies_waits_for_them(redis_factory, cluster_factory,
@@ -90,33 +80,12 @@ def test_a_catch_up_read_ahead_of_late_copies_waits_for_them(redis_factory, clus
     is still on its way. The entries used to go out as the answer came,
     before Y:n: now they are placed when the read's marker comes, on the
     PUB/SUB connection, after every copy published before the read."""
-    redis = redis_factory.server()
-    b = cluster_factory(redis=redis, n=1, prefix="plain")[0]
-    a, px = _slow_node(tmp_path, redis, _LateOnSubscribed, delay=0.4, down=True)
-    try:
-        wait_redis_up(a, timeout=15)
-        wait_redis_up(b, timeout=15)
-        X, Y = "public/mx", "public/my"
-        led = Ledger()
-        keep = Page(a, [Y])
-        _wait_subscribed(redis, Y)
-        time.sleep(0.5)            # A has Y's confirmation (0.4 s late): Y's copies flow
-        p = Page(a, [X, Y])
-        _wait_subscribed(redis, X)   # in Redis: A hears of it 0.4 s later
-        since = len(led.entries)
-        y = led.publish(b, Y, {"y": 1})
-        x = led.publish(b, X, {"x": 1})
-        got = set()
-        p.read_until(lambda m: got.add(m.get("id")) or {x["id"], y["id"]} <= got, 5,
-                     "both messages")
+    with slow_node(redis_factory, cluster_factory, tmp_path, 0.4, proxy=_LateOnSubscribed,
+                   down=True) as (redis, a, b):
+        p, led, since = _joins_and_gets_both(redis, a, b, "public/mx", "public/my", True)
         seq, bad = ids_in_order(p)
         assert bad is None, f"cross-channel order broken: {bad} in {seq}"
         check_page(p, led, since)
-        keep.close()
-    finally:
-        rc = a.stop_ws()
-        px.close()
-    assert rc == 0, a.log_text()[-3000:]
 
 
 def test_pages_joining_without_pause_do_not_stall_the_copies_of_other_channels(
@@ -127,40 +96,32 @@ def test_pages_joining_without_pause_do_not_stall_the_copies_of_other_channels(
     long used to wait until none was (until the joins stop, or until
     max_held_bytes resets every joining page): it must come while they go
     on, having waited only for the catch-ups begun before it came."""
-    redis = redis_factory.server()
-    b = cluster_factory(redis=redis, n=1, prefix="plain")[0]
-    a, px = _slow_node(tmp_path, redis, SlowRepliesProxy, delay=0.3)
     joined = []
-    try:
-        wait_redis_up(a, timeout=15)
-        wait_redis_up(b, timeout=15)
-        L = "public/live"
-        p = Page(a, [L])
-        _wait_subscribed(redis, L)
-        led = Ledger()
-        came_at = None
-        for i in range(200):
-            joined.append(Page(a, ["public/join%d" % i]))
-            if i == 15:
-                led.publish(b, L, {"n": 1})
-            if i < 15:
-                time.sleep(0.04)
-                continue
-            m = p.next(0.04)
-            if m is not None:
-                p.events.append(m)
-                came_at = i
-                break
-        assert came_at is not None, "the copy waited for every page joining after it came"
-        assert p.events[0]["type"] == "message", p.events
-        joins = len(joined) - 16
-        print(f"the copy came after {joins} more joins")
-        for j in joined:
-            j.read(quiet=0.05, limit=0.5)
-            assert j.resets() == [], (j.channels, j.events)
-    finally:
-        for j in joined:
-            j.close()
-        rc = a.stop_ws()
-        px.close()
-    assert rc == 0, a.log_text()[-3000:]
+    with slow_node(redis_factory, cluster_factory, tmp_path, 0.3) as (redis, a, b):
+        try:
+            L = "public/live"
+            p = Page(a, [L])
+            _wait_subscribed(redis, L)
+            led = Ledger()
+            came_at = None
+            for i in range(200):
+                joined.append(Page(a, ["public/join%d" % i]))
+                if i == 15:
+                    led.publish(b, L, {"n": 1})
+                if i < 15:
+                    time.sleep(0.04)
+                    continue
+                m = p.next(0.04)
+                if m is not None:
+                    p.events.append(m)
+                    came_at = i
+                    break
+            assert came_at is not None, "the copy waited for every page joining after it came"
+            assert p.events[0]["type"] == "message", p.events
+            print(f"the copy came after {came_at - 15} more joins")
+            for j in joined:
+                j.read(quiet=0.05, limit=0.5)
+                assert j.resets() == [], (j.channels, j.events)
+        finally:
+            for j in joined:
+                j.close()

@@ -127,3 +127,37 @@ def test_live_copies_of_a_channel_reset_mid_resume_go_out_after_newer_replayed_o
         rc = a.stop_ws()
         px.close()
     assert rc == 0, a.log_text()[-3000:]
+
+
+def test_a_resume_on_channels_new_to_the_node_is_not_closed_by_their_catch_up(
+        redis_factory, cluster_factory, tmp_path):
+    """A page resumes on X,Y on node A (command replies 0.3 s late,
+    send_buffer_bytes 8k), after an id older than Y's 30 KB backlog; X and
+    Y are new to A. A's catch-up of the new channels reads that backlog
+    and hands it to the session while the page's own question is out, as
+    pending copies past the page's send budget: the page used to be closed
+    1013 although nothing was published live. Now the pending copies are
+    dropped and the replay asks once more: the page gets X's reset (its
+    stream no longer reaches back), Y's 30 messages once each, then the
+    live ones, in one id order."""
+    X, Y = "public/sx", "public/sy"
+    with slow_node(redis_factory, cluster_factory, tmp_path, 0.3,
+                   ws={"send_buffer_bytes": "8k"}) as (redis, a, b):
+        led = Ledger()
+        lid = led.publish(b, Y, {"l": 1})["id"]
+        for i in range(3):
+            led.publish(b, X, {"x": i})
+        redis.command("XTRIM", "wspush:s:" + X, "MAXLEN", "1")
+        pad = "y" * 1000
+        backlog = [led.publish(b, Y, {"y": i, "pad": pad})["id"] for i in range(30)]
+        p = Page(a, [X, Y], last_id=lid)
+        p.read_until(lambda m: m["type"] == "reset", 10, "X's reset")
+        xl = led.publish(b, X, {"x": "live"})
+        yl = led.publish(b, Y, {"y": "live"})
+        got = set()
+        p.read_until(lambda m: got.add(m.get("id")) or {xl["id"], yl["id"]} <= got, 15,
+                     "the live messages")
+        seq, bad = ids_in_order(p)
+        assert bad is None, f"cross-channel order broken: {bad}"
+        ys = [m["id"] for m in p.messages() if m["channel"] == Y]
+        assert ys == backlog + [yl["id"]], seq
