@@ -1453,44 +1453,52 @@ static void er_catch_up(struct engine_redis *r, struct er_chan *c)
     ev_poll_now(r->loop);
 }
 
+/* Channels read in one catch-up call at most: a rebuilt PUB/SUB connection
+ * puts every channel of the node in doubt at once, and one script over
+ * tens of thousands of streams would hold Redis (single-threaded) for all
+ * its clients. Each call has its own marker; order holds across them. */
+#define ER_CATCHUP_CHANNELS_MAX 256
+
 static void er_flush_catchup(struct engine_redis *r)
 {
-    if (r->ncatchup == 0)
-        return;
-    int n = (int)r->ncatchup;
-    struct er_catchup *b = calloc(1, sizeof(*b));
-    struct str *names = calloc((size_t)n, sizeof(*names));
-    if (b) {
-        b->c = malloc(sizeof(*b->c) * (size_t)n);
-        b->after = malloc(sizeof(*b->after) * (size_t)n);
-    }
-    if (!b || !names || !b->c || !b->after) {
+    while (r->ncatchup > 0) {
+        int n = r->ncatchup < ER_CATCHUP_CHANNELS_MAX ? (int)r->ncatchup : ER_CATCHUP_CHANNELS_MAX;
+        struct er_catchup *b = calloc(1, sizeof(*b));
+        struct str *names = calloc((size_t)n, sizeof(*names));
+        if (b) {
+            b->c = malloc(sizeof(*b->c) * (size_t)n);
+            b->after = malloc(sizeof(*b->after) * (size_t)n);
+        }
+        if (!b || !names || !b->c || !b->after) {
+            free(names);
+            if (b)
+                er_catchup_free(b);
+            er_give_up(r, "out of memory");   /* each channel starts over with a reset, never a gap */
+            return;
+        }
+        b->n = n;
+        b->gen = r->gen;
+        b->seq = ++r->batch_seq;
+        for (int k = 0; k < n; k++) {
+            struct er_chan *c = r->catchup[k];
+            c->catching = 0;
+            b->c[k] = c;
+            b->after[k] = er_after(c);
+            names[k] = er_chan_name(c);
+        }
+        /* Taken off before sending: a failed send answers at once, and
+         * may ask again (appended). */
+        r->ncatchup -= (size_t)n;
+        memmove(r->catchup, r->catchup + n, sizeof(*r->catchup) * r->ncatchup);
+        list_push(&r->reading, &b->node);
+        int rc = 0;
+        struct er_call *call = er_history_call(r, names, n, b->after, b->seq, &rc);
         free(names);
-        if (b)
-            er_catchup_free(b);
-        er_give_up(r, "out of memory");   /* each channel starts over with a reset, never a gap */
-        return;
+        if (!call)
+            er_caught_up(r, b, -ENOMEM, NULL);
+        else
+            er_call_send(call, rc, er_caught_up, b);
     }
-    b->n = n;
-    b->gen = r->gen;
-    b->seq = ++r->batch_seq;
-    for (int k = 0; k < n; k++) {
-        struct er_chan *c = r->catchup[k];
-        c->catching = 0;
-        b->c[k] = c;
-        b->after[k] = er_after(c);
-        names[k] = er_chan_name(c);
-    }
-    r->ncatchup = 0;
-    list_push(&r->reading, &b->node);
-    int rc = 0;
-    struct er_call *call = er_history_call(r, names, n, b->after, b->seq, &rc);
-    free(names);
-    if (!call) {
-        er_caught_up(r, b, -ENOMEM, NULL);
-        return;
-    }
-    er_call_send(call, rc, er_caught_up, b);
 }
 
 /* ---- history for a resuming page ---- */

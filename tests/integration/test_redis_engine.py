@@ -262,6 +262,40 @@ def test_a_rebuilt_pubsub_connection_catches_every_channel_up(cluster):
     run(go())
 
 
+def test_a_rebuilt_pubsub_connection_reads_its_many_channels_in_bounded_calls(cluster):
+    """A node with 600 channels has its PUB/SUB connection cut: their
+    catch-up is read in calls of at most 256 channels (one script over
+    every stream would hold Redis, single-threaded, for all its clients),
+    and the pages get what was published meanwhile on channels of every
+    call. Redis's slow log, set to keep every command, shows the calls."""
+    redis, a, b = cluster
+    names = [f"public/many{k}" for k in range(600)]
+    pages = [Page(b, names[i:i + 30]) for i in range(0, len(names), 30)]
+    wait_for(lambda: redis.command("PUBSUB", "NUMSUB", "wspush:m:" + names[-1])[1] >= 1,
+             what="the channels subscribed")
+    led = Ledger()
+    redis.command("CONFIG", "SET", "slowlog-log-slower-than", "0")
+    redis.command("CONFIG", "SET", "slowlog-max-len", "10000")
+    redis.command("SLOWLOG", "RESET")
+    ups = b.log_text().count("PUB/SUB connection up")
+    redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+    cut = [led.publish(a, names[k], {"k": k}) for k in (0, 299, 599)]
+    wait_for(lambda: b.log_text().count("PUB/SUB connection up") > ups, what="rebuilt")
+    for e in cut:
+        page = pages[names.index(e["channels"][0]) // 30]
+        page.read_until(lambda m: m.get("id") == e["id"], 10, "the message of the cut")
+    redis.command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+    calls = [e[3] for e in redis.command("SLOWLOG", "GET", "10000")
+             if e[3][0].upper() == b"EVALSHA" and e[3][3] == b"wspush:epoch" and
+             e[3][4].startswith(b"wspush:s:public/many")]
+    # The history script is the one read over more than one channel.
+    history = {c[1] for c in calls if int(c[2]) > 3}
+    read = [(int(c[2]) - 1) // 2 for c in calls if c[1] in history]
+    assert len(history) == 1 and sum(read) == 600 and max(read) <= 256, read
+    for p in pages:
+        p.close()
+
+
 def test_redis_restarted_empty_resets_resumes_and_never_reuses_an_id(cluster):
     redis, a, b = cluster
 
