@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "procstat.h"
+#include "promwrite.h"
 
 /* 100 us .. 10 s: a token is issued in microseconds, a publish waits for
  * ws-server's ack (sub-millisecond on one host) up to ack_timeout. */
@@ -108,16 +109,10 @@ uint64_t pubstats_links_up(const pubstats_t *s)
 
 /* ---- the exposition ---- */
 
-static int pubstats_family(struct buf *out, const char *name, const char *type, const char *help)
-{
-    return buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 static int pubstats_counter(struct buf *out, const char *name, const char *type, const char *help,
                             uint64_t v)
 {
-    return pubstats_family(out, name, type, help) |
-           buf_printf(out, "%s %llu\n", name, (unsigned long long)v);
+    return prom_write_family(out, name, type, help) | prom_write_u64(out, name, "", v);
 }
 
 /* The histogram hists[0..n-1] summed, under labels (e.g. endpoint="x",
@@ -125,25 +120,14 @@ static int pubstats_counter(struct buf *out, const char *name, const char *type,
 static int pubstats_hist_write(struct buf *out, const char *name, const char *labels,
                                const struct pubstats_hist *const *hists, int n)
 {
-    uint64_t cum = 0, sum_ns = 0;
-    int rc = 0;
-    const char *sep = labels[0] ? "," : "";
-    for (int b = 0; b < PUBSTATS_BUCKETS; b++) {
-        for (int k = 0; k < n; k++)
-            cum += pubstats_load(&hists[k]->bucket[b]);
-        if (b < PUBSTATS_BUCKETS - 1)
-            rc |= buf_printf(out, "%s_bucket{%s%sle=\"%.9g\"} %llu\n", name, labels, sep,
-                             (double)pubstats_bounds_ns[b] / 1e9, (unsigned long long)cum);
-        else
-            rc |= buf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
-                             (unsigned long long)cum);
-    }
-    for (int k = 0; k < n; k++)
+    uint64_t counts[PUBSTATS_BUCKETS] = { 0 }, sum_ns = 0;
+    for (int k = 0; k < n; k++) {
+        for (int b = 0; b < PUBSTATS_BUCKETS; b++)
+            counts[b] += pubstats_load(&hists[k]->bucket[b]);
         sum_ns += pubstats_load(&hists[k]->sum_ns);
-    const char *lb = labels[0] ? "{" : "", *rb = labels[0] ? "}" : "";
-    rc |= buf_printf(out, "%s_sum%s%s%s %.9g\n", name, lb, labels, rb, (double)sum_ns / 1e9);
-    rc |= buf_printf(out, "%s_count%s%s%s %llu\n", name, lb, labels, rb, (unsigned long long)cum);
-    return rc;
+    }
+    return prom_write_histogram(out, name, labels, counts, pubstats_bounds_ns, PUBSTATS_BUCKETS,
+                                sum_ns);
 }
 
 /* The process metrics: the supervisor's (or this process's) plus every
@@ -185,7 +169,7 @@ int pubstats_write(struct buf *out, const pubstats_t *s)
         tokens += pubstats_load(&sl->tokens_issued);
     }
 
-    rc |= pubstats_family(out, "wspush_publisher_requests_total", "counter",
+    rc |= prom_write_family(out, "wspush_publisher_requests_total", "counter",
                           "fcgi-publisher answers, by endpoint and HTTP status.");
     for (int e = 0; e < PUBSTATS_ENDPOINTS; e++) {
         for (int k = 0; k < PUBSTATS_CODE_SLOTS; k++) {
@@ -202,7 +186,7 @@ int pubstats_write(struct buf *out, const pubstats_t *s)
     }
 
     const struct pubstats_hist *hists[PUBSTATS_SLOTS_MAX];
-    rc |= pubstats_family(out, "wspush_publisher_request_duration_seconds", "histogram",
+    rc |= prom_write_family(out, "wspush_publisher_request_duration_seconds", "histogram",
                           "FastCGI request in (complete) to answer out, by endpoint.");
     for (int e = 0; e < PUBSTATS_ENDPOINTS; e++) {
         for (int i = 0; i < s->nslots; i++)
@@ -210,7 +194,7 @@ int pubstats_write(struct buf *out, const pubstats_t *s)
         snprintf(lab, sizeof(lab), "endpoint=\"%s\"", pubstats_endpoint_names[e]);
         rc |= pubstats_hist_write(out, "wspush_publisher_request_duration_seconds", lab, hists, s->nslots);
     }
-    rc |= pubstats_family(out, "wspush_publisher_ack_wait_seconds", "histogram",
+    rc |= prom_write_family(out, "wspush_publisher_ack_wait_seconds", "histogram",
                           "From a publish queued to ws-server to its answer.");
     for (int i = 0; i < s->nslots; i++)
         hists[i] = &s->slot[i].ack_wait;
@@ -227,12 +211,12 @@ int pubstats_write(struct buf *out, const pubstats_t *s)
     pubstats_processes(s, &p);
     rc |= pubstats_counter(out, "process_resident_memory_bytes", "gauge",
                            "Resident memory size in bytes.", p.rss_bytes);
-    rc |= pubstats_family(out, "process_cpu_seconds_total", "counter",
+    rc |= prom_write_family(out, "process_cpu_seconds_total", "counter",
                           "Total user and system CPU time spent in seconds.");
     rc |= buf_printf(out, "process_cpu_seconds_total %.3f\n", p.cpu_seconds);
     rc |= pubstats_counter(out, "process_open_fds", "gauge", "Number of open file descriptors.",
                            p.open_fds);
-    rc |= pubstats_family(out, "process_start_time_seconds", "gauge",
+    rc |= prom_write_family(out, "process_start_time_seconds", "gauge",
                           "Start time of the process since unix epoch in seconds.");
     rc |= buf_printf(out, "process_start_time_seconds %.3f\n", p.start_time);
     return rc ? -ENOMEM : 0;

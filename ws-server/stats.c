@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "procstat.h"
+#include "promwrite.h"
 
 /* 10 us .. 2.5 s: a fan-out to a few connections takes microseconds,
  * one to a hundred thousand tens of milliseconds. */
@@ -45,16 +46,6 @@ int stats_close_slot(int code)
 
 /* ---- the exposition ---- */
 
-static int stats_family(struct buf *out, const char *name, const char *type, const char *help)
-{
-    return buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static int stats_u64(struct buf *out, const char *name, const char *labels, uint64_t v)
-{
-    return buf_printf(out, "%s%s %llu\n", name, labels, (unsigned long long)v);
-}
-
 /* Seconds of CPU time or since the epoch: clock ticks are 1/100 s, and
  * %g would round a start time to 10 s. */
 static int stats_seconds(struct buf *out, const char *name, const char *labels, double v)
@@ -64,34 +55,20 @@ static int stats_seconds(struct buf *out, const char *name, const char *labels, 
 
 static int stats_counter(struct buf *out, const char *name, const char *help, uint64_t v)
 {
-    return stats_family(out, name, "counter", help) | stats_u64(out, name, "", v);
+    return prom_write_family(out, name, "counter", help) | prom_write_u64(out, name, "", v);
 }
 
 static int stats_gauge(struct buf *out, const char *name, const char *help, uint64_t v)
 {
-    return stats_family(out, name, "gauge", help) | stats_u64(out, name, "", v);
+    return prom_write_family(out, name, "gauge", help) | prom_write_u64(out, name, "", v);
 }
 
 static int stats_hist_write(struct buf *out, const char *name, const char *help,
                             const struct stats_hist *h)
 {
-    int rc = stats_family(out, name, "histogram", help);
-    uint64_t cum = 0;
-    for (int i = 0; i < STATS_HIST_BUCKETS; i++) {
-        cum += h->bucket[i];
-        if (i < STATS_HIST_BUCKETS - 1)
-            rc |= buf_printf(out, "%s_bucket{le=\"%.9g\"} %llu\n", name,
-                             (double)stats_hist_bounds_ns[i] / 1e9, (unsigned long long)cum);
-        else
-            rc |= buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
-    }
-    /* Exact to the nanosecond however large the sum grows (a double
-     * printed short would lose the resolution rate() needs). */
-    rc |= buf_printf(out, "%s_sum %llu.%09llu\n", name,
-                     (unsigned long long)(h->sum_ns / 1000000000u),
-                     (unsigned long long)(h->sum_ns % 1000000000u));
-    rc |= buf_printf(out, "%s_count %llu\n", name, (unsigned long long)h->count);
-    return rc;
+    return prom_write_family(out, name, "histogram", help) |
+           prom_write_histogram(out, name, "", h->bucket, stats_hist_bounds_ns, STATS_HIST_BUCKETS,
+                                h->sum_ns);
 }
 
 int stats_write(struct buf *out, const struct stats_view *v)
@@ -99,39 +76,39 @@ int stats_write(struct buf *out, const struct stats_view *v)
     char lab[64];
     int rc = 0;
 
-    rc |= stats_family(out, "wspush_connections", "gauge", "Open subscriber connections.");
-    rc |= stats_u64(out, "wspush_connections", "{transport=\"ws\"}", v->conn->open);
-    rc |= stats_u64(out, "wspush_connections", "{transport=\"sse\"}", v->conn->sse_open);
-    rc |= stats_family(out, "wspush_connections_accepted_total", "counter",
+    rc |= prom_write_family(out, "wspush_connections", "gauge", "Open subscriber connections.");
+    rc |= prom_write_u64(out, "wspush_connections", "{transport=\"ws\"}", v->conn->open);
+    rc |= prom_write_u64(out, "wspush_connections", "{transport=\"sse\"}", v->conn->sse_open);
+    rc |= prom_write_family(out, "wspush_connections_accepted_total", "counter",
                        "Subscriber connections accepted (WebSocket upgrades answered 101, event streams answered 200).");
-    rc |= stats_u64(out, "wspush_connections_accepted_total", "{transport=\"ws\"}", v->conn->accepted);
-    rc |= stats_u64(out, "wspush_connections_accepted_total", "{transport=\"sse\"}", v->conn->sse_accepted);
+    rc |= prom_write_u64(out, "wspush_connections_accepted_total", "{transport=\"ws\"}", v->conn->accepted);
+    rc |= prom_write_u64(out, "wspush_connections_accepted_total", "{transport=\"sse\"}", v->conn->sse_accepted);
 
-    rc |= stats_family(out, "wspush_handshakes_refused_total", "counter",
+    rc |= prom_write_family(out, "wspush_handshakes_refused_total", "counter",
                        "Subscribers refused before the upgrade or at subscribe, by reason.");
     for (int i = 0; i < STATS_REFUSALS; i++) {
         uint64_t n = v->conn->refused.n[i] + v->server->refused.n[i] + v->session->refused.n[i];
         snprintf(lab, sizeof(lab), "{reason=\"%s\"}", stats_refusal_names[i]);
-        rc |= stats_u64(out, "wspush_handshakes_refused_total", lab, n);
+        rc |= prom_write_u64(out, "wspush_handshakes_refused_total", lab, n);
     }
 
-    rc |= stats_family(out, "wspush_connections_closed_total", "counter",
+    rc |= prom_write_family(out, "wspush_connections_closed_total", "counter",
                        "Subscriber connections closed, by close code (1006: no close frame).");
     for (int i = 0; i < STATS_CLOSE_SLOTS; i++) {
         if (i < STATS_CLOSE_OTHER)
             snprintf(lab, sizeof(lab), "{code=\"%d\"}", stats_close_codes[i]);
         else
             snprintf(lab, sizeof(lab), "{code=\"other\"}");
-        rc |= stats_u64(out, "wspush_connections_closed_total", lab, v->conn->closed[i]);
+        rc |= prom_write_u64(out, "wspush_connections_closed_total", lab, v->conn->closed[i]);
     }
 
     rc |= stats_counter(out, "wspush_deflate_connections_total",
                         "WebSocket upgrades that negotiated permessage-deflate.", v->conn->deflate_upgrades);
-    rc |= stats_family(out, "wspush_deflate_messages_total", "counter",
+    rc |= prom_write_family(out, "wspush_deflate_messages_total", "counter",
                        "Message x channel encodings made for permessage-deflate (once each, shared), "
                        "by result: compressed, or plain when compressing did not make it smaller.");
-    rc |= stats_u64(out, "wspush_deflate_messages_total", "{result=\"compressed\"}", v->conn->deflate_compressed);
-    rc |= stats_u64(out, "wspush_deflate_messages_total", "{result=\"plain\"}", v->conn->deflate_plain);
+    rc |= prom_write_u64(out, "wspush_deflate_messages_total", "{result=\"compressed\"}", v->conn->deflate_compressed);
+    rc |= prom_write_u64(out, "wspush_deflate_messages_total", "{result=\"plain\"}", v->conn->deflate_plain);
     rc |= stats_counter(out, "wspush_deflate_input_bytes_total",
                         "Payload bytes of the compressed encodings before compression.",
                         v->conn->deflate_in_bytes);
@@ -153,44 +130,44 @@ int stats_write(struct buf *out, const struct stats_view *v)
     rc |= stats_counter(out, "wspush_replayed_messages_total",
                         "Message x channel queued on resume (last_id).", v->session->replayed);
 
-    rc |= stats_family(out, "wspush_resumes_total", "counter",
+    rc |= prom_write_family(out, "wspush_resumes_total", "counter",
                        "Resumes with last_id, by outcome: exact (every channel replayed) or reset.");
-    rc |= stats_u64(out, "wspush_resumes_total", "{outcome=\"exact\"}", v->session->resumes_exact);
-    rc |= stats_u64(out, "wspush_resumes_total", "{outcome=\"reset\"}", v->session->resumes_reset);
+    rc |= prom_write_u64(out, "wspush_resumes_total", "{outcome=\"exact\"}", v->session->resumes_exact);
+    rc |= prom_write_u64(out, "wspush_resumes_total", "{outcome=\"reset\"}", v->session->resumes_reset);
 
     rc |= stats_gauge(out, "wspush_history_messages", "Messages held in history by the engine on this node.",
                       v->history_messages);
     rc |= stats_gauge(out, "wspush_history_bytes", "Bytes held in history by the engine on this node.",
                       v->history_bytes);
 
-    rc |= stats_family(out, "wspush_publish_socket_requests_total", "counter",
+    rc |= prom_write_family(out, "wspush_publish_socket_requests_total", "counter",
                        "Requests on the publish socket, by answer.");
-    rc |= stats_u64(out, "wspush_publish_socket_requests_total", "{result=\"ok\"}", v->pubsock->ok);
-    rc |= stats_u64(out, "wspush_publish_socket_requests_total", "{result=\"refused\"}", v->pubsock->refused);
-    rc |= stats_u64(out, "wspush_publish_socket_requests_total", "{result=\"error\"}", v->pubsock->error);
+    rc |= prom_write_u64(out, "wspush_publish_socket_requests_total", "{result=\"ok\"}", v->pubsock->ok);
+    rc |= prom_write_u64(out, "wspush_publish_socket_requests_total", "{result=\"refused\"}", v->pubsock->refused);
+    rc |= prom_write_u64(out, "wspush_publish_socket_requests_total", "{result=\"error\"}", v->pubsock->error);
 
-    rc |= stats_family(out, "wspush_tls_handshakes_total", "counter",
+    rc |= prom_write_family(out, "wspush_tls_handshakes_total", "counter",
                        "TLS handshakes on tls_listen, by result (failed: refused, broken, timed out or abandoned).");
-    rc |= stats_u64(out, "wspush_tls_handshakes_total", "{result=\"ok\"}", v->tls->handshakes_ok);
-    rc |= stats_u64(out, "wspush_tls_handshakes_total", "{result=\"failed\"}", v->tls->handshakes_failed);
+    rc |= prom_write_u64(out, "wspush_tls_handshakes_total", "{result=\"ok\"}", v->tls->handshakes_ok);
+    rc |= prom_write_u64(out, "wspush_tls_handshakes_total", "{result=\"failed\"}", v->tls->handshakes_failed);
 
     if (v->redis) {
         const struct stats_redis *r = v->redis;
-        rc |= stats_family(out, "wspush_redis_up", "gauge",
+        rc |= prom_write_family(out, "wspush_redis_up", "gauge",
                            "Connections to Redis ready, by link (with workers: workers whose link is ready).");
-        rc |= stats_u64(out, "wspush_redis_up", "{link=\"commands\"}", r->up_commands);
-        rc |= stats_u64(out, "wspush_redis_up", "{link=\"pubsub\"}", r->up_pubsub);
+        rc |= prom_write_u64(out, "wspush_redis_up", "{link=\"commands\"}", r->up_commands);
+        rc |= prom_write_u64(out, "wspush_redis_up", "{link=\"pubsub\"}", r->up_pubsub);
         rc |= stats_counter(out, "wspush_redis_reconnects_total",
                             "Connections to Redis made ready again after the first of their kind.",
                             r->reconnects);
         rc |= stats_counter(out, "wspush_redis_epoch_changes_total",
                             "Connected to another Redis server than before (restart, failover): "
                             "a new epoch, writes may have been lost.", r->epoch_changes);
-        rc |= stats_family(out, "wspush_redis_catchups_total", "counter",
+        rc |= prom_write_family(out, "wspush_redis_catchups_total", "counter",
                            "Channels that missed PUB/SUB copies, by result: recovered from their stream, "
                            "or reset.");
-        rc |= stats_u64(out, "wspush_redis_catchups_total", "{result=\"recovered\"}", r->catchups_recovered);
-        rc |= stats_u64(out, "wspush_redis_catchups_total", "{result=\"reset\"}", r->catchups_reset);
+        rc |= prom_write_u64(out, "wspush_redis_catchups_total", "{result=\"recovered\"}", r->catchups_recovered);
+        rc |= prom_write_u64(out, "wspush_redis_catchups_total", "{result=\"reset\"}", r->catchups_reset);
         rc |= stats_counter(out, "wspush_redis_probe_failures_total",
                             "Liveness probes not seen back on the PUB/SUB connection within command_timeout.",
                             r->probe_failures);
@@ -202,10 +179,10 @@ int stats_write(struct buf *out, const struct stats_view *v)
 
     const struct stats_process *p = &v->process;
     rc |= stats_gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", p->rss_bytes);
-    rc |= stats_family(out, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+    rc |= prom_write_family(out, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
     rc |= stats_seconds(out, "process_cpu_seconds_total", "", p->cpu_seconds);
     rc |= stats_gauge(out, "process_open_fds", "Number of open file descriptors.", p->open_fds);
-    rc |= stats_family(out, "process_start_time_seconds", "gauge",
+    rc |= prom_write_family(out, "process_start_time_seconds", "gauge",
                        "Start time of the process since unix epoch in seconds.");
     rc |= stats_seconds(out, "process_start_time_seconds", "", p->start_time);
     return rc ? -ENOMEM : 0;
