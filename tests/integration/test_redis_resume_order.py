@@ -73,10 +73,47 @@ def test_a_pending_copy_of_a_channel_the_answer_resets_goes_out_after_newer_repl
         keep.close()
 
 
+def _resume_x_reset_y_backlog(redis, a, b, X, Y, warm):
+    """Y gets a message (the page's last id), X three, then X's stream is
+    cut to one entry (it no longer reaches back), and Y gets 30 of 1 KB. A
+    page resumes on [X, Y] from that id on node A; once it has X's reset,
+    X and Y each get a live message. With warm, another page keeps X and
+    Y subscribed on A from the start (no catch-up when the page joins),
+    reading under its budget. Returns (page, Y's backlog ids, X's live
+    id, Y's live id)."""
+    led = Ledger()
+    keep = None
+    if warm:
+        keep = Page(a, [X, Y])
+        wait_for(lambda: redis.command("PUBSUB", "NUMSUB", "wspush:m:" + Y)[1] >= 1,
+                 what="A subscribed to Y")
+        w = led.publish(b, [X, Y], {"warm": 1})
+        keep.read_until(lambda m: m.get("id") == w["id"], 10, "the warm message")
+    lid = led.publish(b, Y, {"l": 1})["id"]
+    for i in range(3):
+        led.publish(b, X, {"x": i})
+    redis.command("XTRIM", "wspush:s:" + X, "MAXLEN", "1")
+    pad = "y" * 1000
+    backlog = []
+    for i in range(30):
+        backlog.append(led.publish(b, Y, {"y": i, "pad": pad})["id"])
+        if keep:
+            keep.read(quiet=0.01, limit=0.05)     # under its budget
+    p = Page(a, [X, Y], last_id=lid)
+    p.read_until(lambda m: m["type"] == "reset", 10, "X's reset")
+    xl = led.publish(b, X, {"x": "live"})["id"]
+    yl = led.publish(b, Y, {"y": "live"})["id"]
+    got = set()
+    p.read_until(lambda m: got.add(m.get("id")) or {xl, yl} <= got, 15, "the live messages")
+    if keep:
+        keep.close()
+    return p, backlog, xl, yl
+
+
 def test_live_copies_of_a_channel_reset_mid_resume_go_out_after_newer_replayed_ones(
         redis_factory, cluster_factory, tmp_path):
     """A page resumes on X,Y on node A (command replies 0.3 s late,
-    send_buffer_bytes 4k, so Y's 30 missed messages of 1 KB come in ~10
+    send_buffer_bytes 8k, so Y's 30 missed messages of 1 KB come in ~5
     slices, a round trip each). The first answer resets X (its stream no
     longer reaches back). Then X gets a live message, and Y one after it.
     X's live copy is held until the resume ends (session_hold); Y's comes
@@ -85,79 +122,28 @@ def test_live_copies_of_a_channel_reset_mid_resume_go_out_after_newer_replayed_o
     of a reset channel is flushed at the end of the resume instead of
     being merged into the replay by id (the memory engine does the same
     when its slices are driven by a slow reader)."""
-    import tempfile
-    from redis_servers import Node, SlowRepliesProxy
-
-    X, Y = "public/sx", "public/sy"
-    redis = redis_factory.server()
-    b = cluster_factory(redis=redis, n=1, prefix="plain")[0]
-    px = SlowRepliesProxy(tempfile.mkdtemp(prefix="wpx-"), redis, delay=0.3)
-    a = Node(tmp_path, "slow", redis=px, ws={"send_buffer_bytes": "8k"},
-             redis_keys={"connect_timeout": "3s", "command_timeout": "3s"})
-    a.start_ws()
-    try:
-        wait_redis_up(a, timeout=15)
-        led = Ledger()
-        keep = Page(a, [X, Y])       # X, Y subscribed on A: no catch-up when p joins
-        wait_for(lambda: redis.command("PUBSUB", "NUMSUB", "wspush:m:" + Y)[1] >= 1,
-                 what="A subscribed to Y")
-        warm = led.publish(b, [X, Y], {"warm": 1})
-        keep.read_until(lambda m: m.get("id") == warm["id"], 10, "the warm message")
-        lid = led.publish(b, Y, {"l": 1})["id"]
-        for i in range(3):
-            led.publish(b, X, {"x": i})
-        redis.command("XTRIM", "wspush:s:" + X, "MAXLEN", "1")
-        pad = "y" * 1000
-        for i in range(30):
-            led.publish(b, Y, {"y": i, "pad": pad})
-            keep.read(quiet=0.01, limit=0.05)     # under its 4k budget
-        p = Page(a, [X, Y], last_id=lid)
-        p.read_until(lambda m: m["type"] == "reset", 10, "X's reset")
-        xl = led.publish(b, X, {"x": "live"})
-        yl = led.publish(b, Y, {"y": "live"})
-        got = set()
-        p.read_until(lambda m: got.add(m.get("id")) or {xl["id"], yl["id"]} <= got, 15,
-                     "the live messages")
+    with slow_node(redis_factory, cluster_factory, tmp_path, 0.3,
+                   ws={"send_buffer_bytes": "8k"}) as (redis, a, b):
+        p, _, _, _ = _resume_x_reset_y_backlog(redis, a, b, "public/sx", "public/sy", True)
         seq, bad = ids_in_order(p)
-        print("page got:", [s for s in seq if s[0] != Y][:10], "... x live", xl["id"],
-              "y live", yl["id"], "last", seq[-3:])
         assert p.closed is None, p.closed
-        assert bad is None, f"cross-channel order broken: {bad}"
-    finally:
-        rc = a.stop_ws()
-        px.close()
-    assert rc == 0, a.log_text()[-3000:]
+        assert bad is None, f"cross-channel order broken: {bad}; page got {seq}"
 
 
 def test_a_resume_on_channels_new_to_the_node_is_not_closed_by_their_catch_up(
         redis_factory, cluster_factory, tmp_path):
-    """A page resumes on X,Y on node A (command replies 0.3 s late,
-    send_buffer_bytes 8k), after an id older than Y's 30 KB backlog; X and
-    Y are new to A. A's catch-up of the new channels reads that backlog
-    and hands it to the session while the page's own question is out, as
-    pending copies past the page's send budget: the page used to be closed
-    1013 although nothing was published live. Now the pending copies are
-    dropped and the replay asks once more: the page gets X's reset (its
-    stream no longer reaches back), Y's 30 messages once each, then the
-    live ones, in one id order."""
-    X, Y = "public/sx", "public/sy"
+    """The same resume with X and Y new to node A: A's catch-up of them
+    reads Y's backlog and hands it to the session while the page's own
+    question is out, as pending copies past the page's send budget: the
+    page used to be closed 1013 although nothing was published live. Now
+    the pending copies are dropped and the replay asks once more: the page
+    gets X's reset, Y's 30 messages once each, then the live ones, in one
+    id order."""
     with slow_node(redis_factory, cluster_factory, tmp_path, 0.3,
                    ws={"send_buffer_bytes": "8k"}) as (redis, a, b):
-        led = Ledger()
-        lid = led.publish(b, Y, {"l": 1})["id"]
-        for i in range(3):
-            led.publish(b, X, {"x": i})
-        redis.command("XTRIM", "wspush:s:" + X, "MAXLEN", "1")
-        pad = "y" * 1000
-        backlog = [led.publish(b, Y, {"y": i, "pad": pad})["id"] for i in range(30)]
-        p = Page(a, [X, Y], last_id=lid)
-        p.read_until(lambda m: m["type"] == "reset", 10, "X's reset")
-        xl = led.publish(b, X, {"x": "live"})
-        yl = led.publish(b, Y, {"y": "live"})
-        got = set()
-        p.read_until(lambda m: got.add(m.get("id")) or {xl["id"], yl["id"]} <= got, 15,
-                     "the live messages")
+        p, backlog, _, yl = _resume_x_reset_y_backlog(redis, a, b, "public/sx", "public/sy",
+                                                      False)
         seq, bad = ids_in_order(p)
         assert bad is None, f"cross-channel order broken: {bad}"
-        ys = [m["id"] for m in p.messages() if m["channel"] == Y]
-        assert ys == backlog + [yl["id"]], seq
+        ys = [m["id"] for m in p.messages() if m["channel"] == "public/sy"]
+        assert ys == backlog + [yl], seq
