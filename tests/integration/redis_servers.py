@@ -4,6 +4,7 @@ when asked, a loopback TCP port, for replicas and Sentinel), plus a small
 RESP client to look at what ws-server wrote. Every wait is bounded. The one
 place that knows how to run Redis for the tests: harness.py (WSPUSH_ENGINE=
 redis) and the cluster tests use it."""
+import contextlib
 import os
 import pathlib
 import shutil
@@ -509,6 +510,34 @@ class SlowRepliesProxy(FreezingProxy):
         late.put(None)
         sender.join(5)
         self._hang_up(src, dst)
+
+@contextlib.contextmanager
+def freezable_pair(tmp_path, a=None, b=None):
+    """A Redis, node A on it directly and node B through a FreezingProxy:
+    proxy.freeze(1) silences B's PUB/SUB connection, which stays open (a
+    dead connection only the probe finds). a, b: functions of the Redis
+    server making each node (default: redis_node named "a", "b"); both are
+    started and linked. Yields (redis, proxy, a, b); at the end each node
+    must have exited 0, and the proxy and Redis are closed."""
+    redis = RedisServer(tmp_path)
+    proxy = FreezingProxy(tmp_path, redis)
+    na = (a or (lambda r: redis_node(tmp_path, r, "a")))(redis)
+    nb = (b or (lambda r: redis_node(tmp_path, r, "b")))(redis)
+    nb.sections["redis"]["address"] = proxy.address
+    nb.write_ini()
+    started = []
+    try:
+        for n in (na, nb):
+            n.start_ws()
+            started.append(n)
+            wait_redis_up(n)
+        yield redis, proxy, na, nb
+    finally:
+        rcs = [(n.name, n.stop_ws()) for n in started]
+        proxy.close()
+        redis.stop()
+    assert all(rc == 0 for _, rc in rcs), rcs
+
 
 # ---- pytest fixtures (a test module imports the ones it uses by name)
 

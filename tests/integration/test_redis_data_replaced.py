@@ -15,7 +15,7 @@ import time
 
 from cluster_pages import Ledger, Page, check_page, user_token
 from harness import IpcError, wait_for
-from redis_servers import FreezingProxy, RedisServer, redis_node, wait_redis_up
+from redis_servers import FreezingProxy, RedisServer, freezable_pair, redis_node, wait_redis_up
 from redis_servers import cluster_factory, redis_factory  # noqa: F401 (fixtures)
 from test_redis_replication import replicated, stop_all
 
@@ -28,16 +28,9 @@ def test_open_page_of_a_user_whose_record_left_redis_is_closed_on_load(tmp_path)
     records: new alice tokens are refused (the floor), but alice's page
     already open on C must be closed too ("disconnect reaches the user's
     pages everywhere"), not left open getting alice's messages."""
-    redis = RedisServer(tmp_path)
-    proxy = FreezingProxy(tmp_path, redis)
-    a = redis_node(tmp_path, redis, "a", ws={"max_revocations": "1"})
-    c = redis_node(tmp_path, redis, "c")
-    c.sections["redis"]["address"] = proxy.address
-    c.write_ini()
-    for n in (a, c):
-        n.start_ws()
-        wait_redis_up(n)
-    try:
+    with freezable_pair(tmp_path, a=lambda r: redis_node(tmp_path, r, "a",
+                                                         ws={"max_revocations": "1"}),
+                        b=lambda r: redis_node(tmp_path, r, "c")) as (redis, proxy, a, c):
         time.sleep(1.1)                   # a token dated after C's start
         tok = user_token("alice", iat=int(time.time()))
         page = Page(c, ["user/alice/x"], token=tok)
@@ -56,11 +49,6 @@ def test_open_page_of_a_user_whose_record_left_redis_is_closed_on_load(tmp_path)
         m = page.next(2.0)
         assert page.closed == 4401, (
             f"alice's page on C still open after her disconnect; it got {m!r}")
-    finally:
-        for n in (a, c):
-            assert n.stop_ws() == 0
-        proxy.close()
-        redis.stop()
 
 
 def test_reload_lowering_wait_replicas_does_not_ack_a_publish_the_replica_lacks(tmp_path):

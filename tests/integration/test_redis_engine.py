@@ -13,7 +13,7 @@ import websockets
 
 from harness import IpcError, free_port, make_token, wait_for
 from cluster_pages import Ledger, Page
-from redis_servers import RedisServer, redis_node, wait_redis_up
+from redis_servers import RedisServer, freezable_pair, redis_node, wait_redis_up
 from redis_servers import cluster_factory, redis_factory  # noqa: F401 (fixtures)
 from test_history import drain, run
 from test_metrics import metrics_up, scrape
@@ -362,17 +362,8 @@ def test_a_silently_dead_pubsub_connection_is_found_by_the_probe(tmp_path):
     """Redis's bytes stop reaching the node's PUB/SUB connection, which
     stays open: the probe does not come back within command_timeout, the
     connection is rebuilt, and the page gets what was published meanwhile."""
-    from redis_servers import FreezingProxy
-    redis = RedisServer(tmp_path)
-    proxy = FreezingProxy(tmp_path, redis)
-    b = metered_node(tmp_path, redis, "b")
-    b.sections["redis"]["address"] = proxy.address
-    b.write_ini()
-    a = redis_node(tmp_path, redis, "a")
-    for n in (a, b):
-        n.start_ws()
-        wait_redis_up(n)
-    try:
+    with freezable_pair(tmp_path, b=lambda r: metered_node(tmp_path, r, "b")) as (redis, proxy,
+                                                                                  a, b):
         async def go():
             p, _ = await connect(b, "channels=public/p")
             await asyncio.sleep(0.3)
@@ -392,11 +383,6 @@ def test_a_silently_dead_pubsub_connection_is_found_by_the_probe(tmp_path):
             assert m("wspush_redis_reconnects_total") == 1       # PUB/SUB only
             assert m("wspush_redis_up", link="pubsub") == 1
         run(go())
-    finally:
-        for n in (a, b):
-            assert n.stop_ws() == 0
-        proxy.close()
-        redis.stop()
 
 
 def test_a_node_that_missed_revocations_loads_them_even_past_max_revocations(tmp_path):
@@ -405,18 +391,14 @@ def test_a_node_that_missed_revocations_loads_them_even_past_max_revocations(tmp
     Redis once the probe rebuilt the connection. max_revocations = 1: the
     older record (alice) was dropped and fails closed: every token dated
     up to it is refused."""
-    from redis_servers import FreezingProxy
-    redis = RedisServer(tmp_path)
-    proxy = FreezingProxy(tmp_path, redis)
-    a = redis_node(tmp_path, redis, "a", ws={"max_revocations": "1"})
-    c = redis_node(tmp_path, redis, "c")
-    c.sections["redis"]["address"] = proxy.address
-    c.sections["channels"]["subscribe"] = "user/{user}/*"
-    c.write_ini()
-    for n in (a, c):
-        n.start_ws()
-        wait_redis_up(n)
-    try:
+    def node_c(r):
+        c = redis_node(tmp_path, r, "c")
+        c.sections["channels"]["subscribe"] = "user/{user}/*"
+        return c
+
+    with freezable_pair(tmp_path, a=lambda r: redis_node(tmp_path, r, "a",
+                                                         ws={"max_revocations": "1"}),
+                        b=node_c) as (redis, proxy, a, c):
         time.sleep(1.1)                  # tokens dated after C's start
         now = int(time.time())
         alice = make_token(sub="alice", channels=("user/alice/*",), claims={"iat": now})
@@ -445,11 +427,6 @@ def test_a_node_that_missed_revocations_loads_them_even_past_max_revocations(tmp
             ws, _ = await connect(c, "channels=user/carol/x&token=" + fresh)
             await ws.close()
         run(go())
-    finally:
-        for n in (a, c):
-            assert n.stop_ws() == 0
-        proxy.close()
-        redis.stop()
 
 
 def test_publishers_see_503_and_504_and_the_cli_exits_3_and_4(tmp_path):
@@ -871,17 +848,7 @@ def test_a_copy_lost_with_the_writes_redis_lost_is_a_reset(tmp_path):
     last id: nothing proves nothing was missed, so its page gets a reset
     for the channel, then the next messages (before the fix it got
     neither the message nor a reset: a silent gap)."""
-    from redis_servers import FreezingProxy
-    redis = RedisServer(tmp_path)
-    proxy = FreezingProxy(tmp_path, redis)
-    b = redis_node(tmp_path, redis, "b")
-    b.sections["redis"]["address"] = proxy.address
-    b.write_ini()
-    a = redis_node(tmp_path, redis, "a")
-    for n in (a, b):
-        n.start_ws()
-        wait_redis_up(n)
-    try:
+    with freezable_pair(tmp_path) as (redis, proxy, a, b):
         async def go():
             p, _ = await connect(b, "channels=public/q")
             await asyncio.sleep(0.3)
@@ -898,8 +865,3 @@ def test_a_copy_lost_with_the_writes_redis_lost_is_a_reset(tmp_path):
             assert (await recv(p))["id"] == after["id"]
             await p.close()
         run(go())
-    finally:
-        for n in (a, b):
-            assert n.stop_ws() == 0
-        proxy.close()
-        redis.stop()
