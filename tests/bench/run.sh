@@ -52,6 +52,10 @@
 #   BENCH_CHAN_SUBS [BENCH_SUBS]  chanmem: subscribers, each on a channel of its own
 #   BENCH_REDIS_MSGS [10000]  redismem: messages published into BENCH_REDIS_MSGS/100
 #                           channels (100 each = the channel history both keep)
+#   BENCH_REDIS_NICE [0]    nice(1) of each redis-server (negative: root only):
+#                           -15 models Redis with a core of its own, as it has
+#                           once the nodes and the load client do not share two
+#                           cores with it (docs/performance.md)
 #   BENCH_TIMEOUT [40]      cap of one run, seconds
 #   BENCH_ROUNDS [1]        repetitions (alternating); the median is shown
 #   BENCH_SERVERS ["wsserver wsserver-http nchan nodews socketio"]
@@ -98,6 +102,7 @@ HTTP_SECS=${BENCH_HTTP_SECS:-5}
 HTTP_SUBS=${BENCH_HTTP_SUBS:-0}
 CHAN_SUBS=${BENCH_CHAN_SUBS:-}
 REDIS_MSGS=${BENCH_REDIS_MSGS:-10000}
+REDIS_NICE=${BENCH_REDIS_NICE:-0}
 TIMEOUT=${BENCH_TIMEOUT:-40}
 ROUNDS=${BENCH_ROUNDS:-1}
 SERVERS=${BENCH_SERVERS:-wsserver wsserver-http nchan nodews socketio wsserver-tls nchan-tls wsserver-nginx wsserver-nginx-tls wsserver-sse nchan-sse wsserver-redis2 nchan-redis}
@@ -390,7 +395,7 @@ start_redis() {
   REDIS_SOCK=$d/redis.sock
   REDIS_PORT=0
   [ "${1:-}" = tcp ] && REDIS_PORT=$(free_port)
-  spawn "$OUT/redis.log" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
+  spawn "$OUT/redis.log" nice -n "$REDIS_NICE" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
       --unixsocket "$REDIS_SOCK" --unixsocketperm 700 --dir "$d" --save '' --appendonly no \
       --daemonize no --protected-mode no
   XPIDS+=("$SPAWNED")
@@ -819,6 +824,7 @@ target() {
   echo "half/half, published on node 1's socket (its publish req/s row: through the Redis"
   echo "engine); nchan Redis = nchan_redis_url; their CPU row includes redis-server."
   echo "Rounds: $ROUNDS (median)."
+  [ "$REDIS_NICE" != 0 ] && echo "redis-server ran at nice $REDIS_NICE (BENCH_REDIS_NICE)."
   [ "$HTTP_OK" = 0 ] && echo "HTTP publish path SKIPPED: fcgi-publisher not built."
   L=$LAT_MAX
   # The targets of issue 13 that this run measured.
