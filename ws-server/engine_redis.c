@@ -789,6 +789,7 @@ static void er_flush_subscriptions(struct engine_redis *r)
 
 static int er_doubt_start(struct engine_redis *r, struct er_chan *c, struct msgid floor);
 static struct msgid er_after(const struct er_chan *c);
+static void er_restart(struct engine_redis *r, struct er_chan *c);
 
 static void er_watch(engine_t *e, struct str name, int on)
 {
@@ -796,9 +797,12 @@ static void er_watch(engine_t *e, struct str name, int on)
     struct er_chan *c = er_chan_get(r, name, on);
     if (!c)
         return;
+    /* Its first page here (or the first since the last left, though the
+     * UNSUBSCRIBE may still be out) starts at the newest id this node
+     * knows, as its greeting says: not from an older last copy or mark. */
+    if (on && !c->wanted && c->state != ER_SUBSCRIBED)
+        er_restart(r, c);
     c->wanted = on;
-    if (on && c->state == ER_UNSUB && !c->has_last)
-        c->mark = r->mnewest;
     /* A page joins a channel whose copies this node does not get yet: what
      * was published since it joined comes from the stream, and the copies
      * of its other channels newer than that wait for it (er_doubt). */
@@ -875,8 +879,8 @@ static int er_doubt_start(struct engine_redis *r, struct er_chan *c, struct msgi
         r->doubts[r->ndoubts++] = c;
         c->doubt_ix = r->ndoubts;
     }
-    if (r->ndoubts == 1 || msgid_cmp(floor, r->floor) < 0)
-        r->floor = floor;
+    if (r->ndoubts == 1 || msgid_cmp(c->floor, r->floor) < 0)
+        r->floor = c->floor;
     return 0;
 }
 
@@ -975,12 +979,15 @@ static void er_abandoned_add(struct er_abandoned *a, struct er_chan *c)
 /* The catch-ups asked this pass, not sent yet, are not read. */
 static void er_abandon_asked(struct engine_redis *r)
 {
-    for (size_t i = 0; i < r->ncatchup; i++) {
+    size_t n = r->ncatchup;
+    r->ncatchup = 0;
+    for (size_t i = 0; i < n; i++) {
         struct er_chan *c = r->catchup[i];
         c->catching = 0;
         c->reading--;
+        if (!c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued)
+            er_chan_drop(r, c);     /* left meanwhile: nothing to read for */
     }
-    r->ncatchup = 0;
 }
 
 static void er_batch_done(struct engine_redis *r, struct er_catchup *b, int place);
@@ -1064,7 +1071,14 @@ static void er_hold(struct engine_redis *r, struct er_chan *c, struct msg *m, in
         memmove(r->held + 1, r->held, sizeof(*r->held) * r->nheld);
         r->held[0] = h;
     } else {
-        r->held[r->hhead + r->nheld] = h;
+        /* In id order: a copy comes after every one waiting, but an entry
+         * placed ahead of a slow connection's copies must not make the
+         * queue unsorted (er_place merges into a sorted one). */
+        size_t at = r->hhead + r->nheld;
+        while (at > r->hhead && msgid_cmp(r->held[at - 1].id, h.id) > 0)
+            at--;
+        memmove(r->held + at + 1, r->held + at, sizeof(*r->held) * (r->hhead + r->nheld - at));
+        r->held[at] = h;
     }
     r->nheld++;
     r->held_bytes += bytes;
@@ -1234,8 +1248,8 @@ static void er_sub_event(void *ctx, char kind, const char *chan, size_t clen, co
     }
     if (kind == 'u') {
         c->state = ER_UNSUB;
-        /* Wanted again meanwhile: its pages got the copies until now, so
-         * the next SUBSCRIBE catches up from the last one. */
+        /* Wanted again meanwhile: er_watch started it over, the next
+         * SUBSCRIBE catches up from there. */
         if (!c->wanted)
             c->has_last = 0;
         er_batch_add(r, c);
@@ -1809,9 +1823,13 @@ static void er_sub_up(void *ctx)
     redis_link_subscribe(r->link, 1, 1, names, lens);
     r->control_subscribed = 0;   /* until confirmed: then the revocations are loaded */
     chan_registry_each(r->reg, er_each_resubscribe, r);
-    /* A catch-up whose marker went to the connection gone: its entries
-     * are placed once answered (the doubts just begun hold what is newer
-     * than the copies that connection may have lost). */
+    /* A catch-up whose marker went to the connection gone: answered, its
+     * read ran before these SUBSCRIBEs, and its entries are placed (the
+     * doubts just begun hold what is newer than the copies that
+     * connection may have lost). Not answered yet, its read may run after
+     * them, with copies published before it still to come on the new
+     * connection: it is moot, and its channels are read again after their
+     * SUBSCRIBE (from their last id, which it did not move). */
     for (;;) {
         struct er_catchup *open = NULL;
         struct list_node *pos, *tmp;
@@ -1825,6 +1843,8 @@ static void er_sub_up(void *ctx)
         open->marked = 1;
         if (open->answered)
             er_batch_done(r, open, 1);
+        else
+            open->gen = r->gen - 1;
     }
 }
 

@@ -233,11 +233,12 @@ static void session_hold_flush(struct session *s)
     session_hold_drop(s);
 }
 
-/* The pending copies go: a question asked after they came reaches them. */
-static void session_drop_pending(struct session *s)
+/* The pending copies go: a question asked after they came reaches them.
+ * Returns how many went. */
+static size_t session_drop_pending(struct session *s)
 {
     struct session_hold *h = s->hold;
-    size_t out = h->first;
+    size_t out = h->first, n = h->n - h->first;
     for (size_t i = h->first; i < h->n; i++) {
         if (h->items[i].pending) {
             h->bytes -= h->items[i].bytes;
@@ -247,6 +248,7 @@ static void session_drop_pending(struct session *s)
         h->items[out++] = h->items[i];
     }
     h->n = out;
+    return n - (out - h->first);
 }
 
 /* Holds a live message of a channel reset mid-resume. Returns 1 (it will
@@ -258,12 +260,14 @@ static int session_hold(struct session *s, struct msg *m, int chan, int pending)
     struct session_hold *h = s->hold;
     if (!h || !s->ops->is_open(s->transport))
         return 0;
-    if (h->bytes + msg_bytes(m) > (size_t)(*s->ss->cfg)->send_buffer_bytes) {
-        if (pending && s->reasks < SESSION_REASKS_MAX) {
-            session_drop_pending(s);     /* the next question reaches them, and m */
-            s->reask = 1;
-            return 1;
-        }
+    size_t budget = (size_t)(*s->ss->cfg)->send_buffer_bytes;
+    if (h->bytes + msg_bytes(m) > budget && s->asking && s->reasks < SESSION_REASKS_MAX &&
+        (session_drop_pending(s) > 0 || pending)) {
+        s->reask = 1;                    /* the next question reaches them */
+        if (pending)
+            return 1;                    /* m with them */
+    }
+    if (h->bytes + msg_bytes(m) > budget) {
         log_info("subscribe: live messages held behind a resume past send_buffer_bytes: 1013");
         s->ops->close(s->transport, 1013);
         return 0;
@@ -395,6 +399,7 @@ static void session_on_slice_now(struct session *s, struct session_slice *r,
         if (!a->reset[k] && !a->failed)
             continue;
         s->replaying &= ~(1u << r->sub[k]);
+        s->marked &= ~(1u << r->sub[k]);   /* its last id meant nothing here (a future one?) */
         rc |= buf_printf(&msg, "%s\"%.*s\"", nreset++ ? "," : "{\"type\":\"reset\",\"channels\":[",
                          (int)r->names[k].len, r->names[k].p);
     }
@@ -435,7 +440,8 @@ static void session_on_slice_now(struct session *s, struct session_slice *r,
               nreset);
     int reask = s->reask;
     s->reask = 0;
-    s->reasks = reask ? s->reasks + 1 : 0;
+    /* Counted only when asking again is all that keeps the replay going. */
+    s->reasks = reask && k == a->nitems && !a->more ? s->reasks + 1 : 0;
     session_settle(s, rc2 < 0 || !s->replaying || !s->ops->is_open(s->transport) ||
                       (k == a->nitems && !a->more && !reask));
     if (rc2 < 0 || !s->replaying || !s->ops->is_open(s->transport)) {
@@ -514,6 +520,11 @@ static int session_resume(struct session *s, const char *raw, size_t rawlen, int
         idlen = 0;      /* unparsable: the engine resets every channel */
     s->resume_len = (size_t)idlen;
     s->replaying = s->nsubs == 32 ? UINT32_MAX : (1u << s->nsubs) - 1;
+    /* The page has every message up to its last id: a live copy up to it
+     * (an engine catching a channel new to its node up from an older id
+     * than the page's) is not sent again. */
+    if (msgid_parse((struct str){ s->resume_after, s->resume_len }, &s->mark) == 0)
+        s->marked = s->replaying;
     s->ops->want_drained(s->transport);
     return 0;
 }

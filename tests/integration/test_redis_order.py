@@ -125,3 +125,73 @@ def test_pages_joining_without_pause_do_not_stall_the_copies_of_other_channels(
         finally:
             for j in joined:
                 j.close()
+
+
+class _SlowCommandsLateCopies(SlowRepliesProxy):
+    """Node A's scripts reach Redis `delay` seconds late (its command
+    connection's bytes from its first script on: the handshake is on
+    time); Redis's bytes on every connection that sent a SUBSCRIBE
+    (PUB/SUB, the first and the rebuilt ones) reach the node
+    `copies_delay` seconds late."""
+
+    def __init__(self, dir, server, delay, copies_delay):
+        self.subscribed = set()
+        self.scripting = set()
+        self.copies_delay = copies_delay
+        super().__init__(dir, server, delay=delay)
+
+    def late(self, index, down, data):
+        if not down and b"SUBSCRIBE" in data.upper():
+            self.subscribed.add(index)
+        if not down and b"EVAL" in data.upper():
+            self.scripting.add(index)
+        if down:
+            return self.copies_delay if index in self.subscribed else 0
+        return self.delay if index in self.scripting else 0
+
+
+def test_a_catch_up_read_after_a_rebuilt_pubsub_connection_is_not_placed_early(
+        redis_factory, cluster_factory, tmp_path):
+    """Node A's scripts reach Redis 3 s late, Redis's bytes on its PUB/SUB
+    connection come 1 s late. A page joins A on [X, Y], Y subscribed
+    there already: X's catch-up read is sent when its SUBSCRIBE is
+    confirmed (1 s), runs 3 s later. Meanwhile A's PUB/SUB connection is
+    cut and rebuilt, X and Y subscribed again and confirmed; then B
+    publishes Y, Y, X, half a second before the read runs: the read finds
+    X's message and is answered before the copies of Y, 1 s late, come.
+    The rebuilt connection used to count the read's marker as come: its
+    entry was placed first, the copies after it, and the page got X's
+    message before Y's older ones. A read not answered when the connection
+    is rebuilt is moot now (X is read again after its SUBSCRIBE), and
+    copies join the ones waiting in id order. The timings are aimed, not
+    awaited: on a slow machine the scenario may not line up, and the page
+    must get the three messages once, in id order, whatever happens."""
+    late_copies, late_scripts = 1.0, 3.0
+    with slow_node(redis_factory, cluster_factory, tmp_path, late_scripts, timeout="9s",
+                   proxy=_SlowCommandsLateCopies, copies_delay=late_copies) as (redis, a, b):
+        X, Y = "public/rx", "public/ry"
+        led = Ledger()
+        keep = Page(a, [Y])
+        _wait_subscribed(redis, Y)
+        warm = led.publish(b, Y, {"warm": 1})["id"]
+        keep.read_until(lambda m: m.get("id") == warm, 20, "Y flowing on A")
+        p = Page(a, [X, Y])
+        _wait_subscribed(redis, X)
+        joined = time.monotonic()
+        read_runs = joined + late_copies + late_scripts
+        time.sleep(late_copies + 0.3)      # X's confirmation came: its read is on its way
+        ups = a.log_text().count("PUB/SUB connection up")
+        redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+        wait_for(lambda: a.log_text().count("PUB/SUB connection up") > ups, timeout=10,
+                 what="A's PUB/SUB connection rebuilt")
+        _wait_subscribed(redis, X)
+        time.sleep(max(0.0, read_runs - 0.5 - time.monotonic()))
+        since = len(led.entries)
+        ids = [led.publish(b, c, {"on": c, "i": i})["id"] for i, c in enumerate((Y, Y, X))]
+        got = set()
+        p.read_until(lambda m: got.add(m.get("id")) or set(ids) <= got, 20, "the three messages")
+        p.read(quiet=0.5)
+        seq, bad = ids_in_order(p)
+        assert bad is None, f"cross-channel order broken: {bad} in {seq}"
+        check_page(p, led, since)
+        keep.close()

@@ -147,3 +147,32 @@ def test_a_resume_on_channels_new_to_the_node_is_not_closed_by_their_catch_up(
         assert bad is None, f"cross-channel order broken: {bad}"
         ys = [m["id"] for m in p.messages() if m["channel"] == "public/sy"]
         assert ys == backlog + [yl], seq
+
+
+def test_a_page_resuming_on_a_node_behind_it_gets_nothing_twice(redis_factory, cluster_factory):
+    """Node A has no page on channel C, so the newest id it knows is older
+    than what a page on B has seen of C. That page resumes on A from the
+    last id it saw: it missed nothing, and must get nothing, then the
+    next message once. A's catch-up of C (new to A) reads C after A's
+    older newest id; it used to hand the page the messages it had seen
+    again, their ids going backwards."""
+    redis = redis_factory.server()
+    nodes = cluster_factory(redis=redis, n=2)
+    a, b = nodes[0], nodes[1]
+    for n in (a, b):
+        wait_redis_up(n, timeout=15)
+    C = "public/behind"
+    seen = Page(b, [C])
+    wait_for(lambda: redis.command("PUBSUB", "NUMSUB", "wspush:m:" + C)[1] >= 1,
+             what="B subscribed")
+    led = Ledger()
+    ids = [led.publish(b, C, {"i": i})["id"] for i in range(5)]
+    seen.read_until(lambda m: m.get("id") == ids[-1], 5, "the five messages")
+    seen.close()
+    p = Page(a, [C], last_id=ids[-1])
+    p.read(quiet=0.5)
+    assert p.events == [], p.events
+    nxt = led.publish(b, C, {"i": 5})["id"]
+    p.read_until(lambda m: m.get("id") == nxt, 5, "the next message")
+    p.read(quiet=0.3)
+    assert [m.get("id") for m in p.events] == [nxt], p.events
