@@ -78,7 +78,8 @@ static const char er_publish_lua[] =
  * a COUNT below a stream's length (a node with a smaller
  * channel_history_size, or one lowered by a reload before the next
  * publish trimmed) would return its oldest entries as if they were all.
- * Returns { epoch, then per channel: last id or '', entries after its id }.
+ * Returns { "<epoch>-<its newest seq>" (decimal), then per channel: last id
+ * or '', entries after its id }.
  * The epoch is made new here too, as the publish script does, when it was
  * made on another server (or is gone): a page resuming after a restart
  * that lost writes is reset before anyone publishes again. Two more ARGV
@@ -87,7 +88,7 @@ static const char er_publish_lua[] =
 static const char er_history_lua[] =
     "local run, seen = ARGV[1], ARGV[2]\n"
     ER_ENSURE_EPOCH_LUA
-    "local res = { tostring(e) }\n"
+    "local res = { string.format('%d-%d', e, s) }\n"
     "for i = 2, #KEYS, 2 do\n"
     "  local after = ARGV[2 + i / 2]\n"
     "  res[#res + 1] = redis.call('GET', KEYS[i + 1]) or ''\n"
@@ -800,8 +801,10 @@ static void er_watch(engine_t *e, struct str name, int on)
     /* Its first page here (or the first since the last left, though the
      * UNSUBSCRIBE may still be out) starts at the newest id this node
      * knows, as its greeting says: not from an older last copy or mark. */
-    if (on && !c->wanted && c->state != ER_SUBSCRIBED)
+    if (on && !c->wanted && c->state != ER_SUBSCRIBED) {
         er_restart(r, c);
+        c->reset_at_sub = 0;     /* owed to pages gone: the SUBSCRIBE reads from here */
+    }
     c->wanted = on;
     /* A page joins a channel whose copies this node does not get yet: what
      * was published since it joined comes from the stream, and the copies
@@ -1336,7 +1339,8 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
     }
     uint32_t epoch = 0;
     int has_epoch = 0;
-    int ok = status == 0 && redis_history_head(rep, (size_t)b->n, &epoch, &has_epoch) == 0;
+    uint64_t newest = 0;
+    int ok = status == 0 && redis_history_head(rep, (size_t)b->n, &epoch, &has_epoch, &newest) == 0;
     if (!ok)
         b->marked = 1;      /* the script did not run (or may not have): no marker to wait for */
     struct redis_entry **es = calloc((size_t)b->n, sizeof(*es));
@@ -1346,7 +1350,10 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
         ok = 0;
     for (int k = 0; k < b->n; k++) {
         struct er_chan *c = b->c[k];
-        if (c->state != ER_SUBSCRIBED)
+        /* Unsubscribed meanwhile, or started over (er_restart: its pages
+         * start after the newest id known): the read is of no use; one
+         * asked since reads from where it is now. */
+        if (c->state != ER_SUBSCRIBED || msgid_cmp(er_after(c), b->after[k]) != 0)
             continue;
         if (!ok || redis_history_entries(rep->element[2 + 2 * k], &es[k], &ns[k]) < 0) {
             er_reset(r, c, status < 0 ? "Redis did not answer the catch-up" : "bad catch-up answer");
@@ -1554,7 +1561,13 @@ static void er_answered(struct engine_redis *r, void *arg, int status, const red
     struct engine_item *items = NULL;
     struct msg **msgs = NULL;
     size_t nmsgs = 0;
-    int ok = status == 0 && q->parsed && redis_history_head(rep, (size_t)q->n, &epoch, &has_epoch) == 0;
+    uint64_t newest = 0;
+    int ok = status == 0 && q->parsed &&
+             redis_history_head(rep, (size_t)q->n, &epoch, &has_epoch, &newest) == 0;
+    /* An id past the newest of the epoch was never given (made up, or of
+     * another site's Redis): nothing proves what the page has; reset, as
+     * the memory engine does for an id it did not give. */
+    int never_given = ok && has_epoch && q->after.epoch == epoch && q->after.seq > newest;
     size_t cap = 0;
     for (int i = 0; ok && i < q->n; i++)
         if (rep->element[2 + 2 * i]->type == REDIS_REPLY_ARRAY)
@@ -1565,7 +1578,7 @@ static void er_answered(struct engine_redis *r, void *arg, int status, const red
         size_t n = 0;
         struct msgid last;
         a.reset[i] = 1;
-        if (!ok || redis_history_entries(rep->element[2 + 2 * i], &e, &n) < 0)
+        if (!ok || never_given || redis_history_entries(rep->element[2 + 2 * i], &e, &n) < 0)
             continue;
         int has_last = redis_history_last(rep->element[1 + 2 * i], &last);
         if (redis_history_continuous(epoch, has_epoch, er_young(epoch), q->after, has_last, last, e,

@@ -92,15 +92,36 @@ int redis_history_follows(uint32_t epoch, int has_epoch, struct msgid after, int
     return has_last && msgid_cmp(last, after) <= 0;
 }
 
-/* The common head of a history answer: epoch, then (last, entries) per
- * channel. */
-int redis_history_head(const redisReply *rep, size_t nch, uint32_t *epoch, int *has_epoch)
+/* A decimal number of at most 19 digits at *p (< end), p moved past it. */
+static int rh_decimal(const char **p, const char *end, uint64_t *out)
+{
+    const char *q = *p;
+    uint64_t v = 0;
+    while (q < end && *q >= '0' && *q <= '9' && q - *p < 19)
+        v = v * 10 + (uint64_t)(*q++ - '0');
+    if (q == *p || (q < end && *q >= '0' && *q <= '9'))
+        return -1;
+    *p = q;
+    *out = v;
+    return 0;
+}
+
+/* The common head of a history answer: "<epoch>-<its newest seq>" (both
+ * decimal; "" with no epoch), then (last, entries) per channel. */
+int redis_history_head(const redisReply *rep, size_t nch, uint32_t *epoch, int *has_epoch,
+                       uint64_t *newest_seq)
 {
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 1 + 2 * nch ||
         rep->element[0]->type != REDIS_REPLY_STRING)
         return -1;
-    *has_epoch = rep->element[0]->len > 0;
-    *epoch = *has_epoch ? (uint32_t)strtoul(rep->element[0]->str, NULL, 10) : 0;
+    const char *p = rep->element[0]->str, *end = p + rep->element[0]->len;
+    uint64_t e = 0, seq = 0;
+    *has_epoch = p < end;
+    if (*has_epoch && (rh_decimal(&p, end, &e) < 0 || e > UINT32_MAX || p == end || *p++ != '-' ||
+                       rh_decimal(&p, end, &seq) < 0 || p != end))
+        return -1;
+    *epoch = (uint32_t)e;
+    *newest_seq = seq;
     return 0;
 }
 

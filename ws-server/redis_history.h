@@ -55,8 +55,10 @@ int redis_history_continuous(uint32_t epoch, int has_epoch, int young, struct ms
 int redis_history_follows(uint32_t epoch, int has_epoch, struct msgid after, int has_last,
                           struct msgid last, const struct redis_entry *e, size_t n);
 
-/* The answer's head for nch channels: 0 with the epoch, or -1. */
-int redis_history_head(const redisReply *rep, size_t nch, uint32_t *epoch, int *has_epoch);
+/* The answer's head for nch channels: 0 with the epoch and the newest
+ * seq given in it so far (an id past it was never given), or -1. */
+int redis_history_head(const redisReply *rep, size_t nch, uint32_t *epoch, int *has_epoch,
+                       uint64_t *newest_seq);
 
 /* A channel's last id from the answer: 1 when there is one. */
 int redis_history_last(const redisReply *v, struct msgid *last);

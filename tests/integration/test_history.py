@@ -112,6 +112,22 @@ def test_foreign_or_garbage_id_gives_reset(ws):
     run(go())
 
 
+def test_an_id_past_the_newest_gives_reset_then_live_messages(ws):
+    """A last_id of this server's epoch but past its newest id was never
+    given (made up, or from another site): the page gets a reset, then
+    the live messages (on Redis the page used to get no reset and, from
+    the id it claimed to have, none of the live messages below it)."""
+    async def go():
+        epoch, _, seq = ws.publish("public/p", 1)["id"].partition("-")
+        c, _ = await connect(ws, "channels=public/p&last_id=%s-%d" % (epoch, int(seq) + 1000))
+        assert await drain(c, 0.3) == [{"type": "reset", "channels": ["public/p"]}]
+        live = ws.publish("public/p", 2)["id"]
+        got = await drain(c, 0.5)
+        assert [m.get("id") for m in got] == [live], got
+        await c.close()
+    run(go())
+
+
 @pytest.mark.memory_only(reason="history_ttl is the memory engine's; Redis streams expire by channel_history_ttl")
 def test_history_ttl(env):
     env.sections["ws-server"]["history_ttl"] = "1"

@@ -97,12 +97,22 @@ static void test_head_and_last(void **state)
     (void)state;
     reset_pool();
     uint32_t epoch;
+    uint64_t seq;
     int has;
-    assert_int_equal(redis_history_head(rarr(3, rstr("26"), rstr(""), rarr(0)), 1, &epoch, &has), 0);
-    assert_true(has && epoch == 26);
-    assert_int_equal(redis_history_head(rarr(3, rstr(""), rstr(""), rarr(0)), 1, &epoch, &has), 0);
+    assert_int_equal(redis_history_head(rarr(3, rstr("26-7"), rstr(""), rarr(0)), 1, &epoch, &has,
+                                        &seq), 0);
+    assert_true(has && epoch == 26 && seq == 7);
+    assert_int_equal(redis_history_head(rarr(3, rstr(""), rstr(""), rarr(0)), 1, &epoch, &has,
+                                        &seq), 0);
     assert_false(has);
-    assert_int_equal(redis_history_head(rarr(3, rstr("26"), rstr(""), rarr(0)), 2, &epoch, &has), -1);
+    assert_int_equal(redis_history_head(rarr(3, rstr("26-7"), rstr(""), rarr(0)), 2, &epoch, &has,
+                                        &seq), -1);
+    /* Strict: both numbers, one dash, nothing else, an epoch of 32 bits. */
+    static const char *const bad[] = { "26", "26-", "-7", "26-7x", "26--7", "4294967296-1",
+                                       "26-12345678901234567890" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(redis_history_head(rarr(3, rstr(bad[i]), rstr(""), rarr(0)), 1, &epoch,
+                                            &has, &seq), -1);
     struct msgid last;
     assert_int_equal(redis_history_last(rstr("1a-9"), &last), 1);
     assert_true(last.seq == 9);
