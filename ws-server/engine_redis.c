@@ -156,6 +156,7 @@ struct er_chan {
     int             has_last;
     struct msgid    last;       /* the last copy delivered here */
     struct msgid    mark;       /* with no last: catch up after this id */
+    struct msgid    since;      /* the newest id known when its first page here came */
     int             recovered;  /* a catch-up just ran: a gap now is a reset */
     int             reading;    /* catch-ups asked or in flight, until placed: not freed before */
     int             catching;   /* on the next catch-up batch */
@@ -803,6 +804,7 @@ static void er_watch(engine_t *e, struct str name, int on)
      * knows, as its greeting says: not from an older last copy or mark. */
     if (on && !c->wanted && c->state != ER_SUBSCRIBED) {
         er_restart(r, c);
+        c->since = c->mark;
         c->reset_at_sub = 0;     /* owed to pages gone: the SUBSCRIBE reads from here */
     }
     c->wanted = on;
@@ -863,6 +865,15 @@ static void er_reset(struct engine_redis *r, struct er_chan *c, const char *why)
 
 /* Where c's catch-up reads from. */
 static struct msgid er_after(const struct er_chan *c) { return c->has_last ? c->last : c->mark; }
+
+/* An id c's pages have, or are not owed: at or before the last delivered,
+ * or with none, at or before where its first page here started (a copy
+ * held for pages gone, older than the greeting of a page that joined
+ * since). After a reset, copies that came are still sent. */
+static int er_had(const struct er_chan *c, struct msgid id)
+{
+    return msgid_cmp(id, c->has_last ? c->last : c->since) <= 0;
+}
 
 static int er_doubt_start(struct engine_redis *r, struct er_chan *c, struct msgid floor)
 {
@@ -1093,8 +1104,8 @@ static void er_copy(struct engine_redis *r, struct er_chan *c, struct msg *m, in
 {
     struct msgid id;
     msgid_parse(msg_id(m), &id);
-    if (c->has_last && msgid_cmp(id, c->last) <= 0)
-        return;                          /* recovered from the stream already */
+    if (er_had(c, id))
+        return;                          /* recovered from the stream already, or not owed */
     if (c->has_last && has_prev && msgid_cmp(prev, c->last) != 0) {
         if (!c->recovered) {
             /* A copy was missed: read the stream; this one waits, first. */
@@ -1113,7 +1124,7 @@ static void er_copy(struct engine_redis *r, struct er_chan *c, struct msg *m, in
 /* One entry of a catch-up in its turn (no chain to check: the read did). */
 static void er_entry(struct engine_redis *r, struct er_chan *c, struct msg *m, struct msgid id)
 {
-    if (c->has_last && msgid_cmp(id, c->last) <= 0)
+    if (er_had(c, id))
         return;                          /* its copy came first */
     er_deliver(r, c, m, id);
     c->recovered = 1;
@@ -1405,7 +1416,7 @@ static void er_caught_up(struct engine_redis *r, void *arg, int status, const re
     b->e = nv ? calloc(nv, sizeof(*b->e)) : NULL;
     for (size_t i = 0; b->e && i < nv; i++) {
         struct er_chan *c = b->c[v[i].k];
-        if (c->has_last && msgid_cmp(v[i].id, c->last) <= 0)
+        if (er_had(c, v[i].id))
             continue;                /* delivered here already */
         struct str name = er_chan_name(c);
         char id[MSG_ID_MAX];

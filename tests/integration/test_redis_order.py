@@ -202,10 +202,11 @@ def test_a_page_joining_a_channel_left_during_its_catch_up_gets_nothing_older_th
     """Node A's command replies come 1.5 s late. A's PUB/SUB connection is
     cut while B publishes three messages on C: A's catch-up of C, from the
     last one its page saw, is sent when C is subscribed again, its answer
-    on the way. A copy on D then tells A of a newer id. C's page leaves
-    and a new one joins: its greeting's last_id is that newer id, and it
-    must get nothing older (it used to get the three messages from the
-    catch-up asked for the page gone), only the next message."""
+    on the way; a fourth message's copy waits for it. A copy on D then
+    tells A of a newer id. C's page leaves and a new one joins: its
+    greeting's last_id is that newer id, and it must get nothing older (it
+    used to get the three messages from the catch-up asked for the page
+    gone, and the copy held for it), only the next message."""
     with slow_node(redis_factory, cluster_factory, tmp_path, 1.5, "5s") as (redis, a, b):
         C, D = "public/lc", "public/ld"
         led = Ledger()
@@ -223,6 +224,7 @@ def test_a_page_joining_a_channel_left_during_its_catch_up_gets_nothing_older_th
                  what="A's PUB/SUB connection rebuilt")
         _wait_subscribed(redis, C)                # C's catch-up is on its way
         _wait_subscribed(redis, D)
+        led.publish(b, C, {"c": "held"})          # its copy waits for that catch-up
         newer = led.publish(b, D, {"d": 1})["id"]
         wait_for(lambda: a.log_text().count("PUB/SUB connection up") > ups, what="rebuilt")
         time.sleep(0.2)                           # D's copy came (held: D is caught up too)
