@@ -169,6 +169,7 @@ FUZZ_OUT     ?= build/fuzz
 FUZZ_EXTRA_history := ws-server/channel.c ws-server/msg.c ws-server/revoke.c
 FUZZ_EXTRA_sse     := ws-server/msg.c
 FUZZ_EXTRA_redis_msg := ws-server/msgid.c
+FUZZ_EXTRA_redis_history := ws-server/msgid.c
 FUZZ_EXTRA_fcgi_libfcgi := fcgi-publisher/fcgi.c fcgi-publisher/front.c tests/diff/fcgi_diff.c
 # A target linking a library beyond the programs' names it in FUZZ_LIBS_<name>.
 FUZZ_LIBS_fcgi_libfcgi  := -lfcgi

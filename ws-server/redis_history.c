@@ -53,7 +53,11 @@ int redis_history_entries(const redisReply *rep, struct redis_entry **out, size_
                 e[i].data = (struct str){ val->str, val->len };
             }
         }
-        if (!e[i].data.len)
+        /* The publish script chains each entry to the one before it, and
+         * XRANGE answers in id order: anything else is not our stream. */
+        if (!e[i].data.len || e[i].id.seq == 0 ||
+            (e[i].has_prev && msgid_cmp(e[i].prev, e[i].id) >= 0) ||
+            (i > 0 && msgid_cmp(e[i].id, e[i - 1].id) <= 0))
             goto bad;
     }
     *out = e;

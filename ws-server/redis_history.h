@@ -3,8 +3,9 @@
  * the gap after an id. Pure: over hiredis replies already parsed, no I/O;
  * entries point into the reply.
  *
- * The script's answer: { epoch or "", then per channel: its last id or
- * "", its entries after the id asked } with an entry
+ * The script's answer: { "<epoch>-<its newest seq>" (decimal) or "", then
+ * per channel: its last id or "", its entries after the id asked } with
+ * an entry
  * [ "<epoch>-<seq>" (decimal), [ "p", prev id or "", "d", data ] ].
  */
 #ifndef WSPUSH_REDIS_HISTORY_H
@@ -29,7 +30,8 @@ struct redis_entry {
 int redis_history_stream_id(const char *p, size_t n, struct msgid *out);
 
 /* The entries of one XRANGE answer, in *out (calloc'ed, the caller frees;
- * NULL when none). 0, or -1 when it does not parse (or out of memory). */
+ * NULL when none). 0, or -1 when it does not parse (ids not increasing, a
+ * seq 0, a previous id not before its entry's, no data) or out of memory. */
 int redis_history_entries(const redisReply *rep, struct redis_entry **out, size_t *n);
 
 /* Can the gap after `after` be filled, on a channel whose last id is

@@ -84,9 +84,14 @@ static void test_entries(void **state)
     assert_int_equal(redis_history_entries(none, &e, &n), 0);
     assert_int_equal(n, 0);
     assert_null(e);
-    /* Refused: not an array, a bad id, a bad prev, no data. */
+    /* Refused: not an array, a bad id, a bad prev, no data, a prev not
+     * before its entry, ids not increasing, a seq 0 (the last three found
+     * by fuzz_redis_history). */
     redisReply *bad[] = { rstr("x"), rarr(1, entry("x-1", "", "1")), rarr(1, entry("26-1", "zz", "1")),
-                          rarr(1, rarr(2, rstr("26-1"), rarr(2, rstr("p"), rstr("")))) };
+                          rarr(1, rarr(2, rstr("26-1"), rarr(2, rstr("p"), rstr("")))),
+                          rarr(1, entry("26-5", "1a-6", "1")), rarr(1, entry("26-5", "1a-5", "1")),
+                          rarr(2, entry("26-6", "", "1"), entry("26-5", "", "2")),
+                          rarr(1, entry("26-0", "", "1")) };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (redis_history_entries(bad[i], &e, &n) == 0)
             fail_msg("bad answer %zu accepted", i);
