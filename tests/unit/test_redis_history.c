@@ -13,12 +13,13 @@
 #include "redis_history.h"
 
 /* A small arena of replies: no frees needed per test. */
-static redisReply pool[64];
-static redisReply *ptrs[128];
+static redisReply pool[256];
+static redisReply *ptrs[256];
 static int npool, nptrs;
 
 static redisReply *rstr(const char *s)
 {
+    assert_true(npool < (int)(sizeof(pool) / sizeof(pool[0])));
     redisReply *r = &pool[npool++];
     memset(r, 0, sizeof(*r));
     r->type = REDIS_REPLY_STRING;
@@ -29,10 +30,12 @@ static redisReply *rstr(const char *s)
 
 static redisReply *rarr(int n, ...)
 {
+    assert_true(npool < (int)(sizeof(pool) / sizeof(pool[0])));
     redisReply *r = &pool[npool++];
     memset(r, 0, sizeof(*r));
     r->type = REDIS_REPLY_ARRAY;
     r->elements = (size_t)n;
+    assert_true(nptrs + n <= (int)(sizeof(ptrs) / sizeof(ptrs[0])));
     r->element = &ptrs[nptrs];
     va_list ap;
     va_start(ap, n);
