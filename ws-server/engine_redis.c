@@ -635,6 +635,13 @@ static struct str er_chan_name(const struct er_chan *c)
 
 static void er_doubt_stop(struct engine_redis *r, struct er_chan *c);
 
+/* No page here wants c, Redis has it unsubscribed, and nothing asked or
+ * in flight refers to it: it can be dropped. */
+static int er_unused(const struct er_chan *c)
+{
+    return !c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued;
+}
+
 static void er_chan_drop(struct engine_redis *r, struct er_chan *c)
 {
     er_doubt_stop(r, c);
@@ -783,7 +790,7 @@ static void er_flush_subscriptions(struct engine_redis *r)
     for (size_t i = 0; i < r->nbatch; i++) {
         struct er_chan *c = r->batch[i];
         c->queued = 0;
-        if (!c->wanted && c->state == ER_UNSUB && !c->reading)
+        if (er_unused(c))
             er_chan_drop(r, c);
     }
     r->nbatch = 0;
@@ -999,7 +1006,7 @@ static void er_abandon_asked(struct engine_redis *r)
         struct er_chan *c = r->catchup[i];
         c->catching = 0;
         c->reading--;
-        if (!c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued)
+        if (er_unused(c))
             er_chan_drop(r, c);     /* left meanwhile: nothing to read for */
     }
 }
@@ -1192,7 +1199,7 @@ static void er_batch_done(struct engine_redis *r, struct er_catchup *b, int plac
             if (c->wanted && c->state == ER_SUBSCRIBED)
                 er_catch_up(r, c);   /* still in doubt: what waits stays */
         }
-        if (!c->wanted && c->state == ER_UNSUB && !c->reading && !c->queued)
+        if (er_unused(c))
             er_chan_drop(r, c);      /* left while its catch-up was read */
         else
             er_doubt_check(r, c);
