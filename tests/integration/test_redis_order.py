@@ -14,20 +14,27 @@ from test_redis_engine import slow_node
 from test_redis_resume_order import ids_in_order
 
 
-class _LateOnSubscribed(SlowRepliesProxy):
-    """Bytes of a connection that has sent a SUBSCRIBE (node A's PUB/SUB
-    connection) wait `delay` seconds: Redis-to-node ones when down is
-    True, node-to-Redis ones when it is False."""
+class _LateByRole(SlowRepliesProxy):
+    """Node A's bytes held back by what its connection does: on one that
+    has sent a SUBSCRIBE (PUB/SUB, the first and the rebuilt ones),
+    Redis-to-node bytes wait `pubsub_down` seconds and node-to-Redis ones
+    `pubsub_up`; on one that has sent a script (the command connection
+    from its first script on: the handshake is on time), node-to-Redis
+    bytes wait `scripts_up`."""
 
-    def __init__(self, dir, server, delay, down):
-        self.subscribed = set()
-        self.slow_down = down
+    def __init__(self, dir, server, delay=0, pubsub_down=0, pubsub_up=0, scripts_up=0):
+        self.subscribed, self.scripting = set(), set()
+        self.pubsub_down, self.pubsub_up, self.scripts_up = pubsub_down, pubsub_up, scripts_up
         super().__init__(dir, server, delay=delay)
 
     def late(self, index, down, data):
         if not down and b"SUBSCRIBE" in data.upper():
             self.subscribed.add(index)
-        return self.delay if down == self.slow_down and index in self.subscribed else 0
+        if not down and b"EVAL" in data.upper():
+            self.scripting.add(index)
+        if index in self.subscribed:
+            return self.pubsub_down if down else self.pubsub_up
+        return self.scripts_up if not down and index in self.scripting else 0
 
 
 def _wait_subscribed(redis, channel):
@@ -62,8 +69,8 @@ def test_a_page_joining_a_channel_new_to_its_node_gets_ids_in_order(redis_factor
     catch-up, once the SUBSCRIBE is confirmed. Y's copy used to reach the
     page at once, before it (the hold began at the confirmation): X is in
     doubt from the page's join on, so Y's copy waits for X's catch-up."""
-    with slow_node(redis_factory, cluster_factory, tmp_path, 0.5, proxy=_LateOnSubscribed,
-                   down=False) as (redis, a, b):
+    with slow_node(redis_factory, cluster_factory, tmp_path, 0, proxy=_LateByRole,
+                   pubsub_up=0.5) as (redis, a, b):
         p, led, since = _joins_and_gets_both(redis, a, b, "public/jx", "public/jy", False)
         seq, bad = ids_in_order(p)
         assert bad is None, f"cross-channel order broken: {bad} in {seq}"
@@ -80,8 +87,8 @@ def test_a_catch_up_read_ahead_of_late_copies_waits_for_them(redis_factory, clus
     is still on its way. The entries used to go out as the answer came,
     before Y:n: now they are placed when the read's marker comes, on the
     PUB/SUB connection, after every copy published before the read."""
-    with slow_node(redis_factory, cluster_factory, tmp_path, 0.4, proxy=_LateOnSubscribed,
-                   down=True) as (redis, a, b):
+    with slow_node(redis_factory, cluster_factory, tmp_path, 0, proxy=_LateByRole,
+                   pubsub_down=0.4) as (redis, a, b):
         p, led, since = _joins_and_gets_both(redis, a, b, "public/mx", "public/my", True)
         seq, bad = ids_in_order(p)
         assert bad is None, f"cross-channel order broken: {bad} in {seq}"
@@ -127,29 +134,6 @@ def test_pages_joining_without_pause_do_not_stall_the_copies_of_other_channels(
                 j.close()
 
 
-class _SlowCommandsLateCopies(SlowRepliesProxy):
-    """Node A's scripts reach Redis `delay` seconds late (its command
-    connection's bytes from its first script on: the handshake is on
-    time); Redis's bytes on every connection that sent a SUBSCRIBE
-    (PUB/SUB, the first and the rebuilt ones) reach the node
-    `copies_delay` seconds late."""
-
-    def __init__(self, dir, server, delay, copies_delay):
-        self.subscribed = set()
-        self.scripting = set()
-        self.copies_delay = copies_delay
-        super().__init__(dir, server, delay=delay)
-
-    def late(self, index, down, data):
-        if not down and b"SUBSCRIBE" in data.upper():
-            self.subscribed.add(index)
-        if not down and b"EVAL" in data.upper():
-            self.scripting.add(index)
-        if down:
-            return self.copies_delay if index in self.subscribed else 0
-        return self.delay if index in self.scripting else 0
-
-
 def test_a_catch_up_read_after_a_rebuilt_pubsub_connection_is_not_placed_early(
         redis_factory, cluster_factory, tmp_path):
     """Node A's scripts reach Redis 3 s late, Redis's bytes on its PUB/SUB
@@ -167,8 +151,8 @@ def test_a_catch_up_read_after_a_rebuilt_pubsub_connection_is_not_placed_early(
     awaited: on a slow machine the scenario may not line up, and the page
     must get the three messages once, in id order, whatever happens."""
     late_copies, late_scripts = 1.0, 3.0
-    with slow_node(redis_factory, cluster_factory, tmp_path, late_scripts, timeout="9s",
-                   proxy=_SlowCommandsLateCopies, copies_delay=late_copies) as (redis, a, b):
+    with slow_node(redis_factory, cluster_factory, tmp_path, 0, timeout="9s", proxy=_LateByRole,
+                   pubsub_down=late_copies, scripts_up=late_scripts) as (redis, a, b):
         X, Y = "public/rx", "public/ry"
         led = Ledger()
         keep = Page(a, [Y])
