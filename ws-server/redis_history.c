@@ -96,14 +96,16 @@ int redis_history_follows(uint32_t epoch, int has_epoch, struct msgid after, int
     return has_last && msgid_cmp(last, after) <= 0;
 }
 
-/* A decimal number of at most 19 digits at *p (< end), p moved past it. */
+/* A decimal number of at most 19 digits (it fits 64 bits) at *p (< end),
+ * written as Lua's %d writes it: no leading zero, as msgid_parse wants
+ * of an id. p moved past it. */
 static int rh_decimal(const char **p, const char *end, uint64_t *out)
 {
     const char *q = *p;
     uint64_t v = 0;
     while (q < end && *q >= '0' && *q <= '9' && q - *p < 19)
         v = v * 10 + (uint64_t)(*q++ - '0');
-    if (q == *p || (q < end && *q >= '0' && *q <= '9'))
+    if (q == *p || (q < end && *q >= '0' && *q <= '9') || (q - *p > 1 && **p == '0'))
         return -1;
     *p = q;
     *out = v;

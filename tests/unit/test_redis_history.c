@@ -115,9 +115,18 @@ static void test_head_and_last(void **state)
     assert_false(has);
     assert_int_equal(redis_history_head(rarr(3, rstr("26-7"), rstr(""), rarr(0)), 2, &epoch, &has,
                                         &seq), -1);
-    /* Strict: both numbers, one dash, nothing else, an epoch of 32 bits. */
+    /* 19 digits fit; a zero alone is a number. */
+    assert_int_equal(redis_history_head(rarr(3, rstr("4294967295-9999999999999999999"), rstr(""),
+                                             rarr(0)), 1, &epoch, &has, &seq), 0);
+    assert_true(has && epoch == UINT32_MAX && seq == 9999999999999999999ULL);
+    assert_int_equal(redis_history_head(rarr(3, rstr("0-0"), rstr(""), rarr(0)), 1, &epoch, &has,
+                                        &seq), 0);
+    assert_true(has && epoch == 0 && seq == 0);
+    /* Strict: both numbers, one dash, nothing else, an epoch of 32 bits,
+     * at most 19 digits, no leading zero (never how the script writes). */
     static const char *const bad[] = { "26", "26-", "-7", "26-7x", "26--7", "4294967296-1",
-                                       "26-12345678901234567890" };
+                                       "26-12345678901234567890", "26-00000000000000000007",
+                                       "026-7", "26-07", "26-00", " 26-7", "26-+7" };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(redis_history_head(rarr(3, rstr(bad[i]), rstr(""), rarr(0)), 1, &epoch,
                                             &has, &seq), -1);
