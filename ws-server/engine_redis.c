@@ -1013,6 +1013,25 @@ static void er_abandon_asked(struct engine_redis *r)
 
 static void er_batch_done(struct engine_redis *r, struct er_catchup *b, int place);
 
+static int er_is_answered(const struct er_catchup *b) { return b->answered; }
+static int er_is_unmarked(const struct er_catchup *b) { return !b->marked; }
+
+/* The oldest read in flight for which `which` holds, or NULL (r->reading
+ * has the newest first). Callers end it and ask again rather than walk
+ * on: ending one read can end or start others. */
+static struct er_catchup *er_reading_find(struct engine_redis *r,
+                                          int (*which)(const struct er_catchup *))
+{
+    struct er_catchup *found = NULL;
+    struct list_node *pos, *next;
+    list_for_each_safe(pos, next, &r->reading) {
+        struct er_catchup *b = list_entry(pos, struct er_catchup, node);
+        if (which(b))
+            found = b;
+    }
+    return found;
+}
+
 /* Past max_held_bytes waiting (or out of memory): every channel in doubt
  * is given up and reset here (one joining, when its SUBSCRIBE is
  * confirmed), so what waits goes out now (er_release) and live delivery
@@ -1039,18 +1058,9 @@ static void er_give_up(struct engine_redis *r, const char *why)
         }
     }
     r->gen++;
-    for (;;) {
-        struct er_catchup *done = NULL;
-        struct list_node *pos, *tmp;
-        list_for_each_safe(pos, tmp, &r->reading) {
-            struct er_catchup *b = list_entry(pos, struct er_catchup, node);
-            if (b->answered)
-                done = b;
-        }
-        if (!done)
-            break;
+    struct er_catchup *done;
+    while ((done = er_reading_find(r, er_is_answered)))
         er_batch_done(r, done, 0);   /* the others are moot when answered */
-    }
     log_warn("redis: %zu message copies (%zu bytes) held while %zu channel(s) caught up, %s: "
              "those channels' subscribers here are reset: %s%s", nheld, bytes, a.n, why,
              buf_used(&a.names) ? (const char *)buf_head(&a.names) : "", a.n > 5 ? ", ..." : "");
@@ -1861,16 +1871,8 @@ static void er_sub_up(void *ctx)
      * them, with copies published before it still to come on the new
      * connection: it is moot, and its channels are read again after their
      * SUBSCRIBE (from their last id, which it did not move). */
-    for (;;) {
-        struct er_catchup *open = NULL;
-        struct list_node *pos, *tmp;
-        list_for_each_safe(pos, tmp, &r->reading) {
-            struct er_catchup *b = list_entry(pos, struct er_catchup, node);
-            if (!b->marked)
-                open = b;
-        }
-        if (!open)
-            break;
+    struct er_catchup *open;
+    while ((open = er_reading_find(r, er_is_unmarked))) {
         open->marked = 1;
         if (open->answered)
             er_batch_done(r, open, 1);
